@@ -1,0 +1,160 @@
+//! The native builder: plan → content → layer → image → sinks, in one pass over the data.
+
+use serde::Serialize;
+
+use crate::digest::HashingWriter;
+use crate::image::{self, LayerInfo};
+use crate::layer::{self, TarOptions};
+use crate::platform::Platform;
+use crate::progress::Progress;
+use crate::reference::Reference;
+use crate::sink::{self, Fanout, Finished, Output};
+use crate::spec::{human_size, Spec};
+use crate::{interrupt, plan, Error, EngineKind};
+
+/// What to build and where to put it.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub spec: Spec,
+    pub reference: Reference,
+    pub platform: Platform,
+    /// Modification time of every tar entry and the config's `created`, in seconds.
+    pub mtime: u64,
+    pub outputs: Vec<Output>,
+    /// The engine for `Output::Engine`; detected when `None`.
+    pub engine: Option<EngineKind>,
+}
+
+impl BuildRequest {
+    /// Linux/amd64, mtime 0, no outputs: add them with `output`.
+    pub fn new(spec: Spec, reference: Reference) -> Self {
+        Self {
+            spec,
+            reference,
+            platform: Platform::default(),
+            mtime: 0,
+            outputs: Vec::new(),
+            engine: None,
+        }
+    }
+
+    pub fn output(mut self, output: Output) -> Self {
+        self.outputs.push(output);
+        self
+    }
+
+    pub fn platform(mut self, platform: Platform) -> Self {
+        self.platform = platform;
+        self
+    }
+
+    pub fn mtime(mut self, mtime: u64) -> Self {
+        self.mtime = mtime;
+        self
+    }
+}
+
+/// A finished image, as `--json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Built {
+    /// `name:tag`.
+    pub reference: String,
+    /// Digest of the manifest.
+    pub digest: String,
+    /// Digest of the config; `docker images` shows its first 12 hex digits as the image ID.
+    pub config_digest: String,
+    pub platform: String,
+    pub layers: Vec<LayerInfo>,
+    /// Where the image went, in `--output` syntax.
+    pub outputs: Vec<String>,
+}
+
+/// Builds the image once, streaming every layer to all outputs at the same time.
+pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
+    let spec = &request.spec;
+    let options = TarOptions {
+        mtime: request.mtime,
+    };
+    let mut sinks = sink::open(&request.outputs, request.engine, options)?;
+    let layers = plan::layers(spec);
+    let spec_hash = spec.hash();
+    progress.stage(format!(
+        "building {} ({} layers, {}) for {}",
+        request.reference,
+        layers.len(),
+        human_size(spec.total_size()),
+        request.platform
+    ));
+    progress.start(spec.total_size());
+    let mut infos = Vec::with_capacity(layers.len());
+    for layer in &layers {
+        let size = layer::tar_size(layer);
+        for sink in sinks.iter_mut() {
+            sink.begin_layer(layer.number, size)?;
+        }
+        let mut fanout = Fanout {
+            sinks: &mut sinks,
+            error: None,
+        };
+        let mut hashing = HashingWriter::new(&mut fanout);
+        let mut interrupted = None;
+        let result = layer::write_tar(layer, &spec_hash, options, &mut hashing, &mut |n| {
+            progress.inc(n);
+            interrupt::check().map_err(|e| {
+                interrupted = Some(e);
+                std::io::Error::other("interrupted")
+            })
+        });
+        let (blob, _) = hashing.complete();
+        if let Err(e) = result {
+            return Err(interrupted.or(fanout.error).unwrap_or_else(|| Error::Io {
+                action: "generate",
+                path: layer.dir().into(),
+                source: e,
+            }));
+        }
+        for sink in sinks.iter_mut() {
+            sink.end_layer(&blob)?;
+        }
+        progress.stage(format!(
+            "layer {}/{}: {} in {} file{} -> {}",
+            layer.number,
+            layers.len(),
+            human_size(layer.spec.size),
+            layer.spec.files,
+            if layer.spec.files == 1 { "" } else { "s" },
+            blob.digest
+        ));
+        infos.push(LayerInfo {
+            diff_id: blob.digest.clone(),
+            digest: blob.digest,
+            size: blob.size,
+            files: layer.spec.files,
+            payload: layer.spec.size,
+        });
+    }
+    progress.finish();
+    interrupt::check()?;
+    let metadata = image::metadata(spec, &request.platform, request.mtime, &infos)?;
+    let finished = Finished {
+        reference: &request.reference,
+        platform: &request.platform,
+        metadata: &metadata,
+    };
+    for sink in sinks.iter_mut() {
+        sink.finish(&finished)?;
+    }
+    interrupt::check()?;
+    let mut outputs = Vec::new();
+    for sink in sinks {
+        outputs.push(sink.commit()?);
+    }
+    Ok(Built {
+        reference: request.reference.to_string(),
+        digest: metadata.manifest_blob.digest,
+        config_digest: metadata.config_blob.digest,
+        platform: request.platform.to_string(),
+        layers: infos,
+        outputs,
+    })
+}

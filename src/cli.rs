@@ -1,0 +1,122 @@
+//! The command line: one argument struct, shared with `cargo xtask mock-image`.
+
+use clap::{Parser, ValueEnum};
+
+use crate::{build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec};
+
+const EXAMPLES: &str = "\
+Examples:
+  # two layers of 1 GiB and 512 MiB, loaded into docker
+  image-maker --num-layers 2 --layer-sizes 1GB,512MB mock/big:1
+
+  # no daemon needed: an OCI layout directory and an archive for `docker load -i`
+  image-maker -s 5MB,2KB,300B -o oci:out/small -o oci-archive:small.tar mock/small:1
+
+  # a hundred 1 MiB layers; 100,000 small files in one layer
+  image-maker -n 100 -s 1MB mock/many:1 -o oci:many
+  image-maker -s 64MB:files=100000 mock/files:1 -o oci:files
+
+Sizes are powers of 1024: B, KB, MB, GB, TB (KiB..TiB also accepted); a bare number
+means MB. A size is the layer's file data; tar headers come on top.";
+
+/// Which builder produces the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Builder {
+    /// Stream generated data through tar and SHA-256 straight to the outputs; no daemon.
+    Native,
+}
+
+/// Creates mock OCI container images of exact shapes for tests.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "image-maker", version, after_help = EXAMPLES)]
+pub struct Args {
+    /// Image reference, `name[:tag]` (tag defaults to `latest`)
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// Number of layers; must match the size list unless it has a single size to repeat
+    #[arg(short = 'n', long, value_name = "N")]
+    pub num_layers: Option<usize>,
+
+    /// Comma-separated layer sizes, each optionally `:files=N`, e.g. `1GB,512MB:files=1000`
+    #[arg(short = 's', long, value_name = "LIST")]
+    pub layer_sizes: String,
+
+    /// Where the image goes: `engine`, `oci:DIR` or `oci-archive:FILE` (repeatable)
+    #[arg(short = 'o', long = "output", value_name = "DEST", default_value = "engine")]
+    pub outputs: Vec<String>,
+
+    /// How the image is built
+    #[arg(short = 'b', long, value_enum, default_value_t = Builder::Native)]
+    pub builder: Builder,
+
+    /// Container engine for `--output engine`: docker or podman (default: the first that answers)
+    #[arg(short = 'e', long, value_name = "E")]
+    pub engine: Option<String>,
+
+    /// Target platform, `os/arch[/variant]`
+    #[arg(long, value_name = "P", default_value = "linux/amd64")]
+    pub platform: String,
+
+    /// Print a JSON summary (reference, digest, layers) on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print nothing on stderr but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error("SOURCE_DATE_EPOCH `{0}` is not a whole number of seconds")]
+    SourceDateEpoch(String),
+    #[error("{0}")]
+    Engine(String),
+}
+
+impl Args {
+    /// Everything the arguments say, validated, before any work starts.
+    pub fn request(&self) -> Result<BuildRequest, Error> {
+        let spec = Spec::parse_with_count(&self.layer_sizes, self.num_layers)?;
+        let reference = Reference::parse(&self.image)?;
+        let platform = Platform::parse(&self.platform)?;
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|o| Output::parse(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let engine = self
+            .engine
+            .as_deref()
+            .map(str::parse::<EngineKind>)
+            .transpose()
+            .map_err(|e| Error::Usage(UsageError::Engine(e)))?;
+        let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if !v.is_empty() => v
+                .trim()
+                .parse()
+                .map_err(|_| Error::Usage(UsageError::SourceDateEpoch(v)))?,
+            _ => 0,
+        };
+        let mut request = BuildRequest::new(spec, reference).platform(platform).mtime(mtime);
+        request.outputs = outputs;
+        request.engine = engine;
+        Ok(request)
+    }
+}
+
+/// Runs the command line; status goes to stderr, the `--json` summary to stdout.
+pub fn run(args: &Args) -> Result<Built, Error> {
+    let request = args.request()?;
+    let mut progress = if args.quiet { Progress::hidden() } else { Progress::stderr() };
+    let built = build(&request, &mut progress)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&built).map_err(|e| Error::Metadata(e.into()))?;
+        println!("{json}");
+    }
+    for output in &built.outputs {
+        progress.stage(format!("wrote {} {} to {output}", built.reference, built.digest));
+    }
+    Ok(built)
+}

@@ -1,0 +1,84 @@
+//! Writers that hash what passes through them and end in a descriptor.
+
+use std::io::{self, Write};
+
+use oci_spec::image::{Descriptor, MediaType};
+use sha2::{Digest as _, Sha256};
+
+use crate::spec::hex;
+
+/// Hashes and counts every byte written, passing them on to `inner`.
+#[derive(Debug)]
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// Ends the blob: its digest (`sha256:…`), its size, and the inner writer back.
+    pub fn complete(self) -> (Blob, W) {
+        let blob = Blob {
+            digest: format!("sha256:{}", hex(&self.hasher.finalize())),
+            size: self.size,
+        };
+        (blob, self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A finished blob: what a descriptor needs but the media type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// `sha256:` followed by 64 hex digits.
+    pub digest: String,
+    pub size: u64,
+}
+
+impl Blob {
+    /// Hashes a small in-memory blob (config, manifest).
+    pub fn of(bytes: &[u8]) -> Self {
+        Self {
+            digest: format!("sha256:{}", hex(&Sha256::digest(bytes))),
+            size: bytes.len() as u64,
+        }
+    }
+
+    /// The 64 hex digits, as used in `blobs/sha256/<hex>`.
+    pub fn hex(&self) -> &str {
+        self.digest.trim_start_matches("sha256:")
+    }
+
+    /// `blobs/sha256/<hex>`, the blob's path in an OCI layout.
+    pub fn layout_path(&self) -> String {
+        format!("blobs/sha256/{}", self.hex())
+    }
+
+    pub fn descriptor(&self, media_type: MediaType) -> Descriptor {
+        let digest = self
+            .digest
+            .parse::<oci_spec::image::Digest>()
+            .expect("a sha256 digest of 64 hex digits always parses");
+        Descriptor::new(media_type, self.size, digest)
+    }
+}

@@ -1,0 +1,135 @@
+//! Finding a container engine whose CLI exists and whose daemon or service answers.
+//!
+//! Engines run through their own CLIs, so `DOCKER_HOST`, `docker context` and podman's
+//! configuration apply exactly as they do in the user's shell.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EngineKind {
+    Docker,
+    Podman,
+}
+
+impl EngineKind {
+    pub const ALL: [EngineKind; 2] = [EngineKind::Docker, EngineKind::Podman];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Docker => "docker",
+            Self::Podman => "podman",
+        }
+    }
+
+    /// Arguments of a cheap command that fails unless the engine can take work.
+    fn probe_args(self) -> &'static [&'static str] {
+        match self {
+            Self::Docker => &["version", "--format", "{{.Server.Version}}"],
+            Self::Podman => &["info", "--format", "{{.Host.Arch}}"],
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown engine `{s}` (expected docker or podman)"))
+    }
+}
+
+/// An engine that answered.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub kind: EngineKind,
+    pub program: PathBuf,
+}
+
+impl Engine {
+    /// A `duct` expression running the engine's CLI with `args`.
+    pub fn cmd<I, S>(&self, args: I) -> duct::Expression
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        duct::cmd(&self.program, args)
+    }
+}
+
+/// `preferred`, or the first engine in the platform's order that answers.
+pub fn detect(preferred: Option<EngineKind>) -> Result<Engine, Error> {
+    if let Some(kind) = preferred {
+        return probe(kind);
+    }
+    let mut tried = Vec::new();
+    for kind in EngineKind::ALL {
+        match probe(kind) {
+            Ok(engine) => return Ok(engine),
+            Err(Error::EngineMissing { .. }) => tried.push(format!("{kind}: not installed")),
+            Err(Error::EngineUnreachable { detail, .. }) => tried.push(format!("{kind}: {detail}")),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::NoEngine {
+        tried: tried.join("; "),
+    })
+}
+
+fn probe(kind: EngineKind) -> Result<Engine, Error> {
+    let program = find_on_path(kind.name()).ok_or(Error::EngineMissing { engine: kind.name() })?;
+    let out = duct::cmd(&program, kind.probe_args())
+        .stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| Error::EngineUnreachable {
+            engine: kind.name(),
+            detail: e.to_string(),
+        })?;
+    if out.status.success() {
+        Ok(Engine { kind, program })
+    } else {
+        Err(Error::EngineUnreachable {
+            engine: kind.name(),
+            detail: last_line(&out.stderr),
+        })
+    }
+}
+
+/// The last non-empty line of an engine's output: where CLIs put the actual error.
+pub(crate) fn last_line(output: &[u8]) -> String {
+    String::from_utf8_lossy(output)
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no output")
+        .to_owned()
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}

@@ -1,0 +1,103 @@
+//! The library's error type: each variant says what went wrong with which value, and
+//! `hint()` says what to do about it.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::image::MetadataError;
+use crate::platform::PlatformError;
+use crate::reference::ReferenceError;
+use crate::sink::OutputError;
+use crate::spec::SpecError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Usage(#[from] crate::cli::UsageError),
+    #[error("cannot {action} `{}`: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("the directory `{}` for output `{output}` does not exist", path.display())]
+    MissingParent { path: PathBuf, output: String },
+    #[error("`{}` exists and is not {expected}", path.display())]
+    DestinationTaken {
+        path: PathBuf,
+        expected: &'static str,
+    },
+    #[error("output `{0}` is given twice")]
+    DuplicateOutput(String),
+    #[error("no container engine is reachable (tried {tried})")]
+    NoEngine { tried: String },
+    #[error("{engine} is not installed: `{engine}` is not on PATH")]
+    EngineMissing { engine: &'static str },
+    #[error("{engine} does not answer: {detail}")]
+    EngineUnreachable { engine: &'static str, detail: String },
+    #[error("`{command}` failed: {detail}")]
+    EngineFailed { command: String, detail: String },
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error("interrupted")]
+    Interrupted { exit_code: i32 },
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// What the user can do about it, if there is something useful to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Spec(e) => e.hint().map(str::to_owned),
+            Self::Reference(e) => e.hint().map(str::to_owned),
+            Self::Platform(e) => Some(e.hint().to_owned()),
+            Self::Output(e) => Some(e.hint().to_owned()),
+            Self::MissingParent { .. } => Some("create the directory first, or choose another path".into()),
+            Self::DestinationTaken { .. } => Some("remove it or choose another path".into()),
+            Self::NoEngine { .. } => Some(
+                "start dockerd (or podman), check DOCKER_HOST, or write the image to disk with `--output oci:DIR`"
+                    .into(),
+            ),
+            Self::EngineMissing { .. } => Some(
+                "install it, choose another with `--engine`, or write the image to disk with `--output oci:DIR`".into(),
+            ),
+            Self::EngineUnreachable { .. } => Some(
+                "start the daemon and check DOCKER_HOST and `docker context`, or use `--output oci:DIR`".into(),
+            ),
+            Self::Io { source, .. } if source.raw_os_error() == Some(28) => {
+                Some("the disk is full: free space or choose another path".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// 2 for bad usage, 130/143 after a signal, 1 for a failed build.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Spec(_)
+            | Self::Reference(_)
+            | Self::Platform(_)
+            | Self::Output(_)
+            | Self::Usage(_)
+            | Self::DuplicateOutput(_) => 2,
+            Self::Interrupted { exit_code } => *exit_code,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Image metadata: config, manifest, index and docker's `manifest.json`, serialized
+//! canonically (sorted keys, no whitespace) so their digests depend on the spec alone.
+
+use oci_spec::image::{
+    Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
+    ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+};
+use serde::Serialize;
+
+use crate::digest::Blob;
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::spec::{format_size, Spec};
+
+/// The label on every image naming the spec it was built from.
+pub const SPEC_LABEL: &str = "dev.image-maker.spec";
+/// Contents of the `oci-layout` file.
+pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// Annotation `skopeo`, `umoci` and friends look tags up by.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Annotation containerd and Docker 25+ read the full image name from.
+pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// One finished layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerInfo {
+    /// Digest of the blob as stored (`sha256:…`).
+    pub digest: String,
+    /// Size of the blob as stored: the tar, headers included.
+    pub size: u64,
+    /// Digest of the uncompressed tar; equal to `digest` for uncompressed layers.
+    pub diff_id: String,
+    /// Number of regular files in the layer.
+    pub files: u64,
+    /// Bytes of file data in the layer (the size the spec asked for).
+    pub payload: u64,
+}
+
+/// Serialized metadata of an image, ready to be written as blobs.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub config: Vec<u8>,
+    pub config_blob: Blob,
+    pub manifest: Vec<u8>,
+    pub manifest_blob: Blob,
+}
+
+/// Errors here would mean a bug in the fixed shapes built below, not bad input.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build image metadata: {0}")]
+pub struct MetadataError(String);
+
+impl From<oci_spec::OciSpecError> for MetadataError {
+    fn from(e: oci_spec::OciSpecError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for MetadataError {
+    fn from(e: serde_json::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// Config and manifest for the given layers.
+pub fn metadata(
+    spec: &Spec,
+    platform: &Platform,
+    mtime: u64,
+    layers: &[LayerInfo],
+) -> Result<Metadata, MetadataError> {
+    let created = rfc3339(mtime);
+    let history = spec
+        .layers()
+        .iter()
+        .zip(1..)
+        .map(|(layer, n)| {
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(format!(
+                    "image-maker layer {n}: {}:files={}",
+                    format_size(layer.size),
+                    layer.files
+                ))
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut builder = ImageConfigurationBuilder::default()
+        .created(created)
+        .architecture(Arch::from(platform.architecture.as_str()))
+        .os(Os::from(platform.os.as_str()))
+        .config(
+            ConfigBuilder::default()
+                .labels([(SPEC_LABEL.to_owned(), spec.canonical())].into_iter().collect::<std::collections::HashMap<_, _>>())
+                .build()?,
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
+                .build()?,
+        )
+        .history(history);
+    if let Some(variant) = &platform.variant {
+        builder = builder.variant(variant.clone());
+    }
+    let config = canonical_json(&builder.build()?)?;
+    let config_blob = Blob::of(&config);
+
+    let layer_descriptors = layers
+        .iter()
+        .map(|l| {
+            Blob {
+                digest: l.digest.clone(),
+                size: l.size,
+            }
+            .descriptor(MediaType::ImageLayer)
+        })
+        .collect::<Vec<_>>();
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_blob.descriptor(MediaType::ImageConfig))
+        .layers(layer_descriptors)
+        .build()?;
+    let manifest = canonical_json(&manifest)?;
+    Ok(Metadata {
+        manifest_blob: Blob::of(&manifest),
+        manifest,
+        config_blob,
+        config,
+    })
+}
+
+/// `index.json` naming the manifest by tag, as `skopeo oci:DIR:TAG` and `umoci` look it up.
+pub fn index(
+    manifest: &Blob,
+    reference: &Reference,
+    platform: &Platform,
+) -> Result<Vec<u8>, MetadataError> {
+    let mut descriptor = manifest.descriptor(MediaType::ImageManifest);
+    let mut oci_platform = PlatformBuilder::default()
+        .architecture(Arch::from(platform.architecture.as_str()))
+        .os(Os::from(platform.os.as_str()));
+    if let Some(variant) = &platform.variant {
+        oci_platform = oci_platform.variant(variant.clone());
+    }
+    descriptor.set_platform(Some(oci_platform.build()?));
+    descriptor.set_annotations(Some(
+        [
+            (REF_NAME.to_owned(), reference.tag().to_owned()),
+            (CONTAINERD_NAME.to_owned(), reference.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+    ));
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![descriptor])
+        .build()?;
+    canonical_json(&index)
+}
+
+/// Docker's own archive index, which Docker before 25 requires to `docker load`.
+pub fn docker_manifest(
+    config_path: &str,
+    reference: &Reference,
+    layer_paths: &[String],
+) -> Result<Vec<u8>, MetadataError> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Entry<'a> {
+        config: &'a str,
+        repo_tags: [String; 1],
+        layers: &'a [String],
+    }
+    canonical_json(&[Entry {
+        config: config_path,
+        repo_tags: [reference.to_string()],
+        layers: layer_paths,
+    }])
+}
+
+/// Sorted keys, no whitespace: oci-spec holds maps as `HashMap`, whose order varies.
+fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, MetadataError> {
+    Ok(serde_json::to_vec(&serde_json::to_value(value)?)?)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days, for days >= 0.
+    let z = days as i64 + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn json_is_canonical() {
+        let spec = Spec::parse("1KB").expect("valid");
+        let layer = LayerInfo {
+            digest: format!("sha256:{}", "a".repeat(64)),
+            size: 2560,
+            diff_id: format!("sha256:{}", "a".repeat(64)),
+            files: 1,
+            payload: 1024,
+        };
+        let meta = metadata(&spec, &Platform::default(), 0, &[layer]).expect("metadata");
+        let config = String::from_utf8(meta.config).expect("utf8");
+        assert!(config.starts_with(r#"{"architecture":"amd64","config":{"Labels":{"dev.image-maker.spec":"1KB:files=1"}},"created":"1970-01-01T00:00:00Z""#), "{config}");
+        assert!(!config.contains(' ') || config.contains("image-maker layer"));
+        let manifest: serde_json::Value = serde_json::from_slice(&meta.manifest).expect("json");
+        assert_eq!(manifest["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar");
+        assert_eq!(manifest["config"]["mediaType"], "application/vnd.oci.image.config.v1+json");
+    }
+}

@@ -1,0 +1,22 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use image_maker::cli::{self, Args};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = image_maker::interrupt::install() {
+        eprintln!("error: cannot install signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    match cli::run(&args) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! `os/arch[/variant]`, as in `--platform linux/arm64`.
+
+use std::fmt;
+
+const OSES: &[&str] = &[
+    "linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix",
+    "plan9", "dragonfly", "android", "ios", "js", "wasip1",
+];
+const ARCHES: &[&str] = &[
+    "amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x", "riscv64", "mips64le", "mips64",
+    "mipsle", "mips", "loong64", "wasm",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    #[error("platform `{0}` is not of the form os/arch[/variant]")]
+    Form(String),
+    #[error("unknown operating system `{os}` in platform `{platform}`")]
+    Os { os: String, platform: String },
+    #[error("unknown architecture `{arch}` in platform `{platform}`")]
+    Arch { arch: String, platform: String },
+}
+
+impl PlatformError {
+    pub fn hint(&self) -> &'static str {
+        "platforms look like `linux/amd64`, `linux/arm64` or `linux/arm/v7`"
+    }
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
+    }
+}
+
+impl Platform {
+    pub fn parse(input: &str) -> Result<Self, PlatformError> {
+        let parts: Vec<&str> = input.split('/').collect();
+        let (os, arch, variant) = match parts.as_slice() {
+            [os, arch] => (*os, *arch, None),
+            [os, arch, variant] if !variant.is_empty() => (*os, *arch, Some(*variant)),
+            _ => return Err(PlatformError::Form(input.to_owned())),
+        };
+        if !OSES.contains(&os) {
+            return Err(PlatformError::Os {
+                os: os.to_owned(),
+                platform: input.to_owned(),
+            });
+        }
+        if !ARCHES.contains(&arch) {
+            return Err(PlatformError::Arch {
+                arch: arch.to_owned(),
+                platform: input.to_owned(),
+            });
+        }
+        Ok(Self {
+            os: os.to_owned(),
+            architecture: arch.to_owned(),
+            variant: variant.map(str::to_owned),
+        })
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Platform {
+    type Err = PlatformError;
+    fn from_str(s: &str) -> Result<Self, PlatformError> {
+        Self::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        assert_eq!(Platform::parse("linux/amd64"), Ok(Platform::default()));
+        assert_eq!(Platform::parse("linux/arm/v7").map(|p| p.to_string()), Ok("linux/arm/v7".into()));
+        assert!(matches!(Platform::parse("linux"), Err(PlatformError::Form(_))));
+        assert!(matches!(Platform::parse("linux/arm/"), Err(PlatformError::Form(_))));
+        assert!(matches!(Platform::parse("linux/x86"), Err(PlatformError::Arch { .. })));
+        assert!(matches!(Platform::parse("temple/amd64"), Err(PlatformError::Os { .. })));
+    }
+}

@@ -1,0 +1,73 @@
+//! Status on stderr: stage lines, and a byte progress bar when stderr is a terminal.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How much to tell the user. Library calls default to silence.
+#[derive(Debug, Default)]
+pub struct Progress {
+    verbose: bool,
+    bar: Option<ProgressBar>,
+    bars_enabled: bool,
+}
+
+impl Progress {
+    /// Prints nothing.
+    pub fn hidden() -> Self {
+        Self::default()
+    }
+
+    /// Stage lines on stderr, and a progress bar when stderr is a terminal.
+    pub fn stderr() -> Self {
+        Self {
+            verbose: true,
+            bar: None,
+            bars_enabled: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A stage line, printed above the bar when one is showing.
+    pub fn stage(&self, message: impl AsRef<str>) {
+        if !self.verbose {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(message.as_ref()),
+            None => eprintln!("{}", message.as_ref()),
+        }
+    }
+
+    /// Starts counting `total` bytes.
+    pub fn start(&mut self, total: u64) {
+        if !self.bars_enabled {
+            return;
+        }
+        let style = ProgressStyle::with_template(
+            "{bar:40} {bytes:>10}/{total_bytes} {bytes_per_sec:>12} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let style = if color { style.progress_chars("█▉▊▋▌▍▎▏ ") } else { style.progress_chars("#>-") };
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(style);
+        self.bar = Some(bar);
+    }
+
+    pub fn inc(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

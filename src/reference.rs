@@ -1,0 +1,250 @@
+//! Image references, `[host[:port]/]path[:tag]`, checked by the rules registries and
+//! engines apply, so a bad name fails here rather than after the data is written.
+
+use std::fmt;
+
+/// A validated `name[:tag]`; the tag defaults to `latest`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reference {
+    domain: Option<String>,
+    path: String,
+    tag: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("the image name is empty")]
+    Empty,
+    #[error("image name `{0}` contains whitespace")]
+    Whitespace(String),
+    #[error("repository `{path}` in `{reference}` must be lowercase")]
+    Uppercase { path: String, reference: String },
+    #[error("image name `{reference}` has an invalid path component `{component}`")]
+    BadComponent { component: String, reference: String },
+    #[error("image name `{reference}` has an invalid registry host `{domain}`")]
+    BadDomain { domain: String, reference: String },
+    #[error("image name `{0}` has an empty tag")]
+    EmptyTag(String),
+    #[error("tag `{tag}` in `{reference}` is invalid")]
+    BadTag { tag: String, reference: String },
+    #[error("image name `{0}` is a digest reference")]
+    Digest(String),
+    #[error("image name `{0}` is longer than 255 characters")]
+    TooLong(String),
+}
+
+impl ReferenceError {
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Uppercase { .. } => "repository names are lowercase; tags may use uppercase",
+            Self::BadComponent { .. } | Self::Empty | Self::Whitespace(_) => {
+                "path components are lowercase letters and digits joined by `.`, `_`, `__` or `-`, e.g. `mock/big:1`"
+            }
+            Self::EmptyTag(_) | Self::BadTag { .. } => {
+                "a tag is up to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`"
+            }
+            Self::Digest(_) => "the digest is known only once the image is built: give a tag instead",
+            Self::BadDomain { .. } | Self::TooLong(_) => return None,
+        })
+    }
+}
+
+impl Reference {
+    pub fn parse(input: &str) -> Result<Self, ReferenceError> {
+        if input.is_empty() {
+            return Err(ReferenceError::Empty);
+        }
+        if input.chars().any(char::is_whitespace) {
+            return Err(ReferenceError::Whitespace(input.to_owned()));
+        }
+        if input.contains('@') {
+            return Err(ReferenceError::Digest(input.to_owned()));
+        }
+        // A colon after the last slash separates the tag; one before it is a port.
+        let last_slash = input.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match input[last_slash..].rfind(':') {
+            Some(i) => (&input[..last_slash + i], Some(&input[last_slash + i + 1..])),
+            None => (input, None),
+        };
+        let tag = match tag {
+            Some("") => return Err(ReferenceError::EmptyTag(input.to_owned())),
+            Some(tag) if !valid_tag(tag) => {
+                return Err(ReferenceError::BadTag {
+                    tag: tag.to_owned(),
+                    reference: input.to_owned(),
+                })
+            }
+            Some(tag) => tag.to_owned(),
+            None => "latest".to_owned(),
+        };
+        if name.len() > 255 {
+            return Err(ReferenceError::TooLong(input.to_owned()));
+        }
+        // Docker's rule: the first component is a registry host if it looks like one.
+        let (domain, path) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains(['.', ':']) || first == "localhost" || first != first.to_lowercase() =>
+            {
+                (Some(first), rest)
+            }
+            _ => (None, name),
+        };
+        if let Some(domain) = domain {
+            if !valid_domain(domain) {
+                return Err(ReferenceError::BadDomain {
+                    domain: domain.to_owned(),
+                    reference: input.to_owned(),
+                });
+            }
+        }
+        if path.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(ReferenceError::Uppercase {
+                path: path.to_owned(),
+                reference: input.to_owned(),
+            });
+        }
+        if let Some(bad) = path.split('/').find(|c| !valid_component(c)) {
+            return Err(ReferenceError::BadComponent {
+                component: bad.to_owned(),
+                reference: input.to_owned(),
+            });
+        }
+        Ok(Self {
+            domain: domain.map(str::to_owned),
+            path: path.to_owned(),
+            tag,
+        })
+    }
+
+    /// The registry host, when the name has one.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    /// The repository path, e.g. `mock/big`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// `[host/]path` without the tag.
+    pub fn name(&self) -> String {
+        match &self.domain {
+            Some(d) => format!("{d}/{}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.name(), self.tag)
+    }
+}
+
+impl std::str::FromStr for Reference {
+    type Err = ReferenceError;
+    fn from_str(s: &str) -> Result<Self, ReferenceError> {
+        Self::parse(s)
+    }
+}
+
+/// `[a-z0-9]+` runs joined by `.`, `_`, `__` or any number of `-`.
+fn valid_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &component[start..i];
+        let ok = matches!(sep, "." | "_" | "__") || sep.bytes().all(|b| b == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn valid_tag(tag: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    tag.len() <= 128
+        && tag.starts_with(word)
+        && tag.chars().all(|c| word(c) || c == '.' || c == '-')
+}
+
+fn valid_domain(domain: &str) -> bool {
+    let (host, port) = match domain.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || domain.starts_with('[') => (h, Some(p)),
+        _ => (domain, None),
+    };
+    if let Some(port) = port {
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+    }
+    !host.is_empty()
+        && host.split('.').all(|part| {
+            let b = part.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> Reference {
+        Reference::parse(s).expect("valid reference")
+    }
+
+    #[test]
+    fn accepts_common_names() {
+        assert_eq!(ok("repo").to_string(), "repo:latest");
+        assert_eq!(ok("mock/big:1").to_string(), "mock/big:1");
+        let r = ok("localhost:5000/mock/big:v1.0");
+        assert_eq!((r.domain(), r.path(), r.tag()), (Some("localhost:5000"), "mock/big", "v1.0"));
+        let r = ok("127.0.0.1:5000/a__b/c-d--e.f:TAG_1");
+        assert_eq!((r.domain(), r.path()), (Some("127.0.0.1:5000"), "a__b/c-d--e.f"));
+        assert_eq!(ok("ghcr.io/org/mock").tag(), "latest");
+        assert_eq!(ok("[::1]:5000/x:y").domain(), Some("[::1]:5000"));
+    }
+
+    #[test]
+    fn rejects_what_engines_reject() {
+        let err = |s: &str| Reference::parse(s).expect_err(s);
+        assert_eq!(err(""), ReferenceError::Empty);
+        assert!(matches!(err("Repo:tag"), ReferenceError::Uppercase { .. }));
+        assert!(matches!(err("mock/Big"), ReferenceError::Uppercase { .. }));
+        assert!(matches!(err("my repo"), ReferenceError::Whitespace(_)));
+        assert!(matches!(err("a..b"), ReferenceError::BadComponent { .. }));
+        assert!(matches!(err("../x"), ReferenceError::BadDomain { .. }));
+        assert!(matches!(err("a//b"), ReferenceError::BadComponent { .. }));
+        assert!(matches!(err("-a"), ReferenceError::BadComponent { .. }));
+        assert!(matches!(err("a___b"), ReferenceError::BadComponent { .. }));
+        assert_eq!(err("repo:"), ReferenceError::EmptyTag("repo:".into()));
+        assert!(matches!(err("repo:.x"), ReferenceError::BadTag { .. }));
+        assert!(matches!(err(&format!("repo:{}", "t".repeat(129))), ReferenceError::BadTag { .. }));
+        assert!(matches!(err("repo@sha256:abc"), ReferenceError::Digest(_)));
+        assert!(matches!(err("host:x/repo"), ReferenceError::BadDomain { .. }));
+        assert!(matches!(err(&"a".repeat(256)), ReferenceError::TooLong(_)));
+    }
+}

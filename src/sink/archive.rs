@@ -1,0 +1,190 @@
+//! `oci-archive:FILE`: one tar holding an OCI layout plus docker's `manifest.json`, so that
+//! both `skopeo … oci-archive:` and `docker load` (20.10 and later) accept it.
+//!
+//! A layer's digest is known only after its bytes are written, yet its tar header comes
+//! first: the header goes out under a placeholder name and is rewritten in place once the
+//! digest is known. The header's size never changes, so nothing else moves.
+
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use tar::EntryType;
+use tempfile::NamedTempFile;
+
+use super::{parent_dir, temp_prefix, Finished, Output, Sink};
+use crate::digest::Blob;
+use crate::image::{self, OCI_LAYOUT};
+use crate::layer::{header, TarOptions};
+use crate::Error;
+
+/// Writes tar entries; shared by the archive file and the stream into `docker load`.
+pub(crate) struct TarWriter<W> {
+    pub out: W,
+    pub options: TarOptions,
+    pending_pad: u64,
+}
+
+impl<W: Write> TarWriter<W> {
+    pub fn new(out: W, options: TarOptions) -> Self {
+        Self {
+            out,
+            options,
+            pending_pad: 0,
+        }
+    }
+
+    pub fn dir(&mut self, path: &str) -> io::Result<()> {
+        let h = header(path, 0, EntryType::Directory, self.options)?;
+        self.out.write_all(h.as_bytes())
+    }
+
+    /// Starts a regular file of `size` bytes; its data follows through `data`.
+    pub fn begin_file(&mut self, path: &str, size: u64) -> io::Result<()> {
+        let h = header(path, size, EntryType::Regular, self.options)?;
+        self.out.write_all(h.as_bytes())?;
+        self.pending_pad = (512 - size % 512) % 512;
+        Ok(())
+    }
+
+    pub fn data(&mut self, data: &[u8]) -> io::Result<()> {
+        self.out.write_all(data)
+    }
+
+    pub fn end_file(&mut self) -> io::Result<()> {
+        let pad = std::mem::take(&mut self.pending_pad) as usize;
+        self.out.write_all(&[0; 512][..pad])
+    }
+
+    pub fn file(&mut self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        self.begin_file(path, bytes.len() as u64)?;
+        self.data(bytes)?;
+        self.end_file()
+    }
+
+    /// The two zero blocks that end a tar.
+    pub fn finish(&mut self) -> io::Result<()> {
+        self.out.write_all(&[0; 1024])?;
+        self.out.flush()
+    }
+
+    /// The layout's metadata files; the layer blobs must already be written.
+    pub fn metadata(&mut self, image: &Finished<'_>, layer_paths: &[String]) -> Result<(), Error> {
+        let fail = |e| Error::Io {
+            action: "write",
+            path: PathBuf::from("the archive"),
+            source: e,
+        };
+        let meta = image.metadata;
+        let config_path = meta.config_blob.layout_path();
+        let docker = image::docker_manifest(&config_path, image.reference, layer_paths)?;
+        let index = image::index(&meta.manifest_blob, image.reference, image.platform)?;
+        let entries: [(&str, &[u8]); 4] = [
+            (&config_path, &meta.config),
+            (&meta.manifest_blob.layout_path(), &meta.manifest),
+            ("index.json", &index),
+            ("manifest.json", &docker),
+        ];
+        for (path, bytes) in entries {
+            self.file(path, bytes).map_err(fail)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct OciArchive {
+    dest: PathBuf,
+    output: String,
+    temp_path: PathBuf,
+    tar: TarWriter<BufWriter<NamedTempFile>>,
+    header_at: u64,
+    layer_paths: Vec<String>,
+}
+
+impl OciArchive {
+    pub fn create(dest: &Path, output: &Output, options: TarOptions) -> Result<Self, Error> {
+        if dest.exists() && !dest.is_file() {
+            return Err(Error::DestinationTaken {
+                path: dest.to_path_buf(),
+                expected: "a regular file",
+            });
+        }
+        let parent = parent_dir(dest, output)?;
+        let file = tempfile::Builder::new()
+            .prefix(&temp_prefix(dest))
+            .suffix(".partial")
+            .tempfile_in(&parent)
+            .map_err(Error::io("create a temporary file in", &parent))?;
+        let temp_path = file.path().to_path_buf();
+        let mut sink = Self {
+            dest: dest.to_path_buf(),
+            output: output.to_string(),
+            temp_path,
+            tar: TarWriter::new(BufWriter::with_capacity(64 * 1024, file), options),
+            header_at: 0,
+            layer_paths: Vec::new(),
+        };
+        sink.io(|t| {
+            t.dir("blobs/")?;
+            t.dir("blobs/sha256/")?;
+            t.file("oci-layout", OCI_LAYOUT)
+        })?;
+        Ok(sink)
+    }
+
+    fn io(&mut self, f: impl FnOnce(&mut TarWriter<BufWriter<NamedTempFile>>) -> io::Result<()>) -> Result<(), Error> {
+        f(&mut self.tar).map_err(Error::io("write", &self.temp_path))
+    }
+}
+
+/// Same length as the real name, so the rewritten header is the same size.
+fn placeholder() -> String {
+    format!("blobs/sha256/{}", "0".repeat(64))
+}
+
+impl Sink for OciArchive {
+    fn begin_layer(&mut self, _number: u32, size: u64) -> Result<(), Error> {
+        self.header_at = self
+            .tar
+            .out
+            .stream_position()
+            .map_err(Error::io("seek in", &self.temp_path))?;
+        self.io(|t| t.begin_file(&placeholder(), size))
+    }
+
+    fn write_layer(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.io(|t| t.data(data))
+    }
+
+    fn end_layer(&mut self, blob: &Blob) -> Result<(), Error> {
+        let at = self.header_at;
+        let path = blob.layout_path();
+        self.io(|t| {
+            t.end_file()?;
+            let end = t.out.stream_position()?;
+            let h = header(&path, blob.size, EntryType::Regular, t.options)?;
+            t.out.seek(SeekFrom::Start(at))?;
+            t.out.write_all(h.as_bytes())?;
+            t.out.seek(SeekFrom::Start(end))?;
+            Ok(())
+        })?;
+        self.layer_paths.push(path);
+        Ok(())
+    }
+
+    fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error> {
+        let paths = std::mem::take(&mut self.layer_paths);
+        self.tar.metadata(image, &paths)?;
+        self.io(|t| t.finish())
+    }
+
+    fn commit(self: Box<Self>) -> Result<String, Error> {
+        let Self { dest, output, temp_path, tar, .. } = *self;
+        let file = tar
+            .out
+            .into_inner()
+            .map_err(|e| Error::io("write", &temp_path)(e.into_error()))?;
+        file.persist(&dest)
+            .map_err(|e| Error::io("rename into", &dest)(e.error))?;
+        Ok(output)
+    }
+}

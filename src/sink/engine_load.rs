@@ -1,0 +1,121 @@
+//! `engine`: the image streams into `docker load` (or `podman load`) through a pipe, with
+//! no copy on disk.
+//!
+//! Blob names in a stream cannot wait for digests, so this is a docker-archive (layers under
+//! `layers/N.tar`, found through `manifest.json`), which every engine's `load` accepts.
+
+use std::io::Write;
+
+use super::archive::TarWriter;
+use super::{Finished, Sink};
+use crate::digest::Blob;
+use crate::engine::{last_line, Engine};
+use crate::layer::TarOptions;
+use crate::Error;
+
+pub(crate) struct EngineLoad {
+    engine: Engine,
+    tar: Option<TarWriter<os_pipe::PipeWriter>>,
+    child: Option<duct::Handle>,
+    layer_paths: Vec<String>,
+}
+
+impl EngineLoad {
+    pub fn start(engine: Engine, options: TarOptions) -> Result<Self, Error> {
+        let (reader, writer) = os_pipe::pipe().map_err(Error::io("create a pipe to", &engine.program))?;
+        let child = engine
+            .cmd(["load"])
+            .stdin_file(reader)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .start()
+            .map_err(Error::io("run", &engine.program))?;
+        Ok(Self {
+            engine,
+            tar: Some(TarWriter::new(writer, options)),
+            child: Some(child),
+            layer_paths: Vec::new(),
+        })
+    }
+
+    fn command(&self) -> String {
+        format!("{} load", self.engine.kind)
+    }
+
+    /// A write failed: the engine has most likely exited, and its stderr says why.
+    fn failed(&mut self, e: std::io::Error) -> Error {
+        self.tar = None;
+        let detail = match self.child.take().map(|c| c.wait().map(|o| last_line(&o.stderr))) {
+            Some(Ok(line)) if line != "no output" => line,
+            _ => e.to_string(),
+        };
+        Error::EngineFailed {
+            command: self.command(),
+            detail,
+        }
+    }
+
+    fn io(&mut self, f: impl FnOnce(&mut TarWriter<os_pipe::PipeWriter>) -> std::io::Result<()>) -> Result<(), Error> {
+        let result = match self.tar.as_mut() {
+            Some(tar) => f(tar),
+            None => Err(std::io::Error::other("the engine stream is closed")),
+        };
+        result.map_err(|e| self.failed(e))
+    }
+}
+
+impl Sink for EngineLoad {
+    fn begin_layer(&mut self, number: u32, size: u64) -> Result<(), Error> {
+        let path = format!("layers/{number}.tar");
+        self.io(|t| t.begin_file(&path, size))?;
+        self.layer_paths.push(path);
+        Ok(())
+    }
+
+    fn write_layer(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.io(|t| t.data(data))
+    }
+
+    fn end_layer(&mut self, _blob: &Blob) -> Result<(), Error> {
+        self.io(|t| t.end_file())
+    }
+
+    fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error> {
+        let paths = std::mem::take(&mut self.layer_paths);
+        match self.tar.as_mut() {
+            Some(tar) => tar.metadata(image, &paths)?,
+            None => return Err(self.failed(std::io::Error::other("the engine stream is closed"))),
+        }
+        self.io(|t| t.finish())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<String, Error> {
+        // Closing the pipe tells the engine the archive is complete.
+        if let Some(mut tar) = self.tar.take() {
+            tar.out.flush().map_err(|e| self.failed(e))?;
+        }
+        let child = self.child.take();
+        let out = match child {
+            Some(child) => child.wait().map_err(Error::io("wait for", &self.engine.program))?.clone(),
+            None => return Err(self.failed(std::io::Error::other("the engine exited"))),
+        };
+        if !out.status.success() {
+            return Err(Error::EngineFailed {
+                command: self.command(),
+                detail: last_line(&out.stderr),
+            });
+        }
+        Ok(format!("{} ({})", self.engine.kind, last_line(&out.stdout)))
+    }
+}
+
+impl Drop for EngineLoad {
+    fn drop(&mut self) {
+        // An unfinished archive must not become an image: stop the engine before it reads
+        // the end of a truncated stream.
+        if let Some(child) = self.child.take() {
+            let _ = child.kill();
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Where a build goes. Every sink receives the layers as they stream past, once, and makes
+//! its result visible only in `commit`: until then everything lives under a temporary name
+//! that is removed when the sink is dropped.
+
+mod archive;
+mod engine_load;
+mod oci_dir;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::Blob;
+use crate::engine::{self, EngineKind};
+use crate::image::Metadata;
+use crate::layer::TarOptions;
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::Error;
+
+/// An `--output` destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// Load into a container engine (`docker load`).
+    Engine,
+    /// An OCI image layout directory.
+    OciDir(PathBuf),
+    /// An OCI archive that `docker load` accepts too.
+    OciArchive(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputError {
+    #[error("unknown output `{0}`")]
+    Unknown(String),
+    #[error("output `{0}` has no path")]
+    NoPath(String),
+    #[error("the `registry` output is not available in this version")]
+    Registry,
+}
+
+impl OutputError {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Self::Registry => "write an OCI layout with `--output oci:DIR` and push it with `skopeo copy`",
+            _ => "outputs are `engine`, `oci:DIR` and `oci-archive:FILE`",
+        }
+    }
+}
+
+impl Output {
+    pub fn parse(input: &str) -> Result<Self, OutputError> {
+        let path = |p: &str| {
+            if p.is_empty() {
+                Err(OutputError::NoPath(input.to_owned()))
+            } else {
+                Ok(PathBuf::from(p))
+            }
+        };
+        match input.split_once(':') {
+            None if input == "engine" => Ok(Self::Engine),
+            None if input == "registry" => Err(OutputError::Registry),
+            Some(("oci", p)) => path(p).map(Self::OciDir),
+            Some(("oci-archive", p)) => path(p).map(Self::OciArchive),
+            _ => Err(OutputError::Unknown(input.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Engine => f.write_str("engine"),
+            Self::OciDir(p) => write!(f, "oci:{}", p.display()),
+            Self::OciArchive(p) => write!(f, "oci-archive:{}", p.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for Output {
+    type Err = OutputError;
+    fn from_str(s: &str) -> Result<Self, OutputError> {
+        Self::parse(s)
+    }
+}
+
+/// Everything but the layer bytes, once the layers are done.
+#[derive(Debug)]
+pub(crate) struct Finished<'a> {
+    pub reference: &'a Reference,
+    pub platform: &'a Platform,
+    pub metadata: &'a Metadata,
+}
+
+pub(crate) trait Sink {
+    /// A layer tar of exactly `size` bytes follows.
+    fn begin_layer(&mut self, number: u32, size: u64) -> Result<(), Error>;
+    fn write_layer(&mut self, data: &[u8]) -> Result<(), Error>;
+    /// The layer is complete; `blob` is its digest and size.
+    fn end_layer(&mut self, blob: &Blob) -> Result<(), Error>;
+    /// Writes the metadata; the result stays invisible until `commit`.
+    fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error>;
+    /// Makes the result visible under its real name; says where it went.
+    fn commit(self: Box<Self>) -> Result<String, Error>;
+}
+
+/// Opens the sinks for `outputs`, engines first: loading is the step most likely to fail,
+/// so it commits before any file is renamed into place.
+pub(crate) fn open(
+    outputs: &[Output],
+    engine: Option<EngineKind>,
+    options: TarOptions,
+) -> Result<Vec<Box<dyn Sink>>, Error> {
+    for (i, output) in outputs.iter().enumerate() {
+        if outputs[..i].contains(output) {
+            return Err(Error::DuplicateOutput(output.to_string()));
+        }
+    }
+    let mut ordered: Vec<&Output> = outputs.iter().filter(|o| **o == Output::Engine).collect();
+    ordered.extend(outputs.iter().filter(|o| **o != Output::Engine));
+    ordered
+        .into_iter()
+        .map(|output| -> Result<Box<dyn Sink>, Error> {
+            Ok(match output {
+                Output::Engine => Box::new(engine_load::EngineLoad::start(engine::detect(engine)?, options)?),
+                Output::OciDir(path) => Box::new(oci_dir::OciDir::create(path, output)?),
+                Output::OciArchive(path) => Box::new(archive::OciArchive::create(path, output, options)?),
+            })
+        })
+        .collect()
+}
+
+/// Passes layer bytes to every sink. A sink's error is kept here, since `io::Write` can only
+/// carry an `io::Error`.
+pub(crate) struct Fanout<'a> {
+    pub sinks: &'a mut [Box<dyn Sink>],
+    pub error: Option<Error>,
+}
+
+impl Write for Fanout<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for sink in self.sinks.iter_mut() {
+            if let Err(e) = sink.write_layer(buf) {
+                self.error = Some(e);
+                return Err(io::Error::other("output failed"));
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a temporary sibling of `dest` goes; the parent must exist already.
+fn parent_dir(dest: &Path, output: &Output) -> Result<PathBuf, Error> {
+    let parent = match dest.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => Path::new("/"),
+    };
+    if !parent.is_dir() {
+        return Err(Error::MissingParent {
+            path: parent.to_path_buf(),
+            output: output.to_string(),
+        });
+    }
+    Ok(parent.to_path_buf())
+}
+
+/// `.NAME.` — temporary siblings are hidden and say what they are for.
+fn temp_prefix(dest: &Path) -> String {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    format!(".{name}.image-maker-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_outputs() {
+        assert_eq!(Output::parse("engine"), Ok(Output::Engine));
+        assert_eq!(Output::parse("oci:out/x"), Ok(Output::OciDir("out/x".into())));
+        assert_eq!(Output::parse("oci-archive:a.tar"), Ok(Output::OciArchive("a.tar".into())));
+        assert_eq!(Output::parse("oci:"), Err(OutputError::NoPath("oci:".into())));
+        assert_eq!(Output::parse("docker"), Err(OutputError::Unknown("docker".into())));
+        assert_eq!(Output::parse("zip:x"), Err(OutputError::Unknown("zip:x".into())));
+        assert_eq!(Output::parse("registry"), Err(OutputError::Registry));
+    }
+}

@@ -1,0 +1,114 @@
+//! `oci:DIR`: an OCI image layout, built in a hidden sibling directory and renamed into place.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+
+use super::{parent_dir, temp_prefix, Finished, Output, Sink};
+use crate::digest::Blob;
+use crate::image::{self, OCI_LAYOUT};
+use crate::Error;
+
+pub(crate) struct OciDir {
+    dest: PathBuf,
+    output: String,
+    temp: TempDir,
+    layer: Option<(File, PathBuf)>,
+}
+
+impl OciDir {
+    pub fn create(dest: &Path, output: &Output) -> Result<Self, Error> {
+        // Replacing a previous layout is fine; clobbering anything else is not.
+        if dest.exists() && !is_layout_or_empty(dest) {
+            return Err(Error::DestinationTaken {
+                path: dest.to_path_buf(),
+                expected: "an OCI image layout or an empty directory",
+            });
+        }
+        let parent = parent_dir(dest, output)?;
+        let temp = tempfile::Builder::new()
+            .prefix(&temp_prefix(dest))
+            .tempdir_in(&parent)
+            .map_err(Error::io("create a temporary directory in", &parent))?;
+        let blobs = temp.path().join("blobs/sha256");
+        fs::create_dir_all(&blobs).map_err(Error::io("create", &blobs))?;
+        Ok(Self {
+            dest: dest.to_path_buf(),
+            output: output.to_string(),
+            temp,
+            layer: None,
+        })
+    }
+
+    fn write_file(&self, relative: &str, bytes: &[u8]) -> Result<(), Error> {
+        let path = self.temp.path().join(relative);
+        fs::write(&path, bytes).map_err(Error::io("write", path))
+    }
+}
+
+impl Sink for OciDir {
+    fn begin_layer(&mut self, number: u32, _size: u64) -> Result<(), Error> {
+        let path = self.temp.path().join(format!("blobs/sha256/.layer{number}.partial"));
+        let file = File::create(&path).map_err(Error::io("create", &path))?;
+        self.layer = Some((file, path));
+        Ok(())
+    }
+
+    fn write_layer(&mut self, data: &[u8]) -> Result<(), Error> {
+        if let Some((file, path)) = &mut self.layer {
+            file.write_all(data).map_err(Error::io("write", path.as_path()))?;
+        }
+        Ok(())
+    }
+
+    fn end_layer(&mut self, blob: &Blob) -> Result<(), Error> {
+        if let Some((_, partial)) = self.layer.take() {
+            let path = self.temp.path().join(blob.layout_path());
+            fs::rename(&partial, &path).map_err(Error::io("rename", partial))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error> {
+        let meta = image.metadata;
+        self.write_file(&meta.config_blob.layout_path(), &meta.config)?;
+        self.write_file(&meta.manifest_blob.layout_path(), &meta.manifest)?;
+        let index = image::index(&meta.manifest_blob, image.reference, image.platform)?;
+        self.write_file("index.json", &index)?;
+        self.write_file("oci-layout", OCI_LAYOUT)
+    }
+
+    fn commit(self: Box<Self>) -> Result<String, Error> {
+        let Self { dest, output, temp, .. } = *self;
+        // A directory cannot be renamed over a non-empty one: move the previous layout into
+        // a sibling temporary directory first, which is deleted on every path out of here.
+        let previous = if dest.exists() {
+            let holder = tempfile::Builder::new()
+                .prefix(&temp_prefix(&dest))
+                .tempdir_in(parent_dir(&dest, &Output::OciDir(dest.clone()))?)
+                .map_err(Error::io("create a temporary directory beside", &dest))?;
+            let moved = holder.path().join("previous");
+            fs::rename(&dest, &moved).map_err(Error::io("replace", &dest))?;
+            Some((holder, moved))
+        } else {
+            None
+        };
+        if let Err(e) = fs::rename(temp.path(), &dest) {
+            if let Some((_, moved)) = &previous {
+                let _ = fs::rename(moved, &dest);
+            }
+            return Err(Error::io("rename into", &dest)(e));
+        }
+        // The directory now lives at `dest`: its old name must not be cleaned up.
+        let _ = temp.keep();
+        Ok(output)
+    }
+}
+
+fn is_layout_or_empty(path: &Path) -> bool {
+    path.is_dir()
+        && (path.join("oci-layout").is_file()
+            || fs::read_dir(path).map(|mut d| d.next().is_none()).unwrap_or(false))
+}

@@ -1,0 +1,504 @@
+//! The layer-list grammar shared by the CLI, the library, xtask and the attribute macro.
+//!
+//! `1GB,512MB:files=1000,300B` — comma-separated sizes, each with optional `:key=value`
+//! layout options. Units are powers of 1024; a bare number means MB, as in the original
+//! command line. The canonical form spells every default out, and its SHA-256 is the spec
+//! hash that seeds the content and keys the cache.
+
+use std::fmt;
+
+use sha2::{Digest as _, Sha256};
+
+/// Units in ascending order; the canonical form uses the largest that divides a size.
+const UNITS: [(&str, u64); 5] = [
+    ("B", 1),
+    ("KB", 1 << 10),
+    ("MB", 1 << 20),
+    ("GB", 1 << 30),
+    ("TB", 1 << 40),
+];
+
+/// How a layer's bytes are laid out as files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LayerSpec {
+    /// Payload bytes: the sum of the layer's file sizes (tar headers come on top).
+    pub size: u64,
+    /// Number of files the payload is split into, sizes differing by at most one byte.
+    pub files: u64,
+}
+
+/// A parsed, validated layer list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Spec {
+    layers: Vec<LayerSpec>,
+}
+
+/// What is wrong with a layer list, naming the offending text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("the layer list is empty")]
+    Empty,
+    #[error("layer {position} is empty in `{list}`")]
+    EmptyEntry { position: usize, list: String },
+    #[error("layer size `{0}` has no number")]
+    MissingNumber(String),
+    #[error("layer size `{0}` is negative")]
+    Negative(String),
+    #[error("layer size `{0}` is not a number")]
+    NotANumber(String),
+    #[error("unknown unit `{unit}` in layer size `{token}`")]
+    UnknownUnit { unit: String, token: String },
+    #[error("layer size `{0}` is not a whole number of bytes")]
+    FractionalBytes(String),
+    #[error("layer size `{0}` is too large (the most is 16 EiB)")]
+    Overflow(String),
+    #[error("layer size `{0}` is zero")]
+    Zero(String),
+    #[error("unknown layout option `{option}` in `{token}`")]
+    UnknownOption { option: String, token: String },
+    #[error("layout option `{option}` in `{token}` has no value")]
+    MissingValue { option: String, token: String },
+    #[error("layout option `{option}` is given twice in `{token}`")]
+    DuplicateOption { option: String, token: String },
+    #[error("`files={value}` in `{token}` is not a positive whole number")]
+    BadFileCount { value: String, token: String },
+    #[error("`files=0` in `{0}`: a layer needs at least one file")]
+    ZeroFiles(String),
+    #[error("`{token}` asks for {files} files but holds only {size} bytes")]
+    MoreFilesThanBytes { token: String, files: u64, size: u64 },
+    #[error("`0` layers: an image needs at least one layer")]
+    ZeroLayers,
+    #[error("--num-layers is {num_layers} but the layer list `{list}` has {listed} sizes")]
+    CountMismatch {
+        num_layers: usize,
+        listed: usize,
+        list: String,
+    },
+}
+
+impl SpecError {
+    /// A suggestion for the user, when there is a useful one.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::Empty | Self::EmptyEntry { .. } | Self::MissingNumber(_) => {
+                Some("give comma-separated sizes, e.g. `1GB,512MB`")
+            }
+            Self::UnknownUnit { .. } | Self::NotANumber(_) => Some(
+                "units are B, KB, MB, GB, TB (powers of 1024; KiB..TiB also accepted); a bare number means MB",
+            ),
+            Self::FractionalBytes(_) => Some("use a smaller unit, e.g. `1536KB` instead of `1.5MB`"),
+            Self::UnknownOption { .. } | Self::MissingValue { .. } | Self::BadFileCount { .. } => {
+                Some("the layout option is `files=N`, e.g. `512MB:files=1000`")
+            }
+            Self::CountMismatch { .. } => {
+                Some("give one size per layer, or a single size to repeat it for every layer")
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Spec {
+    /// Parses a comma-separated layer list.
+    pub fn parse(list: &str) -> Result<Self, SpecError> {
+        if list.trim().is_empty() {
+            return Err(SpecError::Empty);
+        }
+        let layers = list
+            .split(',')
+            .enumerate()
+            .map(|(i, token)| {
+                let token = token.trim();
+                if token.is_empty() {
+                    return Err(SpecError::EmptyEntry {
+                        position: i + 1,
+                        list: list.to_owned(),
+                    });
+                }
+                parse_layer(token)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { layers })
+    }
+
+    /// Parses a layer list and checks it against `--num-layers`: a single size repeats.
+    pub fn parse_with_count(list: &str, num_layers: Option<usize>) -> Result<Self, SpecError> {
+        let spec = Self::parse(list)?;
+        match num_layers {
+            None => Ok(spec),
+            Some(0) => Err(SpecError::ZeroLayers),
+            Some(n) if spec.layers.len() == n => Ok(spec),
+            Some(n) if spec.layers.len() == 1 => Ok(Self {
+                layers: vec![spec.layers[0]; n],
+            }),
+            Some(n) => Err(SpecError::CountMismatch {
+                num_layers: n,
+                listed: spec.layers.len(),
+                list: list.to_owned(),
+            }),
+        }
+    }
+
+    /// Builds a spec from already-validated layers.
+    pub fn from_layers(layers: Vec<LayerSpec>) -> Result<Self, SpecError> {
+        if layers.is_empty() {
+            return Err(SpecError::ZeroLayers);
+        }
+        for layer in &layers {
+            let token = format!("{}:files={}", format_size(layer.size), layer.files);
+            check_layer(layer, &token)?;
+        }
+        Ok(Self { layers })
+    }
+
+    pub fn layers(&self) -> &[LayerSpec] {
+        &self.layers
+    }
+
+    /// Payload bytes over all layers.
+    pub fn total_size(&self) -> u64 {
+        self.layers.iter().map(|l| l.size).sum()
+    }
+
+    /// Every default made explicit, sizes in the largest unit that divides them:
+    /// `1GB:files=1,512MB:files=1000`.
+    pub fn canonical(&self) -> String {
+        self.layers
+            .iter()
+            .map(|l| format!("{}:files={}", format_size(l.size), l.files))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// SHA-256 of the canonical form: seeds the content, keys the cache.
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.canonical().as_bytes()).into()
+    }
+
+    /// The spec hash as lowercase hex.
+    pub fn hash_hex(&self) -> String {
+        hex(&self.hash())
+    }
+}
+
+impl fmt::Display for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.canonical())
+    }
+}
+
+impl std::str::FromStr for Spec {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        Self::parse(s)
+    }
+}
+
+/// Formats a byte count in the largest unit that divides it exactly (`1536MB`, `300B`).
+pub fn format_size(bytes: u64) -> String {
+    let (name, unit) = UNITS
+        .iter()
+        .rev()
+        .find(|(_, unit)| bytes % unit == 0 && bytes >= *unit)
+        .copied()
+        .unwrap_or(UNITS[0]);
+    format!("{}{}", bytes / unit, name)
+}
+
+/// Formats a byte count for people: `1.50 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    let (name, unit) = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+        .into_iter()
+        .find(|(_, unit)| bytes >= *unit)
+        .unwrap_or(("B", 1));
+    if unit == 1 {
+        format!("{bytes} B")
+    } else {
+        format!("{:.2} {name}", bytes as f64 / unit as f64)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn parse_layer(token: &str) -> Result<LayerSpec, SpecError> {
+    let mut parts = token.split(':');
+    let size = parse_size(parts.next().unwrap_or_default().trim(), token)?;
+    let mut files = None;
+    for option in parts {
+        let (key, value) = match option.split_once('=') {
+            Some((k, v)) => (k.trim(), v.trim()),
+            None => (option.trim(), ""),
+        };
+        match key {
+            "files" => {
+                if value.is_empty() {
+                    return Err(SpecError::MissingValue {
+                        option: key.to_owned(),
+                        token: token.to_owned(),
+                    });
+                }
+                if files.is_some() {
+                    return Err(SpecError::DuplicateOption {
+                        option: key.to_owned(),
+                        token: token.to_owned(),
+                    });
+                }
+                let n: u64 = value.parse().map_err(|_| SpecError::BadFileCount {
+                    value: value.to_owned(),
+                    token: token.to_owned(),
+                })?;
+                files = Some(n);
+            }
+            _ => {
+                return Err(SpecError::UnknownOption {
+                    option: key.to_owned(),
+                    token: token.to_owned(),
+                })
+            }
+        }
+    }
+    let layer = LayerSpec {
+        size,
+        files: files.unwrap_or(1),
+    };
+    check_layer(&layer, token)?;
+    Ok(layer)
+}
+
+fn check_layer(layer: &LayerSpec, token: &str) -> Result<(), SpecError> {
+    if layer.size == 0 {
+        return Err(SpecError::Zero(token.to_owned()));
+    }
+    if layer.files == 0 {
+        return Err(SpecError::ZeroFiles(token.to_owned()));
+    }
+    if layer.files > layer.size {
+        return Err(SpecError::MoreFilesThanBytes {
+            token: token.to_owned(),
+            files: layer.files,
+            size: layer.size,
+        });
+    }
+    Ok(())
+}
+
+/// Parses `1GB`, `1.5GiB`, `300B`, `100` (MB) into bytes.
+fn parse_size(text: &str, token: &str) -> Result<u64, SpecError> {
+    if text.starts_with('-') {
+        return Err(SpecError::Negative(token.to_owned()));
+    }
+    let number_len = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(number_len);
+    let unit = unit.trim();
+    if number.is_empty() {
+        return Err(if text.is_empty() {
+            SpecError::MissingNumber(token.to_owned())
+        } else {
+            SpecError::NotANumber(token.to_owned())
+        });
+    }
+    let multiplier = unit_multiplier(unit).ok_or_else(|| SpecError::UnknownUnit {
+        unit: unit.to_owned(),
+        token: token.to_owned(),
+    })?;
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+        return Err(SpecError::NotANumber(token.to_owned()));
+    }
+    let overflow = || SpecError::Overflow(token.to_owned());
+    let digits = |s: &str| -> Result<u128, SpecError> {
+        if s.is_empty() {
+            Ok(0)
+        } else if s.len() > 30 {
+            Err(overflow())
+        } else {
+            s.parse::<u128>()
+                .map_err(|_| SpecError::NotANumber(token.to_owned()))
+        }
+    };
+    let multiplier = u128::from(multiplier);
+    let whole_bytes = digits(whole)?
+        .checked_mul(multiplier)
+        .ok_or_else(overflow)?;
+    // Fractions are exact or rejected: `1.5GB` is fine, `1.3B` is not.
+    let fraction = fraction.trim_end_matches('0');
+    let fraction_bytes = if fraction.is_empty() {
+        0
+    } else {
+        if fraction.len() > 30 {
+            return Err(SpecError::FractionalBytes(token.to_owned()));
+        }
+        let scale = 10u128.pow(fraction.len() as u32);
+        let numerator = digits(fraction)?
+            .checked_mul(multiplier)
+            .ok_or_else(overflow)?;
+        if numerator % scale != 0 {
+            return Err(SpecError::FractionalBytes(token.to_owned()));
+        }
+        numerator / scale
+    };
+    let bytes = whole_bytes.checked_add(fraction_bytes).ok_or_else(overflow)?;
+    u64::try_from(bytes).map_err(|_| overflow())
+}
+
+fn unit_multiplier(unit: &str) -> Option<u64> {
+    let upper = unit.to_ascii_uppercase();
+    let name = match upper.as_str() {
+        "" => "MB",
+        "KIB" => "KB",
+        "MIB" => "MB",
+        "GIB" => "GB",
+        "TIB" => "TB",
+        other => other,
+    };
+    UNITS.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(list: &str) -> Vec<u64> {
+        Spec::parse(list)
+            .expect("valid spec")
+            .layers()
+            .iter()
+            .map(|l| l.size)
+            .collect()
+    }
+
+    fn err(list: &str) -> SpecError {
+        Spec::parse(list).expect_err("invalid spec")
+    }
+
+    #[test]
+    fn units_are_powers_of_1024() {
+        assert_eq!(sizes("1B,1KB,1MB,1GB,1TB"), [1, 1024, 1 << 20, 1 << 30, 1 << 40]);
+        assert_eq!(sizes("1KiB,1MiB,1GiB,1TiB"), [1024, 1 << 20, 1 << 30, 1 << 40]);
+        assert_eq!(sizes("2kb, 3 MB ,4gib"), [2048, 3 << 20, 4 << 30]);
+    }
+
+    #[test]
+    fn bare_number_means_megabytes() {
+        assert_eq!(sizes("100"), [100 << 20]);
+    }
+
+    #[test]
+    fn exact_decimals_are_accepted() {
+        assert_eq!(sizes("1.5GB,0.5KB,2.0MB"), [3 << 29, 512, 2 << 20]);
+        assert_eq!(sizes(".5KB"), [512]);
+    }
+
+    #[test]
+    fn files_option() {
+        let spec = Spec::parse("512MB:files=1000,1KB").expect("valid");
+        assert_eq!(spec.layers()[0].files, 1000);
+        assert_eq!(spec.layers()[1].files, 1);
+    }
+
+    #[test]
+    fn every_error_names_the_token() {
+        assert_eq!(err(""), SpecError::Empty);
+        assert_eq!(err("   "), SpecError::Empty);
+        assert!(matches!(err("1GB,,2MB"), SpecError::EmptyEntry { position: 2, .. }));
+        assert!(matches!(err("1GB,"), SpecError::EmptyEntry { position: 2, .. }));
+        assert_eq!(err("-1MB"), SpecError::Negative("-1MB".into()));
+        assert_eq!(
+            err("1XB"),
+            SpecError::UnknownUnit {
+                unit: "XB".into(),
+                token: "1XB".into()
+            }
+        );
+        assert_eq!(err("GB"), SpecError::NotANumber("GB".into()));
+        assert_eq!(err("1.2.3MB"), SpecError::NotANumber("1.2.3MB".into()));
+        assert_eq!(err("."), SpecError::NotANumber(".".into()));
+        assert_eq!(err("1.3B"), SpecError::FractionalBytes("1.3B".into()));
+        assert_eq!(err("16384PB").to_string(), "unknown unit `PB` in layer size `16384PB`");
+        assert_eq!(err("16777216TB"), SpecError::Overflow("16777216TB".into()));
+        assert_eq!(
+            err("99999999999999999999999999999999999"),
+            SpecError::Overflow("99999999999999999999999999999999999".into())
+        );
+        assert_eq!(err("0MB"), SpecError::Zero("0MB".into()));
+        assert_eq!(err("1MB:files=0"), SpecError::ZeroFiles("1MB:files=0".into()));
+        assert!(matches!(err("1MB:files=x"), SpecError::BadFileCount { .. }));
+        assert!(matches!(err("1MB:files=-3"), SpecError::BadFileCount { .. }));
+        assert!(matches!(err("1MB:files="), SpecError::MissingValue { .. }));
+        assert!(matches!(err("1MB:files=1:files=2"), SpecError::DuplicateOption { .. }));
+        assert!(matches!(err("1MB:dirs=3"), SpecError::UnknownOption { .. }));
+        assert_eq!(
+            err("10B:files=11"),
+            SpecError::MoreFilesThanBytes {
+                token: "10B:files=11".into(),
+                files: 11,
+                size: 10
+            }
+        );
+    }
+
+    #[test]
+    fn messages_read_well() {
+        assert_eq!(err("1XB").hint().map(|h| h.contains("KiB")), Some(true));
+        assert_eq!(
+            err("10B:files=11").to_string(),
+            "`10B:files=11` asks for 11 files but holds only 10 bytes"
+        );
+    }
+
+    #[test]
+    fn num_layers_must_agree() {
+        let repeated = Spec::parse_with_count("1MB", Some(3)).expect("repeats");
+        assert_eq!(repeated.layers().len(), 3);
+        assert_eq!(
+            Spec::parse_with_count("1MB,2MB", Some(2)).expect("agrees").layers().len(),
+            2
+        );
+        assert_eq!(Spec::parse_with_count("1MB", Some(0)), Err(SpecError::ZeroLayers));
+        let mismatch = Spec::parse_with_count("1GB,512MB", Some(3)).expect_err("mismatch");
+        assert_eq!(
+            mismatch.to_string(),
+            "--num-layers is 3 but the layer list `1GB,512MB` has 2 sizes"
+        );
+    }
+
+    #[test]
+    fn canonical_form_spells_out_defaults() {
+        let spec = Spec::parse("1.5GB, 512MiB:files=1000,300B,1024").expect("valid");
+        assert_eq!(
+            spec.canonical(),
+            "1536MB:files=1,512MB:files=1000,300B:files=1,1GB:files=1"
+        );
+        // Same canonical form, same spec.
+        assert_eq!(Spec::parse(&spec.canonical()), Ok(spec));
+    }
+
+    #[test]
+    fn spec_hash_is_stable() {
+        // Pinned: changing this changes every image digest users have recorded.
+        let spec = Spec::parse("1GB,512MB").expect("valid");
+        assert_eq!(spec.canonical(), "1GB:files=1,512MB:files=1");
+        assert_eq!(
+            spec.hash_hex(),
+            hex(&Sha256::digest(b"1GB:files=1,512MB:files=1"))
+        );
+        assert_eq!(spec.hash(), Spec::parse("1024MB,0.5GB").expect("valid").hash());
+        assert_ne!(spec.hash(), Spec::parse("512MB,1GB").expect("valid").hash());
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(300), "300 B");
+        assert_eq!(human_size(3 << 29), "1.50 GiB");
+        assert_eq!(format_size(1536 << 20), "1536MB");
+        assert_eq!(format_size(1), "1B");
+    }
+}
