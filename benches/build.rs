@@ -1,1 +1,134 @@
-fn main() {}
+//! Native build of a large spec versus the single-pass reference — generate the same bytes
+//! with the same generator, SHA-256 them, write them to a file — in the same run, rounds
+//! alternating, so machine noise hits both alike. Reports medians, the ratio and peak RSS.
+//!
+//! `cargo bench --bench build` (or `cargo xtask bench`); `IMAGE_MAKER_BENCH_SPEC` and
+//! `IMAGE_MAKER_BENCH_ROUNDS` change the defaults (`1GB,512MB`, 3 rounds).
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use image_maker::content::FileContent;
+use image_maker::spec::human_size;
+use image_maker::Spec;
+use nix::sys::resource::{getrusage, UsageWho};
+use sha2::{Digest, Sha256};
+
+const CHUNK: usize = 256 * 1024;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let list = std::env::var("IMAGE_MAKER_BENCH_SPEC").unwrap_or_else(|_| "1GB,512MB".into());
+    let rounds: usize = std::env::var("IMAGE_MAKER_BENCH_ROUNDS").map_or(Ok(3), |r| r.parse())?;
+    let spec = Spec::parse(&list)?;
+    let work = tempfile::Builder::new()
+        .prefix("image-maker-bench")
+        .tempdir()?;
+    println!(
+        "spec {list} ({}), {rounds} rounds, in {}",
+        human_size(spec.total_size()),
+        work.path().display()
+    );
+
+    // One unrecorded round warms caches; then the order alternates, because a run right
+    // after a large deletion pays for the filesystem's cleanup (discard, journal).
+    single_pass(&spec, work.path())?;
+    native_build(&list, work.path())?;
+    let mut reference = Vec::new();
+    let mut native = Vec::new();
+    for round in 1..=rounds {
+        if round % 2 == 1 {
+            reference.push(single_pass(&spec, work.path())?);
+            native.push(native_build(&list, work.path())?);
+        } else {
+            native.push(native_build(&list, work.path())?);
+            reference.push(single_pass(&spec, work.path())?);
+        }
+        println!(
+            "round {round}: reference {:.2} s, native {:.2} s",
+            reference[round - 1].as_secs_f64(),
+            native[round - 1].as_secs_f64()
+        );
+    }
+    let (reference, native) = (median(reference), median(native));
+    let rss_kib = getrusage(UsageWho::RUSAGE_CHILDREN)?.max_rss();
+    let throughput = |d: Duration| spec.total_size() as f64 / d.as_secs_f64() / 1e9;
+    println!();
+    println!("| run | median | throughput |");
+    println!("|---|---|---|");
+    println!(
+        "| reference: generate + SHA-256 + write | {:.2} s | {:.2} GB/s |",
+        reference.as_secs_f64(),
+        throughput(reference)
+    );
+    println!(
+        "| native build to oci: | {:.2} s | {:.2} GB/s |",
+        native.as_secs_f64(),
+        throughput(native)
+    );
+    println!();
+    println!(
+        "ratio native/reference: {:.2} (target <= 1.30); native peak RSS: {:.1} MiB (target < 64 MiB)",
+        native.as_secs_f64() / reference.as_secs_f64(),
+        rss_kib as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// The floor for any builder: the same bytes, hashed once and written once.
+fn single_pass(spec: &Spec, dir: &Path) -> std::io::Result<Duration> {
+    let hash = spec.hash();
+    let mut buf = vec![0u8; CHUNK];
+    let start = Instant::now();
+    for (layer, number) in spec.layers().iter().zip(1..) {
+        let path = dir.join(format!("reference-{number}"));
+        let mut file = File::create(&path)?;
+        let mut sha = Sha256::new();
+        let mut content = FileContent::new(&hash, number, 0, layer.size);
+        while content.remaining() > 0 {
+            let n = content.fill(&mut buf);
+            sha.update(&buf[..n]);
+            file.write_all(&buf[..n])?;
+        }
+        std::hint::black_box(sha.finalize());
+    }
+    let elapsed = start.elapsed();
+    for number in 1..=spec.layers().len() {
+        fs::remove_file(dir.join(format!("reference-{number}")))?;
+    }
+    settle();
+    Ok(elapsed)
+}
+
+/// The CLI as users run it, in a child process so its peak RSS is its own.
+fn native_build(list: &str, dir: &Path) -> std::io::Result<Duration> {
+    let out = dir.join("native");
+    let start = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_image-maker"))
+        .args(["-q", "-s", list, "-o"])
+        .arg(format!("oci:{}", out.display()))
+        .arg("bench/native:1")
+        .status()?;
+    let elapsed = start.elapsed();
+    if !status.success() {
+        return Err(std::io::Error::other(format!(
+            "image-maker failed: {status}"
+        )));
+    }
+    fs::remove_dir_all(&out)?;
+    settle();
+    Ok(elapsed)
+}
+
+/// Lets the filesystem finish freeing what a run deleted before the next run is timed.
+fn settle() {
+    nix::unistd::sync();
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}

@@ -10,7 +10,7 @@ use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::sink::{self, Fanout, Finished, Output};
 use crate::spec::{human_size, Spec};
-use crate::{interrupt, plan, Error, EngineKind};
+use crate::{interrupt, plan, EngineKind, Error};
 
 /// What to build and where to put it.
 #[derive(Debug, Clone)]

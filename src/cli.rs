@@ -2,7 +2,9 @@
 
 use clap::{Parser, ValueEnum};
 
-use crate::{build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec};
+use crate::{
+    build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec,
+};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -43,7 +45,12 @@ pub struct Args {
     pub layer_sizes: String,
 
     /// Where the image goes: `engine`, `oci:DIR` or `oci-archive:FILE` (repeatable)
-    #[arg(short = 'o', long = "output", value_name = "DEST", default_value = "engine")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "DEST",
+        default_value = "engine"
+    )]
     pub outputs: Vec<String>,
 
     /// How the image is built
@@ -99,7 +106,9 @@ impl Args {
                 .map_err(|_| Error::Usage(UsageError::SourceDateEpoch(v)))?,
             _ => 0,
         };
-        let mut request = BuildRequest::new(spec, reference).platform(platform).mtime(mtime);
+        let mut request = BuildRequest::new(spec, reference)
+            .platform(platform)
+            .mtime(mtime);
         request.outputs = outputs;
         request.engine = engine;
         Ok(request)
@@ -109,14 +118,21 @@ impl Args {
 /// Runs the command line; status goes to stderr, the `--json` summary to stdout.
 pub fn run(args: &Args) -> Result<Built, Error> {
     let request = args.request()?;
-    let mut progress = if args.quiet { Progress::hidden() } else { Progress::stderr() };
+    let mut progress = if args.quiet {
+        Progress::hidden()
+    } else {
+        Progress::stderr()
+    };
     let built = build(&request, &mut progress)?;
     if args.json {
         let json = serde_json::to_string_pretty(&built).map_err(|e| Error::Metadata(e.into()))?;
         println!("{json}");
     }
     for output in &built.outputs {
-        progress.stage(format!("wrote {} {} to {output}", built.reference, built.digest));
+        progress.stage(format!(
+            "wrote {} {} to {output}",
+            built.reference, built.digest
+        ));
     }
     Ok(built)
 }

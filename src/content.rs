@@ -46,7 +46,9 @@ impl FileContent {
 
     /// Fills as much of `buf` as the file has left; returns how much.
     pub fn fill(&mut self, buf: &mut [u8]) -> usize {
-        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let buf = &mut buf[..want];
         let mut done = 0;
         if self.spare_pos < BLOCK {
@@ -101,7 +103,10 @@ mod tests {
         let bytes = read_all(content, 1 << 16);
         assert_eq!(bytes.len(), 1 << 20);
         assert_eq!(hex(&bytes[..16]), "592db85bb05318228fccf38c8f647278");
-        assert_eq!(hex(&Sha256::digest(&bytes)), "999bef62c25326781a149757ad43ef0fd63f948388ba2968596357481c9a1cb0");
+        assert_eq!(
+            hex(&Sha256::digest(&bytes)),
+            "999bef62c25326781a149757ad43ef0fd63f948388ba2968596357481c9a1cb0"
+        );
     }
 
     #[test]

@@ -88,7 +88,9 @@ pub fn detect(preferred: Option<EngineKind>) -> Result<Engine, Error> {
 }
 
 fn probe(kind: EngineKind) -> Result<Engine, Error> {
-    let program = find_on_path(kind.name()).ok_or(Error::EngineMissing { engine: kind.name() })?;
+    let program = find_on_path(kind.name()).ok_or(Error::EngineMissing {
+        engine: kind.name(),
+    })?;
     let out = duct::cmd(&program, kind.probe_args())
         .stdin_null()
         .stdout_capture()

@@ -42,7 +42,10 @@ pub enum Error {
     #[error("{engine} is not installed: `{engine}` is not on PATH")]
     EngineMissing { engine: &'static str },
     #[error("{engine} does not answer: {detail}")]
-    EngineUnreachable { engine: &'static str, detail: String },
+    EngineUnreachable {
+        engine: &'static str,
+        detail: String,
+    },
     #[error("`{command}` failed: {detail}")]
     EngineFailed { command: String, detail: String },
     #[error(transparent)]
@@ -52,7 +55,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io {
             action,

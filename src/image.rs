@@ -91,7 +91,11 @@ pub fn metadata(
         .os(Os::from(platform.os.as_str()))
         .config(
             ConfigBuilder::default()
-                .labels([(SPEC_LABEL.to_owned(), spec.canonical())].into_iter().collect::<std::collections::HashMap<_, _>>())
+                .labels(
+                    [(SPEC_LABEL.to_owned(), spec.canonical())]
+                        .into_iter()
+                        .collect::<std::collections::HashMap<_, _>>(),
+                )
                 .build()?,
         )
         .rootfs(
@@ -235,7 +239,13 @@ mod tests {
         assert!(config.starts_with(r#"{"architecture":"amd64","config":{"Labels":{"dev.image-maker.spec":"1KB:files=1"}},"created":"1970-01-01T00:00:00Z""#), "{config}");
         assert!(!config.contains(' ') || config.contains("image-maker layer"));
         let manifest: serde_json::Value = serde_json::from_slice(&meta.manifest).expect("json");
-        assert_eq!(manifest["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar");
-        assert_eq!(manifest["config"]["mediaType"], "application/vnd.oci.image.config.v1+json");
+        assert_eq!(
+            manifest["layers"][0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar"
+        );
+        assert_eq!(
+            manifest["config"]["mediaType"],
+            "application/vnd.oci.image.config.v1+json"
+        );
     }
 }

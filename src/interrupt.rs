@@ -12,7 +12,10 @@ static FLAG: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
 /// effect (library users keep control of their own process).
 pub fn install() -> std::io::Result<()> {
     let flag = FLAG.get_or_init(Default::default);
-    for (signal, code) in [(signal_hook::consts::SIGINT, 130), (signal_hook::consts::SIGTERM, 143)] {
+    for (signal, code) in [
+        (signal_hook::consts::SIGINT, 130),
+        (signal_hook::consts::SIGTERM, 143),
+    ] {
         signal_hook::flag::register_usize(signal, Arc::clone(flag), code)?;
     }
     Ok(())

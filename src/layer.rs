@@ -23,7 +23,10 @@ pub struct TarOptions {
 /// The exact size of the layer's tar: known before a byte is written, which lets sinks
 /// reserve headers and report progress.
 pub fn tar_size(plan: &LayerPlan) -> u64 {
-    let files: u64 = plan.files().map(|f| BLOCK + f.size.div_ceil(BLOCK) * BLOCK).sum();
+    let files: u64 = plan
+        .files()
+        .map(|f| BLOCK + f.size.div_ceil(BLOCK) * BLOCK)
+        .sum();
     BLOCK + files + 2 * BLOCK
 }
 
@@ -37,7 +40,15 @@ pub fn write_tar(
     tick: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
-    out.write_all(header(&format!("{}/", plan.dir()), 0, EntryType::Directory, options)?.as_bytes())?;
+    out.write_all(
+        header(
+            &format!("{}/", plan.dir()),
+            0,
+            EntryType::Directory,
+            options,
+        )?
+        .as_bytes(),
+    )?;
     for file in plan.files() {
         out.write_all(header(&file.path, file.size, EntryType::Regular, options)?.as_bytes())?;
         let mut content = FileContent::new(spec_hash, plan.number, file.index, file.size);
@@ -87,8 +98,14 @@ mod tests {
         let mut out = Vec::new();
         for layer in plan::layers(&spec) {
             let mut tar = Vec::new();
-            write_tar(&layer, &spec.hash(), TarOptions { mtime }, &mut tar, &mut |_| Ok(()))
-                .expect("in memory");
+            write_tar(
+                &layer,
+                &spec.hash(),
+                TarOptions { mtime },
+                &mut tar,
+                &mut |_| Ok(()),
+            )
+            .expect("in memory");
             assert_eq!(tar.len() as u64, tar_size(&layer));
             out.extend(tar);
         }
@@ -107,14 +124,23 @@ mod tests {
         let spec = Spec::parse("3001B:files=3").expect("valid");
         let layer = &plan::layers(&spec)[0];
         let mut bytes = Vec::new();
-        write_tar(layer, &spec.hash(), TarOptions { mtime: 42 }, &mut bytes, &mut |_| Ok(()))
-            .expect("in memory");
+        write_tar(
+            layer,
+            &spec.hash(),
+            TarOptions { mtime: 42 },
+            &mut bytes,
+            &mut |_| Ok(()),
+        )
+        .expect("in memory");
         let mut archive = tar::Archive::new(bytes.as_slice());
         let mut seen = Vec::new();
         for entry in archive.entries().expect("tar") {
             let mut entry = entry.expect("entry");
             let h = entry.header().clone();
-            assert_eq!((h.uid().ok(), h.gid().ok(), h.mtime().ok()), (Some(0), Some(0), Some(42)));
+            assert_eq!(
+                (h.uid().ok(), h.gid().ok(), h.mtime().ok()),
+                (Some(0), Some(0), Some(42))
+            );
             assert_eq!(h.username().ok().flatten(), Some(""));
             let path = entry.path().expect("path").to_string_lossy().into_owned();
             let mut data = Vec::new();
@@ -137,8 +163,14 @@ mod tests {
         let spec = Spec::parse("1000B").expect("valid");
         let layer = &plan::layers(&spec)[0];
         let mut bytes = Vec::new();
-        write_tar(layer, &spec.hash(), TarOptions { mtime: 0 }, &mut bytes, &mut |_| Ok(()))
-            .expect("in memory");
+        write_tar(
+            layer,
+            &spec.hash(),
+            TarOptions { mtime: 0 },
+            &mut bytes,
+            &mut |_| Ok(()),
+        )
+        .expect("in memory");
         let mut expected = vec![0; 1000];
         FileContent::new(&spec.hash(), 1, 0, 1000).fill(&mut expected);
         assert_eq!(&bytes[1024..2024], expected.as_slice());

@@ -73,7 +73,10 @@ mod tests {
     #[test]
     fn single_file_is_named_after_its_size() {
         let layers = plan("1GB,300B");
-        let files: Vec<_> = layers.iter().flat_map(|l| l.files().collect::<Vec<_>>()).collect();
+        let files: Vec<_> = layers
+            .iter()
+            .flat_map(|l| l.files().collect::<Vec<_>>())
+            .collect();
         assert_eq!(files[0].path, "layer1/1GB-file");
         assert_eq!(files[0].size, 1 << 30);
         assert_eq!(files[1].path, "layer2/300B-file");

@@ -3,8 +3,21 @@
 use std::fmt;
 
 const OSES: &[&str] = &[
-    "linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix",
-    "plan9", "dragonfly", "android", "ios", "js", "wasip1",
+    "linux",
+    "windows",
+    "darwin",
+    "freebsd",
+    "netbsd",
+    "openbsd",
+    "solaris",
+    "illumos",
+    "aix",
+    "plan9",
+    "dragonfly",
+    "android",
+    "ios",
+    "js",
+    "wasip1",
 ];
 const ARCHES: &[&str] = &[
     "amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x", "riscv64", "mips64le", "mips64",
@@ -96,10 +109,25 @@ mod tests {
     #[test]
     fn parses_and_rejects() {
         assert_eq!(Platform::parse("linux/amd64"), Ok(Platform::default()));
-        assert_eq!(Platform::parse("linux/arm/v7").map(|p| p.to_string()), Ok("linux/arm/v7".into()));
-        assert!(matches!(Platform::parse("linux"), Err(PlatformError::Form(_))));
-        assert!(matches!(Platform::parse("linux/arm/"), Err(PlatformError::Form(_))));
-        assert!(matches!(Platform::parse("linux/x86"), Err(PlatformError::Arch { .. })));
-        assert!(matches!(Platform::parse("temple/amd64"), Err(PlatformError::Os { .. })));
+        assert_eq!(
+            Platform::parse("linux/arm/v7").map(|p| p.to_string()),
+            Ok("linux/arm/v7".into())
+        );
+        assert!(matches!(
+            Platform::parse("linux"),
+            Err(PlatformError::Form(_))
+        ));
+        assert!(matches!(
+            Platform::parse("linux/arm/"),
+            Err(PlatformError::Form(_))
+        ));
+        assert!(matches!(
+            Platform::parse("linux/x86"),
+            Err(PlatformError::Arch { .. })
+        ));
+        assert!(matches!(
+            Platform::parse("temple/amd64"),
+            Err(PlatformError::Os { .. })
+        ));
     }
 }

@@ -48,8 +48,13 @@ impl Progress {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        let style = if color { style.progress_chars("█▉▊▋▌▍▎▏ ") } else { style.progress_chars("#>-") };
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(style);
+        let style = if color {
+            style.progress_chars("█▉▊▋▌▍▎▏ ")
+        } else {
+            style.progress_chars("#>-")
+        };
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+            .with_style(style);
         self.bar = Some(bar);
     }
 

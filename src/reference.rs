@@ -20,7 +20,10 @@ pub enum ReferenceError {
     #[error("repository `{path}` in `{reference}` must be lowercase")]
     Uppercase { path: String, reference: String },
     #[error("image name `{reference}` has an invalid path component `{component}`")]
-    BadComponent { component: String, reference: String },
+    BadComponent {
+        component: String,
+        reference: String,
+    },
     #[error("image name `{reference}` has an invalid registry host `{domain}`")]
     BadDomain { domain: String, reference: String },
     #[error("image name `{0}` has an empty tag")]
@@ -80,11 +83,11 @@ impl Reference {
         if name.len() > 255 {
             return Err(ReferenceError::TooLong(input.to_owned()));
         }
-        // Docker's rule: the first component is a registry host if it looks like one.
+        // The first component is a registry host if it looks like one. Docker also takes any
+        // first component with uppercase letters for a host; here `Mock/Image` is reported as
+        // the uppercase repository it most likely is.
         let (domain, path) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains(['.', ':']) || first == "localhost" || first != first.to_lowercase() =>
-            {
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
                 (Some(first), rest)
             }
             _ => (None, name),
@@ -221,9 +224,15 @@ mod tests {
         assert_eq!(ok("repo").to_string(), "repo:latest");
         assert_eq!(ok("mock/big:1").to_string(), "mock/big:1");
         let r = ok("localhost:5000/mock/big:v1.0");
-        assert_eq!((r.domain(), r.path(), r.tag()), (Some("localhost:5000"), "mock/big", "v1.0"));
+        assert_eq!(
+            (r.domain(), r.path(), r.tag()),
+            (Some("localhost:5000"), "mock/big", "v1.0")
+        );
         let r = ok("127.0.0.1:5000/a__b/c-d--e.f:TAG_1");
-        assert_eq!((r.domain(), r.path()), (Some("127.0.0.1:5000"), "a__b/c-d--e.f"));
+        assert_eq!(
+            (r.domain(), r.path()),
+            (Some("127.0.0.1:5000"), "a__b/c-d--e.f")
+        );
         assert_eq!(ok("ghcr.io/org/mock").tag(), "latest");
         assert_eq!(ok("[::1]:5000/x:y").domain(), Some("[::1]:5000"));
     }
@@ -242,9 +251,15 @@ mod tests {
         assert!(matches!(err("a___b"), ReferenceError::BadComponent { .. }));
         assert_eq!(err("repo:"), ReferenceError::EmptyTag("repo:".into()));
         assert!(matches!(err("repo:.x"), ReferenceError::BadTag { .. }));
-        assert!(matches!(err(&format!("repo:{}", "t".repeat(129))), ReferenceError::BadTag { .. }));
+        assert!(matches!(
+            err(&format!("repo:{}", "t".repeat(129))),
+            ReferenceError::BadTag { .. }
+        ));
         assert!(matches!(err("repo@sha256:abc"), ReferenceError::Digest(_)));
-        assert!(matches!(err("host:x/repo"), ReferenceError::BadDomain { .. }));
+        assert!(matches!(
+            err("host:x/repo"),
+            ReferenceError::BadDomain { .. }
+        ));
         assert!(matches!(err(&"a".repeat(256)), ReferenceError::TooLong(_)));
     }
 }

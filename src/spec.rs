@@ -65,7 +65,11 @@ pub enum SpecError {
     #[error("`files=0` in `{0}`: a layer needs at least one file")]
     ZeroFiles(String),
     #[error("`{token}` asks for {files} files but holds only {size} bytes")]
-    MoreFilesThanBytes { token: String, files: u64, size: u64 },
+    MoreFilesThanBytes {
+        token: String,
+        files: u64,
+        size: u64,
+    },
     #[error("`0` layers: an image needs at least one layer")]
     ZeroLayers,
     #[error("--num-layers is {num_layers} but the layer list `{list}` has {listed} sizes")]
@@ -207,10 +211,15 @@ pub fn format_size(bytes: u64) -> String {
 
 /// Formats a byte count for people: `1.50 GiB`.
 pub fn human_size(bytes: u64) -> String {
-    let (name, unit) = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
-        .into_iter()
-        .find(|(_, unit)| bytes >= *unit)
-        .unwrap_or(("B", 1));
+    let (name, unit) = [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ]
+    .into_iter()
+    .find(|(_, unit)| bytes >= *unit)
+    .unwrap_or(("B", 1));
     if unit == 1 {
         format!("{bytes} B")
     } else {
@@ -220,10 +229,12 @@ pub fn human_size(bytes: u64) -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 fn parse_layer(token: &str) -> Result<LayerSpec, SpecError> {
@@ -345,7 +356,9 @@ fn parse_size(text: &str, token: &str) -> Result<u64, SpecError> {
         }
         numerator / scale
     };
-    let bytes = whole_bytes.checked_add(fraction_bytes).ok_or_else(overflow)?;
+    let bytes = whole_bytes
+        .checked_add(fraction_bytes)
+        .ok_or_else(overflow)?;
     u64::try_from(bytes).map_err(|_| overflow())
 }
 
@@ -381,8 +394,14 @@ mod tests {
 
     #[test]
     fn units_are_powers_of_1024() {
-        assert_eq!(sizes("1B,1KB,1MB,1GB,1TB"), [1, 1024, 1 << 20, 1 << 30, 1 << 40]);
-        assert_eq!(sizes("1KiB,1MiB,1GiB,1TiB"), [1024, 1 << 20, 1 << 30, 1 << 40]);
+        assert_eq!(
+            sizes("1B,1KB,1MB,1GB,1TB"),
+            [1, 1024, 1 << 20, 1 << 30, 1 << 40]
+        );
+        assert_eq!(
+            sizes("1KiB,1MiB,1GiB,1TiB"),
+            [1024, 1 << 20, 1 << 30, 1 << 40]
+        );
         assert_eq!(sizes("2kb, 3 MB ,4gib"), [2048, 3 << 20, 4 << 30]);
     }
 
@@ -408,8 +427,14 @@ mod tests {
     fn every_error_names_the_token() {
         assert_eq!(err(""), SpecError::Empty);
         assert_eq!(err("   "), SpecError::Empty);
-        assert!(matches!(err("1GB,,2MB"), SpecError::EmptyEntry { position: 2, .. }));
-        assert!(matches!(err("1GB,"), SpecError::EmptyEntry { position: 2, .. }));
+        assert!(matches!(
+            err("1GB,,2MB"),
+            SpecError::EmptyEntry { position: 2, .. }
+        ));
+        assert!(matches!(
+            err("1GB,"),
+            SpecError::EmptyEntry { position: 2, .. }
+        ));
         assert_eq!(err("-1MB"), SpecError::Negative("-1MB".into()));
         assert_eq!(
             err("1XB"),
@@ -422,18 +447,30 @@ mod tests {
         assert_eq!(err("1.2.3MB"), SpecError::NotANumber("1.2.3MB".into()));
         assert_eq!(err("."), SpecError::NotANumber(".".into()));
         assert_eq!(err("1.3B"), SpecError::FractionalBytes("1.3B".into()));
-        assert_eq!(err("16384PB").to_string(), "unknown unit `PB` in layer size `16384PB`");
+        assert_eq!(
+            err("16384PB").to_string(),
+            "unknown unit `PB` in layer size `16384PB`"
+        );
         assert_eq!(err("16777216TB"), SpecError::Overflow("16777216TB".into()));
         assert_eq!(
             err("99999999999999999999999999999999999"),
             SpecError::Overflow("99999999999999999999999999999999999".into())
         );
         assert_eq!(err("0MB"), SpecError::Zero("0MB".into()));
-        assert_eq!(err("1MB:files=0"), SpecError::ZeroFiles("1MB:files=0".into()));
+        assert_eq!(
+            err("1MB:files=0"),
+            SpecError::ZeroFiles("1MB:files=0".into())
+        );
         assert!(matches!(err("1MB:files=x"), SpecError::BadFileCount { .. }));
-        assert!(matches!(err("1MB:files=-3"), SpecError::BadFileCount { .. }));
+        assert!(matches!(
+            err("1MB:files=-3"),
+            SpecError::BadFileCount { .. }
+        ));
         assert!(matches!(err("1MB:files="), SpecError::MissingValue { .. }));
-        assert!(matches!(err("1MB:files=1:files=2"), SpecError::DuplicateOption { .. }));
+        assert!(matches!(
+            err("1MB:files=1:files=2"),
+            SpecError::DuplicateOption { .. }
+        ));
         assert!(matches!(err("1MB:dirs=3"), SpecError::UnknownOption { .. }));
         assert_eq!(
             err("10B:files=11"),
@@ -459,10 +496,16 @@ mod tests {
         let repeated = Spec::parse_with_count("1MB", Some(3)).expect("repeats");
         assert_eq!(repeated.layers().len(), 3);
         assert_eq!(
-            Spec::parse_with_count("1MB,2MB", Some(2)).expect("agrees").layers().len(),
+            Spec::parse_with_count("1MB,2MB", Some(2))
+                .expect("agrees")
+                .layers()
+                .len(),
             2
         );
-        assert_eq!(Spec::parse_with_count("1MB", Some(0)), Err(SpecError::ZeroLayers));
+        assert_eq!(
+            Spec::parse_with_count("1MB", Some(0)),
+            Err(SpecError::ZeroLayers)
+        );
         let mismatch = Spec::parse_with_count("1GB,512MB", Some(3)).expect_err("mismatch");
         assert_eq!(
             mismatch.to_string(),
@@ -490,7 +533,10 @@ mod tests {
             spec.hash_hex(),
             hex(&Sha256::digest(b"1GB:files=1,512MB:files=1"))
         );
-        assert_eq!(spec.hash(), Spec::parse("1024MB,0.5GB").expect("valid").hash());
+        assert_eq!(
+            spec.hash(),
+            Spec::parse("1024MB,0.5GB").expect("valid").hash()
+        );
         assert_ne!(spec.hash(), Spec::parse("512MB,1GB").expect("valid").hash());
     }
 

@@ -131,7 +131,10 @@ impl OciArchive {
         Ok(sink)
     }
 
-    fn io(&mut self, f: impl FnOnce(&mut TarWriter<BufWriter<NamedTempFile>>) -> io::Result<()>) -> Result<(), Error> {
+    fn io(
+        &mut self,
+        f: impl FnOnce(&mut TarWriter<BufWriter<NamedTempFile>>) -> io::Result<()>,
+    ) -> Result<(), Error> {
         f(&mut self.tar).map_err(Error::io("write", &self.temp_path))
     }
 }
@@ -178,7 +181,13 @@ impl Sink for OciArchive {
     }
 
     fn commit(self: Box<Self>) -> Result<String, Error> {
-        let Self { dest, output, temp_path, tar, .. } = *self;
+        let Self {
+            dest,
+            output,
+            temp_path,
+            tar,
+            ..
+        } = *self;
         let file = tar
             .out
             .into_inner()

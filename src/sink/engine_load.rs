@@ -22,7 +22,8 @@ pub(crate) struct EngineLoad {
 
 impl EngineLoad {
     pub fn start(engine: Engine, options: TarOptions) -> Result<Self, Error> {
-        let (reader, writer) = os_pipe::pipe().map_err(Error::io("create a pipe to", &engine.program))?;
+        let (reader, writer) =
+            os_pipe::pipe().map_err(Error::io("create a pipe to", &engine.program))?;
         let child = engine
             .cmd(["load"])
             .stdin_file(reader)
@@ -46,7 +47,11 @@ impl EngineLoad {
     /// A write failed: the engine has most likely exited, and its stderr says why.
     fn failed(&mut self, e: std::io::Error) -> Error {
         self.tar = None;
-        let detail = match self.child.take().map(|c| c.wait().map(|o| last_line(&o.stderr))) {
+        let detail = match self
+            .child
+            .take()
+            .map(|c| c.wait().map(|o| last_line(&o.stderr)))
+        {
             Some(Ok(line)) if line != "no output" => line,
             _ => e.to_string(),
         };
@@ -56,7 +61,10 @@ impl EngineLoad {
         }
     }
 
-    fn io(&mut self, f: impl FnOnce(&mut TarWriter<os_pipe::PipeWriter>) -> std::io::Result<()>) -> Result<(), Error> {
+    fn io(
+        &mut self,
+        f: impl FnOnce(&mut TarWriter<os_pipe::PipeWriter>) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
         let result = match self.tar.as_mut() {
             Some(tar) => f(tar),
             None => Err(std::io::Error::other("the engine stream is closed")),
@@ -97,7 +105,10 @@ impl Sink for EngineLoad {
         }
         let child = self.child.take();
         let out = match child {
-            Some(child) => child.wait().map_err(Error::io("wait for", &self.engine.program))?.clone(),
+            Some(child) => child
+                .wait()
+                .map_err(Error::io("wait for", &self.engine.program))?
+                .clone(),
             None => return Err(self.failed(std::io::Error::other("the engine exited"))),
         };
         if !out.status.success() {

@@ -42,7 +42,9 @@ pub enum OutputError {
 impl OutputError {
     pub fn hint(&self) -> &'static str {
         match self {
-            Self::Registry => "write an OCI layout with `--output oci:DIR` and push it with `skopeo copy`",
+            Self::Registry => {
+                "write an OCI layout with `--output oci:DIR` and push it with `skopeo copy`"
+            }
             _ => "outputs are `engine`, `oci:DIR` and `oci-archive:FILE`",
         }
     }
@@ -122,9 +124,14 @@ pub(crate) fn open(
         .into_iter()
         .map(|output| -> Result<Box<dyn Sink>, Error> {
             Ok(match output {
-                Output::Engine => Box::new(engine_load::EngineLoad::start(engine::detect(engine)?, options)?),
+                Output::Engine => Box::new(engine_load::EngineLoad::start(
+                    engine::detect(engine)?,
+                    options,
+                )?),
                 Output::OciDir(path) => Box::new(oci_dir::OciDir::create(path, output)?),
-                Output::OciArchive(path) => Box::new(archive::OciArchive::create(path, output, options)?),
+                Output::OciArchive(path) => {
+                    Box::new(archive::OciArchive::create(path, output, options)?)
+                }
             })
         })
         .collect()
@@ -185,11 +192,26 @@ mod tests {
     #[test]
     fn parses_outputs() {
         assert_eq!(Output::parse("engine"), Ok(Output::Engine));
-        assert_eq!(Output::parse("oci:out/x"), Ok(Output::OciDir("out/x".into())));
-        assert_eq!(Output::parse("oci-archive:a.tar"), Ok(Output::OciArchive("a.tar".into())));
-        assert_eq!(Output::parse("oci:"), Err(OutputError::NoPath("oci:".into())));
-        assert_eq!(Output::parse("docker"), Err(OutputError::Unknown("docker".into())));
-        assert_eq!(Output::parse("zip:x"), Err(OutputError::Unknown("zip:x".into())));
+        assert_eq!(
+            Output::parse("oci:out/x"),
+            Ok(Output::OciDir("out/x".into()))
+        );
+        assert_eq!(
+            Output::parse("oci-archive:a.tar"),
+            Ok(Output::OciArchive("a.tar".into()))
+        );
+        assert_eq!(
+            Output::parse("oci:"),
+            Err(OutputError::NoPath("oci:".into()))
+        );
+        assert_eq!(
+            Output::parse("docker"),
+            Err(OutputError::Unknown("docker".into()))
+        );
+        assert_eq!(
+            Output::parse("zip:x"),
+            Err(OutputError::Unknown("zip:x".into()))
+        );
         assert_eq!(Output::parse("registry"), Err(OutputError::Registry));
     }
 }

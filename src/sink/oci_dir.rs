@@ -50,7 +50,10 @@ impl OciDir {
 
 impl Sink for OciDir {
     fn begin_layer(&mut self, number: u32, _size: u64) -> Result<(), Error> {
-        let path = self.temp.path().join(format!("blobs/sha256/.layer{number}.partial"));
+        let path = self
+            .temp
+            .path()
+            .join(format!("blobs/sha256/.layer{number}.partial"));
         let file = File::create(&path).map_err(Error::io("create", &path))?;
         self.layer = Some((file, path));
         Ok(())
@@ -58,7 +61,8 @@ impl Sink for OciDir {
 
     fn write_layer(&mut self, data: &[u8]) -> Result<(), Error> {
         if let Some((file, path)) = &mut self.layer {
-            file.write_all(data).map_err(Error::io("write", path.as_path()))?;
+            file.write_all(data)
+                .map_err(Error::io("write", path.as_path()))?;
         }
         Ok(())
     }
@@ -81,7 +85,9 @@ impl Sink for OciDir {
     }
 
     fn commit(self: Box<Self>) -> Result<String, Error> {
-        let Self { dest, output, temp, .. } = *self;
+        let Self {
+            dest, output, temp, ..
+        } = *self;
         // A directory cannot be renamed over a non-empty one: move the previous layout into
         // a sibling temporary directory first, which is deleted on every path out of here.
         let previous = if dest.exists() {
@@ -110,5 +116,7 @@ impl Sink for OciDir {
 fn is_layout_or_empty(path: &Path) -> bool {
     path.is_dir()
         && (path.join("oci-layout").is_file()
-            || fs::read_dir(path).map(|mut d| d.next().is_none()).unwrap_or(false))
+            || fs::read_dir(path)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false))
 }

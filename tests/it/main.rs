@@ -1,1 +1,11 @@
+//! Integration tests: the real CLI against real tools (skopeo, umoci, oci-image-tool,
+//! docker, podman). A missing tool skips a test with a `skipped:` line, unless `CI` or
+//! `IMAGE_MAKER_REQUIRE_ENGINES=1` is set, in which case it fails.
 
+mod archive;
+mod cli;
+mod determinism;
+mod engine;
+mod failures;
+mod oci;
+mod support;

@@ -1,0 +1,102 @@
+//! `oci-archive:FILE` as skopeo and `docker load` see it.
+
+use std::fs::File;
+use std::process::Command;
+
+use crate::support::*;
+
+fn build_archive(file: &std::path::Path, reference: &str, spec: &str) -> serde_json::Value {
+    let out = run_ok(image_maker().args([
+        "-q",
+        "--json",
+        "-s",
+        spec,
+        "-o",
+        &format!("oci-archive:{}", path_str(file)),
+        reference,
+    ]));
+    json(&out)
+}
+
+#[test]
+fn archive_holds_an_oci_layout_and_docker_manifest() {
+    let tmp = tempdir();
+    let file = tmp.path().join("image.tar");
+    let built = build_archive(&file, "mock/arch:1", "3KB,1KB");
+    let mut names: Vec<String> = tar::Archive::new(File::open(&file).expect("archive"))
+        .entries()
+        .expect("tar")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    for name in ["oci-layout", "index.json", "manifest.json"] {
+        assert!(
+            names.contains(&name.to_owned()),
+            "{name} missing from {names:?}"
+        );
+    }
+    for layer in built["layers"].as_array().expect("layers") {
+        let digest = layer["digest"].as_str().expect("digest");
+        let path = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+        assert!(names.contains(&path), "{path} missing from {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n.contains("000000000000")),
+        "placeholder left: {names:?}"
+    );
+    assert_eq!(entries(tmp.path()), ["image.tar"]);
+}
+
+#[test]
+fn skopeo_inspects_the_archive() {
+    if !tool("skopeo") {
+        return;
+    }
+    let tmp = tempdir();
+    let file = tmp.path().join("image.tar");
+    let built = build_archive(&file, "mock/arch:1", "5MB,2KB,300B");
+    let out = run_ok(
+        Command::new("skopeo").args(["inspect", &format!("oci-archive:{}", path_str(&file))]),
+    );
+    let info = json(&out);
+    assert_eq!(info["Digest"], built["digest"]);
+    assert_eq!(info["Layers"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        (info["Os"].as_str(), info["Architecture"].as_str()),
+        (Some("linux"), Some("amd64"))
+    );
+}
+
+#[test]
+fn docker_loads_the_archive_with_matching_diff_ids() {
+    if !engine("docker") {
+        return;
+    }
+    let tmp = tempdir();
+    let file = tmp.path().join("image.tar");
+    let image = EngineImage::new("docker", "archive");
+    let built = build_archive(&file, &image.reference, "5MB,2KB:files=2,300B");
+    let out = run_ok(Command::new("docker").args(["load", "-i", path_str(&file)]));
+    assert!(stdout(&out).contains(&image.reference), "{}", stdout(&out));
+    let rootfs: Vec<String> =
+        serde_json::from_str(&image.inspect("{{json .RootFS.Layers}}")).expect("json");
+    let diff_ids: Vec<String> = built["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["diff_id"].as_str().expect("diff_id").to_owned())
+        .collect();
+    assert_eq!(rootfs, diff_ids);
+    assert_eq!(image.inspect("{{.Os}}/{{.Architecture}}"), "linux/amd64");
+    // docker's image ID is the config digest.
+    assert_eq!(
+        image.inspect("{{.Id}}"),
+        built["config_digest"].as_str().expect("config digest")
+    );
+}

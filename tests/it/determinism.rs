@@ -1,0 +1,125 @@
+//! The same spec gives the same bytes and digests on every run and machine.
+
+use image_maker::{build, BuildRequest, Output, Progress, Reference, Spec};
+
+use crate::support::*;
+
+/// Pinned: if this changes, every digest users have recorded changes with it.
+const GOLDEN_SPEC: &str = "5MB,2KB,300B";
+const GOLDEN_DIGEST: &str =
+    "sha256:3e9546d971c7b278709766c369e7ad41d5c0e6156e7c1e752aa7adaeddfb8b77";
+
+fn digest_of(list: &str, reference: &str) -> String {
+    let request = BuildRequest::new(
+        Spec::parse(list).expect("valid"),
+        Reference::parse(reference).expect("valid"),
+    );
+    build(&request, &mut Progress::hidden())
+        .expect("build")
+        .digest
+}
+
+#[test]
+fn golden_manifest_digest() {
+    assert_eq!(digest_of(GOLDEN_SPEC, "any/name:tag"), GOLDEN_DIGEST);
+}
+
+#[test]
+fn the_cli_gives_the_golden_digest_too() {
+    let tmp = tempdir();
+    let out = run_ok(image_maker().args([
+        "-q",
+        "--json",
+        "-s",
+        GOLDEN_SPEC,
+        "-o",
+        &format!("oci:{}", path_str(&tmp.path().join("a"))),
+        "x:1",
+    ]));
+    assert_eq!(json(&out)["digest"], GOLDEN_DIGEST);
+}
+
+#[test]
+fn the_name_does_not_change_the_manifest() {
+    assert_eq!(
+        digest_of("1KB,2KB", "a:1"),
+        digest_of("1KB,2KB", "localhost:5000/b/c:latest")
+    );
+}
+
+#[test]
+fn equivalent_spellings_give_the_same_image() {
+    assert_eq!(digest_of("1MB,0.5KB", "a"), digest_of("1024KiB, 512B", "a"));
+    assert_ne!(digest_of("1MB,512B", "a"), digest_of("512B,1MB", "a"));
+    assert_ne!(digest_of("4KB", "a"), digest_of("4KB:files=2", "a"));
+}
+
+#[test]
+fn outputs_are_byte_identical_across_runs() {
+    let tmp = tempdir();
+    let build_to = |name: &str| {
+        let dir = tmp.path().join(name);
+        let file = tmp.path().join(format!("{name}.tar"));
+        let request = BuildRequest::new(
+            Spec::parse("1MB,3KB:files=5").expect("valid"),
+            Reference::parse("d:1").expect("valid"),
+        )
+        .output(Output::OciDir(dir.clone()))
+        .output(Output::OciArchive(file.clone()));
+        build(&request, &mut Progress::hidden()).expect("build");
+        (dir, file)
+    };
+    let (dir_a, file_a) = build_to("a");
+    let (dir_b, file_b) = build_to("b");
+    assert!(
+        std::fs::read(&file_a).expect("a") == std::fs::read(&file_b).expect("b"),
+        "archives differ"
+    );
+    let blobs = entries(&dir_a.join("blobs/sha256"));
+    assert_eq!(blobs, entries(&dir_b.join("blobs/sha256")));
+    for name in ["index.json", "oci-layout"] {
+        assert_eq!(
+            std::fs::read(dir_a.join(name)).expect("a"),
+            std::fs::read(dir_b.join(name)).expect("b")
+        );
+    }
+}
+
+#[test]
+fn source_date_epoch_sets_mtime_and_created() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("layout");
+    let out = run_ok(image_maker().env("SOURCE_DATE_EPOCH", "1700000000").args([
+        "-q",
+        "--json",
+        "-s",
+        GOLDEN_SPEC,
+        "-o",
+        &format!("oci:{}", path_str(&dir)),
+        "x:1",
+    ]));
+    assert_ne!(json(&out)["digest"], GOLDEN_DIGEST);
+    let layer = &json(&out)["layers"][0]["digest"];
+    let blob = dir.join("blobs/sha256").join(
+        layer
+            .as_str()
+            .expect("digest")
+            .trim_start_matches("sha256:"),
+    );
+    let mut archive = tar::Archive::new(std::fs::File::open(blob).expect("blob"));
+    for entry in archive.entries().expect("tar") {
+        assert_eq!(
+            entry.expect("entry").header().mtime().expect("mtime"),
+            1_700_000_000
+        );
+    }
+    let bad = run(image_maker()
+        .env("SOURCE_DATE_EPOCH", "yesterday")
+        .args(["-s", "1KB", "-o", "oci:x", "x"]));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("SOURCE_DATE_EPOCH `yesterday`"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -1,0 +1,167 @@
+//! A failed or interrupted build leaves nothing at the destination and no temporary files.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn assert_empty(dir: &Path) {
+    assert!(
+        entries(dir).is_empty(),
+        "left behind in {}: {:?}",
+        dir.display(),
+        entries(dir)
+    );
+}
+
+#[test]
+fn missing_parent_fails_cleanly() {
+    let tmp = tempdir();
+    let dest = tmp.path().join("missing/out");
+    let out = run(image_maker().args([
+        "-s",
+        "1KB",
+        "-o",
+        &format!("oci:{}", path_str(&dest)),
+        "x:1",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not exist") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(err.contains("hint: create the directory first"), "{err}");
+    assert_empty(tmp.path());
+}
+
+#[test]
+fn unwritable_parent_fails_cleanly() {
+    // /proc refuses new entries even to root, unlike a chmod'ed directory.
+    for output in [
+        "oci:/proc/image-maker-test",
+        "oci-archive:/proc/image-maker-test.tar",
+    ] {
+        let out = run(image_maker().args(["-s", "1KB", "-o", output, "x:1"]));
+        assert_eq!(out.status.code(), Some(1), "{output}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("cannot create a temporary"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!Path::new("/proc/image-maker-test").exists());
+}
+
+#[test]
+fn a_later_failing_output_leaves_the_earlier_one_unwritten() {
+    let tmp = tempdir();
+    let good = tmp.path().join("good");
+    let out = run(image_maker().args([
+        "-s",
+        "1KB",
+        "-o",
+        &format!("oci:{}", path_str(&good)),
+        "-o",
+        &format!("oci-archive:{}", path_str(&tmp.path().join("nope/x.tar"))),
+        "x:1",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    assert_empty(tmp.path());
+}
+
+#[test]
+fn an_occupied_destination_is_left_alone() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::write(dir.join("keep.txt"), "mine").expect("write");
+    let out =
+        run(image_maker().args(["-s", "1KB", "-o", &format!("oci:{}", path_str(&dir)), "x:1"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("exists and is not an OCI image layout"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(entries(&dir), ["keep.txt"]);
+    let out = run(image_maker().args([
+        "-s",
+        "1KB",
+        "-o",
+        &format!("oci-archive:{}", path_str(&dir)),
+        "x:1",
+    ]));
+    assert!(
+        stderr(&out).contains("exists and is not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(entries(tmp.path()), ["data"]);
+}
+
+#[test]
+fn a_write_failing_mid_layer_leaves_nothing() {
+    // The file size limit makes a write fail partway through the first layer; SIGXFSZ is
+    // ignored so the failure arrives as an error, as a full disk's would.
+    let tmp = tempdir();
+    for output in ["oci:out", "oci-archive:out.tar"] {
+        let out = run(Command::new("sh")
+            .current_dir(tmp.path())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .args([
+                "-c",
+                "trap '' XFSZ; ulimit -f 1024; exec \"$@\"",
+                "sh",
+                env!("CARGO_BIN_EXE_image-maker"),
+            ])
+            .args(["-q", "-s", "4MB", "-o", output, "x:1"]));
+        assert_eq!(out.status.code(), Some(1), "{output}: {}", stderr(&out));
+        assert!(stderr(&out).contains("File too large"), "{}", stderr(&out));
+        assert_empty(tmp.path());
+    }
+}
+
+/// Starts a build big enough to interrupt, waits until it is writing, sends `signal`.
+fn interrupt(signal: &str, output: &str, dir: &Path) -> std::process::Output {
+    let child = image_maker()
+        .current_dir(dir)
+        .args(["-q", "-s", "4GB", "-o", output, "x:1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while entries(dir).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the build never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    run_ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn ctrl_c_removes_everything() {
+    let tmp = tempdir();
+    let out = interrupt("INT", "oci:out", tmp.path());
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error: interrupted"),
+        "{}",
+        stderr(&out)
+    );
+    assert_empty(tmp.path());
+}
+
+#[test]
+fn sigterm_removes_everything() {
+    let tmp = tempdir();
+    let out = interrupt("TERM", "oci-archive:out.tar", tmp.path());
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert_empty(tmp.path());
+}

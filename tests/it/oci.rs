@@ -1,0 +1,140 @@
+//! `oci:DIR` as skopeo, umoci and oci-image-tool see it.
+
+use std::process::Command;
+
+use crate::support::*;
+
+const SPEC: &str = "5MB,2KB,300B";
+
+fn build(dir: &std::path::Path, reference: &str, spec: &str) {
+    run_ok(image_maker().args([
+        "-q",
+        "-s",
+        spec,
+        "-o",
+        &format!("oci:{}", path_str(dir)),
+        reference,
+    ]));
+}
+
+#[test]
+fn oci_image_tool_validates_the_layout() {
+    if !tool("oci-image-tool") {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = tmp.path().join("layout");
+    build(&dir, "mock/small:v1", SPEC);
+    let out = run_ok(Command::new("oci-image-tool").args([
+        "validate",
+        "--type",
+        "image",
+        "--ref",
+        "name=v1",
+        path_str(&dir),
+    ]));
+    assert!(
+        stdout(&out).contains("Validation succeeded"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn skopeo_sees_three_layers_for_linux_amd64() {
+    if !tool("skopeo") {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = tmp.path().join("layout");
+    build(&dir, "mock/small:v1", SPEC);
+    let out =
+        run_ok(Command::new("skopeo").args(["inspect", &format!("oci:{}:v1", path_str(&dir))]));
+    let info = json(&out);
+    assert_eq!(info["Layers"].as_array().map(Vec::len), Some(3), "{info}");
+    assert_eq!(info["Architecture"], "amd64");
+    assert_eq!(info["Os"], "linux");
+    assert_eq!(
+        info["Labels"]["dev.image-maker.spec"],
+        "5MB:files=1,2KB:files=1,300B:files=1"
+    );
+}
+
+#[test]
+fn umoci_unpacks_files_of_exact_sizes_and_bytes() {
+    if !tool("umoci") {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = tmp.path().join("layout");
+    let spec = "5MB,2KB:files=3,300B";
+    build(&dir, "mock/small:v1", spec);
+    let bundle = tmp.path().join("bundle");
+    run_ok(Command::new("umoci").args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:v1", path_str(&dir)),
+        path_str(&bundle),
+    ]));
+    assert_rootfs(&bundle.join("rootfs"), spec);
+}
+
+#[test]
+fn platform_is_recorded_in_config_and_index() {
+    if !tool("skopeo") {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = tmp.path().join("layout");
+    run_ok(image_maker().args([
+        "-q",
+        "-s",
+        "1KB",
+        "--platform",
+        "linux/arm64/v8",
+        "-o",
+        &format!("oci:{}", path_str(&dir)),
+        "mock/arm:1",
+    ]));
+    let out = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--config",
+        &format!("oci:{}:1", path_str(&dir)),
+    ]));
+    let config = json(&out);
+    assert_eq!(
+        (
+            config["os"].as_str(),
+            config["architecture"].as_str(),
+            config["variant"].as_str()
+        ),
+        (Some("linux"), Some("arm64"), Some("v8"))
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("index"))
+            .expect("json");
+    assert_eq!(index["manifests"][0]["platform"]["architecture"], "arm64");
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "1"
+    );
+}
+
+#[test]
+fn an_existing_layout_is_replaced() {
+    if !tool("skopeo") {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = tmp.path().join("layout");
+    build(&dir, "mock/a:1", "1MB");
+    build(&dir, "mock/a:2", "2KB,1KB");
+    let out =
+        run_ok(Command::new("skopeo").args(["inspect", &format!("oci:{}:2", path_str(&dir))]));
+    assert_eq!(json(&out)["Layers"].as_array().map(Vec::len), Some(2));
+    // Only the new image's blobs remain: config, manifest and two layers.
+    assert_eq!(entries(&dir.join("blobs/sha256")).len(), 4);
+    assert_eq!(entries(tmp.path()), ["layout"]);
+}
