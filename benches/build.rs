@@ -3,7 +3,8 @@
 //! alternating, so machine noise hits both alike. Reports medians, the ratio and peak RSS.
 //!
 //! `cargo bench --bench build` (or `cargo xtask bench`); `IMAGE_MAKER_BENCH_SPEC` and
-//! `IMAGE_MAKER_BENCH_ROUNDS` change the defaults (`1GB,512MB`, 3 rounds).
+//! `IMAGE_MAKER_BENCH_ROUNDS` change the defaults (`1GB,512MB`, 3 rounds), and
+//! `IMAGE_MAKER_BENCH_DIR` where the data is written (the system temp dir).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -23,9 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let list = std::env::var("IMAGE_MAKER_BENCH_SPEC").unwrap_or_else(|_| "1GB,512MB".into());
     let rounds: usize = std::env::var("IMAGE_MAKER_BENCH_ROUNDS").map_or(Ok(3), |r| r.parse())?;
     let spec = Spec::parse(&list)?;
+    let parent =
+        std::env::var_os("IMAGE_MAKER_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let work = tempfile::Builder::new()
         .prefix("image-maker-bench")
-        .tempdir()?;
+        .tempdir_in(parent)?;
     println!(
         "spec {list} ({}), {rounds} rounds, in {}",
         human_size(spec.total_size()),

@@ -8,9 +8,9 @@ use crate::layer::{self, TarOptions};
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::sink::{self, Fanout, Finished, Output};
+use crate::sink::{self, Finished, Output};
 use crate::spec::{human_size, Spec};
-use crate::{interrupt, plan, EngineKind, Error};
+use crate::{interrupt, pipeline, plan, EngineKind, Error};
 
 /// What to build and where to put it.
 #[derive(Debug, Clone)]
@@ -92,27 +92,25 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
         for sink in sinks.iter_mut() {
             sink.begin_layer(layer.number, size)?;
         }
-        let mut fanout = Fanout {
-            sinks: &mut sinks,
-            error: None,
-        };
-        let mut hashing = HashingWriter::new(&mut fanout);
         let mut interrupted = None;
-        let result = layer::write_tar(layer, &spec_hash, options, &mut hashing, &mut |n| {
-            progress.inc(n);
-            interrupt::check().map_err(|e| {
-                interrupted = Some(e);
-                std::io::Error::other("interrupted")
-            })
-        });
-        let (blob, _) = hashing.complete();
-        if let Err(e) = result {
-            return Err(interrupted.or(fanout.error).unwrap_or_else(|| Error::Io {
+        let produced = pipeline::write_layer(&mut sinks, |out| {
+            let mut hashing = HashingWriter::new(out);
+            layer::write_tar(layer, &spec_hash, options, &mut hashing, &mut |n| {
+                progress.inc(n);
+                interrupt::check().map_err(|e| {
+                    interrupted = Some(e);
+                    std::io::Error::other("interrupted")
+                })
+            })?;
+            Ok(hashing.complete().0)
+        })?;
+        let blob = produced.map_err(|e| {
+            interrupted.take().unwrap_or_else(|| Error::Io {
                 action: "generate",
                 path: layer.dir().into(),
                 source: e,
-            }));
-        }
+            })
+        })?;
         for sink in sinks.iter_mut() {
             sink.end_layer(&blob)?;
         }

@@ -20,6 +20,7 @@ mod error;
 pub mod image;
 pub mod interrupt;
 pub mod layer;
+mod pipeline;
 pub mod plan;
 pub mod platform;
 pub mod progress;

@@ -112,6 +112,7 @@ impl OciArchive {
         let file = tempfile::Builder::new()
             .prefix(&temp_prefix(dest))
             .suffix(".partial")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(&parent)
             .map_err(Error::io("create a temporary file in", &parent))?;
         let temp_path = file.path().to_path_buf();

@@ -7,7 +7,6 @@ mod engine_load;
 mod oci_dir;
 
 use std::fmt;
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::digest::Blob;
@@ -94,7 +93,7 @@ pub(crate) struct Finished<'a> {
     pub metadata: &'a Metadata,
 }
 
-pub(crate) trait Sink {
+pub(crate) trait Sink: Send {
     /// A layer tar of exactly `size` bytes follows.
     fn begin_layer(&mut self, number: u32, size: u64) -> Result<(), Error>;
     fn write_layer(&mut self, data: &[u8]) -> Result<(), Error>;
@@ -135,29 +134,6 @@ pub(crate) fn open(
             })
         })
         .collect()
-}
-
-/// Passes layer bytes to every sink. A sink's error is kept here, since `io::Write` can only
-/// carry an `io::Error`.
-pub(crate) struct Fanout<'a> {
-    pub sinks: &'a mut [Box<dyn Sink>],
-    pub error: Option<Error>,
-}
-
-impl Write for Fanout<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        for sink in self.sinks.iter_mut() {
-            if let Err(e) = sink.write_layer(buf) {
-                self.error = Some(e);
-                return Err(io::Error::other("output failed"));
-            }
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Where a temporary sibling of `dest` goes; the parent must exist already.

@@ -28,8 +28,10 @@ impl OciDir {
             });
         }
         let parent = parent_dir(dest, output)?;
+        // Created with the mode a plain `mkdir` would give, as it becomes the destination.
         let temp = tempfile::Builder::new()
             .prefix(&temp_prefix(dest))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o777))
             .tempdir_in(&parent)
             .map_err(Error::io("create a temporary directory in", &parent))?;
         let blobs = temp.path().join("blobs/sha256");

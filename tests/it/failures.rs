@@ -16,6 +16,44 @@ fn assert_empty(dir: &Path) {
 }
 
 #[test]
+fn outputs_get_ordinary_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempdir();
+    run_ok(image_maker().current_dir(tmp.path()).args([
+        "-q",
+        "-s",
+        "1KB",
+        "-o",
+        "oci:dir",
+        "-o",
+        "oci-archive:file.tar",
+        "x:1",
+    ]));
+    let mode = |name: &str| {
+        std::fs::metadata(tmp.path().join(name))
+            .expect(name)
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    // What `mkdir` and `touch` would give, not the 0700/0600 of a temporary file.
+    assert_eq!(mode("dir"), 0o777 & !umask(), "dir");
+    assert_eq!(mode("file.tar"), 0o666 & !umask(), "file");
+}
+
+/// The umask of this process, read from /proc.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim().to_owned()))
+        })
+        .and_then(|v| u32::from_str_radix(&v, 8).ok())
+        .unwrap_or(0o022)
+}
+
+#[test]
 fn missing_parent_fails_cleanly() {
     let tmp = tempdir();
     let dest = tmp.path().join("missing/out");
