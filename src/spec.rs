@@ -531,7 +531,7 @@ mod tests {
         assert_eq!(spec.canonical(), "1GB:files=1,512MB:files=1");
         assert_eq!(
             spec.hash_hex(),
-            hex(&Sha256::digest(b"1GB:files=1,512MB:files=1"))
+            "f7ca7e7cc8a8ae80e13f1b5dc53f2ba5a6e6fd002ae0b9d87fb13bd01105d991"
         );
         assert_eq!(
             spec.hash(),
