@@ -71,6 +71,12 @@ pub struct Built {
 
 /// Builds the image once, streaming every layer to all outputs at the same time.
 pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
+    // A terminal's Ctrl-C reaches `docker load` too, so the engine's broken pipe may surface
+    // first: the signal is the cause to report.
+    build_once(request, progress).map_err(|e| interrupt::check().err().unwrap_or(e))
+}
+
+fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
     let spec = &request.spec;
     let options = TarOptions {
         mtime: request.mtime,

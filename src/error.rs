@@ -93,7 +93,7 @@ impl Error {
         }
     }
 
-    /// 2 for bad usage, 130/143 after a signal, 1 for a failed build.
+    /// 2 for bad usage, 128 + the signal after SIGINT/SIGTERM/SIGHUP, 1 for a failed build.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Spec(_)

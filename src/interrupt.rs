@@ -1,5 +1,5 @@
-//! Ctrl-C and SIGTERM stop a build between chunks, so that every temporary file is removed
-//! by ordinary drops before the process exits 130 or 143.
+//! Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop a build between chunks, so that every
+//! temporary file is removed by ordinary drops before the process exits 128 + the signal.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -12,10 +12,9 @@ static FLAG: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
 /// effect (library users keep control of their own process).
 pub fn install() -> std::io::Result<()> {
     let flag = FLAG.get_or_init(Default::default);
-    for (signal, code) in [
-        (signal_hook::consts::SIGINT, 130),
-        (signal_hook::consts::SIGTERM, 143),
-    ] {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        let code = 128 + usize::try_from(signal).unwrap_or_default();
         signal_hook::flag::register_usize(signal, Arc::clone(flag), code)?;
     }
     Ok(())

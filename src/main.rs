@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -12,9 +13,11 @@ fn main() -> ExitCode {
     match cli::run(&args) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Not eprintln!: after SIGHUP stderr may be gone, and a panic here helps nobody.
+            let mut stderr = std::io::stderr();
+            let _ = writeln!(stderr, "error: {e}");
             if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
+                let _ = writeln!(stderr, "hint: {hint}");
             }
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }

@@ -1,6 +1,6 @@
 //! Status on stderr: stage lines, and a byte progress bar when stderr is a terminal.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -34,7 +34,10 @@ impl Progress {
         }
         match &self.bar {
             Some(bar) => bar.println(message.as_ref()),
-            None => eprintln!("{}", message.as_ref()),
+            // A closed terminal must not turn a status line into a panic.
+            None => {
+                let _ = writeln!(std::io::stderr(), "{}", message.as_ref());
+            }
         }
     }
 

@@ -170,6 +170,13 @@ fn interrupt(signal: &str, output: &str, dir: &Path) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    wait_for_output(dir);
+    run_ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
+    child.wait_with_output().expect("wait")
+}
+
+/// Waits until a build has created its temporary output in `dir` and has run a little.
+fn wait_for_output(dir: &Path) {
     let started = Instant::now();
     while entries(dir).is_empty() {
         assert!(
@@ -179,8 +186,6 @@ fn interrupt(signal: &str, output: &str, dir: &Path) -> std::process::Output {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(200));
-    run_ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
-    child.wait_with_output().expect("wait")
 }
 
 #[test]
@@ -202,4 +207,44 @@ fn sigterm_removes_everything() {
     let out = interrupt("TERM", "oci-archive:out.tar", tmp.path());
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     assert_empty(tmp.path());
+}
+
+#[test]
+fn a_closed_terminal_removes_everything() {
+    let tmp = tempdir();
+    let out = interrupt("HUP", "oci:out", tmp.path());
+    assert_eq!(out.status.code(), Some(129), "{}", stderr(&out));
+    assert_empty(tmp.path());
+}
+
+#[test]
+fn ctrl_c_cancels_an_engine_load() {
+    if !engine("docker") {
+        return;
+    }
+    let tmp = tempdir();
+    let image = EngineImage::new("docker", "interrupted");
+    let child = image_maker()
+        .args([
+            "-q",
+            "-s",
+            "4GB",
+            "-o",
+            "engine",
+            "-o",
+            "oci:out",
+            "-e",
+            "docker",
+            &image.reference,
+        ])
+        .current_dir(tmp.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for_output(tmp.path());
+    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_empty(tmp.path());
+    assert!(!image.exists(), "an interrupted build was loaded");
 }
