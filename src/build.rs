@@ -148,9 +148,9 @@ fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, 
     for sink in sinks.iter_mut() {
         sink.finish(&finished)?;
     }
-    interrupt::check()?;
     let mut outputs = Vec::new();
     for sink in sinks {
+        interrupt::check()?;
         outputs.push(sink.commit()?);
     }
     Ok(Built {

@@ -1,5 +1,7 @@
 //! The command line: one argument struct, shared with `cargo xtask mock-image`.
 
+use std::io::Write;
+
 use clap::{Parser, ValueEnum};
 
 use crate::{
@@ -14,9 +16,10 @@ Examples:
   # no daemon needed: an OCI layout directory and an archive for `docker load -i`
   image-maker -s 5MB,2KB,300B -o oci:out/small -o oci-archive:small.tar mock/small:1
 
-  # a hundred 1 MiB layers; 100,000 small files in one layer
-  image-maker -n 100 -s 1MB mock/many:1 -o oci:many
-  image-maker -s 64MB:files=100000 mock/files:1 -o oci:files
+  # a hundred 1 MiB layers; 100,000 small files; a mock filesystem of nested directories
+  image-maker -n 100 -s 1MB -o oci:many mock/many:1
+  image-maker -s 64MB:files=100000 -o oci:files mock/files:1
+  image-maker -s 64MB:tree=5000 -o oci:tree mock/tree:1
 
 Sizes are powers of 1024: B, KB, MB, GB, TB (KiB..TiB also accepted); a bare number
 means MB. A size is the layer's file data; tar headers come on top.";
@@ -40,7 +43,7 @@ pub struct Args {
     #[arg(short = 'n', long, value_name = "N")]
     pub num_layers: Option<usize>,
 
-    /// Comma-separated layer sizes, each optionally `:files=N`, e.g. `1GB,512MB:files=1000`
+    /// Comma-separated layer sizes, each optionally `:files=N` or `:tree=N`, e.g. `1GB,512MB:files=1000`
     #[arg(short = 's', long, value_name = "LIST")]
     pub layer_sizes: String,
 
@@ -76,7 +79,7 @@ pub struct Args {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
-    #[error("SOURCE_DATE_EPOCH `{0}` is not a whole number of seconds")]
+    #[error("SOURCE_DATE_EPOCH `{0}` is not a whole number of seconds from 1970 to 9999")]
     SourceDateEpoch(String),
     #[error("{0}")]
     Engine(String),
@@ -99,13 +102,7 @@ impl Args {
             .map(str::parse::<EngineKind>)
             .transpose()
             .map_err(|e| Error::Usage(UsageError::Engine(e)))?;
-        let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if !v.is_empty() => v
-                .trim()
-                .parse()
-                .map_err(|_| Error::Usage(UsageError::SourceDateEpoch(v)))?,
-            _ => 0,
-        };
+        let mtime = source_date_epoch()?;
         let mut request = BuildRequest::new(spec, reference)
             .platform(platform)
             .mtime(mtime);
@@ -113,6 +110,20 @@ impl Args {
         request.engine = engine;
         Ok(request)
     }
+}
+
+/// `SOURCE_DATE_EPOCH`, when set: seconds that RFC 3339 can still write (year 9999).
+fn source_date_epoch() -> Result<u64, Error> {
+    const LAST: u64 = 253_402_300_799;
+    let Some(raw) = std::env::var_os("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()) else {
+        return Ok(0);
+    };
+    let text = raw.to_string_lossy();
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|secs| *secs <= LAST)
+        .ok_or_else(|| Error::Usage(UsageError::SourceDateEpoch(text.into_owned())))
 }
 
 /// Runs the command line; status goes to stderr, the `--json` summary to stdout.
@@ -126,7 +137,10 @@ pub fn run(args: &Args) -> Result<Built, Error> {
     let built = build(&request, &mut progress)?;
     if args.json {
         let json = serde_json::to_string_pretty(&built).map_err(|e| Error::Metadata(e.into()))?;
-        println!("{json}");
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{json}")
+            .and_then(|()| stdout.flush())
+            .map_err(Error::io("write the summary to", "stdout"))?;
     }
     for output in &built.outputs {
         progress.stage(format!(

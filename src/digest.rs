@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use oci_spec::image::{Descriptor, MediaType};
 use sha2::{Digest as _, Sha256};
 
+use crate::image::MetadataError;
 use crate::spec::hex;
 
 /// Hashes and counts every byte written, passing them on to `inner`.
@@ -74,11 +75,8 @@ impl Blob {
         format!("blobs/sha256/{}", self.hex())
     }
 
-    pub fn descriptor(&self, media_type: MediaType) -> Descriptor {
-        let digest = self
-            .digest
-            .parse::<oci_spec::image::Digest>()
-            .expect("a sha256 digest of 64 hex digits always parses");
-        Descriptor::new(media_type, self.size, digest)
+    pub fn descriptor(&self, media_type: MediaType) -> Result<Descriptor, MetadataError> {
+        let digest = self.digest.parse::<oci_spec::image::Digest>()?;
+        Ok(Descriptor::new(media_type, self.size, digest))
     }
 }

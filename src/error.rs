@@ -86,6 +86,10 @@ impl Error {
             Self::EngineUnreachable { .. } => Some(
                 "start the daemon and check DOCKER_HOST and `docker context`, or use `--output oci:DIR`".into(),
             ),
+            Self::EngineFailed { detail, .. } if detail.contains("max depth exceeded") => Some(
+                "docker stores at most 125 layers per image: use fewer layers, or write it with `--output oci:DIR`"
+                    .into(),
+            ),
             Self::Io { source, .. } if source.raw_os_error() == Some(28) => {
                 Some("the disk is full: free space or choose another path".into())
             }

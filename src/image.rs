@@ -120,11 +120,11 @@ pub fn metadata(
             }
             .descriptor(MediaType::ImageLayer)
         })
-        .collect::<Vec<_>>();
+        .collect::<Result<Vec<_>, _>>()?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(config_blob.descriptor(MediaType::ImageConfig))
+        .config(config_blob.descriptor(MediaType::ImageConfig)?)
         .layers(layer_descriptors)
         .build()?;
     let manifest = canonical_json(&manifest)?;
@@ -142,7 +142,7 @@ pub fn index(
     reference: &Reference,
     platform: &Platform,
 ) -> Result<Vec<u8>, MetadataError> {
-    let mut descriptor = manifest.descriptor(MediaType::ImageManifest);
+    let mut descriptor = manifest.descriptor(MediaType::ImageManifest)?;
     let mut oci_platform = PlatformBuilder::default()
         .architecture(Arch::from(platform.architecture.as_str()))
         .os(Os::from(platform.os.as_str()));
@@ -188,7 +188,22 @@ pub fn docker_manifest(
 
 /// Sorted keys, no whitespace: oci-spec holds maps as `HashMap`, whose order varies.
 fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, MetadataError> {
-    Ok(serde_json::to_vec(&serde_json::to_value(value)?)?)
+    Ok(serde_json::to_vec(&sorted(serde_json::to_value(value)?))?)
+}
+
+/// Rebuilds every object with its keys in order. serde_json's map is already sorted unless
+/// some crate in the build enables its `preserve_order` feature; this holds either way.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
@@ -222,6 +237,25 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn index_keys_are_sorted_at_every_level() {
+        let blob = Blob::of(b"manifest");
+        let index = index(
+            &blob,
+            &Reference::parse("a/b:c").expect("valid"),
+            &Platform::default(),
+        )
+        .expect("index");
+        let text = String::from_utf8(index).expect("utf8");
+        let containerd = text.find(CONTAINERD_NAME).expect("containerd name");
+        let ref_name = text.find(REF_NAME).expect("ref name");
+        assert!(containerd < ref_name, "{text}");
+        assert!(
+            text.starts_with(r#"{"manifests":[{"annotations":"#),
+            "{text}"
+        );
     }
 
     #[test]

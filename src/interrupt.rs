@@ -1,21 +1,31 @@
 //! Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop a build between chunks, so that every
 //! temporary file is removed by ordinary drops before the process exits 128 + the signal.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::Error;
 
 static FLAG: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
 
-/// Installs the handlers once per process. Until it is called, signals keep their default
+/// Installs the handlers; call it once per process. Until it is called, signals keep their default
 /// effect (library users keep control of their own process).
 pub fn install() -> std::io::Result<()> {
-    let flag = FLAG.get_or_init(Default::default);
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let code = FLAG.get_or_init(Default::default);
+    let seen = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM, SIGHUP] {
-        let code = 128 + usize::try_from(signal).unwrap_or_default();
-        signal_hook::flag::register_usize(signal, Arc::clone(flag), code)?;
+        let status = 128 + signal;
+        // A second signal ends the process at once: the way out when the first is stuck
+        // behind a blocked write to an engine that no longer reads.
+        flag::register_conditional_shutdown(signal, status, Arc::clone(&seen))?;
+        flag::register_usize(
+            signal,
+            Arc::clone(code),
+            usize::try_from(status).unwrap_or(130),
+        )?;
+        flag::register(signal, Arc::clone(&seen))?;
     }
     Ok(())
 }

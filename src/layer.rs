@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use tar::{EntryType, Header};
 
 use crate::content::FileContent;
-use crate::plan::LayerPlan;
+use crate::plan::{Entry, LayerPlan};
 
 const BLOCK: u64 = 512;
 /// Large enough to amortise per-write costs, small enough to stay in L2 between the
@@ -40,16 +40,14 @@ pub fn write_tar(
     tick: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
-    out.write_all(
-        header(
-            &format!("{}/", plan.dir()),
-            0,
-            EntryType::Directory,
-            options,
-        )?
-        .as_bytes(),
-    )?;
-    for file in plan.files() {
+    for entry in plan.entries() {
+        let file = match entry {
+            Entry::Dir(path) => {
+                out.write_all(header(&path, 0, EntryType::Directory, options)?.as_bytes())?;
+                continue;
+            }
+            Entry::File(file) => file,
+        };
         out.write_all(header(&file.path, file.size, EntryType::Regular, options)?.as_bytes())?;
         let mut content = FileContent::new(spec_hash, plan.number, file.index, file.size);
         while content.remaining() > 0 {

@@ -1,7 +1,12 @@
 //! Names and sizes of every file in every layer: the one plan both builders follow, so the
 //! native layers and the Dockerfile build context hold the same paths and bytes.
 
-use crate::spec::{format_size, LayerSpec, Spec};
+use crate::spec::{format_size, LayerSpec, Layout, Spec};
+
+/// Files per directory of a `tree=N` layer.
+const FILES_PER_DIR: u64 = 32;
+/// Subdirectories per directory of a `tree=N` layer: one hex digit per level.
+const FANOUT: u64 = 16;
 
 /// One layer's directory and files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +26,14 @@ pub struct FilePlan {
     pub size: u64,
 }
 
+/// A tar entry of a layer, in the order the tar holds them (sorted by path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A directory path ending in `/`.
+    Dir(String),
+    File(FilePlan),
+}
+
 /// The layers of a spec, in order.
 pub fn layers(spec: &Spec) -> Vec<LayerPlan> {
     spec.layers()
@@ -34,31 +47,106 @@ pub fn layers(spec: &Spec) -> Vec<LayerPlan> {
 }
 
 impl LayerPlan {
-    /// The layer's only directory, `layerN`.
+    /// The layer's top directory, `layerN`.
     pub fn dir(&self) -> String {
         format!("layer{}", self.number)
     }
 
-    /// The files in tar order (sorted by path): a lazy iterator, so a layer of a million
-    /// files costs no memory up front.
+    /// The regular files, in tar order: lazy, so a layer of a million files costs no
+    /// memory up front.
     pub fn files(&self) -> impl Iterator<Item = FilePlan> + '_ {
-        let LayerSpec { size, files } = self.spec;
+        self.entries().filter_map(|e| match e {
+            Entry::File(f) => Some(f),
+            Entry::Dir(_) => None,
+        })
+    }
+
+    /// Directories and files in tar order, starting with `layerN/`.
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        let LayerSpec {
+            size,
+            files,
+            layout,
+        } = self.spec;
         let base = size / files;
         let larger = size % files;
         let width = files.to_string().len();
-        (0..files).map(move |index| {
-            let name = if files == 1 {
+        let tree = Tree::new(files);
+        let top = std::iter::once(Entry::Dir(format!("{}/", self.dir())));
+        top.chain((0..files).flat_map(move |index| {
+            let (dirs, parent) = match layout {
+                Layout::Flat => (Vec::new(), self.dir()),
+                Layout::Tree => tree.place(&self.dir(), index),
+            };
+            let name = if files == 1 && layout == Layout::Flat {
                 format!("{}-file", format_size(size))
             } else {
                 // Zero-padded so that name order is number order.
                 format!("file-{:0width$}", index + 1)
             };
-            FilePlan {
+            let file = FilePlan {
                 index,
-                path: format!("{}/{name}", self.dir()),
+                path: format!("{parent}/{name}"),
                 size: base + u64::from(index < larger),
+            };
+            dirs.into_iter()
+                .map(Entry::Dir)
+                .chain(std::iter::once(Entry::File(file)))
+        }))
+    }
+}
+
+/// Directory shape of a `tree=N` layer: `FILES_PER_DIR` files per leaf directory, leaves
+/// numbered in hex, one digit per level (`layer1/d0/d3/file-0097`), all at the same depth.
+#[derive(Debug, Clone, Copy)]
+struct Tree {
+    depth: u32,
+}
+
+impl Tree {
+    fn new(files: u64) -> Self {
+        let leaves = files.div_ceil(FILES_PER_DIR).max(1);
+        let mut depth = 1;
+        while FANOUT.pow(depth) < leaves {
+            depth += 1;
+        }
+        Self { depth }
+    }
+
+    /// The hex digits naming leaf directory `leaf`, most significant first.
+    fn digits(&self, leaf: u64) -> Vec<u64> {
+        (0..self.depth)
+            .rev()
+            .map(|level| leaf / FANOUT.pow(level) % FANOUT)
+            .collect()
+    }
+
+    /// File `index`'s directory, and the directories that must precede it in the tar:
+    /// the first file of a leaf opens every level from the first digit that changed.
+    fn place(&self, top: &str, index: u64) -> (Vec<String>, String) {
+        let leaf = index / FILES_PER_DIR;
+        let digits = self.digits(leaf);
+        let first_new_level = if index % FILES_PER_DIR != 0 {
+            digits.len()
+        } else if leaf == 0 {
+            0
+        } else {
+            let previous = self.digits(leaf - 1);
+            digits
+                .iter()
+                .zip(&previous)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0)
+        };
+        let mut path = top.to_owned();
+        let mut new_dirs = Vec::new();
+        for (level, digit) in digits.iter().enumerate() {
+            path.push_str(&format!("/d{digit:x}"));
+            if level >= first_new_level {
+                new_dirs.push(format!("{path}/"));
             }
-        })
+        }
+        (new_dirs, path)
     }
 }
 
@@ -68,6 +156,16 @@ mod tests {
 
     fn plan(list: &str) -> Vec<LayerPlan> {
         layers(&Spec::parse(list).expect("valid"))
+    }
+
+    fn paths(layer: &LayerPlan) -> Vec<String> {
+        layer
+            .entries()
+            .map(|e| match e {
+                Entry::Dir(d) => d,
+                Entry::File(f) => f.path,
+            })
+            .collect()
     }
 
     #[test]
@@ -80,6 +178,7 @@ mod tests {
         assert_eq!(files[0].path, "layer1/1GB-file");
         assert_eq!(files[0].size, 1 << 30);
         assert_eq!(files[1].path, "layer2/300B-file");
+        assert_eq!(paths(&layers[1]), ["layer2/", "layer2/300B-file"]);
     }
 
     #[test]
@@ -92,8 +191,54 @@ mod tests {
         assert_eq!(files[9].size, 100);
         assert_eq!(files[0].path, "layer1/file-01");
         assert_eq!(files[9].path, "layer1/file-10");
-        let mut sorted = files.clone();
-        sorted.sort_by(|a, b| a.path.cmp(&b.path));
-        assert_eq!(sorted, files);
+        let all = paths(&layers[0]);
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(sorted, all);
+    }
+
+    #[test]
+    fn tree_spreads_files_over_sorted_directories() {
+        // 5000 files: 157 leaves of up to 32 files, two hex levels.
+        let layer = &plan("1MB:tree=5000")[0];
+        let all = paths(layer);
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(sorted, all, "tar entries must be sorted");
+        let mut unique = sorted.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), all.len(), "no entry twice");
+        let files: Vec<_> = layer.files().collect();
+        assert_eq!(files.len(), 5000);
+        assert_eq!(files.iter().map(|f| f.size).sum::<u64>(), 1 << 20);
+        assert_eq!(files[0].path, "layer1/d0/d0/file-0001");
+        assert_eq!(files[32].path, "layer1/d0/d1/file-0033");
+        assert_eq!(files[4999].path, "layer1/d9/dc/file-5000");
+        // Every file's parent directories come before it.
+        let dirs: Vec<&String> = all.iter().filter(|p| p.ends_with('/')).collect();
+        assert_eq!(dirs.len(), 1 + 10 + 157);
+        for f in &files {
+            let mut parent = f.path.as_str();
+            while let Some((up, _)) = parent.rsplit_once('/') {
+                assert!(
+                    dirs.contains(&&format!("{up}/")),
+                    "{up}/ missing for {}",
+                    f.path
+                );
+                parent = up;
+            }
+        }
+    }
+
+    #[test]
+    fn small_trees() {
+        assert_eq!(
+            paths(&plan("3B:tree=1")[0]),
+            ["layer1/", "layer1/d0/", "layer1/d0/file-1"]
+        );
+        let two_leaves = paths(&plan("40B:tree=33")[0]);
+        assert_eq!(two_leaves.len(), 1 + 2 + 33);
+        assert_eq!(two_leaves[34], "layer1/d1/");
+        assert_eq!(two_leaves[35], "layer1/d1/file-33");
     }
 }

@@ -39,6 +39,8 @@ pub enum PlatformError {
     Os { os: String, platform: String },
     #[error("unknown architecture `{arch}` in platform `{platform}`")]
     Arch { arch: String, platform: String },
+    #[error("variant `{variant}` in platform `{platform}` is not lowercase letters and digits")]
+    Variant { variant: String, platform: String },
 }
 
 impl PlatformError {
@@ -76,6 +78,17 @@ impl Platform {
                 arch: arch.to_owned(),
                 platform: input.to_owned(),
             });
+        }
+        if let Some(v) = variant {
+            if !v
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                return Err(PlatformError::Variant {
+                    variant: v.to_owned(),
+                    platform: input.to_owned(),
+                });
+            }
         }
         Ok(Self {
             os: os.to_owned(),
@@ -120,6 +133,10 @@ mod tests {
         assert!(matches!(
             Platform::parse("linux/arm/"),
             Err(PlatformError::Form(_))
+        ));
+        assert!(matches!(
+            Platform::parse("linux/arm/v 7"),
+            Err(PlatformError::Variant { .. })
         ));
         assert!(matches!(
             Platform::parse("linux/x86"),

@@ -19,6 +19,8 @@ pub enum ReferenceError {
     Whitespace(String),
     #[error("repository `{path}` in `{reference}` must be lowercase")]
     Uppercase { path: String, reference: String },
+    #[error("image name `{0}` has an empty path component")]
+    EmptyComponent(String),
     #[error("image name `{reference}` has an invalid path component `{component}`")]
     BadComponent {
         component: String,
@@ -40,7 +42,10 @@ impl ReferenceError {
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self {
             Self::Uppercase { .. } => "repository names are lowercase; tags may use uppercase",
-            Self::BadComponent { .. } | Self::Empty | Self::Whitespace(_) => {
+            Self::BadComponent { .. }
+            | Self::EmptyComponent(_)
+            | Self::Empty
+            | Self::Whitespace(_) => {
                 "path components are lowercase letters and digits joined by `.`, `_`, `__` or `-`, e.g. `mock/big:1`"
             }
             Self::EmptyTag(_) | Self::BadTag { .. } => {
@@ -107,6 +112,9 @@ impl Reference {
             });
         }
         if let Some(bad) = path.split('/').find(|c| !valid_component(c)) {
+            if bad.is_empty() {
+                return Err(ReferenceError::EmptyComponent(input.to_owned()));
+            }
             return Err(ReferenceError::BadComponent {
                 component: bad.to_owned(),
                 reference: input.to_owned(),
@@ -189,26 +197,38 @@ fn valid_tag(tag: &str) -> bool {
 }
 
 fn valid_domain(domain: &str) -> bool {
-    let (host, port) = match domain.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || domain.starts_with('[') => (h, Some(p)),
-        _ => (domain, None),
+    // `[v6]` or `[v6]:port` — the brackets hide the address's own colons.
+    let (host, port) = match domain.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) => {
+                let v6_ok =
+                    !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+                match after.strip_prefix(':') {
+                    _ if !v6_ok => return false,
+                    Some(port) => (None, Some(port)),
+                    None if after.is_empty() => (None, None),
+                    None => return false,
+                }
+            }
+            None => return false,
+        },
+        None => match domain.split_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(domain), None),
+        },
     };
-    if let Some(port) = port {
-        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
-    }
-    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
-    }
-    !host.is_empty()
-        && host.split('.').all(|part| {
-            let b = part.as_bytes();
-            !b.is_empty()
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-        })
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = host.is_none_or(|h| {
+        !h.is_empty()
+            && h.split('.').all(|part| {
+                let b = part.as_bytes();
+                !b.is_empty()
+                    && b[0].is_ascii_alphanumeric()
+                    && b[b.len() - 1].is_ascii_alphanumeric()
+                    && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            })
+    });
+    port_ok && host_ok
 }
 
 #[cfg(test)]
@@ -235,6 +255,7 @@ mod tests {
         );
         assert_eq!(ok("ghcr.io/org/mock").tag(), "latest");
         assert_eq!(ok("[::1]:5000/x:y").domain(), Some("[::1]:5000"));
+        assert_eq!(ok("[::1]/x").domain(), Some("[::1]"));
     }
 
     #[test]
@@ -246,7 +267,13 @@ mod tests {
         assert!(matches!(err("my repo"), ReferenceError::Whitespace(_)));
         assert!(matches!(err("a..b"), ReferenceError::BadComponent { .. }));
         assert!(matches!(err("../x"), ReferenceError::BadDomain { .. }));
-        assert!(matches!(err("a//b"), ReferenceError::BadComponent { .. }));
+        assert!(matches!(err("a//b"), ReferenceError::EmptyComponent(_)));
+        assert!(matches!(
+            err("example.com/"),
+            ReferenceError::EmptyComponent(_)
+        ));
+        assert!(matches!(err("[::1/x"), ReferenceError::BadDomain { .. }));
+        assert!(matches!(err("[::1]x/y"), ReferenceError::BadDomain { .. }));
         assert!(matches!(err("-a"), ReferenceError::BadComponent { .. }));
         assert!(matches!(err("a___b"), ReferenceError::BadComponent { .. }));
         assert_eq!(err("repo:"), ReferenceError::EmptyTag("repo:".into()));

@@ -1,7 +1,8 @@
 //! The layer-list grammar shared by the CLI, the library, xtask and the attribute macro.
 //!
-//! `1GB,512MB:files=1000,300B` — comma-separated sizes, each with optional `:key=value`
-//! layout options. Units are powers of 1024; a bare number means MB, as in the original
+//! `1GB,512MB:files=1000,64MB:tree=5000` — comma-separated sizes, each with an optional
+//! `:files=N` (N files in the layer's directory) or `:tree=N` (N files spread over a
+//! directory tree). Units are powers of 1024; a bare number means MB, as in the original
 //! command line. The canonical form spells every default out, and its SHA-256 is the spec
 //! hash that seeds the content and keys the cache.
 
@@ -18,6 +19,29 @@ const UNITS: [(&str, u64); 5] = [
     ("TB", 1 << 40),
 ];
 
+/// More layers than any engine stores (docker stops at 125) and than any test needs.
+pub const MAX_LAYERS: usize = 10_000;
+
+/// Where a layer's files go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Layout {
+    /// All files directly in `layerN/`.
+    #[default]
+    Flat,
+    /// Files spread over nested directories, like a real filesystem.
+    Tree,
+}
+
+impl Layout {
+    /// The spec option naming this layout.
+    pub fn option(self) -> &'static str {
+        match self {
+            Self::Flat => "files",
+            Self::Tree => "tree",
+        }
+    }
+}
+
 /// How a layer's bytes are laid out as files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LayerSpec {
@@ -25,6 +49,28 @@ pub struct LayerSpec {
     pub size: u64,
     /// Number of files the payload is split into, sizes differing by at most one byte.
     pub files: u64,
+    pub layout: Layout,
+}
+
+impl LayerSpec {
+    /// One file of `size` bytes.
+    pub fn new(size: u64) -> Self {
+        Self {
+            size,
+            files: 1,
+            layout: Layout::Flat,
+        }
+    }
+
+    /// `512MB:files=1000`, every default explicit.
+    pub fn canonical(&self) -> String {
+        format!(
+            "{}:{}={}",
+            format_size(self.size),
+            self.layout.option(),
+            self.files
+        )
+    }
 }
 
 /// A parsed, validated layer list.
@@ -52,18 +98,28 @@ pub enum SpecError {
     FractionalBytes(String),
     #[error("layer size `{0}` is too large (the most is 16 EiB)")]
     Overflow(String),
+    #[error("the layers of `{0}` add up to more than 16 EiB")]
+    TotalOverflow(String),
     #[error("layer size `{0}` is zero")]
     Zero(String),
     #[error("unknown layout option `{option}` in `{token}`")]
     UnknownOption { option: String, token: String },
+    #[error("empty layout option in `{0}`")]
+    EmptyOption(String),
     #[error("layout option `{option}` in `{token}` has no value")]
     MissingValue { option: String, token: String },
     #[error("layout option `{option}` is given twice in `{token}`")]
     DuplicateOption { option: String, token: String },
-    #[error("`files={value}` in `{token}` is not a positive whole number")]
-    BadFileCount { value: String, token: String },
-    #[error("`files=0` in `{0}`: a layer needs at least one file")]
-    ZeroFiles(String),
+    #[error("`files` and `tree` cannot both be given in `{0}`")]
+    ConflictingOptions(String),
+    #[error("`{option}={value}` in `{token}` is not a positive whole number")]
+    BadFileCount {
+        option: String,
+        value: String,
+        token: String,
+    },
+    #[error("`{option}=0` in `{token}`: a layer needs at least one file")]
+    ZeroFiles { option: String, token: String },
     #[error("`{token}` asks for {files} files but holds only {size} bytes")]
     MoreFilesThanBytes {
         token: String,
@@ -72,6 +128,8 @@ pub enum SpecError {
     },
     #[error("`0` layers: an image needs at least one layer")]
     ZeroLayers,
+    #[error("{count} layers is more than the {MAX_LAYERS} image-maker builds")]
+    TooManyLayers { count: usize },
     #[error("--num-layers is {num_layers} but the layer list `{list}` has {listed} sizes")]
     CountMismatch {
         num_layers: usize,
@@ -91,9 +149,13 @@ impl SpecError {
                 "units are B, KB, MB, GB, TB (powers of 1024; KiB..TiB also accepted); a bare number means MB",
             ),
             Self::FractionalBytes(_) => Some("use a smaller unit, e.g. `1536KB` instead of `1.5MB`"),
-            Self::UnknownOption { .. } | Self::MissingValue { .. } | Self::BadFileCount { .. } => {
-                Some("the layout option is `files=N`, e.g. `512MB:files=1000`")
-            }
+            Self::UnknownOption { .. }
+            | Self::EmptyOption(_)
+            | Self::MissingValue { .. }
+            | Self::BadFileCount { .. }
+            | Self::ConflictingOptions(_) => Some(
+                "layout options are `files=N` (N files) or `tree=N` (N files in nested directories), e.g. `512MB:files=1000`",
+            ),
             Self::CountMismatch { .. } => {
                 Some("give one size per layer, or a single size to repeat it for every layer")
             }
@@ -107,6 +169,10 @@ impl Spec {
     pub fn parse(list: &str) -> Result<Self, SpecError> {
         if list.trim().is_empty() {
             return Err(SpecError::Empty);
+        }
+        let count = list.split(',').count();
+        if count > MAX_LAYERS {
+            return Err(SpecError::TooManyLayers { count });
         }
         let layers = list
             .split(',')
@@ -122,7 +188,7 @@ impl Spec {
                 parse_layer(token)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { layers })
+        Self::checked(layers, list)
     }
 
     /// Parses a layer list and checks it against `--num-layers`: a single size repeats.
@@ -132,9 +198,8 @@ impl Spec {
             None => Ok(spec),
             Some(0) => Err(SpecError::ZeroLayers),
             Some(n) if spec.layers.len() == n => Ok(spec),
-            Some(n) if spec.layers.len() == 1 => Ok(Self {
-                layers: vec![spec.layers[0]; n],
-            }),
+            Some(count) if count > MAX_LAYERS => Err(SpecError::TooManyLayers { count }),
+            Some(n) if spec.layers.len() == 1 => Self::checked(vec![spec.layers[0]; n], list),
             Some(n) => Err(SpecError::CountMismatch {
                 num_layers: n,
                 listed: spec.layers.len(),
@@ -143,15 +208,33 @@ impl Spec {
         }
     }
 
-    /// Builds a spec from already-validated layers.
+    /// Builds a spec from layers made in code, with the checks the parser applies.
     pub fn from_layers(layers: Vec<LayerSpec>) -> Result<Self, SpecError> {
         if layers.is_empty() {
             return Err(SpecError::ZeroLayers);
         }
-        for layer in &layers {
-            let token = format!("{}:files={}", format_size(layer.size), layer.files);
-            check_layer(layer, &token)?;
+        if layers.len() > MAX_LAYERS {
+            return Err(SpecError::TooManyLayers {
+                count: layers.len(),
+            });
         }
+        for layer in &layers {
+            check_layer(layer, &layer.canonical())?;
+        }
+        let list = layers
+            .iter()
+            .map(LayerSpec::canonical)
+            .collect::<Vec<_>>()
+            .join(",");
+        Self::checked(layers, &list)
+    }
+
+    /// Whole-image limits: every size must fit in 64 bits with its tar overhead included.
+    fn checked(layers: Vec<LayerSpec>, list: &str) -> Result<Self, SpecError> {
+        layers
+            .iter()
+            .try_fold(0u64, |total, l| total.checked_add(max_tar_size(l)?))
+            .ok_or_else(|| SpecError::TotalOverflow(list.to_owned()))?;
         Ok(Self { layers })
     }
 
@@ -169,7 +252,7 @@ impl Spec {
     pub fn canonical(&self) -> String {
         self.layers
             .iter()
-            .map(|l| format!("{}:files={}", format_size(l.size), l.files))
+            .map(LayerSpec::canonical)
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -183,6 +266,17 @@ impl Spec {
     pub fn hash_hex(&self) -> String {
         hex(&self.hash())
     }
+}
+
+/// An upper bound of the layer's tar size (headers for every file and directory, padding),
+/// or `None` when even that overflows.
+fn max_tar_size(layer: &LayerSpec) -> Option<u64> {
+    // Per file: a header and up to 511 bytes of padding, plus at most one directory header.
+    layer
+        .files
+        .checked_mul(512 + 511 + 512)?
+        .checked_add(layer.size)?
+        .checked_add(4096)
 }
 
 impl fmt::Display for Spec {
@@ -240,43 +334,57 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 fn parse_layer(token: &str) -> Result<LayerSpec, SpecError> {
     let mut parts = token.split(':');
     let size = parse_size(parts.next().unwrap_or_default().trim(), token)?;
-    let mut files = None;
+    let mut count: Option<(Layout, u64)> = None;
     for option in parts {
         let (key, value) = match option.split_once('=') {
             Some((k, v)) => (k.trim(), v.trim()),
             None => (option.trim(), ""),
         };
-        match key {
-            "files" => {
-                if value.is_empty() {
-                    return Err(SpecError::MissingValue {
-                        option: key.to_owned(),
-                        token: token.to_owned(),
-                    });
-                }
-                if files.is_some() {
-                    return Err(SpecError::DuplicateOption {
-                        option: key.to_owned(),
-                        token: token.to_owned(),
-                    });
-                }
-                let n: u64 = value.parse().map_err(|_| SpecError::BadFileCount {
-                    value: value.to_owned(),
-                    token: token.to_owned(),
-                })?;
-                files = Some(n);
-            }
+        let layout = match key {
+            "" => return Err(SpecError::EmptyOption(token.to_owned())),
+            "files" => Layout::Flat,
+            "tree" => Layout::Tree,
             _ => {
                 return Err(SpecError::UnknownOption {
                     option: key.to_owned(),
                     token: token.to_owned(),
                 })
             }
+        };
+        if value.is_empty() {
+            return Err(SpecError::MissingValue {
+                option: key.to_owned(),
+                token: token.to_owned(),
+            });
         }
+        match count {
+            Some((previous, _)) if previous == layout => {
+                return Err(SpecError::DuplicateOption {
+                    option: key.to_owned(),
+                    token: token.to_owned(),
+                })
+            }
+            Some(_) => return Err(SpecError::ConflictingOptions(token.to_owned())),
+            None => {}
+        }
+        // Digits only: `u64::from_str` would also take `+5`.
+        let n = value
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| value.parse::<u64>().ok())
+            .flatten()
+            .ok_or_else(|| SpecError::BadFileCount {
+                option: key.to_owned(),
+                value: value.to_owned(),
+                token: token.to_owned(),
+            })?;
+        count = Some((layout, n));
     }
+    let (layout, files) = count.unwrap_or((Layout::Flat, 1));
     let layer = LayerSpec {
         size,
-        files: files.unwrap_or(1),
+        files,
+        layout,
     };
     check_layer(&layer, token)?;
     Ok(layer)
@@ -287,7 +395,10 @@ fn check_layer(layer: &LayerSpec, token: &str) -> Result<(), SpecError> {
         return Err(SpecError::Zero(token.to_owned()));
     }
     if layer.files == 0 {
-        return Err(SpecError::ZeroFiles(token.to_owned()));
+        return Err(SpecError::ZeroFiles {
+            option: layer.layout.option().to_owned(),
+            token: token.to_owned(),
+        });
     }
     if layer.files > layer.size {
         return Err(SpecError::MoreFilesThanBytes {
@@ -295,6 +406,9 @@ fn check_layer(layer: &LayerSpec, token: &str) -> Result<(), SpecError> {
             files: layer.files,
             size: layer.size,
         });
+    }
+    if max_tar_size(layer).is_none() {
+        return Err(SpecError::Overflow(token.to_owned()));
     }
     Ok(())
 }
@@ -309,7 +423,8 @@ fn parse_size(text: &str, token: &str) -> Result<u64, SpecError> {
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(number_len);
     let unit = unit.trim();
-    if number.is_empty() {
+    // `1e3MB`, `1 . 5GB`: number-shaped junk is not a unit.
+    if number.is_empty() || unit.contains(|c: char| c.is_ascii_digit() || c == '.') {
         return Err(if text.is_empty() {
             SpecError::MissingNumber(token.to_owned())
         } else {
@@ -325,36 +440,35 @@ fn parse_size(text: &str, token: &str) -> Result<u64, SpecError> {
         return Err(SpecError::NotANumber(token.to_owned()));
     }
     let overflow = || SpecError::Overflow(token.to_owned());
-    let digits = |s: &str| -> Result<u128, SpecError> {
-        if s.is_empty() {
-            Ok(0)
-        } else if s.len() > 30 {
-            Err(overflow())
-        } else {
-            s.parse::<u128>()
-                .map_err(|_| SpecError::NotANumber(token.to_owned()))
-        }
-    };
-    let multiplier = u128::from(multiplier);
-    let whole_bytes = digits(whole)?
-        .checked_mul(multiplier)
-        .ok_or_else(overflow)?;
-    // Fractions are exact or rejected: `1.5GB` is fine, `1.3B` is not.
+    // Leading zeros of the whole part and trailing zeros of the fraction change nothing.
+    let whole = whole.trim_start_matches('0');
     let fraction = fraction.trim_end_matches('0');
+    if whole.len() > 20 {
+        return Err(overflow());
+    }
+    let digits = |s: &str| -> u128 { s.parse::<u128>().unwrap_or(0) };
+    let multiplier = u128::from(multiplier);
+    let whole_bytes = digits(whole).checked_mul(multiplier).ok_or_else(overflow)?;
+    // Exact or rejected: `1.5GB` is fine, `1.3B` is not.
     let fraction_bytes = if fraction.is_empty() {
         0
     } else {
-        if fraction.len() > 30 {
-            return Err(SpecError::FractionalBytes(token.to_owned()));
+        // bytes = F * 2^k / 10^len. Cancelling the common powers of two first keeps the
+        // product within u128 for fractions of up to 38 digits.
+        let inexact = || SpecError::FractionalBytes(token.to_owned());
+        let len = u32::try_from(fraction.len()).map_err(|_| inexact())?;
+        if len > 38 {
+            return Err(inexact());
         }
-        let scale = 10u128.pow(fraction.len() as u32);
-        let numerator = digits(fraction)?
-            .checked_mul(multiplier)
-            .ok_or_else(overflow)?;
-        if numerator % scale != 0 {
-            return Err(SpecError::FractionalBytes(token.to_owned()));
+        let twos = len.min(multiplier.trailing_zeros());
+        let numerator = digits(fraction)
+            .checked_mul(multiplier >> twos)
+            .ok_or_else(inexact)?;
+        let denominator = 10u128.pow(len) >> twos;
+        if numerator % denominator != 0 {
+            return Err(inexact());
         }
-        numerator / scale
+        numerator / denominator
     };
     let bytes = whole_bytes
         .checked_add(fraction_bytes)
@@ -459,7 +573,10 @@ mod tests {
         assert_eq!(err("0MB"), SpecError::Zero("0MB".into()));
         assert_eq!(
             err("1MB:files=0"),
-            SpecError::ZeroFiles("1MB:files=0".into())
+            SpecError::ZeroFiles {
+                option: "files".into(),
+                token: "1MB:files=0".into()
+            }
         );
         assert!(matches!(err("1MB:files=x"), SpecError::BadFileCount { .. }));
         assert!(matches!(
@@ -479,6 +596,85 @@ mod tests {
                 files: 11,
                 size: 10
             }
+        );
+    }
+
+    #[test]
+    fn number_shaped_junk_is_not_a_unit() {
+        assert_eq!(err("1e3MB"), SpecError::NotANumber("1e3MB".into()));
+        assert_eq!(err("1 . 5GB"), SpecError::NotANumber("1 . 5GB".into()));
+        assert!(matches!(err("+1MB"), SpecError::NotANumber(_)));
+        assert!(matches!(
+            err("1MB:files=+5"),
+            SpecError::BadFileCount { .. }
+        ));
+        assert_eq!(err("1MB:"), SpecError::EmptyOption("1MB:".into()));
+        // Leading zeros are not digits that count towards "too large".
+        assert_eq!(sizes(&format!("{}1KB", "0".repeat(40))), [1024]);
+        assert_eq!(
+            sizes("0.50000000000000000000000000000000000000000KB"),
+            [512]
+        );
+    }
+
+    #[test]
+    fn tree_layout() {
+        let spec = Spec::parse("64MB:tree=5000").expect("valid");
+        assert_eq!(spec.layers()[0].layout, Layout::Tree);
+        assert_eq!(spec.canonical(), "64MB:tree=5000");
+        assert_ne!(
+            spec.hash(),
+            Spec::parse("64MB:files=5000").expect("valid").hash()
+        );
+        assert_eq!(
+            err("1MB:tree=2:files=2"),
+            SpecError::ConflictingOptions("1MB:tree=2:files=2".into())
+        );
+        assert!(matches!(err("1MB:tree=0"), SpecError::ZeroFiles { .. }));
+        assert!(matches!(
+            err("1MB:tree=1:tree=1"),
+            SpecError::DuplicateOption { .. }
+        ));
+    }
+
+    #[test]
+    fn sizes_that_cannot_be_stored_are_rejected() {
+        assert_eq!(
+            err("18446744073709551615B"),
+            SpecError::Overflow("18446744073709551615B".into())
+        );
+        assert_eq!(
+            err("16777215TB,16777215TB"),
+            SpecError::TotalOverflow("16777215TB,16777215TB".into())
+        );
+        assert_eq!(
+            Spec::parse_with_count("1MB", Some(MAX_LAYERS + 1)),
+            Err(SpecError::TooManyLayers {
+                count: MAX_LAYERS + 1
+            })
+        );
+        assert_eq!(
+            Spec::parse_with_count("1MB", Some(usize::MAX)),
+            Err(SpecError::TooManyLayers { count: usize::MAX })
+        );
+        assert!(Spec::parse_with_count("1MB", Some(MAX_LAYERS)).is_ok());
+        assert!(matches!(
+            Spec::parse_with_count("8TB", Some(3_000_000)),
+            Err(SpecError::TooManyLayers { .. })
+        ));
+        assert!(matches!(
+            Spec::parse_with_count("8000TB", Some(5000)),
+            Err(SpecError::TotalOverflow(_))
+        ));
+    }
+
+    #[test]
+    fn from_layers_applies_the_same_checks() {
+        assert!(Spec::from_layers(vec![LayerSpec::new(5)]).is_ok());
+        assert_eq!(Spec::from_layers(vec![]), Err(SpecError::ZeroLayers));
+        assert_eq!(
+            Spec::from_layers(vec![LayerSpec::new(0)]),
+            Err(SpecError::Zero("0B:files=1".into()))
         );
     }
 

@@ -67,28 +67,31 @@ impl<W: Write> TarWriter<W> {
         self.out.flush()
     }
 
-    /// The layout's metadata files; the layer blobs must already be written.
-    pub fn metadata(&mut self, image: &Finished<'_>, layer_paths: &[String]) -> Result<(), Error> {
-        let fail = |e| Error::Io {
-            action: "write",
-            path: PathBuf::from("the archive"),
-            source: e,
-        };
-        let meta = image.metadata;
-        let config_path = meta.config_blob.layout_path();
-        let docker = image::docker_manifest(&config_path, image.reference, layer_paths)?;
-        let index = image::index(&meta.manifest_blob, image.reference, image.platform)?;
-        let entries: [(&str, &[u8]); 4] = [
-            (&config_path, &meta.config),
-            (&meta.manifest_blob.layout_path(), &meta.manifest),
-            ("index.json", &index),
-            ("manifest.json", &docker),
-        ];
-        for (path, bytes) in entries {
-            self.file(path, bytes).map_err(fail)?;
+    /// Writes `files` and ends the tar.
+    pub fn finish_with(&mut self, files: &[(String, Vec<u8>)]) -> io::Result<()> {
+        for (path, bytes) in files {
+            self.file(path, bytes)?;
         }
-        Ok(())
+        self.finish()
     }
+}
+
+/// The archive's metadata files, to follow the layer blobs: config and manifest blobs,
+/// `index.json`, and docker's `manifest.json` pointing at `layer_paths`.
+pub(crate) fn metadata_files(
+    image: &Finished<'_>,
+    layer_paths: &[String],
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let meta = image.metadata;
+    let config_path = meta.config_blob.layout_path();
+    let docker = image::docker_manifest(&config_path, image.reference, layer_paths)?;
+    let index = image::index(&meta.manifest_blob, image.reference, image.platform)?;
+    Ok(vec![
+        (config_path, meta.config.clone()),
+        (meta.manifest_blob.layout_path(), meta.manifest.clone()),
+        ("index.json".to_owned(), index),
+        ("manifest.json".to_owned(), docker),
+    ])
 }
 
 pub(crate) struct OciArchive {
@@ -96,7 +99,9 @@ pub(crate) struct OciArchive {
     output: String,
     temp_path: PathBuf,
     tar: TarWriter<BufWriter<NamedTempFile>>,
+    /// Where the current layer's header is, and the size it announced.
     header_at: u64,
+    announced: u64,
     layer_paths: Vec<String>,
 }
 
@@ -122,6 +127,7 @@ impl OciArchive {
             temp_path,
             tar: TarWriter::new(BufWriter::with_capacity(64 * 1024, file), options),
             header_at: 0,
+            announced: 0,
             layer_paths: Vec::new(),
         };
         sink.io(|t| {
@@ -152,6 +158,7 @@ impl Sink for OciArchive {
             .out
             .stream_position()
             .map_err(Error::io("seek in", &self.temp_path))?;
+        self.announced = size;
         self.io(|t| t.begin_file(&placeholder(), size))
     }
 
@@ -162,6 +169,15 @@ impl Sink for OciArchive {
     fn end_layer(&mut self, blob: &Blob) -> Result<(), Error> {
         let at = self.header_at;
         let path = blob.layout_path();
+        if blob.size != self.announced {
+            // The header cannot grow: a different size would corrupt every later entry.
+            return Err(Error::io("write", &self.temp_path)(io::Error::other(
+                format!(
+                    "layer of {} bytes announced as {}",
+                    blob.size, self.announced
+                ),
+            )));
+        }
         self.io(|t| {
             t.end_file()?;
             let end = t.out.stream_position()?;
@@ -176,9 +192,8 @@ impl Sink for OciArchive {
     }
 
     fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error> {
-        let paths = std::mem::take(&mut self.layer_paths);
-        self.tar.metadata(image, &paths)?;
-        self.io(|t| t.finish())
+        let files = metadata_files(image, &self.layer_paths)?;
+        self.io(|t| t.finish_with(&files))
     }
 
     fn commit(self: Box<Self>) -> Result<String, Error> {

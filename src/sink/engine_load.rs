@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use super::archive::TarWriter;
+use super::archive::{metadata_files, TarWriter};
 use super::{Finished, Sink};
 use crate::digest::Blob;
 use crate::engine::{last_line, Engine};
@@ -90,12 +90,8 @@ impl Sink for EngineLoad {
     }
 
     fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error> {
-        let paths = std::mem::take(&mut self.layer_paths);
-        match self.tar.as_mut() {
-            Some(tar) => tar.metadata(image, &paths)?,
-            None => return Err(self.failed(std::io::Error::other("the engine stream is closed"))),
-        }
-        self.io(|t| t.finish())
+        let files = metadata_files(image, &self.layer_paths)?;
+        self.io(|t| t.finish_with(&files))
     }
 
     fn commit(mut self: Box<Self>) -> Result<String, Error> {

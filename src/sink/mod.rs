@@ -36,6 +36,10 @@ pub enum OutputError {
     NoPath(String),
     #[error("the `registry` output is not available in this version")]
     Registry,
+    #[error("output `{0}` names no file or directory")]
+    NoName(String),
+    #[error("output `{0}` has a `:` in its path")]
+    Colon(String),
 }
 
 impl OutputError {
@@ -52,10 +56,16 @@ impl OutputError {
 impl Output {
     pub fn parse(input: &str) -> Result<Self, OutputError> {
         let path = |p: &str| {
+            let path = PathBuf::from(p);
             if p.is_empty() {
                 Err(OutputError::NoPath(input.to_owned()))
+            } else if p.contains(':') {
+                // skopeo's `oci:DIR:TAG`; a directory named `DIR:TAG` is never what was meant.
+                Err(OutputError::Colon(input.to_owned()))
+            } else if path.file_name().is_none() {
+                Err(OutputError::NoName(input.to_owned()))
             } else {
-                Ok(PathBuf::from(p))
+                Ok(path)
             }
         };
         match input.split_once(':') {
@@ -65,6 +75,28 @@ impl Output {
             Some(("oci-archive", p)) => path(p).map(Self::OciArchive),
             _ => Err(OutputError::Unknown(input.to_owned())),
         }
+    }
+}
+
+impl Output {
+    /// The absolute, lexically normalised path a file output ends at.
+    fn place(&self) -> Option<PathBuf> {
+        let path = match self {
+            Self::Engine => return None,
+            Self::OciDir(p) | Self::OciArchive(p) => p,
+        };
+        let absolute = std::env::current_dir().unwrap_or_default().join(path);
+        let mut normal = PathBuf::new();
+        for part in absolute.components() {
+            match part {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    normal.pop();
+                }
+                other => normal.push(other),
+            }
+        }
+        Some(normal)
     }
 }
 
@@ -112,8 +144,11 @@ pub(crate) fn open(
     engine: Option<EngineKind>,
     options: TarOptions,
 ) -> Result<Vec<Box<dyn Sink>>, Error> {
+    // `oci:out`, `oci:./out/` and `oci-archive:out` all end at the same place.
+    let places: Vec<Option<PathBuf>> = outputs.iter().map(Output::place).collect();
     for (i, output) in outputs.iter().enumerate() {
-        if outputs[..i].contains(output) {
+        if outputs[..i].contains(output) || places[i].is_some() && places[..i].contains(&places[i])
+        {
             return Err(Error::DuplicateOutput(output.to_string()));
         }
     }
@@ -189,5 +224,26 @@ mod tests {
             Err(OutputError::Unknown("zip:x".into()))
         );
         assert_eq!(Output::parse("registry"), Err(OutputError::Registry));
+        assert_eq!(
+            Output::parse("oci:dir:tag"),
+            Err(OutputError::Colon("oci:dir:tag".into()))
+        );
+        assert_eq!(
+            Output::parse("oci:.."),
+            Err(OutputError::NoName("oci:..".into()))
+        );
+        assert_eq!(
+            Output::parse("oci-archive:/"),
+            Err(OutputError::NoName("oci-archive:/".into()))
+        );
+    }
+
+    #[test]
+    fn the_same_place_is_caught_across_spellings() {
+        let place = |s: &str| Output::parse(s).expect("valid").place();
+        assert_eq!(place("oci:out"), place("oci-archive:./out/"));
+        assert_eq!(place("oci:a/../out"), place("oci:out"));
+        assert_ne!(place("oci:out"), place("oci:out2"));
+        assert_eq!(place("engine"), None);
     }
 }

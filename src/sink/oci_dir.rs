@@ -22,10 +22,7 @@ impl OciDir {
     pub fn create(dest: &Path, output: &Output) -> Result<Self, Error> {
         // Replacing a previous layout is fine; clobbering anything else is not.
         if dest.exists() && !is_layout_or_empty(dest) {
-            return Err(Error::DestinationTaken {
-                path: dest.to_path_buf(),
-                expected: "an OCI image layout or an empty directory",
-            });
+            return Err(taken(dest));
         }
         let parent = parent_dir(dest, output)?;
         // Created with the mode a plain `mkdir` would give, as it becomes the destination.
@@ -90,29 +87,58 @@ impl Sink for OciDir {
         let Self {
             dest, output, temp, ..
         } = *self;
-        // A directory cannot be renamed over a non-empty one: move the previous layout into
-        // a sibling temporary directory first, which is deleted on every path out of here.
-        let previous = if dest.exists() {
-            let holder = tempfile::Builder::new()
-                .prefix(&temp_prefix(&dest))
-                .tempdir_in(parent_dir(&dest, &Output::OciDir(dest.clone()))?)
-                .map_err(Error::io("create a temporary directory beside", &dest))?;
-            let moved = holder.path().join("previous");
-            fs::rename(&dest, &moved).map_err(Error::io("replace", &dest))?;
-            Some((holder, moved))
-        } else {
-            None
-        };
-        if let Err(e) = fs::rename(temp.path(), &dest) {
-            if let Some((_, moved)) = &previous {
-                let _ = fs::rename(moved, &dest);
-            }
-            return Err(Error::io("rename into", &dest)(e));
+        if !dest.exists() {
+            fs::rename(temp.path(), &dest).map_err(Error::io("rename into", &dest))?;
+            // The directory now lives at `dest`: its old name must not be cleaned up.
+            let _ = temp.keep();
+            return Ok(output);
         }
-        // The directory now lives at `dest`: its old name must not be cleaned up.
-        let _ = temp.keep();
+        // Checked again: a build can be long, and the destination may have changed meanwhile.
+        if !is_layout_or_empty(&dest) {
+            return Err(taken(&dest));
+        }
+        // Swapping the two directories replaces the old layout without a moment in which
+        // `dest` is missing; the old one then sits at the temporary name and goes with it.
+        exchange(temp.path(), &dest).map_err(Error::io("replace", &dest))?;
         Ok(output)
     }
+}
+
+fn taken(dest: &Path) -> Error {
+    Error::DestinationTaken {
+        path: dest.to_path_buf(),
+        expected: "an OCI image layout or an empty directory",
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => Ok(()),
+        // Filesystems without RENAME_EXCHANGE.
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => exchange_in_steps(a, b),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    exchange_in_steps(a, b)
+}
+
+/// Moves `b` aside, `a` to `b`, and the old `b` to `a`. If the second step fails, `b` is
+/// put back; the old contents are never deleted here.
+fn exchange_in_steps(a: &Path, b: &Path) -> std::io::Result<()> {
+    let mut aside = a.as_os_str().to_owned();
+    aside.push(".previous");
+    let aside = std::path::PathBuf::from(aside);
+    fs::rename(b, &aside)?;
+    if let Err(e) = fs::rename(a, b) {
+        fs::rename(&aside, b)?;
+        return Err(e);
+    }
+    fs::rename(&aside, a)
 }
 
 fn is_layout_or_empty(path: &Path) -> bool {

@@ -113,6 +113,10 @@ fn source_date_epoch_sets_mtime_and_created() {
             1_700_000_000
         );
     }
+    let past_9999 = run(image_maker()
+        .env("SOURCE_DATE_EPOCH", "253402300800")
+        .args(["-s", "1KB", "-o", "oci:x", "x"]));
+    assert_eq!(past_9999.status.code(), Some(2), "{}", stderr(&past_9999));
     let bad = run(image_maker()
         .env("SOURCE_DATE_EPOCH", "yesterday")
         .args(["-s", "1KB", "-o", "oci:x", "x"]));

@@ -68,6 +68,35 @@ fn the_loaded_image_holds_the_generated_files() {
 }
 
 #[test]
+fn too_many_layers_for_docker_get_a_hint() {
+    if !engine("docker") {
+        return;
+    }
+    let image = EngineImage::new("docker", "deep");
+    let out = run(image_maker().args([
+        "-q",
+        "-n",
+        "130",
+        "-s",
+        "1B",
+        "-e",
+        "docker",
+        &image.reference,
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`docker load` failed: max depth exceeded"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: docker stores at most 125 layers"),
+        "{err}"
+    );
+    assert!(!image.exists());
+}
+
+#[test]
 fn podman_loads_the_image_too() {
     if !engine("podman") {
         return;

@@ -81,6 +81,28 @@ fn umoci_unpacks_files_of_exact_sizes_and_bytes() {
 }
 
 #[test]
+fn a_tree_layer_unpacks_to_nested_directories() {
+    if !tool("umoci") {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = tmp.path().join("layout");
+    let spec = "100KB:tree=600,1KB:files=2";
+    build(&dir, "mock/tree:1", spec);
+    let bundle = tmp.path().join("bundle");
+    run_ok(Command::new("umoci").args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:1", path_str(&dir)),
+        path_str(&bundle),
+    ]));
+    let root = bundle.join("rootfs");
+    assert_rootfs(&root, spec);
+    assert!(root.join("layer1/d1/d2/file-600").is_file());
+}
+
+#[test]
 fn platform_is_recorded_in_config_and_index() {
     if !tool("skopeo") {
         return;
