@@ -65,7 +65,7 @@ pub struct Built {
     pub config_digest: String,
     pub platform: String,
     pub layers: Vec<LayerInfo>,
-    /// Where the image went, in `--output` syntax.
+    /// Where the image went, in `--output` syntax, in the order given.
     pub outputs: Vec<String>,
 }
 
@@ -85,9 +85,10 @@ fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, 
     let layers = plan::layers(spec);
     let spec_hash = spec.hash();
     progress.stage(format!(
-        "building {} ({} layers, {}) for {}",
+        "building {} ({} layer{}, {}) for {}",
         request.reference,
         layers.len(),
+        if layers.len() == 1 { "" } else { "s" },
         human_size(spec.total_size()),
         request.platform
     ));
@@ -98,25 +99,16 @@ fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, 
         for sink in sinks.iter_mut() {
             sink.begin_layer(layer.number, size)?;
         }
-        let mut interrupted = None;
-        let produced = pipeline::write_layer(&mut sinks, |out| {
+        // An interrupt surfaces as an I/O error here; `build` reports it as what it is.
+        let blob = pipeline::write_layer(&mut sinks, |out| {
             let mut hashing = HashingWriter::new(out);
             layer::write_tar(layer, &spec_hash, options, &mut hashing, &mut |n| {
                 progress.inc(n);
-                interrupt::check().map_err(|e| {
-                    interrupted = Some(e);
-                    std::io::Error::other("interrupted")
-                })
+                interrupt::check().map_err(|_| std::io::Error::other("interrupted"))
             })?;
             Ok(hashing.complete().0)
-        })?;
-        let blob = produced.map_err(|e| {
-            interrupted.take().unwrap_or_else(|| Error::Io {
-                action: "generate",
-                path: layer.dir().into(),
-                source: e,
-            })
-        })?;
+        })?
+        .map_err(Error::io("generate", layer.dir()))?;
         for sink in sinks.iter_mut() {
             sink.end_layer(&blob)?;
         }
@@ -148,10 +140,13 @@ fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, 
     for sink in sinks.iter_mut() {
         sink.finish(&finished)?;
     }
-    let mut outputs = Vec::new();
     for sink in sinks {
         interrupt::check()?;
-        outputs.push(sink.commit()?);
+        let place = sink.commit()?;
+        progress.stage(format!(
+            "wrote {} {} to {place}",
+            request.reference, metadata.manifest_blob.digest
+        ));
     }
     Ok(Built {
         reference: request.reference.to_string(),
@@ -159,6 +154,6 @@ fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, 
         config_digest: metadata.config_blob.digest,
         platform: request.platform.to_string(),
         layers: infos,
-        outputs,
+        outputs: request.outputs.iter().map(ToString::to_string).collect(),
     })
 }

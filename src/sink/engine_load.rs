@@ -113,6 +113,7 @@ impl Sink for EngineLoad {
                 detail: last_line(&out.stderr),
             });
         }
+        // `Loaded image: NAME` names what the engine now holds.
         Ok(format!("{} ({})", self.engine.kind, last_line(&out.stdout)))
     }
 }

@@ -96,7 +96,7 @@ fn status_goes_to_stderr_and_json_to_stdout() {
     );
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
     assert!(
-        stderr(&out).contains("building mock/s:1 (1 layers"),
+        stderr(&out).contains("building mock/s:1 (1 layer,"),
         "{}",
         stderr(&out)
     );
@@ -120,6 +120,8 @@ fn status_goes_to_stderr_and_json_to_stdout() {
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
     let summary = json(&out);
     assert_eq!(summary["reference"], "mock/s:2");
+    assert_eq!(summary["outputs"], serde_json::json!(["oci:b"]));
+    assert_eq!(summary["platform"], "linux/amd64");
     assert!(summary["digest"]
         .as_str()
         .is_some_and(|d| d.starts_with("sha256:") && d.len() == 71));
