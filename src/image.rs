@@ -153,7 +153,7 @@ pub fn index(
     descriptor.set_annotations(Some(
         [
             (REF_NAME.to_owned(), reference.tag().to_owned()),
-            (CONTAINERD_NAME.to_owned(), reference.to_string()),
+            (CONTAINERD_NAME.to_owned(), reference.normalized()),
         ]
         .into_iter()
         .collect(),

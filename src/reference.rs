@@ -141,6 +141,16 @@ impl Reference {
         &self.tag
     }
 
+    /// The fully qualified form containerd and Docker 25+ store names in:
+    /// `mock/big:1` is `docker.io/mock/big:1`, `busybox` is `docker.io/library/busybox:latest`.
+    pub fn normalized(&self) -> String {
+        match &self.domain {
+            Some(_) => self.to_string(),
+            None if self.path.contains('/') => format!("docker.io/{self}"),
+            None => format!("docker.io/library/{self}"),
+        }
+    }
+
     /// `[host/]path` without the tag.
     pub fn name(&self) -> String {
         match &self.domain {
@@ -256,6 +266,9 @@ mod tests {
         assert_eq!(ok("ghcr.io/org/mock").tag(), "latest");
         assert_eq!(ok("[::1]:5000/x:y").domain(), Some("[::1]:5000"));
         assert_eq!(ok("[::1]/x").domain(), Some("[::1]"));
+        assert_eq!(ok("busybox").normalized(), "docker.io/library/busybox:latest");
+        assert_eq!(ok("mock/big:1").normalized(), "docker.io/mock/big:1");
+        assert_eq!(ok("localhost:5000/x:2").normalized(), "localhost:5000/x:2");
     }
 
     #[test]
