@@ -81,8 +81,8 @@ pub struct Args {
 pub enum UsageError {
     #[error("SOURCE_DATE_EPOCH `{0}` is not a whole number of seconds from 1970 to 9999")]
     SourceDateEpoch(String),
-    #[error("{0}")]
-    Engine(String),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::UnknownEngine),
 }
 
 impl Args {
@@ -101,7 +101,7 @@ impl Args {
             .as_deref()
             .map(str::parse::<EngineKind>)
             .transpose()
-            .map_err(|e| Error::Usage(UsageError::Engine(e)))?;
+            .map_err(|e| Error::Usage(e.into()))?;
         let mtime = source_date_epoch()?;
         let mut request = BuildRequest::new(spec, reference)
             .platform(platform)

@@ -40,13 +40,18 @@ impl fmt::Display for EngineKind {
     }
 }
 
+/// An `--engine` value that names no supported engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown engine `{0}`")]
+pub struct UnknownEngine(pub String);
+
 impl std::str::FromStr for EngineKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownEngine;
+    fn from_str(s: &str) -> Result<Self, UnknownEngine> {
         Self::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown engine `{s}` (expected docker or podman)"))
+            .ok_or_else(|| UnknownEngine(s.to_owned()))
     }
 }
 

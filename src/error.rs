@@ -74,6 +74,9 @@ impl Error {
             Self::Reference(e) => e.hint().map(str::to_owned),
             Self::Platform(e) => Some(e.hint().to_owned()),
             Self::Output(e) => Some(e.hint().to_owned()),
+            Self::Usage(crate::cli::UsageError::Engine(_)) => {
+                Some("engines are `docker` and `podman`".into())
+            }
             Self::MissingParent { .. } => Some("create the directory first, or choose another path".into()),
             Self::DestinationTaken { .. } => Some("remove it or choose another path".into()),
             Self::NoEngine { .. } => Some(

@@ -266,7 +266,10 @@ mod tests {
         assert_eq!(ok("ghcr.io/org/mock").tag(), "latest");
         assert_eq!(ok("[::1]:5000/x:y").domain(), Some("[::1]:5000"));
         assert_eq!(ok("[::1]/x").domain(), Some("[::1]"));
-        assert_eq!(ok("busybox").normalized(), "docker.io/library/busybox:latest");
+        assert_eq!(
+            ok("busybox").normalized(),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(ok("mock/big:1").normalized(), "docker.io/mock/big:1");
         assert_eq!(ok("localhost:5000/x:2").normalized(), "localhost:5000/x:2");
     }
