@@ -142,11 +142,5 @@ pub fn run(args: &Args) -> Result<Built, Error> {
             .and_then(|()| stdout.flush())
             .map_err(Error::io("write the summary to", "stdout"))?;
     }
-    for output in &built.outputs {
-        progress.stage(format!(
-            "wrote {} {} to {output}",
-            built.reference, built.digest
-        ));
-    }
     Ok(built)
 }

@@ -95,6 +95,12 @@ fn status_goes_to_stderr_and_json_to_stdout() {
             .args(["-s", "1KB", "-o", "oci:a", "mock/s:1"]),
     );
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    assert_eq!(
+        stderr(&out).matches("wrote ").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
     assert!(
         stderr(&out).contains("building mock/s:1 (1 layer,"),
         "{}",
