@@ -59,6 +59,8 @@ impl BuildRequest {
 pub struct Built {
     /// `name:tag`.
     pub reference: String,
+    /// The spec in canonical form, as the image's `dev.image-maker.spec` label has it.
+    pub spec: String,
     /// Digest of the manifest.
     pub digest: String,
     /// Digest of the config; `docker images` shows its first 12 hex digits as the image ID.
@@ -150,6 +152,7 @@ fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, 
     }
     Ok(Built {
         reference: request.reference.to_string(),
+        spec: spec.canonical(),
         digest: metadata.manifest_blob.digest,
         config_digest: metadata.config_blob.digest,
         platform: request.platform.to_string(),

@@ -128,6 +128,7 @@ fn status_goes_to_stderr_and_json_to_stdout() {
     assert_eq!(summary["reference"], "mock/s:2");
     assert_eq!(summary["outputs"], serde_json::json!(["oci:b"]));
     assert_eq!(summary["platform"], "linux/amd64");
+    assert_eq!(summary["spec"], "3KB:files=3,3KB:files=3");
     assert!(summary["digest"]
         .as_str()
         .is_some_and(|d| d.starts_with("sha256:") && d.len() == 71));
