@@ -271,7 +271,13 @@ mod tests {
         let meta = metadata(&spec, &Platform::default(), 0, &[layer]).expect("metadata");
         let config = String::from_utf8(meta.config).expect("utf8");
         assert!(config.starts_with(r#"{"architecture":"amd64","config":{"Labels":{"dev.image-maker.spec":"1KB:files=1"}},"created":"1970-01-01T00:00:00Z""#), "{config}");
-        assert!(!config.contains(' ') || config.contains("image-maker layer"));
+        // A fixed point of parse-and-serialize: nothing left to canonicalize.
+        let reparsed: serde_json::Value = serde_json::from_str(&config).expect("json");
+        assert_eq!(canonical_json(&reparsed).expect("json"), config.as_bytes());
+        assert!(
+            !config.contains('\n') && !config.contains("\": "),
+            "{config}"
+        );
         let manifest: serde_json::Value = serde_json::from_slice(&meta.manifest).expect("json");
         assert_eq!(
             manifest["layers"][0]["mediaType"],

@@ -115,6 +115,16 @@ mod tests {
         let a = build("3KB:files=4,700B", 0);
         assert_eq!(a, build("3KB:files=4,700B", 0));
         assert_ne!(a, build("3KB:files=4,700B", 1_700_000_000));
+        // Pinned, headers and data alike: a change to any header field shows up here.
+        use sha2::Digest as _;
+        assert_eq!(
+            crate::spec::hex(&sha2::Sha256::digest(&a)),
+            "f84b97d9a3e5e4f85f7d766d9013c3c30374ea35b50b69cdf080d5c25f74103d"
+        );
+        let dir_header = &a[..512];
+        assert_eq!(&dir_header[..8], b"layer1/\0");
+        assert_eq!(&dir_header[100..108], b"0000755\0");
+        assert_eq!(&dir_header[257..265], b"ustar\x0000");
     }
 
     #[test]

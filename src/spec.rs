@@ -540,6 +540,13 @@ mod tests {
     #[test]
     fn every_error_names_the_token() {
         assert_eq!(err(""), SpecError::Empty);
+        assert_eq!(err(":files=2"), SpecError::MissingNumber(":files=2".into()));
+        assert_eq!(
+            err(&vec!["1B"; MAX_LAYERS + 1].join(",")),
+            SpecError::TooManyLayers {
+                count: MAX_LAYERS + 1
+            }
+        );
         assert_eq!(err("   "), SpecError::Empty);
         assert!(matches!(
             err("1GB,,2MB"),

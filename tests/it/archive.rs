@@ -86,17 +86,42 @@ fn docker_loads_the_archive_with_matching_diff_ids() {
     assert!(stdout(&out).contains(&image.reference), "{}", stdout(&out));
     let rootfs: Vec<String> =
         serde_json::from_str(&image.inspect("{{json .RootFS.Layers}}")).expect("json");
-    let diff_ids: Vec<String> = built["layers"]
-        .as_array()
-        .expect("layers")
-        .iter()
-        .map(|l| l["diff_id"].as_str().expect("diff_id").to_owned())
-        .collect();
-    assert_eq!(rootfs, diff_ids);
+    // The config inside the archive, found the way docker finds it: through manifest.json.
+    let docker_manifest: serde_json::Value =
+        serde_json::from_slice(&archive_entry(&file, "manifest.json")).expect("json");
+    let config_path = docker_manifest[0]["Config"].as_str().expect("Config");
+    let config: serde_json::Value =
+        serde_json::from_slice(&archive_entry(&file, config_path)).expect("json");
+    assert_eq!(
+        rootfs,
+        config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|ids| ids
+                .iter()
+                .map(|id| id.as_str().expect("diff_id").to_owned())
+                .collect::<Vec<_>>())
+            .expect("diff_ids")
+    );
+    assert_eq!(rootfs.len(), 3);
     assert_eq!(image.inspect("{{.Os}}/{{.Architecture}}"), "linux/amd64");
     // docker's image ID is the config digest.
     assert_eq!(
         image.inspect("{{.Id}}"),
         built["config_digest"].as_str().expect("config digest")
     );
+}
+
+/// The bytes of entry `path` in the tar `file`.
+fn archive_entry(file: &std::path::Path, path: &str) -> Vec<u8> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(File::open(file).expect("archive"));
+    for entry in archive.entries().expect("tar") {
+        let mut entry = entry.expect("entry");
+        if entry.path().expect("path").to_str() == Some(path) {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).expect("read");
+            return bytes;
+        }
+    }
+    panic!("{path} is not in {}", file.display());
 }

@@ -113,11 +113,23 @@ fn source_date_epoch_sets_mtime_and_created() {
             1_700_000_000
         );
     }
+    let config = dir.join("blobs/sha256").join(
+        json(&out)["config_digest"]
+            .as_str()
+            .expect("config digest")
+            .trim_start_matches("sha256:"),
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config).expect("config")).expect("json");
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(config["history"][0]["created"], "2023-11-14T22:13:20Z");
     let past_9999 = run(image_maker()
+        .current_dir(tmp.path())
         .env("SOURCE_DATE_EPOCH", "253402300800")
         .args(["-s", "1KB", "-o", "oci:x", "x"]));
     assert_eq!(past_9999.status.code(), Some(2), "{}", stderr(&past_9999));
     let bad = run(image_maker()
+        .current_dir(tmp.path())
         .env("SOURCE_DATE_EPOCH", "yesterday")
         .args(["-s", "1KB", "-o", "oci:x", "x"]));
     assert_eq!(bad.status.code(), Some(2));
@@ -126,4 +138,5 @@ fn source_date_epoch_sets_mtime_and_created() {
         "{}",
         stderr(&bad)
     );
+    assert_eq!(entries(tmp.path()), ["layout"]);
 }

@@ -6,18 +6,12 @@ use crate::support::*;
 
 #[test]
 fn default_output_puts_the_image_in_docker() {
+    // No `--engine`: docker is the first engine tried on Linux.
     if !engine("docker") {
         return;
     }
     let image = EngineImage::new("docker", "default-output");
-    let out = run_ok(image_maker().args([
-        "--json",
-        "-s",
-        "2MB,1KB:files=3",
-        "-e",
-        "docker",
-        &image.reference,
-    ]));
+    let out = run_ok(image_maker().args(["--json", "-s", "2MB,1KB:files=3", &image.reference]));
     let built = json(&out);
     assert!(image.exists(), "{} not in docker", image.reference);
     let listed =
@@ -109,6 +103,9 @@ fn podman_loads_the_image_too() {
 
 #[test]
 fn unreachable_daemon_is_a_clear_error() {
+    if !tool("docker") {
+        return;
+    }
     let tmp = tempdir();
     let out = run(image_maker()
         .current_dir(tmp.path())
@@ -118,10 +115,6 @@ fn unreachable_daemon_is_a_clear_error() {
         ]));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    if err.contains("not installed") {
-        // No docker CLI on this machine: still a clear error, checked elsewhere.
-        return;
-    }
     assert!(err.contains("error: docker does not answer"), "{err}");
     assert!(
         err.contains("hint:") && err.contains("DOCKER_HOST"),

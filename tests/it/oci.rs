@@ -67,7 +67,7 @@ fn umoci_unpacks_files_of_exact_sizes_and_bytes() {
     }
     let tmp = tempdir();
     let dir = tmp.path().join("layout");
-    let spec = "5MB,2KB:files=3,300B";
+    let spec = SPEC;
     build(&dir, "mock/small:v1", spec);
     let bundle = tmp.path().join("bundle");
     run_ok(Command::new("umoci").args([
