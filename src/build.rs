@@ -142,12 +142,21 @@ fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, 
     for sink in sinks.iter_mut() {
         sink.finish(&finished)?;
     }
+    // All outputs land, or none of the files do: one that fails takes the others back out.
+    let mut committed = Vec::with_capacity(sinks.len());
     for sink in sinks {
-        interrupt::check()?;
-        let place = sink.commit()?;
+        match interrupt::check().and_then(|()| sink.commit()) {
+            Ok(done) => committed.push(done),
+            Err(e) => {
+                committed.into_iter().rev().for_each(sink::Committed::undo);
+                return Err(e);
+            }
+        }
+    }
+    for done in &committed {
         progress.stage(format!(
-            "wrote {} {} to {place}",
-            request.reference, metadata.manifest_blob.digest
+            "wrote {} {} to {}",
+            request.reference, metadata.manifest_blob.digest, done.description
         ));
     }
     Ok(Built {

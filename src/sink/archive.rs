@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 use tempfile::NamedTempFile;
 
-use super::{parent_dir, temp_prefix, Finished, Output, Sink};
+use super::place::Placed;
+use super::{parent_dir, temp_prefix, Committed, Finished, Output, Sink};
 use crate::digest::Blob;
 use crate::image::{self, OCI_LAYOUT};
 use crate::layer::{header, TarOptions};
@@ -108,10 +109,7 @@ pub(crate) struct OciArchive {
 impl OciArchive {
     pub fn create(dest: &Path, output: &Output, options: TarOptions) -> Result<Self, Error> {
         if dest.exists() && !dest.is_file() {
-            return Err(Error::DestinationTaken {
-                path: dest.to_path_buf(),
-                expected: "a regular file",
-            });
+            return Err(taken(dest));
         }
         let parent = parent_dir(dest, output)?;
         let file = tempfile::Builder::new()
@@ -196,7 +194,7 @@ impl Sink for OciArchive {
         self.io(|t| t.finish_with(&files))
     }
 
-    fn commit(self: Box<Self>) -> Result<String, Error> {
+    fn commit(self: Box<Self>) -> Result<Committed, Error> {
         let Self {
             dest,
             output,
@@ -208,8 +206,24 @@ impl Sink for OciArchive {
             .out
             .into_inner()
             .map_err(|e| Error::io("write", &temp_path)(e.into_error()))?;
-        file.persist(&dest)
-            .map_err(|e| Error::io("rename into", &dest)(e.error))?;
-        Ok(output)
+        if dest.exists() && !dest.is_file() {
+            return Err(taken(&dest));
+        }
+        let (file, guard) = file.into_parts();
+        drop(file);
+        let staged = guard.to_path_buf();
+        let placed = Placed::new(&staged, &dest, Box::new(guard))
+            .map_err(Error::io("rename into", &dest))?;
+        Ok(Committed {
+            description: output,
+            placed: Some(placed),
+        })
+    }
+}
+
+fn taken(dest: &Path) -> Error {
+    Error::DestinationTaken {
+        path: dest.to_path_buf(),
+        expected: "a regular file",
     }
 }

@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use super::archive::{metadata_files, TarWriter};
-use super::{Finished, Sink};
+use super::{Committed, Finished, Sink};
 use crate::digest::Blob;
 use crate::engine::{last_line, Engine};
 use crate::layer::TarOptions;
@@ -94,7 +94,7 @@ impl Sink for EngineLoad {
         self.io(|t| t.finish_with(&files))
     }
 
-    fn commit(mut self: Box<Self>) -> Result<String, Error> {
+    fn commit(mut self: Box<Self>) -> Result<Committed, Error> {
         // Closing the pipe tells the engine the archive is complete.
         if let Some(mut tar) = self.tar.take() {
             tar.out.flush().map_err(|e| self.failed(e))?;
@@ -114,7 +114,10 @@ impl Sink for EngineLoad {
             });
         }
         // `Loaded image: NAME` names what the engine now holds.
-        Ok(format!("{} ({})", self.engine.kind, last_line(&out.stdout)))
+        Ok(Committed {
+            description: format!("{} ({})", self.engine.kind, last_line(&out.stdout)),
+            placed: None,
+        })
     }
 }
 

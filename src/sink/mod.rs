@@ -5,6 +5,7 @@
 mod archive;
 mod engine_load;
 mod oci_dir;
+mod place;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -133,8 +134,24 @@ pub(crate) trait Sink: Send {
     fn end_layer(&mut self, blob: &Blob) -> Result<(), Error>;
     /// Writes the metadata; the result stays invisible until `commit`.
     fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error>;
-    /// Makes the result visible under its real name; says where it went.
-    fn commit(self: Box<Self>) -> Result<String, Error>;
+    /// Makes the result visible under its real name.
+    fn commit(self: Box<Self>) -> Result<Committed, Error>;
+}
+
+/// A committed output: where it went, and for files, how to take it back.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    pub description: String,
+    pub placed: Option<place::Placed>,
+}
+
+impl Committed {
+    /// Takes a file output back out (restoring what was there); an engine keeps its image.
+    pub fn undo(self) {
+        if let Some(placed) = self.placed {
+            placed.undo();
+        }
+    }
 }
 
 /// Opens the sinks for `outputs`, engines first: loading is the step most likely to fail,

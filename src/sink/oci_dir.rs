@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use super::{parent_dir, temp_prefix, Finished, Output, Sink};
+use super::place::Placed;
+use super::{parent_dir, temp_prefix, Committed, Finished, Output, Sink};
 use crate::digest::Blob;
 use crate::image::{self, OCI_LAYOUT};
 use crate::Error;
@@ -83,24 +84,21 @@ impl Sink for OciDir {
         self.write_file("oci-layout", OCI_LAYOUT)
     }
 
-    fn commit(self: Box<Self>) -> Result<String, Error> {
+    fn commit(self: Box<Self>) -> Result<Committed, Error> {
         let Self {
             dest, output, temp, ..
         } = *self;
-        if !dest.exists() {
-            fs::rename(temp.path(), &dest).map_err(Error::io("rename into", &dest))?;
-            // The directory now lives at `dest`: its old name must not be cleaned up.
-            let _ = temp.keep();
-            return Ok(output);
-        }
         // Checked again: a build can be long, and the destination may have changed meanwhile.
-        if !is_layout_or_empty(&dest) {
+        if dest.exists() && !is_layout_or_empty(&dest) {
             return Err(taken(&dest));
         }
-        // Swapping the two directories replaces the old layout without a moment in which
-        // `dest` is missing; the old one then sits at the temporary name and goes with it.
-        exchange(temp.path(), &dest).map_err(Error::io("replace", &dest))?;
-        Ok(output)
+        let staged = temp.path().to_path_buf();
+        let placed =
+            Placed::new(&staged, &dest, Box::new(temp)).map_err(Error::io("rename into", &dest))?;
+        Ok(Committed {
+            description: output,
+            placed: Some(placed),
+        })
     }
 }
 
@@ -109,36 +107,6 @@ fn taken(dest: &Path) -> Error {
         path: dest.to_path_buf(),
         expected: "an OCI image layout or an empty directory",
     }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-    match renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE) {
-        Ok(()) => Ok(()),
-        // Filesystems without RENAME_EXCHANGE.
-        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => exchange_in_steps(a, b),
-        Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    exchange_in_steps(a, b)
-}
-
-/// Moves `b` aside, `a` to `b`, and the old `b` to `a`. If the second step fails, `b` is
-/// put back; the old contents are never deleted here.
-fn exchange_in_steps(a: &Path, b: &Path) -> std::io::Result<()> {
-    let mut aside = a.as_os_str().to_owned();
-    aside.push(".previous");
-    let aside = std::path::PathBuf::from(aside);
-    fs::rename(b, &aside)?;
-    if let Err(e) = fs::rename(a, b) {
-        fs::rename(&aside, b)?;
-        return Err(e);
-    }
-    fs::rename(&aside, a)
 }
 
 fn is_layout_or_empty(path: &Path) -> bool {

@@ -261,3 +261,67 @@ fn ctrl_c_cancels_an_engine_load() {
     assert_empty(tmp.path());
     assert!(!image.exists(), "an interrupted build was loaded");
 }
+
+#[test]
+fn an_output_that_cannot_land_takes_the_others_back_out() {
+    if !tool("skopeo") {
+        return;
+    }
+    let tmp = tempdir();
+    // A previous image at `a`, which must survive the failed build.
+    run_ok(
+        image_maker()
+            .current_dir(tmp.path())
+            .args(["-q", "-s", "1KB", "-o", "oci:a", "old/a:1"]),
+    );
+    let child = image_maker()
+        .current_dir(tmp.path())
+        .args([
+            "-q",
+            "-s",
+            "64MB",
+            "-o",
+            "oci:a",
+            "-o",
+            "oci-archive:b.tar",
+            "-o",
+            "oci:c",
+            "new/x:1",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Once the build is writing, something else takes `c`; the build is stopped meanwhile so
+    // that it cannot finish first, however fast it runs. `c` is checked again at commit.
+    let started = Instant::now();
+    while entries(tmp.path()).len() < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the build never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = child.id().to_string();
+    run_ok(Command::new("kill").args(["-STOP", &pid]));
+    std::fs::create_dir(tmp.path().join("c")).expect("mkdir");
+    std::fs::write(tmp.path().join("c/keep.txt"), "mine").expect("write");
+    run_ok(Command::new("kill").args(["-CONT", &pid]));
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exists and is not an OCI image layout"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        entries(tmp.path()),
+        ["a", "c"],
+        "b.tar landed, or temporary files were left"
+    );
+    assert_eq!(entries(&tmp.path().join("c")), ["keep.txt"]);
+    let old = run_ok(Command::new("skopeo").args([
+        "inspect",
+        &format!("oci:{}:1", path_str(&tmp.path().join("a"))),
+    ]));
+    assert_eq!(json(&old)["Labels"]["dev.image-maker.spec"], "1KB:files=1");
+}
