@@ -6,6 +6,19 @@ use crate::support::*;
 
 const SPEC: &str = "5MB,2KB,300B";
 
+/// Unpacks `dir:tag` with umoci beside `dir`; returns the rootfs.
+fn umoci_unpack(dir: &std::path::Path, tag: &str) -> std::path::PathBuf {
+    let bundle = dir.with_file_name("bundle");
+    run_ok(Command::new("umoci").args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:{tag}", path_str(dir)),
+        path_str(&bundle),
+    ]));
+    bundle.join("rootfs")
+}
+
 fn build(dir: &std::path::Path, reference: &str, spec: &str) {
     run_ok(image_maker().args([
         "-q",
@@ -69,15 +82,7 @@ fn umoci_unpacks_files_of_exact_sizes_and_bytes() {
     let dir = tmp.path().join("layout");
     let spec = SPEC;
     build(&dir, "mock/small:v1", spec);
-    let bundle = tmp.path().join("bundle");
-    run_ok(Command::new("umoci").args([
-        "unpack",
-        "--rootless",
-        "--image",
-        &format!("{}:v1", path_str(&dir)),
-        path_str(&bundle),
-    ]));
-    assert_rootfs(&bundle.join("rootfs"), spec);
+    assert_rootfs(&umoci_unpack(&dir, "v1"), spec);
 }
 
 #[test]
@@ -89,15 +94,7 @@ fn a_tree_layer_unpacks_to_nested_directories() {
     let dir = tmp.path().join("layout");
     let spec = "100KB:tree=600,1KB:files=2";
     build(&dir, "mock/tree:1", spec);
-    let bundle = tmp.path().join("bundle");
-    run_ok(Command::new("umoci").args([
-        "unpack",
-        "--rootless",
-        "--image",
-        &format!("{}:1", path_str(&dir)),
-        path_str(&bundle),
-    ]));
-    let root = bundle.join("rootfs");
+    let root = umoci_unpack(&dir, "1");
     assert_rootfs(&root, spec);
     assert!(root.join("layer1/d1/d2/file-600").is_file());
 }
