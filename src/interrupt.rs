@@ -8,8 +8,8 @@ use crate::Error;
 
 static FLAG: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
 
-/// Installs the handlers; call it once per process. Until it is called, signals keep their default
-/// effect (library users keep control of their own process).
+/// Installs the handlers; call it once per process. Until it is called, signals keep their
+/// default effect (library users keep control of their own process).
 pub fn install() -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook::flag;

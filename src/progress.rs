@@ -49,13 +49,8 @@ impl Progress {
         let style = ProgressStyle::with_template(
             "{bar:40} {bytes:>10}/{total_bytes} {bytes_per_sec:>12} eta {eta}",
         )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        let style = if color {
-            style.progress_chars("█▉▊▋▌▍▎▏ ")
-        } else {
-            style.progress_chars("#>-")
-        };
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("█▉▊▋▌▍▎▏ ");
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
             .with_style(style);
         self.bar = Some(bar);
