@@ -7,6 +7,7 @@ use tar::{EntryType, Header};
 
 use crate::content::FileContent;
 use crate::plan::{Entry, LayerPlan};
+use crate::spec::LayerSpec;
 
 const BLOCK: u64 = 512;
 /// Large enough to amortise per-write costs, small enough to stay in L2 between the
@@ -23,11 +24,13 @@ pub struct TarOptions {
 /// The exact size of the layer's tar: known before a byte is written, which lets sinks
 /// reserve headers and report progress.
 pub fn tar_size(plan: &LayerPlan) -> u64 {
-    let files: u64 = plan
-        .files()
-        .map(|f| BLOCK + f.size.div_ceil(BLOCK) * BLOCK)
-        .sum();
-    BLOCK + files + 2 * BLOCK
+    // In closed form rather than by walking the plan: a million-file layer would otherwise
+    // format every path twice. The spec parser has checked that this cannot overflow.
+    let LayerSpec { size, files, .. } = plan.spec;
+    let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
+    let (base, larger) = (size / files, size % files);
+    let data = (files - larger) * padded(base) + larger * padded(base + 1);
+    plan.dir_count() * BLOCK + files * BLOCK + data + 2 * BLOCK
 }
 
 /// Writes the layer's tar to `out`. `tick` is called with the payload bytes of each chunk;
@@ -108,6 +111,43 @@ mod tests {
             out.extend(tar);
         }
         out
+    }
+
+    #[test]
+    fn tar_size_is_exact_for_every_layout() {
+        for list in [
+            "1B",
+            "511B",
+            "512B",
+            "513B",
+            "3KB:files=4",
+            "1001B:files=10",
+            "1KB:tree=1",
+            "40B:tree=33",
+            "1MB:tree=5000",
+            "100KB:tree=600",
+            "9000B:tree=4097",
+        ] {
+            let spec = Spec::parse(list).expect("valid");
+            let layer = &plan::layers(&spec)[0];
+            let mut out = std::io::sink();
+            let mut counting = crate::digest::HashingWriter::new(&mut out);
+            write_tar(
+                layer,
+                &spec.hash(),
+                TarOptions { mtime: 0 },
+                &mut counting,
+                &mut |_| Ok(()),
+            )
+            .expect("in memory");
+            let (blob, _) = counting.complete();
+            assert_eq!(tar_size(layer), blob.size, "{list}");
+            let dirs = layer
+                .entries()
+                .filter(|e| matches!(e, Entry::Dir(_)))
+                .count();
+            assert_eq!(layer.dir_count(), dirs as u64, "{list}");
+        }
     }
 
     #[test]

@@ -52,6 +52,21 @@ impl LayerPlan {
         format!("layer{}", self.number)
     }
 
+    /// How many directory entries `entries` yields, `layerN/` included.
+    pub fn dir_count(&self) -> u64 {
+        match self.spec.layout {
+            Layout::Flat => 1,
+            Layout::Tree => {
+                let tree = Tree::new(self.spec.files);
+                let leaves = self.spec.files.div_ceil(FILES_PER_DIR);
+                // Level `l` (1 = top) has one directory per distinct prefix of `l` digits.
+                1 + (1..=tree.depth)
+                    .map(|level| leaves.div_ceil(FANOUT.pow(tree.depth - level)))
+                    .sum::<u64>()
+            }
+        }
+    }
+
     /// The regular files, in tar order: lazy, so a layer of a million files costs no
     /// memory up front.
     pub fn files(&self) -> impl Iterator<Item = FilePlan> + '_ {
@@ -217,6 +232,7 @@ mod tests {
         // Every file's parent directories come before it.
         let dirs: Vec<&String> = all.iter().filter(|p| p.ends_with('/')).collect();
         assert_eq!(dirs.len(), 1 + 10 + 157);
+        assert_eq!(layer.dir_count(), 1 + 10 + 157);
         for f in &files {
             let mut parent = f.path.as_str();
             while let Some((up, _)) = parent.rsplit_once('/') {

@@ -81,7 +81,7 @@ fn docker_loads_the_archive_with_matching_diff_ids() {
     let tmp = tempdir();
     let file = tmp.path().join("image.tar");
     let image = EngineImage::new("docker", "archive");
-    let built = build_archive(&file, &image.reference, "5MB,2KB:files=2,300B");
+    let built = build_archive(&file, &image.reference, "5MB,2KB:files=2,3KB:tree=40");
     let out = run_ok(Command::new("docker").args(["load", "-i", path_str(&file)]));
     assert!(stdout(&out).contains(&image.reference), "{}", stdout(&out));
     let rootfs: Vec<String> =

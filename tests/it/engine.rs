@@ -33,7 +33,7 @@ fn the_loaded_image_holds_the_generated_files() {
     if !engine("docker") {
         return;
     }
-    let spec = "1MB,3KB:files=3";
+    let spec = "1MB,3KB:files=3,5KB:tree=70";
     let image = EngineImage::new("docker", "export");
     run_ok(image_maker().args(["-q", "-s", spec, "-o", "engine", &image.reference]));
     // A container is never started: `create` + `export` reads the filesystem as docker stored it.
