@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 use tempfile::NamedTempFile;
 
-use super::place::Placed;
-use super::{parent_dir, temp_prefix, Committed, Finished, Output, Sink};
+use super::{parent_dir, taken, temp_prefix, Committed, Finished, Output, Sink};
 use crate::digest::Blob;
 use crate::image::{self, OCI_LAYOUT};
 use crate::layer::{header, TarOptions};
@@ -109,7 +108,7 @@ pub(crate) struct OciArchive {
 impl OciArchive {
     pub fn create(dest: &Path, output: &Output, options: TarOptions) -> Result<Self, Error> {
         if dest.exists() && !dest.is_file() {
-            return Err(taken(dest));
+            return Err(taken(dest, EXPECTED));
         }
         let parent = parent_dir(dest, output)?;
         let file = tempfile::Builder::new()
@@ -207,23 +206,13 @@ impl Sink for OciArchive {
             .into_inner()
             .map_err(|e| Error::io("write", &temp_path)(e.into_error()))?;
         if dest.exists() && !dest.is_file() {
-            return Err(taken(&dest));
+            return Err(taken(&dest, EXPECTED));
         }
         let (file, guard) = file.into_parts();
         drop(file);
         let staged = guard.to_path_buf();
-        let placed = Placed::new(&staged, &dest, Box::new(guard))
-            .map_err(Error::io("rename into", &dest))?;
-        Ok(Committed {
-            description: output,
-            placed: Some(placed),
-        })
+        Committed::place(&staged, &dest, output, Box::new(guard))
     }
 }
 
-fn taken(dest: &Path) -> Error {
-    Error::DestinationTaken {
-        path: dest.to_path_buf(),
-        expected: "a regular file",
-    }
-}
+const EXPECTED: &str = "a regular file";

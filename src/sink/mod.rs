@@ -146,6 +146,21 @@ pub(crate) struct Committed {
 }
 
 impl Committed {
+    /// Moves a finished file output from `staged` to `dest`; `guard` owns `staged`.
+    fn place(
+        staged: &Path,
+        dest: &Path,
+        output: String,
+        guard: Box<dyn Send>,
+    ) -> Result<Self, Error> {
+        let placed =
+            place::Placed::new(staged, dest, guard).map_err(Error::io("rename into", dest))?;
+        Ok(Self {
+            description: output,
+            placed: Some(placed),
+        })
+    }
+
     /// Takes a file output back out (restoring what was there); an engine keeps its image.
     pub fn undo(self) {
         if let Some(placed) = self.placed {
@@ -202,6 +217,14 @@ fn parent_dir(dest: &Path, output: &Output) -> Result<PathBuf, Error> {
         });
     }
     Ok(parent.to_path_buf())
+}
+
+/// Something other than an earlier output of ours sits at the destination.
+fn taken(dest: &Path, expected: &'static str) -> Error {
+    Error::DestinationTaken {
+        path: dest.to_path_buf(),
+        expected,
+    }
 }
 
 /// `.NAME.` — temporary siblings are hidden and say what they are for.

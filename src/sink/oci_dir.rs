@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use super::place::Placed;
-use super::{parent_dir, temp_prefix, Committed, Finished, Output, Sink};
+use super::{parent_dir, taken, temp_prefix, Committed, Finished, Output, Sink};
 use crate::digest::Blob;
 use crate::image::{self, OCI_LAYOUT};
 use crate::Error;
@@ -23,7 +22,7 @@ impl OciDir {
     pub fn create(dest: &Path, output: &Output) -> Result<Self, Error> {
         // Replacing a previous layout is fine; clobbering anything else is not.
         if dest.exists() && !is_layout_or_empty(dest) {
-            return Err(taken(dest));
+            return Err(taken(dest, EXPECTED));
         }
         let parent = parent_dir(dest, output)?;
         // Created with the mode a plain `mkdir` would give, as it becomes the destination.
@@ -90,24 +89,14 @@ impl Sink for OciDir {
         } = *self;
         // Checked again: a build can be long, and the destination may have changed meanwhile.
         if dest.exists() && !is_layout_or_empty(&dest) {
-            return Err(taken(&dest));
+            return Err(taken(&dest, EXPECTED));
         }
         let staged = temp.path().to_path_buf();
-        let placed =
-            Placed::new(&staged, &dest, Box::new(temp)).map_err(Error::io("rename into", &dest))?;
-        Ok(Committed {
-            description: output,
-            placed: Some(placed),
-        })
+        Committed::place(&staged, &dest, output, Box::new(temp))
     }
 }
 
-fn taken(dest: &Path) -> Error {
-    Error::DestinationTaken {
-        path: dest.to_path_buf(),
-        expected: "an OCI image layout or an empty directory",
-    }
-}
+const EXPECTED: &str = "an OCI image layout or an empty directory";
 
 fn is_layout_or_empty(path: &Path) -> bool {
     path.is_dir()
