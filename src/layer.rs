@@ -43,25 +43,84 @@ pub fn write_tar(
     tick: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
+    let mut tar = TarWriter::new(out, options);
     for entry in plan.entries() {
         let file = match entry {
             Entry::Dir(path) => {
-                out.write_all(header(&path, 0, EntryType::Directory, options)?.as_bytes())?;
+                tar.dir(&path)?;
                 continue;
             }
             Entry::File(file) => file,
         };
-        out.write_all(header(&file.path, file.size, EntryType::Regular, options)?.as_bytes())?;
+        tar.begin_file(&file.path, file.size)?;
         let mut content = FileContent::new(spec_hash, plan.number, file.index, file.size);
         while content.remaining() > 0 {
             let n = content.fill(&mut buf);
-            out.write_all(&buf[..n])?;
+            tar.data(&buf[..n])?;
             tick(n as u64)?;
         }
-        let pad = (BLOCK - file.size % BLOCK) % BLOCK;
-        out.write_all(&[0; BLOCK as usize][..pad as usize])?;
+        tar.end_file()?;
     }
-    out.write_all(&[0; 2 * BLOCK as usize])
+    tar.finish()
+}
+
+/// Writes tar entries: layers, the archive file and the stream into `docker load`.
+pub(crate) struct TarWriter<W> {
+    pub out: W,
+    pub options: TarOptions,
+    pending_pad: u64,
+}
+
+impl<W: Write> TarWriter<W> {
+    pub fn new(out: W, options: TarOptions) -> Self {
+        Self {
+            out,
+            options,
+            pending_pad: 0,
+        }
+    }
+
+    pub fn dir(&mut self, path: &str) -> io::Result<()> {
+        let h = header(path, 0, EntryType::Directory, self.options)?;
+        self.out.write_all(h.as_bytes())
+    }
+
+    /// Starts a regular file of `size` bytes; its data follows through `data`.
+    pub fn begin_file(&mut self, path: &str, size: u64) -> io::Result<()> {
+        let h = header(path, size, EntryType::Regular, self.options)?;
+        self.out.write_all(h.as_bytes())?;
+        self.pending_pad = (BLOCK - size % BLOCK) % BLOCK;
+        Ok(())
+    }
+
+    pub fn data(&mut self, data: &[u8]) -> io::Result<()> {
+        self.out.write_all(data)
+    }
+
+    pub fn end_file(&mut self) -> io::Result<()> {
+        let pad = std::mem::take(&mut self.pending_pad) as usize;
+        self.out.write_all(&[0; BLOCK as usize][..pad])
+    }
+
+    pub fn file(&mut self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        self.begin_file(path, bytes.len() as u64)?;
+        self.data(bytes)?;
+        self.end_file()
+    }
+
+    /// The two zero blocks that end a tar.
+    pub fn finish(&mut self) -> io::Result<()> {
+        self.out.write_all(&[0; 2 * BLOCK as usize])?;
+        self.out.flush()
+    }
+
+    /// Writes `files` and ends the tar.
+    pub fn finish_with(&mut self, files: &[(String, Vec<u8>)]) -> io::Result<()> {
+        for (path, bytes) in files {
+            self.file(path, bytes)?;
+        }
+        self.finish()
+    }
 }
 
 /// A ustar header with everything a build could vary pinned: owner 0:0, no user or group

@@ -14,67 +14,8 @@ use tempfile::NamedTempFile;
 use super::{parent_dir, taken, temp_prefix, Committed, Finished, Output, Sink};
 use crate::digest::Blob;
 use crate::image::{self, OCI_LAYOUT};
-use crate::layer::{header, TarOptions};
+use crate::layer::{header, TarOptions, TarWriter};
 use crate::Error;
-
-/// Writes tar entries; shared by the archive file and the stream into `docker load`.
-pub(crate) struct TarWriter<W> {
-    pub out: W,
-    pub options: TarOptions,
-    pending_pad: u64,
-}
-
-impl<W: Write> TarWriter<W> {
-    pub fn new(out: W, options: TarOptions) -> Self {
-        Self {
-            out,
-            options,
-            pending_pad: 0,
-        }
-    }
-
-    pub fn dir(&mut self, path: &str) -> io::Result<()> {
-        let h = header(path, 0, EntryType::Directory, self.options)?;
-        self.out.write_all(h.as_bytes())
-    }
-
-    /// Starts a regular file of `size` bytes; its data follows through `data`.
-    pub fn begin_file(&mut self, path: &str, size: u64) -> io::Result<()> {
-        let h = header(path, size, EntryType::Regular, self.options)?;
-        self.out.write_all(h.as_bytes())?;
-        self.pending_pad = (512 - size % 512) % 512;
-        Ok(())
-    }
-
-    pub fn data(&mut self, data: &[u8]) -> io::Result<()> {
-        self.out.write_all(data)
-    }
-
-    pub fn end_file(&mut self) -> io::Result<()> {
-        let pad = std::mem::take(&mut self.pending_pad) as usize;
-        self.out.write_all(&[0; 512][..pad])
-    }
-
-    pub fn file(&mut self, path: &str, bytes: &[u8]) -> io::Result<()> {
-        self.begin_file(path, bytes.len() as u64)?;
-        self.data(bytes)?;
-        self.end_file()
-    }
-
-    /// The two zero blocks that end a tar.
-    pub fn finish(&mut self) -> io::Result<()> {
-        self.out.write_all(&[0; 1024])?;
-        self.out.flush()
-    }
-
-    /// Writes `files` and ends the tar.
-    pub fn finish_with(&mut self, files: &[(String, Vec<u8>)]) -> io::Result<()> {
-        for (path, bytes) in files {
-            self.file(path, bytes)?;
-        }
-        self.finish()
-    }
-}
 
 /// The archive's metadata files, to follow the layer blobs: config and manifest blobs,
 /// `index.json`, and docker's `manifest.json` pointing at `layer_paths`.

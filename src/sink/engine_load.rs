@@ -6,11 +6,11 @@
 
 use std::io::Write;
 
-use super::archive::{metadata_files, TarWriter};
+use super::archive::metadata_files;
 use super::{Committed, Finished, Sink};
 use crate::digest::Blob;
 use crate::engine::{last_line, Engine};
-use crate::layer::TarOptions;
+use crate::layer::{TarOptions, TarWriter};
 use crate::Error;
 
 pub(crate) struct EngineLoad {
