@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
     build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec,
@@ -32,6 +32,28 @@ pub enum Builder {
 }
 
 /// Creates mock OCI container images of exact shapes for tests.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "image-maker",
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Building an image: the command line without a subcommand.
+    #[command(flatten)]
+    pub build: Option<Args>,
+}
+
+/// Commands other than building an image.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {}
+
+/// What to build and where it goes: the arguments of `image-maker` and of
+/// `cargo xtask mock-image`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "image-maker", version, after_help = EXAMPLES)]
 pub struct Args {
@@ -143,4 +165,14 @@ pub fn run(args: &Args) -> Result<Built, Error> {
             .map_err(Error::io("write the summary to", "stdout"))?;
     }
     Ok(built)
+}
+
+/// Runs what the command line asks for.
+pub fn main(cli: &Cli) -> Result<(), Error> {
+    match (&cli.command, &cli.build) {
+        (Some(command), _) => match *command {},
+        (None, Some(args)) => run(args).map(drop),
+        // clap requires the build arguments when no subcommand is given.
+        (None, None) => Ok(()),
+    }
 }

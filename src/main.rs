@@ -2,15 +2,15 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use image_maker::cli::{self, Args};
+use image_maker::cli::{self, Cli};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
     if let Err(e) = image_maker::interrupt::install() {
         eprintln!("error: cannot install signal handlers: {e}");
         return ExitCode::from(1);
     }
-    match cli::run(&args) {
+    match cli::main(&cli) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             // Not eprintln!: after SIGHUP stderr may be gone, and a panic here helps nobody.
