@@ -15,8 +15,8 @@ use crate::{BuildRequest, Error, Output, Platform, Progress, Reference, Spec};
 type Slot = Arc<Mutex<Option<Arc<Cached>>>>;
 static IN_PROCESS: LazyLock<Mutex<HashMap<String, Slot>>> = LazyLock::new(Default::default);
 
-/// A mock image in the cache, ready to use. While any clone exists, `cache gc` leaves the
-/// image alone.
+/// A mock image in the cache, ready to use. The process that got it keeps it in use until
+/// it ends (it asks the cache once per spec), and `cache gc` leaves it alone until then.
 #[derive(Debug, Clone)]
 pub struct MockImage {
     reference: String,

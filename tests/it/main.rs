@@ -3,6 +3,7 @@
 //! `IMAGE_MAKER_REQUIRE_ENGINES=1` is set, in which case it fails.
 
 mod archive;
+mod cache;
 mod cli;
 mod determinism;
 mod engine;
