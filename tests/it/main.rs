@@ -8,5 +8,6 @@ mod cli;
 mod determinism;
 mod engine;
 mod failures;
+mod macros;
 mod oci;
 mod support;
