@@ -86,6 +86,11 @@ impl Cache {
         Ok(())
     }
 
+    /// Whether the cache holds `request`'s image, complete.
+    pub fn contains(&self, request: &BuildRequest) -> bool {
+        Entry::read(&self.entry_dir(&key(request))).is_some()
+    }
+
     /// The entry for `request`'s image, built first if it is missing or damaged. A build
     /// streams to `request.outputs` in the same pass and returns what it built; an entry that
     /// was there already leaves the outputs to [`Cached::export`].
