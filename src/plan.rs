@@ -141,7 +141,7 @@ impl Tree {
     fn place(&self, top: &str, index: u64) -> (Vec<String>, String) {
         let leaf = index / FILES_PER_DIR;
         let digits = self.digits(leaf);
-        let first_new_level = if index % FILES_PER_DIR != 0 {
+        let first_new_level = if !index.is_multiple_of(FILES_PER_DIR) {
             digits.len()
         } else if leaf == 0 {
             0

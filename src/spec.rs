@@ -297,7 +297,7 @@ pub fn format_size(bytes: u64) -> String {
     let (name, unit) = UNITS
         .iter()
         .rev()
-        .find(|(_, unit)| bytes % unit == 0 && bytes >= *unit)
+        .find(|(_, unit)| bytes.is_multiple_of(*unit) && bytes >= *unit)
         .copied()
         .unwrap_or(UNITS[0]);
     format!("{}{}", bytes / unit, name)

@@ -368,7 +368,7 @@ fn gc_evicts_least_recently_used_first_and_never_an_image_in_use() {
     ])));
     assert_eq!(
         entries(&cache.join("v1/entries")),
-        [in_use.clone()],
+        std::slice::from_ref(&in_use),
         "{out}"
     );
     assert!(
