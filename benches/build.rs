@@ -110,7 +110,7 @@ fn native_build(list: &str, dir: &Path) -> std::io::Result<Duration> {
     let out = dir.join("native");
     let start = Instant::now();
     let status = Command::new(env!("CARGO_BIN_EXE_image-maker"))
-        .args(["-q", "-s", list, "-o"])
+        .args(["-q", "--no-cache", "-s", list, "-o"])
         .arg(format!("oci:{}", out.display()))
         .arg("bench/native:1")
         .status()?;

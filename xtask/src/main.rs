@@ -9,7 +9,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  bench              native build of 1GB,512MB versus the single-pass reference (cargo bench --bench build)
+  bench [NAME]       a benchmark: `build` (default; native build of 1GB,512MB versus the
+                     single-pass reference) or `cache` (fixture() cache-hit latency)
   ci                 what CI runs after installing engines: fmt, clippy, tests
   mock-image ARGS    build an image with the CLI's arguments (see `cargo xtask mock-image --help`)
   mock-image warm    build every spec a #[mock_image] test in the workspace uses into the cache";
@@ -18,15 +19,19 @@ pub(crate) trait Task {
     fn run(&self, sh: &Shell) -> Result<()>;
 }
 
-/// Runs the build benchmark; extra arguments are passed to `cargo bench`.
+/// Runs a benchmark (`build` unless the first argument names another); the other
+/// arguments are passed to `cargo bench`.
 struct Bench {
     args: Vec<String>,
 }
 
 impl Task for Bench {
     fn run(&self, sh: &Shell) -> Result<()> {
-        let args = &self.args;
-        cmd!(sh, "cargo bench --bench build {args...}").run()?;
+        let (name, args) = match self.args.split_first() {
+            Some((name, rest)) if !name.starts_with('-') => (name.as_str(), rest),
+            _ => ("build", self.args.as_slice()),
+        };
+        cmd!(sh, "cargo bench --bench {name} {args...}").run()?;
         Ok(())
     }
 }

@@ -10,7 +10,10 @@ fn counts_every_blob(img: MockImage) {
     let layers: u64 = img.layers().iter().map(|l| l.size).sum();
     let total = blob_bytes(img.oci_dir()).unwrap();
     assert!(total > layers, "{total} <= {layers}");
-    assert!(total < layers + 4096, "{total}: config and manifest are small");
+    assert!(
+        total < layers + 4096,
+        "{total}: config and manifest are small"
+    );
 }
 
 #[mock_image(layers = "2MB,512KB:files=10", tag = "downstream/same:1")]
