@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::progress::Progress;
-use crate::Error;
+use crate::{interrupt, Error};
+
+const POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// One key's lock file. Clones share the same open file, and so the same lock.
 #[derive(Debug, Clone)]
@@ -32,28 +34,36 @@ impl KeyLock {
 
     /// Shared: others may use the entry too, nobody may rebuild or evict it.
     pub fn shared(&self, progress: &Progress) -> Result<(), Error> {
-        match self.file.try_lock_shared() {
-            Ok(()) => Ok(()),
-            Err(TryLockError::WouldBlock) => {
-                progress.stage("waiting for another process building the same image");
-                self.file
-                    .lock_shared()
-                    .map_err(Error::io("lock", &self.path))
-            }
-            Err(TryLockError::Error(e)) => Err(Error::io("lock", &self.path)(e)),
-        }
+        self.wait(progress, File::try_lock_shared)
     }
 
     /// Exclusive: this process builds or evicts the entry. Converting a shared lock is not
     /// atomic (flock drops it first), which is why callers check the entry again after.
     pub fn exclusive(&self, progress: &Progress) -> Result<(), Error> {
-        match self.file.try_lock() {
-            Ok(()) => Ok(()),
-            Err(TryLockError::WouldBlock) => {
-                progress.stage("waiting for another process building the same image");
-                self.file.lock().map_err(Error::io("lock", &self.path))
+        self.wait(progress, File::try_lock)
+    }
+
+    /// Polls rather than blocks, so that Ctrl-C still ends a process waiting for another's
+    /// build (a blocking flock would simply be restarted after the signal).
+    fn wait(
+        &self,
+        progress: &Progress,
+        try_lock: fn(&File) -> Result<(), TryLockError>,
+    ) -> Result<(), Error> {
+        let mut told = false;
+        loop {
+            match try_lock(&self.file) {
+                Ok(()) => return Ok(()),
+                Err(TryLockError::WouldBlock) => {
+                    if !told {
+                        progress.stage("waiting for another process building the same image");
+                        told = true;
+                    }
+                    interrupt::check()?;
+                    std::thread::sleep(POLL);
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::io("lock", &self.path)(e)),
             }
-            Err(TryLockError::Error(e)) => Err(Error::io("lock", &self.path)(e)),
         }
     }
 
