@@ -1,7 +1,10 @@
 //! The native builder: plan → content → layer → image → sinks, in one pass over the data.
 
+use std::path::PathBuf;
+
 use serde::Serialize;
 
+use crate::cli::Builder;
 use crate::digest::HashingWriter;
 use crate::image::{self, LayerInfo};
 use crate::layer::{self, TarOptions};
@@ -23,6 +26,13 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// The engine for `Output::Engine`; detected when `None`.
     pub engine: Option<EngineKind>,
+    pub builder: Builder,
+    /// Dockerfile builder: keep the build directory instead of removing it.
+    pub keep: bool,
+    /// Dockerfile builder: where to make the build directory (the system temp dir if `None`).
+    pub build_dir: Option<PathBuf>,
+    /// Dockerfile builder: show the engine's output as it runs.
+    pub verbose: bool,
 }
 
 impl BuildRequest {
@@ -35,6 +45,10 @@ impl BuildRequest {
             mtime: 0,
             outputs: Vec::new(),
             engine: None,
+            builder: Builder::Native,
+            keep: false,
+            build_dir: None,
+            verbose: false,
         }
     }
 
@@ -61,7 +75,9 @@ pub struct Built {
     pub reference: String,
     /// The spec in canonical form, as the image's `dev.image-maker.spec` label has it.
     pub spec: String,
-    /// Digest of the manifest.
+    /// Digest of the manifest; empty (and left out of `--json`) when the image exists only
+    /// in an engine that stores no manifest (a dockerfile build with `--output engine` alone).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub digest: String,
     /// Digest of the config; `docker images` shows its first 12 hex digits as the image ID.
     pub config_digest: String,
@@ -75,7 +91,11 @@ pub struct Built {
 pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
     // A terminal's Ctrl-C reaches `docker load` too, so the engine's broken pipe may surface
     // first: the signal is the cause to report.
-    build_once(request, progress).map_err(|e| interrupt::check().err().unwrap_or(e))
+    let built = match request.builder {
+        Builder::Native => build_once(request, progress),
+        Builder::Dockerfile => crate::dockerfile::build(request, progress),
+    };
+    built.map_err(|e| interrupt::check().err().unwrap_or(e))
 }
 
 fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {

@@ -15,6 +15,7 @@ pub mod build;
 pub mod cli;
 pub mod content;
 pub mod digest;
+pub mod dockerfile;
 pub mod engine;
 mod error;
 pub mod image;
