@@ -63,6 +63,12 @@ pub enum Error {
         crate::spec::human_size(*needed)
     )]
     NoSpace { path: PathBuf, needed: u64 },
+    #[error("{engine} built the image for `{built}`, not for `{wanted}`")]
+    WrongPlatform {
+        engine: &'static str,
+        built: String,
+        wanted: String,
+    },
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error("interrupted")]
@@ -100,6 +106,10 @@ impl Error {
             Self::EngineBuildFailed { command, .. } => Some(format!(
                 "the lines above are the end of `{command}`'s output; `-v` shows all of it, `--keep` keeps the build directory"
             )),
+            Self::WrongPlatform { .. } => Some(
+                "this engine does not honour `--platform` for the build: choose another with `--engine`, or use the native builder"
+                    .into(),
+            ),
             Self::NoSpace { .. } => Some(
                 "free space there, or put the build directory elsewhere with `--build-dir DIR`".into(),
             ),

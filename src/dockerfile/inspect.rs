@@ -10,6 +10,8 @@ pub(crate) struct Inspected {
     /// `sha256:…` of the config: the image ID.
     pub id: String,
     pub diff_ids: Vec<String>,
+    /// `os/arch[/variant]` as the image's config says.
+    pub platform: String,
 }
 
 pub(crate) fn inspect(engine: &Engine, reference: &str) -> Result<Inspected, Error> {
@@ -41,16 +43,33 @@ pub(crate) fn inspect(engine: &Engine, reference: &str) -> Result<Inspected, Err
 
 fn parse(kind: EngineKind, json: &[u8]) -> Option<Inspected> {
     let value: Value = serde_json::from_slice(json).ok()?;
-    let (id, layers) = match kind {
-        EngineKind::Buildah => (
-            value.get("FromImageID")?,
-            value.get("OCIv1")?.get("rootfs")?.get("diff_ids")?,
-        ),
+    let (id, layers, config, keys) = match kind {
+        EngineKind::Buildah => {
+            let config = value.get("OCIv1")?;
+            (
+                value.get("FromImageID")?,
+                config.get("rootfs")?.get("diff_ids")?,
+                config,
+                ["os", "architecture", "variant"],
+            )
+        }
         _ => {
             let image = value.get(0)?;
-            (image.get("Id")?, image.get("RootFS")?.get("Layers")?)
+            let keys = ["Os", "Architecture", "Variant"];
+            (
+                image.get("Id")?,
+                image.get("RootFS")?.get("Layers")?,
+                image,
+                keys,
+            )
         }
     };
+    let platform = keys
+        .iter()
+        .filter_map(|k| config.get(k).and_then(Value::as_str))
+        .filter(|v| !v.is_empty())
+        .collect::<Vec<_>>()
+        .join("/");
     let id = id.as_str()?;
     let diff_ids = layers
         .as_array()?
@@ -65,6 +84,7 @@ fn parse(kind: EngineKind, json: &[u8]) -> Option<Inspected> {
             format!("sha256:{id}")
         },
         diff_ids,
+        platform,
     })
 }
 
@@ -74,14 +94,16 @@ mod tests {
 
     #[test]
     fn reads_docker_podman_and_buildah() {
-        let docker =
-            br#"[{"Id":"sha256:abc","RootFS":{"Type":"layers","Layers":["sha256:1","sha256:2"]}}]"#;
-        let podman =
-            br#"[{"Id":"abc","RootFS":{"Type":"layers","Layers":["sha256:1","sha256:2"]}}]"#;
-        let buildah = br#"{"FromImageID":"abc","OCIv1":{"rootfs":{"type":"layers","diff_ids":["sha256:1","sha256:2"]}}}"#;
+        let docker = br#"[{"Id":"sha256:abc","Os":"linux","Architecture":"arm","Variant":"v7",
+            "RootFS":{"Type":"layers","Layers":["sha256:1","sha256:2"]}}]"#;
+        let podman = br#"[{"Id":"abc","Os":"linux","Architecture":"arm","Variant":"v7",
+            "RootFS":{"Type":"layers","Layers":["sha256:1","sha256:2"]}}]"#;
+        let buildah = br#"{"FromImageID":"abc","OCIv1":{"os":"linux","architecture":"arm",
+            "variant":"v7","rootfs":{"type":"layers","diff_ids":["sha256:1","sha256:2"]}}}"#;
         let want = Some(Inspected {
             id: "sha256:abc".into(),
             diff_ids: vec!["sha256:1".into(), "sha256:2".into()],
+            platform: "linux/arm/v7".into(),
         });
         assert_eq!(parse(EngineKind::Docker, docker), want);
         assert_eq!(parse(EngineKind::Podman, podman), want);

@@ -99,12 +99,23 @@ fn build_in(
     ));
     run::run(engine, &command, args, request.verbose)?;
     // From here on the image exists: unless the engine is an output, it goes again.
-    let image = EngineImage {
+    let mut image = EngineImage {
         engine,
         reference: &reference,
         remove: !keep_in_engine,
     };
     let inspected = inspect::inspect(engine, &reference)?;
+    let wanted = request.platform.to_string();
+    if inspected.platform != wanted {
+        // A tag on an image for the wrong platform is worse than none.
+        image.remove = true;
+        drop(image);
+        return Err(Error::WrongPlatform {
+            engine: engine.kind.name(),
+            built: inspected.platform,
+            wanted,
+        });
+    }
     progress.stage(format!(
         "built {reference} in {}: {}",
         engine.kind, inspected.id
@@ -168,6 +179,9 @@ fn build_args(kind: EngineKind, platform: &str, reference: &str, dir: &Path) -> 
         EngineKind::Buildah => vec!["bud".into(), "--layers".into()],
         _ => vec!["build".into()],
     };
+    // Every run is a real build: podman 4.3 and buildah 1.28 key their layer cache without
+    // the platform and hand back a layer built earlier for another one.
+    args.push("--no-cache".into());
     args.extend([
         "--platform".into(),
         platform.into(),
@@ -334,11 +348,11 @@ mod tests {
         };
         assert_eq!(
             args(EngineKind::Docker),
-            "build --platform linux/amd64 -t mock/x:1 -f /tmp/b/Dockerfile /tmp/b"
+            "build --no-cache --platform linux/amd64 -t mock/x:1 -f /tmp/b/Dockerfile /tmp/b"
         );
         assert_eq!(
             args(EngineKind::Buildah),
-            "bud --layers --platform linux/amd64 -t mock/x:1 -f /tmp/b/Dockerfile /tmp/b"
+            "bud --layers --no-cache --platform linux/amd64 -t mock/x:1 -f /tmp/b/Dockerfile /tmp/b"
         );
     }
 }
