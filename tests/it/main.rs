@@ -5,6 +5,7 @@
 mod archive;
 mod cli;
 mod determinism;
+mod dockerfile;
 mod engine;
 mod failures;
 mod oci;
