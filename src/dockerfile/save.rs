@@ -81,7 +81,7 @@ pub(crate) fn export(
     progress: &mut Progress,
 ) -> Result<(Metadata, Vec<LayerInfo>, Vec<Committed>), Error> {
     let mut file = File::open(archive_path).map_err(Error::io("open", archive_path))?;
-    let (spans, manifest) = index(&mut file).map_err(Error::io("read", archive_path))?;
+    let Index { spans, manifest } = index(&mut file).map_err(Error::io("read", archive_path))?;
     let unreadable = |detail: String| Error::EngineFailed {
         command: format!("read {}", archive_path.display()),
         detail,
@@ -176,8 +176,14 @@ pub(crate) fn export(
     Ok((metadata, infos, committed))
 }
 
-/// Every regular file's span, and the bytes of `manifest.json`.
-fn index(file: &mut File) -> io::Result<(HashMap<String, Span>, Option<Vec<u8>>)> {
+/// What a pass over the archive finds: every regular file's span, and `manifest.json`.
+#[derive(Debug, Default)]
+struct Index {
+    spans: HashMap<String, Span>,
+    manifest: Option<Vec<u8>>,
+}
+
+fn index(file: &mut File) -> io::Result<Index> {
     let mut spans = HashMap::new();
     let mut manifest = None;
     let mut archive = tar::Archive::new(&mut *file);
@@ -204,7 +210,7 @@ fn index(file: &mut File) -> io::Result<(HashMap<String, Span>, Option<Vec<u8>>)
             },
         );
     }
-    Ok((spans, manifest))
+    Ok(Index { spans, manifest })
 }
 
 fn read_span(file: &mut File, span: Span) -> io::Result<Vec<u8>> {
