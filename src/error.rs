@@ -58,7 +58,7 @@ pub enum Error {
         tail: String,
     },
     #[error(
-        "no space left on the device holding `{}` (the build context needs {})",
+        "no space left on the device holding `{}` (the build context needs {}, {needed} bytes)",
         path.display(),
         crate::spec::human_size(*needed)
     )]

@@ -118,7 +118,7 @@ mod tests {
         let error = write_error(Path::new("/tmp/x/layer1/1GB-file"), 1 << 30)(full);
         assert_eq!(
             error.to_string(),
-            "no space left on the device holding `/tmp/x/layer1/1GB-file` (the build context needs 1 GiB)"
+            "no space left on the device holding `/tmp/x/layer1/1GB-file` (the build context needs 1.00 GiB, 1073741824 bytes)"
         );
         assert!(error.hint().is_some_and(|h| h.contains("--build-dir")));
         let other = io::Error::from_raw_os_error(nix::libc::EACCES);
