@@ -101,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "ratio native/reference: {:.2} (target <= 1.30); native peak RSS: {:.1} MiB (target < 64 MiB)",
+        "ratio native/reference: {:.2} (target <= 1.30); peak RSS of the child processes: {:.1} MiB (target < 64 MiB)",
         native.as_secs_f64() / reference.as_secs_f64(),
         rss_kib as f64 / 1024.0
     );
