@@ -1,6 +1,7 @@
 //! The native builder: plan → content → layer → image → sinks, in one pass over the data.
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -33,6 +34,8 @@ pub struct BuildRequest {
     pub build_dir: Option<PathBuf>,
     /// Dockerfile builder: show the engine's output as it runs.
     pub verbose: bool,
+    /// One more output the library writes for itself (the cache's copy), not reported.
+    pub(crate) internal: Option<Output>,
 }
 
 impl BuildRequest {
@@ -49,6 +52,7 @@ impl BuildRequest {
             keep: false,
             build_dir: None,
             verbose: false,
+            internal: None,
         }
     }
 
@@ -89,25 +93,58 @@ pub struct Built {
 
 /// Builds the image once, streaming every layer to all outputs at the same time.
 pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
-    // A terminal's Ctrl-C reaches `docker load` too, so the engine's broken pipe may surface
-    // first: the signal is the cause to report.
-    let built = match request.builder {
-        Builder::Native => build_once(request, progress),
-        Builder::Dockerfile => crate::dockerfile::build(request, progress),
-    };
-    built.map_err(|e| interrupt::check().err().unwrap_or(e))
+    match request.builder {
+        Builder::Native => deliver(request, &Source::Generate, progress),
+        // A signal may surface first as the engine's failure: the signal is the cause.
+        Builder::Dockerfile => crate::dockerfile::build(request, progress)
+            .map_err(|e| interrupt::check().err().unwrap_or(e)),
+    }
 }
 
-fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
+/// Where the layer bytes come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// Generated from the spec.
+    Generate,
+    /// The blobs of a cached OCI layout: copied (and hashed again, so a damaged cache
+    /// cannot pass for a good image), never regenerated.
+    Blobs {
+        layout: &'a Path,
+        layers: &'a [LayerInfo],
+    },
+}
+
+/// Streams every layer from `source` to all outputs at the same time.
+pub(crate) fn deliver(
+    request: &BuildRequest,
+    source: &Source<'_>,
+    progress: &mut Progress,
+) -> Result<Built, Error> {
+    // A terminal's Ctrl-C reaches `docker load` too, so the engine's broken pipe may surface
+    // first: the signal is the cause to report.
+    build_once(request, source, progress).map_err(|e| interrupt::check().err().unwrap_or(e))
+}
+
+fn build_once(
+    request: &BuildRequest,
+    source: &Source<'_>,
+    progress: &mut Progress,
+) -> Result<Built, Error> {
     let spec = &request.spec;
     let options = TarOptions {
         mtime: request.mtime,
     };
-    let mut sinks = sink::open(&request.outputs, request.engine, options)?;
+    let mut outputs = request.outputs.clone();
+    outputs.extend(request.internal.clone());
+    let mut sinks = sink::open(&outputs, request.engine, options)?;
     let layers = plan::layers(spec);
     let spec_hash = spec.hash();
     progress.stage(format!(
-        "building {} ({} layer{}, {}) for {}",
+        "{} {} ({} layer{}, {}) for {}",
+        match source {
+            Source::Generate => "building",
+            Source::Blobs { .. } => "exporting cached",
+        },
         request.reference,
         layers.len(),
         if layers.len() == 1 { "" } else { "s" },
@@ -122,15 +159,39 @@ fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, 
             sink.begin_layer(layer.number, size)?;
         }
         // An interrupt surfaces as an I/O error here; `build` reports it as what it is.
-        let blob = pipeline::write_layer(&mut sinks, |out| {
-            let mut hashing = HashingWriter::new(out);
-            layer::write_tar(layer, &spec_hash, options, &mut hashing, &mut |n| {
-                progress.inc(n);
-                interrupt::check().map_err(|_| std::io::Error::other("interrupted"))
-            })?;
-            Ok(hashing.complete().0)
-        })?
-        .map_err(Error::io("generate", layer.dir()))?;
+        let mut tick = |n| {
+            progress.inc(n);
+            interrupt::check().map_err(|_| std::io::Error::other("interrupted"))
+        };
+        let blob = match source {
+            Source::Generate => pipeline::write_layer(&mut sinks, |out| {
+                let mut hashing = HashingWriter::new(out);
+                layer::write_tar(layer, &spec_hash, options, &mut hashing, &mut tick)?;
+                Ok(hashing.complete().0)
+            })?
+            .map_err(Error::io("generate", layer.dir()))?,
+            Source::Blobs { layout, layers } => {
+                let index = usize::try_from(layer.number - 1).unwrap_or(usize::MAX);
+                let expected = layers.get(index).ok_or_else(|| Error::CacheCorrupt {
+                    path: layout.to_path_buf(),
+                    detail: format!("no layer {}", layer.number),
+                })?;
+                let path = blob_path(layout, &expected.digest);
+                let blob = pipeline::write_layer(&mut sinks, |out| {
+                    let mut hashing = HashingWriter::new(out);
+                    copy_counted(&path, &mut hashing, &mut tick)?;
+                    Ok(hashing.complete().0)
+                })?
+                .map_err(Error::io("read", &path))?;
+                if blob.digest != expected.digest || blob.size != size {
+                    return Err(Error::CacheCorrupt {
+                        path,
+                        detail: format!("its content hashes to {}", blob.digest),
+                    });
+                }
+                blob
+            }
+        };
         for sink in sinks.iter_mut() {
             sink.end_layer(&blob)?;
         }
@@ -173,7 +234,11 @@ fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, 
             }
         }
     }
-    for done in &committed {
+    let internal = request.internal.as_ref().map(ToString::to_string);
+    for done in committed
+        .iter()
+        .filter(|c| Some(&c.description) != internal.as_ref())
+    {
         progress.stage(format!(
             "wrote {} {} to {}",
             request.reference, metadata.manifest_blob.digest, done.description
@@ -188,4 +253,28 @@ fn build_once(request: &BuildRequest, progress: &mut Progress) -> Result<Built, 
         layers: infos,
         outputs: request.outputs.iter().map(ToString::to_string).collect(),
     })
+}
+
+/// Where a blob lives in an OCI layout.
+pub(crate) fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    layout.join("blobs/sha256").join(hex)
+}
+
+/// Copies a file in chunks, reporting each one to `tick` (progress and interrupts).
+fn copy_counted(
+    path: &Path,
+    out: &mut impl Write,
+    tick: &mut dyn FnMut(u64) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0; layer::CHUNK];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n])?;
+        tick(n as u64)?;
+    }
 }

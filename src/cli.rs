@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::cache::{self, Cache};
 use crate::{
     build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec,
 };
@@ -53,7 +54,30 @@ pub struct Cli {
 
 /// Commands other than building an image.
 #[derive(Debug, Clone, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Look after the cache of built images (`IMAGE_MAKER_CACHE_DIR`, else ~/.cache/image-maker)
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CacheCommand {
+    /// List cached images, least recently used first
+    Ls,
+    /// Remove leftovers of killed builds, then evict least recently used images
+    Gc {
+        /// Evict until the cache holds at most this much, e.g. `10GB`
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// Evict images not used for this long: `30d`, `12h`, `90m`, `3600s`, `2w`
+        #[arg(long, value_name = "DUR")]
+        max_age: Option<String>,
+    },
+    /// Evict every image not in use by a running process
+    Clear,
+    /// Print the cache's directory
+    Path,
+}
 
 /// What to build and where it goes: the arguments of `image-maker` and of
 /// `cargo xtask mock-image`.
@@ -113,6 +137,10 @@ pub struct Args {
     #[arg(long, value_name = "P", default_value = "linux/amd64")]
     pub platform: String,
 
+    /// Build even if the cache has the image, and do not store it there
+    #[arg(long)]
+    pub no_cache: bool,
+
     /// Print a JSON summary (reference, digest, layers) on stdout
     #[arg(long)]
     pub json: bool,
@@ -130,6 +158,8 @@ pub enum UsageError {
     Engine(#[from] crate::engine::UnknownEngine),
     #[error("`{0}` is an option of the dockerfile builder")]
     DockerfileOnly(&'static str),
+    #[error("`{0}` is not a duration")]
+    Duration(String),
 }
 
 impl UsageError {
@@ -203,7 +233,12 @@ pub fn run(args: &Args) -> Result<Built, Error> {
     } else {
         Progress::stderr()
     };
-    let built = build(&request, &mut progress)?;
+    // The dockerfile builder's image is the engine's own: there is nothing to cache.
+    let built = if args.no_cache || request.builder == Builder::Dockerfile {
+        build(&request, &mut progress)?
+    } else {
+        cache::build(&Cache::from_env()?, &request, &mut progress)?
+    };
     if args.json {
         let json = serde_json::to_string_pretty(&built).map_err(|e| Error::Metadata(e.into()))?;
         let mut stdout = std::io::stdout().lock();
@@ -230,7 +265,7 @@ pub fn emit_context(args: &Args, dir: &std::path::Path) -> Result<(), Error> {
 /// Runs what the command line asks for.
 pub fn main(cli: &Cli) -> Result<(), Error> {
     match (&cli.command, &cli.build) {
-        (Some(command), _) => match *command {},
+        (Some(Command::Cache(command)), _) => crate::cache::cli::run(command),
         (None, Some(args)) => match &args.emit_context {
             Some(dir) => emit_context(args, dir),
             None => run(args).map(drop),

@@ -71,6 +71,10 @@ pub enum Error {
     },
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    #[error("the cached image at `{}` is damaged: {detail}", path.display())]
+    CacheCorrupt { path: PathBuf, detail: String },
+    #[error("no cache directory: neither IMAGE_MAKER_CACHE_DIR nor a user cache directory is set")]
+    NoCacheDir,
     #[error("interrupted")]
     Interrupted { exit_code: i32 },
 }
@@ -95,6 +99,9 @@ impl Error {
             Self::Reference(e) => e.hint().map(str::to_owned),
             Self::Platform(e) => Some(e.hint().to_owned()),
             Self::Output(e) => Some(e.hint().to_owned()),
+            Self::Usage(crate::cli::UsageError::Duration(_)) => {
+                Some("a duration is a whole number and a unit: s, m, h, d or w, e.g. `30d`".into())
+            }
             Self::Usage(crate::cli::UsageError::Engine(_)) => {
                 Some("engines are `docker`, `podman`, `finch`, `nerdctl` and `buildah`".into())
             }
@@ -128,6 +135,10 @@ impl Error {
             Self::EngineFailed { detail, .. } if detail.contains("max depth exceeded") => Some(
                 "docker stores at most 125 layers per image: use fewer layers, or write it with `--output oci:DIR`"
                     .into(),
+            ),
+            Self::NoCacheDir => Some("set IMAGE_MAKER_CACHE_DIR, or build with `--no-cache`".into()),
+            Self::CacheCorrupt { .. } => Some(
+                "run `image-maker cache clear` (or build with `--no-cache`); the next build replaces the entry".into(),
             ),
             Self::Io { source, .. } if source.raw_os_error() == Some(28) => {
                 Some("the disk is full: free space or choose another path".into())

@@ -12,12 +12,14 @@
 //! ```
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod content;
 pub mod digest;
 pub mod dockerfile;
 pub mod engine;
 mod error;
+mod fixture;
 pub mod image;
 pub mod interrupt;
 pub mod layer;
@@ -32,7 +34,11 @@ pub mod spec;
 pub use build::{build, BuildRequest, Built};
 pub use engine::{Engine, EngineKind};
 pub use error::Error;
+pub use fixture::{__private, fixture, Fixture, MockImage};
 pub use image::LayerInfo;
+/// `#[mock_image(layers = "1GB,512MB")] fn t(img: MockImage) { … }`: a test that receives
+/// a mock image, built once per spec and shared through the cache.
+pub use image_maker_macros::mock_image;
 pub use platform::Platform;
 pub use progress::Progress;
 pub use reference::Reference;

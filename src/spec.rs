@@ -413,6 +413,11 @@ fn check_layer(layer: &LayerSpec, token: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// A size given on its own, e.g. `--max-size 10GB`: the units and rules of the layer list.
+pub fn parse_byte_size(text: &str) -> Result<u64, SpecError> {
+    parse_size(text.trim(), text)
+}
+
 /// Parses `1GB`, `1.5GiB`, `300B`, `100` (MB) into bytes.
 fn parse_size(text: &str, token: &str) -> Result<u64, SpecError> {
     if text.starts_with('-') {

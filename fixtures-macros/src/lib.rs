@@ -1,2 +1,251 @@
-//! Procedural macros for image-maker test fixtures; the `#[mock_image(...)]` test
-//! attribute will live here, re-exported by the `image-maker` crate.
+//! `#[mock_image(...)]`: a test that receives a mock OCI image, built once per spec and
+//! shared through image-maker's cache. Use it through `image_maker::mock_image`.
+//!
+//! The macro only parses and checks: the layer list, platform and reference are validated
+//! here, at compile time, by the same grammar the CLI uses (`src/grammar/` links to the
+//! runtime crate's files), and the test calls into `image_maker::__private` at run time.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{quote, ToTokens};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, FnArg, ItemFn, Lit, LitStr, MetaNameValue, Token};
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "grammar/platform.rs"]
+mod platform;
+#[allow(dead_code, unreachable_pub)]
+#[path = "grammar/reference.rs"]
+mod reference;
+#[allow(dead_code, unreachable_pub)]
+#[path = "grammar/spec.rs"]
+mod spec;
+
+/// Turns `fn t(img: MockImage) { … }` into a test that builds (or takes from the cache)
+/// the image and passes it in.
+///
+/// Keys: `layers = "1GB,512MB"` (required; the CLI's `--layer-sizes` grammar),
+/// `platform = "linux/arm64"`, `tag = "mock/big:1"` (the image's reference). With another
+/// test attribute such as `#[tokio::test]` below it, no `#[test]` is added; put
+/// `#[mock_image]` first.
+#[proc_macro_attribute]
+pub fn mock_image(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = TokenStream2::from(item);
+    match expand(attr.into(), item.clone()) {
+        Ok(tokens) => tokens.into(),
+        Err(errors) => {
+            // The item stays, so its own code is still checked and nothing else breaks.
+            let mut out = errors.to_compile_error();
+            out.extend(item);
+            out.into()
+        }
+    }
+}
+
+#[derive(Default)]
+struct Options {
+    layers: Option<LitStr>,
+    platform: Option<LitStr>,
+    tag: Option<LitStr>,
+}
+
+fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let mut errors = Errors::default();
+    let options = errors.take(parse_options(attr));
+    let function = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(function) => Some(function),
+        Err(_) => {
+            errors.push(syn::Error::new_spanned(
+                first_tokens(&item),
+                "#[mock_image] goes on a test function, e.g. `fn t(img: MockImage) { … }`",
+            ));
+            None
+        }
+    };
+    let binding = function
+        .as_ref()
+        .and_then(|f| errors.take(image_binding(f)));
+    errors.finish()?;
+    let (Some(options), Some(mut function), Some(binding)) = (options, function, binding) else {
+        return Err(syn::Error::new(Span::call_site(), "invalid #[mock_image]"));
+    };
+    let layers = options.layers.as_ref().map(LitStr::value);
+    let platform = optional(options.platform.as_ref());
+    let tag = optional(options.tag.as_ref());
+    let acquire = quote! {
+        ::image_maker::__private::mock_image(#layers, #platform, #tag)
+    };
+    let setup = match binding {
+        Some((pat, ty)) => quote! { let #pat: #ty = #acquire; },
+        None => quote! { let _ = #acquire; },
+    };
+    function.sig.inputs.clear();
+    let has_test_attr = function
+        .attrs
+        .iter()
+        .any(|a| a.path().segments.last().is_some_and(|s| s.ident == "test"));
+    let test_attr = (!has_test_attr).then(|| quote! { #[test] });
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function;
+    Ok(quote! {
+        #test_attr
+        #(#attrs)*
+        #vis #sig {
+            #setup
+            #block
+        }
+    })
+}
+
+fn optional(lit: Option<&LitStr>) -> TokenStream2 {
+    match lit {
+        Some(lit) => quote! { ::core::option::Option::Some(#lit) },
+        None => quote! { ::core::option::Option::None },
+    }
+}
+
+/// The function's one parameter, which receives the image; none is fine too.
+fn image_binding(function: &ItemFn) -> syn::Result<Option<(Box<syn::Pat>, Box<syn::Type>)>> {
+    let mut inputs = function.sig.inputs.iter();
+    let first = inputs.next();
+    if let Some(extra) = inputs.next() {
+        return Err(syn::Error::new_spanned(
+            extra,
+            "a #[mock_image] test takes one parameter, the image: `img: MockImage`",
+        ));
+    }
+    match first {
+        None => Ok(None),
+        Some(FnArg::Typed(arg)) => Ok(Some((arg.pat.clone(), arg.ty.clone()))),
+        Some(receiver @ FnArg::Receiver(_)) => Err(syn::Error::new_spanned(
+            receiver,
+            "a #[mock_image] test is a free function, not a method",
+        )),
+    }
+}
+
+fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
+    let pairs = syn::parse::Parser::parse2(
+        Punctuated::<MetaNameValue, Token![,]>::parse_terminated,
+        attr,
+    )
+    .map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("{e}: expected `key = \"value\"` pairs, e.g. `layers = \"1GB,512MB\"`"),
+        )
+    })?;
+    let mut options = Options::default();
+    let mut errors = Errors::default();
+    for pair in &pairs {
+        let key = pair.path.get_ident().map(ToString::to_string);
+        let slot = match key.as_deref() {
+            Some("layers") => &mut options.layers,
+            Some("platform") => &mut options.platform,
+            Some("tag") => &mut options.tag,
+            _ => {
+                errors.push(syn::Error::new_spanned(
+                    &pair.path,
+                    format!(
+                        "unknown key `{}`: the keys are `layers`, `platform` and `tag`",
+                        pair.path.to_token_stream()
+                    ),
+                ));
+                continue;
+            }
+        };
+        let key = key.unwrap_or_default();
+        let Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) = &pair.value
+        else {
+            errors.push(syn::Error::new_spanned(
+                &pair.value,
+                format!("`{key}` takes a string literal, e.g. {}", example(&key)),
+            ));
+            continue;
+        };
+        if slot.is_some() {
+            errors.push(syn::Error::new_spanned(
+                &pair.path,
+                format!("`{key}` is given twice"),
+            ));
+            continue;
+        }
+        if let Err(message) = check(&key, &lit.value()) {
+            errors.push(syn::Error::new(lit.span(), message));
+        }
+        *slot = Some(lit.clone());
+    }
+    if options.layers.is_none() && !pairs.iter().any(|p| p.path.is_ident("layers")) {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "#[mock_image] needs the layers, e.g. `#[mock_image(layers = \"1GB,512MB\")]`",
+        ));
+    }
+    errors.finish()?;
+    Ok(options)
+}
+
+fn example(key: &str) -> &'static str {
+    match key {
+        "layers" => "`layers = \"1GB,512MB\"`",
+        "platform" => "`platform = \"linux/arm64\"`",
+        _ => "`tag = \"mock/big:1\"`",
+    }
+}
+
+/// The value checked by the CLI's own grammar: the same message a user of the CLI sees.
+fn check(key: &str, value: &str) -> Result<(), String> {
+    let (error, hint) = match key {
+        "layers" => match spec::Spec::parse(value) {
+            Ok(_) => return Ok(()),
+            Err(e) => (e.to_string(), e.hint().map(str::to_owned)),
+        },
+        "platform" => match platform::Platform::parse(value) {
+            Ok(_) => return Ok(()),
+            Err(e) => (e.to_string(), Some(e.hint().to_owned())),
+        },
+        _ => match reference::Reference::parse(value) {
+            Ok(_) => return Ok(()),
+            Err(e) => (e.to_string(), e.hint().map(str::to_owned)),
+        },
+    };
+    Err(match hint {
+        Some(hint) => format!("{error}\nhint: {hint}"),
+        None => error,
+    })
+}
+
+/// The first tokens of an item, to point an error at without underlining all of it.
+fn first_tokens(item: &TokenStream2) -> TokenStream2 {
+    item.clone().into_iter().take(2).collect()
+}
+
+/// Every error found, reported together.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn take<T>(&mut self, result: syn::Result<T>) -> Option<T> {
+        result.map_err(|e| self.push(e)).ok()
+    }
+
+    fn finish(&mut self) -> syn::Result<()> {
+        match self.0.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

@@ -3,10 +3,12 @@
 //! `IMAGE_MAKER_REQUIRE_ENGINES=1` is set, in which case it fails.
 
 mod archive;
+mod cache;
 mod cli;
 mod determinism;
 mod dockerfile;
 mod engine;
 mod failures;
+mod macros;
 mod oci;
 mod support;

@@ -1,17 +1,28 @@
 use std::fs;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::LazyLock;
 
 use image_maker::content::FileContent;
 use image_maker::{plan, Spec};
 
-/// The CLI, with a clean environment for determinism.
+/// The CLI, with a clean environment for determinism and the test run's own cache.
 pub fn image_maker() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-maker"));
-    cmd.env_remove("SOURCE_DATE_EPOCH").env("NO_COLOR", "1");
+    cmd.env_remove("SOURCE_DATE_EPOCH")
+        .env("NO_COLOR", "1")
+        .env("IMAGE_MAKER_CACHE_DIR", &*CACHE);
     cmd
 }
+
+/// One cache for the whole test run, emptied when the run starts; tests of the cache
+/// itself use their own.
+static CACHE: LazyLock<PathBuf> = LazyLock::new(|| {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache");
+    let _ = fs::remove_dir_all(&dir);
+    dir
+});
 
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("command starts")

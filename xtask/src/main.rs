@@ -1,5 +1,7 @@
 //! Project tasks: `cargo xtask <command>`.
 
+mod mock_image;
+
 use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
@@ -7,10 +9,12 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  bench    native build of 1GB,512MB versus the single-pass reference (cargo bench --bench build)
-  ci       what CI runs after installing engines: fmt, clippy, tests";
+  bench              native build of 1GB,512MB versus the single-pass reference (cargo bench --bench build)
+  ci                 what CI runs after installing engines: fmt, clippy, tests
+  mock-image ARGS    build an image with the CLI's arguments (see `cargo xtask mock-image --help`)
+  mock-image warm    build every spec a #[mock_image] test in the workspace uses into the cache";
 
-trait Task {
+pub(crate) trait Task {
     fn run(&self, sh: &Shell) -> Result<()>;
 }
 
@@ -56,6 +60,7 @@ fn run() -> Result<()> {
     let task: Box<dyn Task> = match command.as_deref() {
         Some("bench") => Box::new(Bench { args: rest }),
         Some("ci") => Box::new(Ci),
+        Some("mock-image") => mock_image::task(rest, project_root())?,
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             return Ok(());

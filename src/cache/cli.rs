@@ -1,0 +1,123 @@
+//! `image-maker cache ls | gc | clear | path`.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use super::{Cache, GcOptions, GcReport};
+use crate::cli::{CacheCommand, UsageError};
+use crate::image::rfc3339;
+use crate::spec::{human_size, parse_byte_size};
+use crate::Error;
+
+pub(crate) fn run(command: &CacheCommand) -> Result<(), Error> {
+    let cache = Cache::from_env()?;
+    match command {
+        CacheCommand::Path => print(&format!("{}\n", cache.root().display())),
+        CacheCommand::Ls => print(&table(&cache)?),
+        CacheCommand::Clear => report(&cache.clear()?),
+        CacheCommand::Gc { max_size, max_age } => {
+            let options = GcOptions {
+                max_size: max_size.as_deref().map(parse_byte_size).transpose()?,
+                max_age: max_age.as_deref().map(parse_duration).transpose()?,
+            };
+            report(&cache.gc(options)?)
+        }
+    }
+}
+
+fn table(cache: &Cache) -> Result<String, Error> {
+    let listed = cache.list()?;
+    let mut out = format!(
+        "{:<12}  {:>10}  {:<20}  {:<12}  SPEC\n",
+        "KEY", "SIZE", "LAST USED", "PLATFORM"
+    );
+    for item in &listed {
+        let used = item
+            .last_used
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        out += &format!(
+            "{:<12}  {:>10}  {:<20}  {:<12}  {}\n",
+            item.key.get(..12).unwrap_or(&item.key),
+            human_size(item.size),
+            rfc3339(used),
+            item.platform,
+            item.spec
+        );
+    }
+    out += &format!(
+        "{} image{}, {} on disk in {}\n",
+        listed.len(),
+        if listed.len() == 1 { "" } else { "s" },
+        human_size(cache.disk_usage()),
+        cache.root().display()
+    );
+    Ok(out)
+}
+
+fn report(report: &GcReport) -> Result<(), Error> {
+    let mut out = String::new();
+    for item in &report.evicted {
+        out += &format!("evicted {}  {}\n", short(&item.key), item.spec);
+    }
+    for item in &report.in_use {
+        out += &format!("in use, kept {}  {}\n", short(&item.key), item.spec);
+    }
+    out += &format!(
+        "freed {}, {} left\n",
+        human_size(report.freed),
+        human_size(report.remaining)
+    );
+    print(&out)
+}
+
+fn short(key: &str) -> &str {
+    key.get(..12).unwrap_or(key)
+}
+
+fn print(text: &str) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(Error::io("write to", "stdout"))
+}
+
+/// `30d`, `12h`, `90m`, `3600s`, `2w`.
+fn parse_duration(text: &str) -> Result<Duration, Error> {
+    let bad = || Error::Usage(UsageError::Duration(text.to_owned()));
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(bad()),
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("30d").ok(),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(parse_duration("90m").ok(), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0s").ok(), Some(Duration::ZERO));
+        for bad in ["", "d", "5", "5y", "-1d", "1.5h", "99999999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The spec-hash cache: one build per spec across processes, exports without regenerating,
+//! recovery from killed builders, and eviction.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use image_maker::cache::{Cache, GcOptions};
+use image_maker::Fixture;
+
+use crate::support::*;
+
+/// The CLI with its cache in `cache`.
+fn cli(cache: &Path) -> Command {
+    let mut cmd = image_maker();
+    cmd.env("IMAGE_MAKER_CACHE_DIR", cache);
+    cmd
+}
+
+/// How many images the cache has built, from its log.
+fn builds(cache: &Path) -> usize {
+    fs::read_to_string(cache.join("v1/log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').nth(2) == Some("built"))
+        .count()
+}
+
+fn entry_dirs(cache: &Path) -> Vec<PathBuf> {
+    let dir = cache.join("v1/entries");
+    entries(&dir).into_iter().map(|e| dir.join(e)).collect()
+}
+
+#[test]
+fn eight_processes_at_once_build_once() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let children: Vec<Child> = (0..8)
+        .map(|i| {
+            cli(&cache)
+                .args(["--json", "-q", "-s", "3MB:files=2,1KB", "-o"])
+                .arg(format!(
+                    "oci:{}",
+                    path_str(&tmp.path().join(format!("out{i}")))
+                ))
+                .arg("mock/parallel:1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let digests: Vec<String> = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().expect("wait");
+            assert!(out.status.success(), "{}", stderr(&out));
+            json(&out)["digest"].as_str().expect("digest").to_owned()
+        })
+        .collect();
+    assert_eq!(
+        builds(&cache),
+        1,
+        "log: {:?}",
+        fs::read_to_string(cache.join("v1/log"))
+    );
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    for i in 0..8 {
+        let index =
+            fs::read_to_string(tmp.path().join(format!("out{i}/index.json"))).expect("index");
+        assert!(index.contains(&digests[0]), "out{i}: {index}");
+    }
+    assert_eq!(entry_dirs(&cache).len(), 1);
+    assert!(entries(&cache.join("v1/tmp")).is_empty());
+}
+
+#[test]
+fn a_cached_image_is_exported_without_regenerating() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let spec = "2MB,1KB:files=3";
+    let first = json(&run_ok(
+        cli(&cache)
+            .args(["--json", "-q", "-s", spec, "-o"])
+            .arg(format!("oci:{}", path_str(&tmp.path().join("a"))))
+            .arg("mock/a:1"),
+    ));
+    let blob = fs::read_dir(cache.join("v1/blobs/sha256"))
+        .expect("store")
+        .next()
+        .expect("a blob")
+        .expect("entry")
+        .path();
+    let stored_at = fs::metadata(&blob)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    // Every kind of file output, from the cache.
+    let archive = tmp.path().join("b.tar");
+    let second = json(&run_ok(
+        cli(&cache)
+            .args(["--json", "-s", spec, "-o"])
+            .arg(format!("oci-archive:{}", path_str(&archive)))
+            .arg("mock/b:2"),
+    ));
+    assert_eq!(builds(&cache), 1, "the second build regenerated the data");
+    assert_eq!(first["digest"], second["digest"]);
+    assert_eq!(
+        fs::metadata(&blob)
+            .and_then(|m| m.modified())
+            .expect("mtime"),
+        stored_at
+    );
+    let inspected = run_ok(
+        Command::new("skopeo").args(["inspect", &format!("oci-archive:{}", path_str(&archive))]),
+    );
+    assert!(stdout(&inspected).contains(second["digest"].as_str().expect("digest")));
+    // The library's fixture takes the same entry, with no build either.
+    let image = Fixture::new(spec)
+        .cache(Cache::at(&cache))
+        .get()
+        .expect("fixture");
+    assert_eq!(image.digest(), first["digest"].as_str().expect("digest"));
+    assert_eq!(builds(&cache), 1);
+    // --no-cache builds, and leaves the cache as it was.
+    run_ok(
+        cli(&cache)
+            .args(["-q", "--no-cache", "-s", spec, "-o"])
+            .arg(format!("oci:{}", path_str(&tmp.path().join("c"))))
+            .arg("mock/c:1"),
+    );
+    assert_eq!(builds(&cache), 1);
+}
+
+#[test]
+fn the_cached_layout_is_a_valid_image() {
+    if !tool("oci-image-tool") || !tool("umoci") {
+        return;
+    }
+    let tmp = tempdir();
+    let spec = "1MB:files=3,2KB:tree=40";
+    let image = Fixture::new(spec)
+        .cache(Cache::at(tmp.path().join("cache")))
+        .get()
+        .expect("fixture");
+    let tag = image
+        .reference()
+        .rsplit(':')
+        .next()
+        .expect("tag")
+        .to_owned();
+    run_ok(Command::new("oci-image-tool").args([
+        "validate",
+        "--type",
+        "image",
+        "--ref",
+        &format!("name={tag}"),
+        path_str(image.oci_dir()),
+    ]));
+    let bundle = tmp.path().join("bundle");
+    run_ok(Command::new("umoci").args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:{tag}", path_str(image.oci_dir())),
+        path_str(&bundle),
+    ]));
+    assert_rootfs(&bundle.join("rootfs"), spec);
+    assert_eq!(image.layers().len(), 2);
+    assert_eq!(image.layers()[0].files, 3);
+}
+
+#[test]
+fn platforms_share_their_layer_blobs() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempdir();
+    let cache = Cache::at(tmp.path());
+    let amd = Fixture::new("1MB")
+        .cache(cache.clone())
+        .get()
+        .expect("amd64");
+    let arm = Fixture::new("1MB")
+        .platform("linux/arm64")
+        .cache(cache)
+        .get()
+        .expect("arm64");
+    assert_ne!(amd.digest(), arm.digest());
+    assert_eq!(amd.layers(), arm.layers());
+    // One layer, two configs, two manifests.
+    assert_eq!(entries(&tmp.path().join("v1/blobs/sha256")).len(), 5);
+    let layer = tmp
+        .path()
+        .join("v1/blobs/sha256")
+        .join(amd.layers()[0].digest.trim_start_matches("sha256:"));
+    assert_eq!(
+        fs::metadata(&layer).expect("stored").nlink(),
+        3,
+        "store + two entries"
+    );
+}
+
+#[test]
+fn a_killed_builder_does_not_poison_the_cache() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let spec = "2GB";
+    let mut child = cli(&cache)
+        .args([
+            "-q",
+            "-s",
+            spec,
+            "-o",
+            &format!("oci:{}", path_str(&tmp.path().join("out"))),
+            "mock/killed:1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while fs::read_dir(cache.join("v1/tmp")).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the build never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    assert!(
+        !entries(&cache.join("v1/tmp")).is_empty(),
+        "a killed build leaves its temporary files"
+    );
+    assert!(entry_dirs(&cache).is_empty());
+
+    // The next build of the same spec does not trust them, and clears them away.
+    let small = "3KB:files=2";
+    run_ok(
+        cli(&cache)
+            .args(["-q", "-s", small, "-o", "oci:small", "mock/small:1"])
+            .current_dir(tmp.path()),
+    );
+    let out = run_ok(cli(&cache).args(["cache", "gc"]));
+    assert!(
+        entries(&cache.join("v1/tmp")).is_empty(),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(entry_dirs(&cache).len(), 1);
+
+    // A damaged entry (a blob gone) is detected and built again.
+    let entry = &entry_dirs(&cache)[0];
+    let blob_dir = entry.join("blobs/sha256");
+    let victim = blob_dir.join(&entries(&blob_dir)[0]);
+    fs::remove_file(&victim).expect("remove a blob");
+    let before = builds(&cache);
+    run_ok(
+        cli(&cache)
+            .args(["-q", "-s", small, "-o", "oci:small2", "mock/small:1"])
+            .current_dir(tmp.path()),
+    );
+    assert_eq!(builds(&cache), before + 1);
+    assert!(victim.is_file());
+}
+
+#[test]
+fn an_interrupted_cache_build_leaves_nothing() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let child = cli(&cache)
+        .args(["-q", "-s", "2GB", "-o", "oci:out", "mock/int:1"])
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while fs::read_dir(cache.join("v1/tmp")).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the build never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(entries(&cache.join("v1/tmp")).is_empty());
+    assert!(entry_dirs(&cache).is_empty());
+    assert_eq!(entries(tmp.path()), ["cache"]);
+}
+
+/// Builds `spec` into the cache in another process and marks it used `age` ago. (In this
+/// process, a fixture stays in use until the process ends.)
+fn cached(cache: &Path, spec: &str, age: Duration) -> String {
+    let dir = cache.join("v1/entries");
+    let before = if dir.exists() {
+        entries(&dir)
+    } else {
+        Vec::new()
+    };
+    let out = tempdir();
+    run_ok(
+        cli(cache)
+            .args(["-q", "-s", spec, "-o"])
+            .arg(format!("oci:{}", path_str(&out.path().join("o"))))
+            .arg("mock/gc:1"),
+    );
+    let key = entries(&cache.join("v1/entries"))
+        .into_iter()
+        .find(|k| !before.contains(k))
+        .expect("a new entry");
+    used(cache, &key, age);
+    key
+}
+
+/// Marks the entry `key` used `age` ago.
+fn used(cache: &Path, key: &str, age: Duration) {
+    fs::File::options()
+        .write(true)
+        .open(cache.join("v1/entries").join(key).join("entry.json"))
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - age))
+        .expect("set last use");
+}
+
+#[test]
+fn gc_evicts_least_recently_used_first_and_never_an_image_in_use() {
+    let tmp = tempdir();
+    let cache = tmp.path();
+    let hour = Duration::from_secs(3600);
+    let oldest = cached(cache, "2MB", 3 * hour);
+    let in_use = cached(cache, "3MB", 2 * hour);
+    let newest = cached(cache, "1MB", hour);
+    // This process holds the 3MB image, as a running test would.
+    let held = Fixture::new("3MB")
+        .cache(Cache::at(cache))
+        .get()
+        .expect("fixture");
+    used(cache, &in_use, 2 * hour);
+
+    let listed = stdout(&run_ok(cli(cache).args(["cache", "ls"])));
+    let order: Vec<&str> = listed.lines().skip(1).take(3).map(|l| &l[..12]).collect();
+    assert_eq!(
+        order,
+        [&oldest[..12], &in_use[..12], &newest[..12]],
+        "{listed}"
+    );
+
+    // 6 MiB and a little metadata cached: evicting the oldest (2 MiB) is enough.
+    let out = stdout(&run_ok(cli(cache).args([
+        "cache",
+        "gc",
+        "--max-size",
+        "4.5MB",
+    ])));
+    let kept: Vec<String> = entries(&cache.join("v1/entries"));
+    assert_eq!(kept, sorted([&in_use, &newest]), "{out}");
+    assert!(out.contains(&format!("evicted {}", &oldest[..12])), "{out}");
+
+    // Under 1.5 MiB: the image in use stays, so the newest goes.
+    let out = stdout(&run_ok(cli(cache).args([
+        "cache",
+        "gc",
+        "--max-size",
+        "1.5MB",
+    ])));
+    assert_eq!(
+        entries(&cache.join("v1/entries")),
+        [in_use.clone()],
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("in use, kept {}", &in_use[..12])),
+        "{out}"
+    );
+
+    // `clear` keeps it too, with all of its blobs, and the fixture still reads.
+    let out = stdout(&run_ok(cli(cache).args(["cache", "clear"])));
+    assert!(out.contains("in use, kept"), "{out}");
+    assert_eq!(entries(&cache.join("v1/blobs/sha256")).len(), 3);
+    assert!(held.oci_dir().join("index.json").is_file());
+}
+
+#[test]
+fn gc_by_age() {
+    let tmp = tempdir();
+    let day = Duration::from_secs(86_400);
+    let old = cached(tmp.path(), "1KB", 10 * day);
+    let recent = cached(tmp.path(), "2KB", day);
+    let report = Cache::at(tmp.path())
+        .gc(GcOptions {
+            max_size: None,
+            max_age: Some(7 * day),
+        })
+        .expect("gc");
+    assert_eq!(
+        report
+            .evicted
+            .iter()
+            .map(|l| l.key.clone())
+            .collect::<Vec<_>>(),
+        [old]
+    );
+    assert_eq!(entries(&tmp.path().join("v1/entries")), [recent]);
+}
+
+#[test]
+fn cache_commands_report_their_arguments() {
+    let tmp = tempdir();
+    let out = run_ok(cli(tmp.path()).args(["cache", "path"]));
+    assert_eq!(stdout(&out).trim(), path_str(tmp.path()));
+    for (args, message) in [
+        (["cache", "gc", "--max-age", "5y"], "`5y` is not a duration"),
+        (
+            ["cache", "gc", "--max-size", "lots"],
+            "layer size `lots` is not a number",
+        ),
+    ] {
+        let out = run(cli(tmp.path()).args(args));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+        assert!(stderr(&out).contains("hint:"), "{}", stderr(&out));
+    }
+}
+
+fn sorted(keys: [&String; 2]) -> Vec<String> {
+    let mut keys: Vec<String> = keys.into_iter().cloned().collect();
+    keys.sort();
+    keys
+}
