@@ -1,6 +1,8 @@
 //! Native build of a large spec versus the single-pass reference — generate the same bytes
 //! with the same generator, SHA-256 them, write them to a file — in the same run, rounds
 //! alternating, so machine noise hits both alike. Reports medians, the ratio and peak RSS.
+//! When docker answers, each round also times the dockerfile builder on the same spec
+//! (files + Dockerfile + `docker build`), and the ratio dockerfile/native is reported.
 //!
 //! `cargo bench --bench build` (or `cargo xtask bench`); `IMAGE_MAKER_BENCH_SPEC` and
 //! `IMAGE_MAKER_BENCH_ROUNDS` change the defaults (`1GB,512MB`, 3 rounds), and
@@ -41,7 +43,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     native_build(&list, work.path())?;
     let mut reference = Vec::new();
     let mut native = Vec::new();
+    let docker = docker_answers();
+    if !docker {
+        println!("docker does not answer: the dockerfile builder is not timed");
+    }
+    let mut dockerfile = Vec::new();
     for round in 1..=rounds {
+        if docker {
+            dockerfile.push(dockerfile_build(&list, work.path())?);
+        }
         if round % 2 == 1 {
             reference.push(single_pass(&spec, work.path())?);
             native.push(native_build(&list, work.path())?);
@@ -50,9 +60,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             reference.push(single_pass(&spec, work.path())?);
         }
         println!(
-            "round {round}: reference {:.2} s, native {:.2} s",
+            "round {round}: reference {:.2} s, native {:.2} s{}",
             reference[round - 1].as_secs_f64(),
-            native[round - 1].as_secs_f64()
+            native[round - 1].as_secs_f64(),
+            dockerfile
+                .get(round - 1)
+                .map(|d| format!(", dockerfile {:.2} s", d.as_secs_f64()))
+                .unwrap_or_default()
         );
     }
     let (reference, native) = (median(reference), median(native));
@@ -71,9 +85,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         native.as_secs_f64(),
         throughput(native)
     );
+    let dockerfile = (!dockerfile.is_empty()).then(|| median(dockerfile));
+    if let Some(dockerfile) = dockerfile {
+        println!(
+            "| dockerfile build with docker | {:.2} s | {:.2} GB/s |",
+            dockerfile.as_secs_f64(),
+            throughput(dockerfile)
+        );
+    }
     println!();
+    if let Some(dockerfile) = dockerfile {
+        println!(
+            "ratio dockerfile/native: {:.1} (expected >= 10)",
+            dockerfile.as_secs_f64() / native.as_secs_f64()
+        );
+    }
     println!(
-        "ratio native/reference: {:.2} (target <= 1.30); native peak RSS: {:.1} MiB (target < 64 MiB)",
+        "ratio native/reference: {:.2} (target <= 1.30); peak RSS of the child processes: {:.1} MiB (target < 64 MiB)",
         native.as_secs_f64() / reference.as_secs_f64(),
         rss_kib as f64 / 1024.0
     );
@@ -123,6 +151,47 @@ fn native_build(list: &str, dir: &Path) -> std::io::Result<Duration> {
     fs::remove_dir_all(&out)?;
     settle();
     Ok(elapsed)
+}
+
+/// The dockerfile builder as users run it: layer files and a Dockerfile in a build
+/// directory, `docker build`, the directory removed. The image is removed untimed, which
+/// also drops its layers, so the next round builds from nothing.
+fn dockerfile_build(list: &str, dir: &Path) -> std::io::Result<Duration> {
+    const IMAGE: &str = "image-maker-bench/dockerfile:1";
+    let start = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_image-maker"))
+        .args([
+            "-q",
+            "-b",
+            "dockerfile",
+            "-e",
+            "docker",
+            "-s",
+            list,
+            "--build-dir",
+        ])
+        .arg(dir)
+        .arg(IMAGE)
+        .status()?;
+    let elapsed = start.elapsed();
+    let removed = Command::new("docker")
+        .args(["image", "rm", IMAGE])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if !status.success() || !removed.success() {
+        return Err(std::io::Error::other(format!(
+            "the dockerfile build failed ({status}) or its image stayed ({removed})"
+        )));
+    }
+    settle();
+    Ok(elapsed)
+}
+
+fn docker_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Lets the filesystem finish freeing what a run deleted before the next run is timed.

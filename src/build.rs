@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::cli::Builder;
 use crate::digest::HashingWriter;
 use crate::image::{self, LayerInfo};
 use crate::layer::{self, TarOptions};
@@ -26,6 +27,13 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// The engine for `Output::Engine`; detected when `None`.
     pub engine: Option<EngineKind>,
+    pub builder: Builder,
+    /// Dockerfile builder: keep the build directory instead of removing it.
+    pub keep: bool,
+    /// Dockerfile builder: where to make the build directory (the system temp dir if `None`).
+    pub build_dir: Option<PathBuf>,
+    /// Dockerfile builder: show the engine's output as it runs.
+    pub verbose: bool,
     /// One more output the library writes for itself (the cache's copy), not reported.
     pub(crate) internal: Option<Output>,
 }
@@ -40,6 +48,10 @@ impl BuildRequest {
             mtime: 0,
             outputs: Vec::new(),
             engine: None,
+            builder: Builder::Native,
+            keep: false,
+            build_dir: None,
+            verbose: false,
             internal: None,
         }
     }
@@ -67,7 +79,9 @@ pub struct Built {
     pub reference: String,
     /// The spec in canonical form, as the image's `dev.image-maker.spec` label has it.
     pub spec: String,
-    /// Digest of the manifest.
+    /// Digest of the manifest; empty (and left out of `--json`) when the image exists only
+    /// in an engine that stores no manifest (a dockerfile build with `--output engine` alone).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub digest: String,
     /// Digest of the config; `docker images` shows its first 12 hex digits as the image ID.
     pub config_digest: String,
@@ -79,7 +93,12 @@ pub struct Built {
 
 /// Builds the image once, streaming every layer to all outputs at the same time.
 pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
-    deliver(request, &Source::Generate, progress)
+    match request.builder {
+        Builder::Native => deliver(request, &Source::Generate, progress),
+        // A signal may surface first as the engine's failure: the signal is the cause.
+        Builder::Dockerfile => crate::dockerfile::build(request, progress)
+            .map_err(|e| interrupt::check().err().unwrap_or(e)),
+    }
 }
 
 /// Where the layer bytes come from.

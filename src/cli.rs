@@ -1,6 +1,7 @@
 //! The command line: one argument struct, shared with `cargo xtask mock-image`.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -30,6 +31,8 @@ means MB. A size is the layer's file data; tar headers come on top.";
 pub enum Builder {
     /// Stream generated data through tar and SHA-256 straight to the outputs; no daemon.
     Native,
+    /// Write the layer files and a Dockerfile to a temporary directory, then `<engine> build`.
+    Dockerfile,
 }
 
 /// Creates mock OCI container images of exact shapes for tests.
@@ -106,9 +109,29 @@ pub struct Args {
     #[arg(short = 'b', long, value_enum, default_value_t = Builder::Native)]
     pub builder: Builder,
 
-    /// Container engine for `--output engine`: docker or podman (default: the first that answers)
+    /// Container engine: docker, podman, finch, nerdctl or buildah (default: the first that answers)
     #[arg(short = 'e', long, value_name = "E")]
     pub engine: Option<String>,
+
+    /// Keep the dockerfile builder's build directory and print its path
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Where the dockerfile builder makes its build directory (default: the system temp dir)
+    #[arg(long, value_name = "DIR")]
+    pub build_dir: Option<PathBuf>,
+
+    /// Write the Dockerfile build context (layer files and Dockerfile) to DIR and stop
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["outputs", "engine", "keep", "build_dir", "json", "platform"]
+    )]
+    pub emit_context: Option<PathBuf>,
+
+    /// Show the container engine's own output
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
 
     /// Target platform, `os/arch[/variant]`
     #[arg(long, value_name = "P", default_value = "linux/amd64")]
@@ -133,8 +156,19 @@ pub enum UsageError {
     SourceDateEpoch(String),
     #[error(transparent)]
     Engine(#[from] crate::engine::UnknownEngine),
+    #[error("`{0}` is an option of the dockerfile builder")]
+    DockerfileOnly(&'static str),
     #[error("`{0}` is not a duration")]
     Duration(String),
+}
+
+impl UsageError {
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
+            _ => None,
+        }
+    }
 }
 
 impl Args {
@@ -155,11 +189,24 @@ impl Args {
             .transpose()
             .map_err(|e| Error::Usage(e.into()))?;
         let mtime = source_date_epoch()?;
+        if self.builder != Builder::Dockerfile {
+            let only = [
+                (self.keep, "--keep"),
+                (self.build_dir.is_some(), "--build-dir"),
+            ];
+            if let Some((_, flag)) = only.into_iter().find(|(given, _)| *given) {
+                return Err(Error::Usage(UsageError::DockerfileOnly(flag)));
+            }
+        }
         let mut request = BuildRequest::new(spec, reference)
             .platform(platform)
             .mtime(mtime);
         request.outputs = outputs;
         request.engine = engine;
+        request.builder = self.builder;
+        request.keep = self.keep;
+        request.build_dir = self.build_dir.clone();
+        request.verbose = self.verbose;
         Ok(request)
     }
 }
@@ -186,7 +233,8 @@ pub fn run(args: &Args) -> Result<Built, Error> {
     } else {
         Progress::stderr()
     };
-    let built = if args.no_cache {
+    // The dockerfile builder's image is the engine's own: there is nothing to cache.
+    let built = if args.no_cache || request.builder == Builder::Dockerfile {
         build(&request, &mut progress)?
     } else {
         cache::build(&Cache::from_env()?, &request, &mut progress)?
@@ -201,11 +249,27 @@ pub fn run(args: &Args) -> Result<Built, Error> {
     Ok(built)
 }
 
+/// `--emit-context DIR`: the dockerfile builder's build context, for other tools to build.
+pub fn emit_context(args: &Args, dir: &std::path::Path) -> Result<(), Error> {
+    let spec = Spec::parse_with_count(&args.layer_sizes, args.num_layers)?;
+    // The context does not name the image, but a bad IMAGE is still a mistake to report.
+    Reference::parse(&args.image)?;
+    let mut progress = if args.quiet {
+        Progress::hidden()
+    } else {
+        Progress::stderr()
+    };
+    crate::dockerfile::emit_context(&spec, dir, &mut progress)
+}
+
 /// Runs what the command line asks for.
 pub fn main(cli: &Cli) -> Result<(), Error> {
     match (&cli.command, &cli.build) {
         (Some(Command::Cache(command)), _) => crate::cache::cli::run(command),
-        (None, Some(args)) => run(args).map(drop),
+        (None, Some(args)) => match &args.emit_context {
+            Some(dir) => emit_context(args, dir),
+            None => run(args).map(drop),
+        },
         // clap requires the build arguments when no subcommand is given.
         (None, None) => Ok(()),
     }

@@ -13,16 +13,53 @@ use crate::Error;
 pub enum EngineKind {
     Docker,
     Podman,
+    Finch,
+    Nerdctl,
+    Buildah,
 }
 
 impl EngineKind {
-    pub const ALL: [EngineKind; 2] = [EngineKind::Docker, EngineKind::Podman];
+    pub const ALL: [EngineKind; 5] = [
+        EngineKind::Docker,
+        EngineKind::Podman,
+        EngineKind::Finch,
+        EngineKind::Nerdctl,
+        EngineKind::Buildah,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Docker => "docker",
             Self::Podman => "podman",
+            Self::Finch => "finch",
+            Self::Nerdctl => "nerdctl",
+            Self::Buildah => "buildah",
         }
+    }
+
+    /// Whether `<engine> load` takes a docker-archive on stdin. buildah has no `load`: it
+    /// reads archives only from a path (`buildah pull docker-archive:FILE`).
+    pub fn can_load(self) -> bool {
+        self != Self::Buildah
+    }
+
+    /// Engines tried for `--output engine` when none is named: finch first on macOS, where
+    /// it is the usual engine, then docker and podman.
+    pub fn load_order() -> Vec<EngineKind> {
+        let mut order = Vec::new();
+        if cfg!(target_os = "macos") {
+            order.push(Self::Finch);
+        }
+        order.extend([Self::Docker, Self::Podman]);
+        order
+    }
+
+    /// Engines tried by the dockerfile builder when none is named: as for loading, then
+    /// nerdctl and the daemonless buildah.
+    pub fn build_order() -> Vec<EngineKind> {
+        let mut order = Self::load_order();
+        order.extend([Self::Nerdctl, Self::Buildah]);
+        order
     }
 
     /// Arguments of a cheap command that fails unless the engine can take work.
@@ -30,6 +67,10 @@ impl EngineKind {
         match self {
             Self::Docker => &["version", "--format", "{{.Server.Version}}"],
             Self::Podman => &["info", "--format", "{{.Host.Arch}}"],
+            // Both talk to containerd (finch inside its VM); `info` fails when it is down.
+            Self::Finch | Self::Nerdctl => &["info", "--format", "{{.ServerVersion}}"],
+            // Daemonless: `info` fails when its storage cannot be opened.
+            Self::Buildah => &["info"],
         }
     }
 }
@@ -73,13 +114,29 @@ impl Engine {
     }
 }
 
-/// `preferred`, or the first engine in the platform's order that answers.
+/// The engine to `load` an image into: `preferred`, or the first engine in the platform's
+/// order that answers.
 pub fn detect(preferred: Option<EngineKind>) -> Result<Engine, Error> {
+    if let Some(kind) = preferred.filter(|k| !k.can_load()) {
+        return Err(Error::CannotLoad {
+            engine: kind.name(),
+        });
+    }
+    detect_in(preferred, &EngineKind::load_order())
+}
+
+/// The engine to run `build` with: `preferred`, or the first in the platform's order that
+/// answers.
+pub fn detect_builder(preferred: Option<EngineKind>) -> Result<Engine, Error> {
+    detect_in(preferred, &EngineKind::build_order())
+}
+
+fn detect_in(preferred: Option<EngineKind>, order: &[EngineKind]) -> Result<Engine, Error> {
     if let Some(kind) = preferred {
         return probe(kind);
     }
     let mut tried = Vec::new();
-    for kind in EngineKind::ALL {
+    for &kind in order {
         match probe(kind) {
             Ok(engine) => return Ok(engine),
             Err(Error::EngineMissing { .. }) => tried.push(format!("{kind}: not installed")),

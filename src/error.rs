@@ -48,6 +48,27 @@ pub enum Error {
     },
     #[error("`{command}` failed: {detail}")]
     EngineFailed { command: String, detail: String },
+    #[error("{engine} cannot load an image stream (`--output engine` of the native builder)")]
+    CannotLoad { engine: &'static str },
+    /// `tail` is the engine's last lines of output, which say why.
+    #[error("`{command}` failed ({status}):\n{tail}")]
+    EngineBuildFailed {
+        command: String,
+        status: String,
+        tail: String,
+    },
+    #[error(
+        "no space left on the device holding `{}` (the build context needs {}, {needed} bytes)",
+        path.display(),
+        crate::spec::human_size(*needed)
+    )]
+    NoSpace { path: PathBuf, needed: u64 },
+    #[error("{engine} built the image for `{built}`, not for `{wanted}`")]
+    WrongPlatform {
+        engine: &'static str,
+        built: String,
+        wanted: String,
+    },
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error("the cached image at `{}` is damaged: {detail}", path.display())]
@@ -82,8 +103,23 @@ impl Error {
                 Some("a duration is a whole number and a unit: s, m, h, d or w, e.g. `30d`".into())
             }
             Self::Usage(crate::cli::UsageError::Engine(_)) => {
-                Some("engines are `docker` and `podman`".into())
+                Some("engines are `docker`, `podman`, `finch`, `nerdctl` and `buildah`".into())
             }
+            Self::Usage(e) => e.hint().map(str::to_owned),
+            Self::CannotLoad { .. } => Some(
+                "build with it instead (`--builder dockerfile`), or write `--output oci-archive:FILE` and `buildah pull oci-archive:FILE`"
+                    .into(),
+            ),
+            Self::EngineBuildFailed { command, .. } => Some(format!(
+                "the lines above are the end of `{command}`'s output; `-v` shows all of it, `--keep` keeps the build directory"
+            )),
+            Self::WrongPlatform { .. } => Some(
+                "this engine does not honour `--platform` for the build: choose another with `--engine`, or use the native builder"
+                    .into(),
+            ),
+            Self::NoSpace { .. } => Some(
+                "free space there, or put the build directory elsewhere with `--build-dir DIR`".into(),
+            ),
             Self::MissingParent { .. } => Some("create the directory first, or choose another path".into()),
             Self::DestinationTaken { .. } => Some("remove it or choose another path".into()),
             Self::NoEngine { .. } => Some(
@@ -119,6 +155,7 @@ impl Error {
             | Self::Platform(_)
             | Self::Output(_)
             | Self::Usage(_)
+            | Self::CannotLoad { .. }
             | Self::DuplicateOutput(_) => 2,
             Self::Interrupted { exit_code } => *exit_code,
             _ => 1,

@@ -26,7 +26,8 @@ pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 pub struct LayerInfo {
     /// Digest of the blob as stored (`sha256:…`).
     pub digest: String,
-    /// Size of the blob as stored: the tar, headers included.
+    /// Size of the blob as stored: the tar, headers included. 0 when unknown: a dockerfile
+    /// build whose only output is the engine never sees the engine's layer tars.
     pub size: u64,
     /// Digest of the uncompressed tar; equal to `digest` for uncompressed layers.
     pub diff_id: String,
@@ -109,8 +110,12 @@ pub fn metadata(
         builder = builder.variant(variant.clone());
     }
     let config = canonical_json(&builder.build()?)?;
-    let config_blob = Blob::of(&config);
+    with_config(config, layers)
+}
 
+/// A manifest for `config` (kept byte for byte, e.g. as an engine wrote it) and `layers`.
+pub fn with_config(config: Vec<u8>, layers: &[LayerInfo]) -> Result<Metadata, MetadataError> {
+    let config_blob = Blob::of(&config);
     let layer_descriptors = layers
         .iter()
         .map(|l| {

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod cli;
 pub mod content;
 pub mod digest;
+pub mod dockerfile;
 pub mod engine;
 mod error;
 mod fixture;

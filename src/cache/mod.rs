@@ -31,6 +31,7 @@ pub use gc::{GcOptions, GcReport, Listed};
 pub(crate) use lock::KeyLock;
 
 use crate::build::{self, Source};
+use crate::cli::Builder;
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::sink::Output;
@@ -141,6 +142,7 @@ impl Cache {
             .map_err(Error::io("create a temporary directory in", &tmp_root))?;
         let layout = tmp.path().join("layout");
         let mut with_cache = request.clone();
+        with_cache.builder = Builder::Native;
         with_cache.internal = Some(Output::OciDir(layout.clone()));
         let built = build::build(&with_cache, progress)?;
         let entry = Entry::create(&layout, key, request, &built, &cache_reference(key)?)?;
@@ -279,6 +281,10 @@ pub fn build(
     request: &BuildRequest,
     progress: &mut Progress,
 ) -> Result<Built, Error> {
+    // The cache holds what the native builder makes; an engine's build is the engine's own.
+    if request.builder == Builder::Dockerfile {
+        return build::build(request, progress);
+    }
     let (cached, built) = cache.acquire(request, progress)?;
     match built {
         Some(built) => Ok(built),

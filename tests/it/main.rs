@@ -6,6 +6,7 @@ mod archive;
 mod cache;
 mod cli;
 mod determinism;
+mod dockerfile;
 mod engine;
 mod failures;
 mod macros;

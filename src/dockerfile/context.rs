@@ -1,0 +1,128 @@
+//! The build context: `layerN/…` files with the generator's bytes, then a Dockerfile that
+//! adds each layer directory as one layer.
+
+use std::fs::{self, File, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::content::FileContent;
+use crate::plan::{self, Entry, LayerPlan};
+use crate::progress::Progress;
+use crate::spec::Spec;
+use crate::{interrupt, Error};
+
+/// Large writes keep the syscall count low; the generator's output does not depend on it.
+const CHUNK: usize = 1 << 20;
+
+/// Writes every layer's files and the Dockerfile into `dir`, which exists and is empty.
+pub fn write(spec: &Spec, dir: &Path, progress: &mut Progress) -> Result<(), Error> {
+    let layers = plan::layers(spec);
+    let needed = spec.total_size();
+    let spec_hash = spec.hash();
+    let mut buf = vec![0u8; CHUNK];
+    progress.start(needed);
+    for layer in &layers {
+        write_layer(layer, &spec_hash, dir, needed, &mut buf, progress)?;
+    }
+    progress.finish();
+    let dockerfile = dir.join("Dockerfile");
+    fs::write(&dockerfile, text(&layers)).map_err(write_error(&dockerfile, needed))?;
+    progress.stage(format!(
+        "wrote {} ({} ADD line{})",
+        dockerfile.display(),
+        layers.len(),
+        if layers.len() == 1 { "" } else { "s" }
+    ));
+    Ok(())
+}
+
+/// `FROM scratch`, then one `ADD` per layer: each instruction is one layer of the image.
+pub fn text(layers: &[LayerPlan]) -> String {
+    let mut text = String::from("FROM scratch\n");
+    for layer in layers {
+        let dir = layer.dir();
+        text.push_str(&format!("ADD {dir} /{dir}\n"));
+    }
+    text
+}
+
+fn write_layer(
+    layer: &LayerPlan,
+    spec_hash: &[u8; 32],
+    dir: &Path,
+    needed: u64,
+    buf: &mut [u8],
+    progress: &mut Progress,
+) -> Result<(), Error> {
+    for entry in layer.entries() {
+        let file = match entry {
+            Entry::Dir(path) => {
+                let path = dir.join(path);
+                fs::create_dir(&path).map_err(write_error(&path, needed))?;
+                // Fixed modes, whatever the umask: the engine copies them into the image.
+                fs::set_permissions(&path, Permissions::from_mode(0o755))
+                    .map_err(write_error(&path, needed))?;
+                continue;
+            }
+            Entry::File(file) => file,
+        };
+        let path = dir.join(&file.path);
+        let mut out = File::create(&path).map_err(write_error(&path, needed))?;
+        out.set_permissions(Permissions::from_mode(0o644))
+            .map_err(write_error(&path, needed))?;
+        let mut content = FileContent::new(spec_hash, layer.number, file.index, file.size);
+        while content.remaining() > 0 {
+            interrupt::check()?;
+            let n = content.fill(buf);
+            out.write_all(&buf[..n])
+                .map_err(write_error(&path, needed))?;
+            progress.inc(n as u64);
+        }
+    }
+    Ok(())
+}
+
+/// A full disk names the path and the space the whole context needs; anything else is an
+/// ordinary write error.
+fn write_error(path: &Path, needed: u64) -> impl FnOnce(io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| match source.raw_os_error() {
+        Some(code) if code == nix::libc::ENOSPC || code == nix::libc::EDQUOT => {
+            Error::NoSpace { path, needed }
+        }
+        _ => Error::Io {
+            action: "write",
+            path,
+            source,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_add_per_layer() {
+        let spec = Spec::parse("2MB:files=3,1KB").expect("valid");
+        assert_eq!(
+            text(&plan::layers(&spec)),
+            "FROM scratch\nADD layer1 /layer1\nADD layer2 /layer2\n"
+        );
+    }
+
+    #[test]
+    fn a_full_disk_names_the_path_and_the_size() {
+        let full = io::Error::from_raw_os_error(nix::libc::ENOSPC);
+        let error = write_error(Path::new("/tmp/x/layer1/1GB-file"), 1 << 30)(full);
+        assert_eq!(
+            error.to_string(),
+            "no space left on the device holding `/tmp/x/layer1/1GB-file` (the build context needs 1.00 GiB, 1073741824 bytes)"
+        );
+        assert!(error.hint().is_some_and(|h| h.contains("--build-dir")));
+        let other = io::Error::from_raw_os_error(nix::libc::EACCES);
+        let error = write_error(Path::new("/tmp/x"), 1)(other);
+        assert!(matches!(error, Error::Io { .. }), "{error}");
+    }
+}

@@ -1,0 +1,508 @@
+//! `--builder dockerfile`: layer files and a Dockerfile in a temporary build directory, built
+//! by the real engines (docker, podman, buildah); the directory is gone afterwards.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const SPEC: &str = "2MB:files=3,1KB";
+
+fn assert_empty(dir: &Path) {
+    assert!(
+        entries(dir).is_empty(),
+        "left behind in {}: {:?}",
+        dir.display(),
+        entries(dir)
+    );
+}
+
+/// `image-maker -b dockerfile --build-dir DIR -e ENGINE …`.
+fn dockerfile_build(build_dir: &Path, engine: &str) -> Command {
+    let mut cmd = image_maker();
+    cmd.args([
+        "-b",
+        "dockerfile",
+        "--build-dir",
+        path_str(build_dir),
+        "-e",
+        engine,
+    ]);
+    cmd
+}
+
+/// The image's layers as docker stores them, from `docker save`, unpacked in order.
+fn docker_rootfs(reference: &str, into: &Path) -> PathBuf {
+    let saved = into.join("saved");
+    let tar = into.join("saved.tar");
+    run_ok(Command::new("docker").args(["save", "-o", path_str(&tar), reference]));
+    tar::Archive::new(std::fs::File::open(&tar).expect("tar"))
+        .unpack(&saved)
+        .expect("unpack");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(saved.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    let root = into.join("root");
+    for layer in manifest[0]["Layers"].as_array().expect("layers") {
+        let layer = saved.join(layer.as_str().expect("path"));
+        tar::Archive::new(std::fs::File::open(&layer).expect("layer"))
+            .unpack(&root)
+            .expect("unpack layer");
+    }
+    root
+}
+
+/// `name:tag` lines of `<engine> images`.
+fn listed(engine: &str) -> Vec<String> {
+    // buildah calls the repository `Name`.
+    let format = match engine {
+        "buildah" => "{{.Name}}:{{.Tag}}",
+        _ => "{{.Repository}}:{{.Tag}}",
+    };
+    let out = run_ok(Command::new(engine).args(["images", "--format", format]));
+    stdout(&out).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn docker_builds_layers_of_the_generated_files() {
+    if !engine("docker") {
+        return;
+    }
+    let tmp = tempdir();
+    let build_dir = tmp.path().join("build");
+    std::fs::create_dir(&build_dir).expect("mkdir");
+    let image = EngineImage::new("docker", "dockerfile");
+    let out = run_ok(dockerfile_build(&build_dir, "docker").args([
+        "--json",
+        "-s",
+        SPEC,
+        &image.reference,
+    ]));
+    let built = json(&out);
+    assert_eq!(image.inspect("{{len .RootFS.Layers}}"), "2");
+    assert_eq!(image.inspect("{{.Os}}/{{.Architecture}}"), "linux/amd64");
+    assert_eq!(image.inspect("{{.Id}}"), built["config_digest"]);
+    assert_eq!(
+        image.inspect("{{json .RootFS.Layers}}"),
+        serde_json::to_string(
+            &built["layers"]
+                .as_array()
+                .expect("layers")
+                .iter()
+                .map(|l| l["diff_id"].clone())
+                .collect::<Vec<_>>()
+        )
+        .expect("json")
+    );
+    assert!(
+        listed("docker").contains(&image.reference),
+        "{:?}",
+        listed("docker")
+    );
+    assert_rootfs(&docker_rootfs(&image.reference, tmp.path()), SPEC);
+    let err = stderr(&out);
+    for stage in [
+        "writing the build context",
+        "wrote ",
+        "building ",
+        "removed the build directory",
+    ] {
+        assert!(err.contains(stage), "no `{stage}` in {err}");
+    }
+    // The engine's own output stays out of the way without `-v`.
+    assert!(!err.contains("Step 1/"), "{err}");
+    assert_empty(&build_dir);
+}
+
+#[test]
+fn verbose_shows_the_engines_output_on_stderr() {
+    if !engine("docker") {
+        return;
+    }
+    let tmp = tempdir();
+    let image = EngineImage::new("docker", "dockerfile-verbose");
+    let out = run_ok(dockerfile_build(tmp.path(), "docker").args([
+        "-v",
+        "--json",
+        "-s",
+        "1KB",
+        &image.reference,
+    ]));
+    assert!(
+        stderr(&out).contains("Step 2/2 : ADD layer1 /layer1"),
+        "{}",
+        stderr(&out)
+    );
+    // stdout holds the summary alone.
+    json(&out);
+    assert_empty(tmp.path());
+}
+
+/// The same build with podman or buildah, which share containers/storage on this machine.
+fn builds_with(engine_name: &'static str) {
+    let tmp = tempdir();
+    let image = EngineImage::new("podman", &format!("dockerfile-{engine_name}"));
+    let layout = tmp.path().join("layout");
+    let build_dir = tmp.path().join("build");
+    std::fs::create_dir(&build_dir).expect("mkdir");
+    run_ok(dockerfile_build(&build_dir, engine_name).args([
+        "-q",
+        "-s",
+        SPEC,
+        "-o",
+        "engine",
+        "-o",
+        &format!("oci:{}", path_str(&layout)),
+        &image.reference,
+    ]));
+    let name = format!("localhost/{}", image.reference);
+    assert!(
+        listed(engine_name).contains(&name),
+        "{name} not in {engine_name} images: {:?}",
+        listed(engine_name)
+    );
+    assert_eq!(image.inspect("{{len .RootFS.Layers}}"), "2");
+    assert_eq!(image.inspect("{{.Os}}/{{.Architecture}}"), "linux/amd64");
+    // The layout from `<engine> save` holds the files the generator makes.
+    if tool("umoci") {
+        let bundle = tmp.path().join("bundle");
+        let tag = image.reference.rsplit(':').next().expect("tag");
+        run_ok(Command::new("umoci").args([
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:{tag}", path_str(&layout)),
+            path_str(&bundle),
+        ]));
+        assert_rootfs(&bundle.join("rootfs"), SPEC);
+    }
+    assert_empty(&build_dir);
+}
+
+#[test]
+fn podman_builds_it_too() {
+    if engine("podman") {
+        builds_with("podman");
+    }
+}
+
+#[test]
+fn buildah_builds_it_too() {
+    if tool("buildah") && engine("podman") {
+        builds_with("buildah");
+    }
+}
+
+#[test]
+fn file_outputs_come_from_docker_save() {
+    if !engine("docker") || !tool("skopeo") {
+        return;
+    }
+    let tmp = tempdir();
+    let image = EngineImage::new("docker", "dockerfile-save");
+    let out = run_ok(
+        dockerfile_build(tmp.path(), "docker")
+            .current_dir(tmp.path())
+            .args([
+                "--json",
+                "-s",
+                SPEC,
+                "-o",
+                "oci:layout",
+                "-o",
+                "oci-archive:image.tar",
+                &image.reference,
+            ]),
+    );
+    let built = json(&out);
+    assert_eq!(entries(tmp.path()), ["image.tar", "layout"]);
+    let tag = image.reference.rsplit(':').next().expect("tag");
+    for source in [
+        format!("oci:{}/layout:{tag}", path_str(tmp.path())),
+        format!("oci-archive:{}/image.tar", path_str(tmp.path())),
+    ] {
+        let inspected = run_ok(Command::new("skopeo").args(["inspect", &source]));
+        let inspected: serde_json::Value =
+            serde_json::from_slice(&inspected.stdout).expect("skopeo json");
+        assert_eq!(inspected["Digest"], built["digest"], "{source}");
+        assert_eq!(inspected["Architecture"], "amd64");
+        assert_eq!(inspected["Layers"].as_array().map(Vec::len), Some(2));
+    }
+    // Only file outputs were asked for: the image does not stay in docker.
+    assert!(!image.exists(), "{} left in docker", image.reference);
+}
+
+#[test]
+fn a_failing_build_shows_the_engines_error_and_leaves_nothing() {
+    if !engine("docker") {
+        return;
+    }
+    let tmp = tempdir();
+    let image = EngineImage::new("docker", "dockerfile-fails");
+    // The daemon rejects the platform: a real engine failure after the context is written.
+    let out = run(dockerfile_build(tmp.path(), "docker").args([
+        "--platform",
+        "windows/amd64",
+        "-s",
+        "1KB",
+        &image.reference,
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("error: `docker build` failed"), "{err}");
+    assert!(err.contains("operating system is not supported"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert_empty(tmp.path());
+    assert!(!image.exists());
+}
+
+#[test]
+fn keep_keeps_the_build_directory() {
+    if !engine("docker") {
+        return;
+    }
+    let tmp = tempdir();
+    let image = EngineImage::new("docker", "dockerfile-keep");
+    let out = run_ok(dockerfile_build(tmp.path(), "docker").args([
+        "-q",
+        "--keep",
+        "-s",
+        SPEC,
+        &image.reference,
+    ]));
+    let err = stderr(&out);
+    let kept = err
+        .lines()
+        .find_map(|l| l.strip_prefix("kept the build directory "))
+        .unwrap_or_else(|| panic!("no path in {err}"));
+    assert!(Path::new(kept).starts_with(tmp.path()), "{kept}");
+    let files = ["Dockerfile", "layer1", "layer2"];
+    assert_eq!(entries(Path::new(kept)), files);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(kept).expect("kept").permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+#[test]
+fn emit_context_writes_the_files_and_a_dockerfile() {
+    let tmp = tempdir();
+    let context = tmp.path().join("context");
+    run_ok(image_maker().args([
+        "-q",
+        "-s",
+        SPEC,
+        "--emit-context",
+        path_str(&context),
+        "mock/x:1",
+    ]));
+    let dockerfile = std::fs::read_to_string(context.join("Dockerfile")).expect("Dockerfile");
+    assert!(dockerfile.starts_with("FROM scratch\n"), "{dockerfile}");
+    let adds: Vec<&str> = dockerfile.lines().skip(1).collect();
+    assert_eq!(adds, ["ADD layer1 /layer1", "ADD layer2 /layer2"]);
+    for (path, bytes) in expected_files(SPEC) {
+        let actual = std::fs::read(context.join(&path)).expect(&path);
+        assert!(actual == bytes, "{path} differs from the generator's bytes");
+    }
+    assert_eq!(entries(&context), ["Dockerfile", "layer1", "layer2"]);
+    assert_eq!(entries(tmp.path()), ["context"]);
+    // A directory with something in it is left alone.
+    let out = run(image_maker().args([
+        "-s",
+        "1KB",
+        "--emit-context",
+        path_str(&context),
+        "mock/x:1",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("exists and is not an empty directory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn flags_that_do_not_fit_together_are_usage_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--keep"],
+            "error: `--keep` is an option of the dockerfile builder",
+        ),
+        (
+            &["--build-dir", "/tmp"],
+            "error: `--build-dir` is an option of the dockerfile builder",
+        ),
+        (
+            &["--emit-context", "ctx", "-o", "oci:x"],
+            "cannot be used with",
+        ),
+        (&["-b", "dockerfile", "-q", "-v"], "cannot be used with"),
+        (
+            &["-e", "buildah"],
+            "error: buildah cannot load an image stream",
+        ),
+    ];
+    for (args, expected) in cases {
+        let tmp = tempdir();
+        let out = run(image_maker()
+            .current_dir(tmp.path())
+            .args(["-s", "1KB"])
+            .args(*args)
+            .arg("mock/x:1"));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert_empty(tmp.path());
+    }
+}
+
+#[test]
+fn missing_engine_is_a_clear_error() {
+    let tmp = tempdir();
+    let out = run(image_maker().env("PATH", tmp.path()).args([
+        "-b",
+        "dockerfile",
+        "--build-dir",
+        path_str(tmp.path()),
+        "-s",
+        "1KB",
+        "mock/x:1",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: no container engine is reachable (tried docker: not installed; podman: not installed; nerdctl: not installed; buildah: not installed)"),
+        "{err}"
+    );
+    let out = run(image_maker().env("PATH", tmp.path()).args([
+        "-b",
+        "dockerfile",
+        "-e",
+        "docker",
+        "-s",
+        "1KB",
+        "mock/x:1",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("error: docker is not installed"), "{err}");
+    assert!(
+        err.contains("hint: install it, choose another with `--engine`"),
+        "{err}"
+    );
+    assert_empty(tmp.path());
+}
+
+#[test]
+fn unreachable_daemon_is_a_clear_error() {
+    if !tool("docker") {
+        return;
+    }
+    let tmp = tempdir();
+    let out = run(dockerfile_build(tmp.path(), "docker")
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .args(["-s", "1KB", "mock/x:1"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("error: docker does not answer"), "{err}");
+    assert!(
+        err.contains("hint:") && err.contains("DOCKER_HOST"),
+        "{err}"
+    );
+    assert_empty(tmp.path());
+}
+
+/// Waits for an interrupted build to exit; one that hangs fails the test instead of CI.
+fn finish(mut child: std::process::Child) -> std::process::Output {
+    let started = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the interrupted build did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait")
+}
+
+fn kill(signal: &str, child: &std::process::Child) {
+    run_ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
+}
+
+#[test]
+fn ctrl_c_while_writing_the_context_removes_the_build_directory() {
+    if !engine("docker") {
+        return;
+    }
+    let tmp = tempdir();
+    let image = EngineImage::new("docker", "dockerfile-ctrl-c");
+    let child = dockerfile_build(tmp.path(), "docker")
+        .args(["-q", "-s", "4GB", &image.reference])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The layer file exists: data generation is under way.
+    let started = Instant::now();
+    while !entries(tmp.path())
+        .first()
+        .is_some_and(|d| tmp.path().join(d).join("layer1/4GB-file").exists())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no layer file appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    kill("INT", &child);
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error: interrupted"),
+        "{}",
+        stderr(&out)
+    );
+    assert_empty(tmp.path());
+    assert!(!image.exists());
+}
+
+#[test]
+fn sigterm_during_the_engine_build_removes_the_build_directory() {
+    if !engine("docker") {
+        return;
+    }
+    let tmp = tempdir();
+    let image = EngineImage::new("docker", "dockerfile-term");
+    let mut child = dockerfile_build(tmp.path(), "docker")
+        .args(["-s", "256MB,256MB", &image.reference])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Status lines say when the engine build starts; the signal follows at once.
+    let stderr_pipe = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr_pipe).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("utf-8 line");
+        let building = line.starts_with("building ");
+        seen.push(line);
+        if building {
+            break;
+        }
+    }
+    kill("TERM", &child);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = finish(child);
+    let err = format!("{}\n{}", seen.join("\n"), rest.join("\n"));
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.contains("error: interrupted"), "{err}");
+    assert_empty(tmp.path());
+    assert!(!image.exists(), "an interrupted build was tagged");
+}
