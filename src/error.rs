@@ -22,6 +22,8 @@ pub enum Error {
     Output(#[from] OutputError),
     #[error(transparent)]
     Usage(#[from] crate::cli::UsageError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     #[error("cannot {action} `{}`: {source}", path.display())]
     Io {
         action: &'static str,
@@ -74,6 +76,7 @@ impl Error {
             Self::Reference(e) => e.hint().map(str::to_owned),
             Self::Platform(e) => Some(e.hint().to_owned()),
             Self::Output(e) => Some(e.hint().to_owned()),
+            Self::Registry(e) => e.hint(),
             Self::Usage(crate::cli::UsageError::Engine(_)) => {
                 Some("engines are `docker` and `podman`".into())
             }
@@ -110,6 +113,7 @@ impl Error {
             | Self::Usage(_)
             | Self::DuplicateOutput(_) => 2,
             Self::Interrupted { exit_code } => *exit_code,
+            Self::Registry(e) => e.exit_code(),
             _ => 1,
         }
     }
