@@ -65,7 +65,7 @@ pub enum RegistryError {
         status: u16,
         detail: String,
     },
-    #[error("registry `{registry}` failed {what} after {attempts} attempts: {detail}")]
+    #[error("giving up on {what} at registry `{registry}` after {attempts} attempts: {detail}")]
     GaveUp {
         registry: String,
         what: String,

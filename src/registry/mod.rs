@@ -129,9 +129,13 @@ pub fn push(
             }
         ),
     );
-    let authorization = retrying(&session, options, progress, "authentication", |s, _| {
-        s.runtime.block_on(s.authenticate())
-    })?;
+    let authorization = retrying(
+        &session,
+        options,
+        progress,
+        "GET /v2/ (authentication)",
+        |s, _| s.runtime.block_on(s.authenticate()),
+    )?;
     say(
         progress,
         format!(

@@ -8,4 +8,5 @@ mod determinism;
 mod engine;
 mod failures;
 mod oci;
+mod registry;
 mod support;
