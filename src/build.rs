@@ -12,6 +12,7 @@ use crate::layer::{self, TarOptions};
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
+use crate::registry::{self, PushOptions, Pushed};
 use crate::sink::{self, Finished, Output};
 use crate::spec::{human_size, Spec};
 use crate::{interrupt, pipeline, plan, EngineKind, Error};
@@ -36,6 +37,8 @@ pub struct BuildRequest {
     pub verbose: bool,
     /// One more output the library writes for itself (the cache's copy), not reported.
     pub(crate) internal: Option<Output>,
+    /// How `Output::Registry` pushes.
+    pub push: PushOptions,
 }
 
 impl BuildRequest {
@@ -53,6 +56,7 @@ impl BuildRequest {
             build_dir: None,
             verbose: false,
             internal: None,
+            push: PushOptions::default(),
         }
     }
 
@@ -89,6 +93,9 @@ pub struct Built {
     pub layers: Vec<LayerInfo>,
     /// Where the image went, in `--output` syntax, in the order given.
     pub outputs: Vec<String>,
+    /// The pushed reference and digest, for `--output registry`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<Pushed>,
 }
 
 /// Builds the image once, streaming every layer to all outputs at the same time.
@@ -137,6 +144,21 @@ fn build_once(
     let mut outputs = request.outputs.clone();
     outputs.extend(request.internal.clone());
     let mut sinks = sink::open(&outputs, request.engine, options)?;
+    // A push reads an OCI layout: one is staged in a temporary directory, as the last sink.
+    let staging = match request.outputs.contains(&Output::Registry) {
+        true => {
+            let dir = tempfile::Builder::new()
+                .prefix("image-maker-push-")
+                .tempdir()
+                .map_err(Error::io(
+                    "create a temporary directory in",
+                    std::env::temp_dir(),
+                ))?;
+            sinks.push(sink::staging(&dir.path().join("layout"))?);
+            Some(dir)
+        }
+        false => None,
+    };
     let layers = plan::layers(spec);
     let spec_hash = spec.hash();
     progress.stage(format!(
@@ -223,6 +245,27 @@ fn build_once(
     for sink in sinks.iter_mut() {
         sink.finish(&finished)?;
     }
+    // Pushed before any output commits: like loading, it is the step most likely to fail.
+    let pushed = match (&staging, sinks.pop()) {
+        (Some(dir), Some(layout)) => {
+            let _placed = layout.commit()?;
+            interrupt::check()?;
+            let pushed = registry::push(
+                &dir.path().join("layout"),
+                None,
+                &request.reference,
+                &request.push,
+                progress,
+            )?;
+            progress.stage(format!("pushed {}@{}", pushed.reference, pushed.digest));
+            Some(pushed)
+        }
+        (None, Some(last)) => {
+            sinks.push(last);
+            None
+        }
+        (_, None) => None,
+    };
     // All outputs land, or none of the files do: one that fails takes the others back out.
     let mut committed = Vec::with_capacity(sinks.len());
     for sink in sinks {
@@ -252,6 +295,7 @@ fn build_once(
         platform: request.platform.to_string(),
         layers: infos,
         outputs: request.outputs.iter().map(ToString::to_string).collect(),
+        pushed,
     })
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::cache::{self, Cache};
+use crate::registry::{self, PushOptions, PushSource, Pushed, RegistryError};
 use crate::{
     build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec,
 };
@@ -58,6 +59,8 @@ pub enum Command {
     /// Look after the cache of built images (`IMAGE_MAKER_CACHE_DIR`, else ~/.cache/image-maker)
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Push an image that exists already (an OCI layout) to a registry
+    Push(PushArgs),
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -79,10 +82,108 @@ pub enum CacheCommand {
     Path,
 }
 
+/// `image-maker push SOURCE IMAGE`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PushArgs {
+    /// What to push: `oci:DIR`, `oci:DIR:TAG` to pick one image of the layout, or
+    /// `cache:SPEC` for the cached image of a layer list (built first if missing)
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+
+    /// The platform of a `cache:SPEC` image, `os/arch[/variant]`
+    #[arg(long, value_name = "P", default_value = "linux/amd64")]
+    pub platform: String,
+
+    /// Where to push it: `[host[:port]/]name[:tag]` (no host: Docker Hub, as docker does)
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    /// Print a JSON summary (reference, digest, blobs) on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print nothing on stderr but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Say how the registry is reached and authenticated (secrets are never shown)
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// How images go to a registry: for `--output registry` and `image-maker push`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RegistryArgs {
+    /// Upload blobs in PATCH chunks of SIZE, e.g. `8MB` (default: one streaming PUT per blob)
+    #[arg(long, value_name = "SIZE")]
+    pub chunk_size: Option<String>,
+
+    /// Mount blobs from repository REPO on the same registry instead of uploading them
+    #[arg(long, value_name = "REPO")]
+    pub mount_from: Option<String>,
+
+    /// Plain HTTP to the registry (automatic for localhost and 127.0.0.0/8)
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Retries after a connection error or a 5xx/429 answer, with doubling waits
+    #[arg(
+        long,
+        value_name = "N",
+        env = "IMAGE_MAKER_PUSH_RETRIES",
+        default_value_t = 4
+    )]
+    pub retries: u32,
+}
+
+impl RegistryArgs {
+    /// `verbose`: say how the registry is reached and authenticated (never the secrets).
+    pub fn options(&self, verbose: bool) -> Result<PushOptions, Error> {
+        let chunk_size = self
+            .chunk_size
+            .as_deref()
+            .map(|text| {
+                crate::spec::parse_size(text, text)
+                    .map_err(|e| e.to_string())
+                    .and_then(|n| match n {
+                        0 => Err("it is zero".to_owned()),
+                        n => Ok(n),
+                    })
+                    .map_err(|reason| RegistryError::BadChunkSize {
+                        value: text.to_owned(),
+                        reason,
+                    })
+            })
+            .transpose()?;
+        let mut options = PushOptions {
+            chunk_size,
+            mount_from: self.mount_from.clone(),
+            insecure: self.insecure,
+            retries: self.retries,
+            verbose,
+            ..PushOptions::default()
+        };
+        // For tests that stop a registry: the first wait before a retry.
+        if let Some(ms) = std::env::var("IMAGE_MAKER_PUSH_BACKOFF_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            options.backoff = std::time::Duration::from_millis(ms);
+        }
+        Ok(options)
+    }
+}
+
 /// What to build and where it goes: the arguments of `image-maker` and of
 /// `cargo xtask mock-image`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "image-maker", version, after_help = EXAMPLES)]
+// clap leaves the group of a struct with a nested `flatten` empty, and `Cli` tells whether
+// the build arguments were given by that group: name the required arguments as members.
+#[group(args = ["image", "layer_sizes"])]
 pub struct Args {
     /// Image reference, `name[:tag]` (tag defaults to `latest`)
     #[arg(value_name = "IMAGE")]
@@ -96,7 +197,7 @@ pub struct Args {
     #[arg(short = 's', long, value_name = "LIST")]
     pub layer_sizes: String,
 
-    /// Where the image goes: `engine`, `oci:DIR` or `oci-archive:FILE` (repeatable)
+    /// Where the image goes: `engine`, `registry` (IMAGE names it), `oci:DIR` or `oci-archive:FILE` (repeatable)
     #[arg(
         short = 'o',
         long = "output",
@@ -129,7 +230,7 @@ pub struct Args {
     )]
     pub emit_context: Option<PathBuf>,
 
-    /// Show the container engine's own output
+    /// Show the container engine's own output, and how a registry is reached (never secrets)
     #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
 
@@ -148,6 +249,9 @@ pub struct Args {
     /// Print nothing on stderr but errors
     #[arg(short, long)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +311,7 @@ impl Args {
         request.keep = self.keep;
         request.build_dir = self.build_dir.clone();
         request.verbose = self.verbose;
+        request.push = self.registry.options(self.verbose)?;
         Ok(request)
     }
 }
@@ -262,10 +367,45 @@ pub fn emit_context(args: &Args, dir: &std::path::Path) -> Result<(), Error> {
     crate::dockerfile::emit_context(&spec, dir, &mut progress)
 }
 
+/// `image-maker push SOURCE IMAGE`.
+pub fn push(args: &PushArgs) -> Result<Pushed, Error> {
+    let source = PushSource::parse(&args.source)?;
+    let target = Reference::parse(&args.image)?;
+    let platform = Platform::parse(&args.platform)?;
+    let options = args.registry.options(args.verbose)?;
+    let mut progress = if args.quiet {
+        Progress::hidden()
+    } else {
+        Progress::stderr()
+    };
+    // Held until the push is done, so that gc leaves the cached image alone meanwhile.
+    let cached;
+    let (path, tag) = match source {
+        PushSource::OciDir { path, tag } => (path, tag),
+        PushSource::Cached { spec } => {
+            let request = BuildRequest::new(Spec::parse(&spec)?, target.clone()).platform(platform);
+            cached = Cache::from_env()?.acquire(&request, &mut progress)?.0;
+            (cached.dir.clone(), None)
+        }
+    };
+    let pushed = registry::push(&path, tag.as_deref(), &target, &options, &mut progress)
+        .map_err(|e| crate::interrupt::check().err().unwrap_or(e))?;
+    progress.stage(format!("pushed {}@{}", pushed.reference, pushed.digest));
+    if args.json {
+        let json = serde_json::to_string_pretty(&pushed).map_err(|e| Error::Metadata(e.into()))?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{json}")
+            .and_then(|()| stdout.flush())
+            .map_err(Error::io("write the summary to", "stdout"))?;
+    }
+    Ok(pushed)
+}
+
 /// Runs what the command line asks for.
 pub fn main(cli: &Cli) -> Result<(), Error> {
     match (&cli.command, &cli.build) {
         (Some(Command::Cache(command)), _) => crate::cache::cli::run(command),
+        (Some(Command::Push(args)), _) => push(args).map(drop),
         (None, Some(args)) => match &args.emit_context {
             Some(dir) => emit_context(args, dir),
             None => run(args).map(drop),

@@ -22,6 +22,8 @@ pub enum Error {
     Output(#[from] OutputError),
     #[error(transparent)]
     Usage(#[from] crate::cli::UsageError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     #[error("cannot {action} `{}`: {source}", path.display())]
     Io {
         action: &'static str,
@@ -99,6 +101,7 @@ impl Error {
             Self::Reference(e) => e.hint().map(str::to_owned),
             Self::Platform(e) => Some(e.hint().to_owned()),
             Self::Output(e) => Some(e.hint().to_owned()),
+            Self::Registry(e) => e.hint(),
             Self::Usage(crate::cli::UsageError::Duration(_)) => {
                 Some("a duration is a whole number and a unit: s, m, h, d or w, e.g. `30d`".into())
             }
@@ -158,6 +161,7 @@ impl Error {
             | Self::CannotLoad { .. }
             | Self::DuplicateOutput(_) => 2,
             Self::Interrupted { exit_code } => *exit_code,
+            Self::Registry(e) => e.exit_code(),
             _ => 1,
         }
     }

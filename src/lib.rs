@@ -28,6 +28,7 @@ pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod reference;
+pub mod registry;
 pub mod sink;
 pub mod spec;
 

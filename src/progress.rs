@@ -62,6 +62,17 @@ impl Progress {
         }
     }
 
+    /// A handle that counts bytes on the current bar from code that cannot hold `&Progress`
+    /// (a request body streaming inside the HTTP client).
+    pub fn counter(&self) -> Counter {
+        Counter(self.bar.clone())
+    }
+
+    /// Whether stage lines are printed.
+    pub fn is_verbose(&self) -> bool {
+        self.verbose
+    }
+
     pub fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
@@ -72,5 +83,17 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// Counts bytes on a progress bar, or nothing when there is none.
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Option<ProgressBar>);
+
+impl Counter {
+    pub fn inc(&self, bytes: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(bytes);
+        }
     }
 }

@@ -35,6 +35,7 @@ use crate::cli::Builder;
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::sink::Output;
+use crate::{interrupt, registry};
 use crate::{BuildRequest, Built, Error};
 
 /// The directory under the root that holds this format's entries; a format change starts a
@@ -230,6 +231,7 @@ impl Cached {
     /// What `--json` reports for this image.
     pub fn built(&self, reference: &Reference, outputs: &[Output]) -> Built {
         Built {
+            pushed: None,
             reference: reference.to_string(),
             spec: self.entry.spec.clone(),
             digest: self.entry.digest.clone(),
@@ -285,10 +287,45 @@ pub fn build(
     if request.builder == Builder::Dockerfile {
         return build::build(request, progress);
     }
+    if request.outputs.contains(&Output::Registry) {
+        return push_and_export(cache, request, progress);
+    }
     let (cached, built) = cache.acquire(request, progress)?;
     match built {
         Some(built) => Ok(built),
         None if request.outputs.is_empty() => Ok(cached.built(&request.reference, &[])),
         None => cached.export(request, progress),
     }
+}
+
+/// With a registry output, the cached layout is pushed as it is (no staging copy), before any
+/// file output lands, as a build without the cache does too.
+fn push_and_export(
+    cache: &Cache,
+    request: &BuildRequest,
+    progress: &mut Progress,
+) -> Result<Built, Error> {
+    let mut others = request.clone();
+    others.outputs.retain(|o| *o != Output::Registry);
+    let mut cache_only = others.clone();
+    cache_only.outputs.clear();
+    let (cached, _) = cache.acquire(&cache_only, progress)?;
+    interrupt::check()?;
+    let pushed = registry::push(
+        &cached.dir,
+        None,
+        &request.reference,
+        &request.push,
+        progress,
+    )
+    .map_err(|e| interrupt::check().err().unwrap_or(e))?;
+    progress.stage(format!("pushed {}@{}", pushed.reference, pushed.digest));
+    let mut built = if others.outputs.is_empty() {
+        cached.built(&request.reference, &[])
+    } else {
+        cached.export(&others, progress)?
+    };
+    built.outputs = request.outputs.iter().map(ToString::to_string).collect();
+    built.pushed = Some(pushed);
+    Ok(built)
 }

@@ -39,12 +39,27 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
     if engines > 1 {
         return Err(Error::DuplicateOutput(Output::Engine.to_string()));
     }
-    let files: Vec<Output> = request
+    let mut files: Vec<Output> = request
         .outputs
         .iter()
-        .filter(|o| **o != Output::Engine)
+        .filter(|o| **o != Output::Engine && **o != Output::Registry)
         .cloned()
         .collect();
+    // A push reads an OCI layout: the saved image is staged as one, then pushed.
+    let staging = match request.outputs.contains(&Output::Registry) {
+        true => {
+            let dir = tempfile::Builder::new()
+                .prefix("image-maker-push-")
+                .tempdir()
+                .map_err(Error::io(
+                    "create a temporary directory in",
+                    std::env::temp_dir(),
+                ))?;
+            files.push(Output::OciDir(dir.path().join("layout")));
+            Some(dir)
+        }
+        false => None,
+    };
     // Checked before any data is written: the engine answers, the outputs can be placed.
     let engine = engine::detect_builder(request.engine)?;
     let sinks = sink::open(
@@ -65,7 +80,19 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
         progress,
     );
     dir.finish(progress);
-    built
+    let mut built = built?;
+    if let Some(staging) = staging {
+        let pushed = crate::registry::push(
+            &staging.path().join("layout"),
+            None,
+            &request.reference,
+            &request.push,
+            progress,
+        )?;
+        progress.stage(format!("pushed {}@{}", pushed.reference, pushed.digest));
+        built.pushed = Some(pushed);
+    }
+    Ok(built)
 }
 
 fn build_in(
@@ -140,6 +167,7 @@ fn build_in(
             })
             .collect(),
         outputs: request.outputs.iter().map(ToString::to_string).collect(),
+        pushed: None,
     };
     if !sinks.is_empty() {
         progress.stage(format!("saving {reference} from {}", engine.kind));

@@ -27,6 +27,8 @@ pub enum Output {
     OciDir(PathBuf),
     /// An OCI archive that `docker load` accepts too.
     OciArchive(PathBuf),
+    /// Push to the registry named in the image reference.
+    Registry,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,8 +37,6 @@ pub enum OutputError {
     Unknown(String),
     #[error("output `{0}` has no path")]
     NoPath(String),
-    #[error("the `registry` output is not available in this version")]
-    Registry,
     #[error("output `{0}` names no file or directory")]
     NoName(String),
     #[error("output `{0}` has a `:` in its path")]
@@ -45,12 +45,7 @@ pub enum OutputError {
 
 impl OutputError {
     pub fn hint(&self) -> &'static str {
-        match self {
-            Self::Registry => {
-                "write an OCI layout with `--output oci:DIR` and push it with `skopeo copy`"
-            }
-            _ => "outputs are `engine`, `oci:DIR` and `oci-archive:FILE`",
-        }
+        "outputs are `engine`, `registry`, `oci:DIR` and `oci-archive:FILE`"
     }
 }
 
@@ -71,7 +66,7 @@ impl Output {
         };
         match input.split_once(':') {
             None if input == "engine" => Ok(Self::Engine),
-            None if input == "registry" => Err(OutputError::Registry),
+            None if input == "registry" => Ok(Self::Registry),
             Some(("oci", p)) => path(p).map(Self::OciDir),
             Some(("oci-archive", p)) => path(p).map(Self::OciArchive),
             _ => Err(OutputError::Unknown(input.to_owned())),
@@ -83,7 +78,7 @@ impl Output {
     /// The absolute, lexically normalised path a file output ends at.
     fn place(&self) -> Option<PathBuf> {
         let path = match self {
-            Self::Engine => return None,
+            Self::Engine | Self::Registry => return None,
             Self::OciDir(p) | Self::OciArchive(p) => p,
         };
         let absolute = std::env::current_dir().unwrap_or_default().join(path);
@@ -105,6 +100,7 @@ impl fmt::Display for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Engine => f.write_str("engine"),
+            Self::Registry => f.write_str("registry"),
             Self::OciDir(p) => write!(f, "oci:{}", p.display()),
             Self::OciArchive(p) => write!(f, "oci-archive:{}", p.display()),
         }
@@ -185,7 +181,12 @@ pub(crate) fn open(
         }
     }
     let mut ordered: Vec<&Output> = outputs.iter().filter(|o| **o == Output::Engine).collect();
-    ordered.extend(outputs.iter().filter(|o| **o != Output::Engine));
+    // A registry push reads the layout `build` stages with `staging`, not a sink of its own.
+    ordered.extend(
+        outputs
+            .iter()
+            .filter(|o| !matches!(o, Output::Engine | Output::Registry)),
+    );
     ordered
         .into_iter()
         .map(|output| -> Result<Box<dyn Sink>, Error> {
@@ -198,9 +199,17 @@ pub(crate) fn open(
                 Output::OciArchive(path) => {
                     Box::new(archive::OciArchive::create(path, output, options)?)
                 }
+                // Filtered out above; were it not, two stagings would mean it was given twice.
+                Output::Registry => return Err(Error::DuplicateOutput(output.to_string())),
             })
         })
         .collect()
+}
+
+/// An OCI layout at `dest` (inside a temporary directory) for a registry push to read.
+pub(crate) fn staging(dest: &Path) -> Result<Box<dyn Sink>, Error> {
+    let output = Output::OciDir(dest.to_path_buf());
+    Ok(Box::new(oci_dir::OciDir::create(dest, &output)?))
 }
 
 /// Where a temporary sibling of `dest` goes; the parent must exist already.
@@ -263,7 +272,7 @@ mod tests {
             Output::parse("zip:x"),
             Err(OutputError::Unknown("zip:x".into()))
         );
-        assert_eq!(Output::parse("registry"), Err(OutputError::Registry));
+        assert_eq!(Output::parse("registry"), Ok(Output::Registry));
         assert_eq!(
             Output::parse("oci:dir:tag"),
             Err(OutputError::Colon("oci:dir:tag".into()))

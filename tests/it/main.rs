@@ -11,4 +11,5 @@ mod engine;
 mod failures;
 mod macros;
 mod oci;
+mod registry;
 mod support;

@@ -9,8 +9,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  bench [NAME]       a benchmark: `build` (default; native build of 1GB,512MB versus the
-                     single-pass reference) or `cache` (fixture() cache-hit latency)
+  bench [NAME]       a benchmark: `build` (default; native and dockerfile builds of 1GB,512MB
+                     versus the single-pass reference), `cache` (fixture() cache-hit latency)
+                     or `push` (push to a local registry versus skopeo copy)
   ci                 what CI runs after installing engines: fmt, clippy, tests
   mock-image ARGS    build an image with the CLI's arguments (see `cargo xtask mock-image --help`)
   mock-image warm    build every spec a #[mock_image] test in the workspace uses into the cache";

@@ -1,0 +1,142 @@
+//! Reading what to push from an OCI image layout: one manifest, its config and layers,
+//! each checked against its descriptor before anything goes over the network.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::RegistryError;
+use crate::digest::Blob;
+use crate::image::REF_NAME;
+
+/// A blob of the image: where it is on disk, and its descriptor's digest and size.
+#[derive(Debug, Clone)]
+pub(crate) struct BlobFile {
+    pub digest: String,
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+/// The image to push: the manifest's exact bytes (their digest is the image's identity)
+/// and the blobs it names, config first.
+#[derive(Debug)]
+pub(crate) struct Image {
+    pub manifest: Vec<u8>,
+    pub media_type: String,
+    pub digest: String,
+    pub blobs: Vec<BlobFile>,
+}
+
+pub(crate) fn read(layout: &Path, tag: Option<&str>) -> Result<Image, RegistryError> {
+    let bad = |detail: String| RegistryError::BadLayout {
+        path: layout.to_path_buf(),
+        detail,
+    };
+    let index_path = layout.join("index.json");
+    let index: Value = fs::read(&index_path)
+        .map_err(|e| bad(format!("cannot read index.json: {e}")))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| bad(format!("index.json: {e}"))))?;
+    let manifests = index["manifests"]
+        .as_array()
+        .ok_or_else(|| bad("index.json has no `manifests`".into()))?;
+    let chosen = match tag {
+        Some(tag) => manifests
+            .iter()
+            .find(|m| m["annotations"][REF_NAME].as_str() == Some(tag))
+            .ok_or_else(|| RegistryError::NoSuchTag {
+                path: layout.to_path_buf(),
+                tag: tag.to_owned(),
+                available: tags(manifests),
+            })?,
+        None => match manifests.as_slice() {
+            [one] => one,
+            [] => return Err(bad("index.json lists no image".into())),
+            many => {
+                return Err(RegistryError::Ambiguous {
+                    path: layout.to_path_buf(),
+                    count: many.len(),
+                })
+            }
+        },
+    };
+    let manifest_ref = descriptor(layout, chosen).map_err(bad)?;
+    let media_type = chosen["mediaType"]
+        .as_str()
+        .unwrap_or("application/vnd.oci.image.manifest.v1+json")
+        .to_owned();
+    if media_type.contains("index") || media_type.contains("manifest.list") {
+        return Err(bad(format!(
+            "`{media_type}` is an index; push one image manifest"
+        )));
+    }
+    let manifest = read_blob(&manifest_ref).map_err(bad)?;
+    let parsed: Value = serde_json::from_slice(&manifest)
+        .map_err(|e| bad(format!("manifest {}: {e}", manifest_ref.digest)))?;
+    let mut blobs = vec![descriptor(layout, &parsed["config"]).map_err(bad)?];
+    for layer in parsed["layers"].as_array().into_iter().flatten() {
+        let blob = descriptor(layout, layer).map_err(bad)?;
+        let on_disk = fs::metadata(&blob.path)
+            .map_err(|e| bad(format!("blob {}: {e}", blob.digest)))?
+            .len();
+        if on_disk != blob.size {
+            return Err(bad(format!(
+                "blob {} has {on_disk} bytes, its descriptor says {}",
+                blob.digest, blob.size
+            )));
+        }
+        blobs.push(blob);
+    }
+    // The config is small: checking its digest catches a layout edited by hand.
+    read_blob(&blobs[0]).map_err(bad)?;
+    Ok(Image {
+        manifest,
+        media_type,
+        digest: manifest_ref.digest,
+        blobs,
+    })
+}
+
+fn tags(manifests: &[Value]) -> String {
+    let tags: Vec<String> = manifests
+        .iter()
+        .filter_map(|m| m["annotations"][REF_NAME].as_str())
+        .map(|t| format!("`{t}`"))
+        .collect();
+    if tags.is_empty() {
+        "no tags".into()
+    } else {
+        tags.join(", ")
+    }
+}
+
+fn descriptor(layout: &Path, value: &Value) -> Result<BlobFile, String> {
+    let digest = value["digest"]
+        .as_str()
+        .ok_or_else(|| "a descriptor has no digest".to_owned())?;
+    let hex = digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| format!("digest `{digest}` is not sha256"))?;
+    let size = value["size"]
+        .as_u64()
+        .ok_or_else(|| format!("descriptor {digest} has no size"))?;
+    Ok(BlobFile {
+        digest: digest.to_owned(),
+        size,
+        path: layout.join("blobs/sha256").join(hex),
+    })
+}
+
+/// A small blob, read whole and checked against its digest.
+fn read_blob(blob: &BlobFile) -> Result<Vec<u8>, String> {
+    let bytes = fs::read(&blob.path).map_err(|e| format!("blob {}: {e}", blob.digest))?;
+    let actual = Blob::of(&bytes);
+    if actual.digest != blob.digest || actual.size != blob.size {
+        return Err(format!(
+            "blob {} does not match its descriptor ({} bytes, {})",
+            blob.digest, actual.size, actual.digest
+        ));
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,353 @@
+//! Pushing an OCI image layout to a registry (the OCI distribution API).
+//!
+//! `push` is synchronous; inside, a current-thread tokio runtime drives `oci-client`.
+//! Blobs go one at a time, each HEADed first (present blobs are skipped, so a re-push
+//! uploads nothing), then mounted from `--mount-from` if asked, else streamed from its file.
+//! Failures worth retrying (connection errors, 5xx, 429) restart the step — for an upload,
+//! the whole blob — with backoff, a bounded number of times; blobs already pushed stay.
+
+mod auth;
+mod client;
+mod error;
+mod layout;
+mod upload;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use error::RegistryError;
+
+use crate::spec::human_size;
+use crate::{interrupt, Error, Progress, Reference};
+use client::Session;
+use upload::{Failure, Outcome};
+
+/// How to push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushOptions {
+    /// Upload blobs in PATCH chunks of this many bytes; `None` is one streaming PUT.
+    pub chunk_size: Option<u64>,
+    /// A repository on the same registry to mount blobs from.
+    pub mount_from: Option<String>,
+    /// Plain HTTP for a registry that is not on loopback.
+    pub insecure: bool,
+    /// Retries of a step after a connection error or a 5xx/429 answer.
+    pub retries: u32,
+    /// The first wait before a retry; it doubles each time.
+    pub backoff: Duration,
+    /// How long a request may wait for the registry to answer.
+    pub timeout: Duration,
+    /// Say what each step did.
+    pub verbose: bool,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        Self {
+            chunk_size: None,
+            mount_from: None,
+            insecure: false,
+            retries: 4,
+            backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(120),
+            verbose: false,
+        }
+    }
+}
+
+/// A pushed image, as `--json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pushed {
+    /// The fully qualified reference, `host/path:tag` (`docker.io/library/…` without a host).
+    pub reference: String,
+    /// The manifest digest: `reference@digest` pulls exactly this image.
+    pub digest: String,
+    /// Blobs sent, mounted from `--mount-from`, and already in the repository.
+    pub uploaded: usize,
+    pub mounted: usize,
+    pub skipped: usize,
+}
+
+/// What `image-maker push` reads: `oci:DIR` or `oci:DIR:TAG`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushSource {
+    OciDir {
+        path: PathBuf,
+        tag: Option<String>,
+    },
+    /// `cache:SPEC`: the cached image of a layer list, built first if the cache lacks it.
+    Cached {
+        spec: String,
+    },
+}
+
+impl PushSource {
+    pub fn parse(input: &str) -> Result<Self, RegistryError> {
+        let bad = || RegistryError::BadSource(input.to_owned());
+        if let Some(spec) = input.strip_prefix("cache:") {
+            return match spec {
+                "" => Err(bad()),
+                spec => Ok(Self::Cached {
+                    spec: spec.to_owned(),
+                }),
+            };
+        }
+        let rest = input.strip_prefix("oci:").ok_or_else(bad)?;
+        // skopeo's `oci:DIR:TAG`: a tag has no `/`, so a colon followed by one is a path's.
+        let (path, tag) = match rest.rsplit_once(':') {
+            Some((path, tag)) if !tag.contains('/') => (path, Some(tag)),
+            _ => (rest, None),
+        };
+        if path.is_empty() || tag.is_some_and(str::is_empty) {
+            return Err(bad());
+        }
+        Ok(Self::OciDir {
+            path: path.into(),
+            tag: tag.map(str::to_owned),
+        })
+    }
+}
+
+/// Pushes the image of the OCI layout at `layout` (the manifest tagged `tag`, or its only
+/// manifest) to `target`.
+pub fn push(
+    layout: &Path,
+    tag: Option<&str>,
+    target: &Reference,
+    options: &PushOptions,
+    progress: &mut Progress,
+) -> Result<Pushed, Error> {
+    let image = layout::read(layout, tag)?;
+    let mount_from = options
+        .mount_from
+        .as_deref()
+        .map(|repo| mount_source(repo, target))
+        .transpose()?;
+    let mut session = Session::new(target, options)?;
+    let verbose = options.verbose && progress.is_verbose();
+    let say = |progress: &Progress, message: String| {
+        if verbose {
+            progress.stage(message);
+        }
+    };
+    say(
+        progress,
+        format!(
+            "registry {} ({}), {}",
+            session.registry,
+            session.base,
+            match &session.credentials {
+                Some(c) => format!("user `{}` from {}", c.username, c.source),
+                None => "anonymous".into(),
+            }
+        ),
+    );
+    let authorization = retrying(
+        &session,
+        options,
+        progress,
+        "GET /v2/ (authentication)",
+        |s, _| s.runtime.block_on(s.authenticate()),
+    )?;
+    say(
+        progress,
+        format!(
+            "authentication: {}",
+            match authorization.as_deref() {
+                Some(a) if a.starts_with("Bearer") => "bearer token",
+                Some(_) => "basic",
+                None => "none",
+            }
+        ),
+    );
+    session.authorization = authorization;
+
+    let mut pushed = Pushed {
+        reference: target.normalized(),
+        digest: image.digest.clone(),
+        uploaded: 0,
+        mounted: 0,
+        skipped: 0,
+    };
+    for blob in &image.blobs {
+        interrupt::check()?;
+        let short = &blob.digest[..std::cmp::min(19, blob.digest.len())];
+        let outcome = push_blob(&session, options, progress, blob, mount_from.as_ref())?;
+        let (verb, count) = match outcome {
+            Outcome::Present => ("already present", &mut pushed.skipped),
+            Outcome::Mounted => ("mounted", &mut pushed.mounted),
+            Outcome::Uploaded => ("uploaded", &mut pushed.uploaded),
+        };
+        *count += 1;
+        progress.stage(format!("blob {short}… ({}): {verb}", human_size(blob.size)));
+    }
+    interrupt::check()?;
+    let content_type = reqwest::header::HeaderValue::from_str(&image.media_type)
+        .map_err(|e| RegistryError::Client(e.to_string()))?;
+    retrying(&session, options, progress, "the manifest push", |s, _| {
+        s.runtime.block_on(s.client.push_manifest_raw(
+            &s.image,
+            image.manifest.clone(),
+            content_type.clone(),
+        ))
+    })
+    .map_err(|e| match e {
+        // A 400 on the manifest is the registry refusing it: say so with its reasons.
+        Error::Registry(RegistryError::Status {
+            registry,
+            status: 400,
+            detail,
+            ..
+        }) => Error::Registry(RegistryError::ManifestRejected {
+            registry,
+            reference: target.to_string(),
+            detail,
+        }),
+        other => other,
+    })?;
+    Ok(pushed)
+}
+
+fn push_blob(
+    session: &Session,
+    options: &PushOptions,
+    progress: &mut Progress,
+    blob: &layout::BlobFile,
+    mount_from: Option<&oci_client::Reference>,
+) -> Result<Outcome, Error> {
+    let what = format!("HEAD of blob {}", blob.digest);
+    if retrying(session, options, progress, &what, |s, _| {
+        s.runtime.block_on(upload::exists(s, blob))
+    })? {
+        return Ok(Outcome::Present);
+    }
+    if let Some(from) = mount_from {
+        let what = format!("the mount of blob {}", blob.digest);
+        if retrying(session, options, progress, &what, |s, _| {
+            s.runtime.block_on(upload::mount(s, from, blob))
+        })? {
+            return Ok(Outcome::Mounted);
+        }
+    }
+    let what = format!("the upload of blob {}", blob.digest);
+    retrying(session, options, progress, &what, |s, progress| {
+        // A retried upload starts over, with a fresh bar.
+        progress.finish();
+        progress.start(blob.size);
+        let counter = progress.counter();
+        let result = match options.chunk_size {
+            Some(chunk) => s.runtime.block_on(upload::chunked(s, blob, chunk, counter)),
+            None => s.runtime.block_on(upload::put(s, blob, counter)),
+        };
+        progress.finish();
+        result
+    })?;
+    Ok(Outcome::Uploaded)
+}
+
+/// Runs `step` until it succeeds, fails for good, or has been retried `options.retries`
+/// times with doubling waits.
+fn retrying<T>(
+    session: &Session,
+    options: &PushOptions,
+    progress: &mut Progress,
+    what: &str,
+    mut step: impl FnMut(&Session, &mut Progress) -> Result<T, oci_client::errors::OciDistributionError>,
+) -> Result<T, Error> {
+    let mut wait = options.backoff;
+    let mut attempt = 1;
+    loop {
+        interrupt::check()?;
+        let error = match step(session, progress) {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        // A signal surfaces as a broken body stream: report the signal.
+        interrupt::check()?;
+        match upload::classify(session, what, error) {
+            Failure::Fatal(e) => return Err(e.into()),
+            Failure::Retry(detail) if attempt > options.retries => {
+                return Err(RegistryError::GaveUp {
+                    registry: session.registry.clone(),
+                    what: what.to_owned(),
+                    attempts: attempt,
+                    detail,
+                }
+                .into())
+            }
+            Failure::Retry(detail) => {
+                progress.stage(format!(
+                    "{what} failed ({detail}); retrying in {:.1} s ({attempt}/{})",
+                    wait.as_secs_f64(),
+                    options.retries
+                ));
+                sleep(wait)?;
+                wait = wait.saturating_mul(2);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Waits, waking for signals.
+fn sleep(total: Duration) -> Result<(), Error> {
+    let step = Duration::from_millis(50);
+    let mut left = total;
+    while !left.is_zero() {
+        interrupt::check()?;
+        let now = left.min(step);
+        std::thread::sleep(now);
+        left -= now;
+    }
+    Ok(())
+}
+
+/// `--mount-from REPO`: a repository on the target's registry.
+fn mount_source(repo: &str, target: &Reference) -> Result<oci_client::Reference, RegistryError> {
+    let bad = || RegistryError::BadMountFrom(repo.to_owned());
+    let parsed = Reference::parse(repo).map_err(|_| bad())?;
+    if parsed.domain().is_some() && parsed.domain() != target.domain() {
+        return Err(bad());
+    }
+    let host = target.domain().unwrap_or("docker.io");
+    format!("{host}/{}", parsed.path())
+        .parse::<Reference>()
+        .map_err(|_| bad())?
+        .normalized()
+        .parse()
+        .map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources() {
+        let dir = |p: &str, t: Option<&str>| PushSource::OciDir {
+            path: p.into(),
+            tag: t.map(Into::into),
+        };
+        assert_eq!(PushSource::parse("oci:out").ok(), Some(dir("out", None)));
+        assert_eq!(
+            PushSource::parse("oci:out:1").ok(),
+            Some(dir("out", Some("1")))
+        );
+        assert_eq!(
+            PushSource::parse("oci:/tmp/a:b/c").ok(),
+            Some(dir("/tmp/a:b/c", None))
+        );
+        assert_eq!(
+            PushSource::parse("cache:1GB,512MB").ok(),
+            Some(PushSource::Cached {
+                spec: "1GB,512MB".into()
+            })
+        );
+        assert!(PushSource::parse("cache:").is_err());
+        assert!(PushSource::parse("out").is_err());
+        assert!(PushSource::parse("oci:").is_err());
+        assert!(PushSource::parse("oci:out:").is_err());
+    }
+}

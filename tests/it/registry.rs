@@ -1,0 +1,591 @@
+//! Pushing to a real registry: Debian's `docker-registry` (CNCF distribution), one per test
+//! on a free loopback port, checked with skopeo, oci-image-tool and docker.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const SPEC: &str = "3MB,1KB";
+
+/// A registry process with its own config, storage and log; killed when dropped.
+struct Registry {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Registry {
+    /// `None` (the test is skipped) when `docker-registry` is not installed.
+    fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// A registry that wants HTTP basic auth for `user` / `password` (htpasswd, bcrypt).
+    fn with_basic_auth(user: &str, password: &str) -> Option<Self> {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(auth: Option<(&str, &str)>) -> Option<Self> {
+        if !tool("docker-registry") {
+            return None;
+        }
+        let dir = tempdir();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = auth {
+            let hash = bcrypt::hash_with_result(password, 4)
+                .expect("bcrypt")
+                .format_for_version(bcrypt::Version::TwoA);
+            let htpasswd = dir.path().join("htpasswd");
+            fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("write htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        fs::write(dir.path().join("config.yml"), config).expect("write config");
+        let mut registry = Self {
+            dir,
+            port,
+            child: None,
+        };
+        registry.run();
+        Some(registry)
+    }
+
+    /// Starts the process (again), appending to the same log, and waits for `/v2/`.
+    fn run(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.answers() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the registry did not answer; log:\n{}", self.log());
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut reply = String::new();
+        stream
+            .write_all(b"GET /v2/ HTTP/1.0\r\n\r\n")
+            .and_then(|()| stream.read_to_string(&mut reply))
+            .is_ok()
+            && (reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.0 401"))
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("registry.log")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Access-log lines of requests that send blob data to `repo`: starting, continuing or
+    /// finishing an upload (a mount is a POST with `?mount=`, counted by `mounts`).
+    fn uploads(&self, repo: &str) -> usize {
+        let prefix = format!("/v2/{repo}/blobs/uploads/");
+        self.log()
+            .lines()
+            .filter(|l| {
+                ["\"POST ", "\"PATCH ", "\"PUT "]
+                    .iter()
+                    .any(|m| l.contains(&format!("{m}{prefix}")))
+                    && !l.contains("mount=")
+            })
+            .count()
+    }
+
+    fn mounts(&self, repo: &str) -> usize {
+        let prefix = format!("\"POST /v2/{repo}/blobs/uploads/?");
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&prefix) && l.contains("mount=") && l.contains("\" 201 "))
+            .count()
+    }
+
+    fn patches(&self, repo: &str) -> usize {
+        let prefix = format!("\"PATCH /v2/{repo}/blobs/uploads/");
+        self.log().lines().filter(|l| l.contains(&prefix)).count()
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            run_ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `image-maker` with no credentials from the environment or a docker config.
+fn anonymous(config_dir: &Path) -> Command {
+    let mut cmd = image_maker();
+    cmd.env_remove("IMAGE_MAKER_USERNAME")
+        .env_remove("IMAGE_MAKER_PASSWORD")
+        .env("DOCKER_CONFIG", config_dir);
+    cmd
+}
+
+fn build_oci(dir: &Path, reference: &str) {
+    run_ok(image_maker().args([
+        "-q",
+        "-s",
+        SPEC,
+        "-o",
+        &format!("oci:{}", path_str(dir)),
+        reference,
+    ]));
+}
+
+fn skopeo_digest(image: &str, extra: &[&str]) -> String {
+    let out = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false"])
+            .args(extra)
+            .arg(image),
+    );
+    json(&out)["Digest"].as_str().expect("a digest").to_owned()
+}
+
+#[test]
+fn pushed_manifest_digest_equals_the_oci_build() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    if !tool("skopeo") {
+        return;
+    }
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    build_oci(&layout, "mock/big:1");
+    let local = skopeo_digest(&format!("oci:{}:1", path_str(&layout)), &[]);
+    let target = format!("{}/mock/big:1", registry.host());
+    let out = run_ok(anonymous(tmp.path()).args(["-s", SPEC, "-o", "registry", "--json", &target]));
+    let summary = json(&out);
+    assert_eq!(summary["pushed"]["digest"], local.as_str(), "{summary}");
+    assert_eq!(summary["pushed"]["reference"], target.as_str());
+    assert_eq!(summary["digest"], local.as_str());
+    assert_eq!(skopeo_digest(&format!("docker://{target}"), &[]), local);
+}
+
+#[test]
+fn skopeo_pulls_it_back_and_oci_image_tool_validates_it() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    if !tool("skopeo") || !tool("oci-image-tool") {
+        return;
+    }
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    build_oci(&layout, "mock/pull:1");
+    let target = format!("{}/mock/pull:1", registry.host());
+    run_ok(anonymous(tmp.path()).args(["push", &format!("oci:{}:1", path_str(&layout)), &target]));
+    let pulled = tmp.path().join("pulled");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:1", path_str(&pulled)),
+    ]));
+    let out = run_ok(Command::new("oci-image-tool").args([
+        "validate",
+        "--type",
+        "image",
+        "--ref",
+        "name=1",
+        path_str(&pulled),
+    ]));
+    assert!(
+        stdout(&out).contains("Validation succeeded"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn docker_pulls_the_pushed_image() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    if !engine("docker") {
+        return;
+    }
+    let tmp = tempdir();
+    let target = format!(
+        "{}/image-maker-test/pull:{}",
+        registry.host(),
+        std::process::id()
+    );
+    let out = run_ok(anonymous(tmp.path()).args(["-s", SPEC, "-o", "registry", "--json", &target]));
+    let digest = json(&out)["digest"].as_str().expect("digest").to_owned();
+    let pulled = run(Command::new("docker").args(["pull", &target]));
+    let _ = Command::new("docker").args(["rmi", "-f", &target]).output();
+    assert!(pulled.status.success(), "docker pull: {}", stderr(&pulled));
+    assert!(stdout(&pulled).contains(&digest), "{}", stdout(&pulled));
+}
+
+#[test]
+fn a_second_push_uploads_no_blob() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    build_oci(&layout, "mock/again:1");
+    let source = format!("oci:{}", path_str(&layout));
+    let target = format!("{}/mock/again:1", registry.host());
+    let first = json(&run_ok(
+        anonymous(tmp.path()).args(["push", "--json", &source, &target]),
+    ));
+    assert_eq!(first["uploaded"], 3, "{first}");
+    let before = registry.uploads("mock/again");
+    // POST + PUT for each of three blobs.
+    assert_eq!(before, 6, "{}", registry.log());
+    let second = json(&run_ok(
+        anonymous(tmp.path()).args(["push", "--json", &source, &target]),
+    ));
+    assert_eq!(
+        (second["uploaded"].clone(), second["skipped"].clone()),
+        (0.into(), 3.into())
+    );
+    assert_eq!(second["digest"], first["digest"]);
+    assert_eq!(registry.uploads("mock/again"), before, "{}", registry.log());
+}
+
+#[test]
+fn chunked_upload_patches_and_lands_the_same_image() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    if !tool("skopeo") {
+        return;
+    }
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    build_oci(&layout, "mock/chunks:1");
+    let target = format!("{}/mock/chunks:1", registry.host());
+    let out = run_ok(anonymous(tmp.path()).args([
+        "push",
+        "--json",
+        "--chunk-size",
+        "1MB",
+        &format!("oci:{}", path_str(&layout)),
+        &target,
+    ]));
+    // Config: 1 chunk; 3 MiB + tar headers: 4; 1 KiB layer: 1.
+    assert_eq!(registry.patches("mock/chunks"), 6, "{}", registry.log());
+    let local = skopeo_digest(&format!("oci:{}:1", path_str(&layout)), &[]);
+    assert_eq!(json(&out)["digest"], local.as_str());
+    assert_eq!(skopeo_digest(&format!("docker://{target}"), &[]), local);
+}
+
+#[test]
+fn mount_from_another_repository_uploads_nothing() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    build_oci(&layout, "mock/base:1");
+    let source = format!("oci:{}", path_str(&layout));
+    run_ok(anonymous(tmp.path()).args([
+        "push",
+        &source,
+        &format!("{}/mock/base:1", registry.host()),
+    ]));
+    let out = run_ok(anonymous(tmp.path()).args([
+        "push",
+        "--json",
+        "--mount-from",
+        "mock/base",
+        &source,
+        &format!("{}/mock/derived:1", registry.host()),
+    ]));
+    assert_eq!(json(&out)["mounted"], 3, "{}", stdout(&out));
+    assert_eq!(registry.mounts("mock/derived"), 3, "{}", registry.log());
+    assert_eq!(registry.uploads("mock/derived"), 0, "{}", registry.log());
+}
+
+#[test]
+fn basic_auth_needs_credentials_and_never_shows_them() {
+    const PASSWORD: &str = "s3cret-Pa55word";
+    let Some(registry) = Registry::with_basic_auth("tester", PASSWORD) else {
+        return;
+    };
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    build_oci(&layout, "mock/auth:1");
+    let source = format!("oci:{}", path_str(&layout));
+    let target = format!("{}/mock/auth:1", registry.host());
+
+    let denied = run(anonymous(tmp.path()).args(["push", "-v", &source, &target]));
+    assert_eq!(denied.status.code(), Some(1));
+    let err = stderr(&denied);
+    assert!(
+        err.contains(&format!(
+            "registry `{}` refused access to `mock/auth` (401)",
+            registry.host()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hint: check the credentials"), "{err}");
+
+    let wrong = run(anonymous(tmp.path())
+        .env("IMAGE_MAKER_USERNAME", "tester")
+        .env("IMAGE_MAKER_PASSWORD", "wrong-Pa55word")
+        .args(["push", "-v", &source, &target]));
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(stderr(&wrong).contains("(401)"), "{}", stderr(&wrong));
+    assert!(
+        !stderr(&wrong).contains("wrong-Pa55word"),
+        "{}",
+        stderr(&wrong)
+    );
+
+    let ok = run_ok(
+        anonymous(tmp.path())
+            .env("IMAGE_MAKER_USERNAME", "tester")
+            .env("IMAGE_MAKER_PASSWORD", PASSWORD)
+            .args(["push", "-v", "--json", &source, &target]),
+    );
+    let all = format!("{}{}", stdout(&ok), stderr(&ok));
+    assert!(!all.contains(PASSWORD), "{all}");
+    assert!(stderr(&ok).contains("user `tester`"), "{}", stderr(&ok));
+    if tool("skopeo") {
+        let digest = skopeo_digest(
+            &format!("docker://{target}"),
+            &["--creds", &format!("tester:{PASSWORD}")],
+        );
+        assert_eq!(json(&ok)["digest"], digest.as_str());
+    }
+}
+
+#[test]
+fn credentials_come_from_the_docker_config_and_its_helpers() {
+    const PASSWORD: &str = "helper-Pa55word";
+    let Some(registry) = Registry::with_basic_auth("tester", PASSWORD) else {
+        return;
+    };
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    build_oci(&layout, "mock/config:1");
+    let source = format!("oci:{}", path_str(&layout));
+
+    // `auths` with base64 `user:password`, as `docker login` writes it.
+    let auths = tmp.path().join("auths");
+    fs::create_dir(&auths).expect("mkdir");
+    let encoded = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("tester:{PASSWORD}"),
+    );
+    fs::write(
+        auths.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{encoded}"}}}}}}"#,
+            registry.host()
+        ),
+    )
+    .expect("write config");
+    run_ok(anonymous(&auths).args([
+        "push",
+        &source,
+        &format!("{}/mock/config:1", registry.host()),
+    ]));
+
+    // A credential helper on PATH, named by `credHelpers`.
+    let helpers = tmp.path().join("helpers");
+    fs::create_dir(&helpers).expect("mkdir");
+    let script = helpers.join("docker-credential-imtest");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = {} ] || exit 1\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"tester\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n",
+            registry.host()
+        ),
+    )
+    .expect("write helper");
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    fs::write(
+        helpers.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"imtest"}}}}"#, registry.host()),
+    )
+    .expect("write config");
+    let path = format!(
+        "{}:{}",
+        path_str(&helpers),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run_ok(anonymous(&helpers).env("PATH", path).args([
+        "push",
+        "-v",
+        &source,
+        &format!("{}/mock/helper:1", registry.host()),
+    ]));
+    assert!(
+        stderr(&out).contains("docker-credential-imtest"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains(PASSWORD), "{}", stderr(&out));
+}
+
+#[test]
+fn a_registry_stopped_mid_push_fails_after_bounded_retries_and_a_restarted_one_accepts() {
+    let Some(mut registry) = Registry::start() else {
+        return;
+    };
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    run_ok(image_maker().args([
+        "-q",
+        "-s",
+        "8MB,1KB",
+        "-o",
+        &format!("oci:{}", path_str(&layout)),
+        "mock/stop:1",
+    ]));
+    let source = format!("oci:{}", path_str(&layout));
+    let target = format!("{}/mock/stop:1", registry.host());
+    // Small chunks make the push long enough (hundreds of PATCHes) to stop it in the middle.
+    let push = anonymous(tmp.path())
+        .env("IMAGE_MAKER_PUSH_RETRIES", "2")
+        .env("IMAGE_MAKER_PUSH_BACKOFF_MS", "100")
+        .args(["push", "--chunk-size", "16KB", &source, &target])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("push starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while registry.patches("mock/stop") < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no upload seen:\n{}",
+            registry.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Frozen first, so the push cannot finish in between; then gone.
+    registry.signal("STOP");
+    std::thread::sleep(Duration::from_millis(200));
+    registry.stop();
+    let started = Instant::now();
+    let out = push.wait_with_output().expect("push ends");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("after 3 attempts"), "{err}");
+    assert!(err.contains("retrying in"), "{err}");
+    assert!(err.contains("hint: check that the registry runs"), "{err}");
+
+    registry.run();
+    let out = run_ok(anonymous(tmp.path()).args(["push", "--json", &source, &target]));
+    if tool("skopeo") {
+        assert_eq!(
+            skopeo_digest(&format!("docker://{target}"), &[]),
+            json(&out)["digest"].as_str().expect("digest")
+        );
+    }
+}
+
+#[test]
+fn a_failed_push_leaves_no_files_and_bad_input_is_a_usage_error() {
+    let tmp = tempdir();
+    let scratch = tmp.path().join("tmp");
+    fs::create_dir(&scratch).expect("mkdir");
+    // Nothing listens on port 1: the push fails after its retries, before any output lands.
+    let out = run(anonymous(tmp.path())
+        .env("TMPDIR", &scratch)
+        .env("IMAGE_MAKER_PUSH_RETRIES", "1")
+        .env("IMAGE_MAKER_PUSH_BACKOFF_MS", "10")
+        .current_dir(tmp.path())
+        .args([
+            "-s",
+            "1KB",
+            "-o",
+            "registry",
+            "-o",
+            "oci:out",
+            "127.0.0.1:1/mock/x:1",
+        ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("giving up on GET /v2/"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(entries(&scratch).is_empty(), "{:?}", entries(&scratch));
+    assert!(!tmp.path().join("out").exists());
+
+    let usage = |args: &[&str], message: &str| {
+        let out = run(anonymous(tmp.path()).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    };
+    usage(
+        &["push", "out", "x:1"],
+        "push source `out` is not `oci:DIR` or `oci:DIR:TAG`",
+    );
+    usage(
+        &["push", "--chunk-size", "0", "oci:out", "x:1"],
+        "chunk size `0` is invalid",
+    );
+    usage(&["push", "oci:out", "Bad/Name"], "must be lowercase");
+    let missing = run(anonymous(tmp.path()).args(["push", "oci:nowhere", "127.0.0.1:1/x:1"]));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("`nowhere` is not an OCI image layout"),
+        "{}",
+        stderr(&missing)
+    );
+}
