@@ -574,7 +574,7 @@ fn a_failed_push_leaves_no_files_and_bad_input_is_a_usage_error() {
     };
     usage(
         &["push", "out", "x:1"],
-        "push source `out` is not `oci:DIR` or `oci:DIR:TAG`",
+        "push source `out` is not `oci:DIR`, `oci:DIR:TAG` or `cache:SPEC`",
     );
     usage(
         &["push", "--chunk-size", "0", "oci:out", "x:1"],
@@ -588,4 +588,88 @@ fn a_failed_push_leaves_no_files_and_bad_input_is_a_usage_error() {
         "{}",
         stderr(&missing)
     );
+}
+
+#[test]
+fn every_path_to_the_registry_pushes_the_same_image() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    if !tool("skopeo") {
+        return;
+    }
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let with_cache = |args: &[&str]| {
+        let out = run_ok(
+            anonymous(tmp.path())
+                .env("IMAGE_MAKER_CACHE_DIR", &cache)
+                .args(args)
+                .arg("--json"),
+        );
+        json(&out)["digest"].as_str().expect("digest").to_owned()
+    };
+    let host = registry.host();
+    // Through the cache (the default), without it, and from the cache by spec.
+    let cached = with_cache(&["-s", SPEC, "-o", "registry", &format!("{host}/paths/a:1")]);
+    let uncached = with_cache(&[
+        "--no-cache",
+        "-s",
+        SPEC,
+        "-o",
+        "registry",
+        &format!("{host}/paths/b:1"),
+    ]);
+    let by_spec = with_cache(&[
+        "push",
+        &format!("cache:{SPEC}"),
+        &format!("{host}/paths/c:1"),
+    ]);
+    assert_eq!(cached, uncached);
+    assert_eq!(cached, by_spec);
+    for repo in ["a", "b", "c"] {
+        assert_eq!(
+            skopeo_digest(&format!("docker://{host}/paths/{repo}:1"), &[]),
+            cached
+        );
+    }
+    let log = fs::read_to_string(cache.join("v1/log")).expect("cache log");
+    assert_eq!(
+        log.lines().filter(|l| l.contains(" built ")).count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn the_dockerfile_builder_pushes_what_the_engine_built() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    if !engine("docker") || !tool("skopeo") {
+        return;
+    }
+    let tmp = tempdir();
+    let target = format!("{}/mock/engine-built:1", registry.host());
+    let out = run_ok(anonymous(tmp.path()).args([
+        "--json",
+        "-b",
+        "dockerfile",
+        "-e",
+        "docker",
+        "-s",
+        "2MB,1KB",
+        "-o",
+        "registry",
+        &target,
+    ]));
+    let summary = json(&out);
+    let digest = skopeo_digest(&format!("docker://{target}"), &[]);
+    assert_eq!(summary["pushed"]["digest"], digest.as_str(), "{summary}");
+    let inspected = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]));
+    assert_eq!(json(&inspected)["Layers"].as_array().map(Vec::len), Some(2));
 }
