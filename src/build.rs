@@ -145,20 +145,10 @@ fn build_once(
     outputs.extend(request.internal.clone());
     let mut sinks = sink::open(&outputs, request.engine, options)?;
     // A push reads an OCI layout: one is staged in a temporary directory, as the last sink.
-    let staging = match request.outputs.contains(&Output::Registry) {
-        true => {
-            let dir = tempfile::Builder::new()
-                .prefix("image-maker-push-")
-                .tempdir()
-                .map_err(Error::io(
-                    "create a temporary directory in",
-                    std::env::temp_dir(),
-                ))?;
-            sinks.push(sink::staging(&dir.path().join("layout"))?);
-            Some(dir)
-        }
-        false => None,
-    };
+    let staging = registry::staging(&request.outputs)?;
+    if let Some(dir) = &staging {
+        sinks.push(sink::staging(&registry::staged_layout(dir))?);
+    }
     let layers = plan::layers(spec);
     let spec_hash = spec.hash();
     progress.stage(format!(
@@ -250,15 +240,11 @@ fn build_once(
         (Some(dir), Some(layout)) => {
             let _placed = layout.commit()?;
             interrupt::check()?;
-            let pushed = registry::push(
-                &dir.path().join("layout"),
-                None,
-                &request.reference,
-                &request.push,
+            Some(registry::push_request(
+                &registry::staged_layout(dir),
+                request,
                 progress,
-            )?;
-            progress.stage(format!("pushed {}@{}", pushed.reference, pushed.digest));
-            Some(pushed)
+            )?)
         }
         (None, Some(last)) => {
             sinks.push(last);

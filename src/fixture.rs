@@ -147,7 +147,8 @@ impl Fixture {
         self
     }
 
-    pub fn get(&self) -> Result<MockImage, Error> {
+    /// What the fixture builds, with no outputs; named as [`MockImage::reference`] says.
+    pub fn request(&self) -> Result<BuildRequest, Error> {
         let spec = Spec::parse(&self.layers)?;
         let platform = self
             .platform
@@ -155,18 +156,23 @@ impl Fixture {
             .map(Platform::parse)
             .transpose()?
             .unwrap_or_default();
+        // The cache's own name until the key is known: the key does not depend on it.
+        let provisional = Reference::parse("image-maker/mock:latest")?;
+        let mut request = BuildRequest::new(spec, provisional).platform(platform);
+        request.reference = match &self.reference {
+            Some(r) => Reference::parse(r)?,
+            None => cache::cache_reference(&cache::key(&request))?,
+        };
+        Ok(request)
+    }
+
+    pub fn get(&self) -> Result<MockImage, Error> {
+        let request = self.request()?;
         let cache = match &self.cache {
             Some(cache) => cache.clone(),
             None => Cache::from_env()?,
         };
-        // The cache's own name until the image is built: the key does not depend on it.
-        let provisional = Reference::parse("image-maker/mock:latest")?;
-        let mut request = BuildRequest::new(spec, provisional).platform(platform);
         let key = cache::key(&request);
-        request.reference = match &self.reference {
-            Some(r) => Reference::parse(r)?,
-            None => cache::cache_reference(&key)?,
-        };
         let slot = {
             let mut slots = IN_PROCESS.lock().unwrap_or_else(PoisonError::into_inner);
             let id = format!("{}\0{key}", cache.root().display());

@@ -311,15 +311,8 @@ fn push_and_export(
     cache_only.outputs.clear();
     let (cached, _) = cache.acquire(&cache_only, progress)?;
     interrupt::check()?;
-    let pushed = registry::push(
-        &cached.dir,
-        None,
-        &request.reference,
-        &request.push,
-        progress,
-    )
-    .map_err(|e| interrupt::check().err().unwrap_or(e))?;
-    progress.stage(format!("pushed {}@{}", pushed.reference, pushed.digest));
+    let pushed = registry::push_request(&cached.dir, request, progress)
+        .map_err(|e| interrupt::check().err().unwrap_or(e))?;
     let mut built = if others.outputs.is_empty() {
         cached.built(&request.reference, &[])
     } else {

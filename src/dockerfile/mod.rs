@@ -46,20 +46,10 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
         .cloned()
         .collect();
     // A push reads an OCI layout: the saved image is staged as one, then pushed.
-    let staging = match request.outputs.contains(&Output::Registry) {
-        true => {
-            let dir = tempfile::Builder::new()
-                .prefix("image-maker-push-")
-                .tempdir()
-                .map_err(Error::io(
-                    "create a temporary directory in",
-                    std::env::temp_dir(),
-                ))?;
-            files.push(Output::OciDir(dir.path().join("layout")));
-            Some(dir)
-        }
-        false => None,
-    };
+    let staging = crate::registry::staging(&request.outputs)?;
+    if let Some(dir) = &staging {
+        files.push(Output::OciDir(crate::registry::staged_layout(dir)));
+    }
     // Checked before any data is written: the engine answers, the outputs can be placed.
     let engine = engine::detect_builder(request.engine)?;
     let sinks = sink::open(
@@ -82,15 +72,8 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
     dir.finish(progress);
     let mut built = built?;
     if let Some(staging) = staging {
-        let pushed = crate::registry::push(
-            &staging.path().join("layout"),
-            None,
-            &request.reference,
-            &request.push,
-            progress,
-        )?;
-        progress.stage(format!("pushed {}@{}", pushed.reference, pushed.digest));
-        built.pushed = Some(pushed);
+        let layout = crate::registry::staged_layout(&staging);
+        built.pushed = Some(crate::registry::push_request(&layout, request, progress)?);
     }
     Ok(built)
 }

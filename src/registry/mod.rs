@@ -110,6 +110,38 @@ impl PushSource {
     }
 }
 
+/// A temporary directory to stage the OCI layout a push reads, when `outputs` include a
+/// registry; see [`staged_layout`].
+pub(crate) fn staging(outputs: &[crate::sink::Output]) -> Result<Option<tempfile::TempDir>, Error> {
+    if !outputs.contains(&crate::sink::Output::Registry) {
+        return Ok(None);
+    }
+    tempfile::Builder::new()
+        .prefix("image-maker-push-")
+        .tempdir()
+        .map(Some)
+        .map_err(Error::io(
+            "create a temporary directory in",
+            std::env::temp_dir(),
+        ))
+}
+
+/// Where in a [`staging`] directory the layout goes.
+pub(crate) fn staged_layout(staging: &tempfile::TempDir) -> PathBuf {
+    staging.path().join("layout")
+}
+
+/// Pushes the only image of `layout` as `request.reference`, with `request`'s options.
+pub(crate) fn push_request(
+    layout: &Path,
+    request: &crate::BuildRequest,
+    progress: &mut Progress,
+) -> Result<Pushed, Error> {
+    let pushed = push(layout, None, &request.reference, &request.push, progress)?;
+    progress.stage(format!("pushed {}@{}", pushed.reference, pushed.digest));
+    Ok(pushed)
+}
+
 /// Pushes the image of the OCI layout at `layout` (the manifest tagged `tag`, or its only
 /// manifest) to `target`.
 pub fn push(

@@ -18,6 +18,19 @@ fn cli(cache: &Path) -> Command {
     cmd
 }
 
+/// Waits until a build has started writing into the cache's temporary directory.
+fn wait_for_build(cache: &Path) {
+    let started = Instant::now();
+    while fs::read_dir(cache.join("v1/tmp")).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the build never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 /// How many images the cache has built, from its log.
 fn builds(cache: &Path) -> usize {
     fs::read_to_string(cache.join("v1/log"))
@@ -217,15 +230,7 @@ fn a_killed_builder_does_not_poison_the_cache() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let started = Instant::now();
-    while fs::read_dir(cache.join("v1/tmp")).map_or(true, |mut d| d.next().is_none()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the build never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_build(&cache);
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
     assert!(
@@ -275,15 +280,7 @@ fn an_interrupted_cache_build_leaves_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let started = Instant::now();
-    while fs::read_dir(cache.join("v1/tmp")).map_or(true, |mut d| d.next().is_none()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the build never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_build(&cache);
     run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));

@@ -417,19 +417,6 @@ fn unreachable_daemon_is_a_clear_error() {
     assert_empty(tmp.path());
 }
 
-/// Waits for an interrupted build to exit; one that hangs fails the test instead of CI.
-fn finish(mut child: std::process::Child) -> std::process::Output {
-    let started = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("the interrupted build did not exit within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("wait")
-}
-
 fn kill(signal: &str, child: &std::process::Child) {
     run_ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
 }

@@ -209,3 +209,16 @@ pub fn json(out: &Output) -> serde_json::Value {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// Waits for an interrupted build to exit; one that hangs fails the test instead of CI.
+pub fn finish(mut child: std::process::Child) -> Output {
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the interrupted build did not exit within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait")
+}

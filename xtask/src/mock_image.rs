@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use image_maker::cache::{self, Cache};
 use image_maker::cli::{self, Args};
-use image_maker::{BuildRequest, Platform, Progress, Reference, Spec};
+use image_maker::{BuildRequest, Fixture, Progress};
 use syn::punctuated::Punctuated;
 use syn::visit::Visit;
 use syn::{Expr, ExprLit, Lit, MetaNameValue, Token};
@@ -92,15 +92,11 @@ pub struct FoundSpec {
 
 impl FoundSpec {
     fn request(&self) -> Result<BuildRequest, image_maker::Error> {
-        let spec = Spec::parse(&self.layers)?;
-        let platform = self
-            .platform
-            .as_deref()
-            .map(Platform::parse)
-            .transpose()?
-            .unwrap_or_default();
-        // The reference does not change the cached image.
-        Ok(BuildRequest::new(spec, Reference::parse("image-maker/mock:warm")?).platform(platform))
+        let mut fixture = Fixture::new(&self.layers);
+        if let Some(platform) = &self.platform {
+            fixture = fixture.platform(platform);
+        }
+        fixture.request()
     }
 
     fn describe(&self) -> String {
