@@ -287,6 +287,11 @@ pub fn build(
     if request.builder == Builder::Dockerfile {
         return build::build(request, progress);
     }
+    // A read-only home or a full cache disk should not stop a build that needs no cache.
+    if let Err(e) = cache.prepare() {
+        progress.stage(format!("warning: building without the cache: {e}"));
+        return build::build(request, progress);
+    }
     if request.outputs.contains(&Output::Registry) {
         return push_and_export(cache, request, progress);
     }

@@ -427,3 +427,21 @@ fn sorted(keys: [&String; 2]) -> Vec<String> {
     keys.sort();
     keys
 }
+
+#[test]
+fn an_unusable_cache_falls_back_to_a_plain_build() {
+    let tmp = tempdir();
+    // /proc refuses new entries even to root.
+    let out = run_ok(
+        cli(Path::new("/proc/image-maker-cache"))
+            .args(["-s", "1KB", "-o", "oci:out", "mock/nocache:1"])
+            .current_dir(tmp.path()),
+    );
+    assert!(
+        stderr(&out)
+            .contains("warning: building without the cache: cannot create the cache directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(tmp.path().join("out/index.json").is_file());
+}
