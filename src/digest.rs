@@ -49,7 +49,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// A finished blob: what a descriptor needs but the media type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Blob {
     /// `sha256:` followed by 64 hex digits.
     pub digest: String,

@@ -37,6 +37,16 @@ pub struct LayerInfo {
     pub payload: u64,
 }
 
+impl LayerInfo {
+    /// The layer as a stored blob.
+    pub fn blob(&self) -> Blob {
+        Blob {
+            digest: self.digest.clone(),
+            size: self.size,
+        }
+    }
+}
+
 /// Serialized metadata of an image, ready to be written as blobs.
 #[derive(Debug, Clone)]
 pub struct Metadata {

@@ -29,15 +29,9 @@ pub struct Entry {
     pub config_digest: String,
     pub layers: Vec<LayerInfo>,
     /// Every blob of the layout: manifest, config and layers.
-    pub blobs: Vec<StoredBlob>,
+    pub blobs: Vec<Blob>,
     /// When it was built, in seconds since 1970.
     pub created: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredBlob {
-    pub digest: String,
-    pub size: u64,
 }
 
 impl Entry {
@@ -51,7 +45,7 @@ impl Entry {
             && dir.join("index.json").is_file()
             && dir.join("oci-layout").is_file()
             && entry.blobs.iter().all(|b| {
-                fs::metadata(crate::build::blob_path(dir, &b.digest))
+                fs::metadata(dir.join(b.layout_path()))
                     .is_ok_and(|m| m.is_file() && m.len() == b.size)
             });
         complete.then_some(entry)
@@ -74,7 +68,7 @@ impl Entry {
                 .metadata()
                 .map_err(Error::io("read", item.path()))?
                 .len();
-            blobs.push(StoredBlob {
+            blobs.push(Blob {
                 digest: format!("sha256:{}", item.file_name().to_string_lossy()),
                 size,
             });
@@ -83,10 +77,7 @@ impl Entry {
         let manifest = blobs
             .iter()
             .find(|b| b.digest == built.digest)
-            .map(|b| Blob {
-                digest: b.digest.clone(),
-                size: b.size,
-            })
+            .cloned()
             .ok_or_else(|| Error::CacheCorrupt {
                 path: layout.to_path_buf(),
                 detail: format!("the manifest {} was not written", built.digest),

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::{entry, Cache, Entry, KeyLock};
+use crate::digest::Blob;
 use crate::Error;
 
 /// One entry, as `cache ls` shows it.
@@ -86,6 +87,8 @@ impl Cache {
         self.prepare()?;
         let before = self.disk_usage();
         self.remove_leftovers()?;
+        // Counted once, then reduced by what each eviction frees.
+        let mut usage = self.disk_usage();
         let mut report = GcReport::default();
         let now = SystemTime::now();
         for listed in self.list()? {
@@ -93,17 +96,19 @@ impl Cache {
                 now.duration_since(listed.last_used)
                     .is_ok_and(|idle| idle > age)
             });
-            let too_big = options.max_size.is_some_and(|max| self.disk_usage() > max);
+            let too_big = options.max_size.is_some_and(|max| usage > max);
             if !(too_old || too_big) {
                 continue;
             }
-            if self.evict(&listed.key)? {
-                report.evicted.push(listed);
-            } else {
-                report.in_use.push(listed);
+            match self.evict(&listed.key)? {
+                Some(freed) => {
+                    usage = usage.saturating_sub(freed);
+                    report.evicted.push(listed);
+                }
+                None => report.in_use.push(listed),
             }
         }
-        report.remaining = self.disk_usage();
+        report.remaining = usage;
         report.freed = before.saturating_sub(report.remaining);
         Ok(report)
     }
@@ -116,12 +121,14 @@ impl Cache {
         })
     }
 
-    /// Removes the entry `key` unless a process holds it; `false` when it is in use.
-    fn evict(&self, key: &str) -> Result<bool, Error> {
+    /// Removes the entry `key` unless a process holds it (then `None`); returns the bytes
+    /// freed in the store and the archives.
+    fn evict(&self, key: &str) -> Result<Option<u64>, Error> {
         let lock = KeyLock::open(&self.dir("locks"), key)?;
         if !lock.try_exclusive()? {
-            return Ok(false);
+            return Ok(None);
         }
+        let mut freed = 0;
         let dir = self.entry_dir(key);
         let blobs = Entry::read(&dir).map(|e| e.blobs).unwrap_or_default();
         // Renamed away first, so that no reader ever sees half an entry.
@@ -132,21 +139,25 @@ impl Cache {
             fs::remove_dir_all(&aside).map_err(Error::io("remove", &aside))?;
         }
         let archive = self.archive_path(key);
-        if archive.exists() {
+        if let Ok(m) = fs::metadata(&archive) {
             fs::remove_file(&archive).map_err(Error::io("remove", &archive))?;
+            freed += m.len();
         }
         for blob in blobs {
-            self.remove_if_unshared(&blob.digest)?;
+            freed += self.remove_if_unshared(&blob)?;
         }
-        Ok(true)
+        Ok(Some(freed))
     }
 
-    /// Removes a stored blob that no entry links to any more.
-    fn remove_if_unshared(&self, digest: &str) -> Result<(), Error> {
-        let path = crate::build::blob_path(&self.root.join(super::FORMAT), digest);
+    /// Removes a stored blob that no entry links to any more; returns the bytes freed.
+    fn remove_if_unshared(&self, blob: &Blob) -> Result<u64, Error> {
+        let path = self.root.join(super::FORMAT).join(blob.layout_path());
         match fs::metadata(&path) {
-            Ok(m) if m.nlink() <= 1 => fs::remove_file(&path).map_err(Error::io("remove", &path)),
-            _ => Ok(()),
+            Ok(m) if m.nlink() <= 1 => {
+                fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+                Ok(m.len())
+            }
+            _ => Ok(0),
         }
     }
 
