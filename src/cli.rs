@@ -146,7 +146,7 @@ impl RegistryArgs {
             .chunk_size
             .as_deref()
             .map(|text| {
-                crate::spec::parse_size(text, text)
+                crate::spec::parse_byte_size(text)
                     .map_err(|e| e.to_string())
                     .and_then(|n| match n {
                         0 => Err("it is zero".to_owned()),
@@ -330,26 +330,41 @@ fn source_date_epoch() -> Result<u64, Error> {
         .ok_or_else(|| Error::Usage(UsageError::SourceDateEpoch(text.into_owned())))
 }
 
-/// Runs the command line; status goes to stderr, the `--json` summary to stdout.
-pub fn run(args: &Args) -> Result<Built, Error> {
-    let request = args.request()?;
-    let mut progress = if args.quiet {
+/// Status lines on stderr, unless `--quiet`.
+fn progress(quiet: bool) -> Progress {
+    if quiet {
         Progress::hidden()
     } else {
         Progress::stderr()
-    };
-    // The dockerfile builder's image is the engine's own: there is nothing to cache.
-    let built = if args.no_cache || request.builder == Builder::Dockerfile {
+    }
+}
+
+/// A `--json` summary on stdout.
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| Error::Metadata(e.into()))?;
+    print_stdout(&format!("{json}\n"))
+}
+
+/// Data for pipes goes to stdout; a closed stdout is an error, not a panic.
+pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(Error::io("write to", "stdout"))
+}
+
+/// Runs the command line; status goes to stderr, the `--json` summary to stdout.
+pub fn run(args: &Args) -> Result<Built, Error> {
+    let request = args.request()?;
+    let mut progress = progress(args.quiet);
+    let built = if args.no_cache {
         build(&request, &mut progress)?
     } else {
-        cache::build(&Cache::from_env()?, &request, &mut progress)?
+        cache::build_in_user_cache(&request, &mut progress)?
     };
     if args.json {
-        let json = serde_json::to_string_pretty(&built).map_err(|e| Error::Metadata(e.into()))?;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{json}")
-            .and_then(|()| stdout.flush())
-            .map_err(Error::io("write the summary to", "stdout"))?;
+        print_json(&built)?;
     }
     Ok(built)
 }
@@ -359,11 +374,7 @@ pub fn emit_context(args: &Args, dir: &std::path::Path) -> Result<(), Error> {
     let spec = Spec::parse_with_count(&args.layer_sizes, args.num_layers)?;
     // The context does not name the image, but a bad IMAGE is still a mistake to report.
     Reference::parse(&args.image)?;
-    let mut progress = if args.quiet {
-        Progress::hidden()
-    } else {
-        Progress::stderr()
-    };
+    let mut progress = progress(args.quiet);
     crate::dockerfile::emit_context(&spec, dir, &mut progress)
 }
 
@@ -373,11 +384,7 @@ pub fn push(args: &PushArgs) -> Result<Pushed, Error> {
     let target = Reference::parse(&args.image)?;
     let platform = Platform::parse(&args.platform)?;
     let options = args.registry.options(args.verbose)?;
-    let mut progress = if args.quiet {
-        Progress::hidden()
-    } else {
-        Progress::stderr()
-    };
+    let mut progress = progress(args.quiet);
     // Held until the push is done, so that gc leaves the cached image alone meanwhile.
     let cached;
     let (path, tag) = match source {
@@ -392,11 +399,7 @@ pub fn push(args: &PushArgs) -> Result<Pushed, Error> {
         .map_err(|e| crate::interrupt::check().err().unwrap_or(e))?;
     progress.stage(format!("pushed {}@{}", pushed.reference, pushed.digest));
     if args.json {
-        let json = serde_json::to_string_pretty(&pushed).map_err(|e| Error::Metadata(e.into()))?;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{json}")
-            .and_then(|()| stdout.flush())
-            .map_err(Error::io("write the summary to", "stdout"))?;
+        print_json(&pushed)?;
     }
     Ok(pushed)
 }

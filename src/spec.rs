@@ -419,7 +419,7 @@ pub fn parse_byte_size(text: &str) -> Result<u64, SpecError> {
 }
 
 /// Parses `1GB`, `1.5GiB`, `300B`, `100` (MB) into bytes; `token` is what errors name.
-pub fn parse_size(text: &str, token: &str) -> Result<u64, SpecError> {
+fn parse_size(text: &str, token: &str) -> Result<u64, SpecError> {
     if text.starts_with('-') {
         return Err(SpecError::Negative(token.to_owned()));
     }

@@ -1,10 +1,9 @@
 //! `image-maker cache ls | gc | clear | path`.
 
-use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use super::{Cache, GcOptions, GcReport};
-use crate::cli::{CacheCommand, UsageError};
+use crate::cli::{print_stdout, CacheCommand, UsageError};
 use crate::image::rfc3339;
 use crate::spec::{human_size, parse_byte_size};
 use crate::Error;
@@ -12,8 +11,8 @@ use crate::Error;
 pub(crate) fn run(command: &CacheCommand) -> Result<(), Error> {
     let cache = Cache::from_env()?;
     match command {
-        CacheCommand::Path => print(&format!("{}\n", cache.root().display())),
-        CacheCommand::Ls => print(&table(&cache)?),
+        CacheCommand::Path => print_stdout(&format!("{}\n", cache.root().display())),
+        CacheCommand::Ls => print_stdout(&table(&cache)?),
         CacheCommand::Clear => report(&cache.clear()?),
         CacheCommand::Gc { max_size, max_age } => {
             let options = GcOptions {
@@ -68,19 +67,11 @@ fn report(report: &GcReport) -> Result<(), Error> {
         human_size(report.freed),
         human_size(report.remaining)
     );
-    print(&out)
+    print_stdout(&out)
 }
 
 fn short(key: &str) -> &str {
     key.get(..12).unwrap_or(key)
-}
-
-fn print(text: &str) -> Result<(), Error> {
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(Error::io("write to", "stdout"))
 }
 
 /// `30d`, `12h`, `90m`, `3600s`, `2w`.

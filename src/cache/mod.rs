@@ -22,7 +22,6 @@ mod lock;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
 
@@ -167,11 +166,7 @@ impl Cache {
     /// for appending, so concurrent processes do not interleave within a line.
     fn log(&self, line: &str) {
         let path = self.root.join(FORMAT).join("log");
-        let secs = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let text = format!("{secs} {} {line}\n", std::process::id());
+        let text = format!("{} {} {line}\n", entry::now(), std::process::id());
         // The log is for people and tests; a build does not fail over it.
         let _ = fs::OpenOptions::new()
             .create(true)
@@ -252,11 +247,7 @@ pub fn key(request: &BuildRequest) -> String {
         request.platform,
         request.mtime
     ));
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::spec::hex(&hasher.finalize())
 }
 
 /// The name a cache entry's own `index.json` gives its image, and fixtures default to.
@@ -273,6 +264,20 @@ fn remove_stale(tmp: &Path, key: &str) {
     for item in dir.flatten() {
         if item.file_name().to_string_lossy().starts_with(&prefix) {
             let _ = fs::remove_dir_all(item.path());
+        }
+    }
+}
+
+/// Builds through the user's cache ([`Cache::from_env`]), or without one when there is none.
+pub fn build_in_user_cache(
+    request: &BuildRequest,
+    progress: &mut Progress,
+) -> Result<Built, Error> {
+    match Cache::from_env() {
+        Ok(cache) => build(&cache, request, progress),
+        Err(e) => {
+            progress.stage(format!("warning: building without the cache: {e}"));
+            build::build(request, progress)
         }
     }
 }
