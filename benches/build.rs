@@ -8,34 +8,29 @@
 //! `IMAGE_MAKER_BENCH_ROUNDS` change the defaults (`1GB,512MB`, 3 rounds), and
 //! `IMAGE_MAKER_BENCH_DIR` where the data is written (the system temp dir).
 
+mod support;
+
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{median, Settings};
 
 use image_maker::content::FileContent;
-use image_maker::spec::human_size;
 use image_maker::Spec;
 use nix::sys::resource::{getrusage, UsageWho};
 use sha2::{Digest, Sha256};
 
 const CHUNK: usize = 256 * 1024;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let list = std::env::var("IMAGE_MAKER_BENCH_SPEC").unwrap_or_else(|_| "1GB,512MB".into());
-    let rounds: usize = std::env::var("IMAGE_MAKER_BENCH_ROUNDS").map_or(Ok(3), |r| r.parse())?;
-    let spec = Spec::parse(&list)?;
-    let parent =
-        std::env::var_os("IMAGE_MAKER_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
-    let work = tempfile::Builder::new()
-        .prefix("image-maker-bench")
-        .tempdir_in(parent)?;
-    println!(
-        "spec {list} ({}), {rounds} rounds, in {}",
-        human_size(spec.total_size()),
-        work.path().display()
-    );
+fn main() -> support::Result<()> {
+    let Settings {
+        list,
+        spec,
+        rounds,
+        work,
+    } = Settings::from_env("build", "1GB,512MB", 3)?;
 
     // One unrecorded round warms caches; then the order alternates, because a run right
     // after a large deletion pays for the filesystem's cleanup (discard, journal).
@@ -198,9 +193,4 @@ fn docker_answers() -> bool {
 fn settle() {
     nix::unistd::sync();
     std::thread::sleep(Duration::from_millis(500));
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }

@@ -5,35 +5,40 @@
 //! `cargo bench --bench cache` (or `cargo xtask bench cache`); `IMAGE_MAKER_BENCH_ROUNDS`
 //! (default 20) and `IMAGE_MAKER_BENCH_DIR` (where the cache goes; the system temp dir).
 
+mod support;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{median, Settings};
 
 use image_maker::cache::Cache;
 use image_maker::Fixture;
 
 const CHILD: &str = "IMAGE_MAKER_BENCH_CHILD";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let list = std::env::var("IMAGE_MAKER_BENCH_SPEC").unwrap_or_else(|_| "1GB".into());
+fn main() -> support::Result<()> {
     match std::env::var(CHILD).as_deref() {
         Ok("noop") => return Ok(()),
-        Ok(dir) => return child(&list, dir),
+        Ok(dir) => return child(&support::spec_list("1GB"), dir),
         Err(_) => {}
     }
-    let rounds: usize = std::env::var("IMAGE_MAKER_BENCH_ROUNDS").map_or(Ok(20), |r| r.parse())?;
-    let parent =
-        std::env::var_os("IMAGE_MAKER_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
-    let work = tempfile::Builder::new()
-        .prefix("image-maker-bench-cache")
-        .tempdir_in(parent)?;
+    let Settings {
+        list,
+        spec,
+        rounds,
+        work,
+    } = Settings::from_env("cache", "1GB", 20)?;
     let cache = work
         .path()
         .to_str()
         .ok_or("the bench directory is not UTF-8")?;
-    println!("spec {list}, {rounds} rounds, cache in {cache}");
 
     let (cold, _) = spawn(cache)?;
-    println!("cold build into the cache: {:.2} s", cold.as_secs_f64());
+    println!(
+        "cold build of {list} into the cache: {:.2} s ({:.2} GB/s)",
+        cold.as_secs_f64(),
+        spec.total_size() as f64 / cold.as_secs_f64() / 1e9
+    );
     let mut hits = Vec::new();
     let mut hit_processes = Vec::new();
     let mut noop_processes = Vec::new();
@@ -71,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Runs this bench again as a child; returns its wall time and the time it reported.
-fn spawn(mode: &str) -> Result<(Duration, Duration), Box<dyn std::error::Error>> {
+fn spawn(mode: &str) -> support::Result<(Duration, Duration)> {
     let start = Instant::now();
     let out = Command::new(std::env::current_exe()?)
         .env(CHILD, mode)
@@ -88,7 +93,7 @@ fn spawn(mode: &str) -> Result<(Duration, Duration), Box<dyn std::error::Error>>
 }
 
 /// In the child: one `fixture()` call, timed from before the call to the image in hand.
-fn child(list: &str, cache: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn child(list: &str, cache: &str) -> support::Result<()> {
     let start = Instant::now();
     let image = Fixture::new(list).cache(Cache::at(cache)).get()?;
     let elapsed = start.elapsed();
@@ -99,9 +104,4 @@ fn child(list: &str, cache: &str) -> Result<(), Box<dyn std::error::Error>> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }

@@ -7,32 +7,23 @@
 //! `IMAGE_MAKER_BENCH_ROUNDS` change the defaults (`1GB,512MB`, 3 rounds), and
 //! `IMAGE_MAKER_BENCH_DIR` where the layout and the registry's storage go.
 
+mod support;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use image_maker::spec::human_size;
-use image_maker::Spec;
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+use support::{median, Result, Settings};
 
 fn main() -> Result<()> {
-    let list = std::env::var("IMAGE_MAKER_BENCH_SPEC").unwrap_or_else(|_| "1GB,512MB".into());
-    let rounds: usize = std::env::var("IMAGE_MAKER_BENCH_ROUNDS").map_or(Ok(3), |r| r.parse())?;
-    let spec = Spec::parse(&list)?;
-    let parent =
-        std::env::var_os("IMAGE_MAKER_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
-    let work = tempfile::Builder::new()
-        .prefix("image-maker-bench-push")
-        .tempdir_in(parent)?;
+    let Settings {
+        list,
+        spec,
+        rounds,
+        work,
+    } = Settings::from_env("push", "1GB,512MB", 3)?;
     let layout = work.path().join("layout");
-    println!(
-        "spec {list} ({}), {rounds} rounds, in {}",
-        human_size(spec.total_size()),
-        work.path().display()
-    );
     let built = Command::new(env!("CARGO_BIN_EXE_image-maker"))
         .args(["-q", "-s", &list, "-o"])
         .arg(format!("oci:{}", layout.display()))
@@ -174,9 +165,4 @@ impl Drop for Registry {
         let _ = fs::remove_dir_all(self.storage.path());
         nix::unistd::sync();
     }
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }
