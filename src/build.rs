@@ -143,12 +143,14 @@ fn build_once(
     };
     let mut outputs = request.outputs.clone();
     outputs.extend(request.internal.clone());
-    let mut sinks = sink::open(&outputs, request.engine, options)?;
     // A push reads an OCI layout: one is staged in a temporary directory, as the last sink.
     let staging = registry::staging(&request.outputs)?;
-    if let Some(dir) = &staging {
-        sinks.push(sink::staging(&registry::staged_layout(dir))?);
-    }
+    outputs.extend(
+        staging
+            .as_ref()
+            .map(|dir| Output::OciDir(registry::staged_layout(dir))),
+    );
+    let mut sinks = sink::open(&outputs, request.engine, options)?;
     let layers = plan::layers(spec);
     let spec_hash = spec.hash();
     progress.stage(format!(
@@ -188,14 +190,14 @@ fn build_once(
                     path: layout.to_path_buf(),
                     detail: format!("no layer {}", layer.number),
                 })?;
-                let path = blob_path(layout, &expected.digest);
+                let path = layout.join(expected.blob().layout_path());
                 let blob = pipeline::write_layer(&mut sinks, |out| {
                     let mut hashing = HashingWriter::new(out);
                     copy_counted(&path, &mut hashing, &mut tick)?;
                     Ok(hashing.complete().0)
                 })?
                 .map_err(Error::io("read", &path))?;
-                if blob.digest != expected.digest || blob.size != size {
+                if blob != expected.blob() || blob.size != size {
                     return Err(Error::CacheCorrupt {
                         path,
                         detail: format!("its content hashes to {}", blob.digest),
@@ -283,12 +285,6 @@ fn build_once(
         outputs: request.outputs.iter().map(ToString::to_string).collect(),
         pushed,
     })
-}
-
-/// Where a blob lives in an OCI layout.
-pub(crate) fn blob_path(layout: &Path, digest: &str) -> PathBuf {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    layout.join("blobs/sha256").join(hex)
 }
 
 /// Copies a file in chunks, reporting each one to `tick` (progress and interrupts).

@@ -80,27 +80,11 @@ impl MockImage {
         Ok(())
     }
 
-    /// Whether the engine's image under this reference is this image (docker shows the
-    /// config digest as the ID; with the containerd store, the manifest digest; podman
-    /// drops the `sha256:`).
+    /// Whether the engine's image under this reference is this image: docker shows the
+    /// config digest as the ID, or with the containerd store the manifest digest.
     fn loaded_in(&self, engine: &Engine) -> bool {
-        let Ok(out) = engine
-            .cmd(["image", "inspect", "--format", "{{.Id}}", &self.reference])
-            .stdin_null()
-            .stdout_capture()
-            .stderr_null()
-            .unchecked()
-            .run()
-        else {
-            return false;
-        };
-        let id = String::from_utf8_lossy(&out.stdout);
-        let id = id.trim().trim_start_matches("sha256:");
-        out.status.success()
-            && !id.is_empty()
-            && [self.config_digest(), self.digest()]
-                .iter()
-                .any(|d| d.trim_start_matches("sha256:") == id)
+        crate::dockerfile::inspect::inspect(engine, &self.reference)
+            .is_ok_and(|image| image.id == self.config_digest() || image.id == self.digest())
     }
 }
 

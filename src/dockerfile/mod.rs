@@ -6,7 +6,7 @@
 //! `<engine> save`, so they hold the engine's own layer tars and config.
 
 mod context;
-mod inspect;
+pub(crate) mod inspect;
 mod run;
 mod save;
 

@@ -206,12 +206,6 @@ pub(crate) fn open(
         .collect()
 }
 
-/// An OCI layout at `dest` (inside a temporary directory) for a registry push to read.
-pub(crate) fn staging(dest: &Path) -> Result<Box<dyn Sink>, Error> {
-    let output = Output::OciDir(dest.to_path_buf());
-    Ok(Box::new(oci_dir::OciDir::create(dest, &output)?))
-}
-
 /// Where a temporary sibling of `dest` goes; the parent must exist already.
 fn parent_dir(dest: &Path, output: &Output) -> Result<PathBuf, Error> {
     let parent = match dest.parent() {
