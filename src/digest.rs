@@ -2,10 +2,8 @@
 
 use std::io::{self, Write};
 
-use oci_spec::image::{Descriptor, MediaType};
 use sha2::{Digest as _, Sha256};
 
-use crate::image::MetadataError;
 use crate::spec::hex;
 
 /// Hashes and counts every byte written, passing them on to `inner`.
@@ -73,10 +71,5 @@ impl Blob {
     /// `blobs/sha256/<hex>`, the blob's path in an OCI layout.
     pub fn layout_path(&self) -> String {
         format!("blobs/sha256/{}", self.hex())
-    }
-
-    pub fn descriptor(&self, media_type: MediaType) -> Result<Descriptor, MetadataError> {
-        let digest = self.digest.parse::<oci_spec::image::Digest>()?;
-        Ok(Descriptor::new(media_type, self.size, digest))
     }
 }

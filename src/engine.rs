@@ -3,11 +3,7 @@
 //! Engines run through their own CLIs, so `DOCKER_HOST`, `docker context` and podman's
 //! configuration apply exactly as they do in the user's shell.
 
-use std::ffi::OsString;
 use std::fmt;
-use std::path::{Path, PathBuf};
-
-use crate::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EngineKind {
@@ -63,6 +59,7 @@ impl EngineKind {
     }
 
     /// Arguments of a cheap command that fails unless the engine can take work.
+    #[cfg(feature = "engine")]
     fn probe_args(self) -> &'static [&'static str] {
         match self {
             Self::Docker => &["version", "--format", "{{.Server.Version}}"],
@@ -96,104 +93,121 @@ impl std::str::FromStr for EngineKind {
     }
 }
 
-/// An engine that answered.
-#[derive(Debug, Clone)]
-pub struct Engine {
-    pub kind: EngineKind,
-    pub program: PathBuf,
-}
+#[cfg(feature = "engine")]
+pub(crate) use running::last_line;
+#[cfg(feature = "engine")]
+pub use running::{detect, detect_builder, Engine};
 
-impl Engine {
-    /// A `duct` expression running the engine's CLI with `args`.
-    pub fn cmd<I, S>(&self, args: I) -> duct::Expression
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<OsString>,
-    {
-        duct::cmd(&self.program, args)
+/// Finding and running an engine's CLI.
+#[cfg(feature = "engine")]
+mod running {
+    use std::ffi::OsString;
+    use std::path::{Path, PathBuf};
+
+    use super::EngineKind;
+    use crate::Error;
+
+    /// An engine that answered.
+    #[derive(Debug, Clone)]
+    pub struct Engine {
+        pub kind: EngineKind,
+        pub program: PathBuf,
     }
-}
 
-/// The engine to `load` an image into: `preferred`, or the first engine in the platform's
-/// order that answers.
-pub fn detect(preferred: Option<EngineKind>) -> Result<Engine, Error> {
-    if let Some(kind) = preferred.filter(|k| !k.can_load()) {
-        return Err(Error::CannotLoad {
-            engine: kind.name(),
-        });
-    }
-    detect_in(preferred, &EngineKind::load_order())
-}
-
-/// The engine to run `build` with: `preferred`, or the first in the platform's order that
-/// answers.
-pub fn detect_builder(preferred: Option<EngineKind>) -> Result<Engine, Error> {
-    detect_in(preferred, &EngineKind::build_order())
-}
-
-fn detect_in(preferred: Option<EngineKind>, order: &[EngineKind]) -> Result<Engine, Error> {
-    if let Some(kind) = preferred {
-        return probe(kind);
-    }
-    let mut tried = Vec::new();
-    for &kind in order {
-        match probe(kind) {
-            Ok(engine) => return Ok(engine),
-            Err(Error::EngineMissing { .. }) => tried.push(format!("{kind}: not installed")),
-            Err(Error::EngineUnreachable { detail, .. }) => tried.push(format!("{kind}: {detail}")),
-            Err(e) => return Err(e),
+    impl Engine {
+        /// A `duct` expression running the engine's CLI with `args`.
+        pub fn cmd<I, S>(&self, args: I) -> duct::Expression
+        where
+            I: IntoIterator<Item = S>,
+            S: Into<OsString>,
+        {
+            duct::cmd(&self.program, args)
         }
     }
-    Err(Error::NoEngine {
-        tried: tried.join("; "),
-    })
-}
 
-fn probe(kind: EngineKind) -> Result<Engine, Error> {
-    let program = find_on_path(kind.name()).ok_or(Error::EngineMissing {
-        engine: kind.name(),
-    })?;
-    let out = duct::cmd(&program, kind.probe_args())
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .map_err(|e| Error::EngineUnreachable {
-            engine: kind.name(),
-            detail: e.to_string(),
-        })?;
-    if out.status.success() {
-        Ok(Engine { kind, program })
-    } else {
-        Err(Error::EngineUnreachable {
-            engine: kind.name(),
-            detail: last_line(&out.stderr),
+    /// The engine to `load` an image into: `preferred`, or the first engine in the platform's
+    /// order that answers.
+    pub fn detect(preferred: Option<EngineKind>) -> Result<Engine, Error> {
+        if let Some(kind) = preferred.filter(|k| !k.can_load()) {
+            return Err(Error::CannotLoad {
+                engine: kind.name(),
+            });
+        }
+        detect_in(preferred, &EngineKind::load_order())
+    }
+
+    /// The engine to run `build` with: `preferred`, or the first in the platform's order that
+    /// answers.
+    pub fn detect_builder(preferred: Option<EngineKind>) -> Result<Engine, Error> {
+        detect_in(preferred, &EngineKind::build_order())
+    }
+
+    fn detect_in(preferred: Option<EngineKind>, order: &[EngineKind]) -> Result<Engine, Error> {
+        if let Some(kind) = preferred {
+            return probe(kind);
+        }
+        let mut tried = Vec::new();
+        for &kind in order {
+            match probe(kind) {
+                Ok(engine) => return Ok(engine),
+                Err(Error::EngineMissing { .. }) => tried.push(format!("{kind}: not installed")),
+                Err(Error::EngineUnreachable { detail, .. }) => {
+                    tried.push(format!("{kind}: {detail}"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::NoEngine {
+            tried: tried.join("; "),
         })
     }
-}
 
-/// The last non-empty line of an engine's output: where CLIs put the actual error.
-pub(crate) fn last_line(output: &[u8]) -> String {
-    String::from_utf8_lossy(output)
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("no output")
-        .to_owned()
-}
+    fn probe(kind: EngineKind) -> Result<Engine, Error> {
+        let program = find_on_path(kind.name()).ok_or(Error::EngineMissing {
+            engine: kind.name(),
+        })?;
+        let out = duct::cmd(&program, kind.probe_args())
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .map_err(|e| Error::EngineUnreachable {
+                engine: kind.name(),
+                detail: e.to_string(),
+            })?;
+        if out.status.success() {
+            Ok(Engine { kind, program })
+        } else {
+            Err(Error::EngineUnreachable {
+                engine: kind.name(),
+                detail: last_line(&out.stderr),
+            })
+        }
+    }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-}
+    /// The last non-empty line of an engine's output: where CLIs put the actual error.
+    pub(crate) fn last_line(output: &[u8]) -> String {
+        String::from_utf8_lossy(output)
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("no output")
+            .to_owned()
+    }
 
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    fn find_on_path(name: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| is_executable(p))
+    }
+
+    fn is_executable(path: &Path) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        path.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    }
 }

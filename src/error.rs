@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::image::MetadataError;
 use crate::platform::PlatformError;
 use crate::reference::ReferenceError;
-use crate::sink::OutputError;
+use crate::request::OutputError;
 use crate::spec::SpecError;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,9 +21,15 @@ pub enum Error {
     #[error(transparent)]
     Output(#[from] OutputError),
     #[error(transparent)]
-    Usage(#[from] crate::cli::UsageError),
+    Usage(#[from] UsageError),
+    #[cfg(feature = "registry")]
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    #[error("{what} needs image-maker's `{feature}` feature, which this build leaves out")]
+    FeatureDisabled {
+        feature: &'static str,
+        what: &'static str,
+    },
     #[error("cannot {action} `{}`: {source}", path.display())]
     Io {
         action: &'static str,
@@ -101,11 +107,15 @@ impl Error {
             Self::Reference(e) => e.hint().map(str::to_owned),
             Self::Platform(e) => Some(e.hint().to_owned()),
             Self::Output(e) => Some(e.hint().to_owned()),
+            #[cfg(feature = "registry")]
             Self::Registry(e) => e.hint(),
-            Self::Usage(crate::cli::UsageError::Duration(_)) => {
+            Self::FeatureDisabled { feature, .. } => Some(format!(
+                "enable it: `image-maker = {{ version = \"0.1\", features = [\"{feature}\"] }}`"
+            )),
+            Self::Usage(UsageError::Duration(_)) => {
                 Some("a duration is a whole number and a unit: s, m, h, d or w, e.g. `30d`".into())
             }
-            Self::Usage(crate::cli::UsageError::Engine(_)) => {
+            Self::Usage(UsageError::Engine(_)) => {
                 Some("engines are `docker`, `podman`, `finch`, `nerdctl` and `buildah`".into())
             }
             Self::Usage(e) => e.hint().map(str::to_owned),
@@ -159,10 +169,34 @@ impl Error {
             | Self::Output(_)
             | Self::Usage(_)
             | Self::CannotLoad { .. }
-            | Self::DuplicateOutput(_) => 2,
+            | Self::DuplicateOutput(_)
+            | Self::FeatureDisabled { .. } => 2,
             Self::Interrupted { exit_code } => *exit_code,
+            #[cfg(feature = "registry")]
             Self::Registry(e) => e.exit_code(),
             _ => 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+/// A request that cannot be carried out as given: bad usage, exit code 2.
+pub enum UsageError {
+    #[error("SOURCE_DATE_EPOCH `{0}` is not a whole number of seconds from 1970 to 9999")]
+    SourceDateEpoch(String),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::UnknownEngine),
+    #[error("`{0}` is an option of the dockerfile builder")]
+    DockerfileOnly(&'static str),
+    #[error("`{0}` is not a duration")]
+    Duration(String),
+}
+
+impl UsageError {
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
+            _ => None,
         }
     }
 }

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use crate::cache::{self, Cache, Cached};
+#[cfg(feature = "engine")]
 use crate::engine::{self, Engine, EngineKind};
 use crate::image::LayerInfo;
-use crate::{BuildRequest, Error, Output, Platform, Progress, Reference, Spec};
+#[cfg(feature = "engine")]
+use crate::Output;
+use crate::{BuildRequest, Error, Platform, Progress, Reference, Spec};
 
 /// One slot per cache entry, so a process asks the disk once per spec; a slot's own lock
 /// makes concurrent tests wait for the first one's build instead of starting their own.
@@ -66,6 +69,7 @@ impl MockImage {
 
     /// Loads the image into `engine` under [`reference`](Self::reference), unless the engine
     /// has it already. The engine is found as the CLI finds it (`DOCKER_HOST`, contexts).
+    #[cfg(feature = "engine")]
     pub fn load(&self, engine: EngineKind) -> Result<(), Error> {
         let engine = engine::detect(Some(engine))?;
         if self.loaded_in(&engine) {
@@ -82,8 +86,9 @@ impl MockImage {
 
     /// Whether the engine's image under this reference is this image: docker shows the
     /// config digest as the ID, or with the containerd store the manifest digest.
+    #[cfg(feature = "engine")]
     fn loaded_in(&self, engine: &Engine) -> bool {
-        crate::dockerfile::inspect::inspect(engine, &self.reference)
+        crate::build::dockerfile::inspect::inspect(engine, &self.reference)
             .is_ok_and(|image| image.id == self.config_digest() || image.id == self.digest())
     }
 }

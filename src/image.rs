@@ -2,7 +2,7 @@
 //! canonically (sorted keys, no whitespace) so their digests depend on the spec alone.
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
+    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
     ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
 };
 use serde::Serialize;
@@ -128,18 +128,12 @@ pub fn with_config(config: Vec<u8>, layers: &[LayerInfo]) -> Result<Metadata, Me
     let config_blob = Blob::of(&config);
     let layer_descriptors = layers
         .iter()
-        .map(|l| {
-            Blob {
-                digest: l.digest.clone(),
-                size: l.size,
-            }
-            .descriptor(MediaType::ImageLayer)
-        })
+        .map(|l| descriptor(&l.blob(), MediaType::ImageLayer))
         .collect::<Result<Vec<_>, _>>()?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(config_blob.descriptor(MediaType::ImageConfig)?)
+        .config(descriptor(&config_blob, MediaType::ImageConfig)?)
         .layers(layer_descriptors)
         .build()?;
     let manifest = canonical_json(&manifest)?;
@@ -151,13 +145,19 @@ pub fn with_config(config: Vec<u8>, layers: &[LayerInfo]) -> Result<Metadata, Me
     })
 }
 
+/// The OCI descriptor of `blob`.
+fn descriptor(blob: &Blob, media_type: MediaType) -> Result<Descriptor, MetadataError> {
+    let digest = blob.digest.parse::<oci_spec::image::Digest>()?;
+    Ok(Descriptor::new(media_type, blob.size, digest))
+}
+
 /// `index.json` naming the manifest by tag, as `skopeo oci:DIR:TAG` and `umoci` look it up.
 pub fn index(
     manifest: &Blob,
     reference: &Reference,
     platform: &Platform,
 ) -> Result<Vec<u8>, MetadataError> {
-    let mut descriptor = manifest.descriptor(MediaType::ImageManifest)?;
+    let mut descriptor = descriptor(manifest, MediaType::ImageManifest)?;
     let mut oci_platform = PlatformBuilder::default()
         .architecture(Arch::from(platform.architecture.as_str()))
         .os(Os::from(platform.os.as_str()));

@@ -10,38 +10,52 @@
 //! println!("{} {}", built.reference, built.digest);
 //! # Ok::<(), image_maker::Error>(())
 //! ```
+//!
+//! Test fixtures need only the default-less crate: `#[mock_image]`, [`Fixture`],
+//! [`MockImage`], the native builder and the cache. Cargo features add the rest:
+//! `engine` (loading into docker or podman, the dockerfile builder), `registry` (pushes),
+//! and `cli` (the `image-maker` command, which needs both).
+//!
+//! Modules, from the bottom up: [`spec`] (the grammar) → plan → [`content`] → layer →
+//! image → sinks; the builders ([`build`]) beneath the [`cache`], the [`fixture`]s and the
+//! command line on top. Nothing imports upward.
 
 pub mod build;
 pub mod cache;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod content;
 pub mod digest;
-pub mod dockerfile;
 pub mod engine;
 mod error;
-mod fixture;
-pub mod image;
+pub mod fixture;
+pub(crate) mod image;
 pub mod interrupt;
-pub mod layer;
-mod pipeline;
+pub(crate) mod layer;
+pub(crate) mod pipeline;
 pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod reference;
+#[cfg(feature = "registry")]
 pub mod registry;
-pub mod sink;
+pub mod request;
+pub(crate) mod sink;
 pub mod spec;
 
-pub use build::{build, BuildRequest, Built};
-pub use engine::{Engine, EngineKind};
-pub use error::Error;
+pub use build::build;
+pub use cache::Cache;
+#[cfg(feature = "engine")]
+pub use engine::Engine;
+pub use engine::EngineKind;
+pub use error::{Error, UsageError};
 pub use fixture::{__private, fixture, Fixture, MockImage};
-pub use image::LayerInfo;
+pub use image::{LayerInfo, SPEC_LABEL};
 /// `#[mock_image(layers = "1GB,512MB")] fn t(img: MockImage) { … }`: a test that receives
 /// a mock image, built once per spec and shared through the cache.
 pub use image_maker_macros::mock_image;
 pub use platform::Platform;
 pub use progress::Progress;
 pub use reference::Reference;
-pub use sink::Output;
+pub use request::{BuildRequest, Builder, Built, Output, OutputError, PushOptions, Pushed};
 pub use spec::{LayerSpec, Spec};

@@ -2,7 +2,26 @@
 
 use std::io::{IsTerminal, Write};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+#[cfg(feature = "cli")]
+use indicatif::ProgressBar;
+
+/// Without the `cli` feature there are no bars: a library user sees stage lines only.
+#[cfg(not(feature = "cli"))]
+#[derive(Debug, Clone)]
+enum ProgressBar {}
+
+#[cfg(not(feature = "cli"))]
+impl ProgressBar {
+    fn println(&self, _: &str) {
+        match *self {}
+    }
+    fn inc(&self, _: u64) {
+        match *self {}
+    }
+    fn finish_and_clear(&self) {
+        match *self {}
+    }
+}
 
 /// How much to tell the user. Library calls default to silence.
 #[derive(Debug, Default)]
@@ -46,14 +65,20 @@ impl Progress {
         if !self.bars_enabled {
             return;
         }
-        let style = ProgressStyle::with_template(
-            "{bar:40} {bytes:>10}/{total_bytes} {bytes_per_sec:>12} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("█▉▊▋▌▍▎▏ ");
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-            .with_style(style);
-        self.bar = Some(bar);
+        #[cfg(feature = "cli")]
+        {
+            use indicatif::{ProgressDrawTarget, ProgressStyle};
+            let style = ProgressStyle::with_template(
+                "{bar:40} {bytes:>10}/{total_bytes} {bytes_per_sec:>12} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("█▉▊▋▌▍▎▏ ");
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+                .with_style(style);
+            self.bar = Some(bar);
+        }
+        #[cfg(not(feature = "cli"))]
+        let _ = total;
     }
 
     pub fn inc(&self, bytes: u64) {

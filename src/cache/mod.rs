@@ -14,7 +14,6 @@
 //! KEY is the SHA-256 of the format version, the spec's canonical form, the platform and the
 //! mtime: everything the image's digest depends on. The reference is not part of it.
 
-pub(crate) mod cli;
 mod entry;
 mod gc;
 mod lock;
@@ -30,11 +29,10 @@ pub use gc::{GcOptions, GcReport, Listed};
 pub(crate) use lock::KeyLock;
 
 use crate::build::{self, Source};
-use crate::cli::Builder;
+use crate::interrupt;
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::sink::Output;
-use crate::{interrupt, registry};
+use crate::request::{Builder, Output};
 use crate::{BuildRequest, Built, Error};
 
 /// The directory under the root that holds this format's entries; a format change starts a
@@ -321,7 +319,7 @@ fn push_and_export(
     cache_only.outputs.clear();
     let (cached, _) = cache.acquire(&cache_only, progress)?;
     interrupt::check()?;
-    let pushed = registry::push_request(&cached.dir, request, progress)
+    let pushed = crate::build::staging::push(&cached.dir, request, progress)
         .map_err(|e| interrupt::check().err().unwrap_or(e))?;
     let mut built = if others.outputs.is_empty() {
         cached.built(&request.reference, &[])

@@ -15,60 +15,13 @@ mod upload;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-
+pub use crate::request::{PushOptions, Pushed};
 pub use error::RegistryError;
 
 use crate::spec::human_size;
 use crate::{interrupt, Error, Progress, Reference};
 use client::Session;
 use upload::{Failure, Outcome};
-
-/// How to push.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushOptions {
-    /// Upload blobs in PATCH chunks of this many bytes; `None` is one streaming PUT.
-    pub chunk_size: Option<u64>,
-    /// A repository on the same registry to mount blobs from.
-    pub mount_from: Option<String>,
-    /// Plain HTTP for a registry that is not on loopback.
-    pub insecure: bool,
-    /// Retries of a step after a connection error or a 5xx/429 answer.
-    pub retries: u32,
-    /// The first wait before a retry; it doubles each time.
-    pub backoff: Duration,
-    /// How long a request may wait for the registry to answer.
-    pub timeout: Duration,
-    /// Say what each step did.
-    pub verbose: bool,
-}
-
-impl Default for PushOptions {
-    fn default() -> Self {
-        Self {
-            chunk_size: None,
-            mount_from: None,
-            insecure: false,
-            retries: 4,
-            backoff: Duration::from_millis(500),
-            timeout: Duration::from_secs(120),
-            verbose: false,
-        }
-    }
-}
-
-/// A pushed image, as `--json` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Pushed {
-    /// The fully qualified reference, `host/path:tag` (`docker.io/library/…` without a host).
-    pub reference: String,
-    /// The manifest digest: `reference@digest` pulls exactly this image.
-    pub digest: String,
-    /// Blobs sent, mounted from `--mount-from`, and already in the repository.
-    pub uploaded: usize,
-    pub mounted: usize,
-    pub skipped: usize,
-}
 
 /// What `image-maker push` reads: `oci:DIR` or `oci:DIR:TAG`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,38 +61,6 @@ impl PushSource {
             tag: tag.map(str::to_owned),
         })
     }
-}
-
-/// A temporary directory to stage the OCI layout a push reads, when `outputs` include a
-/// registry; see [`staged_layout`].
-pub(crate) fn staging(outputs: &[crate::sink::Output]) -> Result<Option<tempfile::TempDir>, Error> {
-    if !outputs.contains(&crate::sink::Output::Registry) {
-        return Ok(None);
-    }
-    tempfile::Builder::new()
-        .prefix("image-maker-push-")
-        .tempdir()
-        .map(Some)
-        .map_err(Error::io(
-            "create a temporary directory in",
-            std::env::temp_dir(),
-        ))
-}
-
-/// Where in a [`staging`] directory the layout goes.
-pub(crate) fn staged_layout(staging: &tempfile::TempDir) -> PathBuf {
-    staging.path().join("layout")
-}
-
-/// Pushes the only image of `layout` as `request.reference`, with `request`'s options.
-pub(crate) fn push_request(
-    layout: &Path,
-    request: &crate::BuildRequest,
-    progress: &mut Progress,
-) -> Result<Pushed, Error> {
-    let pushed = push(layout, None, &request.reference, &request.push, progress)?;
-    progress.stage(format!("pushed {}@{}", pushed.reference, pushed.digest));
-    Ok(pushed)
 }
 
 /// Pushes the image of the OCI layout at `layout` (the manifest tagged `tag`, or its only

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 use tempfile::NamedTempFile;
 
-use super::{parent_dir, taken, temp_prefix, Committed, Finished, Output, Sink};
+use super::{parent_dir, taken, temp_prefix, Committed, Finished, Sink};
 use crate::digest::Blob;
 use crate::image::{self, OCI_LAYOUT};
 use crate::layer::{header, TarOptions, TarWriter};
+use crate::request::Output;
 use crate::Error;
 
 /// The archive's metadata files, to follow the layer blobs: config and manifest blobs,

@@ -3,116 +3,21 @@
 //! that is removed when the sink is dropped.
 
 mod archive;
+#[cfg(feature = "engine")]
 mod engine_load;
 mod oci_dir;
 mod place;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Blob;
-use crate::engine::{self, EngineKind};
+use crate::engine::EngineKind;
 use crate::image::Metadata;
 use crate::layer::TarOptions;
 use crate::platform::Platform;
 use crate::reference::Reference;
+use crate::request::Output;
 use crate::Error;
-
-/// An `--output` destination.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Output {
-    /// Load into a container engine (`docker load`).
-    Engine,
-    /// An OCI image layout directory.
-    OciDir(PathBuf),
-    /// An OCI archive that `docker load` accepts too.
-    OciArchive(PathBuf),
-    /// Push to the registry named in the image reference.
-    Registry,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OutputError {
-    #[error("unknown output `{0}`")]
-    Unknown(String),
-    #[error("output `{0}` has no path")]
-    NoPath(String),
-    #[error("output `{0}` names no file or directory")]
-    NoName(String),
-    #[error("output `{0}` has a `:` in its path")]
-    Colon(String),
-}
-
-impl OutputError {
-    pub fn hint(&self) -> &'static str {
-        "outputs are `engine`, `registry`, `oci:DIR` and `oci-archive:FILE`"
-    }
-}
-
-impl Output {
-    pub fn parse(input: &str) -> Result<Self, OutputError> {
-        let path = |p: &str| {
-            let path = PathBuf::from(p);
-            if p.is_empty() {
-                Err(OutputError::NoPath(input.to_owned()))
-            } else if p.contains(':') {
-                // skopeo's `oci:DIR:TAG`; a directory named `DIR:TAG` is never what was meant.
-                Err(OutputError::Colon(input.to_owned()))
-            } else if path.file_name().is_none() {
-                Err(OutputError::NoName(input.to_owned()))
-            } else {
-                Ok(path)
-            }
-        };
-        match input.split_once(':') {
-            None if input == "engine" => Ok(Self::Engine),
-            None if input == "registry" => Ok(Self::Registry),
-            Some(("oci", p)) => path(p).map(Self::OciDir),
-            Some(("oci-archive", p)) => path(p).map(Self::OciArchive),
-            _ => Err(OutputError::Unknown(input.to_owned())),
-        }
-    }
-}
-
-impl Output {
-    /// The absolute, lexically normalised path a file output ends at.
-    fn place(&self) -> Option<PathBuf> {
-        let path = match self {
-            Self::Engine | Self::Registry => return None,
-            Self::OciDir(p) | Self::OciArchive(p) => p,
-        };
-        let absolute = std::env::current_dir().unwrap_or_default().join(path);
-        let mut normal = PathBuf::new();
-        for part in absolute.components() {
-            match part {
-                std::path::Component::CurDir => {}
-                std::path::Component::ParentDir => {
-                    normal.pop();
-                }
-                other => normal.push(other),
-            }
-        }
-        Some(normal)
-    }
-}
-
-impl fmt::Display for Output {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Engine => f.write_str("engine"),
-            Self::Registry => f.write_str("registry"),
-            Self::OciDir(p) => write!(f, "oci:{}", p.display()),
-            Self::OciArchive(p) => write!(f, "oci-archive:{}", p.display()),
-        }
-    }
-}
-
-impl std::str::FromStr for Output {
-    type Err = OutputError;
-    fn from_str(s: &str) -> Result<Self, OutputError> {
-        Self::parse(s)
-    }
-}
 
 /// Everything but the layer bytes, once the layers are done.
 #[derive(Debug)]
@@ -191,10 +96,19 @@ pub(crate) fn open(
         .into_iter()
         .map(|output| -> Result<Box<dyn Sink>, Error> {
             Ok(match output {
+                #[cfg(feature = "engine")]
                 Output::Engine => Box::new(engine_load::EngineLoad::start(
-                    engine::detect(engine)?,
+                    crate::engine::detect(engine)?,
                     options,
                 )?),
+                #[cfg(not(feature = "engine"))]
+                Output::Engine => {
+                    let _ = engine;
+                    return Err(Error::FeatureDisabled {
+                        feature: "engine",
+                        what: "`--output engine`",
+                    });
+                }
                 Output::OciDir(path) => Box::new(oci_dir::OciDir::create(path, output)?),
                 Output::OciArchive(path) => {
                     Box::new(archive::OciArchive::create(path, output, options)?)
@@ -237,56 +151,4 @@ fn temp_prefix(dest: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
     format!(".{name}.image-maker-")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_outputs() {
-        assert_eq!(Output::parse("engine"), Ok(Output::Engine));
-        assert_eq!(
-            Output::parse("oci:out/x"),
-            Ok(Output::OciDir("out/x".into()))
-        );
-        assert_eq!(
-            Output::parse("oci-archive:a.tar"),
-            Ok(Output::OciArchive("a.tar".into()))
-        );
-        assert_eq!(
-            Output::parse("oci:"),
-            Err(OutputError::NoPath("oci:".into()))
-        );
-        assert_eq!(
-            Output::parse("docker"),
-            Err(OutputError::Unknown("docker".into()))
-        );
-        assert_eq!(
-            Output::parse("zip:x"),
-            Err(OutputError::Unknown("zip:x".into()))
-        );
-        assert_eq!(Output::parse("registry"), Ok(Output::Registry));
-        assert_eq!(
-            Output::parse("oci:dir:tag"),
-            Err(OutputError::Colon("oci:dir:tag".into()))
-        );
-        assert_eq!(
-            Output::parse("oci:.."),
-            Err(OutputError::NoName("oci:..".into()))
-        );
-        assert_eq!(
-            Output::parse("oci-archive:/"),
-            Err(OutputError::NoName("oci-archive:/".into()))
-        );
-    }
-
-    #[test]
-    fn the_same_place_is_caught_across_spellings() {
-        let place = |s: &str| Output::parse(s).expect("valid").place();
-        assert_eq!(place("oci:out"), place("oci-archive:./out/"));
-        assert_eq!(place("oci:a/../out"), place("oci:out"));
-        assert_ne!(place("oci:out"), place("oci:out2"));
-        assert_eq!(place("engine"), None);
-    }
 }

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use super::{parent_dir, taken, temp_prefix, Committed, Finished, Output, Sink};
+use super::{parent_dir, taken, temp_prefix, Committed, Finished, Sink};
 use crate::digest::Blob;
 use crate::image::{self, OCI_LAYOUT};
+use crate::request::Output;
 use crate::Error;
 
 pub(crate) struct OciDir {

@@ -17,13 +17,14 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use crate::build::{BuildRequest, Built};
+use super::staging;
 use crate::engine::{self, Engine, EngineKind};
 use crate::image::LayerInfo;
 use crate::layer::TarOptions;
 use crate::plan;
 use crate::progress::Progress;
-use crate::sink::{self, Output};
+use crate::request::{BuildRequest, Built, Output};
+use crate::sink;
 use crate::spec::{human_size, Spec};
 use crate::Error;
 
@@ -46,9 +47,9 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
         .cloned()
         .collect();
     // A push reads an OCI layout: the saved image is staged as one, then pushed.
-    let staging = crate::registry::staging(&request.outputs)?;
+    let staging = staging::staging(&request.outputs)?;
     if let Some(dir) = &staging {
-        files.push(Output::OciDir(crate::registry::staged_layout(dir)));
+        files.push(Output::OciDir(staging::layout(dir)));
     }
     // Checked before any data is written: the engine answers, the outputs can be placed.
     let engine = engine::detect_builder(request.engine)?;
@@ -72,8 +73,8 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
     dir.finish(progress);
     let mut built = built?;
     if let Some(staging) = staging {
-        let layout = crate::registry::staged_layout(&staging);
-        built.pushed = Some(crate::registry::push_request(&layout, request, progress)?);
+        let layout = staging::layout(&staging);
+        built.pushed = Some(staging::push(&layout, request, progress)?);
     }
     Ok(built)
 }

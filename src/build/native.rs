@@ -1,112 +1,17 @@
 //! The native builder: plan → content → layer → image → sinks, in one pass over the data.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Serialize;
-
-use crate::cli::Builder;
+use crate::build::staging;
 use crate::digest::HashingWriter;
 use crate::image::{self, LayerInfo};
 use crate::layer::{self, TarOptions};
-use crate::platform::Platform;
 use crate::progress::Progress;
-use crate::reference::Reference;
-use crate::registry::{self, PushOptions, Pushed};
-use crate::sink::{self, Finished, Output};
-use crate::spec::{human_size, Spec};
-use crate::{interrupt, pipeline, plan, EngineKind, Error};
-
-/// What to build and where to put it.
-#[derive(Debug, Clone)]
-pub struct BuildRequest {
-    pub spec: Spec,
-    pub reference: Reference,
-    pub platform: Platform,
-    /// Modification time of every tar entry and the config's `created`, in seconds.
-    pub mtime: u64,
-    pub outputs: Vec<Output>,
-    /// The engine for `Output::Engine`; detected when `None`.
-    pub engine: Option<EngineKind>,
-    pub builder: Builder,
-    /// Dockerfile builder: keep the build directory instead of removing it.
-    pub keep: bool,
-    /// Dockerfile builder: where to make the build directory (the system temp dir if `None`).
-    pub build_dir: Option<PathBuf>,
-    /// Dockerfile builder: show the engine's output as it runs.
-    pub verbose: bool,
-    /// One more output the library writes for itself (the cache's copy), not reported.
-    pub(crate) internal: Option<Output>,
-    /// How `Output::Registry` pushes.
-    pub push: PushOptions,
-}
-
-impl BuildRequest {
-    /// Linux/amd64, mtime 0, no outputs: add them with `output`.
-    pub fn new(spec: Spec, reference: Reference) -> Self {
-        Self {
-            spec,
-            reference,
-            platform: Platform::default(),
-            mtime: 0,
-            outputs: Vec::new(),
-            engine: None,
-            builder: Builder::Native,
-            keep: false,
-            build_dir: None,
-            verbose: false,
-            internal: None,
-            push: PushOptions::default(),
-        }
-    }
-
-    pub fn output(mut self, output: Output) -> Self {
-        self.outputs.push(output);
-        self
-    }
-
-    pub fn platform(mut self, platform: Platform) -> Self {
-        self.platform = platform;
-        self
-    }
-
-    pub fn mtime(mut self, mtime: u64) -> Self {
-        self.mtime = mtime;
-        self
-    }
-}
-
-/// A finished image, as `--json` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Built {
-    /// `name:tag`.
-    pub reference: String,
-    /// The spec in canonical form, as the image's `dev.image-maker.spec` label has it.
-    pub spec: String,
-    /// Digest of the manifest; empty (and left out of `--json`) when the image exists only
-    /// in an engine that stores no manifest (a dockerfile build with `--output engine` alone).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub digest: String,
-    /// Digest of the config; `docker images` shows its first 12 hex digits as the image ID.
-    pub config_digest: String,
-    pub platform: String,
-    pub layers: Vec<LayerInfo>,
-    /// Where the image went, in `--output` syntax, in the order given.
-    pub outputs: Vec<String>,
-    /// The pushed reference and digest, for `--output registry`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pushed: Option<Pushed>,
-}
-
-/// Builds the image once, streaming every layer to all outputs at the same time.
-pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
-    match request.builder {
-        Builder::Native => deliver(request, &Source::Generate, progress),
-        // A signal may surface first as the engine's failure: the signal is the cause.
-        Builder::Dockerfile => crate::dockerfile::build(request, progress)
-            .map_err(|e| interrupt::check().err().unwrap_or(e)),
-    }
-}
+use crate::request::{BuildRequest, Built, Output};
+use crate::sink::{self, Finished};
+use crate::spec::human_size;
+use crate::{interrupt, pipeline, plan, Error};
 
 /// Where the layer bytes come from.
 #[derive(Debug, Clone, Copy)]
@@ -144,11 +49,11 @@ fn build_once(
     let mut outputs = request.outputs.clone();
     outputs.extend(request.internal.clone());
     // A push reads an OCI layout: one is staged in a temporary directory, as the last sink.
-    let staging = registry::staging(&request.outputs)?;
+    let staging = staging::staging(&request.outputs)?;
     outputs.extend(
         staging
             .as_ref()
-            .map(|dir| Output::OciDir(registry::staged_layout(dir))),
+            .map(|dir| Output::OciDir(staging::layout(dir))),
     );
     let mut sinks = sink::open(&outputs, request.engine, options)?;
     let layers = plan::layers(spec);
@@ -242,11 +147,7 @@ fn build_once(
         (Some(dir), Some(layout)) => {
             let _placed = layout.commit()?;
             interrupt::check()?;
-            Some(registry::push_request(
-                &registry::staged_layout(dir),
-                request,
-                progress,
-            )?)
+            Some(staging::push(&staging::layout(dir), request, progress)?)
         }
         (None, Some(last)) => {
             sinks.push(last);

@@ -2,8 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{Cache, GcOptions, GcReport};
-use crate::cli::{print_stdout, CacheCommand, UsageError};
+use super::{print_stdout, CacheCommand};
+use crate::cache::{Cache, GcOptions, GcReport};
+use crate::error::UsageError;
 use crate::image::rfc3339;
 use crate::spec::{human_size, parse_byte_size};
 use crate::Error;

@@ -1,12 +1,17 @@
-//! The command line: one argument struct, shared with `cargo xtask mock-image`.
+//! The command line: one argument struct, shared with `cargo xtask mock-image`. It sits on
+//! top of the library; nothing in the library imports it.
+
+mod cache;
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-use crate::cache::{self, Cache};
-use crate::registry::{self, PushOptions, PushSource, Pushed, RegistryError};
+use crate::cache::{build_in_user_cache, Cache};
+use crate::error::UsageError;
+use crate::registry::{self, PushSource, RegistryError};
+use crate::request::{Builder, PushOptions, Pushed};
 use crate::{
     build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec,
 };
@@ -26,15 +31,6 @@ Examples:
 
 Sizes are powers of 1024: B, KB, MB, GB, TB (KiB..TiB also accepted); a bare number
 means MB. A size is the layer's file data; tar headers come on top.";
-
-/// Which builder produces the image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Builder {
-    /// Stream generated data through tar and SHA-256 straight to the outputs; no daemon.
-    Native,
-    /// Write the layer files and a Dockerfile to a temporary directory, then `<engine> build`.
-    Dockerfile,
-}
 
 /// Creates mock OCI container images of exact shapes for tests.
 #[derive(Debug, Clone, Parser)]
@@ -254,27 +250,6 @@ pub struct Args {
     pub registry: RegistryArgs,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum UsageError {
-    #[error("SOURCE_DATE_EPOCH `{0}` is not a whole number of seconds from 1970 to 9999")]
-    SourceDateEpoch(String),
-    #[error(transparent)]
-    Engine(#[from] crate::engine::UnknownEngine),
-    #[error("`{0}` is an option of the dockerfile builder")]
-    DockerfileOnly(&'static str),
-    #[error("`{0}` is not a duration")]
-    Duration(String),
-}
-
-impl UsageError {
-    pub fn hint(&self) -> Option<&'static str> {
-        match self {
-            Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
-            _ => None,
-        }
-    }
-}
-
 impl Args {
     /// Everything the arguments say, validated, before any work starts.
     pub fn request(&self) -> Result<BuildRequest, Error> {
@@ -361,7 +336,7 @@ pub fn run(args: &Args) -> Result<Built, Error> {
     let built = if args.no_cache {
         build(&request, &mut progress)?
     } else {
-        cache::build_in_user_cache(&request, &mut progress)?
+        build_in_user_cache(&request, &mut progress)?
     };
     if args.json {
         print_json(&built)?;
@@ -375,7 +350,7 @@ pub fn emit_context(args: &Args, dir: &std::path::Path) -> Result<(), Error> {
     // The context does not name the image, but a bad IMAGE is still a mistake to report.
     Reference::parse(&args.image)?;
     let mut progress = progress(args.quiet);
-    crate::dockerfile::emit_context(&spec, dir, &mut progress)
+    crate::build::dockerfile::emit_context(&spec, dir, &mut progress)
 }
 
 /// `image-maker push SOURCE IMAGE`.
@@ -407,7 +382,7 @@ pub fn push(args: &PushArgs) -> Result<Pushed, Error> {
 /// Runs what the command line asks for.
 pub fn main(cli: &Cli) -> Result<(), Error> {
     match (&cli.command, &cli.build) {
-        (Some(Command::Cache(command)), _) => crate::cache::cli::run(command),
+        (Some(Command::Cache(command)), _) => cache::run(command),
         (Some(Command::Push(args)), _) => push(args).map(drop),
         (None, Some(args)) => match &args.emit_context {
             Some(dir) => emit_context(args, dir),

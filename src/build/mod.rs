@@ -1,0 +1,58 @@
+//! The builders, side by side beneath one dispatch: `native` streams generated data through
+//! tar and SHA-256 straight to the outputs; `dockerfile` has a container engine build the
+//! image from a generated Dockerfile.
+
+#[cfg(feature = "engine")]
+pub mod dockerfile;
+pub(crate) mod native;
+pub(crate) mod staging;
+
+pub(crate) use native::{deliver, Source};
+
+use crate::progress::Progress;
+use crate::request::{BuildRequest, Builder, Built, Output};
+use crate::{interrupt, Error};
+
+/// Builds the image `request` describes with the builder it names, writing every output.
+pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
+    request.check_features()?;
+    match request.builder {
+        Builder::Native => deliver(request, &Source::Generate, progress),
+        // A signal may surface first as the engine's failure: the signal is the cause.
+        Builder::Dockerfile => {
+            dockerfile_build(request, progress).map_err(|e| interrupt::check().err().unwrap_or(e))
+        }
+    }
+}
+
+#[cfg(feature = "engine")]
+fn dockerfile_build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
+    dockerfile::build(request, progress)
+}
+
+#[cfg(not(feature = "engine"))]
+fn dockerfile_build(_: &BuildRequest, _: &mut Progress) -> Result<Built, Error> {
+    Err(Error::FeatureDisabled {
+        feature: "engine",
+        what: "the dockerfile builder",
+    })
+}
+
+impl BuildRequest {
+    /// Whether this build of image-maker can do what the request asks.
+    pub(crate) fn check_features(&self) -> Result<(), Error> {
+        let needs = |output: &Output| match output {
+            Output::Engine => {
+                (!cfg!(feature = "engine")).then_some(("engine", "`--output engine`"))
+            }
+            Output::Registry => {
+                (!cfg!(feature = "registry")).then_some(("registry", "`--output registry`"))
+            }
+            Output::OciDir(_) | Output::OciArchive(_) => None,
+        };
+        match self.outputs.iter().find_map(needs) {
+            Some((feature, what)) => Err(Error::FeatureDisabled { feature, what }),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! What a build is asked for and what it reports: the types every face (CLI, fixtures,
+//! xtask) fills in and every builder reads. They sit low in the module graph so that the
+//! builders, the cache and the command line all depend on them, and they on nothing above.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::EngineKind;
+use crate::image::LayerInfo;
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::spec::Spec;
+
+/// Which builder produces the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Builder {
+    /// Stream generated data through tar and SHA-256 straight to the outputs; no daemon.
+    #[default]
+    Native,
+    /// Write the layer files and a Dockerfile to a temporary directory, then `<engine> build`.
+    Dockerfile,
+}
+
+/// What to build and where to put it.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub spec: Spec,
+    pub reference: Reference,
+    pub platform: Platform,
+    /// Modification time of every tar entry and the config's `created`, in seconds.
+    pub mtime: u64,
+    pub outputs: Vec<Output>,
+    /// The engine for `Output::Engine`; detected when `None`.
+    pub engine: Option<EngineKind>,
+    pub builder: Builder,
+    /// Dockerfile builder: keep the build directory instead of removing it.
+    pub keep: bool,
+    /// Dockerfile builder: where to make the build directory (the system temp dir if `None`).
+    pub build_dir: Option<PathBuf>,
+    /// Dockerfile builder: show the engine's output as it runs.
+    pub verbose: bool,
+    /// One more output the library writes for itself (the cache's copy), not reported.
+    pub(crate) internal: Option<Output>,
+    /// How `Output::Registry` pushes.
+    pub push: PushOptions,
+}
+
+impl BuildRequest {
+    /// Linux/amd64, mtime 0, no outputs: add them with `output`.
+    pub fn new(spec: Spec, reference: Reference) -> Self {
+        Self {
+            spec,
+            reference,
+            platform: Platform::default(),
+            mtime: 0,
+            outputs: Vec::new(),
+            engine: None,
+            builder: Builder::Native,
+            keep: false,
+            build_dir: None,
+            verbose: false,
+            internal: None,
+            push: PushOptions::default(),
+        }
+    }
+
+    pub fn output(mut self, output: Output) -> Self {
+        self.outputs.push(output);
+        self
+    }
+
+    pub fn platform(mut self, platform: Platform) -> Self {
+        self.platform = platform;
+        self
+    }
+
+    pub fn mtime(mut self, mtime: u64) -> Self {
+        self.mtime = mtime;
+        self
+    }
+}
+
+/// A finished image, as `--json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Built {
+    /// `name:tag`.
+    pub reference: String,
+    /// The spec in canonical form, as the image's `dev.image-maker.spec` label has it.
+    pub spec: String,
+    /// Digest of the manifest; empty (and left out of `--json`) when the image exists only
+    /// in an engine that stores no manifest (a dockerfile build with `--output engine` alone).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    /// Digest of the config; `docker images` shows its first 12 hex digits as the image ID.
+    pub config_digest: String,
+    pub platform: String,
+    pub layers: Vec<LayerInfo>,
+    /// Where the image went, in `--output` syntax, in the order given.
+    pub outputs: Vec<String>,
+    /// The pushed reference and digest, for `--output registry`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<Pushed>,
+}
+
+/// An `--output` destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// Load into a container engine (`docker load`).
+    Engine,
+    /// An OCI image layout directory.
+    OciDir(PathBuf),
+    /// An OCI archive that `docker load` accepts too.
+    OciArchive(PathBuf),
+    /// Push to the registry named in the image reference.
+    Registry,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputError {
+    #[error("unknown output `{0}`")]
+    Unknown(String),
+    #[error("output `{0}` has no path")]
+    NoPath(String),
+    #[error("output `{0}` names no file or directory")]
+    NoName(String),
+    #[error("output `{0}` has a `:` in its path")]
+    Colon(String),
+}
+
+impl OutputError {
+    pub fn hint(&self) -> &'static str {
+        "outputs are `engine`, `registry`, `oci:DIR` and `oci-archive:FILE`"
+    }
+}
+
+impl Output {
+    pub fn parse(input: &str) -> Result<Self, OutputError> {
+        let path = |p: &str| {
+            let path = PathBuf::from(p);
+            if p.is_empty() {
+                Err(OutputError::NoPath(input.to_owned()))
+            } else if p.contains(':') {
+                // skopeo's `oci:DIR:TAG`; a directory named `DIR:TAG` is never what was meant.
+                Err(OutputError::Colon(input.to_owned()))
+            } else if path.file_name().is_none() {
+                Err(OutputError::NoName(input.to_owned()))
+            } else {
+                Ok(path)
+            }
+        };
+        match input.split_once(':') {
+            None if input == "engine" => Ok(Self::Engine),
+            None if input == "registry" => Ok(Self::Registry),
+            Some(("oci", p)) => path(p).map(Self::OciDir),
+            Some(("oci-archive", p)) => path(p).map(Self::OciArchive),
+            _ => Err(OutputError::Unknown(input.to_owned())),
+        }
+    }
+}
+
+impl Output {
+    /// The absolute, lexically normalised path a file output ends at.
+    pub(crate) fn place(&self) -> Option<PathBuf> {
+        let path = match self {
+            Self::Engine | Self::Registry => return None,
+            Self::OciDir(p) | Self::OciArchive(p) => p,
+        };
+        let absolute = std::env::current_dir().unwrap_or_default().join(path);
+        let mut normal = PathBuf::new();
+        for part in absolute.components() {
+            match part {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    normal.pop();
+                }
+                other => normal.push(other),
+            }
+        }
+        Some(normal)
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Engine => f.write_str("engine"),
+            Self::Registry => f.write_str("registry"),
+            Self::OciDir(p) => write!(f, "oci:{}", p.display()),
+            Self::OciArchive(p) => write!(f, "oci-archive:{}", p.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for Output {
+    type Err = OutputError;
+    fn from_str(s: &str) -> Result<Self, OutputError> {
+        Self::parse(s)
+    }
+}
+
+/// How to push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushOptions {
+    /// Upload blobs in PATCH chunks of this many bytes; `None` is one streaming PUT.
+    pub chunk_size: Option<u64>,
+    /// A repository on the same registry to mount blobs from.
+    pub mount_from: Option<String>,
+    /// Plain HTTP for a registry that is not on loopback.
+    pub insecure: bool,
+    /// Retries of a step after a connection error or a 5xx/429 answer.
+    pub retries: u32,
+    /// The first wait before a retry; it doubles each time.
+    pub backoff: Duration,
+    /// How long a request may wait for the registry to answer.
+    pub timeout: Duration,
+    /// Say what each step did.
+    pub verbose: bool,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        Self {
+            chunk_size: None,
+            mount_from: None,
+            insecure: false,
+            retries: 4,
+            backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(120),
+            verbose: false,
+        }
+    }
+}
+
+/// A pushed image, as `--json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pushed {
+    /// The fully qualified reference, `host/path:tag` (`docker.io/library/…` without a host).
+    pub reference: String,
+    /// The manifest digest: `reference@digest` pulls exactly this image.
+    pub digest: String,
+    /// Blobs sent, mounted from `--mount-from`, and already in the repository.
+    pub uploaded: usize,
+    pub mounted: usize,
+    pub skipped: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_outputs() {
+        assert_eq!(Output::parse("engine"), Ok(Output::Engine));
+        assert_eq!(
+            Output::parse("oci:out/x"),
+            Ok(Output::OciDir("out/x".into()))
+        );
+        assert_eq!(
+            Output::parse("oci-archive:a.tar"),
+            Ok(Output::OciArchive("a.tar".into()))
+        );
+        assert_eq!(
+            Output::parse("oci:"),
+            Err(OutputError::NoPath("oci:".into()))
+        );
+        assert_eq!(
+            Output::parse("docker"),
+            Err(OutputError::Unknown("docker".into()))
+        );
+        assert_eq!(
+            Output::parse("zip:x"),
+            Err(OutputError::Unknown("zip:x".into()))
+        );
+        assert_eq!(Output::parse("registry"), Ok(Output::Registry));
+        assert_eq!(
+            Output::parse("oci:dir:tag"),
+            Err(OutputError::Colon("oci:dir:tag".into()))
+        );
+        assert_eq!(
+            Output::parse("oci:.."),
+            Err(OutputError::NoName("oci:..".into()))
+        );
+        assert_eq!(
+            Output::parse("oci-archive:/"),
+            Err(OutputError::NoName("oci-archive:/".into()))
+        );
+    }
+
+    #[test]
+    fn the_same_place_is_caught_across_spellings() {
+        let place = |s: &str| Output::parse(s).expect("valid").place();
+        assert_eq!(place("oci:out"), place("oci-archive:./out/"));
+        assert_eq!(place("oci:a/../out"), place("oci:out"));
+        assert_ne!(place("oci:out"), place("oci:out2"));
+        assert_eq!(place("engine"), None);
+    }
+}
