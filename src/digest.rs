@@ -6,7 +6,6 @@ use oci_spec::image::{Descriptor, MediaType};
 use sha2::{Digest as _, Sha256};
 
 use crate::image::MetadataError;
-use crate::spec::hex;
 
 /// Hashes and counts every byte written, passing them on to `inner`.
 #[derive(Debug)]
@@ -79,4 +78,15 @@ impl Blob {
         let digest = self.digest.parse::<oci_spec::image::Digest>()?;
         Ok(Descriptor::new(media_type, self.size, digest))
     }
+}
+
+/// Lowercase hex of `bytes`, as digests spell hashes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

@@ -31,6 +31,7 @@ pub mod reference;
 pub mod registry;
 pub mod sink;
 pub mod spec;
+pub mod units;
 
 pub use build::{build, BuildRequest, Built};
 pub use engine::{Engine, EngineKind};
