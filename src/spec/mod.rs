@@ -42,6 +42,20 @@ mod tests {
             Spec::parse("1024MB,0.5GB").expect("valid").hash()
         );
         assert_ne!(spec.hash(), Spec::parse("512MB,1GB").expect("valid").hash());
+        // Units as people type them and `Nx` keep the digests users recorded.
+        for typed in ["1g,512m", "1Gb,512mb", "1x1G,1x0.5g"] {
+            assert_eq!(
+                Spec::parse(typed).expect("valid").hash(),
+                spec.hash(),
+                "{typed}"
+            );
+        }
+        assert_eq!(
+            Spec::parse("2x1K:files=2").expect("valid").hash_hex(),
+            Spec::parse("1KB:files=2,1KB:files=2")
+                .expect("valid")
+                .hash_hex()
+        );
     }
 
     #[test]
