@@ -4,6 +4,8 @@
 use sha2::{Digest as _, Sha256};
 
 mod grammar;
+#[cfg(test)]
+mod props;
 
 pub use grammar::{format_size, parse_byte_size, LayerSpec, Layout, Spec, SpecError, MAX_LAYERS};
 
