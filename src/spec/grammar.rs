@@ -180,7 +180,7 @@ impl SpecError {
             | Self::NegativeRepeatCount { .. }
             | Self::BadRepeatCount { .. }
             | Self::ZeroRepeats { .. } => Some(
-                "`Nx` repeats a layer N times, N a whole number from 1: `3x1GB` is three 1 GiB layers",
+                "`Nx` repeats a layer N times, N a positive whole number: `3x1GB` is three 1 GiB layers",
             ),
             Self::NestedRepeat(_) => Some("give each layer one count: `9x1MB`, not `3x3x1MB`"),
             Self::CountMismatch { .. } => {
