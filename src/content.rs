@@ -82,7 +82,7 @@ mod tests {
     use std::io::Read;
 
     use super::*;
-    use crate::spec::hex;
+    use crate::digest::hex;
 
     fn read_all(mut content: FileContent, chunk: usize) -> Vec<u8> {
         let mut out = Vec::new();

@@ -4,8 +4,6 @@ use std::io::{self, Write};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::spec::hex;
-
 /// Hashes and counts every byte written, passing them on to `inner`.
 #[derive(Debug)]
 pub struct HashingWriter<W> {
@@ -72,4 +70,15 @@ impl Blob {
     pub fn layout_path(&self) -> String {
         format!("blobs/sha256/{}", self.hex())
     }
+}
+
+/// Lowercase hex of `bytes`, as digests spell hashes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

@@ -68,7 +68,7 @@ pub enum Error {
     #[error(
         "no space left on the device holding `{}` (the build context needs {}, {needed} bytes)",
         path.display(),
-        crate::spec::human_size(*needed)
+        crate::units::human_size(*needed)
     )]
     NoSpace { path: PathBuf, needed: u64 },
     #[error("{engine} built the image for `{built}`, not for `{wanted}`")]

@@ -217,7 +217,7 @@ mod tests {
         // Pinned, headers and data alike: a change to any header field shows up here.
         use sha2::Digest as _;
         assert_eq!(
-            crate::spec::hex(&sha2::Sha256::digest(&a)),
+            crate::digest::hex(&sha2::Sha256::digest(&a)),
             "f84b97d9a3e5e4f85f7d766d9013c3c30374ea35b50b69cdf080d5c25f74103d"
         );
         let dir_header = &a[..512];

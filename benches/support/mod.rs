@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use image_maker::spec::human_size;
+use image_maker::units::human_size;
 use image_maker::Spec;
 use tempfile::TempDir;
 

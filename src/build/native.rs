@@ -10,7 +10,7 @@ use crate::layer::{self, TarOptions};
 use crate::progress::Progress;
 use crate::request::{BuildRequest, Built, Output};
 use crate::sink::{self, Finished};
-use crate::spec::human_size;
+use crate::units::human_size;
 use crate::{interrupt, pipeline, plan, Error};
 
 /// Where the layer bytes come from.

@@ -245,7 +245,7 @@ pub fn key(request: &BuildRequest) -> String {
         request.platform,
         request.mtime
     ));
-    crate::spec::hex(&hasher.finalize())
+    crate::digest::hex(&hasher.finalize())
 }
 
 /// The name a cache entry's own `index.json` gives its image, and fixtures default to.

@@ -6,7 +6,8 @@ use super::{print_stdout, CacheCommand};
 use crate::cache::{Cache, GcOptions, GcReport};
 use crate::error::UsageError;
 use crate::image::rfc3339;
-use crate::spec::{human_size, parse_byte_size};
+use crate::spec::parse_byte_size;
+use crate::units::human_size;
 use crate::Error;
 
 pub(crate) fn run(command: &CacheCommand) -> Result<(), Error> {

@@ -29,8 +29,12 @@ Examples:
   image-maker -s 64MB:files=100000 -o oci:files mock/files:1
   image-maker -s 64MB:tree=5000 -o oci:tree mock/tree:1
 
-Sizes are powers of 1024: B, KB, MB, GB, TB (KiB..TiB also accepted); a bare number
-means MB. A size is the layer's file data; tar headers come on top.";
+  # three 1 GiB layers, then a hundred 4 KiB layers of two files each
+  image-maker -s 3x1G,100x4k:files=2 -o oci:mixed mock/mixed:1
+
+Sizes are powers of 1024: B, KB, MB, GB, TB, also written K..T or KiB..TiB, in any
+case (512M = 512mb = 512MB); a bare number means MB. `Nx` repeats a layer N times
+(3x1GB = 1GB,1GB,1GB). A size is the layer's file data; tar headers come on top.";
 
 /// Creates mock OCI container images of exact shapes for tests.
 #[derive(Debug, Clone, Parser)]
@@ -189,7 +193,7 @@ pub struct Args {
     #[arg(short = 'n', long, value_name = "N")]
     pub num_layers: Option<usize>,
 
-    /// Comma-separated layer sizes, each optionally `:files=N` or `:tree=N`, e.g. `1GB,512MB:files=1000`
+    /// Comma-separated layer sizes, each optionally `Nx` (N times) and `:files=N` or `:tree=N`, e.g. `1GB,512MB:files=1000,3x64M`
     #[arg(short = 's', long, value_name = "LIST")]
     pub layer_sizes: String,
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use crate::request::{PushOptions, Pushed};
 pub use error::RegistryError;
 
-use crate::spec::human_size;
+use crate::units::human_size;
 use crate::{interrupt, Error, Progress, Reference};
 use client::Session;
 use upload::{Failure, Outcome};

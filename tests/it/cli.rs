@@ -164,3 +164,31 @@ fn help_and_version() {
         format!("image-maker {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn sizes_as_people_type_them_and_nx() {
+    let err = usage_error(
+        &["-s", "0x1MB", "-o", "oci:o", "x"],
+        "error: repetition count `0` in `0x1MB` is zero",
+    );
+    assert!(err.contains("hint: `Nx` repeats a layer N times"), "{err}");
+    usage_error(
+        &["-n", "3", "-s", "2x1K", "-o", "oci:o", "x"],
+        "--num-layers is 3 but the layer list `2x1K` has 2 sizes",
+    );
+
+    let tmp = tempdir();
+    let out = run_ok(image_maker().current_dir(tmp.path()).args([
+        "-q",
+        "-s",
+        "2x1K:files=2",
+        "--json",
+        "-o",
+        "oci:out",
+        "--no-cache",
+        "mock/nx:1",
+    ]));
+    let summary = json(&out);
+    assert_eq!(summary["spec"], "1KB:files=2,1KB:files=2");
+    assert_eq!(summary["layers"].as_array().map(Vec::len), Some(2));
+}

@@ -1,1 +1,1 @@
-../../../src/spec.rs
+../../../src/spec/grammar.rs

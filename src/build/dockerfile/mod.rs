@@ -25,7 +25,8 @@ use crate::plan;
 use crate::progress::Progress;
 use crate::request::{BuildRequest, Built, Output};
 use crate::sink;
-use crate::spec::{human_size, Spec};
+use crate::spec::Spec;
+use crate::units::human_size;
 use crate::Error;
 
 pub use context::text as dockerfile_text;

@@ -1,14 +1,17 @@
 //! The layer-list grammar shared by the CLI, the library, xtask and the attribute macro.
 //!
-//! `1GB,512MB:files=1000,64MB:tree=5000` — comma-separated sizes, each with an optional
+//! `1GB,512MB:files=1000,3x64MB:tree=5000` — comma-separated sizes, each with an optional
 //! `:files=N` (N files in the layer's directory) or `:tree=N` (N files spread over a
-//! directory tree). Units are powers of 1024; a bare number means MB, as in the original
-//! command line. The canonical form spells every default out, and its SHA-256 is the spec
-//! hash that seeds the content and keys the cache.
+//! directory tree), and an optional `Nx` in front that repeats the layer N times. Units are
+//! powers of 1024 in any letter case (`512MB`, `512mb`, `512M`, `512MiB`); a bare number
+//! means MB, as in the original command line. The canonical form spells every default out; its SHA-256 (in `super`) is
+//! the spec hash that seeds the content and keys the cache.
+//!
+//! This file needs nothing but std and `thiserror`: the attribute macro compiles it too
+//! (`fixtures-macros/src/grammar/spec.rs` links here), so a spec the macro accepts is one
+//! the CLI accepts, with the same error text.
 
 use std::fmt;
-
-use sha2::{Digest as _, Sha256};
 
 /// Units in ascending order; the canonical form uses the largest that divides a size.
 const UNITS: [(&str, u64); 5] = [
@@ -130,6 +133,22 @@ pub enum SpecError {
     ZeroLayers,
     #[error("{count} layers is more than the {MAX_LAYERS} image-maker builds")]
     TooManyLayers { count: usize },
+    #[error("`{0}` has no repetition count before the `x`")]
+    MissingRepeatCount(String),
+    #[error("`{0}` has no layer size after the `x`")]
+    MissingRepeatedSize(String),
+    #[error("repetition count `{count}` in `{token}` is negative")]
+    NegativeRepeatCount { count: String, token: String },
+    #[error("repetition count `{count}` in `{token}` is not a whole number")]
+    BadRepeatCount { count: String, token: String },
+    #[error("repetition count `{count}` in `{token}` is zero")]
+    ZeroRepeats { count: String, token: String },
+    #[error(
+        "repetition count `{count}` in `{token}` is more than the {MAX_LAYERS} layers image-maker builds"
+    )]
+    TooManyRepeats { count: String, token: String },
+    #[error("`{0}` has more than one repetition count")]
+    NestedRepeat(String),
     #[error("--num-layers is {num_layers} but the layer list `{list}` has {listed} sizes")]
     CountMismatch {
         num_layers: usize,
@@ -146,7 +165,7 @@ impl SpecError {
                 Some("give comma-separated sizes, e.g. `1GB,512MB`")
             }
             Self::UnknownUnit { .. } | Self::NotANumber(_) => Some(
-                "units are B, KB, MB, GB, TB (powers of 1024; KiB..TiB also accepted); a bare number means MB",
+                "units are B, KB, MB, GB, TB (powers of 1024; K..T and KiB..TiB also accepted, in any case); a bare number means MB",
             ),
             Self::FractionalBytes(_) => Some("use a smaller unit, e.g. `1536KB` instead of `1.5MB`"),
             Self::UnknownOption { .. }
@@ -156,6 +175,14 @@ impl SpecError {
             | Self::ConflictingOptions(_) => Some(
                 "layout options are `files=N` (N files) or `tree=N` (N files in nested directories), e.g. `512MB:files=1000`",
             ),
+            Self::MissingRepeatCount(_)
+            | Self::MissingRepeatedSize(_)
+            | Self::NegativeRepeatCount { .. }
+            | Self::BadRepeatCount { .. }
+            | Self::ZeroRepeats { .. } => Some(
+                "`Nx` repeats a layer N times, N a positive whole number: `3x1GB` is three 1 GiB layers",
+            ),
+            Self::NestedRepeat(_) => Some("give each layer one count: `9x1MB`, not `3x3x1MB`"),
             Self::CountMismatch { .. } => {
                 Some("give one size per layer, or a single size to repeat it for every layer")
             }
@@ -165,7 +192,7 @@ impl SpecError {
 }
 
 impl Spec {
-    /// Parses a comma-separated layer list.
+    /// Parses a comma-separated layer list; `3x1GB` stands for `1GB,1GB,1GB`.
     pub fn parse(list: &str) -> Result<Self, SpecError> {
         if list.trim().is_empty() {
             return Err(SpecError::Empty);
@@ -174,7 +201,7 @@ impl Spec {
         if count > MAX_LAYERS {
             return Err(SpecError::TooManyLayers { count });
         }
-        let layers = list
+        let entries = list
             .split(',')
             .enumerate()
             .map(|(i, token)| {
@@ -185,9 +212,20 @@ impl Spec {
                         list: list.to_owned(),
                     });
                 }
-                parse_layer(token)
+                parse_entry(token)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Counted before expanding: `5000x1KB,5001x1KB` must not allocate first.
+        let count = entries
+            .iter()
+            .fold(0usize, |total, (repeat, _)| total.saturating_add(*repeat));
+        if count > MAX_LAYERS {
+            return Err(SpecError::TooManyLayers { count });
+        }
+        let layers = entries
+            .into_iter()
+            .flat_map(|(repeat, layer)| std::iter::repeat_n(layer, repeat))
+            .collect();
         Self::checked(layers, list)
     }
 
@@ -256,16 +294,6 @@ impl Spec {
             .collect::<Vec<_>>()
             .join(",")
     }
-
-    /// SHA-256 of the canonical form: seeds the content, keys the cache.
-    pub fn hash(&self) -> [u8; 32] {
-        Sha256::digest(self.canonical().as_bytes()).into()
-    }
-
-    /// The spec hash as lowercase hex.
-    pub fn hash_hex(&self) -> String {
-        hex(&self.hash())
-    }
 }
 
 /// An upper bound of the layer's tar size (headers for every file and directory, padding),
@@ -303,37 +331,18 @@ pub fn format_size(bytes: u64) -> String {
     format!("{}{}", bytes / unit, name)
 }
 
-/// Formats a byte count for people: `1.50 GiB`.
-pub fn human_size(bytes: u64) -> String {
-    let (name, unit) = [
-        ("TiB", 1u64 << 40),
-        ("GiB", 1 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-    ]
-    .into_iter()
-    .find(|(_, unit)| bytes >= *unit)
-    .unwrap_or(("B", 1));
-    if unit == 1 {
-        format!("{bytes} B")
-    } else {
-        format!("{:.2} {name}", bytes as f64 / unit as f64)
-    }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-fn parse_layer(token: &str) -> Result<LayerSpec, SpecError> {
+/// One entry of the list, `[Nx]SIZE[:OPTION=N]…`: the layer and how often it repeats.
+fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
     let mut parts = token.split(':');
-    let size = parse_size(parts.next().unwrap_or_default().trim(), token)?;
+    let head = parts.next().unwrap_or_default().trim();
+    let (repeat, size) = match split_repeat(head) {
+        None => (1, head),
+        Some((count, size)) => {
+            let size = size.trim();
+            (parse_repeat(count.trim(), size, token)?, size)
+        }
+    };
+    let size = parse_size(size, token)?;
     let mut count: Option<(Layout, u64)> = None;
     for option in parts {
         let (key, value) = match option.split_once('=') {
@@ -387,7 +396,59 @@ fn parse_layer(token: &str) -> Result<LayerSpec, SpecError> {
         layout,
     };
     check_layer(&layer, token)?;
-    Ok(layer)
+    Ok((repeat, layer))
+}
+
+/// Splits `3x1GB` into `3` and `1GB`. A lowercase `x` always separates; an uppercase `X`
+/// only before a number (`3X1GB`), so that `1XB` stays a size with an unknown unit.
+fn split_repeat(head: &str) -> Option<(&str, &str)> {
+    let (i, _) = head.char_indices().find(|&(i, c)| {
+        c == 'x'
+            || (c == 'X'
+                && head[i + 1..]
+                    .trim_start()
+                    .starts_with(|c: char| c.is_ascii_digit() || c == '.'))
+    })?;
+    // `x` is one byte: `i + 1` is where the size starts.
+    Some((&head[..i], &head[i + 1..]))
+}
+
+/// The `N` of `Nx`: a whole number from 1 to [`MAX_LAYERS`], checked before the size that
+/// follows it so that errors read left to right.
+fn parse_repeat(count: &str, size: &str, token: &str) -> Result<usize, SpecError> {
+    let named = || (count.to_owned(), token.to_owned());
+    if count.is_empty() {
+        return Err(SpecError::MissingRepeatCount(token.to_owned()));
+    }
+    if count.starts_with('-') {
+        let (count, token) = named();
+        return Err(SpecError::NegativeRepeatCount { count, token });
+    }
+    // Digits only: `usize::from_str` would also take `+3`.
+    if !count.bytes().all(|b| b.is_ascii_digit()) {
+        let (count, token) = named();
+        return Err(SpecError::BadRepeatCount { count, token });
+    }
+    let digits = count.trim_start_matches('0');
+    if digits.is_empty() {
+        let (count, token) = named();
+        return Err(SpecError::ZeroRepeats { count, token });
+    }
+    let repeat = digits
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n <= MAX_LAYERS)
+        .ok_or_else(|| {
+            let (count, token) = named();
+            SpecError::TooManyRepeats { count, token }
+        })?;
+    if size.is_empty() {
+        return Err(SpecError::MissingRepeatedSize(token.to_owned()));
+    }
+    if split_repeat(size).is_some() {
+        return Err(SpecError::NestedRepeat(token.to_owned()));
+    }
+    Ok(repeat)
 }
 
 fn check_layer(layer: &LayerSpec, token: &str) -> Result<(), SpecError> {
@@ -418,7 +479,7 @@ pub fn parse_byte_size(text: &str) -> Result<u64, SpecError> {
     parse_size(text.trim(), text)
 }
 
-/// Parses `1GB`, `1.5GiB`, `300B`, `100` (MB) into bytes; `token` is what errors name.
+/// Parses `1GB`, `1.5GiB`, `512m`, `300B`, `100` (MB) into bytes; `token` is what errors name.
 fn parse_size(text: &str, token: &str) -> Result<u64, SpecError> {
     if text.starts_with('-') {
         return Err(SpecError::Negative(token.to_owned()));
@@ -485,10 +546,10 @@ fn unit_multiplier(unit: &str) -> Option<u64> {
     let upper = unit.to_ascii_uppercase();
     let name = match upper.as_str() {
         "" => "MB",
-        "KIB" => "KB",
-        "MIB" => "MB",
-        "GIB" => "GB",
-        "TIB" => "TB",
+        "K" | "KIB" => "KB",
+        "M" | "MIB" => "MB",
+        "G" | "GIB" => "GB",
+        "T" | "TIB" => "TB",
         other => other,
     };
     UNITS.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
@@ -635,8 +696,8 @@ mod tests {
         assert_eq!(spec.layers()[0].layout, Layout::Tree);
         assert_eq!(spec.canonical(), "64MB:tree=5000");
         assert_ne!(
-            spec.hash(),
-            Spec::parse("64MB:files=5000").expect("valid").hash()
+            spec.canonical(),
+            Spec::parse("64MB:files=5000").expect("valid").canonical()
         );
         assert_eq!(
             err("1MB:tree=2:files=2"),
@@ -733,26 +794,164 @@ mod tests {
     }
 
     #[test]
-    fn spec_hash_is_stable() {
-        // Pinned: changing this changes every image digest users have recorded.
-        let spec = Spec::parse("1GB,512MB").expect("valid");
-        assert_eq!(spec.canonical(), "1GB:files=1,512MB:files=1");
-        assert_eq!(
-            spec.hash_hex(),
-            "f7ca7e7cc8a8ae80e13f1b5dc53f2ba5a6e6fd002ae0b9d87fb13bd01105d991"
-        );
-        assert_eq!(
-            spec.hash(),
-            Spec::parse("1024MB,0.5GB").expect("valid").hash()
-        );
-        assert_ne!(spec.hash(), Spec::parse("512MB,1GB").expect("valid").hash());
+    fn sizes_format_in_the_largest_unit_that_divides() {
+        assert_eq!(format_size(1536 << 20), "1536MB");
+        assert_eq!(format_size(1), "1B");
+        assert_eq!(format_size(1 << 40), "1TB");
+        assert_eq!(format_size((1 << 40) + 1024), "1073741825KB");
+    }
+
+    fn canonical(list: &str) -> String {
+        Spec::parse(list)
+            .unwrap_or_else(|e| panic!("{list}: {e}"))
+            .canonical()
     }
 
     #[test]
-    fn human_sizes() {
-        assert_eq!(human_size(300), "300 B");
-        assert_eq!(human_size(3 << 29), "1.50 GiB");
-        assert_eq!(format_size(1536 << 20), "1536MB");
-        assert_eq!(format_size(1), "1B");
+    fn single_letter_units_in_any_case() {
+        assert_eq!(
+            sizes("1K,1k,2M,2m,3G,3g,1T,1t"),
+            [
+                1 << 10,
+                1 << 10,
+                2 << 20,
+                2 << 20,
+                3 << 30,
+                3 << 30,
+                1 << 40,
+                1 << 40
+            ]
+        );
+        assert_eq!(
+            sizes("512mb,1Gb,1gB,7b,1Kib, 2 m"),
+            [512 << 20, 1 << 30, 1 << 30, 7, 1024, 2 << 20]
+        );
+        assert_eq!(parse_byte_size("10g"), Ok(10 << 30));
+        // What people type has the canonical form, so the hash and cache key, of the
+        // spelled-out spec.
+        for (typed, spelled) in [
+            ("512M", "512MB"),
+            ("1g", "1GB"),
+            ("100k", "100KB"),
+            ("1.5G", "1536MB"),
+            ("1Gb,512mb", "1GB,512MB"),
+            ("2x1KB:files=2", "1KB:files=2,1KB:files=2"),
+            ("2x1K:files=2", "1KB:files=2,1KB:files=2"),
+        ] {
+            assert_eq!(canonical(typed), canonical(spelled), "{typed}");
+        }
+        assert_eq!(canonical("512M"), "512MB:files=1");
+        assert_eq!(canonical("1g"), "1GB:files=1");
+    }
+
+    #[test]
+    fn nx_repeats_a_layer() {
+        let spec = Spec::parse("3x1GB,100x4KB:files=2").expect("valid");
+        assert_eq!(spec.layers().len(), 103);
+        assert!(spec.layers()[..3]
+            .iter()
+            .all(|l| *l == LayerSpec::new(1 << 30)));
+        assert!(spec.layers()[3..].iter().all(|l| *l
+            == LayerSpec {
+                size: 4096,
+                files: 2,
+                layout: Layout::Flat
+            }));
+        assert_eq!(canonical("1x1MB"), canonical("1MB"));
+        assert_eq!(canonical("3X1GB"), canonical("3x1GB"));
+        assert_eq!(canonical("03x1GB"), canonical("3x1GB"));
+        assert_eq!(canonical("2x64MB:tree=5"), "64MB:tree=5,64MB:tree=5");
+        assert_eq!(
+            canonical(" 2 x 1MB , 1KB"),
+            "1MB:files=1,1MB:files=1,1KB:files=1"
+        );
+        assert_eq!(canonical("2x.5K"), "512B:files=1,512B:files=1");
+        assert_eq!(
+            Spec::parse(&format!("{MAX_LAYERS}x1B"))
+                .expect("at the limit")
+                .layers()
+                .len(),
+            MAX_LAYERS
+        );
+        // `-n` counts layers after expansion; a single layer still repeats.
+        assert_eq!(
+            Spec::parse_with_count("3x1MB", Some(3)).map(|s| s.layers().len()),
+            Ok(3)
+        );
+        assert_eq!(
+            Spec::parse_with_count("1x1MB", Some(4)).map(|s| s.layers().len()),
+            Ok(4)
+        );
+        assert!(matches!(
+            Spec::parse_with_count("2x1MB", Some(3)),
+            Err(SpecError::CountMismatch {
+                num_layers: 3,
+                listed: 2,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn bad_repetitions_name_the_token() {
+        for (list, message) in [
+            ("0x1MB", "repetition count `0` in `0x1MB` is zero"),
+            ("00x1MB", "repetition count `00` in `00x1MB` is zero"),
+            ("x1MB", "`x1MB` has no repetition count before the `x`"),
+            ("X1MB", "`X1MB` has no repetition count before the `x`"),
+            ("3x", "`3x` has no layer size after the `x`"),
+            ("3x:files=2", "`3x:files=2` has no layer size after the `x`"),
+            (
+                "1.5x1MB",
+                "repetition count `1.5` in `1.5x1MB` is not a whole number",
+            ),
+            ("-1x", "repetition count `-1` in `-1x` is negative"),
+            ("-1x1MB", "repetition count `-1` in `-1x1MB` is negative"),
+            ("+3x1MB", "repetition count `+3` in `+3x1MB` is not a whole number"),
+            ("1GBx3", "repetition count `1GB` in `1GBx3` is not a whole number"),
+            ("3x3x1MB", "`3x3x1MB` has more than one repetition count"),
+            ("3xx1MB", "`3xx1MB` has more than one repetition count"),
+            (
+                "999999999x1KB",
+                "repetition count `999999999` in `999999999x1KB` is more than the 10000 layers image-maker builds",
+            ),
+            (
+                "99999999999999999999999999999x1KB",
+                "repetition count `99999999999999999999999999999` in `99999999999999999999999999999x1KB` is more than the 10000 layers image-maker builds",
+            ),
+            (
+                "10001x1B",
+                "repetition count `10001` in `10001x1B` is more than the 10000 layers image-maker builds",
+            ),
+            (
+                "5000x1KB,5001x1KB",
+                "10001 layers is more than the 10000 image-maker builds",
+            ),
+            ("3x0MB", "layer size `3x0MB` is zero"),
+            ("3x1XB", "unknown unit `XB` in layer size `3x1XB`"),
+            ("2x1MB:files=0", "`files=0` in `2x1MB:files=0`: a layer needs at least one file"),
+            ("2x16777215TB", "the layers of `2x16777215TB` add up to more than 16 EiB"),
+        ] {
+            assert_eq!(err(list).to_string(), message, "{list}");
+        }
+        // An uppercase `X` before a letter is a unit, as before repetitions existed.
+        assert!(matches!(err("1XB"), SpecError::UnknownUnit { .. }));
+        assert!(matches!(err("3X"), SpecError::UnknownUnit { .. }));
+    }
+
+    #[test]
+    fn repetition_errors_explain_nx() {
+        for list in ["0x1MB", "x1MB", "3x", "1.5x1MB", "-1x"] {
+            let hint = err(list).hint().unwrap_or_default();
+            assert!(
+                hint.contains("`Nx` repeats a layer N times"),
+                "{list}: {hint}"
+            );
+        }
+        assert_eq!(
+            err("3x3x1MB").hint(),
+            Some("give each layer one count: `9x1MB`, not `3x3x1MB`")
+        );
+        assert!(err("1q").hint().is_some_and(|h| h.contains("K..T")));
     }
 }
