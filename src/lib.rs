@@ -17,7 +17,7 @@
 //! and `cli` (the `image-maker` command, which needs both).
 //!
 //! Modules, from the bottom up: [`spec`] (the grammar) → plan → [`content`] → layer →
-//! image → sinks; the builders ([`build`]) beneath the [`cache`], the [`fixture`]s and the
+//! image → sinks; the builders ([`mod@build`]) beneath the [`cache`], the [`mod@fixture`]s and the
 //! command line on top. Nothing imports upward.
 
 pub mod build;
