@@ -86,8 +86,10 @@ pub fn unique() -> String {
     format!("{}-{}", *RUN, COUNT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Runs `cmd` to its end; one that has not ended after ten minutes (a hung engine, say)
+/// fails the test instead of holding up the run.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("command starts")
+    spawn(cmd).finish_within(Duration::from_secs(600))
 }
 
 /// Runs and asserts success, showing stderr otherwise.
@@ -274,6 +276,8 @@ pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 #[derive(Debug)]
 pub struct Running {
     child: Option<Child>,
+    /// The command, for messages.
+    what: String,
 }
 
 /// Starts `cmd` with stdout and stderr piped (stdin closed).
@@ -284,7 +288,10 @@ pub fn spawn(cmd: &mut Command) -> Running {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{cmd:?} does not start: {e}"));
-    Running { child: Some(child) }
+    Running {
+        child: Some(child),
+        what: format!("{cmd:?}"),
+    }
 }
 
 impl Running {
@@ -334,7 +341,8 @@ impl Running {
         });
         let Some(status) = status else {
             panic!(
-                "the process did not exit within {timeout:?}; its stderr:\n{}",
+                "{} did not exit within {timeout:?}; its stderr:\n{}",
+                self.what,
                 String::from_utf8_lossy(&err)
             );
         };
