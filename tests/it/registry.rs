@@ -29,15 +29,16 @@ struct Registry {
 impl Registry {
     /// `None` (the test is skipped) when `docker-registry` is not installed.
     fn start() -> Option<Self> {
-        Self::start_with(None)
+        Self::start_with(None, None)
     }
 
     /// A registry that wants HTTP basic auth for `user` / `password` (htpasswd, bcrypt).
     fn with_basic_auth(user: &str, password: &str) -> Option<Self> {
-        Self::start_with(Some((user, password)))
+        Self::start_with(Some((user, password)), None)
     }
 
-    fn start_with(auth: Option<(&str, &str)>) -> Option<Self> {
+    /// `first_port`: the port to try first, instead of a random one.
+    fn start_with(auth: Option<(&str, &str)>, first_port: Option<u16>) -> Option<Self> {
         let program = tool("docker-registry")?;
         let dir = tempdir();
         let mut auth_config = String::new();
@@ -62,7 +63,10 @@ impl Registry {
         // A port is tried, not reserved beforehand (a port freed for the registry can be taken
         // by anything before it binds): on a conflict, the next one.
         for attempt in 0..PORT_ATTEMPTS {
-            registry.port = candidate_port();
+            registry.port = match first_port {
+                Some(port) if attempt == 0 => port,
+                _ => candidate_port(),
+            };
             let config = format!(
                 "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n\
@@ -225,6 +229,23 @@ fn candidate_port() -> u16 {
         .build_hasher()
         .finish();
     20_000 + u16::try_from(random % 12_000).expect("below 12000")
+}
+
+#[test]
+fn a_registry_whose_port_is_taken_starts_on_another() {
+    // Held for the whole test: the registry cannot have this port.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    let Some(registry) = Registry::start_with(None, Some(port)) else {
+        return;
+    };
+    assert_ne!(registry.port, port);
+    assert!(registry.answers());
+    assert!(
+        registry.log().contains("address already in use"),
+        "{}",
+        registry.log()
+    );
 }
 
 /// `image-maker` with no credentials from the environment or a docker config.
