@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::digest::Blob;
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::spec::{format_size, Spec};
+use crate::spec::Spec;
 
 /// The label on every image naming the spec it was built from.
 pub const SPEC_LABEL: &str = "dev.image-maker.spec";
@@ -88,11 +88,8 @@ pub fn metadata(
         .map(|(layer, n)| {
             HistoryBuilder::default()
                 .created(created.clone())
-                .created_by(format!(
-                    "image-maker layer {n}: {}:files={}",
-                    format_size(layer.size),
-                    layer.files
-                ))
+                // The layer's canonical spec, as the label spells it: `files=N` or `tree=N`.
+                .created_by(format!("image-maker layer {n}: {}", layer.canonical()))
                 .build()
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -301,6 +298,38 @@ mod tests {
         assert_eq!(
             manifest["config"]["mediaType"],
             "application/vnd.oci.image.config.v1+json"
+        );
+    }
+
+    #[test]
+    fn history_names_each_layers_layout_as_the_label_does() {
+        let spec = Spec::parse("2KB:tree=5,1KB:files=2").expect("valid");
+        let layer = |d: char| LayerInfo {
+            digest: format!("sha256:{}", d.to_string().repeat(64)),
+            size: 4096,
+            diff_id: format!("sha256:{}", d.to_string().repeat(64)),
+            files: 2,
+            payload: 1024,
+        };
+        let meta =
+            metadata(&spec, &Platform::default(), 0, &[layer('a'), layer('b')]).expect("metadata");
+        let config: serde_json::Value = serde_json::from_slice(&meta.config).expect("json");
+        assert_eq!(
+            config["config"]["Labels"][SPEC_LABEL],
+            "2KB:tree=5,1KB:files=2"
+        );
+        let history: Vec<&str> = config["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .map(|h| h["created_by"].as_str().expect("created_by"))
+            .collect();
+        assert_eq!(
+            history,
+            [
+                "image-maker layer 1: 2KB:tree=5",
+                "image-maker layer 2: 1KB:files=2"
+            ]
         );
     }
 }

@@ -161,7 +161,7 @@ fn build_once(
         match interrupt::check().and_then(|()| sink.commit()) {
             Ok(done) => committed.push(done),
             Err(e) => {
-                committed.into_iter().rev().for_each(sink::Committed::undo);
+                sink::undo_all(committed, progress);
                 return Err(e);
             }
         }

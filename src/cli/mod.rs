@@ -166,7 +166,8 @@ impl RegistryArgs {
             verbose,
             ..PushOptions::default()
         };
-        // For tests that stop a registry: the first wait before a retry.
+        // Test-only (README, Development): the first wait before a retry, shortened by the
+        // tests that stop a registry. Not an option users are meant to set.
         if let Some(ms) = std::env::var("IMAGE_MAKER_PUSH_BACKOFF_MS")
             .ok()
             .and_then(|v| v.parse().ok())

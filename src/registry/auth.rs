@@ -1,7 +1,8 @@
 //! Where credentials come from: `IMAGE_MAKER_USERNAME`/`IMAGE_MAKER_PASSWORD`, else the
 //! docker config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`): a credential
 //! helper for the registry (`credHelpers`), the default store (`credsStore`), or `auths`.
-//! Secrets stay inside `Credentials`, whose `Debug` hides them.
+//! Secrets stay inside `Credentials`, whose `Debug` hides them. Half a pair (a username
+//! without a password, or the reverse) is not used, and the lookup says so in a warning.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,24 +32,53 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// What the lookup found: credentials, if any, and warnings about a setup that looks like
+/// it meant to give some (printed as `warning:` lines by the push).
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    pub credentials: Option<Credentials>,
+    pub warnings: Vec<String>,
+}
+
 /// Credentials for `registry` (`host[:port]`, `docker.io` for Docker Hub), if any are set up.
-pub(crate) fn lookup(registry: &str) -> Result<Option<Credentials>, RegistryError> {
-    let env = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if let (Some(username), Some(password)) =
-        (env("IMAGE_MAKER_USERNAME"), env("IMAGE_MAKER_PASSWORD"))
-    {
-        return Ok(Some(Credentials {
-            username,
-            password,
-            source: "IMAGE_MAKER_USERNAME".into(),
-        }));
+pub(crate) fn lookup(registry: &str) -> Result<Found, RegistryError> {
+    lookup_with(
+        registry,
+        &|name| std::env::var(name).ok().filter(|v| !v.is_empty()),
+        config_path(),
+    )
+}
+
+/// [`lookup`] with the environment and the config file's path given.
+fn lookup_with(
+    registry: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    config: Option<PathBuf>,
+) -> Result<Found, RegistryError> {
+    let mut found = Found::default();
+    match (env("IMAGE_MAKER_USERNAME"), env("IMAGE_MAKER_PASSWORD")) {
+        (Some(username), Some(password)) => {
+            found.credentials = Some(Credentials {
+                username,
+                password,
+                source: "IMAGE_MAKER_USERNAME".into(),
+            });
+            return Ok(found);
+        }
+        (Some(_), None) => found.warnings.push(
+            "`IMAGE_MAKER_USERNAME` is set but `IMAGE_MAKER_PASSWORD` is not: ignoring it".into(),
+        ),
+        (None, Some(_)) => found.warnings.push(
+            "`IMAGE_MAKER_PASSWORD` is set but `IMAGE_MAKER_USERNAME` is not: ignoring it".into(),
+        ),
+        (None, None) => {}
     }
-    let Some(path) = config_path() else {
-        return Ok(None);
+    let Some(path) = config else {
+        return Ok(found);
     };
     let text = match std::fs::read(&path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
         Err(e) => {
             return Err(RegistryError::DockerConfig {
                 path,
@@ -60,7 +90,8 @@ pub(crate) fn lookup(registry: &str) -> Result<Option<Credentials>, RegistryErro
         path: path.clone(),
         detail: e.to_string(),
     })?;
-    from_config(&config, registry, &path)
+    found.credentials = from_config(&config, registry, &path, &mut found.warnings)?;
+    Ok(found)
 }
 
 fn config_path() -> Option<PathBuf> {
@@ -92,6 +123,7 @@ fn from_config(
     config: &Value,
     registry: &str,
     path: &std::path::Path,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<Credentials>, RegistryError> {
     let server = if is_docker_hub(registry) {
         DOCKER_HUB
@@ -138,13 +170,28 @@ fn from_config(
             source,
         }));
     }
-    match (entry["username"].as_str(), entry["password"].as_str()) {
+    let field = |name: &str| entry[name].as_str().filter(|v| !v.is_empty());
+    match (field("username"), field("password")) {
         (Some(username), Some(password)) => Ok(Some(Credentials {
             username: username.to_owned(),
             password: password.to_owned(),
             source,
         })),
-        _ => Ok(None),
+        (Some(_), None) => {
+            warnings.push(format!(
+                "the docker config {} has a username for `{registry}` but no password: ignoring it",
+                path.display()
+            ));
+            Ok(None)
+        }
+        (None, Some(_)) => {
+            warnings.push(format!(
+                "the docker config {} has a password for `{registry}` but no username: ignoring it",
+                path.display()
+            ));
+            Ok(None)
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -212,7 +259,7 @@ mod tests {
         });
         let path = std::path::Path::new("config.json");
         let get = |r: &str| {
-            from_config(&config, r, path)
+            from_config(&config, r, path, &mut Vec::new())
                 .expect("valid")
                 .map(|c| (c.username, c.password))
         };
@@ -220,6 +267,49 @@ mod tests {
         assert_eq!(get("127.0.0.1:5000"), Some(("u".into(), "p".into())));
         assert_eq!(get("ghcr.io"), Some(("gh".into(), "token".into())));
         assert_eq!(get("quay.io"), None);
+    }
+
+    #[test]
+    fn half_a_pair_is_a_warning_not_credentials() {
+        let only = |name: &'static str| move |n: &str| (n == name).then(|| "value".to_owned());
+        let found = lookup_with("r:5000", &only("IMAGE_MAKER_USERNAME"), None).expect("ok");
+        assert!(found.credentials.is_none());
+        assert_eq!(
+            found.warnings,
+            ["`IMAGE_MAKER_USERNAME` is set but `IMAGE_MAKER_PASSWORD` is not: ignoring it"]
+        );
+        let found = lookup_with("r:5000", &only("IMAGE_MAKER_PASSWORD"), None).expect("ok");
+        assert!(found.credentials.is_none());
+        assert_eq!(found.warnings.len(), 1, "{:?}", found.warnings);
+
+        let config = serde_json::json!({
+            "auths": {"r:5000": {"username": "u"}, "other:1": {"password": "p"}}
+        });
+        let path = std::path::Path::new("config.json");
+        let mut warnings = Vec::new();
+        assert!(from_config(&config, "r:5000", path, &mut warnings)
+            .expect("valid")
+            .is_none());
+        assert!(from_config(&config, "other:1", path, &mut warnings)
+            .expect("valid")
+            .is_none());
+        assert_eq!(
+            warnings,
+            [
+                "the docker config config.json has a username for `r:5000` but no password: ignoring it",
+                "the docker config config.json has a password for `other:1` but no username: ignoring it",
+            ]
+        );
+
+        // A whole pair in the environment: no warning, and the config is not read.
+        let both = |n: &str| Some(format!("{n}-value"));
+        let found =
+            lookup_with("r:5000", &both, Some("/nonexistent/config.json".into())).expect("ok");
+        assert!(found.warnings.is_empty());
+        assert_eq!(
+            found.credentials.map(|c| c.username).as_deref(),
+            Some("IMAGE_MAKER_USERNAME-value")
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub(crate) struct Session {
     /// The `Authorization` our own requests send, once `authenticate` has run.
     pub authorization: Option<String>,
     pub credentials: Option<Credentials>,
+    /// Said once as `warning:` lines: credentials that were half set up.
+    pub auth_warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -87,7 +89,10 @@ impl Session {
             .enable_all()
             .build()
             .map_err(|e| client_error(&e))?;
-        let credentials = auth::lookup(&registry)?;
+        let auth::Found {
+            credentials,
+            warnings: auth_warnings,
+        } = auth::lookup(&registry)?;
         let auth = match &credentials {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
             None => RegistryAuth::Anonymous,
@@ -102,6 +107,7 @@ impl Session {
             auth,
             authorization: None,
             credentials,
+            auth_warnings,
         })
     }
 

@@ -79,6 +79,9 @@ pub fn push(
         .map(|repo| mount_source(repo, target))
         .transpose()?;
     let mut session = Session::new(target, options)?;
+    for warning in &session.auth_warnings {
+        progress.stage(format!("warning: {warning}"));
+    }
     let verbose = options.verbose && progress.is_verbose();
     let say = |progress: &Progress, message: String| {
         if verbose {

@@ -15,6 +15,7 @@ use crate::engine::EngineKind;
 use crate::image::Metadata;
 use crate::layer::TarOptions;
 use crate::platform::Platform;
+use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::request::Output;
 use crate::Error;
@@ -63,9 +64,20 @@ impl Committed {
     }
 
     /// Takes a file output back out (restoring what was there); an engine keeps its image.
-    pub fn undo(self) {
-        if let Some(placed) = self.placed {
-            placed.undo();
+    pub fn undo(self) -> Result<(), place::UndoError> {
+        match self.placed {
+            Some(placed) => placed.undo(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Takes `committed` back out, last first; an output that cannot be restored is a
+/// `warning:` line saying where the previous one is kept.
+pub(crate) fn undo_all(committed: Vec<Committed>, progress: &Progress) {
+    for done in committed.into_iter().rev() {
+        if let Err(e) = done.undo() {
+            progress.stage(format!("warning: {e}"));
         }
     }
 }

@@ -1,7 +1,6 @@
 //! `oci-archive:FILE` as skopeo and `docker load` see it.
 
 use std::fs::File;
-use std::process::Command;
 
 use crate::support::*;
 
@@ -55,14 +54,16 @@ fn archive_holds_an_oci_layout_and_docker_manifest() {
 
 #[test]
 fn skopeo_inspects_the_archive() {
-    if !tool("skopeo") {
+    let Some(skopeo) = tool("skopeo") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let file = tmp.path().join("image.tar");
     let built = build_archive(&file, "mock/arch:1", "5MB,2KB,300B");
     let out = run_ok(
-        Command::new("skopeo").args(["inspect", &format!("oci-archive:{}", path_str(&file))]),
+        skopeo
+            .cmd()
+            .args(["inspect", &format!("oci-archive:{}", path_str(&file))]),
     );
     let info = json(&out);
     assert_eq!(info["Digest"], built["digest"]);
@@ -75,14 +76,14 @@ fn skopeo_inspects_the_archive() {
 
 #[test]
 fn docker_loads_the_archive_with_matching_diff_ids() {
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let file = tmp.path().join("image.tar");
-    let image = EngineImage::new("docker", "archive");
+    let image = EngineImage::new(docker, "archive");
     let built = build_archive(&file, &image.reference, "5MB,2KB:files=2,3KB:tree=40");
-    let out = run_ok(Command::new("docker").args(["load", "-i", path_str(&file)]));
+    let out = run_ok(docker.cmd().args(["load", "-i", path_str(&file)]));
     assert!(stdout(&out).contains(&image.reference), "{}", stdout(&out));
     let rootfs: Vec<String> =
         serde_json::from_str(&image.inspect("{{json .RootFS.Layers}}")).expect("json");

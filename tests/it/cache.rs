@@ -3,8 +3,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use image_maker::cache::{Cache, GcOptions};
 use image_maker::Fixture;
@@ -18,17 +18,46 @@ fn cli(cache: &Path) -> Command {
     cmd
 }
 
-/// Waits until a build has started writing into the cache's temporary directory.
+/// Waits until a build is writing layer data into the cache's temporary directory.
 fn wait_for_build(cache: &Path) {
-    let started = Instant::now();
-    while fs::read_dir(cache.join("v1/tmp")).map_or(true, |mut d| d.next().is_none()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the build never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for(
+        "a build writing into the cache",
+        Duration::from_secs(30),
+        || writing(&cache.join("v1/tmp"), 1 << 20),
+    );
+}
+
+/// What builders of `key` have left in the cache's temporary directory.
+fn leftovers_of(cache: &Path, key: &str) -> Vec<String> {
+    entries(&cache.join("v1/tmp"))
+        .into_iter()
+        .filter(|name| name.starts_with(&format!("{key}.")))
+        .collect()
+}
+
+/// Starts a build of `spec` through `cache`, waits until it is writing, and kills it
+/// (SIGKILL: no cleanup runs). Returns the cache key of `spec`, read from what it left.
+fn kill_a_build(cache: &Path, spec: &str, out: &Path) -> String {
+    let child = spawn(cli(cache).args([
+        "-q",
+        "-s",
+        spec,
+        "-o",
+        &format!("oci:{}", path_str(out)),
+        "mock/killed:1",
+    ]));
+    wait_for_build(cache);
+    child.signal(Signal::SIGKILL);
+    let killed = child.finish();
+    assert_eq!(killed.status.code(), None, "{}", stderr(&killed));
+    let left = entries(&cache.join("v1/tmp"));
+    assert_eq!(
+        left.len(),
+        1,
+        "a killed build leaves its temporary files: {left:?}"
+    );
+    assert!(entry_dirs(cache).is_empty());
+    left[0].split('.').next().expect("KEY.XXXXXX").to_owned()
 }
 
 /// How many images the cache has built, from its log.
@@ -49,25 +78,23 @@ fn entry_dirs(cache: &Path) -> Vec<PathBuf> {
 fn eight_processes_at_once_build_once() {
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
-    let children: Vec<Child> = (0..8)
+    let children: Vec<Running> = (0..8)
         .map(|i| {
-            cli(&cache)
-                .args(["--json", "-q", "-s", "3MB:files=2,1KB", "-o"])
-                .arg(format!(
-                    "oci:{}",
-                    path_str(&tmp.path().join(format!("out{i}")))
-                ))
-                .arg("mock/parallel:1")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn")
+            spawn(
+                cli(&cache)
+                    .args(["--json", "-q", "-s", "3MB:files=2,1KB", "-o"])
+                    .arg(format!(
+                        "oci:{}",
+                        path_str(&tmp.path().join(format!("out{i}")))
+                    ))
+                    .arg("mock/parallel:1"),
+            )
         })
         .collect();
     let digests: Vec<String> = children
         .into_iter()
         .map(|child| {
-            let out = child.wait_with_output().expect("wait");
+            let out = child.finish();
             assert!(out.status.success(), "{}", stderr(&out));
             json(&out)["digest"].as_str().expect("digest").to_owned()
         })
@@ -124,10 +151,14 @@ fn a_cached_image_is_exported_without_regenerating() {
             .expect("mtime"),
         stored_at
     );
-    let inspected = run_ok(
-        Command::new("skopeo").args(["inspect", &format!("oci-archive:{}", path_str(&archive))]),
-    );
-    assert!(stdout(&inspected).contains(second["digest"].as_str().expect("digest")));
+    if let Some(skopeo) = tool("skopeo") {
+        let inspected = run_ok(
+            skopeo
+                .cmd()
+                .args(["inspect", &format!("oci-archive:{}", path_str(&archive))]),
+        );
+        assert!(stdout(&inspected).contains(second["digest"].as_str().expect("digest")));
+    }
     // The library's fixture takes the same entry, with no build either.
     let image = Fixture::new(spec)
         .cache(Cache::at(&cache))
@@ -147,9 +178,9 @@ fn a_cached_image_is_exported_without_regenerating() {
 
 #[test]
 fn the_cached_layout_is_a_valid_image() {
-    if !tool("oci-image-tool") || !tool("umoci") {
+    let (Some(oci_image_tool), Some(umoci)) = (tool("oci-image-tool"), tool("umoci")) else {
         return;
-    }
+    };
     let tmp = tempdir();
     let spec = "1MB:files=3,2KB:tree=40";
     let image = Fixture::new(spec)
@@ -162,7 +193,7 @@ fn the_cached_layout_is_a_valid_image() {
         .next()
         .expect("tag")
         .to_owned();
-    run_ok(Command::new("oci-image-tool").args([
+    run_ok(oci_image_tool.cmd().args([
         "validate",
         "--type",
         "image",
@@ -171,7 +202,7 @@ fn the_cached_layout_is_a_valid_image() {
         path_str(image.oci_dir()),
     ]));
     let bundle = tmp.path().join("bundle");
-    run_ok(Command::new("umoci").args([
+    run_ok(umoci.cmd().args([
         "unpack",
         "--rootless",
         "--image",
@@ -213,39 +244,44 @@ fn platforms_share_their_layer_blobs() {
 }
 
 #[test]
-fn a_killed_builder_does_not_poison_the_cache() {
+fn the_next_build_of_a_spec_removes_what_its_killed_builder_left() {
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
-    let spec = "2GB";
-    let mut child = cli(&cache)
-        .args([
-            "-q",
-            "-s",
-            spec,
-            "-o",
-            &format!("oci:{}", path_str(&tmp.path().join("out"))),
-            "mock/killed:1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    wait_for_build(&cache);
-    child.kill().expect("SIGKILL");
-    child.wait().expect("wait");
-    assert!(
-        !entries(&cache.join("v1/tmp")).is_empty(),
-        "a killed build leaves its temporary files"
-    );
-    assert!(entry_dirs(&cache).is_empty());
+    let spec = "512MB";
+    let key = kill_a_build(&cache, spec, &tmp.path().join("killed"));
+    assert_eq!(leftovers_of(&cache, &key).len(), 1);
 
-    // The next build of the same spec does not trust them, and clears them away.
+    // The same spec again, and nothing else: no `cache gc`.
+    run_ok(cli(&cache).args([
+        "-q",
+        "-s",
+        spec,
+        "-o",
+        &format!("oci:{}", path_str(&tmp.path().join("out"))),
+        "mock/killed:1",
+    ]));
+    assert_eq!(
+        entries(&cache.join("v1/entries")),
+        std::slice::from_ref(&key)
+    );
+    assert_eq!(leftovers_of(&cache, &key), Vec::<String>::new());
+    assert_eq!(builds(&cache), 1);
+}
+
+#[test]
+fn cache_gc_removes_what_a_killed_builder_of_another_spec_left() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let key = kill_a_build(&cache, "512MB", &tmp.path().join("killed"));
+
+    // Another spec's build leaves them: it cannot know whether their builder still runs.
     let small = "3KB:files=2";
     run_ok(
         cli(&cache)
             .args(["-q", "-s", small, "-o", "oci:small", "mock/small:1"])
             .current_dir(tmp.path()),
     );
+    assert_eq!(leftovers_of(&cache, &key).len(), 1);
     let out = run_ok(cli(&cache).args(["cache", "gc"]));
     assert!(
         entries(&cache.join("v1/tmp")).is_empty(),
@@ -253,8 +289,18 @@ fn a_killed_builder_does_not_poison_the_cache() {
         stdout(&out)
     );
     assert_eq!(entry_dirs(&cache).len(), 1);
+}
 
-    // A damaged entry (a blob gone) is detected and built again.
+#[test]
+fn an_entry_with_a_missing_blob_is_built_again() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let small = "3KB:files=2";
+    run_ok(
+        cli(&cache)
+            .args(["-q", "-s", small, "-o", "oci:small", "mock/small:1"])
+            .current_dir(tmp.path()),
+    );
     let entry = &entry_dirs(&cache)[0];
     let blob_dir = entry.join("blobs/sha256");
     let victim = blob_dir.join(&entries(&blob_dir)[0]);
@@ -273,16 +319,14 @@ fn a_killed_builder_does_not_poison_the_cache() {
 fn an_interrupted_cache_build_leaves_nothing() {
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
-    let child = cli(&cache)
-        .args(["-q", "-s", "2GB", "-o", "oci:out", "mock/int:1"])
-        .current_dir(tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = spawn(
+        cli(&cache)
+            .args(["-q", "-s", "2GB", "-o", "oci:out", "mock/int:1"])
+            .current_dir(tmp.path()),
+    );
     wait_for_build(&cache);
-    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
-    let out = child.wait_with_output().expect("wait");
+    child.signal(Signal::SIGINT);
+    let out = child.finish();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(entries(&cache.join("v1/tmp")).is_empty());
     assert!(entry_dirs(&cache).is_empty());

@@ -9,6 +9,13 @@ const GOLDEN_SPEC: &str = "5MB,2KB,300B";
 const GOLDEN_DIGEST: &str =
     "sha256:3e9546d971c7b278709766c369e7ad41d5c0e6156e7c1e752aa7adaeddfb8b77";
 
+/// Pinned as well, for a `tree=` layer, whose history names its layout as the label does
+/// (`3KB:tree=40`). Before, the history said `files=40` and the digest was
+/// sha256:7261ec959202260e97a544b8130ecd96f11a4a1a067f360d75f22486cb179001.
+const GOLDEN_TREE_SPEC: &str = "1MB,3KB:tree=40";
+const GOLDEN_TREE_DIGEST: &str =
+    "sha256:d8d11a7722d53248d47a6108bae46cd2be4235acfc99976d6e749aab03ac69c3";
+
 fn digest_of(list: &str, reference: &str) -> String {
     let request = BuildRequest::new(
         Spec::parse(list).expect("valid"),
@@ -22,6 +29,14 @@ fn digest_of(list: &str, reference: &str) -> String {
 #[test]
 fn golden_manifest_digest() {
     assert_eq!(digest_of(GOLDEN_SPEC, "any/name:tag"), GOLDEN_DIGEST);
+}
+
+#[test]
+fn golden_manifest_digest_with_a_tree_layer() {
+    assert_eq!(
+        digest_of(GOLDEN_TREE_SPEC, "any/name:tag"),
+        GOLDEN_TREE_DIGEST
+    );
 }
 
 #[test]

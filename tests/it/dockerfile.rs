@@ -1,14 +1,28 @@
 //! `--builder dockerfile`: layer files and a Dockerfile in a temporary build directory, built
 //! by the real engines (docker, podman, buildah); the directory is gone afterwards.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
 const SPEC: &str = "2MB:files=3,1KB";
+
+/// How the status lines of a dockerfile build begin; the engine's own output (`Step 1/3`
+/// from the legacy builder, `#1 [internal]` from BuildKit) begins otherwise.
+const OWN_LINES: &[&str] = &[
+    "writing the build context",
+    "wrote ",
+    "building ",
+    "built ",
+    "saving ",
+    "saved ",
+    "layer ",
+    "removed the build directory",
+];
 
 fn assert_empty(dir: &Path) {
     assert!(
@@ -33,47 +47,89 @@ fn dockerfile_build(build_dir: &Path, engine: &str) -> Command {
     cmd
 }
 
-/// The image's layers as docker stores them, from `docker save`, unpacked in order.
-fn docker_rootfs(reference: &str, into: &Path) -> PathBuf {
+/// The regular files of each of the image's layers as docker stores them (`docker save`),
+/// by path, in the order of the image's layers.
+fn docker_layers(image: &EngineImage, into: &Path) -> Vec<Vec<(String, Vec<u8>)>> {
     let saved = into.join("saved");
     let tar = into.join("saved.tar");
-    run_ok(Command::new("docker").args(["save", "-o", path_str(&tar), reference]));
+    run_ok(
+        image
+            .engine
+            .cmd()
+            .args(["save", "-o", path_str(&tar), &image.reference]),
+    );
     tar::Archive::new(std::fs::File::open(&tar).expect("tar"))
         .unpack(&saved)
         .expect("unpack");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(saved.join("manifest.json")).expect("manifest"))
             .expect("json");
-    let root = into.join("root");
-    for layer in manifest[0]["Layers"].as_array().expect("layers") {
-        let layer = saved.join(layer.as_str().expect("path"));
-        tar::Archive::new(std::fs::File::open(&layer).expect("layer"))
-            .unpack(&root)
-            .expect("unpack layer");
+    manifest[0]["Layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|layer| {
+            let layer = saved.join(layer.as_str().expect("path"));
+            let mut archive = tar::Archive::new(std::fs::File::open(&layer).expect("layer"));
+            let mut files: Vec<(String, Vec<u8>)> = archive
+                .entries()
+                .expect("tar")
+                .map(|entry| entry.expect("entry"))
+                .filter(|entry| entry.header().entry_type().is_file())
+                .map(|mut entry| {
+                    let path = entry.path().expect("path").to_string_lossy().into_owned();
+                    let mut bytes = Vec::new();
+                    entry.read_to_end(&mut bytes).expect("read");
+                    (path, bytes)
+                })
+                .collect();
+            files.sort();
+            files
+        })
+        .collect()
+}
+
+/// Asserts that each of the image's layers holds exactly the generator's files of the
+/// spec's layer, byte for byte.
+fn assert_layers_hold_the_generated_files(image: &EngineImage, list: &str, into: &Path) {
+    let actual = docker_layers(image, into);
+    let expected = expected_layers(list);
+    assert_eq!(actual.len(), expected.len(), "number of layers");
+    for (n, (actual, mut expected)) in actual.into_iter().zip(expected).enumerate() {
+        expected.sort();
+        let names = |files: &[(String, Vec<u8>)]| -> Vec<String> {
+            files.iter().map(|(p, _)| p.clone()).collect()
+        };
+        assert_eq!(names(&actual), names(&expected), "files of layer {}", n + 1);
+        for ((path, actual), (_, expected)) in actual.iter().zip(&expected) {
+            assert!(
+                actual == expected,
+                "{path}: the engine's bytes differ from the generator's"
+            );
+        }
     }
-    root
 }
 
 /// `name:tag` lines of `<engine> images`.
-fn listed(engine: &str) -> Vec<String> {
+fn listed(engine: Tool) -> Vec<String> {
     // buildah calls the repository `Name`.
-    let format = match engine {
+    let format = match engine.name() {
         "buildah" => "{{.Name}}:{{.Tag}}",
         _ => "{{.Repository}}:{{.Tag}}",
     };
-    let out = run_ok(Command::new(engine).args(["images", "--format", format]));
+    let out = run_ok(engine.cmd().args(["images", "--format", format]));
     stdout(&out).lines().map(str::to_owned).collect()
 }
 
 #[test]
 fn docker_builds_layers_of_the_generated_files() {
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let build_dir = tmp.path().join("build");
     std::fs::create_dir(&build_dir).expect("mkdir");
-    let image = EngineImage::new("docker", "dockerfile");
+    let image = EngineImage::new(docker, "dockerfile");
     let out = run_ok(dockerfile_build(&build_dir, "docker").args([
         "--json",
         "-s",
@@ -97,11 +153,11 @@ fn docker_builds_layers_of_the_generated_files() {
         .expect("json")
     );
     assert!(
-        listed("docker").contains(&image.reference),
+        listed(docker).contains(&image.reference),
         "{:?}",
-        listed("docker")
+        listed(docker)
     );
-    assert_rootfs(&docker_rootfs(&image.reference, tmp.path()), SPEC);
+    assert_layers_hold_the_generated_files(&image, SPEC, tmp.path());
     let err = stderr(&out);
     for stage in [
         "writing the build context",
@@ -111,18 +167,23 @@ fn docker_builds_layers_of_the_generated_files() {
     ] {
         assert!(err.contains(stage), "no `{stage}` in {err}");
     }
-    // The engine's own output stays out of the way without `-v`.
-    assert!(!err.contains("Step 1/"), "{err}");
+    // The engine's own output stays out of the way without `-v`: every line is one of ours.
+    for line in err.lines() {
+        assert!(
+            OWN_LINES.iter().any(|own| line.starts_with(own)),
+            "`{line}` in {err}"
+        );
+    }
     assert_empty(&build_dir);
 }
 
 #[test]
 fn verbose_shows_the_engines_output_on_stderr() {
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
+    };
     let tmp = tempdir();
-    let image = EngineImage::new("docker", "dockerfile-verbose");
+    let image = EngineImage::new(docker, "dockerfile-verbose");
     let out = run_ok(dockerfile_build(tmp.path(), "docker").args([
         "-v",
         "--json",
@@ -130,24 +191,29 @@ fn verbose_shows_the_engines_output_on_stderr() {
         "1KB",
         &image.reference,
     ]));
+    let err = stderr(&out);
+    // Every builder (legacy `Step 2/2 : ADD …`, BuildKit `#5 [1/1] ADD …`) echoes the
+    // instruction it runs; lines that are not ours are the engine's.
+    assert!(err.contains("ADD layer1 /layer1"), "{err}");
     assert!(
-        stderr(&out).contains("Step 2/2 : ADD layer1 /layer1"),
-        "{}",
-        stderr(&out)
+        err.lines()
+            .any(|line| !OWN_LINES.iter().any(|own| line.starts_with(own))),
+        "{err}"
     );
-    // stdout holds the summary alone.
-    json(&out);
+    // stdout holds the summary alone, and it is the image the engine has.
+    assert_eq!(image.inspect("{{.Id}}"), json(&out)["config_digest"]);
     assert_empty(tmp.path());
+    assert_layers_hold_the_generated_files(&image, "1KB", tmp.path());
 }
 
 /// The same build with podman or buildah, which share containers/storage on this machine.
-fn builds_with(engine_name: &'static str) {
+fn builds_with(builder: Tool, podman: Tool) {
     let tmp = tempdir();
-    let image = EngineImage::new("podman", &format!("dockerfile-{engine_name}"));
+    let image = EngineImage::new(podman, &format!("dockerfile-{}", builder.name()));
     let layout = tmp.path().join("layout");
     let build_dir = tmp.path().join("build");
     std::fs::create_dir(&build_dir).expect("mkdir");
-    run_ok(dockerfile_build(&build_dir, engine_name).args([
+    run_ok(dockerfile_build(&build_dir, builder.name()).args([
         "-q",
         "-s",
         SPEC,
@@ -159,17 +225,18 @@ fn builds_with(engine_name: &'static str) {
     ]));
     let name = format!("localhost/{}", image.reference);
     assert!(
-        listed(engine_name).contains(&name),
-        "{name} not in {engine_name} images: {:?}",
-        listed(engine_name)
+        listed(builder).contains(&name),
+        "{name} not in {} images: {:?}",
+        builder.name(),
+        listed(builder)
     );
     assert_eq!(image.inspect("{{len .RootFS.Layers}}"), "2");
     assert_eq!(image.inspect("{{.Os}}/{{.Architecture}}"), "linux/amd64");
     // The layout from `<engine> save` holds the files the generator makes.
-    if tool("umoci") {
+    if let Some(umoci) = tool("umoci") {
         let bundle = tmp.path().join("bundle");
-        let tag = image.reference.rsplit(':').next().expect("tag");
-        run_ok(Command::new("umoci").args([
+        let tag = image.tag();
+        run_ok(umoci.cmd().args([
             "unpack",
             "--rootless",
             "--image",
@@ -183,25 +250,25 @@ fn builds_with(engine_name: &'static str) {
 
 #[test]
 fn podman_builds_it_too() {
-    if engine("podman") {
-        builds_with("podman");
+    if let Some(podman) = engine("podman") {
+        builds_with(podman, podman);
     }
 }
 
 #[test]
 fn buildah_builds_it_too() {
-    if tool("buildah") && engine("podman") {
-        builds_with("buildah");
+    if let (Some(buildah), Some(podman)) = (tool("buildah"), engine("podman")) {
+        builds_with(buildah, podman);
     }
 }
 
 #[test]
 fn file_outputs_come_from_docker_save() {
-    if !engine("docker") || !tool("skopeo") {
+    let (Some(docker), Some(skopeo)) = (engine("docker"), tool("skopeo")) else {
         return;
-    }
+    };
     let tmp = tempdir();
-    let image = EngineImage::new("docker", "dockerfile-save");
+    let image = EngineImage::new(docker, "dockerfile-save");
     let out = run_ok(
         dockerfile_build(tmp.path(), "docker")
             .current_dir(tmp.path())
@@ -218,12 +285,12 @@ fn file_outputs_come_from_docker_save() {
     );
     let built = json(&out);
     assert_eq!(entries(tmp.path()), ["image.tar", "layout"]);
-    let tag = image.reference.rsplit(':').next().expect("tag");
+    let tag = image.tag();
     for source in [
         format!("oci:{}/layout:{tag}", path_str(tmp.path())),
         format!("oci-archive:{}/image.tar", path_str(tmp.path())),
     ] {
-        let inspected = run_ok(Command::new("skopeo").args(["inspect", &source]));
+        let inspected = run_ok(skopeo.cmd().args(["inspect", &source]));
         let inspected: serde_json::Value =
             serde_json::from_slice(&inspected.stdout).expect("skopeo json");
         assert_eq!(inspected["Digest"], built["digest"], "{source}");
@@ -236,11 +303,11 @@ fn file_outputs_come_from_docker_save() {
 
 #[test]
 fn a_failing_build_shows_the_engines_error_and_leaves_nothing() {
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
+    };
     let tmp = tempdir();
-    let image = EngineImage::new("docker", "dockerfile-fails");
+    let image = EngineImage::new(docker, "dockerfile-fails");
     // The daemon rejects the platform: a real engine failure after the context is written.
     let out = run(dockerfile_build(tmp.path(), "docker").args([
         "--platform",
@@ -260,11 +327,11 @@ fn a_failing_build_shows_the_engines_error_and_leaves_nothing() {
 
 #[test]
 fn keep_keeps_the_build_directory() {
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
+    };
     let tmp = tempdir();
-    let image = EngineImage::new("docker", "dockerfile-keep");
+    let image = EngineImage::new(docker, "dockerfile-keep");
     let out = run_ok(dockerfile_build(tmp.path(), "docker").args([
         "-q",
         "--keep",
@@ -400,7 +467,7 @@ fn missing_engine_is_a_clear_error() {
 
 #[test]
 fn unreachable_daemon_is_a_clear_error() {
-    if !tool("docker") {
+    if tool("docker").is_none() {
         return;
     }
     let tmp = tempdir();
@@ -417,38 +484,23 @@ fn unreachable_daemon_is_a_clear_error() {
     assert_empty(tmp.path());
 }
 
-fn kill(signal: &str, child: &std::process::Child) {
-    run_ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
-}
-
 #[test]
 fn ctrl_c_while_writing_the_context_removes_the_build_directory() {
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
+    };
     let tmp = tempdir();
-    let image = EngineImage::new("docker", "dockerfile-ctrl-c");
-    let child = dockerfile_build(tmp.path(), "docker")
-        .args(["-q", "-s", "4GB", &image.reference])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // The layer file exists: data generation is under way.
-    let started = Instant::now();
-    while !entries(tmp.path())
-        .first()
-        .is_some_and(|d| tmp.path().join(d).join("layer1/4GB-file").exists())
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no layer file appeared"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    kill("INT", &child);
-    let out = finish(child);
+    let image = EngineImage::new(docker, "dockerfile-ctrl-c");
+    let child =
+        spawn(dockerfile_build(tmp.path(), "docker").args(["-q", "-s", "4GB", &image.reference]));
+    // The layer file holds data: generation is under way.
+    wait_for("the layer file to fill", Duration::from_secs(30), || {
+        files_under(tmp.path())
+            .iter()
+            .any(|(path, len)| path.ends_with("layer1/4GB-file") && *len >= 1 << 20)
+    });
+    child.signal(Signal::SIGINT);
+    let out = child.finish();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("error: interrupted"),
@@ -461,33 +513,46 @@ fn ctrl_c_while_writing_the_context_removes_the_build_directory() {
 
 #[test]
 fn sigterm_during_the_engine_build_removes_the_build_directory() {
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
+    };
     let tmp = tempdir();
-    let image = EngineImage::new("docker", "dockerfile-term");
-    let mut child = dockerfile_build(tmp.path(), "docker")
-        .args(["-s", "256MB,256MB", &image.reference])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let image = EngineImage::new(docker, "dockerfile-term");
+    let mut child =
+        spawn(dockerfile_build(tmp.path(), "docker").args(["-s", "256MB,256MB", &image.reference]));
     // Status lines say when the engine build starts; the signal follows at once.
-    let stderr_pipe = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr_pipe).lines();
+    let (sender, lines) = mpsc::channel();
+    let pipe = child.take_stderr();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.expect("utf-8 line");
-        let building = line.starts_with("building ");
-        seen.push(line);
-        if building {
-            break;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let building = line.starts_with("building ");
+                seen.push(line);
+                if building {
+                    break;
+                }
+            }
+            Err(e) => panic!(
+                "no `building` line ({e}); stderr so far:\n{}",
+                seen.join("\n")
+            ),
         }
     }
-    kill("TERM", &child);
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let out = finish(child);
-    let err = format!("{}\n{}", seen.join("\n"), rest.join("\n"));
+    child.signal(Signal::SIGTERM);
+    let out = child.finish();
+    reader.join().expect("reader");
+    seen.extend(lines.try_iter());
+    let err = seen.join("\n");
     assert_eq!(out.status.code(), Some(143), "{err}");
     assert!(err.contains("error: interrupted"), "{err}");
     assert_empty(tmp.path());

@@ -1,21 +1,22 @@
 //! The default `engine` output: the image streams into `docker load` / `podman load`.
 
-use std::process::Command;
-
 use crate::support::*;
 
 #[test]
 fn default_output_puts_the_image_in_docker() {
     // No `--engine`: docker is the first engine tried on Linux.
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
-    let image = EngineImage::new("docker", "default-output");
+    };
+    let image = EngineImage::new(docker, "default-output");
     let out = run_ok(image_maker().args(["--json", "-s", "2MB,1KB:files=3", &image.reference]));
     let built = json(&out);
     assert!(image.exists(), "{} not in docker", image.reference);
-    let listed =
-        run_ok(Command::new("docker").args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    let listed = run_ok(
+        docker
+            .cmd()
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"]),
+    );
     assert!(
         stdout(&listed).lines().any(|l| l == image.reference),
         "{}",
@@ -30,14 +31,14 @@ fn default_output_puts_the_image_in_docker() {
 
 #[test]
 fn the_loaded_image_holds_the_generated_files() {
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
+    };
     let spec = "1MB,3KB:files=3,5KB:tree=70";
-    let image = EngineImage::new("docker", "export");
+    let image = EngineImage::new(docker, "export");
     run_ok(image_maker().args(["-q", "-s", spec, "-o", "engine", &image.reference]));
     // A container is never started: `create` + `export` reads the filesystem as docker stored it.
-    let id = stdout(&run_ok(Command::new("docker").args([
+    let id = stdout(&run_ok(docker.cmd().args([
         "create",
         &image.reference,
         "/none",
@@ -46,8 +47,8 @@ fn the_loaded_image_holds_the_generated_files() {
     .to_owned();
     let tmp = tempdir();
     let tar = tmp.path().join("fs.tar");
-    let exported = run(Command::new("docker").args(["export", "-o", path_str(&tar), &id]));
-    let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+    let exported = run(docker.cmd().args(["export", "-o", path_str(&tar), &id]));
+    let _ = docker.cmd().args(["rm", "-f", &id]).output();
     assert!(exported.status.success(), "{}", stderr(&exported));
     let root = tmp.path().join("root");
     tar::Archive::new(std::fs::File::open(&tar).expect("tar"))
@@ -63,10 +64,10 @@ fn the_loaded_image_holds_the_generated_files() {
 
 #[test]
 fn too_many_layers_for_docker_get_a_hint() {
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
-    let image = EngineImage::new("docker", "deep");
+    };
+    let image = EngineImage::new(docker, "deep");
     let out = run(image_maker().args([
         "-q",
         "-n",
@@ -92,10 +93,10 @@ fn too_many_layers_for_docker_get_a_hint() {
 
 #[test]
 fn podman_loads_the_image_too() {
-    if !engine("podman") {
+    let Some(podman) = engine("podman") else {
         return;
-    }
-    let image = EngineImage::new("podman", "podman");
+    };
+    let image = EngineImage::new(podman, "podman");
     run_ok(image_maker().args(["-q", "-s", "1MB,2KB", "-e", "podman", &image.reference]));
     assert!(image.exists(), "{} not in podman", image.reference);
     assert_eq!(image.inspect("{{len .RootFS.Layers}}"), "2");
@@ -103,7 +104,7 @@ fn podman_loads_the_image_too() {
 
 #[test]
 fn unreachable_daemon_is_a_clear_error() {
-    if !tool("docker") {
+    if tool("docker").is_none() {
         return;
     }
     let tmp = tempdir();

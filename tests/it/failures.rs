@@ -1,8 +1,8 @@
 //! A failed or interrupted build leaves nothing at the destination and no temporary files.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -74,22 +74,41 @@ fn missing_parent_fails_cleanly() {
     assert_empty(tmp.path());
 }
 
+/// Nothing in the test's cache: no entry, no temporary directory, no build in its log.
+fn assert_cache_untouched() {
+    let cache = test_cache();
+    for part in ["v1/entries", "v1/tmp"] {
+        let dir = cache.join(part);
+        if dir.exists() {
+            assert_empty(&dir);
+        }
+    }
+    let log = std::fs::read_to_string(cache.join("v1/log")).unwrap_or_default();
+    assert!(!log.contains(" built "), "{log}");
+}
+
 #[test]
 fn unwritable_parent_fails_cleanly() {
-    // /proc refuses new entries even to root, unlike a chmod'ed directory.
+    // /proc refuses new entries even to root, unlike a chmod'ed directory. Nothing can appear
+    // there whatever the build does; what a failure can leave behind is elsewhere: another
+    // output in a writable directory, and the cache.
     for output in [
         "oci:/proc/image-maker-test",
         "oci-archive:/proc/image-maker-test.tar",
     ] {
-        let out = run(image_maker().args(["-s", "1KB", "-o", output, "x:1"]));
+        let tmp = tempdir();
+        let out = run(image_maker()
+            .current_dir(tmp.path())
+            .args(["-s", "1KB", "-o", "oci:good", "-o", output, "x:1"]));
         assert_eq!(out.status.code(), Some(1), "{output}: {}", stderr(&out));
+        let err = stderr(&out);
         assert!(
-            stderr(&out).contains("cannot create a temporary"),
-            "{}",
-            stderr(&out)
+            err.contains("cannot create a temporary") && err.contains("/proc"),
+            "{err}"
         );
+        assert_empty(tmp.path());
+        assert_cache_untouched();
     }
-    assert!(!Path::new("/proc/image-maker-test").exists());
 }
 
 #[test]
@@ -142,54 +161,52 @@ fn an_occupied_destination_is_left_alone() {
 #[test]
 fn a_write_failing_mid_layer_leaves_nothing() {
     // The file size limit makes a write fail partway through the first layer; SIGXFSZ is
-    // ignored so the failure arrives as an error, as a full disk's would.
+    // ignored so the failure arrives as an error, as a full disk's would. Through the cache,
+    // the cache's copy is written in the same pass and may be the one that fails.
     let tmp = tempdir();
-    for output in ["oci:out", "oci-archive:out.tar"] {
-        let out = run(Command::new("sh")
-            .current_dir(tmp.path())
-            .env_remove("SOURCE_DATE_EPOCH")
-            .args([
-                "-c",
-                "trap '' XFSZ; ulimit -f 1024; exec \"$@\"",
-                "sh",
-                env!("CARGO_BIN_EXE_image-maker"),
-            ])
-            .args(["-q", "-s", "4MB", "-o", output, "x:1"]));
-        assert_eq!(out.status.code(), Some(1), "{output}: {}", stderr(&out));
-        assert!(stderr(&out).contains("File too large"), "{}", stderr(&out));
-        assert_empty(tmp.path());
+    for cache in [&["--no-cache"][..], &[]] {
+        for output in ["oci:out", "oci-archive:out.tar"] {
+            let out = run(with_test_env(&mut Command::new("sh"))
+                .current_dir(tmp.path())
+                .args([
+                    "-c",
+                    "trap '' XFSZ; ulimit -f 1024; exec \"$@\"",
+                    "sh",
+                    IMAGE_MAKER,
+                ])
+                .args(cache)
+                .args(["-q", "-s", "4MB", "-o", output, "x:1"]));
+            assert_eq!(out.status.code(), Some(1), "{output}: {}", stderr(&out));
+            assert!(stderr(&out).contains("File too large"), "{}", stderr(&out));
+            assert_empty(tmp.path());
+            assert_cache_untouched();
+        }
     }
 }
 
 /// Starts a build big enough to interrupt, waits until it is writing, sends `signal`.
-fn interrupt(signal: &str, output: &str, dir: &Path) -> std::process::Output {
-    let child = image_maker()
-        .current_dir(dir)
-        .args(["-q", "-s", "4GB", "-o", output, "x:1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+fn interrupt(signal: Signal, output: &str, dir: &Path) -> std::process::Output {
+    let child = spawn(
+        image_maker()
+            .current_dir(dir)
+            .args(["-q", "-s", "4GB", "-o", output, "x:1"]),
+    );
     wait_for_output(dir);
-    run_ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
-    finish(child)
+    child.signal(signal);
+    child.finish()
 }
 
-/// Waits until a build has created its temporary output in `dir` and has run a little.
+/// Waits until a build is writing its output in `dir`: a file there holds data.
 fn wait_for_output(dir: &Path) {
-    let started = Instant::now();
-    while entries(dir).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the build never started writing"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for(
+        "the build to write its output",
+        Duration::from_secs(30),
+        || writing(dir, 1 << 20),
+    );
 }
 
 /// `signal` mid-build: exit 128 + the signal, an `interrupted` error, nothing left behind.
-fn assert_signal_cleans_up(signal: &str, output: &str, code: i32) {
+fn assert_signal_cleans_up(signal: Signal, output: &str, code: i32) {
     let tmp = tempdir();
     let out = interrupt(signal, output, tmp.path());
     assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
@@ -199,50 +216,46 @@ fn assert_signal_cleans_up(signal: &str, output: &str, code: i32) {
         stderr(&out)
     );
     assert_empty(tmp.path());
+    assert_cache_untouched();
 }
 
 #[test]
 fn ctrl_c_removes_everything() {
-    assert_signal_cleans_up("INT", "oci:out", 130);
+    assert_signal_cleans_up(Signal::SIGINT, "oci:out", 130);
 }
 
 #[test]
 fn sigterm_removes_everything() {
-    assert_signal_cleans_up("TERM", "oci-archive:out.tar", 143);
+    assert_signal_cleans_up(Signal::SIGTERM, "oci-archive:out.tar", 143);
 }
 
 #[test]
 fn a_closed_terminal_removes_everything() {
-    assert_signal_cleans_up("HUP", "oci:out", 129);
+    assert_signal_cleans_up(Signal::SIGHUP, "oci:out", 129);
 }
 
 #[test]
 fn ctrl_c_cancels_an_engine_load() {
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
+    };
     let tmp = tempdir();
-    let image = EngineImage::new("docker", "interrupted");
-    let child = image_maker()
-        .args([
-            "-q",
-            "-s",
-            "4GB",
-            "-o",
-            "engine",
-            "-o",
-            "oci:out",
-            "-e",
-            "docker",
-            &image.reference,
-        ])
-        .current_dir(tmp.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let image = EngineImage::new(docker, "interrupted");
+    let child = spawn(image_maker().current_dir(tmp.path()).args([
+        "-q",
+        "-s",
+        "4GB",
+        "-o",
+        "engine",
+        "-o",
+        "oci:out",
+        "-e",
+        "docker",
+        &image.reference,
+    ]));
     wait_for_output(tmp.path());
-    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
-    let out = finish(child);
+    child.signal(Signal::SIGINT);
+    let out = child.finish();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert_empty(tmp.path());
     assert!(!image.exists(), "an interrupted build was loaded");
@@ -250,9 +263,9 @@ fn ctrl_c_cancels_an_engine_load() {
 
 #[test]
 fn an_output_that_cannot_land_takes_the_others_back_out() {
-    if !tool("skopeo") {
+    let Some(skopeo) = tool("skopeo") else {
         return;
-    }
+    };
     let tmp = tempdir();
     // A previous image at `a`, which must survive the failed build.
     run_ok(
@@ -260,39 +273,30 @@ fn an_output_that_cannot_land_takes_the_others_back_out() {
             .current_dir(tmp.path())
             .args(["-q", "-s", "1KB", "-o", "oci:a", "old/a:1"]),
     );
-    let child = image_maker()
-        .current_dir(tmp.path())
-        .args([
-            "-q",
-            "-s",
-            "64MB",
-            "-o",
-            "oci:a",
-            "-o",
-            "oci-archive:b.tar",
-            "-o",
-            "oci:c",
-            "new/x:1",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = spawn(image_maker().current_dir(tmp.path()).args([
+        "-q",
+        "-s",
+        "64MB",
+        "-o",
+        "oci:a",
+        "-o",
+        "oci-archive:b.tar",
+        "-o",
+        "oci:c",
+        "new/x:1",
+    ]));
     // Once the build is writing, something else takes `c`; the build is stopped meanwhile so
     // that it cannot finish first, however fast it runs. `c` is checked again at commit.
-    let started = Instant::now();
-    while entries(tmp.path()).len() < 4 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the build never started writing"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let pid = child.id().to_string();
-    run_ok(Command::new("kill").args(["-STOP", &pid]));
+    wait_for(
+        "the build to open its three outputs",
+        Duration::from_secs(30),
+        || entries(tmp.path()).len() >= 4,
+    );
+    child.signal(Signal::SIGSTOP);
     std::fs::create_dir(tmp.path().join("c")).expect("mkdir");
     std::fs::write(tmp.path().join("c/keep.txt"), "mine").expect("write");
-    run_ok(Command::new("kill").args(["-CONT", &pid]));
-    let out = finish(child);
+    child.signal(Signal::SIGCONT);
+    let out = child.finish();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("exists and is not an OCI image layout"),
@@ -305,7 +309,7 @@ fn an_output_that_cannot_land_takes_the_others_back_out() {
         "b.tar landed, or temporary files were left"
     );
     assert_eq!(entries(&tmp.path().join("c")), ["keep.txt"]);
-    let old = run_ok(Command::new("skopeo").args([
+    let old = run_ok(skopeo.cmd().args([
         "inspect",
         &format!("oci:{}:1", path_str(&tmp.path().join("a"))),
     ]));

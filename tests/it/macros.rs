@@ -1,8 +1,7 @@
 //! `#[mock_image]`: what it does to a real test, and the compile errors it gives.
 
-use std::process::Command;
-
-use image_maker::{mock_image, EngineKind, MockImage};
+use image_maker::cache::Cache;
+use image_maker::{mock_image, EngineKind, Fixture, MockImage};
 
 use crate::support::*;
 
@@ -19,10 +18,22 @@ fn the_attribute_passes_the_built_image(img: MockImage) {
     assert_eq!(img.platform(), "linux/amd64");
     assert!(img.reference().starts_with("image-maker/mock:"));
     assert!(img.digest().starts_with("sha256:"));
-    if !tool("skopeo") {
+    // Fixtures of this workspace's tests are cached under target/ (`.cargo/config.toml`),
+    // never in the user's own cache.
+    let cache = Cache::from_env().expect("a cache");
+    assert!(img.oci_dir().starts_with(cache.root()));
+    let users = dirs::cache_dir()
+        .expect("a user cache dir")
+        .join("image-maker");
+    assert!(
+        !cache.root().starts_with(&users),
+        "{}",
+        cache.root().display()
+    );
+    let Some(skopeo) = tool("skopeo") else {
         return;
-    }
-    let out = run_ok(Command::new("skopeo").args([
+    };
+    let out = run_ok(skopeo.cmd().args([
         "inspect",
         "--raw",
         &format!("oci:{}", path_str(img.oci_dir())),
@@ -66,44 +77,58 @@ fn an_archive_is_made_once(img: MockImage) {
             .expect("mtime"),
         made
     );
-    if !tool("skopeo") {
+    let Some(skopeo) = tool("skopeo") else {
         return;
-    }
+    };
     let out = run_ok(
-        Command::new("skopeo").args(["inspect", &format!("oci-archive:{}", path_str(&archive))]),
+        skopeo
+            .cmd()
+            .args(["inspect", &format!("oci-archive:{}", path_str(&archive))]),
     );
     assert!(stdout(&out).contains(img.digest()), "{}", stdout(&out));
 }
 
-#[mock_image(layers = "2KB,1KB", tag = "image-maker-test/fixture-load:1")]
-fn load_skips_an_image_the_engine_has(img: MockImage) {
-    if !engine("docker") {
+/// A blob of the layout `dir`, parsed.
+fn blob_json(dir: &std::path::Path, digest: &str) -> serde_json::Value {
+    let path = dir
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    serde_json::from_slice(&std::fs::read(&path).expect("blob")).expect("json")
+}
+
+#[test]
+fn load_skips_an_image_the_engine_has() {
+    let Some(docker) = engine("docker") else {
         return;
-    }
-    let image = EngineImage::new("docker", "fixture-load");
-    assert_eq!(
-        image.reference,
-        format!("image-maker-test/fixture-load:{}", std::process::id())
-    );
-    let _ = Command::new("docker")
-        .args(["rmi", "-f", img.reference()])
-        .output();
-    img.load(EngineKind::Docker).expect("load");
-    let id = |r: &str| {
-        stdout(&run_ok(Command::new("docker").args([
-            "image",
-            "inspect",
-            "--format",
-            "{{.Id}} {{.Metadata.LastTagTime}}",
-            r,
-        ])))
     };
-    let first = id(img.reference());
-    assert!(first.starts_with(img.config_digest()), "{first}");
+    // The fixture goes by a name of this run's own, so that concurrent runs do not load over
+    // each other; docker forgets it when the test ends.
+    let image = EngineImage::new(docker, "fixture-load");
+    let img = Fixture::new("2KB,1KB")
+        .reference(image.reference.as_str())
+        .get()
+        .expect("fixture");
+    img.load(EngineKind::Docker).expect("load");
+    // What docker holds is the image the cache holds: its config and layers, as read from the
+    // cached layout itself.
+    let index = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(img.oci_dir().join("index.json")).expect("index"),
+    )
+    .expect("json");
+    let manifest = blob_json(
+        img.oci_dir(),
+        index["manifests"][0]["digest"].as_str().expect("digest"),
+    );
+    let config_digest = manifest["config"]["digest"].as_str().expect("digest");
+    let config = blob_json(img.oci_dir(), config_digest);
+    assert_eq!(image.inspect("{{.Id}}"), config_digest);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&image.inspect("{{json .RootFS.Layers}}"))
+            .expect("json"),
+        config["rootfs"]["diff_ids"]
+    );
+    let first = image.inspect("{{.Id}} {{.Metadata.LastTagTime}}");
     // Loading again changes nothing: not even the time docker last tagged it.
     img.load(EngineKind::Docker).expect("load again");
-    assert_eq!(id(img.reference()), first);
-    let _ = Command::new("docker")
-        .args(["rmi", "-f", img.reference()])
-        .output();
+    assert_eq!(image.inspect("{{.Id}} {{.Metadata.LastTagTime}}"), first);
 }

@@ -1,8 +1,11 @@
 //! Integration tests: the real CLI against real tools (skopeo, umoci, oci-image-tool,
-//! docker, podman). A missing tool skips a test with a `skipped:` line, unless `CI` or
-//! `IMAGE_MAKER_REQUIRE_ENGINES=1` is set, in which case it fails.
+//! docker, podman, docker-registry). A missing tool skips a test with a `skipped:` line
+//! (also appended to `IMAGE_MAKER_SKIP_LOG` when set), unless `CI` or
+//! `IMAGE_MAKER_REQUIRE_ENGINES` is set (to anything but `0` or `false`), in which case it
+//! fails. Each test builds with a cache of its own; see `support`.
 
 mod archive;
+mod benches;
 mod cache;
 mod cli;
 mod determinism;

@@ -1,15 +1,13 @@
 //! `oci:DIR` as skopeo, umoci and oci-image-tool see it.
 
-use std::process::Command;
-
 use crate::support::*;
 
 const SPEC: &str = "5MB,2KB,300B";
 
 /// Unpacks `dir:tag` with umoci beside `dir`; returns the rootfs.
-fn umoci_unpack(dir: &std::path::Path, tag: &str) -> std::path::PathBuf {
+fn umoci_unpack(umoci: Tool, dir: &std::path::Path, tag: &str) -> std::path::PathBuf {
     let bundle = dir.with_file_name("bundle");
-    run_ok(Command::new("umoci").args([
+    run_ok(umoci.cmd().args([
         "unpack",
         "--rootless",
         "--image",
@@ -32,13 +30,13 @@ fn build(dir: &std::path::Path, reference: &str, spec: &str) {
 
 #[test]
 fn oci_image_tool_validates_the_layout() {
-    if !tool("oci-image-tool") {
+    let Some(oci_image_tool) = tool("oci-image-tool") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let dir = tmp.path().join("layout");
     build(&dir, "mock/small:v1", SPEC);
-    let out = run_ok(Command::new("oci-image-tool").args([
+    let out = run_ok(oci_image_tool.cmd().args([
         "validate",
         "--type",
         "image",
@@ -55,14 +53,17 @@ fn oci_image_tool_validates_the_layout() {
 
 #[test]
 fn skopeo_sees_three_layers_for_linux_amd64() {
-    if !tool("skopeo") {
+    let Some(skopeo) = tool("skopeo") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let dir = tmp.path().join("layout");
     build(&dir, "mock/small:v1", SPEC);
-    let out =
-        run_ok(Command::new("skopeo").args(["inspect", &format!("oci:{}:v1", path_str(&dir))]));
+    let out = run_ok(
+        skopeo
+            .cmd()
+            .args(["inspect", &format!("oci:{}:v1", path_str(&dir))]),
+    );
     let info = json(&out);
     assert_eq!(info["Layers"].as_array().map(Vec::len), Some(3), "{info}");
     assert_eq!(info["Architecture"], "amd64");
@@ -75,35 +76,35 @@ fn skopeo_sees_three_layers_for_linux_amd64() {
 
 #[test]
 fn umoci_unpacks_files_of_exact_sizes_and_bytes() {
-    if !tool("umoci") {
+    let Some(umoci) = tool("umoci") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let dir = tmp.path().join("layout");
     let spec = SPEC;
     build(&dir, "mock/small:v1", spec);
-    assert_rootfs(&umoci_unpack(&dir, "v1"), spec);
+    assert_rootfs(&umoci_unpack(umoci, &dir, "v1"), spec);
 }
 
 #[test]
 fn a_tree_layer_unpacks_to_nested_directories() {
-    if !tool("umoci") {
+    let Some(umoci) = tool("umoci") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let dir = tmp.path().join("layout");
     let spec = "100KB:tree=600,1KB:files=2";
     build(&dir, "mock/tree:1", spec);
-    let root = umoci_unpack(&dir, "1");
+    let root = umoci_unpack(umoci, &dir, "1");
     assert_rootfs(&root, spec);
     assert!(root.join("layer1/d1/d2/file-600").is_file());
 }
 
 #[test]
 fn platform_is_recorded_in_config_and_index() {
-    if !tool("skopeo") {
+    let Some(skopeo) = tool("skopeo") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let dir = tmp.path().join("layout");
     run_ok(image_maker().args([
@@ -116,7 +117,7 @@ fn platform_is_recorded_in_config_and_index() {
         &format!("oci:{}", path_str(&dir)),
         "mock/arm:1",
     ]));
-    let out = run_ok(Command::new("skopeo").args([
+    let out = run_ok(skopeo.cmd().args([
         "inspect",
         "--raw",
         "--config",
@@ -143,15 +144,18 @@ fn platform_is_recorded_in_config_and_index() {
 
 #[test]
 fn an_existing_layout_is_replaced() {
-    if !tool("skopeo") {
+    let Some(skopeo) = tool("skopeo") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let dir = tmp.path().join("layout");
     build(&dir, "mock/a:1", "1MB");
     build(&dir, "mock/a:2", "2KB,1KB");
-    let out =
-        run_ok(Command::new("skopeo").args(["inspect", &format!("oci:{}:2", path_str(&dir))]));
+    let out = run_ok(
+        skopeo
+            .cmd()
+            .args(["inspect", &format!("oci:{}:2", path_str(&dir))]),
+    );
     assert_eq!(json(&out)["Layers"].as_array().map(Vec::len), Some(2));
     // Only the new image's blobs remain: config, manifest and two layers.
     assert_eq!(entries(&dir.join("blobs/sha256")).len(), 4);

@@ -1,7 +1,8 @@
 //! Pushing to a real registry: Debian's `docker-registry` (CNCF distribution), one per test
-//! on a free loopback port, checked with skopeo, oci-image-tool and docker.
+//! on a loopback port of its own, checked with skopeo, oci-image-tool and docker.
 
 use std::fs;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,68 +13,95 @@ use crate::support::*;
 
 const SPEC: &str = "3MB,1KB";
 
+/// How many ports a registry tries before giving up.
+const PORT_ATTEMPTS: u32 = 20;
+
 /// A registry process with its own config, storage and log; killed when dropped.
 struct Registry {
+    program: Tool,
     dir: tempfile::TempDir,
     port: u16,
+    /// Sent back in a header of every answer: tells this registry from another on the port.
+    id: String,
     child: Option<Child>,
 }
 
 impl Registry {
     /// `None` (the test is skipped) when `docker-registry` is not installed.
     fn start() -> Option<Self> {
-        Self::start_with(None)
+        Self::start_with(None, None)
     }
 
     /// A registry that wants HTTP basic auth for `user` / `password` (htpasswd, bcrypt).
     fn with_basic_auth(user: &str, password: &str) -> Option<Self> {
-        Self::start_with(Some((user, password)))
+        Self::start_with(Some((user, password)), None)
     }
 
-    fn start_with(auth: Option<(&str, &str)>) -> Option<Self> {
-        if !tool("docker-registry") {
-            return None;
-        }
+    /// `first_port`: the port to try first, instead of a random one.
+    fn start_with(auth: Option<(&str, &str)>, first_port: Option<u16>) -> Option<Self> {
+        let program = tool("docker-registry")?;
         let dir = tempdir();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
-             storage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
+        let mut auth_config = String::new();
         if let Some((user, password)) = auth {
             let hash = bcrypt::hash_with_result(password, 4)
                 .expect("bcrypt")
                 .format_for_version(bcrypt::Version::TwoA);
             let htpasswd = dir.path().join("htpasswd");
             fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("write htpasswd");
-            config.push_str(&format!(
+            auth_config = format!(
                 "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
                 htpasswd.display()
-            ));
+            );
         }
-        fs::write(dir.path().join("config.yml"), config).expect("write config");
         let mut registry = Self {
+            program,
             dir,
-            port,
+            port: 0,
+            id: unique(),
             child: None,
         };
-        registry.run();
-        Some(registry)
+        // A port is tried, not reserved beforehand (a port freed for the registry can be taken
+        // by anything before it binds): on a conflict, the next one.
+        for attempt in 0..PORT_ATTEMPTS {
+            registry.port = match first_port {
+                Some(port) if attempt == 0 => port,
+                _ => candidate_port(),
+            };
+            let config = format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: 127.0.0.1:{}\n  headers:\n    X-Image-Maker-Test: [{}]\n\
+                 {auth_config}",
+                registry.dir.path().join("data").display(),
+                registry.port,
+                registry.id,
+            );
+            fs::write(registry.dir.path().join("config.yml"), config).expect("write config");
+            match registry.run() {
+                Started::Answering => return Some(registry),
+                Started::PortTaken if attempt + 1 < PORT_ATTEMPTS => {}
+                Started::PortTaken => panic!(
+                    "{PORT_ATTEMPTS} ports were taken; the last log:\n{}",
+                    registry.log()
+                ),
+            }
+        }
+        unreachable!("the loop returns or panics")
     }
 
-    /// Starts the process (again), appending to the same log, and waits for `/v2/`.
-    fn run(&mut self) {
+    /// Starts the process (again, on the same port), appending to the same log, and waits
+    /// until it answers `/v2/` or exits because its port is taken. Any other exit, or no
+    /// answer within 20 s, fails the test.
+    fn run(&mut self) -> Started {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .expect("open log");
-        let child = Command::new("docker-registry")
+        let logged = log.metadata().map_or(0, |m| m.len());
+        let child = self
+            .program
+            .cmd()
             .arg("serve")
             .arg(self.dir.path().join("config.yml"))
             .stdin(Stdio::null())
@@ -83,15 +111,35 @@ impl Registry {
             .expect("docker-registry starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.answers() {
-                return;
+        loop {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("try_wait"));
+            if let Some(status) = exited {
+                self.child = None;
+                let log = self.log();
+                let this_run = log
+                    .get(usize::try_from(logged).unwrap_or(0)..)
+                    .unwrap_or("");
+                if this_run.contains("address already in use") {
+                    return Started::PortTaken;
+                }
+                panic!("the registry exited ({status}); log:\n{log}");
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if self.answers() {
+                return Started::Answering;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not answer within 20 s; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("the registry did not answer; log:\n{}", self.log());
     }
 
+    /// Whether this registry (not another process on its port) answers `/v2/`.
     fn answers(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
@@ -103,6 +151,9 @@ impl Registry {
             .and_then(|()| stream.read_to_string(&mut reply))
             .is_ok()
             && (reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.0 401"))
+            && reply
+                .lines()
+                .any(|l| l.eq_ignore_ascii_case(&format!("X-Image-Maker-Test: {}", self.id)))
     }
 
     fn host(&self) -> String {
@@ -145,9 +196,9 @@ impl Registry {
         self.log().lines().filter(|l| l.contains(&prefix)).count()
     }
 
-    fn signal(&self, signal: &str) {
+    fn signal(&self, signal: Signal) {
         if let Some(child) = &self.child {
-            run_ok(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]));
+            send(child.id(), signal);
         }
     }
 
@@ -163,6 +214,38 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// How a registry's start ended.
+enum Started {
+    Answering,
+    PortTaken,
+}
+
+/// A port below the range Linux hands out for outgoing connections (32768–60999), picked at
+/// random: concurrent tests and runs rarely pick the same one, and a conflict is retried.
+fn candidate_port() -> u16 {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    20_000 + u16::try_from(random % 12_000).expect("below 12000")
+}
+
+#[test]
+fn a_registry_whose_port_is_taken_starts_on_another() {
+    // Held for the whole test: the registry cannot have this port.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    let Some(registry) = Registry::start_with(None, Some(port)) else {
+        return;
+    };
+    assert_ne!(registry.port, port);
+    assert!(registry.answers());
+    assert!(
+        registry.log().contains("address already in use"),
+        "{}",
+        registry.log()
+    );
 }
 
 /// `image-maker` with no credentials from the environment or a docker config.
@@ -185,9 +268,10 @@ fn build_oci(dir: &Path, reference: &str) {
     ]));
 }
 
-fn skopeo_digest(image: &str, extra: &[&str]) -> String {
+fn skopeo_digest(skopeo: Tool, image: &str, extra: &[&str]) -> String {
     let out = run_ok(
-        Command::new("skopeo")
+        skopeo
+            .cmd()
             .args(["inspect", "--tls-verify=false"])
             .args(extra)
             .arg(image),
@@ -200,20 +284,23 @@ fn pushed_manifest_digest_equals_the_oci_build() {
     let Some(registry) = Registry::start() else {
         return;
     };
-    if !tool("skopeo") {
+    let Some(skopeo) = tool("skopeo") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
     build_oci(&layout, "mock/big:1");
-    let local = skopeo_digest(&format!("oci:{}:1", path_str(&layout)), &[]);
+    let local = skopeo_digest(skopeo, &format!("oci:{}:1", path_str(&layout)), &[]);
     let target = format!("{}/mock/big:1", registry.host());
     let out = run_ok(anonymous(tmp.path()).args(["-s", SPEC, "-o", "registry", "--json", &target]));
     let summary = json(&out);
     assert_eq!(summary["pushed"]["digest"], local.as_str(), "{summary}");
     assert_eq!(summary["pushed"]["reference"], target.as_str());
     assert_eq!(summary["digest"], local.as_str());
-    assert_eq!(skopeo_digest(&format!("docker://{target}"), &[]), local);
+    assert_eq!(
+        skopeo_digest(skopeo, &format!("docker://{target}"), &[]),
+        local
+    );
 }
 
 #[test]
@@ -221,22 +308,22 @@ fn skopeo_pulls_it_back_and_oci_image_tool_validates_it() {
     let Some(registry) = Registry::start() else {
         return;
     };
-    if !tool("skopeo") || !tool("oci-image-tool") {
+    let (Some(skopeo), Some(oci_image_tool)) = (tool("skopeo"), tool("oci-image-tool")) else {
         return;
-    }
+    };
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
     build_oci(&layout, "mock/pull:1");
     let target = format!("{}/mock/pull:1", registry.host());
     run_ok(anonymous(tmp.path()).args(["push", &format!("oci:{}:1", path_str(&layout)), &target]));
     let pulled = tmp.path().join("pulled");
-    run_ok(Command::new("skopeo").args([
+    run_ok(skopeo.cmd().args([
         "copy",
         "--src-tls-verify=false",
         &format!("docker://{target}"),
         &format!("oci:{}:1", path_str(&pulled)),
     ]));
-    let out = run_ok(Command::new("oci-image-tool").args([
+    let out = run_ok(oci_image_tool.cmd().args([
         "validate",
         "--type",
         "image",
@@ -256,19 +343,18 @@ fn docker_pulls_the_pushed_image() {
     let Some(registry) = Registry::start() else {
         return;
     };
-    if !engine("docker") {
+    let Some(docker) = engine("docker") else {
         return;
-    }
+    };
     let tmp = tempdir();
-    let target = format!(
-        "{}/image-maker-test/pull:{}",
-        registry.host(),
-        std::process::id()
+    let image = EngineImage::named(
+        docker,
+        format!("{}/image-maker-test/pull:{}", registry.host(), unique()),
     );
-    let out = run_ok(anonymous(tmp.path()).args(["-s", SPEC, "-o", "registry", "--json", &target]));
+    let target = image.reference.as_str();
+    let out = run_ok(anonymous(tmp.path()).args(["-s", SPEC, "-o", "registry", "--json", target]));
     let digest = json(&out)["digest"].as_str().expect("digest").to_owned();
-    let pulled = run(Command::new("docker").args(["pull", &target]));
-    let _ = Command::new("docker").args(["rmi", "-f", &target]).output();
+    let pulled = run(docker.cmd().args(["pull", target]));
     assert!(pulled.status.success(), "docker pull: {}", stderr(&pulled));
     assert!(stdout(&pulled).contains(&digest), "{}", stdout(&pulled));
 }
@@ -306,9 +392,9 @@ fn chunked_upload_patches_and_lands_the_same_image() {
     let Some(registry) = Registry::start() else {
         return;
     };
-    if !tool("skopeo") {
+    let Some(skopeo) = tool("skopeo") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let layout = tmp.path().join("layout");
     build_oci(&layout, "mock/chunks:1");
@@ -323,9 +409,12 @@ fn chunked_upload_patches_and_lands_the_same_image() {
     ]));
     // Config: 1 chunk; 3 MiB + tar headers: 4; 1 KiB layer: 1.
     assert_eq!(registry.patches("mock/chunks"), 6, "{}", registry.log());
-    let local = skopeo_digest(&format!("oci:{}:1", path_str(&layout)), &[]);
+    let local = skopeo_digest(skopeo, &format!("oci:{}:1", path_str(&layout)), &[]);
     assert_eq!(json(&out)["digest"], local.as_str());
-    assert_eq!(skopeo_digest(&format!("docker://{target}"), &[]), local);
+    assert_eq!(
+        skopeo_digest(skopeo, &format!("docker://{target}"), &[]),
+        local
+    );
 }
 
 #[test]
@@ -400,8 +489,9 @@ fn basic_auth_needs_credentials_and_never_shows_them() {
     let all = format!("{}{}", stdout(&ok), stderr(&ok));
     assert!(!all.contains(PASSWORD), "{all}");
     assert!(stderr(&ok).contains("user `tester`"), "{}", stderr(&ok));
-    if tool("skopeo") {
+    if let Some(skopeo) = tool("skopeo") {
         let digest = skopeo_digest(
+            skopeo,
             &format!("docker://{target}"),
             &["--creds", &format!("tester:{PASSWORD}")],
         );
@@ -498,54 +588,174 @@ fn a_registry_stopped_mid_push_fails_after_bounded_retries_and_a_restarted_one_a
     let source = format!("oci:{}", path_str(&layout));
     let target = format!("{}/mock/stop:1", registry.host());
     // Small chunks make the push long enough (hundreds of PATCHes) to stop it in the middle.
-    let push = anonymous(tmp.path())
-        .env("IMAGE_MAKER_PUSH_RETRIES", "2")
-        .env("IMAGE_MAKER_PUSH_BACKOFF_MS", "100")
-        .args(["push", "--chunk-size", "16KB", &source, &target])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("push starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while registry.patches("mock/stop") < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "no upload seen:\n{}",
-            registry.log()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let push = spawn(
+        anonymous(tmp.path())
+            .env("IMAGE_MAKER_PUSH_RETRIES", "2")
+            .env("IMAGE_MAKER_PUSH_BACKOFF_MS", "100")
+            .args(["push", "--chunk-size", "16KB", &source, &target]),
+    );
+    wait_for(
+        "the push to upload a few chunks",
+        Duration::from_secs(20),
+        || registry.patches("mock/stop") >= 3,
+    );
     // Frozen first, so the push cannot finish in between; then gone.
-    registry.signal("STOP");
-    std::thread::sleep(Duration::from_millis(200));
+    registry.signal(Signal::SIGSTOP);
     registry.stop();
-    let started = Instant::now();
-    let out = push.wait_with_output().expect("push ends");
-    assert!(started.elapsed() < Duration::from_secs(30));
+    // Three attempts with waits of 100 and 200 ms: bounded, far below the limit.
+    let out = push.finish_within(Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("after 3 attempts"), "{err}");
     assert!(err.contains("retrying in"), "{err}");
     assert!(err.contains("hint: check that the registry runs"), "{err}");
 
-    registry.run();
+    assert!(
+        matches!(registry.run(), Started::Answering),
+        "the port was taken while the registry was stopped"
+    );
     let out = run_ok(anonymous(tmp.path()).args(["push", "--json", &source, &target]));
-    if tool("skopeo") {
+    if let Some(skopeo) = tool("skopeo") {
         assert_eq!(
-            skopeo_digest(&format!("docker://{target}"), &[]),
+            skopeo_digest(skopeo, &format!("docker://{target}"), &[]),
             json(&out)["digest"].as_str().expect("digest")
         );
     }
 }
 
+/// A "registry" that takes connections and never answers: a push that reaches it has its
+/// layout ready. Held by the test, so no other process gets its port.
+struct Silent {
+    listener: TcpListener,
+}
+
+impl Silent {
+    fn new() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        Self { listener }
+    }
+
+    fn host(&self) -> String {
+        format!(
+            "127.0.0.1:{}",
+            self.listener.local_addr().expect("address").port()
+        )
+    }
+
+    /// Waits for the first connection and returns it.
+    fn accept(&self) -> TcpStream {
+        let mut stream = None;
+        wait_for(
+            "the push to connect",
+            Duration::from_secs(120),
+            || match self.listener.accept() {
+                Ok((s, _)) => {
+                    stream = Some(s);
+                    true
+                }
+                Err(_) => false,
+            },
+        );
+        stream.expect("a connection")
+    }
+}
+
+/// Runs `args` (a build with `-o registry` to a [`Silent`] registry, with `TMPDIR` set to
+/// `scratch`): while it connects, its staged layout is complete in `scratch`; once the
+/// connection closes, the push fails and the staging directory is gone.
+fn assert_staging_is_removed(build: &mut Command, scratch: &Path, registry: Silent) -> String {
+    let push = spawn(
+        build
+            .env("TMPDIR", scratch)
+            .env("IMAGE_MAKER_PUSH_RETRIES", "0"),
+    );
+    let connection = registry.accept();
+    let staged: Vec<String> = entries(scratch)
+        .into_iter()
+        .filter(|name| name.starts_with("image-maker-push-"))
+        .collect();
+    assert_eq!(staged.len(), 1, "{:?}", entries(scratch));
+    let layout = scratch.join(&staged[0]).join("layout");
+    assert!(
+        layout.join("index.json").is_file() && layout.join("oci-layout").is_file(),
+        "{:?}",
+        files_under(&layout)
+    );
+    drop(connection);
+    drop(registry);
+    let out = push.finish_within(Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(entries(scratch).is_empty(), "{:?}", entries(scratch));
+    stderr(&out)
+}
+
 #[test]
-fn a_failed_push_leaves_no_files_and_bad_input_is_a_usage_error() {
+fn a_failed_push_without_the_cache_removes_its_staging() {
     let tmp = tempdir();
     let scratch = tmp.path().join("tmp");
     fs::create_dir(&scratch).expect("mkdir");
+    let registry = Silent::new();
+    let target = format!("{}/mock/staged:1", registry.host());
+    let err = assert_staging_is_removed(
+        anonymous(tmp.path()).current_dir(tmp.path()).args([
+            "--no-cache",
+            "-s",
+            "1KB",
+            "-o",
+            "registry",
+            "-o",
+            "oci:out",
+            &target,
+        ]),
+        &scratch,
+        registry,
+    );
+    assert!(err.contains("error: "), "{err}");
+    // The push comes before the file outputs land: they do not.
+    assert_eq!(entries(tmp.path()), ["tmp"]);
+}
+
+#[test]
+fn a_failed_push_of_the_dockerfile_builder_removes_its_staging() {
+    let Some(docker) = engine("docker") else {
+        return;
+    };
+    let tmp = tempdir();
+    let scratch = tmp.path().join("tmp");
+    fs::create_dir(&scratch).expect("mkdir");
+    // docker's client writes into its config directory (`.buildNodeID`): one of its own.
+    let config = tempdir();
+    let registry = Silent::new();
+    let image = EngineImage::named(
+        docker,
+        format!("{}/mock/staged:{}", registry.host(), unique()),
+    );
+    let err = assert_staging_is_removed(
+        anonymous(config.path()).current_dir(tmp.path()).args([
+            "-b",
+            "dockerfile",
+            "-e",
+            "docker",
+            "-s",
+            "1KB",
+            "-o",
+            "registry",
+            &image.reference,
+        ]),
+        &scratch,
+        registry,
+    );
+    assert!(err.contains("error: "), "{err}");
+    assert_eq!(entries(tmp.path()), ["tmp"]);
+    assert!(!image.exists(), "{} left in docker", image.reference);
+}
+
+#[test]
+fn a_failed_push_leaves_no_files_and_bad_input_is_a_usage_error() {
+    let tmp = tempdir();
     // Nothing listens on port 1: the push fails after its retries, before any output lands.
     let out = run(anonymous(tmp.path())
-        .env("TMPDIR", &scratch)
         .env("IMAGE_MAKER_PUSH_RETRIES", "1")
         .env("IMAGE_MAKER_PUSH_BACKOFF_MS", "10")
         .current_dir(tmp.path())
@@ -564,8 +774,7 @@ fn a_failed_push_leaves_no_files_and_bad_input_is_a_usage_error() {
         "{}",
         stderr(&out)
     );
-    assert!(entries(&scratch).is_empty(), "{:?}", entries(&scratch));
-    assert!(!tmp.path().join("out").exists());
+    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
 
     let usage = |args: &[&str], message: &str| {
         let out = run(anonymous(tmp.path()).args(args));
@@ -591,13 +800,58 @@ fn a_failed_push_leaves_no_files_and_bad_input_is_a_usage_error() {
 }
 
 #[test]
+fn a_username_without_a_password_is_a_warning() {
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    build_oci(&layout, "mock/warn:1");
+    let source = format!("oci:{}", path_str(&layout));
+    // Nothing listens on port 1: the warning comes before the first request.
+    let push = |cmd: &mut Command| {
+        stderr(&run(cmd.env("IMAGE_MAKER_PUSH_RETRIES", "0").args([
+            "push",
+            &source,
+            "127.0.0.1:1/mock/warn:1",
+        ])))
+    };
+    let err = push(anonymous(tmp.path()).env("IMAGE_MAKER_USERNAME", "tester"));
+    assert!(
+        err.contains(
+            "warning: `IMAGE_MAKER_USERNAME` is set but `IMAGE_MAKER_PASSWORD` is not: ignoring it"
+        ),
+        "{err}"
+    );
+    let config = tmp.path().join("config");
+    fs::create_dir(&config).expect("mkdir");
+    fs::write(
+        config.join("config.json"),
+        r#"{"auths":{"127.0.0.1:1":{"username":"tester"}}}"#,
+    )
+    .expect("write config");
+    let err = push(&mut anonymous(&config));
+    assert!(
+        err.contains(&format!(
+            "warning: the docker config {} has a username for `127.0.0.1:1` but no password",
+            config.join("config.json").display()
+        )),
+        "{err}"
+    );
+    // A complete pair says nothing of the kind.
+    let err = push(
+        anonymous(tmp.path())
+            .env("IMAGE_MAKER_USERNAME", "tester")
+            .env("IMAGE_MAKER_PASSWORD", "secret"),
+    );
+    assert!(!err.contains("warning:"), "{err}");
+}
+
+#[test]
 fn every_path_to_the_registry_pushes_the_same_image() {
     let Some(registry) = Registry::start() else {
         return;
     };
-    if !tool("skopeo") {
+    let Some(skopeo) = tool("skopeo") else {
         return;
-    }
+    };
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
     let with_cache = |args: &[&str]| {
@@ -629,7 +883,7 @@ fn every_path_to_the_registry_pushes_the_same_image() {
     assert_eq!(cached, by_spec);
     for repo in ["a", "b", "c"] {
         assert_eq!(
-            skopeo_digest(&format!("docker://{host}/paths/{repo}:1"), &[]),
+            skopeo_digest(skopeo, &format!("docker://{host}/paths/{repo}:1"), &[]),
             cached
         );
     }
@@ -646,11 +900,16 @@ fn the_dockerfile_builder_pushes_what_the_engine_built() {
     let Some(registry) = Registry::start() else {
         return;
     };
-    if !engine("docker") || !tool("skopeo") {
+    let (Some(docker), Some(skopeo)) = (engine("docker"), tool("skopeo")) else {
         return;
-    }
+    };
     let tmp = tempdir();
-    let target = format!("{}/mock/engine-built:1", registry.host());
+    // Not kept in docker, whose copy only the push needed; removed anyway if it is.
+    let image = EngineImage::named(
+        docker,
+        format!("{}/mock/engine-built:{}", registry.host(), unique()),
+    );
+    let target = image.reference.clone();
     let out = run_ok(anonymous(tmp.path()).args([
         "--json",
         "-b",
@@ -664,9 +923,10 @@ fn the_dockerfile_builder_pushes_what_the_engine_built() {
         &target,
     ]));
     let summary = json(&out);
-    let digest = skopeo_digest(&format!("docker://{target}"), &[]);
+    let digest = skopeo_digest(skopeo, &format!("docker://{target}"), &[]);
     assert_eq!(summary["pushed"]["digest"], digest.as_str(), "{summary}");
-    let inspected = run_ok(Command::new("skopeo").args([
+    assert!(!image.exists(), "{target} left in docker");
+    let inspected = run_ok(skopeo.cmd().args([
         "inspect",
         "--tls-verify=false",
         &format!("docker://{target}"),

@@ -1,31 +1,95 @@
+//! What every test shares: the CLI with a cache of the test's own, the gate every external
+//! tool goes through (and its skip log), bounded waits, and guards that clean up after a
+//! test, also when it panics.
+
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use image_maker::content::FileContent;
 use image_maker::{plan, Spec};
 
-/// The CLI, with a clean environment for determinism and the test run's own cache.
+pub use nix::sys::signal::Signal;
+
+/// The CLI, with a clean environment for determinism and the calling test's own cache.
 pub fn image_maker() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-maker"));
-    cmd.env_remove("SOURCE_DATE_EPOCH")
-        .env("NO_COLOR", "1")
-        .env("IMAGE_MAKER_CACHE_DIR", &*CACHE);
+    let mut cmd = Command::new(IMAGE_MAKER);
+    with_test_env(&mut cmd);
     cmd
 }
 
-/// One cache for the whole test run, emptied when the run starts; tests of the cache
-/// itself use their own.
-static CACHE: LazyLock<PathBuf> = LazyLock::new(|| {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache");
-    let _ = fs::remove_dir_all(&dir);
-    dir
-});
+/// The binary under test, for commands that run it in another way (through `sh`).
+pub const IMAGE_MAKER: &str = env!("CARGO_BIN_EXE_image-maker");
 
+/// The environment `image_maker()` runs in, for a command that starts the CLI itself.
+pub fn with_test_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("SOURCE_DATE_EPOCH")
+        .env("NO_COLOR", "1")
+        .env("IMAGE_MAKER_CACHE_DIR", test_cache())
+}
+
+thread_local! {
+    /// The cache of the test running on this thread, made on first use and removed when the
+    /// test ends. libtest runs every test on a thread of its own (also with
+    /// `--test-threads=1`) and nextest every test in a process of its own, so no test sees
+    /// what another cached, and none removes a cache another still uses.
+    static CACHE: tempfile::TempDir = tempfile::Builder::new()
+        .prefix(&format!("image-maker-test-cache-{}-", file_name_part(&test_name())))
+        .tempdir()
+        .expect("a temporary cache directory");
+}
+
+/// The cache directory `image_maker()` gives the calling test.
+pub fn test_cache() -> PathBuf {
+    CACHE.with(|dir| dir.path().to_path_buf())
+}
+
+/// The running test's name, as libtest and nextest name its thread.
+pub fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("unnamed-test")
+        .to_owned()
+}
+
+/// `cli::help` → `cli-help`: a name usable in a file name or an image tag.
+fn file_name_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// A suffix that no other run, concurrent or earlier, uses: this process, when it started,
+/// and a count within it.
+pub fn unique() -> String {
+    static RUN: LazyLock<String> = LazyLock::new(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{:x}", std::process::id(), nanos % (1 << 40))
+    });
+    static COUNT: AtomicU32 = AtomicU32::new(0);
+    format!("{}-{}", *RUN, COUNT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs `cmd` to its end; one that has not ended after ten minutes (a hung engine, say)
+/// fails the test instead of holding up the run.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("command starts")
+    spawn(cmd).finish_within(Duration::from_secs(600))
 }
 
 /// Runs and asserts success, showing stderr otherwise.
@@ -49,67 +113,127 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn required() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-        || std::env::var("IMAGE_MAKER_REQUIRE_ENGINES").is_ok_and(|v| v == "1")
+/// Whether the environment variable `name` is set to anything but empty, `0` or `false`.
+fn flag(name: &str) -> bool {
+    is_on(std::env::var_os(name).as_deref())
 }
 
-/// Skips (or, in CI, fails) when `why` is `Some`.
-fn available(what: &str, why: Option<String>) -> bool {
-    match why {
-        None => true,
-        Some(why) if required() => {
-            panic!("{what} is required here (CI or IMAGE_MAKER_REQUIRE_ENGINES=1) but {why}")
-        }
-        Some(why) => {
-            eprintln!("skipped: {what}: {why}");
-            false
+fn is_on(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Under `CI` or `IMAGE_MAKER_REQUIRE_ENGINES`, a missing tool fails the test.
+fn required() -> bool {
+    flag("CI") || flag("IMAGE_MAKER_REQUIRE_ENGINES")
+}
+
+/// Skips (or, when tools are required, fails) for want of `what`. The line goes to the
+/// process's stderr itself, since libtest hides what a passing test prints with
+/// `eprintln!`, and is appended to `IMAGE_MAKER_SKIP_LOG` when set: `.ci/run` lists and
+/// counts those lines, whatever runner captured the output.
+fn skip(what: &str, why: &str) {
+    let test = test_name();
+    assert!(
+        !required(),
+        "{test}: {what} is required here (CI or IMAGE_MAKER_REQUIRE_ENGINES is set) but {why}"
+    );
+    let line = format!("skipped: {test}: {what}: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os("IMAGE_MAKER_SKIP_LOG").filter(|v| !v.is_empty()) {
+        // One write to a file opened for appending: lines from concurrent tests stay whole.
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .unwrap_or_else(|e| panic!("cannot append to the skip log {log:?}: {e}"));
+    }
+}
+
+/// An external program that answered the gate. Only [`tool`] and [`engine`] make one, so
+/// every test that runs docker, skopeo, umoci, … has been through the gate first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tool {
+    name: &'static str,
+}
+
+impl Tool {
+    pub fn name(self) -> &'static str {
+        self.name
+    }
+
+    pub fn cmd(self) -> Command {
+        Command::new(self.name)
+    }
+}
+
+/// The command-line tool `name`, when it is installed; otherwise the test skips (or fails).
+pub fn tool(name: &'static str) -> Option<Tool> {
+    match Command::new(name)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(_) => Some(Tool { name }),
+        Err(e) => {
+            skip(name, &format!("it cannot run: {e}"));
+            None
         }
     }
 }
 
-/// Whether the command-line tool `name` is installed.
-pub fn tool(name: &str) -> bool {
-    let found = Command::new(name).arg("--version").output().is_ok();
-    available(name, (!found).then(|| "it is not installed".to_owned()))
-}
-
-/// Whether the named engine answers (`docker info` / `podman info`).
-pub fn engine(name: &str) -> bool {
-    let out = Command::new(name).arg("info").output();
-    let why = match out {
-        Err(e) => Some(format!("`{name}` cannot run: {e}")),
-        Ok(o) if !o.status.success() => {
-            Some(format!("`{name} info` failed: {}", stderr(&o).trim()))
-        }
-        Ok(_) => None,
+/// The engine `name`, when it answers (`docker info` / `podman info`); otherwise the test
+/// skips (or fails).
+pub fn engine(name: &'static str) -> Option<Tool> {
+    let why = match Command::new(name).arg("info").stdin(Stdio::null()).output() {
+        Err(e) => format!("`{name}` cannot run: {e}"),
+        Ok(o) if !o.status.success() => format!("`{name} info` failed: {}", stderr(&o).trim()),
+        Ok(_) => return Some(Tool { name }),
     };
-    available(name, why)
+    skip(name, &why);
+    None
 }
 
-/// A unique image name for this test, removed from the engine when dropped.
+/// An image in an engine, removed when dropped: at the end of the test, also one that
+/// panics.
+#[derive(Debug)]
 pub struct EngineImage {
-    pub engine: &'static str,
+    pub engine: Tool,
     pub reference: String,
 }
 
 impl EngineImage {
-    pub fn new(engine: &'static str, test: &str) -> Self {
-        let reference = format!("image-maker-test/{test}:{}", std::process::id());
-        let image = Self { engine, reference };
+    /// `image-maker-test/NAME:TAG`, with a tag no other run uses.
+    pub fn new(engine: Tool, name: &str) -> Self {
+        Self::named(engine, format!("image-maker-test/{name}:{}", unique()))
+    }
+
+    /// An image whose reference is given (a registry's, a fixture's); it should be unique
+    /// to this run too.
+    pub fn named(engine: Tool, reference: impl Into<String>) -> Self {
+        let image = Self {
+            engine,
+            reference: reference.into(),
+        };
         image.remove();
         image
     }
 
+    /// The tag of the reference.
+    pub fn tag(&self) -> &str {
+        self.reference.rsplit(':').next().expect("a tag")
+    }
+
     pub fn exists(&self) -> bool {
-        Command::new(self.engine)
+        self.engine
+            .cmd()
             .args(["image", "inspect", &self.reference])
             .output()
             .is_ok_and(|o| o.status.success())
     }
 
     pub fn inspect(&self, format: &str) -> String {
-        let out = run_ok(Command::new(self.engine).args([
+        let out = run_ok(self.engine.cmd().args([
             "image",
             "inspect",
             "--format",
@@ -120,7 +244,9 @@ impl EngineImage {
     }
 
     fn remove(&self) {
-        let _ = Command::new(self.engine)
+        let _ = self
+            .engine
+            .cmd()
             .args(["rmi", "-f", &self.reference])
             .output();
     }
@@ -132,12 +258,162 @@ impl Drop for EngineImage {
     }
 }
 
+/// Waits until `done` holds, checking every few milliseconds; after `timeout` the test fails
+/// saying what it waited for.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < timeout,
+            "gave up after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A child process, killed when dropped unless it was waited for: a test that fails while
+/// a build runs does not leave the build running.
+#[derive(Debug)]
+pub struct Running {
+    child: Option<Child>,
+    /// The command, for messages.
+    what: String,
+}
+
+/// Starts `cmd` with stdout and stderr piped (stdin closed).
+pub fn spawn(cmd: &mut Command) -> Running {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} does not start: {e}"));
+    Running {
+        child: Some(child),
+        what: format!("{cmd:?}"),
+    }
+}
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The child's stderr, to read while it runs (`finish` then reports none).
+    pub fn take_stderr(&mut self) -> std::process::ChildStderr {
+        self.child
+            .as_mut()
+            .and_then(|c| c.stderr.take())
+            .expect("stderr is piped")
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        send(self.id(), signal);
+    }
+
+    /// Waits for the exit, reading its output meanwhile; one that does not exit within a
+    /// minute fails the test instead of hanging it.
+    pub fn finish(self) -> Output {
+        self.finish_within(Duration::from_secs(60))
+    }
+
+    pub fn finish_within(mut self, timeout: Duration) -> Output {
+        let mut child = self.child.take().expect("running");
+        let readers = [
+            child.stdout.take().map(|s| reader(Box::new(s))),
+            child.stderr.take().map(|s| reader(Box::new(s))),
+        ];
+        let started = Instant::now();
+        let status: Option<ExitStatus> = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break Some(status);
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let [out, err] = readers.map(|r| {
+            r.map(|r| r.join().expect("reader thread"))
+                .unwrap_or_default()
+        });
+        let Some(status) = status else {
+            panic!(
+                "{} did not exit within {timeout:?}; its stderr:\n{}",
+                self.what,
+                String::from_utf8_lossy(&err)
+            );
+        };
+        Output {
+            status,
+            stdout: out,
+            stderr: err,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn reader(mut pipe: Box<dyn Read + Send>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// Sends `signal` to the process `pid`.
+pub fn send(pid: u32, signal: Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+    nix::sys::signal::kill(pid, signal).unwrap_or_else(|e| panic!("kill -{signal} {pid}: {e}"));
+}
+
+/// The regular files under `dir`, recursively, with their sizes; what is not there (yet, or
+/// any more) is left out.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let Ok(list) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in list.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else if meta.is_file() {
+                found.push((entry.path(), meta.len()));
+            }
+        }
+    }
+    found
+}
+
+/// Whether some file under `dir` holds at least `bytes` bytes: a build is writing its data.
+pub fn writing(dir: &Path, bytes: u64) -> bool {
+    files_under(dir).iter().any(|(_, len)| *len >= bytes)
+}
+
 /// The bytes the generator makes for each file of `list`, by path.
 pub fn expected_files(list: &str) -> Vec<(String, Vec<u8>)> {
+    expected_layers(list).into_iter().flatten().collect()
+}
+
+/// The generator's files of each layer of `list`, by path, in the plan's order.
+pub fn expected_layers(list: &str) -> Vec<Vec<(String, Vec<u8>)>> {
     let spec = Spec::parse(list).expect("valid spec");
     plan::layers(&spec)
         .iter()
-        .flat_map(|layer| {
+        .map(|layer| {
             layer
                 .files()
                 .map(|f| {
@@ -147,7 +423,7 @@ pub fn expected_files(list: &str) -> Vec<(String, Vec<u8>)> {
                         .expect("in memory");
                     (f.path, bytes)
                 })
-                .collect::<Vec<_>>()
+                .collect()
         })
         .collect()
 }
@@ -190,7 +466,7 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
 /// Names in `dir`, sorted: shows leftover temporary files.
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
-        .expect("readable")
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
@@ -210,15 +486,34 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// Waits for an interrupted build to exit; one that hangs fails the test instead of CI.
-pub fn finish(mut child: std::process::Child) -> Output {
-    let started = std::time::Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if started.elapsed() > std::time::Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("the interrupted build did not exit within 60 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("wait")
+#[test]
+fn each_test_has_a_cache_of_its_own() {
+    let mine = test_cache();
+    assert_eq!(test_cache(), mine, "one cache for the whole test");
+    let other = std::thread::Builder::new()
+        .name("support::another_test".into())
+        .spawn(|| {
+            let dir = test_cache();
+            assert!(dir.is_dir());
+            dir
+        })
+        .expect("thread")
+        .join()
+        .expect("joined");
+    assert_ne!(other, mine);
+    assert!(!other.exists(), "a finished test's cache is removed");
+    assert!(mine.is_dir());
+    assert!(
+        path_str(&mine).contains("support-each-test-has-a-cache-of-its-own"),
+        "{}",
+        mine.display()
+    );
+}
+
+#[test]
+fn the_gate_reads_its_variables_as_flags() {
+    // The parsing alone: the variables themselves belong to the whole run.
+    let on = |v: &str| is_on(Some(std::ffi::OsStr::new(v)));
+    assert!(on("1") && on("true") && on("yes"));
+    assert!(!on("") && !on("0") && !on("false") && !is_on(None));
 }

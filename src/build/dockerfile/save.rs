@@ -168,7 +168,7 @@ pub(crate) fn export(
         match interrupt::check().and_then(|()| sink.commit()) {
             Ok(done) => committed.push(done),
             Err(e) => {
-                committed.into_iter().rev().for_each(Committed::undo);
+                crate::sink::undo_all(committed, progress);
                 return Err(e);
             }
         }
