@@ -202,6 +202,20 @@ fn reuse(
     Ok(Some(built))
 }
 
+/// Tags the image `id` as `reference` again, unless the tag is there: for a fixture whose
+/// tag someone removed. An error when the image itself is gone.
+pub(crate) fn retag(engine: &Engine, id: &str, reference: &str) -> Result<(), Error> {
+    if inspect::inspect(engine, reference).is_ok_and(|image| image.id == id)
+        || lookup::tag(engine, id, reference)
+    {
+        return Ok(());
+    }
+    Err(Error::EngineFailed {
+        command: format!("{} tag {id} {reference}", engine.kind),
+        detail: format!("{} no longer has the image", engine.kind),
+    })
+}
+
 /// Whether the engine still has the image `id`.
 fn exists(engine: &Engine, id: &str) -> bool {
     inspect::inspect(engine, id).is_ok()
