@@ -159,6 +159,8 @@ fn dockerfile_build(list: &str, dir: &Path) -> std::io::Result<Duration> {
             "-q",
             "-b",
             "dockerfile",
+            // Timed is a build, not the lookup of an image an earlier round left.
+            "--no-cache",
             "-e",
             "docker",
             "-s",

@@ -85,6 +85,13 @@ pub enum Error {
     NoCacheDir,
     #[error("interrupted")]
     Interrupted { exit_code: i32 },
+    /// A fixture of the dockerfile builder is an engine's image, with nothing on disk.
+    #[error("mock image `{reference}` exists only in {engine}, so it has no {what}")]
+    EngineOnly {
+        reference: String,
+        engine: &'static str,
+        what: &'static str,
+    },
 }
 
 impl Error {
@@ -149,6 +156,9 @@ impl Error {
                 "docker stores at most 125 layers per image: use fewer layers, or write it with `--output oci:DIR`"
                     .into(),
             ),
+            Self::EngineOnly { engine, .. } => Some(format!(
+                "the native builder (the fixture's default) makes an OCI layout and archive, and `load` puts it in any engine; `{engine} save` writes this one to a file"
+            )),
             Self::NoCacheDir => Some("set IMAGE_MAKER_CACHE_DIR, or build with `--no-cache`".into()),
             Self::CacheCorrupt { .. } => Some(
                 "run `image-maker cache clear` (or build with `--no-cache`); the next build replaces the entry".into(),
@@ -170,6 +180,7 @@ impl Error {
             | Self::Usage(_)
             | Self::CannotLoad { .. }
             | Self::DuplicateOutput(_)
+            | Self::EngineOnly { .. }
             | Self::FeatureDisabled { .. } => 2,
             Self::Interrupted { exit_code } => *exit_code,
             #[cfg(feature = "registry")]
@@ -195,6 +206,10 @@ pub enum UsageError {
 impl UsageError {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
+            // A fixture's option, or a flag of the command line.
+            Self::DockerfileOnly(option) if option.starts_with("Fixture::") => {
+                Some("add `.builder(Builder::Dockerfile)`")
+            }
             Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
             _ => None,
         }

@@ -1,86 +1,175 @@
-//! Test fixtures: mock images built once per spec through the cache and shared by every
-//! test and every process that asks for the same spec.
+//! Test fixtures: mock images built once per spec and shared by every test and every
+//! process that asks for the same spec: through the cache (the native builder), or in a
+//! container engine that keeps the image, found again by its cache key (the dockerfile
+//! builder).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use crate::cache::{self, Cache, Cached};
+use crate::engine::EngineKind;
 #[cfg(feature = "engine")]
-use crate::engine::{self, Engine, EngineKind};
+use crate::engine::{self, Engine};
+use crate::error::UsageError;
 use crate::image::LayerInfo;
-#[cfg(feature = "engine")]
-use crate::Output;
-use crate::{BuildRequest, Error, Platform, Progress, Reference, Spec};
+use crate::{BuildRequest, Builder, Built, Error, Output, Platform, Progress, Reference, Spec};
 
-/// One slot per cache entry, so a process asks the disk once per spec; a slot's own lock
-/// makes concurrent tests wait for the first one's build instead of starting their own.
-type Slot = Arc<Mutex<Option<Arc<Cached>>>>;
+/// One slot per image, so a process asks the disk (or the engine) once per spec; a slot's
+/// own lock makes concurrent tests wait for the first one's build instead of starting their
+/// own.
+type Slot = Arc<Mutex<Option<Stored>>>;
 static IN_PROCESS: LazyLock<Mutex<HashMap<String, Slot>>> = LazyLock::new(Default::default);
 
-/// A mock image in the cache, ready to use. The process that got it keeps it in use until
-/// it ends (it asks the cache once per spec), and `cache gc` leaves it alone until then.
+/// A mock image, ready to use: an OCI layout in the cache (the native builder, the
+/// default), or an image in a container engine (the dockerfile builder).
+///
+/// A cached image stays in use by the process that got it until it ends (it asks the cache
+/// once per spec), and `cache gc` leaves it alone until then. An engine's image exists only
+/// in the engine, under [`reference`](Self::reference): it has no OCI layout or archive on
+/// disk ([`try_oci_dir`](Self::try_oci_dir) and [`oci_archive`](Self::oci_archive) say so).
 #[derive(Debug, Clone)]
 pub struct MockImage {
     reference: String,
-    cached: Arc<Cached>,
+    stored: Stored,
+}
+
+#[derive(Debug, Clone)]
+enum Stored {
+    Cache(Arc<Cached>),
+    Engine(Arc<InEngine>),
+}
+
+/// What the dockerfile builder reported for an image it built, or found, in `engine`.
+#[derive(Debug)]
+struct InEngine {
+    engine: EngineKind,
+    built: Built,
 }
 
 impl MockImage {
-    /// `name:tag`: the `reference` asked for, or `image-maker/mock:<key>`.
+    /// `name:tag`: the `reference` asked for, or `image-maker/mock:<key>`. An engine's image
+    /// is tagged so in the engine (podman and buildah show `localhost/` in front).
     pub fn reference(&self) -> &str {
         &self.reference
     }
 
-    /// Digest of the manifest.
+    /// Digest of the manifest. Empty for an engine's image: an engine keeps no manifest of
+    /// an image it built, only the config ([`config_digest`](Self::config_digest)).
     pub fn digest(&self) -> &str {
-        &self.cached.entry.digest
+        match &self.stored {
+            Stored::Cache(cached) => &cached.entry.digest,
+            Stored::Engine(image) => &image.built.digest,
+        }
     }
 
     /// Digest of the config: the image ID docker and podman show.
     pub fn config_digest(&self) -> &str {
-        &self.cached.entry.config_digest
+        match &self.stored {
+            Stored::Cache(cached) => &cached.entry.config_digest,
+            Stored::Engine(image) => &image.built.config_digest,
+        }
     }
 
     /// The spec in canonical form.
     pub fn spec(&self) -> &str {
-        &self.cached.entry.spec
+        match &self.stored {
+            Stored::Cache(cached) => &cached.entry.spec,
+            Stored::Engine(image) => &image.built.spec,
+        }
     }
 
     pub fn platform(&self) -> &str {
-        &self.cached.entry.platform
+        match &self.stored {
+            Stored::Cache(cached) => &cached.entry.platform,
+            Stored::Engine(image) => &image.built.platform,
+        }
+    }
+
+    /// The engine an image of the dockerfile builder lives in; `None` for a cached image.
+    pub fn engine(&self) -> Option<EngineKind> {
+        match &self.stored {
+            Stored::Cache(_) => None,
+            Stored::Engine(image) => Some(image.engine),
+        }
     }
 
     /// The cached OCI layout; its blobs are read-only and shared, so copy before changing
     /// anything.
+    ///
+    /// # Panics
+    /// For an image of the dockerfile builder, which lives in its engine only and has no
+    /// OCI layout; [`try_oci_dir`](Self::try_oci_dir) returns that as an error instead.
+    #[allow(clippy::panic)]
     pub fn oci_dir(&self) -> &Path {
-        &self.cached.dir
+        match self.try_oci_dir() {
+            Ok(dir) => dir,
+            Err(e) => match e.hint() {
+                Some(hint) => panic!("{e}\nhint: {hint}"),
+                None => panic!("{e}"),
+            },
+        }
     }
 
+    /// The cached OCI layout, or [`Error::EngineOnly`] for an image of the dockerfile
+    /// builder.
+    pub fn try_oci_dir(&self) -> Result<&Path, Error> {
+        match &self.stored {
+            Stored::Cache(cached) => Ok(&cached.dir),
+            Stored::Engine(image) => Err(self.engine_only(image, "OCI layout")),
+        }
+    }
+
+    /// Each layer's digest, diff_id, size, file count and payload. For an engine's image,
+    /// digest and diff_id are both the engine's diff_id (its layers are uncompressed tars)
+    /// and the size is 0: the engine does not tell it without a `save`.
     pub fn layers(&self) -> &[LayerInfo] {
-        &self.cached.entry.layers
+        match &self.stored {
+            Stored::Cache(cached) => &cached.entry.layers,
+            Stored::Engine(image) => &image.built.layers,
+        }
     }
 
     /// An oci-archive of the image (also loadable with `docker load -i`), made on first use
-    /// and kept in the cache.
+    /// and kept in the cache. [`Error::EngineOnly`] for an image of the dockerfile builder:
+    /// `docker save` (or podman's) writes that one.
     pub fn oci_archive(&self) -> Result<PathBuf, Error> {
-        self.cached.archive(&mut Progress::hidden())
+        match &self.stored {
+            Stored::Cache(cached) => cached.archive(&mut Progress::hidden()),
+            Stored::Engine(image) => Err(self.engine_only(image, "oci-archive")),
+        }
     }
 
     /// Loads the image into `engine` under [`reference`](Self::reference), unless the engine
     /// has it already. The engine is found as the CLI finds it (`DOCKER_HOST`, contexts).
+    ///
+    /// An image of the dockerfile builder is in its own engine already (this tags it again
+    /// if the tag went); [`Error::EngineOnly`] for any other engine.
     #[cfg(feature = "engine")]
     pub fn load(&self, engine: EngineKind) -> Result<(), Error> {
+        let cached = match &self.stored {
+            Stored::Cache(cached) => cached,
+            Stored::Engine(image) if image.engine == engine => {
+                let engine = engine::detect_builder(Some(engine))?;
+                return crate::build::dockerfile::retag(
+                    &engine,
+                    self.config_digest(),
+                    &self.reference,
+                );
+            }
+            Stored::Engine(image) => {
+                return Err(self.engine_only(image, "copy to load into another engine"))
+            }
+        };
         let engine = engine::detect(Some(engine))?;
         if self.loaded_in(&engine) {
             return Ok(());
         }
-        let mut request = self
-            .cached
+        let mut request = cached
             .request(Reference::parse(&self.reference)?)?
             .output(Output::Engine);
         request.engine = Some(engine.kind);
-        self.cached.export(&request, &mut Progress::hidden())?;
+        cached.export(&request, &mut Progress::hidden())?;
         Ok(())
     }
 
@@ -90,6 +179,14 @@ impl MockImage {
     fn loaded_in(&self, engine: &Engine) -> bool {
         crate::build::dockerfile::inspect::inspect(engine, &self.reference)
             .is_ok_and(|image| image.id == self.config_digest() || image.id == self.digest())
+    }
+
+    fn engine_only(&self, image: &InEngine, what: &'static str) -> Error {
+        Error::EngineOnly {
+            reference: self.reference.clone(),
+            engine: image.engine.name(),
+            what,
+        }
     }
 }
 
@@ -106,6 +203,8 @@ pub struct Fixture {
     platform: Option<String>,
     reference: Option<String>,
     cache: Option<Cache>,
+    builder: Builder,
+    engine: Option<EngineKind>,
 }
 
 impl Fixture {
@@ -115,6 +214,8 @@ impl Fixture {
             platform: None,
             reference: None,
             cache: None,
+            builder: Builder::Native,
+            engine: None,
         }
     }
 
@@ -130,9 +231,26 @@ impl Fixture {
         self
     }
 
-    /// A cache other than the default one.
+    /// A cache other than the default one (for the native builder's images).
     pub fn cache(mut self, cache: Cache) -> Self {
         self.cache = Some(cache);
+        self
+    }
+
+    /// How the image is made. [`Builder::Native`] (the default) gives an OCI layout in the
+    /// cache. [`Builder::Dockerfile`] gives an image that lives in a container engine: built
+    /// there on first use, or found there by the cache key an earlier build labelled it
+    /// with, and tagged as [`MockImage::reference`]. It needs the `engine` feature.
+    pub fn builder(mut self, builder: Builder) -> Self {
+        self.builder = builder;
+        self
+    }
+
+    /// The engine the dockerfile builder uses; without it, the first that answers (finch on
+    /// macOS, then docker, podman, nerdctl, buildah). An option of the dockerfile builder
+    /// only: with the native builder, [`get`](Self::get) fails.
+    pub fn engine(mut self, engine: EngineKind) -> Self {
+        self.engine = Some(engine);
         self
     }
 
@@ -145,9 +263,14 @@ impl Fixture {
             .map(Platform::parse)
             .transpose()?
             .unwrap_or_default();
+        if self.builder == Builder::Native && self.engine.is_some() {
+            return Err(UsageError::DockerfileOnly("Fixture::engine").into());
+        }
         // The cache's own name until the key is known: the key does not depend on it.
         let provisional = Reference::parse("image-maker/mock:latest")?;
         let mut request = BuildRequest::new(spec, provisional).platform(platform);
+        request.builder = self.builder;
+        request.engine = self.engine;
         request.reference = match &self.reference {
             Some(r) => Reference::parse(r)?,
             None => cache::cache_reference(&cache::key(&request))?,
@@ -157,46 +280,100 @@ impl Fixture {
 
     pub fn get(&self) -> Result<MockImage, Error> {
         let request = self.request()?;
-        let cache = match &self.cache {
-            Some(cache) => cache.clone(),
-            None => Cache::from_env()?,
-        };
         let key = cache::key(&request);
+        let (id, cache) = match request.builder {
+            Builder::Native => {
+                let cache = match &self.cache {
+                    Some(cache) => cache.clone(),
+                    None => Cache::from_env()?,
+                };
+                (format!("{}\0{key}", cache.root().display()), Some(cache))
+            }
+            // The engine's image carries its name: one slot per engine and name.
+            Builder::Dockerfile => {
+                let engine = request.engine.map_or("any", EngineKind::name);
+                (format!("{engine}\0{key}\0{}", request.reference), None)
+            }
+        };
         let slot = {
             let mut slots = IN_PROCESS.lock().unwrap_or_else(PoisonError::into_inner);
-            let id = format!("{}\0{key}", cache.root().display());
             Arc::clone(slots.entry(id).or_default())
         };
         let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-        let cached = match &*slot {
-            Some(cached) => Arc::clone(cached),
-            None => {
+        let stored = match (&*slot, cache) {
+            (Some(stored), _) => stored.clone(),
+            (None, Some(cache)) => {
                 let (cached, _) = cache.acquire(&request, &mut Progress::hidden())?;
-                Arc::clone(slot.insert(Arc::new(cached)))
+                slot.insert(Stored::Cache(Arc::new(cached))).clone()
+            }
+            (None, None) => {
+                let image = in_engine(request.clone())?;
+                slot.insert(Stored::Engine(Arc::new(image))).clone()
             }
         };
         Ok(MockImage {
             reference: request.reference.to_string(),
-            cached,
+            stored,
         })
     }
+}
+
+/// The dockerfile builder's image for `request`, in the engine named or the first that
+/// answers: found by its label, else built.
+fn in_engine(mut request: BuildRequest) -> Result<InEngine, Error> {
+    let engine = builder_engine(request.engine)?;
+    request.engine = Some(engine);
+    request.outputs = vec![Output::Engine];
+    let built = crate::build::build(&request, &mut Progress::hidden())?;
+    Ok(InEngine { engine, built })
+}
+
+#[cfg(feature = "engine")]
+fn builder_engine(preferred: Option<EngineKind>) -> Result<EngineKind, Error> {
+    Ok(engine::detect_builder(preferred)?.kind)
+}
+
+#[cfg(not(feature = "engine"))]
+fn builder_engine(_: Option<EngineKind>) -> Result<EngineKind, Error> {
+    Err(Error::FeatureDisabled {
+        feature: "engine",
+        what: "a dockerfile fixture",
+    })
 }
 
 /// What `#[mock_image]` expands to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
     use super::{Fixture, MockImage};
+    use crate::{Builder, EngineKind};
 
     /// The fixture for a test; a test cannot go on without it, so failing is a panic with
-    /// the whole error.
+    /// the whole error. The attribute has checked every value at compile time.
     #[allow(clippy::panic)]
-    pub fn mock_image(layers: &str, platform: Option<&str>, reference: Option<&str>) -> MockImage {
+    pub fn mock_image(
+        layers: &str,
+        platform: Option<&str>,
+        reference: Option<&str>,
+        builder: Option<&str>,
+        engine: Option<&str>,
+    ) -> MockImage {
         let mut fixture = Fixture::new(layers);
         if let Some(platform) = platform {
             fixture = fixture.platform(platform);
         }
         if let Some(reference) = reference {
             fixture = fixture.reference(reference);
+        }
+        match builder {
+            None | Some("native") => {}
+            Some("dockerfile") => fixture = fixture.builder(Builder::Dockerfile),
+            Some(other) => panic!("mock image `{layers}`: unknown builder `{other}`"),
+        }
+        if let Some(engine) = engine {
+            match engine.parse::<EngineKind>() {
+                Ok(engine) => fixture = fixture.engine(engine),
+                Err(e) => panic!("mock image `{layers}`: {e}"),
+            }
         }
         match fixture.get() {
             Ok(image) => image,

@@ -43,6 +43,10 @@ pub struct BuildRequest {
     pub build_dir: Option<PathBuf>,
     /// Dockerfile builder: show the engine's output as it runs.
     pub verbose: bool,
+    /// Build even when an earlier image can be reused: the dockerfile builder ignores the
+    /// engine's images labelled with the cache key, and [`cache::build`](crate::cache::build)
+    /// goes past the cache (the CLI's `--no-cache`).
+    pub no_cache: bool,
     /// One more output the library writes for itself (the cache's copy), not reported.
     pub(crate) internal: Option<Output>,
     /// How `Output::Registry` pushes.
@@ -63,6 +67,7 @@ impl BuildRequest {
             keep: false,
             build_dir: None,
             verbose: false,
+            no_cache: false,
             internal: None,
             push: PushOptions::default(),
         }

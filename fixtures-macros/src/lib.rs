@@ -25,9 +25,12 @@ mod spec;
 /// the image and passes it in.
 ///
 /// Keys: `layers = "1GB,512MB"` (required; the CLI's `--layer-sizes` grammar),
-/// `platform = "linux/arm64"`, `tag = "mock/big:1"` (the image's reference). With another
-/// test attribute such as `#[tokio::test]` below it, no `#[test]` is added; put
-/// `#[mock_image]` first.
+/// `platform = "linux/arm64"`, `tag = "mock/big:1"` (the image's reference),
+/// `builder = "native"` (the default: an OCI layout in the cache) or `"dockerfile"` (an
+/// image built, or found by its cache key, in a container engine), and with the dockerfile
+/// builder `engine = "docker"` (or `podman`, `finch`, `nerdctl`, `buildah`; default: the
+/// first that answers). With another test attribute such as `#[tokio::test]` below it, no
+/// `#[test]` is added; put `#[mock_image]` first.
 #[proc_macro_attribute]
 pub fn mock_image(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = TokenStream2::from(item);
@@ -47,6 +50,8 @@ struct Options {
     layers: Option<LitStr>,
     platform: Option<LitStr>,
     tag: Option<LitStr>,
+    builder: Option<LitStr>,
+    engine: Option<LitStr>,
 }
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
@@ -72,8 +77,10 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let layers = options.layers.as_ref().map(LitStr::value);
     let platform = optional(options.platform.as_ref());
     let tag = optional(options.tag.as_ref());
+    let builder = optional(options.builder.as_ref());
+    let engine = optional(options.engine.as_ref());
     let acquire = quote! {
-        ::image_maker::__private::mock_image(#layers, #platform, #tag)
+        ::image_maker::__private::mock_image(#layers, #platform, #tag, #builder, #engine)
     };
     let setup = match binding {
         Some((pat, ty)) => quote! { let #pat: #ty = #acquire; },
@@ -147,11 +154,13 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
             Some("layers") => &mut options.layers,
             Some("platform") => &mut options.platform,
             Some("tag") => &mut options.tag,
+            Some("builder") => &mut options.builder,
+            Some("engine") => &mut options.engine,
             _ => {
                 errors.push(syn::Error::new_spanned(
                     &pair.path,
                     format!(
-                        "unknown key `{}`: the keys are `layers`, `platform` and `tag`",
+                        "unknown key `{}`: the keys are `layers`, `platform`, `tag`, `builder` and `engine`",
                         pair.path.to_token_stream()
                     ),
                 ));
@@ -181,6 +190,15 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
         }
         *slot = Some(lit.clone());
     }
+    // The engine is where the dockerfile builder builds; native images load anywhere.
+    if let Some(engine) = &options.engine {
+        if options.builder.as_ref().map(LitStr::value).as_deref() != Some("dockerfile") {
+            errors.push(syn::Error::new(
+                engine.span(),
+                "`engine` is an option of the dockerfile builder\nhint: add `builder = \"dockerfile\"`",
+            ));
+        }
+    }
     if options.layers.is_none() && !pairs.iter().any(|p| p.path.is_ident("layers")) {
         errors.push(syn::Error::new(
             Span::call_site(),
@@ -195,6 +213,8 @@ fn example(key: &str) -> &'static str {
     match key {
         "layers" => "`layers = \"1GB,512MB\"`",
         "platform" => "`platform = \"linux/arm64\"`",
+        "builder" => "`builder = \"dockerfile\"`",
+        "engine" => "`engine = \"docker\"`",
         _ => "`tag = \"mock/big:1\"`",
     }
 }
@@ -209,6 +229,20 @@ fn check(key: &str, value: &str) -> Result<(), String> {
         "platform" => match platform::Platform::parse(value) {
             Ok(_) => return Ok(()),
             Err(e) => (e.to_string(), Some(e.hint().to_owned())),
+        },
+        "builder" => match value {
+            "native" | "dockerfile" => return Ok(()),
+            _ => (
+                format!("unknown builder `{value}`"),
+                Some("builders are `native` and `dockerfile`".to_owned()),
+            ),
+        },
+        "engine" => match value {
+            "docker" | "podman" | "finch" | "nerdctl" | "buildah" => return Ok(()),
+            _ => (
+                format!("unknown engine `{value}`"),
+                Some("engines are `docker`, `podman`, `finch`, `nerdctl` and `buildah`".to_owned()),
+            ),
         },
         _ => match reference::Reference::parse(value) {
             Ok(_) => return Ok(()),

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! KEY is the SHA-256 of the format version, the spec's canonical form, the platform and the
-//! mtime: everything the image's digest depends on. The reference is not part of it.
+//! mtime: everything the image's digest depends on. The reference is not part of it. The
+//! dockerfile builder labels its images in the engine with a key that hashes the builder too
+//! ([`key`]); those images are not stored here.
 
 mod entry;
 mod gc;
@@ -237,6 +239,10 @@ impl Cached {
 }
 
 /// The cache key of the image `request` describes.
+///
+/// An engine's build of a spec is another image than the native one (its own tars and
+/// config), so the dockerfile builder's key hashes the builder and the version of its build
+/// context too; native keys hash neither and stay as they were.
 pub fn key(request: &BuildRequest) -> String {
     let mut hasher = Sha256::new();
     hasher.update(format!(
@@ -245,6 +251,10 @@ pub fn key(request: &BuildRequest) -> String {
         request.platform,
         request.mtime
     ));
+    if request.builder == Builder::Dockerfile {
+        // Bumped when the build context (files or Dockerfile) changes.
+        hasher.update("builder dockerfile 1\n");
+    }
     crate::digest::hex(&hasher.finalize())
 }
 
@@ -286,8 +296,9 @@ pub fn build(
     request: &BuildRequest,
     progress: &mut Progress,
 ) -> Result<Built, Error> {
-    // The cache holds what the native builder makes; an engine's build is the engine's own.
-    if request.builder == Builder::Dockerfile {
+    // The cache holds what the native builder makes; an engine's build stays in the engine,
+    // where the dockerfile builder finds it again by the key's label.
+    if request.builder == Builder::Dockerfile || request.no_cache {
         return build::build(request, progress);
     }
     // A read-only home or a full cache disk should not stop a build that needs no cache.

@@ -239,7 +239,8 @@ pub struct Args {
     #[arg(long, value_name = "P", default_value = "linux/amd64")]
     pub platform: String,
 
-    /// Build even if the cache has the image, and do not store it there
+    /// Build even if the cache has the image, and do not store it there; with the dockerfile
+    /// builder, build even if the engine has an image labelled with the cache key
     #[arg(long)]
     pub no_cache: bool,
 
@@ -291,6 +292,7 @@ impl Args {
         request.keep = self.keep;
         request.build_dir = self.build_dir.clone();
         request.verbose = self.verbose;
+        request.no_cache = self.no_cache;
         request.push = self.registry.options(self.verbose)?;
         Ok(request)
     }
@@ -351,11 +353,12 @@ pub fn run(args: &Args) -> Result<Built, Error> {
 
 /// `--emit-context DIR`: the dockerfile builder's build context, for other tools to build.
 pub fn emit_context(args: &Args, dir: &std::path::Path) -> Result<(), Error> {
-    let spec = Spec::parse_with_count(&args.layer_sizes, args.num_layers)?;
-    // The context does not name the image, but a bad IMAGE is still a mistake to report.
-    Reference::parse(&args.image)?;
+    // The context does not name the image, but a bad IMAGE is still a mistake to report; its
+    // Dockerfile carries the key `-b dockerfile` would give the image.
+    let mut request = args.request()?;
+    request.builder = Builder::Dockerfile;
     let mut progress = progress(args.quiet);
-    crate::build::dockerfile::emit_context(&spec, dir, &mut progress)
+    crate::build::dockerfile::emit_context(&request, dir, &mut progress)
 }
 
 /// `image-maker push SOURCE IMAGE`.

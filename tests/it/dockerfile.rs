@@ -36,9 +36,11 @@ fn assert_empty(dir: &Path) {
 /// `image-maker -b dockerfile --build-dir DIR -e ENGINE …`.
 fn dockerfile_build(build_dir: &Path, engine: &str) -> Command {
     let mut cmd = image_maker();
+    // A real build every time, whatever images other tests left labelled with the same key.
     cmd.args([
         "-b",
         "dockerfile",
+        "--no-cache",
         "--build-dir",
         path_str(build_dir),
         "-e",
@@ -367,7 +369,10 @@ fn emit_context_writes_the_files_and_a_dockerfile() {
     let dockerfile = std::fs::read_to_string(context.join("Dockerfile")).expect("Dockerfile");
     assert!(dockerfile.starts_with("FROM scratch\n"), "{dockerfile}");
     let adds: Vec<&str> = dockerfile.lines().skip(1).collect();
-    assert_eq!(adds, ["ADD layer1 /layer1", "ADD layer2 /layer2"]);
+    // The label a `-b dockerfile` build of the same spec would carry: that build finds
+    // an image made from this context.
+    let label = format!("LABEL dev.image-maker.key={}", dockerfile_key(SPEC, 0));
+    assert_eq!(adds, ["ADD layer1 /layer1", "ADD layer2 /layer2", &label]);
     for (path, bytes) in expected_files(SPEC) {
         let actual = std::fs::read(context.join(&path)).expect(&path);
         assert!(actual == bytes, "{path} differs from the generator's bytes");
@@ -557,4 +562,198 @@ fn sigterm_during_the_engine_build_removes_the_build_directory() {
     assert!(err.contains("error: interrupted"), "{err}");
     assert_empty(tmp.path());
     assert!(!image.exists(), "an interrupted build was tagged");
+}
+
+/// The dockerfile builder's cache key for `list` on linux/amd64 with mtime `epoch`.
+pub(crate) fn dockerfile_key(list: &str, epoch: u64) -> String {
+    let request = image_maker::BuildRequest::new(
+        image_maker::Spec::parse(list).expect("valid spec"),
+        image_maker::Reference::parse("mock/x:1").expect("valid reference"),
+    )
+    .mtime(epoch);
+    image_maker::build::dockerfile::key(&request)
+}
+
+/// A `SOURCE_DATE_EPOCH` no other test or run uses: the mtime is part of the cache key, so
+/// the images of this test are the only ones its lookups can find.
+fn unique_epoch() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    u64::from(std::process::id()) * 1000 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The images an engine holds with the cache key `key` in their label: those an earlier run
+/// left are removed at the start, and all of them when dropped.
+pub(crate) struct Labelled {
+    engine: Tool,
+    key: String,
+}
+
+impl Labelled {
+    pub(crate) fn new(engine: Tool, key: String) -> Self {
+        let labelled = Self { engine, key };
+        labelled.remove();
+        labelled
+    }
+
+    /// Their IDs, each once.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        let out = run_ok(self.engine.cmd().args([
+            "images",
+            "--filter",
+            &format!("label=dev.image-maker.key={}", self.key),
+            "--format",
+            "{{.ID}}",
+            "--no-trunc",
+        ]));
+        let mut ids: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    fn remove(&self) {
+        for id in self.ids() {
+            let _ = self.engine.cmd().args(["rmi", "-f", &id]).output();
+        }
+    }
+}
+
+impl Drop for Labelled {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Whether the status lines say the engine was asked to build.
+fn engine_built(err: &str) -> bool {
+    err.contains("writing the build context") || err.contains("\nbuilding ")
+}
+
+/// Whether the status lines say the image was found by its label instead.
+fn found_by_key(err: &str, reference: &str, engine: &str) -> bool {
+    err.contains(&format!("found {reference} in {engine} by its cache key ("))
+        && err.contains("; no build")
+}
+
+/// Three builds of one spec under three names: the first builds, the second takes the
+/// first's image by its label, `--no-cache` builds again; file outputs of a found image come
+/// from the engine without removing the image from it.
+fn a_second_build_finds_the_first(engine: Tool) {
+    let engine_name = engine.name();
+    let epoch = unique_epoch();
+    let labelled = Labelled::new(engine, dockerfile_key(SPEC, epoch));
+    let tmp = tempdir();
+    let build = |reference: &str, extra: &[&str]| {
+        let out = run_ok(
+            image_maker()
+                .env("SOURCE_DATE_EPOCH", epoch.to_string())
+                .current_dir(tmp.path())
+                .args(["-b", "dockerfile", "-e", engine_name, "--build-dir"])
+                .arg(tmp.path())
+                .args(extra)
+                .args(["--json", "-s", SPEC, reference]),
+        );
+        (json(&out), stderr(&out))
+    };
+    let first = EngineImage::new(engine, &format!("dfcache-first-{engine_name}"));
+    let (built, err) = build(&first.reference, &[]);
+    assert!(engine_built(&err), "{err}");
+    assert!(!err.contains("by its cache key"), "{err}");
+    let id = first.inspect("{{.Id}}");
+    let created = first.inspect("{{.Created}}");
+
+    let second = EngineImage::new(engine, &format!("dfcache-second-{engine_name}"));
+    let (found, err) = build(&second.reference, &[]);
+    assert!(found_by_key(&err, &second.reference, engine_name), "{err}");
+    assert!(!engine_built(&err), "{err}");
+    assert_eq!(second.inspect("{{.Id}}"), id);
+    assert_eq!(found["config_digest"], built["config_digest"]);
+    assert_eq!(found["layers"], built["layers"]);
+    assert_eq!(entries(tmp.path()), Vec::<String>::new());
+
+    // Only files: saved from the image found, which stays in the engine as it was.
+    let files_name = format!("image-maker-test/dfcache-files:{}", unique());
+    let (saved, err) = build(&files_name, &["-o", "oci:layout"]);
+    assert!(found_by_key(&err, &files_name, engine_name), "{err}");
+    assert!(!engine_built(&err), "{err}");
+    let index = std::fs::read_to_string(tmp.path().join("layout/index.json")).expect("index");
+    let digest = saved["digest"].as_str().expect("digest");
+    assert!(index.contains(digest), "{index}");
+    assert!(
+        first.exists() && second.exists(),
+        "the found image was removed"
+    );
+    assert_eq!(labelled.ids().len(), 1);
+
+    // `--no-cache` builds: a new image, made now.
+    let rebuilt = EngineImage::new(engine, &format!("dfcache-rebuilt-{engine_name}"));
+    let (_, err) = build(&rebuilt.reference, &["--no-cache"]);
+    assert!(engine_built(&err), "{err}");
+    assert!(!err.contains("by its cache key"), "{err}");
+    assert_ne!(rebuilt.inspect("{{.Id}}"), id);
+    assert_ne!(rebuilt.inspect("{{.Created}}"), created);
+    assert_eq!(labelled.ids().len(), 2);
+}
+
+#[test]
+fn a_second_docker_build_finds_the_image_by_its_cache_key() {
+    if let Some(docker) = engine("docker") {
+        a_second_build_finds_the_first(docker);
+    }
+}
+
+#[test]
+fn a_second_podman_build_finds_the_image_by_its_cache_key() {
+    if let Some(podman) = engine("podman") {
+        a_second_build_finds_the_first(podman);
+    }
+}
+
+#[test]
+fn an_image_built_from_the_emitted_context_is_found() {
+    let Some(docker) = engine("docker") else {
+        return;
+    };
+    let epoch = unique_epoch();
+    let labelled = Labelled::new(docker, dockerfile_key("1KB", epoch));
+    let tmp = tempdir();
+    let context = tmp.path().join("context");
+    run_ok(
+        image_maker()
+            .env("SOURCE_DATE_EPOCH", epoch.to_string())
+            .args(["-q", "-s", "1KB", "--emit-context"])
+            .arg(&context)
+            .arg("mock/x:1"),
+    );
+    let own = EngineImage::new(docker, "dfcache-own-build");
+    run_ok(docker.cmd().args([
+        "build",
+        "-q",
+        "--platform",
+        "linux/amd64",
+        "-t",
+        &own.reference,
+        path_str(&context),
+    ]));
+    let image = EngineImage::new(docker, "dfcache-after-own-build");
+    let out = run_ok(
+        image_maker()
+            .env("SOURCE_DATE_EPOCH", epoch.to_string())
+            .args([
+                "-b",
+                "dockerfile",
+                "-e",
+                "docker",
+                "-s",
+                "1KB",
+                &image.reference,
+            ]),
+    );
+    assert!(
+        found_by_key(&stderr(&out), &image.reference, "docker"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(image.inspect("{{.Id}}"), own.inspect("{{.Id}}"));
+    assert_eq!(labelled.ids().len(), 1);
 }

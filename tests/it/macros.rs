@@ -1,7 +1,9 @@
 //! `#[mock_image]`: what it does to a real test, and the compile errors it gives.
 
 use image_maker::cache::Cache;
-use image_maker::{mock_image, EngineKind, Fixture, MockImage};
+use std::process::Command;
+
+use image_maker::{mock_image, Builder, EngineKind, Error, Fixture, MockImage};
 
 use crate::support::*;
 
@@ -131,4 +133,101 @@ fn load_skips_an_image_the_engine_has() {
     // Loading again changes nothing: not even the time docker last tagged it.
     img.load(EngineKind::Docker).expect("load again");
     assert_eq!(image.inspect("{{.Id}} {{.Metadata.LastTagTime}}"), first);
+}
+
+/// The layers of `dockerfile_fixture`, whose attribute needs them as a literal.
+const DOCKERFILE_FIXTURE: &str = "3KB:files=2,1KB";
+
+/// A fixture of the dockerfile builder, run only in the child processes of
+/// `a_dockerfile_fixture_is_built_once_across_processes` (alone it would leave its image in
+/// docker). It prints its image for the parent.
+#[mock_image(layers = "3KB:files=2,1KB", builder = "dockerfile", engine = "docker")]
+#[ignore = "run in child processes by a_dockerfile_fixture_is_built_once_across_processes"]
+fn dockerfile_fixture(img: MockImage) {
+    assert_eq!(img.spec(), "3KB:files=2,1KB:files=1");
+    assert_eq!(img.engine(), Some(EngineKind::Docker));
+    assert_eq!(img.layers().len(), 2);
+    assert_eq!(img.layers()[0].files, 2);
+    assert!(img.config_digest().starts_with("sha256:"));
+    // An engine's image: no manifest, no layout, no archive, and errors that say so.
+    assert_eq!(img.digest(), "");
+    let err = img.try_oci_dir().expect_err("no OCI layout");
+    assert!(matches!(err, Error::EngineOnly { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("exists only in docker, so it has no OCI layout"),
+        "{err}"
+    );
+    assert!(err.hint().is_some_and(|h| h.contains("native builder")));
+    assert!(std::panic::catch_unwind(|| img.oci_dir().to_owned()).is_err());
+    assert!(matches!(img.oci_archive(), Err(Error::EngineOnly { .. })));
+    img.load(EngineKind::Docker).expect("in docker already");
+    assert!(matches!(
+        img.load(EngineKind::Podman),
+        Err(Error::EngineOnly { .. })
+    ));
+    // Asked again in this process: the same image, without asking docker.
+    let again = Fixture::new(DOCKERFILE_FIXTURE)
+        .builder(Builder::Dockerfile)
+        .engine(EngineKind::Docker)
+        .get()
+        .expect("fixture");
+    assert_eq!(again.config_digest(), img.config_digest());
+    println!("image {} {}", img.reference(), img.config_digest());
+}
+
+#[test]
+fn a_dockerfile_fixture_is_built_once_across_processes() {
+    let Some(docker) = engine("docker") else {
+        return;
+    };
+    let labelled = crate::dockerfile::Labelled::new(
+        docker,
+        crate::dockerfile::dockerfile_key(DOCKERFILE_FIXTURE, 0),
+    );
+    // The test binary again, running only the fixture's test.
+    let child = || {
+        let out = run_ok(
+            Command::new(std::env::current_exe().expect("test binary"))
+                .args(["--exact", "macros::dockerfile_fixture", "--ignored"])
+                .arg("--nocapture"),
+        );
+        stdout(&out)
+            .lines()
+            .find_map(|l| l.strip_prefix("image "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no image line in {}", stdout(&out)))
+    };
+    let first = child();
+    assert_eq!(child(), first);
+    // One engine build: a second would have left a second image with the label.
+    assert_eq!(labelled.ids().len(), 1, "{first}");
+    let (reference, id) = first.split_once(' ').expect("reference and ID");
+    assert_eq!(labelled.ids(), [id]);
+    // Named by the dockerfile builder's key, never the native image's name.
+    let native = Fixture::new(DOCKERFILE_FIXTURE).request().expect("request");
+    assert!(reference.starts_with("image-maker/mock:"), "{reference}");
+    assert_ne!(reference, native.reference.to_string());
+    let tagged = run_ok(
+        docker
+            .cmd()
+            .args(["image", "inspect", "--format", "{{.Id}}", reference]),
+    );
+    assert_eq!(stdout(&tagged).trim(), id);
+}
+
+#[test]
+fn an_engine_is_an_option_of_the_dockerfile_builder() {
+    let err = Fixture::new("1KB")
+        .engine(EngineKind::Docker)
+        .get()
+        .expect_err("native builder");
+    assert_eq!(
+        err.to_string(),
+        "`Fixture::engine` is an option of the dockerfile builder"
+    );
+    assert_eq!(
+        err.hint().as_deref(),
+        Some("add `.builder(Builder::Dockerfile)`")
+    );
 }

@@ -1,11 +1,12 @@
 //! The build context: `layerN/…` files with the generator's bytes, then a Dockerfile that
-//! adds each layer directory as one layer.
+//! adds each layer directory as one layer and labels the image with its cache key.
 
 use std::fs::{self, File, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use super::KEY_LABEL;
 use crate::content::FileContent;
 use crate::plan::{self, Entry, LayerPlan};
 use crate::progress::Progress;
@@ -15,8 +16,9 @@ use crate::{interrupt, Error};
 /// Large writes keep the syscall count low; the generator's output does not depend on it.
 const CHUNK: usize = 1 << 20;
 
-/// Writes every layer's files and the Dockerfile into `dir`, which exists and is empty.
-pub fn write(spec: &Spec, dir: &Path, progress: &mut Progress) -> Result<(), Error> {
+/// Writes every layer's files and the Dockerfile into `dir`, which exists and is empty;
+/// `key` is the image's cache key, for its label.
+pub fn write(spec: &Spec, key: &str, dir: &Path, progress: &mut Progress) -> Result<(), Error> {
     let layers = plan::layers(spec);
     let needed = spec.total_size();
     let spec_hash = spec.hash();
@@ -27,7 +29,7 @@ pub fn write(spec: &Spec, dir: &Path, progress: &mut Progress) -> Result<(), Err
     }
     progress.finish();
     let dockerfile = dir.join("Dockerfile");
-    fs::write(&dockerfile, text(&layers)).map_err(write_error(&dockerfile, needed))?;
+    fs::write(&dockerfile, text(&layers, key)).map_err(write_error(&dockerfile, needed))?;
     progress.stage(format!(
         "wrote {} ({} ADD line{})",
         dockerfile.display(),
@@ -37,13 +39,16 @@ pub fn write(spec: &Spec, dir: &Path, progress: &mut Progress) -> Result<(), Err
     Ok(())
 }
 
-/// `FROM scratch`, then one `ADD` per layer: each instruction is one layer of the image.
-pub fn text(layers: &[LayerPlan]) -> String {
+/// `FROM scratch`, then one `ADD` per layer (each is one layer of the image), then the
+/// [`KEY_LABEL`] with `key`. The label comes last, so that only the finished image carries
+/// it, not the intermediate images a classic docker build keeps; it adds no layer.
+pub fn text(layers: &[LayerPlan], key: &str) -> String {
     let mut text = String::from("FROM scratch\n");
     for layer in layers {
         let dir = layer.dir();
         text.push_str(&format!("ADD {dir} /{dir}\n"));
     }
+    text.push_str(&format!("LABEL {KEY_LABEL}={key}\n"));
     text
 }
 
@@ -107,8 +112,8 @@ mod tests {
     fn one_add_per_layer() {
         let spec = Spec::parse("2MB:files=3,1KB").expect("valid");
         assert_eq!(
-            text(&plan::layers(&spec)),
-            "FROM scratch\nADD layer1 /layer1\nADD layer2 /layer2\n"
+            text(&plan::layers(&spec), "abc123"),
+            "FROM scratch\nADD layer1 /layer1\nADD layer2 /layer2\nLABEL dev.image-maker.key=abc123\n"
         );
     }
 

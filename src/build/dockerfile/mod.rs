@@ -4,9 +4,14 @@
 //!
 //! The image lands in the engine; `oci:` and `oci-archive:` outputs are written from
 //! `<engine> save`, so they hold the engine's own layer tars and config.
+//!
+//! The Dockerfile labels the image with its cache key ([`KEY_LABEL`]). Before building, the
+//! engine is asked for an image with that label: when it has one (built for the platform),
+//! that image is tagged and saved instead, and nothing is built (`no_cache` builds anyway).
 
 mod context;
 pub(crate) mod inspect;
+mod lookup;
 mod run;
 mod save;
 
@@ -23,15 +28,32 @@ use crate::image::LayerInfo;
 use crate::layer::TarOptions;
 use crate::plan;
 use crate::progress::Progress;
-use crate::request::{BuildRequest, Built, Output};
-use crate::sink;
-use crate::spec::Spec;
+use crate::request::{BuildRequest, Builder, Built, Output};
+use crate::sink::{self, Sink};
 use crate::units::human_size;
-use crate::Error;
+use crate::{cache, Error};
+
+use inspect::Inspected;
 
 pub use context::text as dockerfile_text;
 
-/// Builds `request` with a container engine from a generated Dockerfile.
+/// The label that carries the image's cache key ([`key`]), in every Dockerfile this
+/// builder writes, `--emit-context` included.
+pub const KEY_LABEL: &str = "dev.image-maker.key";
+
+/// The cache key of the image the dockerfile builder makes for `request`: that of
+/// [`cache::key`] for the dockerfile builder, never the native image's.
+pub fn key(request: &BuildRequest) -> String {
+    if request.builder == Builder::Dockerfile {
+        return cache::key(request);
+    }
+    let mut dockerfile = request.clone();
+    dockerfile.builder = Builder::Dockerfile;
+    cache::key(&dockerfile)
+}
+
+/// Builds `request` with a container engine from a generated Dockerfile, or takes the image
+/// an earlier build left in the engine (unless `request.no_cache`).
 pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
     let engines = request
         .outputs
@@ -54,25 +76,37 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
     }
     // Checked before any data is written: the engine answers, the outputs can be placed.
     let engine = engine::detect_builder(request.engine)?;
-    let sinks = sink::open(
+    let mut sinks = sink::open(
         &files,
         None,
         TarOptions {
             mtime: request.mtime,
         },
     )?;
-    let dir = BuildDir::create(request.build_dir.as_deref(), request.keep)?;
+    let key = key(request);
     let keep_in_engine = engines == 1 || files.is_empty();
-    let built = build_in(
-        request,
-        &engine,
-        sinks,
-        keep_in_engine,
-        dir.path(),
-        progress,
-    );
-    dir.finish(progress);
-    let mut built = built?;
+    let reused = if request.no_cache {
+        None
+    } else {
+        reuse(request, &engine, &key, &mut sinks, keep_in_engine, progress)?
+    };
+    let mut built = match reused {
+        Some(built) => built,
+        None => {
+            let dir = BuildDir::create(request.build_dir.as_deref(), request.keep)?;
+            let built = build_in(
+                request,
+                &engine,
+                &key,
+                sinks,
+                keep_in_engine,
+                dir.path(),
+                progress,
+            );
+            dir.finish(progress);
+            built?
+        }
+    };
     if let Some(staging) = staging {
         let layout = staging::layout(&staging);
         built.pushed = Some(staging::push(&layout, request, progress)?);
@@ -80,10 +114,118 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
     Ok(built)
 }
 
+/// The image an earlier build labelled with `key`, tagged as the request's reference when
+/// the engine is an output, and saved into `sinks`; `None` when the engine has none (or it
+/// went while being taken), with `sinks` untouched for a build.
+///
+/// It is never removed from the engine, not even when only files are asked for: it was
+/// there before this build, so it is not this build's to take away.
+fn reuse(
+    request: &BuildRequest,
+    engine: &Engine,
+    key: &str,
+    sinks: &mut Vec<Box<dyn Sink>>,
+    tag: bool,
+    progress: &mut Progress,
+) -> Result<Option<Built>, Error> {
+    let wanted = request.platform.to_string();
+    let found = match lookup::find(engine, key, &wanted) {
+        Ok(found) => found,
+        Err(e) => {
+            // An engine that cannot list by label can still build.
+            progress.stage(format!(
+                "warning: cannot look for an earlier image in {}: {e}; building",
+                engine.kind
+            ));
+            None
+        }
+    };
+    let Some(image) = found else {
+        return Ok(None);
+    };
+    let reference = request.reference.to_string();
+    let gone = |progress: &mut Progress| {
+        progress.stage(format!(
+            "the image {} went from {} as it was found; building",
+            image.id, engine.kind
+        ));
+        Ok(None)
+    };
+    if tag && !lookup::tag(engine, &image.id, &reference) {
+        return gone(progress);
+    }
+    progress.stage(format!(
+        "found {reference} in {} by its cache key ({}); no build",
+        engine.kind, image.id
+    ));
+    if request.keep {
+        // Asked for explicitly, so said even with `-q`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "no build directory to keep: the image was found in {}; `--no-cache` builds it",
+            engine.kind
+        );
+    }
+    let mut built = built(request, &image);
+    if !sinks.is_empty() {
+        // Only somewhere to put the saved archive: nothing to keep.
+        let dir = BuildDir::create(request.build_dir.as_deref(), false)?;
+        progress.stage(format!("saving {reference} from {}", engine.kind));
+        let archive = match save::save(
+            engine,
+            &image.id,
+            &request.reference,
+            dir.path(),
+            request.verbose,
+        ) {
+            Ok(archive) => archive,
+            Err(_) if crate::interrupt::check().is_ok() && !exists(engine, &image.id) => {
+                dir.finish(progress);
+                return gone(progress);
+            }
+            Err(e) => {
+                dir.finish(progress);
+                return Err(e);
+            }
+        };
+        let written = write_files(
+            request,
+            &image,
+            &archive,
+            std::mem::take(sinks),
+            &mut built,
+            progress,
+        );
+        dir.finish(progress);
+        written?;
+    }
+    Ok(Some(built))
+}
+
+/// Tags the image `id` as `reference` again, unless the tag is there: for a fixture whose
+/// tag someone removed. An error when the image itself is gone.
+pub(crate) fn retag(engine: &Engine, id: &str, reference: &str) -> Result<(), Error> {
+    if inspect::inspect(engine, reference).is_ok_and(|image| image.id == id)
+        || lookup::tag(engine, id, reference)
+    {
+        return Ok(());
+    }
+    Err(Error::EngineFailed {
+        command: format!("{} tag {id} {reference}", engine.kind),
+        detail: format!("{} no longer has the image", engine.kind),
+    })
+}
+
+/// Whether the engine still has the image `id`.
+fn exists(engine: &Engine, id: &str) -> bool {
+    inspect::inspect(engine, id).is_ok()
+}
+
 fn build_in(
     request: &BuildRequest,
     engine: &Engine,
-    sinks: Vec<Box<dyn sink::Sink>>,
+    key: &str,
+    sinks: Vec<Box<dyn Sink>>,
     keep_in_engine: bool,
     dir: &Path,
     progress: &mut Progress,
@@ -98,7 +240,7 @@ fn build_in(
         human_size(spec.total_size()),
         dir.display()
     ));
-    context::write(spec, dir, progress)?;
+    context::write(spec, key, dir, progress)?;
 
     let reference = request.reference.to_string();
     let args: Vec<OsString> =
@@ -132,14 +274,30 @@ fn build_in(
         "built {reference} in {}: {}",
         engine.kind, inspected.id
     ));
-    let payloads: Vec<(u64, u64)> = layers.iter().map(|l| (l.spec.files, l.spec.size)).collect();
-    let mut built = Built {
-        reference: reference.clone(),
-        spec: spec.canonical(),
+    let mut built = built(request, &inspected);
+    if !sinks.is_empty() {
+        progress.stage(format!("saving {reference} from {}", engine.kind));
+        let archive = save::save(engine, &reference, &request.reference, dir, request.verbose)?;
+        write_files(request, &inspected, &archive, sinks, &mut built, progress)?;
+    }
+    if keep_in_engine {
+        progress.stage(format!("wrote {reference} to {}", engine.kind));
+    }
+    drop(image);
+    Ok(built)
+}
+
+/// What the engine's image is, as far as the engine tells without a `save`: no manifest
+/// digest, and layer sizes of 0.
+fn built(request: &BuildRequest, image: &Inspected) -> Built {
+    let payloads = payloads(request);
+    Built {
+        reference: request.reference.to_string(),
+        spec: request.spec.canonical(),
         digest: String::new(),
-        config_digest: inspected.id.clone(),
+        config_digest: image.id.clone(),
         platform: request.platform.to_string(),
-        layers: inspected
+        layers: image
             .diff_ids
             .iter()
             .zip(payloads.iter().chain(std::iter::repeat(&(0, 0))))
@@ -153,36 +311,49 @@ fn build_in(
             .collect(),
         outputs: request.outputs.iter().map(ToString::to_string).collect(),
         pushed: None,
-    };
-    if !sinks.is_empty() {
-        progress.stage(format!("saving {reference} from {}", engine.kind));
-        let archive = save::save(engine, &request.reference, dir, request.verbose)?;
-        let (metadata, infos, committed) = save::export(
-            &archive,
-            &inspected.diff_ids,
-            &request.reference,
-            &request.platform,
-            &payloads,
-            sinks,
-            progress,
-        )?;
-        // The archive is as large as the image: gone before anything else happens.
-        let _ = std::fs::remove_file(&archive);
-        for done in &committed {
-            progress.stage(format!(
-                "wrote {reference} {} to {}",
-                metadata.manifest_blob.digest, done.description
-            ));
-        }
-        built.digest = metadata.manifest_blob.digest;
-        built.config_digest = metadata.config_blob.digest;
-        built.layers = infos;
     }
-    if keep_in_engine {
-        progress.stage(format!("wrote {reference} to {}", engine.kind));
+}
+
+/// Each layer's file count and payload, as the spec plans them.
+fn payloads(request: &BuildRequest) -> Vec<(u64, u64)> {
+    plan::layers(&request.spec)
+        .iter()
+        .map(|l| (l.spec.files, l.spec.size))
+        .collect()
+}
+
+/// Streams the saved `archive` into `sinks` and completes `built` with the manifest the
+/// file outputs have; the archive goes as soon as it is read.
+fn write_files(
+    request: &BuildRequest,
+    image: &Inspected,
+    archive: &Path,
+    sinks: Vec<Box<dyn Sink>>,
+    built: &mut Built,
+    progress: &mut Progress,
+) -> Result<(), Error> {
+    let exported = save::export(
+        archive,
+        &image.diff_ids,
+        &request.reference,
+        &request.platform,
+        &payloads(request),
+        sinks,
+        progress,
+    );
+    // The archive is as large as the image: gone before anything else happens.
+    let _ = std::fs::remove_file(archive);
+    let (metadata, infos, committed) = exported?;
+    for done in &committed {
+        progress.stage(format!(
+            "wrote {} {} to {}",
+            request.reference, metadata.manifest_blob.digest, done.description
+        ));
     }
-    drop(image);
-    Ok(built)
+    built.digest = metadata.manifest_blob.digest;
+    built.config_digest = metadata.config_blob.digest;
+    built.layers = infos;
+    Ok(())
 }
 
 /// `<engine> build --platform P -t IMAGE -f DIR/Dockerfile DIR`.
@@ -215,9 +386,16 @@ fn shown(engine: &Engine, args: &[OsString]) -> String {
         .join(" ")
 }
 
-/// `--emit-context DIR`: the build context in `dir`, which must not exist or be empty.
-/// Written beside it under a temporary name and renamed into place when complete.
-pub fn emit_context(spec: &Spec, dest: &Path, progress: &mut Progress) -> Result<(), Error> {
+/// `--emit-context DIR`: the build context of `request`'s image in `dest`, which must not
+/// exist or be empty. Written beside it under a temporary name and renamed into place when
+/// complete. Its Dockerfile carries the [`KEY_LABEL`] a build would: an image built from it
+/// for the request's platform is found and reused by `-b dockerfile`, as one it built.
+pub fn emit_context(
+    request: &BuildRequest,
+    dest: &Path,
+    progress: &mut Progress,
+) -> Result<(), Error> {
+    let spec = &request.spec;
     let output = format!("--emit-context {}", dest.display());
     let taken = || Error::DestinationTaken {
         path: dest.to_path_buf(),
@@ -255,15 +433,16 @@ pub fn emit_context(spec: &Spec, dest: &Path, progress: &mut Progress) -> Result
         human_size(spec.total_size()),
         dest.display()
     ));
-    context::write(spec, temp.path(), progress)?;
+    context::write(spec, &key(request), temp.path(), progress)?;
     crate::interrupt::check()?;
     // rename(2) replaces an empty directory, and fails on one that filled up meanwhile.
     std::fs::rename(temp.path(), dest).map_err(Error::io("rename into", dest))?;
     // The temporary name is gone; nothing is left for the guard to remove.
     let _ = temp.keep();
     progress.stage(format!(
-        "wrote the build context to {}: build it with `docker build --platform linux/amd64 -t IMAGE {}`",
+        "wrote the build context to {}: build it with `docker build --platform {} -t IMAGE {}`",
         dest.display(),
+        request.platform,
         dest.display()
     ));
     Ok(())
@@ -348,6 +527,23 @@ impl Drop for EngineImage<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Reference, Spec};
+
+    #[test]
+    fn the_dockerfile_key_is_its_own_and_native_keys_stay() {
+        let spec = Spec::parse("1KB").expect("valid");
+        let request = BuildRequest::new(spec, Reference::parse("mock/x:1").expect("valid"));
+        // What the cache has always called `1KB` for linux/amd64 at mtime 0.
+        let native = "fa8ba0c5deab2634a51c1f93e743921a7236fe2dfae6fb766ce44ea98ee84ed9";
+        assert_eq!(cache::key(&request), native);
+        let dockerfile = key(&request);
+        assert_ne!(dockerfile, native);
+        let mut asked = request.clone();
+        asked.builder = Builder::Dockerfile;
+        asked.reference = Reference::parse("other/name:2").expect("valid");
+        assert_eq!(cache::key(&asked), dockerfile, "the name is not part of it");
+        assert_ne!(key(&asked.clone().mtime(1)), dockerfile);
+    }
 
     #[test]
     fn build_commands() {

@@ -36,23 +36,24 @@ struct Span {
     size: u64,
 }
 
-/// Saves `reference` from the engine into `dir/image.tar`.
+/// Saves `image` (a reference or an image ID) from the engine into `dir/image.tar`; buildah
+/// names it `reference` in the archive.
 pub(crate) fn save(
     engine: &Engine,
+    image: &str,
     reference: &Reference,
     dir: &Path,
     verbose: bool,
 ) -> Result<std::path::PathBuf, Error> {
     let archive = dir.join("image.tar");
-    let name = reference.to_string();
     let (what, args): (String, Vec<OsString>) = match engine.kind {
         // buildah has no `save`: `push` to an archive is its way to write one.
         EngineKind::Buildah => (
             "buildah push".into(),
             vec![
                 "push".into(),
-                name.clone().into(),
-                format!("docker-archive:{}:{name}", archive.display()).into(),
+                image.into(),
+                format!("docker-archive:{}:{reference}", archive.display()).into(),
             ],
         ),
         kind => (
@@ -61,7 +62,7 @@ pub(crate) fn save(
                 "save".into(),
                 "-o".into(),
                 archive.clone().into(),
-                name.into(),
+                image.into(),
             ],
         ),
     };
