@@ -25,6 +25,32 @@ pub enum Builder {
     Dockerfile,
 }
 
+/// How a cache hit puts blobs into `oci:` outputs, as uv's `--link-mode`.
+///
+/// Whatever the mode, an output never depends on the cache staying as it is: removing the
+/// output leaves the cache alone, and evicting the entry leaves the output whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum LinkMode {
+    /// A copy-on-write clone (reflink) where the filesystem can; else a hard link; else a copy.
+    #[default]
+    Clone,
+    /// A hard link to the cache's read-only blob; else a copy.
+    Hardlink,
+    /// A full copy.
+    Copy,
+}
+
+impl fmt::Display for LinkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Clone => "clone",
+            Self::Hardlink => "hardlink",
+            Self::Copy => "copy",
+        })
+    }
+}
+
 /// What to build and where to put it.
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
@@ -43,6 +69,11 @@ pub struct BuildRequest {
     pub build_dir: Option<PathBuf>,
     /// Dockerfile builder: show the engine's output as it runs.
     pub verbose: bool,
+    /// How `oci:` outputs get blobs from the cache.
+    pub link_mode: LinkMode,
+    /// Hash every cached blob again before using it, instead of trusting the checks of its
+    /// size, inode and modification time against what was recorded when it was hashed.
+    pub verify: bool,
     /// One more output the library writes for itself (the cache's copy), not reported.
     pub(crate) internal: Option<Output>,
     /// How `Output::Registry` pushes.
@@ -63,6 +94,8 @@ impl BuildRequest {
             keep: false,
             build_dir: None,
             verbose: false,
+            link_mode: LinkMode::default(),
+            verify: false,
             internal: None,
             push: PushOptions::default(),
         }

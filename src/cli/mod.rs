@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::cache::{build_in_user_cache, Cache};
 use crate::error::UsageError;
 use crate::registry::{self, PushSource, RegistryError};
-use crate::request::{Builder, PushOptions, Pushed};
+use crate::request::{Builder, LinkMode, PushOptions, Pushed};
 use crate::{
     build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec,
 };
@@ -238,6 +238,14 @@ pub struct Args {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// How `oci:` outputs get the cache's blobs: a copy-on-write clone, else a hard link, else a copy
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = LinkMode::Clone)]
+    pub link_mode: LinkMode,
+
+    /// Hash every cached blob again before using it
+    #[arg(long, conflicts_with = "no_cache")]
+    pub verify: bool,
+
     /// Print a JSON summary (reference, digest, layers) on stdout
     #[arg(long)]
     pub json: bool,
@@ -286,6 +294,8 @@ impl Args {
         request.keep = self.keep;
         request.build_dir = self.build_dir.clone();
         request.verbose = self.verbose;
+        request.link_mode = self.link_mode;
+        request.verify = self.verify;
         request.push = self.registry.options(self.verbose)?;
         Ok(request)
     }
