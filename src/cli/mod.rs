@@ -74,6 +74,20 @@ pub enum CacheCommand {
     },
     /// Evict every image not in use by a running process
     Clear,
+    /// Hash every cached image's blobs again, and remove the damaged images
+    Verify {
+        /// Only the image of this layer list
+        #[arg(value_name = "SPEC")]
+        spec: Option<String>,
+        /// The platform of SPEC's image, `os/arch[/variant]`
+        #[arg(
+            long,
+            value_name = "P",
+            default_value = "linux/amd64",
+            requires = "spec"
+        )]
+        platform: String,
+    },
     /// Print the cache's directory
     Path,
 }
@@ -302,7 +316,7 @@ impl Args {
 }
 
 /// `SOURCE_DATE_EPOCH`, when set: seconds that RFC 3339 can still write (year 9999).
-fn source_date_epoch() -> Result<u64, Error> {
+pub(crate) fn source_date_epoch() -> Result<u64, Error> {
     const LAST: u64 = 253_402_300_799;
     let Some(raw) = std::env::var_os("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()) else {
         return Ok(0);
