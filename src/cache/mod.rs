@@ -399,7 +399,13 @@ fn short(key: &str) -> &str {
 /// someone else's directory), rather than that something went wrong.
 pub(crate) fn cannot_write(e: &std::io::Error) -> bool {
     use nix::libc::{EACCES, EPERM, EROFS};
+    use std::io::ErrorKind;
+    // tempfile's errors carry the path and keep only the kind.
     matches!(e.raw_os_error(), Some(EROFS | EACCES | EPERM))
+        || matches!(
+            e.kind(),
+            ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied
+        )
 }
 
 /// Removes what killed builders of `key` left in `tmp`. Only the holder of the key's
