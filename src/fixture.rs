@@ -20,6 +20,12 @@ static IN_PROCESS: LazyLock<Mutex<HashMap<String, Slot>>> = LazyLock::new(Defaul
 
 /// A mock image in the cache, ready to use. The process that got it keeps it in use until
 /// it ends (it asks the cache once per spec), and `cache gc` leaves it alone until then.
+///
+/// It is as trustworthy as what a build exports from the cache: when it is acquired, every
+/// blob of the entry is checked to be there with its size, inode and modification time as
+/// recorded when its bytes were hashed; a blob that changed since is hashed again, and a
+/// damaged entry is built again. A change that keeps a file's size and modification time (a
+/// failing disk) is found only by hashing: `image-maker cache verify`.
 #[derive(Debug, Clone)]
 pub struct MockImage {
     reference: String,
@@ -52,7 +58,7 @@ impl MockImage {
     }
 
     /// The cached OCI layout; its blobs are read-only and shared, so copy before changing
-    /// anything.
+    /// anything. They passed the checks described on [`MockImage`] when it was acquired.
     pub fn oci_dir(&self) -> &Path {
         &self.cached.dir
     }
