@@ -330,6 +330,18 @@ impl Cached {
         })
     }
 
+    /// Hashes every blob of the entry; a damaged one marks the entry and is the error.
+    pub fn verify(&self) -> Result<(), Error> {
+        match Entry::hash(&self.dir, &self.entry.blobs)? {
+            None => Ok(()),
+            Some((blob, detail)) => {
+                let path = self.dir.join(blob.layout_path());
+                self.cache.damaged(&self.dir, Some(&path), &detail);
+                Err(Error::CacheCorrupt { path, detail })
+            }
+        }
+    }
+
     /// An oci-archive of the image, made once and kept with the entry.
     pub fn archive(&self, progress: &mut Progress) -> Result<PathBuf, Error> {
         let key = &self.entry.key;
@@ -493,6 +505,9 @@ fn push_and_export(
     let Some((cached, _)) = acquire_or_warn(cache, &cache_only, progress)? else {
         return build::build(request, progress);
     };
+    if request.verify {
+        cached.verify()?;
+    }
     interrupt::check()?;
     let pushed = crate::build::staging::push(&cached.dir, request, progress)
         .map_err(|e| interrupt::check().err().unwrap_or(e))?;
