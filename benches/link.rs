@@ -23,7 +23,10 @@ const PROCESSES: usize = 6;
 
 fn main() -> support::Result<()> {
     let Settings {
-        list, rounds, work, ..
+        list,
+        spec,
+        rounds,
+        work,
     } = Settings::from_env("link", "1GB,512MB", 3)?;
     let dir = work.path();
     let (mut no_cache, mut cold, mut hit, mut six) =
@@ -72,7 +75,11 @@ fn main() -> support::Result<()> {
     println!();
     println!("| run, {list} to oci: | median |");
     println!("|---|---|");
-    println!("| --no-cache (reference) | {:.2} s |", secs(no_cache));
+    println!(
+        "| --no-cache (reference) | {:.2} s ({:.2} GB/s) |",
+        secs(no_cache),
+        spec.total_size() as f64 / secs(no_cache) / 1e9
+    );
     println!("| cold build through the cache | {:.2} s |", secs(cold));
     println!("| cache hit | {:.3} s |", secs(hit));
     println!(

@@ -79,14 +79,17 @@ pub(crate) enum Checked {
     Damaged(String),
     /// Every blob is there with its size; those in `changed` were modified or replaced
     /// since they were hashed, and are hashed again before they are trusted.
-    Sound { entry: Entry, changed: Vec<Blob> },
+    Sound {
+        entry: Box<Entry>,
+        changed: Vec<Blob>,
+    },
 }
 
 impl Entry {
     /// The entry in `dir`, if it is complete and passes the cheap checks.
     pub fn read(dir: &Path) -> Option<Self> {
         match Self::check(dir) {
-            Checked::Sound { entry, .. } => Some(entry),
+            Checked::Sound { entry, .. } => Some(*entry),
             _ => None,
         }
     }
@@ -136,7 +139,10 @@ impl Entry {
                 changed.push(blob.clone());
             }
         }
-        Checked::Sound { entry, changed }
+        Checked::Sound {
+            entry: Box::new(entry),
+            changed,
+        }
     }
 
     /// Hashes `blobs` of the entry in `dir`: the first that is not what it should be, as

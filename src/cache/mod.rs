@@ -171,7 +171,7 @@ impl Cache {
         match Entry::check(dir) {
             Checked::Missing => Ok(Err(None)),
             Checked::Damaged(why) => Ok(Err(Some(why))),
-            Checked::Sound { entry, changed } if changed.is_empty() => Ok(Ok(entry)),
+            Checked::Sound { entry, changed } if changed.is_empty() => Ok(Ok(*entry)),
             Checked::Sound { mut entry, changed } => {
                 progress.stage(format!(
                     "checking {} blob{} of the cached image that changed on disk since {} hashed",
@@ -192,7 +192,7 @@ impl Cache {
                         // Sound: the new stamps spare the next use this hashing. Best effort,
                         // as a read-only cache cannot keep them.
                         let _ = entry.write(dir);
-                        Ok(Ok(entry))
+                        Ok(Ok(*entry))
                     }
                 }
             }
