@@ -29,7 +29,9 @@ pub(crate) struct Linker {
     cannot_clone: Option<io::Error>,
     cannot_link: Option<io::Error>,
     note: Option<String>,
-    said: bool,
+    /// The mode the user has been told about (nothing is said while it is the one asked
+    /// for, except that copies are copies).
+    told: Option<LinkMode>,
 }
 
 impl Linker {
@@ -42,7 +44,7 @@ impl Linker {
             cannot_clone: None,
             cannot_link: None,
             note: None,
-            said: false,
+            told: None,
         }
     }
 
@@ -73,8 +75,9 @@ impl Linker {
                 }
             }
         }
-        if !self.said {
-            self.said = true;
+        // Once for the first blob, and again only if a later one falls back further.
+        if self.told != Some(self.mode) {
+            self.told = Some(self.mode);
             self.note = self.fallback();
         }
         Ok(())
