@@ -61,6 +61,22 @@ impl Blob {
         }
     }
 
+    /// Hashes the file at `path`, in chunks; stops with an error after Ctrl-C.
+    pub fn of_file(path: &std::path::Path) -> io::Result<Self> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let mut hashing = HashingWriter::new(io::sink());
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(hashing.complete().0);
+            }
+            hashing.write_all(&buf[..n])?;
+            crate::interrupt::check().map_err(|_| io::Error::other("interrupted"))?;
+        }
+    }
+
     /// The 64 hex digits, as used in `blobs/sha256/<hex>`.
     pub fn hex(&self) -> &str {
         self.digest.trim_start_matches("sha256:")

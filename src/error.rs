@@ -81,6 +81,10 @@ pub enum Error {
     Metadata(#[from] MetadataError),
     #[error("the cached image at `{}` is damaged: {detail}", path.display())]
     CacheCorrupt { path: PathBuf, detail: String },
+    #[error("the cache `{}` is read-only", path.display())]
+    CacheReadOnly { path: PathBuf },
+    #[error("{count} cached image{} damaged", if *count == 1 { " was" } else { "s were" })]
+    CacheDamaged { count: usize },
     #[error("no cache directory: neither IMAGE_MAKER_CACHE_DIR nor a user cache directory is set")]
     NoCacheDir,
     #[error("interrupted")]
@@ -161,7 +165,13 @@ impl Error {
             )),
             Self::NoCacheDir => Some("set IMAGE_MAKER_CACHE_DIR, or build with `--no-cache`".into()),
             Self::CacheCorrupt { .. } => Some(
-                "run `image-maker cache clear` (or build with `--no-cache`); the next build replaces the entry".into(),
+                "the entry is marked damaged: the next build of this image replaces it; `image-maker cache verify` checks every entry".into(),
+            ),
+            Self::CacheDamaged { .. } => Some(
+                "each was removed, or marked when in use: the next build of it makes it again".into(),
+            ),
+            Self::CacheReadOnly { .. } => Some(
+                "point IMAGE_MAKER_CACHE_DIR at a writable directory, or build with `--no-cache`".into(),
             ),
             Self::Io { source, .. } if source.raw_os_error() == Some(28) => {
                 Some("the disk is full: free space or choose another path".into())

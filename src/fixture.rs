@@ -28,6 +28,12 @@ static IN_PROCESS: LazyLock<Mutex<HashMap<String, Slot>>> = LazyLock::new(Defaul
 /// once per spec), and `cache gc` leaves it alone until then. An engine's image exists only
 /// in the engine, under [`reference`](Self::reference): it has no OCI layout or archive on
 /// disk ([`try_oci_dir`](Self::try_oci_dir) and [`oci_archive`](Self::oci_archive) say so).
+///
+/// It is as trustworthy as what a build exports from the cache: when it is acquired, every
+/// blob of the entry is checked to be there with its size, inode and modification time as
+/// recorded when its bytes were hashed; a blob that changed since is hashed again, and a
+/// damaged entry is built again. A change that keeps a file's size and modification time (a
+/// failing disk) is found only by hashing: `image-maker cache verify`.
 #[derive(Debug, Clone)]
 pub struct MockImage {
     reference: String,
@@ -95,7 +101,7 @@ impl MockImage {
     }
 
     /// The cached OCI layout; its blobs are read-only and shared, so copy before changing
-    /// anything.
+    /// anything. They passed the checks described on [`MockImage`] when it was acquired.
     ///
     /// # Panics
     /// For an image of the dockerfile builder, which lives in its engine only and has no

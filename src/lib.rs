@@ -58,5 +58,7 @@ pub use image_maker_macros::mock_image;
 pub use platform::Platform;
 pub use progress::Progress;
 pub use reference::Reference;
-pub use request::{BuildRequest, Builder, Built, Output, OutputError, PushOptions, Pushed};
+pub use request::{
+    BuildRequest, Builder, Built, LinkMode, Output, OutputError, PushOptions, Pushed,
+};
 pub use spec::{LayerSpec, Spec};

@@ -25,6 +25,32 @@ pub enum Builder {
     Dockerfile,
 }
 
+/// How a cache hit puts blobs into `oci:` outputs, as uv's `--link-mode`.
+///
+/// Whatever the mode, an output never depends on the cache staying as it is: removing the
+/// output leaves the cache alone, and evicting the entry leaves the output whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum LinkMode {
+    /// A copy-on-write clone (reflink) where the filesystem can; else a hard link; else a copy.
+    #[default]
+    Clone,
+    /// A hard link to the cache's read-only blob; else a copy.
+    Hardlink,
+    /// A full copy.
+    Copy,
+}
+
+impl fmt::Display for LinkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Clone => "clone",
+            Self::Hardlink => "hardlink",
+            Self::Copy => "copy",
+        })
+    }
+}
+
 /// What to build and where to put it.
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
@@ -47,6 +73,11 @@ pub struct BuildRequest {
     /// engine's images labelled with the cache key, and [`cache::build`](crate::cache::build)
     /// goes past the cache (the CLI's `--no-cache`).
     pub no_cache: bool,
+    /// How `oci:` outputs get blobs from the cache.
+    pub link_mode: LinkMode,
+    /// Hash every cached blob again before using it, instead of trusting the checks of its
+    /// size, inode and modification time against what was recorded when it was hashed.
+    pub verify: bool,
     /// One more output the library writes for itself (the cache's copy), not reported.
     pub(crate) internal: Option<Output>,
     /// How `Output::Registry` pushes.
@@ -68,6 +99,8 @@ impl BuildRequest {
             build_dir: None,
             verbose: false,
             no_cache: false,
+            link_mode: LinkMode::default(),
+            verify: false,
             internal: None,
             push: PushOptions::default(),
         }

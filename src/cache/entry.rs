@@ -1,7 +1,17 @@
-//! `entry.json`: what a cache entry holds, and the checks that tell a complete entry from
-//! a damaged one.
+//! `entry.json`: what a cache entry holds, and the checks that tell a sound entry from a
+//! damaged one.
+//!
+//! Every blob is hashed once, as the entry is filled. Its size, inode and modification time
+//! are recorded then (its *stamp*): writing to a file moves its modification time, so a blob
+//! whose stamp still matches has not been written since it was hashed, and checking that costs
+//! one `stat`. A blob whose stamp differs (written to, or the cache copied or restored
+//! elsewhere) is hashed again before it is used; hashing is also what `--verify` and
+//! `cache verify` do to every blob. A blob found damaged marks every entry holding it, and the
+//! next build of such an entry replaces it.
 
+use std::collections::HashMap;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -13,6 +23,8 @@ use crate::reference::Reference;
 use crate::{BuildRequest, Built, Error};
 
 const ENTRY_FILE: &str = "entry.json";
+/// Written into an entry found damaged; says why. The next build replaces the entry.
+const DAMAGED_FILE: &str = "damaged";
 const FORMAT: u32 = 1;
 
 /// A cached image, as `entry.json` records it.
@@ -32,27 +44,144 @@ pub struct Entry {
     pub blobs: Vec<Blob>,
     /// When it was built, in seconds since 1970.
     pub created: u64,
+    /// Each blob's inode and modification time when it was last hashed. Entries written
+    /// before stamps were recorded have none: their blobs are hashed on first use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stamps: Vec<Stamp>,
+}
+
+/// A blob's inode and modification time, as they were when its content was hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub digest: String,
+    pub ino: u64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+}
+
+impl Stamp {
+    fn of(digest: &str, meta: &fs::Metadata) -> Self {
+        Self {
+            digest: digest.to_owned(),
+            ino: meta.ino(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+        }
+    }
+}
+
+/// What the cheap checks (sizes and stamps, no hashing) say about an entry directory.
+#[derive(Debug)]
+pub(crate) enum Checked {
+    /// No entry.
+    Missing,
+    /// Something is wrong with it: what.
+    Damaged(String),
+    /// Every blob is there with its size; those in `changed` were modified or replaced
+    /// since they were hashed, and are hashed again before they are trusted.
+    Sound {
+        entry: Box<Entry>,
+        changed: Vec<Blob>,
+    },
 }
 
 impl Entry {
-    /// The entry in `dir`, if it is complete: `entry.json` parses and every blob it names is
-    /// there with its size. Checking sizes, not hashes, keeps a cache hit in milliseconds;
-    /// an export hashes the layers again anyway.
+    /// The entry in `dir`, if it is complete and passes the cheap checks.
     pub fn read(dir: &Path) -> Option<Self> {
-        let text = fs::read(dir.join(ENTRY_FILE)).ok()?;
-        let entry: Self = serde_json::from_slice(&text).ok()?;
-        let complete = entry.format == FORMAT
-            && dir.join("index.json").is_file()
-            && dir.join("oci-layout").is_file()
-            && entry.blobs.iter().all(|b| {
-                fs::metadata(dir.join(b.layout_path()))
-                    .is_ok_and(|m| m.is_file() && m.len() == b.size)
-            });
-        complete.then_some(entry)
+        match Self::check(dir) {
+            Checked::Sound { entry, .. } => Some(*entry),
+            _ => None,
+        }
+    }
+
+    /// Checks the entry in `dir` by sizes and stamps, without reading any blob.
+    pub(crate) fn check(dir: &Path) -> Checked {
+        let text = match fs::read(dir.join(ENTRY_FILE)) {
+            Ok(text) => text,
+            Err(_) if !dir.exists() => return Checked::Missing,
+            Err(e) => return Checked::Damaged(format!("{ENTRY_FILE} cannot be read: {e}")),
+        };
+        if let Ok(why) = fs::read_to_string(dir.join(DAMAGED_FILE)) {
+            return Checked::Damaged(why.trim().to_owned());
+        }
+        let entry: Self = match serde_json::from_slice(&text) {
+            Ok(entry) => entry,
+            Err(e) => return Checked::Damaged(format!("{ENTRY_FILE} does not parse: {e}")),
+        };
+        if entry.format != FORMAT {
+            return Checked::Damaged(format!("{ENTRY_FILE} has format {}", entry.format));
+        }
+        for file in ["index.json", "oci-layout"] {
+            if !dir.join(file).is_file() {
+                return Checked::Damaged(format!("{file} is missing"));
+            }
+        }
+        let stamps: HashMap<&str, &Stamp> = entry
+            .stamps
+            .iter()
+            .map(|s| (s.digest.as_str(), s))
+            .collect();
+        let mut changed = Vec::new();
+        for blob in &entry.blobs {
+            let meta = match fs::metadata(dir.join(blob.layout_path())) {
+                Ok(meta) if meta.is_file() => meta,
+                _ => return Checked::Damaged(format!("blob {} is missing", blob.digest)),
+            };
+            if meta.len() != blob.size {
+                return Checked::Damaged(format!(
+                    "blob {} holds {} bytes, not {}",
+                    blob.digest,
+                    meta.len(),
+                    blob.size
+                ));
+            }
+            if stamps.get(blob.digest.as_str()).copied() != Some(&Stamp::of(&blob.digest, &meta)) {
+                changed.push(blob.clone());
+            }
+        }
+        Checked::Sound {
+            entry: Box::new(entry),
+            changed,
+        }
+    }
+
+    /// Hashes `blobs` of the entry in `dir`: the first that is not what it should be, as
+    /// the reason the entry is damaged.
+    pub(crate) fn hash(dir: &Path, blobs: &[Blob]) -> Result<Option<(Blob, String)>, Error> {
+        for blob in blobs {
+            let path = dir.join(blob.layout_path());
+            let found = match Blob::of_file(&path) {
+                Ok(found) => found,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Some((
+                        blob.clone(),
+                        format!("blob {} is missing", blob.digest),
+                    )))
+                }
+                Err(e) => {
+                    return Err(crate::interrupt::check()
+                        .err()
+                        .unwrap_or_else(|| Error::io("read", &path)(e)))
+                }
+            };
+            if found.size != blob.size {
+                let why = format!(
+                    "blob {} holds {} bytes, not {}",
+                    blob.digest, found.size, blob.size
+                );
+                return Ok(Some((blob.clone(), why)));
+            }
+            if found.digest != blob.digest {
+                let why = format!("blob {} hashes to {}", blob.digest, found.digest);
+                return Ok(Some((blob.clone(), why)));
+            }
+        }
+        Ok(None)
     }
 
     /// Writes `entry.json` for a layout just built, and names the image after the cache
-    /// instead of after the build that happened to fill it.
+    /// instead of after the build that happened to fill it. Stamps come later, once the
+    /// blobs are in the store: [`Entry::write`].
     pub(super) fn create(
         layout: &Path,
         key: &str,
@@ -85,7 +214,7 @@ impl Entry {
         let index = image::index(&manifest, reference, &request.platform)?;
         let index_path = layout.join("index.json");
         fs::write(&index_path, index).map_err(Error::io("write", &index_path))?;
-        let entry = Self {
+        Ok(Self {
             format: FORMAT,
             key: key.to_owned(),
             spec: built.spec.clone(),
@@ -96,17 +225,43 @@ impl Entry {
             layers: built.layers.clone(),
             blobs,
             created: now(),
-        };
-        let json = serde_json::to_vec_pretty(&entry).map_err(|e| Error::Metadata(e.into()))?;
-        let path = layout.join(ENTRY_FILE);
-        fs::write(&path, json).map_err(Error::io("write", &path))?;
-        Ok(entry)
+            stamps: Vec::new(),
+        })
+    }
+
+    /// Records the stamps of the blobs in `dir` as they are now (they were just hashed),
+    /// and writes `entry.json` there, replacing any earlier one in a single rename.
+    pub(super) fn write(&mut self, dir: &Path) -> Result<(), Error> {
+        self.stamps = self
+            .blobs
+            .iter()
+            .map(|blob| {
+                let path = dir.join(blob.layout_path());
+                fs::metadata(&path)
+                    .map(|meta| Stamp::of(&blob.digest, &meta))
+                    .map_err(Error::io("read", path))
+            })
+            .collect::<Result<_, _>>()?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Metadata(e.into()))?;
+        let path = dir.join(ENTRY_FILE);
+        let partial = dir.join(format!(".{ENTRY_FILE}.{}", std::process::id()));
+        fs::write(&partial, json).map_err(Error::io("write", &partial))?;
+        fs::rename(&partial, &path).map_err(|e| {
+            let _ = fs::remove_file(&partial);
+            Error::io("rename into", &path)(e)
+        })
     }
 
     /// Bytes of all the entry's blobs (shared ones included).
     pub fn size(&self) -> u64 {
         self.blobs.iter().map(|b| b.size).sum()
     }
+}
+
+/// Marks the entry in `dir` damaged, saying `why`, so that the next build replaces it.
+/// Best effort: a read-only cache cannot be marked, and is not changed either.
+pub(super) fn mark_damaged(dir: &Path, why: &str) {
+    let _ = fs::write(dir.join(DAMAGED_FILE), format!("{why}\n"));
 }
 
 /// Marks the entry in `dir` as used now: gc evicts the least recently used first.
@@ -128,34 +283,49 @@ pub(super) fn last_used(dir: &Path) -> SystemTime {
 /// Replaces each blob of `layout` by a hard link into the shared `store` (adding it there
 /// first if it is new), and makes them read-only: the store is content-addressed, and a
 /// test that writes into `oci_dir()` must not change every other user's image.
-pub(super) fn share_blobs(layout: &Path, store: &Path) -> Result<(), Error> {
+///
+/// A stored blob is linked into the new entry only when its size matches and its stamp is
+/// one that a sound entry recorded when it hashed it (`trusted`): then its bytes are the
+/// ones hashed. Otherwise the new entry's blob, hashed as it was just written, takes its
+/// place in the store.
+pub(super) fn share_blobs(
+    layout: &Path,
+    store: &Path,
+    trusted: &HashMap<String, Vec<Stamp>>,
+) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
     let blobs_dir = layout.join("blobs/sha256");
     for item in fs::read_dir(&blobs_dir).map_err(Error::io("read", &blobs_dir))? {
         let item = item.map_err(Error::io("read", &blobs_dir))?;
         let path = item.path();
-        let stored = store.join(item.file_name());
+        let name = item.file_name();
+        let digest = format!("sha256:{}", name.to_string_lossy());
+        let stored = store.join(&name);
         let readonly = fs::Permissions::from_mode(0o444);
         fs::set_permissions(&path, readonly).map_err(Error::io("make read-only", &path))?;
-        let same_size = |p: &Path| {
-            fs::metadata(p)
-                .ok()
-                .zip(fs::metadata(&path).ok())
-                .is_some_and(|(a, b)| a.len() == b.len())
-        };
+        let size = fs::metadata(&path).map_err(Error::io("read", &path))?.len();
+        let sound = fs::metadata(&stored).is_ok_and(|m| {
+            m.len() == size
+                && trusted
+                    .get(&digest)
+                    .is_some_and(|stamps| stamps.contains(&Stamp::of(&digest, &m)))
+        });
         let linked = path.with_extension("link");
-        // Already stored by another entry: keep one copy. (If gc removes it in between, the
-        // link fails and this entry's copy is stored instead.)
-        if same_size(&stored) && fs::hard_link(&stored, &linked).is_ok() {
+        if sound && fs::hard_link(&stored, &linked).is_ok() {
             fs::rename(&linked, &path).map_err(Error::io("rename", &path))?;
         } else {
-            let _ = fs::remove_file(&stored);
-            match fs::hard_link(&path, &stored) {
-                Ok(()) => {}
-                // Another entry stored it at the same moment: theirs is the same bytes.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io("link", &stored)(e)),
-            }
+            // In one rename, so the store never lacks the name while others look it up.
+            let fresh = store.join(format!(
+                ".{}.{}",
+                name.to_string_lossy(),
+                std::process::id()
+            ));
+            let _ = fs::remove_file(&fresh);
+            fs::hard_link(&path, &fresh).map_err(Error::io("link", &fresh))?;
+            fs::rename(&fresh, &stored).map_err(|e| {
+                let _ = fs::remove_file(&fresh);
+                Error::io("rename into", &stored)(e)
+            })?;
         }
     }
     Ok(())

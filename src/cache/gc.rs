@@ -1,13 +1,14 @@
 //! `cache ls`, `cache gc` and `cache clear`: listing entries and evicting the least recently
 //! used, never one that a process holds.
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::{entry, Cache, Entry, KeyLock};
-use crate::digest::Blob;
+use crate::progress::Progress;
 use crate::Error;
 
 /// One entry, as `cache ls` shows it.
@@ -22,7 +23,8 @@ pub struct Listed {
     pub last_used: SystemTime,
 }
 
-/// What to evict; with neither limit, only leftovers (killed builds, unused blobs) go.
+/// What to evict; with neither limit, only leftovers (killed builds, damaged entries, unused
+/// blobs) go.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GcOptions {
     /// Evict least recently used entries until the cache holds at most this many bytes.
@@ -40,6 +42,8 @@ pub struct GcReport {
     pub freed: u64,
     /// Bytes the cache holds afterwards.
     pub remaining: u64,
+    /// Damaged entries removed: key, and what was wrong.
+    pub damaged: Vec<(String, String)>,
 }
 
 impl Cache {
@@ -86,10 +90,14 @@ impl Cache {
         }
         self.prepare()?;
         let before = self.disk_usage();
-        self.remove_leftovers()?;
+        let mut report = GcReport::default();
+        self.remove_leftovers(&mut report)?;
+        // Builds add blobs to the store while they hold it shared: none is half-added now.
+        let store_lock = KeyLock::open(&self.dir("locks"), super::STORE_LOCK)?;
+        store_lock.exclusive(&Progress::hidden())?;
+        let mut references = self.sweep_store()?;
         // Counted once, then reduced by what each eviction frees.
         let mut usage = self.disk_usage();
-        let mut report = GcReport::default();
         let now = SystemTime::now();
         for listed in self.list()? {
             let too_old = options.max_age.is_some_and(|age| {
@@ -101,13 +109,15 @@ impl Cache {
                 continue;
             }
             match self.evict(&listed.key)? {
-                Some(freed) => {
+                Some(evicted) => {
+                    let freed = evicted.archive + self.forget(&mut references, &evicted.blobs)?;
                     usage = usage.saturating_sub(freed);
                     report.evicted.push(listed);
                 }
                 None => report.in_use.push(listed),
             }
         }
+        store_lock.unlock();
         report.remaining = usage;
         report.freed = before.saturating_sub(report.remaining);
         Ok(report)
@@ -121,49 +131,87 @@ impl Cache {
         })
     }
 
-    /// Removes the entry `key` unless a process holds it (then `None`); returns the bytes
-    /// freed in the store and the archives.
-    fn evict(&self, key: &str) -> Result<Option<u64>, Error> {
+    /// Removes the entry `key` and its archive unless a process holds it (then `None`).
+    /// The store keeps the blobs: [`Cache::forget`] removes those no other entry uses.
+    pub(super) fn evict(&self, key: &str) -> Result<Option<Evicted>, Error> {
         let lock = KeyLock::open(&self.dir("locks"), key)?;
         if !lock.try_exclusive()? {
             return Ok(None);
         }
-        let mut freed = 0;
         let dir = self.entry_dir(key);
-        let blobs = Entry::read(&dir).map(|e| e.blobs).unwrap_or_default();
-        // Renamed away first, so that no reader ever sees half an entry.
+        let blobs = names(&dir.join("blobs/sha256"));
+        // Renamed away first, so that no reader ever sees half an entry. Only names go:
+        // an output linked from the entry keeps its files.
         let aside = self.dir("tmp").join(format!("{key}.evicted"));
         let _ = fs::remove_dir_all(&aside);
         if dir.exists() {
             fs::rename(&dir, &aside).map_err(Error::io("move aside", &dir))?;
             fs::remove_dir_all(&aside).map_err(Error::io("remove", &aside))?;
         }
-        let archive = self.archive_path(key);
-        if let Ok(m) = fs::metadata(&archive) {
-            fs::remove_file(&archive).map_err(Error::io("remove", &archive))?;
-            freed += m.len();
+        let mut archive = 0;
+        let path = self.archive_path(key);
+        if let Ok(m) = fs::metadata(&path) {
+            fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+            archive = m.len();
         }
-        for blob in blobs {
-            freed += self.remove_if_unshared(&blob)?;
-        }
-        Ok(Some(freed))
+        Ok(Some(Evicted { archive, blobs }))
     }
 
-    /// Removes a stored blob that no entry links to any more; returns the bytes freed.
-    fn remove_if_unshared(&self, blob: &Blob) -> Result<u64, Error> {
-        let path = self.root.join(super::FORMAT).join(blob.layout_path());
-        match fs::metadata(&path) {
-            Ok(m) if m.nlink() <= 1 => {
-                fs::remove_file(&path).map_err(Error::io("remove", &path))?;
-                Ok(m.len())
+    /// After an eviction: removes from the store the `blobs` that no entry uses any more,
+    /// by the count of entries using each; returns the bytes the store no longer holds.
+    /// The caller holds the store lock exclusively.
+    pub(super) fn forget(
+        &self,
+        references: &mut HashMap<OsString, usize>,
+        blobs: &[OsString],
+    ) -> Result<u64, Error> {
+        let mut freed = 0;
+        for name in blobs {
+            let count = references.entry(name.clone()).or_default();
+            *count = count.saturating_sub(1);
+            if *count > 0 {
+                continue;
             }
-            _ => Ok(0),
+            let path = self.dir("blobs/sha256").join(name);
+            if let Ok(m) = fs::metadata(&path) {
+                fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+                freed += m.len();
+            }
         }
+        Ok(freed)
     }
 
-    /// Builds that were killed (their key is not locked by anyone), damaged entries, and
-    /// stored blobs no entry uses.
-    fn remove_leftovers(&self) -> Result<(), Error> {
+    /// How many entries use each blob, by its name in the store.
+    pub(super) fn references(&self) -> HashMap<OsString, usize> {
+        let mut references = HashMap::new();
+        for entry in names(&self.dir("entries")) {
+            for blob in names(&self.dir("entries").join(entry).join("blobs/sha256")) {
+                *references.entry(blob).or_default() += 1;
+            }
+        }
+        references
+    }
+
+    /// Removes from the store what no entry uses: blobs of entries evicted or replaced, and
+    /// what a killed build left half-added. Whether an output still links a file is not the
+    /// cache's business (link counts include outputs). The caller holds the store lock
+    /// exclusively. Returns the references it counted.
+    fn sweep_store(&self) -> Result<HashMap<OsString, usize>, Error> {
+        let references = self.references();
+        let store = self.dir("blobs/sha256");
+        for name in names(&store) {
+            if !references.contains_key(&name) {
+                let path = store.join(&name);
+                fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+            }
+        }
+        Ok(references)
+    }
+
+    /// Builds that were killed (their key is not locked by anyone), and damaged entries: those
+    /// the cheap checks find (a blob missing or of the wrong size, or marked damaged when a
+    /// read hashed it), and those whose blobs changed on disk and no longer hash right.
+    fn remove_leftovers(&self, report: &mut GcReport) -> Result<(), Error> {
         let tmp = self.dir("tmp");
         for item in fs::read_dir(&tmp)
             .map_err(Error::io("read", &tmp))?
@@ -175,28 +223,38 @@ impl Cache {
                 let _ = fs::remove_dir_all(item.path());
             }
         }
-        let entries = self.dir("entries");
-        for item in fs::read_dir(&entries)
-            .map_err(Error::io("read", &entries))?
-            .flatten()
-        {
-            if Entry::read(&item.path()).is_none() {
-                let key = item.file_name().to_string_lossy().into_owned();
-                self.evict(&key)?;
+        for key in names(&self.dir("entries")) {
+            let key = key.to_string_lossy().into_owned();
+            let dir = self.entry_dir(&key);
+            let lock = KeyLock::open(&self.dir("locks"), &key)?;
+            // An entry being built or evicted right now is that process's business.
+            if !lock.try_exclusive()? {
+                continue;
             }
-        }
-        let store = self.dir("blobs/sha256");
-        for item in fs::read_dir(&store)
-            .map_err(Error::io("read", &store))?
-            .flatten()
-        {
-            if item.metadata().is_ok_and(|m| m.nlink() <= 1) {
-                let path = item.path();
-                fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+            let damage = self.sound(&dir, &Progress::hidden())?.err().flatten();
+            lock.unlock();
+            if let Some(why) = damage {
+                if self.evict(&key)?.is_some() {
+                    report.damaged.push((key, why));
+                }
             }
         }
         Ok(())
     }
+}
+
+/// What an eviction removed: the archive's bytes, and the names of the entry's blobs.
+#[derive(Debug)]
+pub(super) struct Evicted {
+    pub archive: u64,
+    pub blobs: Vec<OsString>,
+}
+
+/// The names in `dir`; none when it cannot be read.
+fn names(dir: &Path) -> Vec<OsString> {
+    fs::read_dir(dir)
+        .map(|items| items.flatten().map(|i| i.file_name()).collect())
+        .unwrap_or_default()
 }
 
 fn dir_size(dir: &Path) -> u64 {

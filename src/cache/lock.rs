@@ -11,23 +11,35 @@ use crate::{interrupt, Error};
 const POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// One key's lock file. Clones share the same open file, and so the same lock.
+///
+/// In a read-only cache the lock file is opened for reading, which is all flock needs; when
+/// there is none to open, nobody can have built anything there since, and locking does
+/// nothing.
 #[derive(Debug, Clone)]
 pub(crate) struct KeyLock {
-    file: Arc<File>,
+    file: Option<Arc<File>>,
     path: std::path::PathBuf,
 }
 
 impl KeyLock {
     pub fn open(dir: &Path, key: &str) -> Result<Self, Error> {
         let path = dir.join(format!("{key}.lock"));
-        let file = File::options()
+        let file = match File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(Error::io("open the lock", &path))?;
+        {
+            Ok(file) => Some(file),
+            Err(e) if super::cannot_write(&e) => match File::open(&path) {
+                Ok(file) => Some(file),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::io("open the lock", &path)(e)),
+            },
+            Err(e) => return Err(Error::io("open the lock", &path)(e)),
+        };
         Ok(Self {
-            file: Arc::new(file),
+            file: file.map(Arc::new),
             path,
         })
     }
@@ -50,13 +62,22 @@ impl KeyLock {
         progress: &Progress,
         try_lock: fn(&File) -> Result<(), TryLockError>,
     ) -> Result<(), Error> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
         let mut told = false;
         loop {
-            match try_lock(&self.file) {
+            match try_lock(file) {
                 Ok(()) => return Ok(()),
                 Err(TryLockError::WouldBlock) => {
                     if !told {
-                        progress.stage("waiting for another process building the same image");
+                        progress.stage(
+                            if self.path.ends_with(format!("{}.lock", super::STORE_LOCK)) {
+                                "waiting for `cache gc` to finish"
+                            } else {
+                                "waiting for another process building the same image"
+                            },
+                        );
                         told = true;
                     }
                     interrupt::check()?;
@@ -69,7 +90,10 @@ impl KeyLock {
 
     /// Exclusive if nobody holds the lock; `false` if the key is in use.
     pub fn try_exclusive(&self) -> Result<bool, Error> {
-        match self.file.try_lock() {
+        let Some(file) = &self.file else {
+            return Ok(true);
+        };
+        match file.try_lock() {
             Ok(()) => Ok(true),
             Err(TryLockError::WouldBlock) => Ok(false),
             Err(TryLockError::Error(e)) => Err(Error::io("lock", &self.path)(e)),
@@ -77,6 +101,8 @@ impl KeyLock {
     }
 
     pub fn unlock(&self) {
-        let _ = self.file.unlock();
+        if let Some(file) = &self.file {
+            let _ = file.unlock();
+        }
     }
 }

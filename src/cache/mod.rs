@@ -6,6 +6,7 @@
 //!   blobs/sha256/     the shared store; entries' blobs are hard links to it, so a layer that
 //!                     two specs have in common is stored once
 //!   locks/KEY.lock    shared while an entry is in use, exclusive while it is built or evicted
+//!   locks/store.lock  shared while a build adds blobs to the store, exclusive while gc sweeps it
 //!   tmp/KEY.XXXXXX/   builds in progress; what a killed builder leaves is removed by the next
 //!   archives/KEY.tar  oci-archives made on request
 //!   log               one line per build
@@ -15,20 +16,31 @@
 //! mtime: everything the image's digest depends on. The reference is not part of it. The
 //! dockerfile builder labels its images in the engine with a key that hashes the builder too
 //! ([`key`]); those images are not stored here.
+//!
+//! Outputs link the entries' blobs (see `LinkMode`), so an output may hold the same file as
+//! the cache: gc and eviction only ever unlink the cache's own names, and decide what the store
+//! still needs from the entries, never from link counts.
+//!
+//! A read-only cache serves its entries (locks are taken on files opened for reading, or not
+//! at all when there is none) and a miss is built without it.
 
 mod entry;
 mod gc;
 mod lock;
+mod verify;
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-pub use entry::Entry;
+use entry::Checked;
+pub use entry::{Entry, Stamp};
 pub use gc::{GcOptions, GcReport, Listed};
 pub(crate) use lock::KeyLock;
+pub use verify::Verified;
 
 use crate::build::{self, Source};
 use crate::interrupt;
@@ -40,6 +52,9 @@ use crate::{BuildRequest, Built, Error};
 /// The directory under the root that holds this format's entries; a format change starts a
 /// new one instead of misreading the old.
 const FORMAT: &str = "v1";
+
+/// The lock that keeps gc's sweep of the store and builds adding to it apart.
+const STORE_LOCK: &str = "store";
 
 /// The cache under one root directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +110,11 @@ impl Cache {
     /// The entry for `request`'s image, built first if it is missing or damaged. A build
     /// streams to `request.outputs` in the same pass and returns what it built; an entry that
     /// was there already leaves the outputs to [`Cached::export`].
+    ///
+    /// The entry is checked without reading its blobs: each is there with its size, and its
+    /// inode and modification time are those recorded when it was hashed. A blob that was
+    /// written to or replaced since is hashed again; a damaged entry is built again, with a
+    /// `warning:` line.
     pub fn acquire(
         &self,
         request: &BuildRequest,
@@ -102,14 +122,16 @@ impl Cache {
     ) -> Result<(Cached, Option<Built>), Error> {
         self.prepare()?;
         let key = key(request);
+        let dir = self.entry_dir(&key);
         let lock = KeyLock::open(&self.dir("locks"), &key)?;
         let mut built = None;
+        let mut warned = false;
         loop {
             lock.shared(progress)?;
-            if let Some(entry) = Entry::read(&self.entry_dir(&key)) {
-                entry::touch(&self.entry_dir(&key));
+            if let Ok(entry) = self.sound(&dir, progress)? {
+                entry::touch(&dir);
                 let cached = Cached {
-                    dir: self.entry_dir(&key),
+                    dir,
                     entry,
                     cache: self.clone(),
                     _lock: lock,
@@ -118,12 +140,109 @@ impl Cache {
             }
             lock.exclusive(progress)?;
             // Another process may have built it while this one waited.
-            if Entry::read(&self.entry_dir(&key)).is_none() {
+            if let Err(damage) = self.sound(&dir, progress)? {
+                if built.is_some() {
+                    // Just built, and not sound: building again would not help.
+                    return Err(Error::CacheCorrupt {
+                        path: dir,
+                        detail: damage.unwrap_or_else(|| "it vanished after the build".into()),
+                    });
+                }
+                if let (Some(why), false) = (&damage, warned) {
+                    warned = true;
+                    progress.stage(format!(
+                        "warning: the cached image of {} ({}) is damaged: {why}; building it again",
+                        request.spec.canonical(),
+                        short(&key)
+                    ));
+                }
                 built = Some(self.fill(&key, request, progress)?);
             }
             // Back to shared; an eviction in between means going round again.
             lock.unlock();
         }
+    }
+
+    /// The entry in `dir` if it is sound, after hashing the blobs whose stamps changed;
+    /// otherwise why not (`None`: there is no entry).
+    fn sound(
+        &self,
+        dir: &Path,
+        progress: &Progress,
+    ) -> Result<Result<Entry, Option<String>>, Error> {
+        match Entry::check(dir) {
+            Checked::Missing => Ok(Err(None)),
+            Checked::Damaged(why) => Ok(Err(Some(why))),
+            Checked::Sound { entry, changed } if changed.is_empty() => Ok(Ok(*entry)),
+            Checked::Sound { mut entry, changed } => {
+                progress.stage(format!(
+                    "checking {} blob{} of the cached image that changed on disk since {} hashed",
+                    changed.len(),
+                    if changed.len() == 1 { "" } else { "s" },
+                    if changed.len() == 1 {
+                        "it was"
+                    } else {
+                        "they were"
+                    },
+                ));
+                match Entry::hash(dir, &changed)? {
+                    Some((blob, why)) => {
+                        self.damaged(dir, Some(&dir.join(blob.layout_path())), &why);
+                        Ok(Err(Some(why)))
+                    }
+                    None => {
+                        // Sound: the new stamps spare the next use this hashing. Best effort,
+                        // as a read-only cache cannot keep them.
+                        let _ = entry.write(dir);
+                        Ok(Ok(*entry))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records that the entry in `dir` is damaged (`why`), so that the next build replaces
+    /// it. When the damage is in the blob at `blob`, every entry holding that same file is
+    /// marked too, and the store forgets it, so that no new entry links it.
+    pub(crate) fn damaged(&self, dir: &Path, blob: Option<&Path>, why: &str) {
+        use std::os::unix::fs::MetadataExt;
+        entry::mark_damaged(dir, why);
+        let Some((name, ino)) =
+            blob.and_then(|b| Some((b.file_name()?.to_owned(), fs::metadata(b).ok()?.ino())))
+        else {
+            return;
+        };
+        let same = |p: &Path| fs::metadata(p).is_ok_and(|m| m.ino() == ino);
+        if let Ok(items) = fs::read_dir(self.dir("entries")) {
+            for item in items.flatten() {
+                if same(&item.path().join("blobs/sha256").join(&name)) {
+                    entry::mark_damaged(&item.path(), why);
+                }
+            }
+        }
+        let stored = self.dir("blobs/sha256").join(&name);
+        if same(&stored) {
+            let _ = fs::remove_file(stored);
+        }
+    }
+
+    /// The stamps of every sound entry's blobs, by digest: what the store's files must match
+    /// to be linked into a new entry unhashed.
+    fn trusted_stamps(&self) -> HashMap<String, Vec<Stamp>> {
+        let mut trusted: HashMap<String, Vec<Stamp>> = HashMap::new();
+        let Ok(items) = fs::read_dir(self.dir("entries")) else {
+            return trusted;
+        };
+        for item in items.flatten() {
+            if let Checked::Sound { entry, changed } = Entry::check(&item.path()) {
+                for stamp in entry.stamps {
+                    if !changed.iter().any(|b| b.digest == stamp.digest) {
+                        trusted.entry(stamp.digest.clone()).or_default().push(stamp);
+                    }
+                }
+            }
+        }
+        trusted
     }
 
     /// Builds the entry for `key` into a temporary directory and renames it into place.
@@ -139,21 +258,31 @@ impl Cache {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{key}."))
             .tempdir_in(&tmp_root)
-            .map_err(Error::io("create a temporary directory in", &tmp_root))?;
+            .map_err(|e| match cannot_write(&e) {
+                true => Error::CacheReadOnly {
+                    path: self.root.clone(),
+                },
+                false => Error::io("create a temporary directory in", &tmp_root)(e),
+            })?;
         let layout = tmp.path().join("layout");
         let mut with_cache = request.clone();
         with_cache.builder = Builder::Native;
         with_cache.internal = Some(Output::OciDir(layout.clone()));
         let built = build::build(&with_cache, progress)?;
-        let entry = Entry::create(&layout, key, request, &built, &cache_reference(key)?)?;
-        entry::share_blobs(&layout, &self.dir("blobs/sha256"))?;
+        let mut entry = Entry::create(&layout, key, request, &built, &cache_reference(key)?)?;
+        // gc does not sweep the store while blobs go in.
+        let store_lock = KeyLock::open(&self.dir("locks"), STORE_LOCK)?;
+        store_lock.shared(progress)?;
         let dest = self.entry_dir(key);
         if dest.exists() {
-            // Damaged (it failed `Entry::read`): out of the way first, then gone.
+            // Damaged: out of the way first (its stamps vouch for nothing), then gone.
             let aside = tmp.path().join("damaged");
             fs::rename(&dest, &aside).map_err(Error::io("move aside", &dest))?;
         }
+        entry::share_blobs(&layout, &self.dir("blobs/sha256"), &self.trusted_stamps())?;
+        entry.write(&layout)?;
         fs::rename(&layout, &dest).map_err(Error::io("rename into", &dest))?;
+        store_lock.unlock();
         self.log(&format!(
             "built {key} {} {} {}",
             entry.spec, entry.platform, entry.digest
@@ -187,13 +316,32 @@ pub struct Cached {
 }
 
 impl Cached {
-    /// Writes the cached image to `request.outputs` from its blobs, without regenerating.
+    /// Writes the cached image to `request.outputs` from its blobs, without regenerating:
+    /// `oci:` outputs link them as `request.link_mode` says, the others read them. A blob
+    /// found damaged on the way (`request.verify` hashes each) fails the export and marks
+    /// the entry, which the next build replaces.
     pub fn export(&self, request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
         let source = Source::Blobs {
             layout: &self.dir,
             layers: &self.entry.layers,
         };
-        build::deliver(request, &source, progress)
+        build::deliver(request, &source, progress).inspect_err(|e| {
+            if let Error::CacheCorrupt { path, detail } = e {
+                self.cache.damaged(&self.dir, Some(path), detail);
+            }
+        })
+    }
+
+    /// Hashes every blob of the entry; a damaged one marks the entry and is the error.
+    pub fn verify(&self) -> Result<(), Error> {
+        match Entry::hash(&self.dir, &self.entry.blobs)? {
+            None => Ok(()),
+            Some((blob, detail)) => {
+                let path = self.dir.join(blob.layout_path());
+                self.cache.damaged(&self.dir, Some(&path), &detail);
+                Err(Error::CacheCorrupt { path, detail })
+            }
+        }
     }
 
     /// An oci-archive of the image, made once and kept with the entry.
@@ -264,6 +412,24 @@ pub fn cache_reference(key: &str) -> Result<Reference, Error> {
     Ok(Reference::parse(&format!("image-maker/mock:{short}"))?)
 }
 
+/// The first 12 hex digits of a key, as `cache ls` shows it.
+fn short(key: &str) -> &str {
+    key.get(..12).unwrap_or(key)
+}
+
+/// Whether an error says that the cache cannot be written (a read-only filesystem, or
+/// someone else's directory), rather than that something went wrong.
+pub(crate) fn cannot_write(e: &std::io::Error) -> bool {
+    use nix::libc::{EACCES, EPERM, EROFS};
+    use std::io::ErrorKind;
+    // tempfile's errors carry the path and keep only the kind.
+    matches!(e.raw_os_error(), Some(EROFS | EACCES | EPERM))
+        || matches!(
+            e.kind(),
+            ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied
+        )
+}
+
 /// Removes what killed builders of `key` left in `tmp`. Only the holder of the key's
 /// exclusive lock calls this, so none of it belongs to a build still running.
 fn remove_stale(tmp: &Path, key: &str) {
@@ -309,11 +475,30 @@ pub fn build(
     if request.outputs.contains(&Output::Registry) {
         return push_and_export(cache, request, progress);
     }
-    let (cached, built) = cache.acquire(request, progress)?;
+    let Some((cached, built)) = acquire_or_warn(cache, request, progress)? else {
+        return build::build(request, progress);
+    };
     match built {
         Some(built) => Ok(built),
         None if request.outputs.is_empty() => Ok(cached.built(&request.reference, &[])),
         None => cached.export(request, progress),
+    }
+}
+
+/// [`Cache::acquire`]; `None`, with a warning, when the image is not cached and the cache
+/// is read-only: the caller builds without it.
+fn acquire_or_warn(
+    cache: &Cache,
+    request: &BuildRequest,
+    progress: &mut Progress,
+) -> Result<Option<(Cached, Option<Built>)>, Error> {
+    match cache.acquire(request, progress) {
+        Ok(acquired) => Ok(Some(acquired)),
+        Err(e @ Error::CacheReadOnly { .. }) => {
+            progress.stage(format!("warning: {e}; building without it"));
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -328,7 +513,12 @@ fn push_and_export(
     others.outputs.retain(|o| *o != Output::Registry);
     let mut cache_only = others.clone();
     cache_only.outputs.clear();
-    let (cached, _) = cache.acquire(&cache_only, progress)?;
+    let Some((cached, _)) = acquire_or_warn(cache, &cache_only, progress)? else {
+        return build::build(request, progress);
+    };
+    if request.verify {
+        cached.verify()?;
+    }
     interrupt::check()?;
     let pushed = crate::build::staging::push(&cached.dir, request, progress)
         .map_err(|e| interrupt::check().err().unwrap_or(e))?;

@@ -1,14 +1,14 @@
-//! `image-maker cache ls | gc | clear | path`.
+//! `image-maker cache ls | gc | clear | verify | path`.
 
 use std::time::{Duration, SystemTime};
 
 use super::{print_stdout, CacheCommand};
-use crate::cache::{Cache, GcOptions, GcReport};
+use crate::cache::{self, Cache, GcOptions, GcReport};
 use crate::error::UsageError;
 use crate::image::rfc3339;
 use crate::spec::parse_byte_size;
 use crate::units::human_size;
-use crate::Error;
+use crate::{BuildRequest, Error, Platform, Progress, Reference, Spec};
 
 pub(crate) fn run(command: &CacheCommand) -> Result<(), Error> {
     let cache = Cache::from_env()?;
@@ -23,6 +23,55 @@ pub(crate) fn run(command: &CacheCommand) -> Result<(), Error> {
             };
             report(&cache.gc(options)?)
         }
+        CacheCommand::Verify { spec, platform } => verify(&cache, spec.as_deref(), platform),
+    }
+}
+
+/// `cache verify [SPEC]`: one line per image on stdout; damage found is an error.
+fn verify(cache: &Cache, spec: Option<&str>, platform: &str) -> Result<(), Error> {
+    let key = match spec {
+        Some(spec) => {
+            let request = BuildRequest::new(
+                Spec::parse(spec)?,
+                Reference::parse("image-maker/mock:verify")?,
+            )
+            .platform(Platform::parse(platform)?)
+            .mtime(super::source_date_epoch()?);
+            Some(cache::key(&request))
+        }
+        None => None,
+    };
+    let verified = cache.verify(key.as_deref(), &Progress::stderr())?;
+    let mut out = String::new();
+    for item in &verified {
+        out += &match (&item.damage, item.removed) {
+            (None, _) => format!("ok       {}  {}\n", short(&item.key), item.spec),
+            (Some(why), true) => format!(
+                "damaged  {}  {}: {why}; removed\n",
+                short(&item.key),
+                item.spec
+            ),
+            (Some(why), false) => format!(
+                "damaged  {}  {}: {why}; in use, marked for the next build to replace\n",
+                short(&item.key),
+                item.spec
+            ),
+        };
+    }
+    match (&key, verified.is_empty()) {
+        (Some(key), true) => out += &format!("{} is not cached\n", short(key)),
+        _ => {
+            out += &format!(
+                "{} image{} verified\n",
+                verified.len(),
+                if verified.len() == 1 { "" } else { "s" }
+            )
+        }
+    }
+    print_stdout(&out)?;
+    match verified.iter().filter(|v| v.damage.is_some()).count() {
+        0 => Ok(()),
+        count => Err(Error::CacheDamaged { count }),
     }
 }
 
@@ -58,6 +107,9 @@ fn table(cache: &Cache) -> Result<String, Error> {
 
 fn report(report: &GcReport) -> Result<(), Error> {
     let mut out = String::new();
+    for (key, why) in &report.damaged {
+        out += &format!("removed damaged {}: {why}\n", short(key));
+    }
     for item in &report.evicted {
         out += &format!("evicted {}  {}\n", short(&item.key), item.spec);
     }

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::cache::{build_in_user_cache, Cache};
 use crate::error::UsageError;
 use crate::registry::{self, PushSource, RegistryError};
-use crate::request::{Builder, PushOptions, Pushed};
+use crate::request::{Builder, LinkMode, PushOptions, Pushed};
 use crate::{
     build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec,
 };
@@ -78,6 +78,20 @@ pub enum CacheCommand {
     },
     /// Evict every image not in use by a running process
     Clear,
+    /// Hash every cached image's blobs again, and remove the damaged images
+    Verify {
+        /// Only the image of this layer list
+        #[arg(value_name = "SPEC")]
+        spec: Option<String>,
+        /// The platform of SPEC's image, `os/arch[/variant]`
+        #[arg(
+            long,
+            value_name = "P",
+            default_value = "linux/amd64",
+            requires = "spec"
+        )]
+        platform: String,
+    },
     /// Print the cache's directory
     Path,
 }
@@ -244,6 +258,14 @@ pub struct Args {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// How `oci:` outputs get the cache's blobs: a copy-on-write clone, else a hard link, else a copy
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = LinkMode::Clone)]
+    pub link_mode: LinkMode,
+
+    /// Hash every cached blob again before using it
+    #[arg(long, conflicts_with = "no_cache")]
+    pub verify: bool,
+
     /// Print a JSON summary (reference, digest, layers) on stdout
     #[arg(long)]
     pub json: bool,
@@ -293,13 +315,15 @@ impl Args {
         request.build_dir = self.build_dir.clone();
         request.verbose = self.verbose;
         request.no_cache = self.no_cache;
+        request.link_mode = self.link_mode;
+        request.verify = self.verify;
         request.push = self.registry.options(self.verbose)?;
         Ok(request)
     }
 }
 
 /// `SOURCE_DATE_EPOCH`, when set: seconds that RFC 3339 can still write (year 9999).
-fn source_date_epoch() -> Result<u64, Error> {
+pub(crate) fn source_date_epoch() -> Result<u64, Error> {
     const LAST: u64 = 253_402_300_799;
     let Some(raw) = std::env::var_os("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()) else {
         return Ok(0);

@@ -5,6 +5,7 @@
 mod archive;
 #[cfg(feature = "engine")]
 mod engine_load;
+mod link;
 mod oci_dir;
 mod place;
 
@@ -17,7 +18,7 @@ use crate::layer::TarOptions;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::request::Output;
+use crate::request::{LinkMode, Output};
 use crate::Error;
 
 /// Everything but the layer bytes, once the layers are done.
@@ -36,6 +37,18 @@ pub(crate) trait Sink: Send {
     fn end_layer(&mut self, blob: &Blob) -> Result<(), Error>;
     /// Writes the metadata; the result stays invisible until `commit`.
     fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error>;
+    /// Whether `write_layer` needs the bytes; a sink that links its blobs does not.
+    fn wants_data(&self) -> bool {
+        true
+    }
+    /// The OCI layout being written, under its temporary name, for others to link from.
+    fn staged_layout(&self) -> Option<&Path> {
+        None
+    }
+    /// A status line to show once, e.g. that linking fell back to copying.
+    fn take_note(&mut self) -> Option<String> {
+        None
+    }
     /// Makes the result visible under its real name.
     fn commit(self: Box<Self>) -> Result<Committed, Error>;
 }
@@ -89,6 +102,17 @@ pub(crate) fn open(
     engine: Option<EngineKind>,
     options: TarOptions,
 ) -> Result<Vec<Box<dyn Sink>>, Error> {
+    open_linked(outputs, engine, options, None)
+}
+
+/// [`open`]; with `link`, `oci:` outputs link their blobs from that layout, as the mode
+/// says, instead of writing them.
+pub(crate) fn open_linked(
+    outputs: &[Output],
+    engine: Option<EngineKind>,
+    options: TarOptions,
+    link: Option<(&Path, LinkMode)>,
+) -> Result<Vec<Box<dyn Sink>>, Error> {
     // `oci:out`, `oci:./out/` and `oci-archive:out` all end at the same place.
     let places: Vec<Option<PathBuf>> = outputs.iter().map(Output::place).collect();
     for (i, output) in outputs.iter().enumerate() {
@@ -121,7 +145,14 @@ pub(crate) fn open(
                         what: "`--output engine`",
                     });
                 }
-                Output::OciDir(path) => Box::new(oci_dir::OciDir::create(path, output)?),
+                Output::OciDir(path) => match link {
+                    Some((from, mode)) => Box::new(oci_dir::OciDir::linked(
+                        path,
+                        output,
+                        link::Linker::new(from, mode, path),
+                    )?),
+                    None => Box::new(oci_dir::OciDir::create(path, output)?),
+                },
                 Output::OciArchive(path) => {
                     Box::new(archive::OciArchive::create(path, output, options)?)
                 }

@@ -1,4 +1,6 @@
 //! `oci:DIR`: an OCI image layout, built in a hidden sibling directory and renamed into place.
+//! Its blobs are either written from the stream, or linked from a layout that has them (the
+//! cache's entry, or the cache's new entry as each of its blobs is complete).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -6,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
+use super::link::Linker;
 use super::{parent_dir, taken, temp_prefix, Committed, Finished, Sink};
 use crate::digest::Blob;
 use crate::image::{self, OCI_LAYOUT};
@@ -17,6 +20,8 @@ pub(crate) struct OciDir {
     output: String,
     temp: TempDir,
     layer: Option<(File, PathBuf)>,
+    /// Where the blobs come from instead of the stream.
+    link: Option<Linker>,
 }
 
 impl OciDir {
@@ -39,7 +44,25 @@ impl OciDir {
             output: output.to_string(),
             temp,
             layer: None,
+            link: None,
         })
+    }
+
+    /// A layout whose blobs are linked from the layout `linker` reads, not written.
+    pub fn linked(dest: &Path, output: &Output, linker: Linker) -> Result<Self, Error> {
+        let mut sink = Self::create(dest, output)?;
+        sink.link = Some(linker);
+        Ok(sink)
+    }
+
+    /// Puts the blob `blob` in place from the linked layout.
+    fn link_blob(&mut self, blob: &Blob) -> Result<(), Error> {
+        let relative = blob.layout_path();
+        let to = self.temp.path().join(&relative);
+        if let Some(linker) = &mut self.link {
+            linker.link(&relative, &to).map_err(Error::io("link", to))?;
+        }
+        Ok(())
     }
 
     fn write_file(&self, relative: &str, bytes: &[u8]) -> Result<(), Error> {
@@ -50,6 +73,9 @@ impl OciDir {
 
 impl Sink for OciDir {
     fn begin_layer(&mut self, number: u32, _size: u64) -> Result<(), Error> {
+        if self.link.is_some() {
+            return Ok(());
+        }
         let path = self
             .temp
             .path()
@@ -68,6 +94,9 @@ impl Sink for OciDir {
     }
 
     fn end_layer(&mut self, blob: &Blob) -> Result<(), Error> {
+        if self.link.is_some() {
+            return self.link_blob(blob);
+        }
         if let Some((_, partial)) = self.layer.take() {
             let path = self.temp.path().join(blob.layout_path());
             fs::rename(&partial, &path).map_err(Error::io("rename", partial))?;
@@ -77,11 +106,29 @@ impl Sink for OciDir {
 
     fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error> {
         let meta = image.metadata;
-        self.write_file(&meta.config_blob.layout_path(), &meta.config)?;
-        self.write_file(&meta.manifest_blob.layout_path(), &meta.manifest)?;
+        if self.link.is_some() {
+            self.link_blob(&meta.config_blob)?;
+            self.link_blob(&meta.manifest_blob)?;
+        } else {
+            self.write_file(&meta.config_blob.layout_path(), &meta.config)?;
+            self.write_file(&meta.manifest_blob.layout_path(), &meta.manifest)?;
+        }
+        // Written fresh: they name this output's image, not the cache's.
         let index = image::index(&meta.manifest_blob, image.reference, image.platform)?;
         self.write_file("index.json", &index)?;
         self.write_file("oci-layout", OCI_LAYOUT)
+    }
+
+    fn wants_data(&self) -> bool {
+        self.link.is_none()
+    }
+
+    fn staged_layout(&self) -> Option<&Path> {
+        Some(self.temp.path())
+    }
+
+    fn take_note(&mut self) -> Option<String> {
+        self.link.as_mut().and_then(Linker::take_note)
     }
 
     fn commit(self: Box<Self>) -> Result<Committed, Error> {

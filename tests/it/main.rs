@@ -12,6 +12,7 @@ mod determinism;
 mod dockerfile;
 mod engine;
 mod failures;
+mod link;
 mod macros;
 mod oci;
 mod registry;

@@ -1,0 +1,524 @@
+//! Outputs link the cache's blobs instead of copying them, stay independent of the cache, and
+//! the cache heals: damaged entries are caught, named and built again; a read-only cache
+//! still serves what it has.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+use crate::support::*;
+
+/// The CLI with its own cache in `cache`.
+fn cli(cache: &Path) -> Command {
+    let mut cmd = image_maker();
+    cmd.env("IMAGE_MAKER_CACHE_DIR", cache);
+    cmd
+}
+
+/// Builds `spec` as `name:tag` into `oci:out` through the cache in `cache`.
+fn build(cache: &Path, spec: &str, out: &Path, extra: &[&str]) -> Output {
+    run(cli(cache)
+        .args(["-s", spec, "-o"])
+        .arg(format!("oci:{}", path_str(out)))
+        .args(extra)
+        .arg("mock/link:v1"))
+}
+
+/// How many images the cache has built, from its log.
+fn builds(cache: &Path) -> usize {
+    fs::read_to_string(cache.join("v1/log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').nth(2) == Some("built"))
+        .count()
+}
+
+/// The only entry of the cache.
+fn entry(cache: &Path) -> PathBuf {
+    let dir = cache.join("v1/entries");
+    let keys = entries(&dir);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    dir.join(&keys[0])
+}
+
+fn ino(path: &Path) -> u64 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .ino()
+}
+
+/// The blob names of the layout in `dir`, largest first: the first is the big layer.
+fn blobs(dir: &Path) -> Vec<String> {
+    let blobs = dir.join("blobs/sha256");
+    let mut names = entries(&blobs);
+    names.sort_by_key(|n| std::cmp::Reverse(fs::metadata(blobs.join(n)).expect("stat").len()));
+    names
+}
+
+/// Whether copy-on-write clones work in `dir`, as `cp --reflink=always` finds.
+fn can_clone(dir: &Path) -> bool {
+    let probe = dir.join(".probe");
+    fs::write(&probe, b"probe").expect("write probe");
+    let cloned = Command::new("cp")
+        .arg("--reflink=always")
+        .arg(&probe)
+        .arg(dir.join(".probe.clone"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let _ = fs::remove_file(&probe);
+    let _ = fs::remove_file(dir.join(".probe.clone"));
+    cloned
+}
+
+/// The layout at `dir` is a valid image tagged `v1` whose files are the generator's bytes.
+fn assert_valid(dir: &Path, spec: &str) {
+    let (Some(validator), Some(umoci)) = (tool("oci-image-tool"), tool("umoci")) else {
+        return;
+    };
+    run_ok(validator.cmd().args([
+        "validate",
+        "--type",
+        "image",
+        "--ref",
+        "name=v1",
+        path_str(dir),
+    ]));
+    let bundle = tempdir();
+    let bundle = bundle.path().join("bundle");
+    run_ok(umoci.cmd().args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:v1", path_str(dir)),
+        path_str(&bundle),
+    ]));
+    assert_rootfs(&bundle.join("rootfs"), spec);
+}
+
+/// The `warning:` lines of stderr.
+fn warnings(out: &Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Lines of stderr that contain `text`.
+fn lines_with(out: &Output, text: &str) -> usize {
+    stderr(out).lines().filter(|l| l.contains(text)).count()
+}
+
+#[test]
+fn a_cache_hit_links_the_blobs_and_a_cold_build_writes_them_once() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let spec = "3MB:files=2,2KB";
+    let cold = tmp.path().join("cold");
+    let out = build(&cache, spec, &cold, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entry = entry(&cache);
+    let clone = can_clone(tmp.path());
+    let hit = tmp.path().join("hit");
+    let out = build(&cache, spec, &hit, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exporting cached"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(builds(&cache), 1);
+    let names = blobs(&hit);
+    assert_eq!(names.len(), 4, "two layers, config, manifest: {names:?}");
+    for name in &names {
+        let cached = entry.join("blobs/sha256").join(name);
+        for output in [&cold, &hit] {
+            let linked = output.join("blobs/sha256").join(name);
+            assert_eq!(fs::read(&linked).ok(), fs::read(&cached).ok(), "{name}");
+            if clone {
+                // A clone is a file of its own that shares the cache's blocks.
+                assert_ne!(ino(&linked), ino(&cached), "{name}");
+            } else {
+                assert_eq!(ino(&linked), ino(&cached), "{name} is not a hard link");
+            }
+        }
+    }
+    if clone {
+        assert_eq!(lines_with(&out, "linking:"), 0, "{}", stderr(&out));
+    } else {
+        assert_eq!(
+            lines_with(&out, "cannot clone; hard-linking instead"),
+            1,
+            "said once, not per blob: {}",
+            stderr(&out)
+        );
+    }
+    // Written fresh: the output's own tag, not a link to the cache's index.
+    assert_ne!(ino(&hit.join("index.json")), ino(&entry.join("index.json")));
+    let index = fs::read_to_string(hit.join("index.json")).expect("index");
+    assert!(
+        index.contains(r#""org.opencontainers.image.ref.name":"v1""#),
+        "{index}"
+    );
+    assert_valid(&hit, spec);
+    assert_valid(&cold, spec);
+}
+
+#[test]
+fn removing_an_output_or_evicting_the_entry_leaves_the_other_whole() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let spec = "2MB,1KB:files=3";
+    let first = tmp.path().join("first");
+    run_ok(
+        cli(&cache)
+            .args(["-q", "-s", spec, "-o"])
+            .arg(format!("oci:{}", path_str(&first)))
+            .arg("mock/link:v1"),
+    );
+    fs::remove_dir_all(&first).expect("rm -rf the output");
+    let out = run_ok(cli(&cache).args(["cache", "verify"]));
+    assert!(stdout(&out).starts_with("ok "), "{}", stdout(&out));
+
+    let second = tmp.path().join("second");
+    run_ok(
+        cli(&cache)
+            .args(["-q", "-s", spec, "-o"])
+            .arg(format!("oci:{}", path_str(&second)))
+            .arg("mock/link:v1"),
+    );
+    assert_eq!(builds(&cache), 1);
+    let out = run_ok(cli(&cache).args(["cache", "gc", "--max-size", "0"]));
+    assert!(stdout(&out).contains("evicted"), "{}", stdout(&out));
+    assert!(entries(&cache.join("v1/entries")).is_empty());
+    // The cache forgets the blobs although the output still links them.
+    assert!(entries(&cache.join("v1/blobs/sha256")).is_empty());
+    assert_valid(&second, spec);
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, options: &str) -> Self {
+        fs::create_dir_all(at).expect("mount point");
+        run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs", path_str(at)]));
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn copy_mode_and_another_filesystem_copy_and_say_so() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let spec = "2MB:files=2";
+    let warm = tmp.path().join("warm");
+    assert!(build(&cache, spec, &warm, &["-q"]).status.success());
+    let entry = entry(&cache);
+    let big = &blobs(&entry)[0];
+
+    let copied = tmp.path().join("copied");
+    let out = build(&cache, spec, &copied, &["--link-mode", "copy"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        lines_with(&out, "linking: copying into"),
+        1,
+        "{}",
+        stderr(&out)
+    );
+    let blob = copied.join("blobs/sha256").join(big);
+    assert_ne!(ino(&blob), ino(&entry.join("blobs/sha256").join(big)));
+    assert_valid(&copied, spec);
+
+    let mnt = Tmpfs::mount(&tmp.path().join("mnt"), "size=64m");
+    for mode in ["clone", "hardlink"] {
+        let elsewhere = mnt.0.join(mode);
+        let out = build(&cache, spec, &elsewhere, &["--link-mode", mode]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            lines_with(
+                &out,
+                "is on another filesystem than the cache; copying instead"
+            ),
+            1,
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(lines_with(&out, "linking:"), 1, "{}", stderr(&out));
+        assert_valid(&elsewhere, spec);
+    }
+    assert_eq!(builds(&cache), 1);
+}
+
+/// Flips one byte in the middle of `path`; `keep_mtime` puts its modification time back,
+/// as damage that no write explains (a bad disk) would leave it.
+fn flip_byte(path: &Path, keep_mtime: bool) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mtime = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let mut file = fs::File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open");
+    let middle = file.metadata().expect("stat").len() / 2;
+    let mut byte = [0];
+    file.seek(SeekFrom::Start(middle)).expect("seek");
+    file.read_exact(&mut byte).expect("read");
+    file.seek(SeekFrom::Start(middle)).expect("seek");
+    file.write_all(&[byte[0] ^ 0x20]).expect("write");
+    if keep_mtime {
+        file.set_modified(mtime).expect("set mtime");
+    } else {
+        // Later than the build, even on a filesystem with coarse timestamps.
+        file.set_modified(SystemTime::now() + std::time::Duration::from_secs(5))
+            .expect("set mtime");
+    }
+}
+
+/// A cache with `spec` in it; returns it and the path of the entry's largest blob.
+fn damaged_cache(tmp: &Path, spec: &str) -> (PathBuf, PathBuf, String) {
+    let cache = tmp.join("cache");
+    assert!(build(&cache, spec, &tmp.join("first"), &["-q"])
+        .status
+        .success());
+    let entry = entry(&cache);
+    let name = blobs(&entry)[0].clone();
+    (
+        cache,
+        entry.join("blobs/sha256").join(&name),
+        format!("sha256:{name}"),
+    )
+}
+
+/// The next build of `spec` says once that the entry is damaged, builds it again and
+/// exports a good image.
+fn assert_heals(cache: &Path, spec: &str, out_dir: &Path) {
+    let before = builds(cache);
+    let out = build(cache, spec, out_dir, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warnings = warnings(&out);
+    assert_eq!(warnings.len(), 1, "{}", stderr(&out));
+    assert!(
+        warnings[0].contains("is damaged")
+            && warnings[0].contains(spec.split(',').next().unwrap_or_default()),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(builds(cache), before + 1, "not built again");
+    let verified = run_ok(cli(cache).args(["cache", "verify"]));
+    assert!(
+        stdout(&verified).starts_with("ok "),
+        "{}",
+        stdout(&verified)
+    );
+    assert_valid(out_dir, spec);
+}
+
+#[test]
+fn a_flipped_byte_fails_verify_naming_the_blob_and_the_next_build_heals() {
+    let tmp = tempdir();
+    let spec = "2MB:files=2,1KB";
+    let (cache, blob, digest) = damaged_cache(tmp.path(), spec);
+    flip_byte(&blob, true);
+    // The cheap checks cannot see it; hashing does.
+    let dest = tmp.path().join("verified");
+    let out = build(&cache, spec, &dest, &["--verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("blob {digest} hashes to")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("the next build"), "{}", stderr(&out));
+    assert!(!dest.exists(), "a failed build leaves no output");
+    assert_heals(&cache, spec, &tmp.path().join("healed"));
+}
+
+#[test]
+fn cache_verify_names_and_removes_a_damaged_entry() {
+    let tmp = tempdir();
+    let spec = "2MB:files=2,1KB";
+    let (cache, blob, digest) = damaged_cache(tmp.path(), spec);
+    // Another image, sound, which verify must leave alone.
+    assert!(build(&cache, "1KB", &tmp.path().join("small"), &["-q"])
+        .status
+        .success());
+    flip_byte(&blob, true);
+    let out = run(cli(&cache).args(["cache", "verify"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains(&format!("blob {digest} hashes to")) && report.contains("removed"),
+        "{report}"
+    );
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("ok ")).count(),
+        1,
+        "{report}"
+    );
+    assert_eq!(entries(&cache.join("v1/entries")).len(), 1);
+    // SPEC alone: now not cached; the other is fine.
+    let out = run_ok(cli(&cache).args(["cache", "verify", spec]));
+    assert!(stdout(&out).contains("is not cached"), "{}", stdout(&out));
+    let out = run_ok(cli(&cache).args(["cache", "verify", "1KB"]));
+    assert!(stdout(&out).starts_with("ok "), "{}", stdout(&out));
+}
+
+#[test]
+fn a_truncated_blob_is_caught_without_verify_and_rebuilt() {
+    let tmp = tempdir();
+    let spec = "2MB:files=2,1KB";
+    let (cache, blob, _) = damaged_cache(tmp.path(), spec);
+    let file = fs::File::options().write(true).open(&blob).expect("open");
+    file.set_len(1000).expect("truncate");
+    assert_heals(&cache, spec, &tmp.path().join("healed"));
+}
+
+#[test]
+fn a_blob_written_to_is_hashed_again_and_rebuilt() {
+    let tmp = tempdir();
+    let spec = "2MB:files=2,1KB";
+    let (cache, blob, _) = damaged_cache(tmp.path(), spec);
+    flip_byte(&blob, false);
+    assert_heals(&cache, spec, &tmp.path().join("healed"));
+}
+
+#[test]
+fn gc_removes_damaged_entries_it_can_see_cheaply() {
+    let tmp = tempdir();
+    let spec = "2MB:files=2,1KB";
+    let (cache, blob, _) = damaged_cache(tmp.path(), spec);
+    flip_byte(&blob, false);
+    let out = run_ok(cli(&cache).args(["cache", "gc"]));
+    assert!(stdout(&out).contains("removed damaged"), "{}", stdout(&out));
+    assert!(entries(&cache.join("v1/entries")).is_empty());
+    assert!(entries(&cache.join("v1/blobs/sha256")).is_empty());
+}
+
+#[test]
+fn a_damaged_stored_blob_is_not_linked_into_a_new_entry() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    assert!(build(&cache, "2MB", &tmp.path().join("amd"), &["-q"])
+        .status
+        .success());
+    let entry = entry(&cache);
+    let layer = blobs(&entry)[0].clone();
+    flip_byte(&cache.join("v1/blobs/sha256").join(&layer), false);
+    // The same layer for another platform: its entry must not take the stored copy.
+    let out = run(cli(&cache)
+        .args(["-q", "-s", "2MB", "--platform", "linux/arm64", "-o"])
+        .arg(format!("oci:{}", path_str(&tmp.path().join("arm"))))
+        .arg("mock/link:v1"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_ok(cli(&cache).args(["cache", "verify", "2MB", "--platform", "linux/arm64"]));
+    assert!(stdout(&out).starts_with("ok "), "{}", stdout(&out));
+}
+
+/// A read-only bind mount of a directory, which root cannot write through either.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &Path, at: &Path) -> Self {
+        fs::create_dir_all(at).expect("mount point");
+        run_ok(Command::new("mount").args(["--bind", path_str(dir), path_str(at)]));
+        let guard = Self(at.to_path_buf());
+        run_ok(Command::new("mount").args(["-o", "remount,bind,ro", path_str(at)]));
+        guard
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn a_read_only_cache_serves_its_entries_and_builds_a_miss_without_it() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let spec = "2MB:files=2";
+    assert!(build(&cache, spec, &tmp.path().join("warm"), &["-q"])
+        .status
+        .success());
+    let ro = ReadOnly::mount(&cache, &tmp.path().join("ro"));
+    assert!(
+        fs::write(ro.0.join("probe"), b"").is_err(),
+        "root writes through the mount"
+    );
+
+    let hit = tmp.path().join("hit");
+    let out = build(&ro.0, spec, &hit, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exporting cached"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(lines_with(&out, "warning:"), 0, "{}", stderr(&out));
+    assert_valid(&hit, spec);
+
+    let miss = tmp.path().join("miss");
+    let out = build(&ro.0, "1MB", &miss, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warnings = warnings(&out);
+    assert_eq!(warnings.len(), 1, "{}", stderr(&out));
+    assert!(warnings[0].contains("read-only"), "{}", warnings[0]);
+    assert_valid(&miss, "1MB");
+    assert_eq!(entries(&cache.join("v1/entries")).len(), 1);
+}
+
+#[test]
+fn eight_exports_at_once_build_once_and_all_link() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let spec = "4MB:files=2,1KB";
+    let children: Vec<Running> = (0..8)
+        .map(|i| {
+            let mut cmd = cli(&cache);
+            cmd.args(["-q", "-s", spec, "-o"])
+                .arg(format!(
+                    "oci:{}",
+                    path_str(&tmp.path().join(format!("out{i}")))
+                ))
+                .arg("mock/link:v1");
+            spawn(&mut cmd)
+        })
+        .collect();
+    for child in children {
+        let out = child.finish_within(std::time::Duration::from_secs(300));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(
+        builds(&cache),
+        1,
+        "{:?}",
+        fs::read_to_string(cache.join("v1/log"))
+    );
+    let entry = entry(&cache);
+    let big = blobs(&entry)[0].clone();
+    let clone = can_clone(tmp.path());
+    for i in 0..8 {
+        let out = tmp.path().join(format!("out{i}"));
+        if !clone {
+            assert_eq!(
+                ino(&out.join("blobs/sha256").join(&big)),
+                ino(&entry.join("blobs/sha256").join(&big)),
+                "out{i}"
+            );
+        }
+        assert_valid(&out, spec);
+    }
+    assert!(entries(&cache.join("v1/tmp")).is_empty());
+}
