@@ -83,6 +83,8 @@ pub enum Error {
     CacheCorrupt { path: PathBuf, detail: String },
     #[error("no cache directory: neither IMAGE_MAKER_CACHE_DIR nor a user cache directory is set")]
     NoCacheDir,
+    #[error("{failed} of the {total} mock images failed to build")]
+    WarmFailed { failed: usize, total: usize },
     #[error("interrupted")]
     Interrupted { exit_code: i32 },
 }
@@ -149,6 +151,9 @@ impl Error {
                 "docker stores at most 125 layers per image: use fewer layers, or write it with `--output oci:DIR`"
                     .into(),
             ),
+            Self::WarmFailed { .. } => {
+                Some("each `failed` line (or the JSON's `reason`) says why".into())
+            }
             Self::NoCacheDir => Some("set IMAGE_MAKER_CACHE_DIR, or build with `--no-cache`".into()),
             Self::CacheCorrupt { .. } => Some(
                 "run `image-maker cache clear` (or build with `--no-cache`); the next build replaces the entry".into(),

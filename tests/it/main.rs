@@ -13,3 +13,4 @@ mod macros;
 mod oci;
 mod registry;
 mod support;
+mod warm;
