@@ -42,6 +42,7 @@ pub mod registry;
 pub mod request;
 pub(crate) mod sink;
 pub mod spec;
+mod speed;
 
 pub use build::build;
 pub use cache::Cache;
