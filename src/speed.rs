@@ -8,6 +8,7 @@
 //! the speed is measured: generating and hashing a small buffer, the build's own inner loop.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,7 @@ const SLOW: Duration = Duration::from_micros(1500);
 /// build it costs one run, 0.3 ms, before a build that takes 15 ms or more.
 pub(crate) fn check(bytes: u64) {
     static ONCE: Once = Once::new();
-    if bytes <= WORTH_A_HINT {
+    if bytes <= WORTH_A_HINT || SILENT.load(Ordering::Relaxed) {
         return;
     }
     ONCE.call_once(|| {
@@ -45,6 +46,14 @@ pub(crate) fn check(bytes: u64) {
             let _ = writeln!(std::io::stderr(), "{}", hint(rate));
         }
     });
+}
+
+static SILENT: AtomicBool = AtomicBool::new(false);
+
+/// No hint in this process: the command line's `--quiet`.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) fn silence() {
+    SILENT.store(true, Ordering::Relaxed);
 }
 
 /// The probe's rate in MiB/s when it is slow every time; a fast run ends the probe (a run

@@ -311,6 +311,8 @@ fn source_date_epoch() -> Result<u64, Error> {
 /// Status lines on stderr, unless `--quiet`.
 fn progress(quiet: bool) -> Progress {
     if quiet {
+        // `--quiet` means nothing but errors, the speed hint of a debug build included.
+        crate::speed::silence();
         Progress::hidden()
     } else {
         Progress::stderr()
