@@ -87,6 +87,8 @@ pub enum Error {
     CacheDamaged { count: usize },
     #[error("no cache directory: neither IMAGE_MAKER_CACHE_DIR nor a user cache directory is set")]
     NoCacheDir,
+    #[error("{failed} of the {total} mock images failed to build")]
+    WarmFailed { failed: usize, total: usize },
     #[error("interrupted")]
     Interrupted { exit_code: i32 },
     /// A fixture of the dockerfile builder is an engine's image, with nothing on disk.
@@ -163,6 +165,9 @@ impl Error {
             Self::EngineOnly { engine, .. } => Some(format!(
                 "the native builder (the fixture's default) makes an OCI layout and archive, and `load` puts it in any engine; `{engine} save` writes this one to a file"
             )),
+            Self::WarmFailed { .. } => {
+                Some("each `failed` line (or the JSON's `reason`) says why".into())
+            }
             Self::NoCacheDir => Some("set IMAGE_MAKER_CACHE_DIR, or build with `--no-cache`".into()),
             Self::CacheCorrupt { .. } => Some(
                 "the entry is marked damaged: the next build of this image replaces it; `image-maker cache verify` checks every entry".into(),

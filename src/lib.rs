@@ -42,6 +42,7 @@ pub mod registry;
 pub mod request;
 pub(crate) mod sink;
 pub mod spec;
+mod speed;
 pub mod units;
 
 pub use build::build;

@@ -90,6 +90,9 @@ fn build_once(
         human_size(spec.total_size()),
         request.platform
     ));
+    if let Source::Generate = source {
+        crate::speed::check(spec.total_size());
+    }
     progress.start(spec.total_size());
     let mut infos = Vec::with_capacity(layers.len());
     for layer in &layers {

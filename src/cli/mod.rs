@@ -2,6 +2,7 @@
 //! top of the library; nothing in the library imports it.
 
 mod cache;
+pub mod warm;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub enum Command {
     Cache(CacheCommand),
     /// Push an image that exists already (an OCI layout) to a registry
     Push(PushArgs),
+    /// Build every image the `#[mock_image(...)]` tests under DIR use into the cache
+    Warm(warm::WarmArgs),
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -339,6 +342,8 @@ pub(crate) fn source_date_epoch() -> Result<u64, Error> {
 /// Status lines on stderr, unless `--quiet`.
 fn progress(quiet: bool) -> Progress {
     if quiet {
+        // `--quiet` means nothing but errors, the speed hint of a debug build included.
+        crate::speed::silence();
         Progress::hidden()
     } else {
         Progress::stderr()
@@ -416,6 +421,7 @@ pub fn main(cli: &Cli) -> Result<(), Error> {
     match (&cli.command, &cli.build) {
         (Some(Command::Cache(command)), _) => cache::run(command),
         (Some(Command::Push(args)), _) => push(args).map(drop),
+        (Some(Command::Warm(args)), _) => warm::run(args),
         (None, Some(args)) => match &args.emit_context {
             Some(dir) => emit_context(args, dir),
             None => run(args).map(drop),

@@ -17,3 +17,4 @@ mod macros;
 mod oci;
 mod registry;
 mod support;
+mod warm;

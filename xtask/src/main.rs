@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask <command>`.
 
+mod bench_downstream;
 mod mock_image;
 
 use anyhow::{bail, Result};
@@ -12,6 +13,10 @@ commands:
   bench [NAME]       a benchmark: `build` (default; native and dockerfile builds of 1GB,512MB
                      versus the single-pass reference), `cache` (fixture() cache-hit latency)
                      or `push` (push to a local registry versus skopeo copy)
+  bench downstream [compile|fixture]
+                     what a fixture user pays: examples/downstream's cold test build with
+                     and without default features; a 256 MB fixture in a debug-profile test
+                     (the README's advice) versus the release CLI
   ci                 what CI runs after installing engines: fmt, clippy, tests
   mock-image ARGS    build an image with the CLI's arguments (see `cargo xtask mock-image --help`)
   mock-image warm    build every spec a #[mock_image] test in the workspace uses into the cache";
@@ -32,6 +37,9 @@ impl Task for Bench {
             Some((name, rest)) if !name.starts_with('-') => (name.as_str(), rest),
             _ => ("build", self.args.as_slice()),
         };
+        if name == "downstream" {
+            return bench_downstream::BenchDownstream::from_args(args)?.run(sh);
+        }
         cmd!(sh, "cargo bench --bench {name} {args...}").run()?;
         Ok(())
     }
