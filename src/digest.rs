@@ -13,6 +13,7 @@ pub struct HashingWriter<W> {
 }
 
 impl<W: Write> HashingWriter<W> {
+    /// Starts an empty blob written to `inner`.
     pub fn new(inner: W) -> Self {
         Self {
             inner,
@@ -49,6 +50,7 @@ impl<W: Write> Write for HashingWriter<W> {
 pub struct Blob {
     /// `sha256:` followed by 64 hex digits.
     pub digest: String,
+    /// Length in bytes.
     pub size: u64,
 }
 

@@ -5,16 +5,24 @@
 
 use std::fmt;
 
+/// A container engine image-maker can load images into or build them with, driven through
+/// its command of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EngineKind {
+    /// Docker Engine (`dockerd`), through `docker`.
     Docker,
+    /// Podman, daemonless or through its service.
     Podman,
+    /// Finch: containerd in a VM, the usual engine on macOS.
     Finch,
+    /// nerdctl, talking to containerd.
     Nerdctl,
+    /// buildah, daemonless; it builds but cannot `load`.
     Buildah,
 }
 
 impl EngineKind {
+    /// Every supported engine.
     pub const ALL: [EngineKind; 5] = [
         EngineKind::Docker,
         EngineKind::Podman,
@@ -23,6 +31,7 @@ impl EngineKind {
         EngineKind::Buildah,
     ];
 
+    /// The engine's command, which is also its `--engine` value.
     pub fn name(self) -> &'static str {
         match self {
             Self::Docker => "docker",
@@ -110,7 +119,9 @@ mod running {
     /// An engine that answered.
     #[derive(Debug, Clone)]
     pub struct Engine {
+        /// Which engine it is.
         pub kind: EngineKind,
+        /// The engine's command as found on `PATH`.
         pub program: PathBuf,
     }
 

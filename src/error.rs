@@ -10,92 +10,185 @@ use crate::reference::ReferenceError;
 use crate::request::OutputError;
 use crate::spec::SpecError;
 
+/// Why a build, push or cache operation failed; [`Error::hint`] and [`Error::exit_code`]
+/// say what to do and how the command line exits.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The layer list does not parse.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// The image name is not a valid reference.
     #[error(transparent)]
     Reference(#[from] ReferenceError),
+    /// The platform is not a known `os/arch[/variant]`.
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    /// An `--output` value does not parse.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// A command-line value or combination of options that cannot be used as given.
     #[error(transparent)]
     Usage(#[from] UsageError),
+    /// A push failed, or its source or options are invalid.
     #[cfg(feature = "registry")]
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    /// The request needs a builder or output that a cargo feature left out of this build.
     #[error("{what} needs image-maker's `{feature}` feature, which this build leaves out")]
     FeatureDisabled {
+        /// The cargo feature to enable, e.g. `engine`.
         feature: &'static str,
+        /// What needed it, e.g. `` `--output engine` ``.
         what: &'static str,
     },
+    /// A file or directory operation failed.
     #[error("cannot {action} `{}`: {source}", path.display())]
     Io {
+        /// What was being done, as a verb: `read`, `write`, `remove`, ….
         action: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// The operating system's error.
         source: io::Error,
     },
+    /// The directory an output would be written into does not exist; image-maker creates
+    /// only the destination itself.
     #[error("the directory `{}` for output `{output}` does not exist", path.display())]
-    MissingParent { path: PathBuf, output: String },
+    MissingParent {
+        /// The directory that is missing.
+        path: PathBuf,
+        /// The output as the user gave it, e.g. `oci:out/img`.
+        output: String,
+    },
+    /// Something that image-maker may not replace is already at an output's destination.
     #[error("`{}` exists and is not {expected}", path.display())]
     DestinationTaken {
+        /// The destination.
         path: PathBuf,
+        /// What could be replaced there, e.g. `an empty directory`.
         expected: &'static str,
     },
+    /// Two outputs name the same destination, or one output is given twice.
     #[error("output `{0}` is given twice")]
     DuplicateOutput(String),
+    /// No engine was named and none of those tried in turn answered.
     #[error("no container engine is reachable (tried {tried})")]
-    NoEngine { tried: String },
+    NoEngine {
+        /// Each engine tried and why it was passed over, `; `-separated.
+        tried: String,
+    },
+    /// The named engine's command is not on `PATH`.
     #[error("{engine} is not installed: `{engine}` is not on PATH")]
-    EngineMissing { engine: &'static str },
+    EngineMissing {
+        /// The engine's command, e.g. `docker`.
+        engine: &'static str,
+    },
+    /// The engine's command exists but fails a cheap probe: its daemon or storage is down.
     #[error("{engine} does not answer: {detail}")]
     EngineUnreachable {
+        /// The engine's command, e.g. `docker`.
         engine: &'static str,
+        /// The last line the engine printed, which says why.
         detail: String,
     },
+    /// An engine command other than the build (load, inspect, save) failed or printed
+    /// something unusable.
     #[error("`{command}` failed: {detail}")]
-    EngineFailed { command: String, detail: String },
+    EngineFailed {
+        /// The command line that failed.
+        command: String,
+        /// The engine's last line of output, or what was wrong with its output.
+        detail: String,
+    },
+    /// `--output engine` names an engine without `load` (buildah).
     #[error("{engine} cannot load an image stream (`--output engine` of the native builder)")]
-    CannotLoad { engine: &'static str },
-    /// `tail` is the engine's last lines of output, which say why.
+    CannotLoad {
+        /// The engine's command, e.g. `buildah`.
+        engine: &'static str,
+    },
+    /// The engine's build of the generated Dockerfile failed.
     #[error("`{command}` failed ({status}):\n{tail}")]
     EngineBuildFailed {
+        /// The build command line.
         command: String,
+        /// How the command exited, e.g. `exit status: 1`.
         status: String,
+        /// The engine's last lines of output, which say why.
         tail: String,
     },
+    /// The device or quota filled up while the dockerfile builder wrote its build context.
     #[error(
         "no space left on the device holding `{}` (the build context needs {}, {needed} bytes)",
         path.display(),
         crate::units::human_size(*needed)
     )]
-    NoSpace { path: PathBuf, needed: u64 },
+    NoSpace {
+        /// The file or directory being written when the device filled up.
+        path: PathBuf,
+        /// Bytes the whole build context needs.
+        needed: u64,
+    },
+    /// The engine ignored `--platform`; the image it built has been removed.
     #[error("{engine} built the image for `{built}`, not for `{wanted}`")]
     WrongPlatform {
+        /// The engine's command, e.g. `docker`.
         engine: &'static str,
+        /// The platform of the image the engine built, e.g. `linux/arm64`.
         built: String,
+        /// The platform asked for.
         wanted: String,
     },
+    /// Image metadata (config, manifest, index), a cache entry or a `--json` summary could
+    /// not be serialized: a bug, not bad input.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    /// A cache entry lacks a layer or manifest its record names, or a blob's content does
+    /// not hash to its digest.
     #[error("the cached image at `{}` is damaged: {detail}", path.display())]
-    CacheCorrupt { path: PathBuf, detail: String },
+    CacheCorrupt {
+        /// The cache entry's directory, or the blob that does not match.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The cache directory cannot be written, and what was asked needs a write.
     #[error("the cache `{}` is read-only", path.display())]
-    CacheReadOnly { path: PathBuf },
+    CacheReadOnly {
+        /// The cache's root directory.
+        path: PathBuf,
+    },
+    /// `cache verify` found damaged entries (it names each and removes it).
     #[error("{count} cached image{} damaged", if *count == 1 { " was" } else { "s were" })]
-    CacheDamaged { count: usize },
+    CacheDamaged {
+        /// How many entries were damaged.
+        count: usize,
+    },
+    /// The cache is used but neither `IMAGE_MAKER_CACHE_DIR` nor a user cache directory
+    /// (`~/.cache` on Linux) is known.
     #[error("no cache directory: neither IMAGE_MAKER_CACHE_DIR nor a user cache directory is set")]
     NoCacheDir,
+    /// `image-maker warm` could not build some of the images it found.
     #[error("{failed} of the {total} mock images failed to build")]
-    WarmFailed { failed: usize, total: usize },
+    WarmFailed {
+        /// How many failed.
+        failed: usize,
+        /// How many images were found.
+        total: usize,
+    },
+    /// SIGINT, SIGTERM or SIGHUP arrived once [`crate::interrupt::install`] had run.
     #[error("interrupted")]
-    Interrupted { exit_code: i32 },
+    Interrupted {
+        /// 128 + the signal number, e.g. 130 for SIGINT.
+        exit_code: i32,
+    },
     /// A fixture of the dockerfile builder is an engine's image, with nothing on disk.
     #[error("mock image `{reference}` exists only in {engine}, so it has no {what}")]
     EngineOnly {
+        /// The image's reference in the engine.
         reference: String,
+        /// The engine that holds it.
         engine: &'static str,
+        /// What was asked for: an OCI layout, an archive, …
         what: &'static str,
     },
 }
@@ -208,17 +301,22 @@ impl Error {
 #[derive(Debug, thiserror::Error)]
 /// A request that cannot be carried out as given: bad usage, exit code 2.
 pub enum UsageError {
+    /// `SOURCE_DATE_EPOCH` is set to something other than whole seconds up to year 9999.
     #[error("SOURCE_DATE_EPOCH `{0}` is not a whole number of seconds from 1970 to 9999")]
     SourceDateEpoch(String),
+    /// `--engine` names no supported engine.
     #[error(transparent)]
     Engine(#[from] crate::engine::UnknownEngine),
+    /// An option of the dockerfile builder is given with the native builder.
     #[error("`{0}` is an option of the dockerfile builder")]
     DockerfileOnly(&'static str),
+    /// A duration (`cache gc --max-age`) is not a whole number and a unit.
     #[error("`{0}` is not a duration")]
     Duration(String),
 }
 
 impl UsageError {
+    /// What the user can do about it, if there is something useful to say.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             // A fixture's option, or a flag of the command line.

@@ -85,6 +85,7 @@ impl MockImage {
         }
     }
 
+    /// `os/arch[/variant]`.
     pub fn platform(&self) -> &str {
         match &self.stored {
             Stored::Cache(cached) => &cached.entry.platform,
@@ -214,6 +215,7 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// A fixture for the layer list `layers` (the CLI's `--layer-sizes` grammar).
     pub fn new(layers: impl Into<String>) -> Self {
         Self {
             layers: layers.into(),
@@ -284,6 +286,7 @@ impl Fixture {
         Ok(request)
     }
 
+    /// The image: built on first use, then taken from the cache (or the engine).
     pub fn get(&self) -> Result<MockImage, Error> {
         let request = self.request()?;
         let key = cache::key(&request);

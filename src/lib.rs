@@ -20,6 +20,8 @@
 //! image → sinks; the builders ([`mod@build`]) beneath the [`cache`], the [`mod@fixture`]s and the
 //! command line on top. Nothing imports upward.
 
+#![warn(missing_docs)]
+
 pub mod build;
 pub mod cache;
 #[cfg(feature = "cli")]

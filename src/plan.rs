@@ -13,6 +13,7 @@ const FANOUT: u64 = 16;
 pub struct LayerPlan {
     /// 1-based, as in `layer1/`.
     pub number: u32,
+    /// The layer's size, file count and layout, from the spec.
     pub spec: LayerSpec,
 }
 
@@ -23,6 +24,7 @@ pub struct FilePlan {
     pub index: u64,
     /// Path relative to the layer root, e.g. `layer1/1GB-file`.
     pub path: String,
+    /// Bytes of content; the files of a layer differ by at most one byte.
     pub size: u64,
 }
 
@@ -31,6 +33,7 @@ pub struct FilePlan {
 pub enum Entry {
     /// A directory path ending in `/`.
     Dir(String),
+    /// A regular file and its content's size.
     File(FilePlan),
 }
 

@@ -24,26 +24,53 @@ const ARCHES: &[&str] = &[
     "mipsle", "mips", "loong64", "wasm",
 ];
 
+/// The platform an image is built for, as the image config and index record it;
+/// `linux/amd64` by default.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Platform {
+    /// The OCI `os`, in Go's spelling: `linux`, `windows`, `darwin`, ….
     pub os: String,
+    /// The OCI `architecture`, in Go's spelling: `amd64`, `arm64`, `arm`, ….
     pub architecture: String,
+    /// The OCI `variant`, e.g. `v7` for `linux/arm/v7`; `None` when not given.
     pub variant: Option<String>,
 }
 
+/// What is wrong with a `--platform` value; each variant holds the value as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
+    /// The value has fewer than two or more than three `/`-separated parts, or an empty
+    /// variant.
     #[error("platform `{0}` is not of the form os/arch[/variant]")]
     Form(String),
+    /// The operating system is not one of the `GOOS` values OCI platforms use.
     #[error("unknown operating system `{os}` in platform `{platform}`")]
-    Os { os: String, platform: String },
+    Os {
+        /// The operating system as given.
+        os: String,
+        /// The whole value.
+        platform: String,
+    },
+    /// The architecture is not one of the `GOARCH` values OCI platforms use.
     #[error("unknown architecture `{arch}` in platform `{platform}`")]
-    Arch { arch: String, platform: String },
+    Arch {
+        /// The architecture as given.
+        arch: String,
+        /// The whole value.
+        platform: String,
+    },
+    /// The variant has characters other than lowercase letters and digits.
     #[error("variant `{variant}` in platform `{platform}` is not lowercase letters and digits")]
-    Variant { variant: String, platform: String },
+    Variant {
+        /// The variant as given.
+        variant: String,
+        /// The whole value.
+        platform: String,
+    },
 }
 
 impl PlatformError {
+    /// What the user can do about it: the forms a platform takes.
     pub fn hint(&self) -> &'static str {
         "platforms look like `linux/amd64`, `linux/arm64` or `linux/arm/v7`"
     }
@@ -60,6 +87,7 @@ impl Default for Platform {
 }
 
 impl Platform {
+    /// Parses `os/arch[/variant]`, as in `--platform linux/arm/v7`.
     pub fn parse(input: &str) -> Result<Self, PlatformError> {
         let parts: Vec<&str> = input.split('/').collect();
         let (os, arch, variant) = match parts.as_slice() {

@@ -81,6 +81,7 @@ impl Progress {
         let _ = total;
     }
 
+    /// Counts `bytes` more on the bar, if one is showing.
     pub fn inc(&self, bytes: u64) {
         if let Some(bar) = &self.bar {
             bar.inc(bytes);
@@ -98,6 +99,7 @@ impl Progress {
         self.verbose
     }
 
+    /// Clears the bar, if one is showing; stage lines then go straight to stderr again.
     pub fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
@@ -116,6 +118,7 @@ impl Drop for Progress {
 pub struct Counter(Option<ProgressBar>);
 
 impl Counter {
+    /// Counts `bytes` more on the bar, if there is one.
     pub fn inc(&self, bytes: u64) {
         if let Some(bar) = &self.0 {
             bar.inc(bytes);

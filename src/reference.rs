@@ -11,34 +11,66 @@ pub struct Reference {
     tag: String,
 }
 
+/// What is wrong with an image name; each variant holds the name as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
+    /// The name is the empty string.
     #[error("the image name is empty")]
     Empty,
+    /// The name contains a space, tab or newline anywhere.
     #[error("image name `{0}` contains whitespace")]
     Whitespace(String),
+    /// The repository path (not the host or tag) has an uppercase letter.
     #[error("repository `{path}` in `{reference}` must be lowercase")]
-    Uppercase { path: String, reference: String },
-    #[error("image name `{0}` has an empty path component")]
-    EmptyComponent(String),
-    #[error("image name `{reference}` has an invalid path component `{component}`")]
-    BadComponent {
-        component: String,
+    Uppercase {
+        /// The repository path.
+        path: String,
+        /// The whole name.
         reference: String,
     },
+    /// Two slashes in a row, or a slash at the start or end of the path.
+    #[error("image name `{0}` has an empty path component")]
+    EmptyComponent(String),
+    /// A path component has characters other than lowercase letters, digits and the
+    /// separators `.`, `_`, `__` and `-`, or starts or ends with a separator.
+    #[error("image name `{reference}` has an invalid path component `{component}`")]
+    BadComponent {
+        /// The offending component.
+        component: String,
+        /// The whole name.
+        reference: String,
+    },
+    /// The first component looks like a host (it has a `.` or `:`, or is `localhost`) but
+    /// is not a valid `host[:port]` or `[IPv6][:port]`.
     #[error("image name `{reference}` has an invalid registry host `{domain}`")]
-    BadDomain { domain: String, reference: String },
+    BadDomain {
+        /// The host part as given.
+        domain: String,
+        /// The whole name.
+        reference: String,
+    },
+    /// The name ends in `:`.
     #[error("image name `{0}` has an empty tag")]
     EmptyTag(String),
+    /// The tag is longer than 128 characters, starts with `.` or `-`, or has characters
+    /// other than letters, digits, `_`, `.` and `-`.
     #[error("tag `{tag}` in `{reference}` is invalid")]
-    BadTag { tag: String, reference: String },
+    BadTag {
+        /// The tag as given.
+        tag: String,
+        /// The whole name.
+        reference: String,
+    },
+    /// The name has an `@`: a digest cannot be chosen for an image not yet built.
     #[error("image name `{0}` is a digest reference")]
     Digest(String),
+    /// The name without its tag is longer than 255 characters.
     #[error("image name `{0}` is longer than 255 characters")]
     TooLong(String),
 }
 
 impl ReferenceError {
+    /// What the user can do about it, when there is something useful to say.
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self {
             Self::Uppercase { .. } => "repository names are lowercase; tags may use uppercase",
@@ -58,6 +90,7 @@ impl ReferenceError {
 }
 
 impl Reference {
+    /// Parses `[host[:port]/]path[:tag]`; a missing tag becomes `latest`.
     pub fn parse(input: &str) -> Result<Self, ReferenceError> {
         if input.is_empty() {
             return Err(ReferenceError::Empty);
@@ -137,6 +170,7 @@ impl Reference {
         &self.path
     }
 
+    /// The tag, `latest` when the name had none.
     pub fn tag(&self) -> &str {
         &self.tag
     }

@@ -54,14 +54,19 @@ impl fmt::Display for LinkMode {
 /// What to build and where to put it.
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
+    /// The layers.
     pub spec: Spec,
+    /// The image's name and tag.
     pub reference: Reference,
+    /// The platform the config names; linux/amd64 by default.
     pub platform: Platform,
     /// Modification time of every tar entry and the config's `created`, in seconds.
     pub mtime: u64,
+    /// Where the image goes, in the order given.
     pub outputs: Vec<Output>,
     /// The engine for `Output::Engine`; detected when `None`.
     pub engine: Option<EngineKind>,
+    /// Which builder makes the image.
     pub builder: Builder,
     /// Dockerfile builder: keep the build directory instead of removing it.
     pub keep: bool,
@@ -106,16 +111,19 @@ impl BuildRequest {
         }
     }
 
+    /// Adds an output.
     pub fn output(mut self, output: Output) -> Self {
         self.outputs.push(output);
         self
     }
 
+    /// Sets the platform.
     pub fn platform(mut self, platform: Platform) -> Self {
         self.platform = platform;
         self
     }
 
+    /// Sets the mtime of every tar entry and the config's `created`, in seconds since 1970.
     pub fn mtime(mut self, mtime: u64) -> Self {
         self.mtime = mtime;
         self
@@ -135,7 +143,9 @@ pub struct Built {
     pub digest: String,
     /// Digest of the config; `docker images` shows its first 12 hex digits as the image ID.
     pub config_digest: String,
+    /// `os/arch[/variant]`.
     pub platform: String,
+    /// The layers, in order.
     pub layers: Vec<LayerInfo>,
     /// Where the image went, in `--output` syntax, in the order given.
     pub outputs: Vec<String>,
@@ -157,25 +167,32 @@ pub enum Output {
     Registry,
 }
 
+/// An `--output` that cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutputError {
+    /// Neither `engine`, `registry`, `oci:` nor `oci-archive:`.
     #[error("unknown output `{0}`")]
     Unknown(String),
+    /// `oci:` or `oci-archive:` with nothing after it.
     #[error("output `{0}` has no path")]
     NoPath(String),
+    /// A path that ends in `..` or `/`.
     #[error("output `{0}` names no file or directory")]
     NoName(String),
+    /// A path with a `:` (skopeo's `oci:DIR:TAG` is not an output).
     #[error("output `{0}` has a `:` in its path")]
     Colon(String),
 }
 
 impl OutputError {
+    /// What the outputs are.
     pub fn hint(&self) -> &'static str {
         "outputs are `engine`, `registry`, `oci:DIR` and `oci-archive:FILE`"
     }
 }
 
 impl Output {
+    /// Parses `engine`, `registry`, `oci:DIR` or `oci-archive:FILE`.
     pub fn parse(input: &str) -> Result<Self, OutputError> {
         let path = |p: &str| {
             let path = PathBuf::from(p);
@@ -282,7 +299,9 @@ pub struct Pushed {
     pub digest: String,
     /// Blobs sent, mounted from `--mount-from`, and already in the repository.
     pub uploaded: usize,
+    /// Blobs mounted from `--mount-from`.
     pub mounted: usize,
+    /// Blobs the repository had already.
     pub skipped: usize,
 }
 

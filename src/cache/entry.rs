@@ -30,15 +30,21 @@ const FORMAT: u32 = 1;
 /// A cached image, as `entry.json` records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The version of this record's format; another version is not read.
     pub format: u32,
+    /// The cache key: the directory's name under `entries/`.
     pub key: String,
     /// The spec in canonical form.
     pub spec: String,
+    /// `os/arch[/variant]`.
     pub platform: String,
+    /// Modification time of every tar entry, in seconds since 1970.
     pub mtime: u64,
     /// Digest of the manifest.
     pub digest: String,
+    /// Digest of the config: the image ID engines show.
     pub config_digest: String,
+    /// The layers, in order.
     pub layers: Vec<LayerInfo>,
     /// Every blob of the layout: manifest, config and layers.
     pub blobs: Vec<Blob>,
@@ -53,9 +59,13 @@ pub struct Entry {
 /// A blob's inode and modification time, as they were when its content was hashed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stamp {
+    /// `sha256:` and 64 hex digits.
     pub digest: String,
+    /// The file's inode when its bytes were hashed.
     pub ino: u64,
+    /// Its modification time then: seconds since 1970.
     pub mtime: i64,
+    /// The nanoseconds of that modification time.
     pub mtime_nsec: i64,
 }
 

@@ -14,12 +14,17 @@ use crate::Error;
 /// One entry, as `cache ls` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
+    /// The cache key.
     pub key: String,
+    /// The spec in canonical form.
     pub spec: String,
+    /// `os/arch[/variant]`.
     pub platform: String,
+    /// Digest of the manifest.
     pub digest: String,
     /// Bytes of the entry's blobs and archive (blobs shared with other entries included).
     pub size: u64,
+    /// When a build or fixture last used it.
     pub last_used: SystemTime,
 }
 
@@ -33,8 +38,10 @@ pub struct GcOptions {
     pub max_age: Option<Duration>,
 }
 
+/// What `gc` or `clear` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
+    /// The entries removed.
     pub evicted: Vec<Listed>,
     /// Entries that would have gone but are in use by a running process.
     pub in_use: Vec<Listed>,

@@ -73,6 +73,7 @@ impl Cache {
             .ok_or(Error::NoCacheDir)
     }
 
+    /// The cache under `root`, whatever the environment says.
     pub fn at(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
@@ -308,7 +309,9 @@ impl Cache {
 /// An entry in use: it stays in the cache (gc skips it) until every clone is dropped.
 #[derive(Debug)]
 pub struct Cached {
+    /// The entry's directory: a complete OCI image layout.
     pub dir: PathBuf,
+    /// What `entry.json` records of the image.
     pub entry: Entry,
     cache: Cache,
     /// Held, never read: its shared lock is what keeps gc away from the entry.

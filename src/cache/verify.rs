@@ -10,6 +10,7 @@ use crate::Error;
 /// One entry, as `cache verify` found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
+    /// The cache key.
     pub key: String,
     /// The spec in canonical form; `?` when the entry is too damaged to say.
     pub spec: String,

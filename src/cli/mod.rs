@@ -47,6 +47,7 @@ case (512M = 512mb = 512MB); a bare number means MB. `Nx` repeats a layer N time
     subcommand_negates_reqs = true
 )]
 pub struct Cli {
+    /// A command other than building an image.
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Building an image: the command line without a subcommand.
@@ -66,6 +67,7 @@ pub enum Command {
     Warm(warm::WarmArgs),
 }
 
+/// `image-maker cache …`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum CacheCommand {
     /// List cached images, least recently used first
@@ -115,6 +117,7 @@ pub struct PushArgs {
     #[arg(value_name = "IMAGE")]
     pub image: String,
 
+    /// How the registry is reached.
     #[command(flatten)]
     pub registry: RegistryArgs,
 
@@ -277,6 +280,7 @@ pub struct Args {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// How `--output registry` pushes.
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

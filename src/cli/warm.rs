@@ -40,13 +40,18 @@ pub struct WarmArgs {
 /// One image a `#[mock_image(...)]` asks for, as the attribute writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FoundSpec {
+    /// The `layers` key: a layer list.
     pub layers: String,
+    /// The `platform` key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// The `tag` key: the image's reference.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// The `builder` key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub builder: Option<String>,
+    /// The `engine` key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
     /// Where it was first seen, `path:line`, the path relative to the directory searched.
@@ -134,8 +139,10 @@ impl Status {
 /// One image and what became of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Warmed {
+    /// The attribute that asked for it.
     #[serde(flatten)]
     pub spec: FoundSpec,
+    /// What became of it.
     pub status: Status,
     /// The manifest digest of a built or cached image.
     #[serde(skip_serializing_if = "Option::is_none")]

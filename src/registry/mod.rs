@@ -23,20 +23,26 @@ use crate::{interrupt, Error, Progress, Reference};
 use client::Session;
 use upload::{Failure, Outcome};
 
-/// What `image-maker push` reads: `oci:DIR` or `oci:DIR:TAG`.
+/// What `image-maker push` reads: `oci:DIR`, `oci:DIR:TAG` or `cache:SPEC`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushSource {
+    /// `oci:DIR[:TAG]`: an image in an OCI image layout on disk.
     OciDir {
+        /// The layout's directory.
         path: PathBuf,
+        /// The `org.opencontainers.image.ref.name` of the manifest to push; `None` for the
+        /// layout's only manifest.
         tag: Option<String>,
     },
     /// `cache:SPEC`: the cached image of a layer list, built first if the cache lacks it.
     Cached {
+        /// The layer list, as given (parsed later, with the spec's own errors).
         spec: String,
     },
 }
 
 impl PushSource {
+    /// Parses `oci:DIR`, `oci:DIR:TAG` (as skopeo spells them) or `cache:SPEC`.
     pub fn parse(input: &str) -> Result<Self, RegistryError> {
         let bad = || RegistryError::BadSource(input.to_owned());
         if let Some(spec) = input.strip_prefix("cache:") {

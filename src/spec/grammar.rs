@@ -52,6 +52,7 @@ pub struct LayerSpec {
     pub size: u64,
     /// Number of files the payload is split into, sizes differing by at most one byte.
     pub files: u64,
+    /// Where the files go; flat by default.
     pub layout: Layout,
 }
 
@@ -85,74 +86,166 @@ pub struct Spec {
 /// What is wrong with a layer list, naming the offending text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
+    /// The list is empty or only whitespace.
     #[error("the layer list is empty")]
     Empty,
+    /// Nothing between two commas, or a comma at either end.
     #[error("layer {position} is empty in `{list}`")]
-    EmptyEntry { position: usize, list: String },
+    EmptyEntry {
+        /// 1-based position of the empty entry.
+        position: usize,
+        /// The whole list as given.
+        list: String,
+    },
+    /// An entry has options but no size, as in `:files=2`.
     #[error("layer size `{0}` has no number")]
     MissingNumber(String),
+    /// A size starts with `-`.
     #[error("layer size `{0}` is negative")]
     Negative(String),
+    /// A size does not start with a decimal number, or has digits or dots after its unit
+    /// (`1e3MB`).
     #[error("layer size `{0}` is not a number")]
     NotANumber(String),
+    /// The letters after a number are not a unit the grammar knows.
     #[error("unknown unit `{unit}` in layer size `{token}`")]
-    UnknownUnit { unit: String, token: String },
+    UnknownUnit {
+        /// The unit as given.
+        unit: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// A decimal size does not come to whole bytes, as `1.3B`.
     #[error("layer size `{0}` is not a whole number of bytes")]
     FractionalBytes(String),
+    /// A layer's size, with its tar headers, does not fit in 64 bits.
     #[error("layer size `{0}` is too large (the most is 16 EiB)")]
     Overflow(String),
+    /// The layers' sizes together, with their tar headers, do not fit in 64 bits.
     #[error("the layers of `{0}` add up to more than 16 EiB")]
     TotalOverflow(String),
+    /// A size is zero: a layer needs at least one byte.
     #[error("layer size `{0}` is zero")]
     Zero(String),
+    /// An option other than `files` or `tree`.
     #[error("unknown layout option `{option}` in `{token}`")]
-    UnknownOption { option: String, token: String },
+    UnknownOption {
+        /// The option's name as given.
+        option: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// Nothing between two colons, after the last one, or before an `=`.
     #[error("empty layout option in `{0}`")]
     EmptyOption(String),
+    /// `files` or `tree` without `=N`, or with nothing after the `=`.
     #[error("layout option `{option}` in `{token}` has no value")]
-    MissingValue { option: String, token: String },
+    MissingValue {
+        /// The option's name.
+        option: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// The same option twice in one entry.
     #[error("layout option `{option}` is given twice in `{token}`")]
-    DuplicateOption { option: String, token: String },
+    DuplicateOption {
+        /// The option's name.
+        option: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// One entry has both `files=` and `tree=`.
     #[error("`files` and `tree` cannot both be given in `{0}`")]
     ConflictingOptions(String),
+    /// A file count has characters other than digits, or does not fit in 64 bits.
     #[error("`{option}={value}` in `{token}` is not a positive whole number")]
     BadFileCount {
+        /// The option's name.
         option: String,
+        /// The count as given.
         value: String,
+        /// The entry as given.
         token: String,
     },
+    /// A file count is zero.
     #[error("`{option}=0` in `{token}`: a layer needs at least one file")]
-    ZeroFiles { option: String, token: String },
+    ZeroFiles {
+        /// The option's name.
+        option: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// A layer has more files than bytes: every file holds at least one byte.
     #[error("`{token}` asks for {files} files but holds only {size} bytes")]
     MoreFilesThanBytes {
+        /// The entry as given.
         token: String,
+        /// The file count asked for.
         files: u64,
+        /// The layer's size in bytes.
         size: u64,
     },
+    /// `--num-layers 0`, or a spec built from no layers.
     #[error("`0` layers: an image needs at least one layer")]
     ZeroLayers,
+    /// The list, once repetitions are counted, or `--num-layers` asks for more than
+    /// [`MAX_LAYERS`] layers.
     #[error("{count} layers is more than the {MAX_LAYERS} image-maker builds")]
-    TooManyLayers { count: usize },
+    TooManyLayers {
+        /// The number of layers asked for.
+        count: usize,
+    },
+    /// An entry starts with `x`, as in `x1GB`.
     #[error("`{0}` has no repetition count before the `x`")]
     MissingRepeatCount(String),
+    /// Nothing follows the `x` of `Nx`, as in `3x`.
     #[error("`{0}` has no layer size after the `x`")]
     MissingRepeatedSize(String),
+    /// A repetition count starts with `-`.
     #[error("repetition count `{count}` in `{token}` is negative")]
-    NegativeRepeatCount { count: String, token: String },
+    NegativeRepeatCount {
+        /// The count as given.
+        count: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// A repetition count has characters other than digits, as `1.5x1GB`.
     #[error("repetition count `{count}` in `{token}` is not a whole number")]
-    BadRepeatCount { count: String, token: String },
+    BadRepeatCount {
+        /// The count as given.
+        count: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// A repetition count is zero.
     #[error("repetition count `{count}` in `{token}` is zero")]
-    ZeroRepeats { count: String, token: String },
+    ZeroRepeats {
+        /// The count as given.
+        count: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// A single repetition count is more than [`MAX_LAYERS`].
     #[error(
         "repetition count `{count}` in `{token}` is more than the {MAX_LAYERS} layers image-maker builds"
     )]
-    TooManyRepeats { count: String, token: String },
+    TooManyRepeats {
+        /// The count as given.
+        count: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// An entry repeats twice, as `3x3x1MB`.
     #[error("`{0}` has more than one repetition count")]
     NestedRepeat(String),
+    /// `--num-layers` differs from the number of sizes in a list of more than one.
     #[error("--num-layers is {num_layers} but the layer list `{list}` has {listed} sizes")]
     CountMismatch {
+        /// The `--num-layers` value.
         num_layers: usize,
+        /// How many layers the list gives, repetitions counted.
         listed: usize,
+        /// The whole list as given.
         list: String,
     },
 }
@@ -276,6 +369,7 @@ impl Spec {
         Ok(Self { layers })
     }
 
+    /// The layers, bottom first, with repetitions spelled out.
     pub fn layers(&self) -> &[LayerSpec] {
         &self.layers
     }
