@@ -218,6 +218,10 @@ impl Error {
             Self::FeatureDisabled { feature, .. } => Some(format!(
                 "enable it: `image-maker = {{ version = \"0.1\", features = [\"{feature}\"] }}`"
             )),
+            Self::Usage(UsageError::Size { .. }) => Some(
+                "a size is a number and a unit: B, KB, MB, GB, TB (powers of 1024; K..T too), e.g. `20GB`"
+                    .into(),
+            ),
             Self::Usage(UsageError::Duration(_)) => {
                 Some("a duration is a whole number and a unit: s, m, h, d or w, e.g. `30d`".into())
             }
@@ -313,6 +317,16 @@ pub enum UsageError {
     /// A duration (`cache gc --max-age`) is not a whole number and a unit.
     #[error("`{0}` is not a duration")]
     Duration(String),
+    /// A size flag (`cache gc --max-size`) is not a size in bytes.
+    #[error("{flag} `{value}` {reason}")]
+    Size {
+        /// The flag, e.g. `--max-size`.
+        flag: &'static str,
+        /// What was given.
+        value: String,
+        /// Why it is not a size, as a predicate: `is not a number`.
+        reason: String,
+    },
 }
 
 impl UsageError {

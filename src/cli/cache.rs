@@ -18,7 +18,7 @@ pub(crate) fn run(command: &CacheCommand) -> Result<(), Error> {
         CacheCommand::Clear => report(&cache.clear()?),
         CacheCommand::Gc { max_size, max_age } => {
             let options = GcOptions {
-                max_size: max_size.as_deref().map(parse_byte_size).transpose()?,
+                max_size: max_size.as_deref().map(parse_max_size).transpose()?,
                 max_age: max_age.as_deref().map(parse_duration).transpose()?,
             };
             report(&cache.gc(options)?)
@@ -126,6 +126,17 @@ fn report(report: &GcReport) -> Result<(), Error> {
 
 fn short(key: &str) -> &str {
     key.get(..12).unwrap_or(key)
+}
+
+/// `--max-size`: a size in the grammar's units, with an error that speaks of the flag.
+fn parse_max_size(text: &str) -> Result<u64, Error> {
+    parse_byte_size(text).map_err(|e| {
+        Error::Usage(UsageError::Size {
+            flag: "--max-size",
+            value: text.to_owned(),
+            reason: super::size_reason(text, &e),
+        })
+    })
 }
 
 /// `30d`, `12h`, `90m`, `3600s`, `2w`.

@@ -167,9 +167,9 @@ impl RegistryArgs {
             .as_deref()
             .map(|text| {
                 crate::spec::parse_byte_size(text)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| size_reason(text, &e))
                     .and_then(|n| match n {
-                        0 => Err("it is zero".to_owned()),
+                        0 => Err("is zero".to_owned()),
                         n => Ok(n),
                     })
                     .map_err(|reason| RegistryError::BadChunkSize {
@@ -341,6 +341,16 @@ pub(crate) fn source_date_epoch() -> Result<u64, Error> {
         .ok()
         .filter(|secs| *secs <= LAST)
         .ok_or_else(|| Error::Usage(UsageError::SourceDateEpoch(text.into_owned())))
+}
+
+/// Why `text`, given to a size flag, is not a size: the grammar's error without its talk
+/// of layers (`is not a number`, `has an unknown unit `XB``).
+pub(crate) fn size_reason(text: &str, error: &crate::spec::SpecError) -> String {
+    let message = error.to_string();
+    message
+        .strip_prefix(&format!("layer size `{text}` "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("is not a size: {}", message.replace("layer size ", "size ")))
 }
 
 /// Status lines on stderr, unless `--quiet`.

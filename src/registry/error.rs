@@ -10,11 +10,11 @@ pub enum RegistryError {
     #[error("push source `{0}` is not `oci:DIR`, `oci:DIR:TAG` or `cache:SPEC`")]
     BadSource(String),
     /// `--chunk-size` is not a size, or is zero.
-    #[error("chunk size `{value}` is invalid: {reason}")]
+    #[error("chunk size `{value}` {reason}")]
     BadChunkSize {
         /// The size as given.
         value: String,
-        /// Why it is refused: the parser's error, or that it is zero.
+        /// Why it is refused, as a predicate: `is not a number`, `is zero`.
         reason: String,
     },
     /// `--mount-from` is not a repository name, or names a repository on another registry

@@ -192,3 +192,30 @@ fn sizes_as_people_type_them_and_nx() {
     assert_eq!(summary["spec"], "1KB:files=2,1KB:files=2");
     assert_eq!(summary["layers"].as_array().map(Vec::len), Some(2));
 }
+
+#[test]
+fn size_flags_speak_of_the_flag_not_of_layers() {
+    let out = run(image_maker().args(["cache", "gc", "--max-size", "lots"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: --max-size `lots` is not a number\nhint: a size is"),
+        "{err}"
+    );
+    let out = run(image_maker().args([
+        "--chunk-size",
+        "5XB",
+        "-s",
+        "1KB",
+        "-o",
+        "registry",
+        "localhost:1/mock/x:1",
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: chunk size `5XB` is not a size: unknown unit `XB` in size `5XB`"),
+        "{err}"
+    );
+    assert!(!err.contains("layer"), "{err}");
+}
