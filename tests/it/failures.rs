@@ -196,12 +196,15 @@ fn interrupt(signal: Signal, output: &str, dir: &Path) -> std::process::Output {
     child.finish()
 }
 
-/// Waits until a build is writing its output in `dir`: a file there holds data.
+/// Waits until a build is writing its data: a file in `dir` holds some, or, since a build
+/// through the cache writes the entry and links `oci:` outputs from it blob by blob, a file
+/// in the test's cache does.
 fn wait_for_output(dir: &Path) {
+    let cache = test_cache();
     wait_for(
         "the build to write its output",
         Duration::from_secs(30),
-        || writing(dir, 1 << 20),
+        || writing(dir, 1 << 20) || writing(&cache, 1 << 20),
     );
 }
 
