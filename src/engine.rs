@@ -134,6 +134,30 @@ mod running {
         {
             duct::cmd(&self.program, args)
         }
+
+        /// Runs the engine's CLI with `args` and returns what it printed on stdout; when it
+        /// fails, the error names `command` and the engine's own last line of stderr.
+        pub(crate) fn stdout<S: AsRef<str>>(
+            &self,
+            args: &[S],
+            command: String,
+        ) -> Result<Vec<u8>, Error> {
+            let out = self
+                .cmd(args.iter().map(|a| a.as_ref().to_owned()))
+                .stdin_null()
+                .stdout_capture()
+                .stderr_capture()
+                .unchecked()
+                .run()
+                .map_err(Error::io("run", &self.program))?;
+            if !out.status.success() {
+                return Err(Error::EngineFailed {
+                    command,
+                    detail: last_line(&out.stderr),
+                });
+            }
+            Ok(out.stdout)
+        }
     }
 
     /// The engine to `load` an image into: `preferred`, or the first engine in the platform's

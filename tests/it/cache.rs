@@ -456,7 +456,7 @@ fn cache_commands_report_their_arguments() {
         (["cache", "gc", "--max-age", "5y"], "`5y` is not a duration"),
         (
             ["cache", "gc", "--max-size", "lots"],
-            "layer size `lots` is not a number",
+            "--max-size `lots` is not a number",
         ),
     ] {
         let out = run(cli(tmp.path()).args(args));

@@ -787,7 +787,7 @@ fn a_failed_push_leaves_no_files_and_bad_input_is_a_usage_error() {
     );
     usage(
         &["push", "--chunk-size", "0", "oci:out", "x:1"],
-        "chunk size `0` is invalid",
+        "chunk size `0` is zero",
     );
     usage(&["push", "oci:out", "Bad/Name"], "must be lowercase");
     let missing = run(anonymous(tmp.path()).args(["push", "oci:nowhere", "127.0.0.1:1/x:1"]));

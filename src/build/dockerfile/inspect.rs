@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::engine::{last_line, Engine, EngineKind};
+use crate::engine::{Engine, EngineKind};
 use crate::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,21 +21,8 @@ pub(crate) fn inspect(engine: &Engine, reference: &str) -> Result<Inspected, Err
         _ => &["image", "inspect", reference],
     };
     let command = format!("{} {}", engine.kind, args[..args.len() - 1].join(" "));
-    let out = engine
-        .cmd(args)
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .map_err(Error::io("run", &engine.program))?;
-    if !out.status.success() {
-        return Err(Error::EngineFailed {
-            command,
-            detail: last_line(&out.stderr),
-        });
-    }
-    parse(engine.kind, &out.stdout).ok_or_else(|| Error::EngineFailed {
+    let stdout = engine.stdout(args, command.clone())?;
+    parse(engine.kind, &stdout).ok_or_else(|| Error::EngineFailed {
         command,
         detail: "its output has no image ID and layers".to_owned(),
     })

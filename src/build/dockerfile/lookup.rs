@@ -3,7 +3,7 @@
 
 use super::inspect::{self, Inspected};
 use super::KEY_LABEL;
-use crate::engine::{last_line, Engine};
+use crate::engine::Engine;
 use crate::Error;
 
 /// The newest image in `engine` labelled with `key` and built for `platform`, if any.
@@ -20,21 +20,8 @@ pub(crate) fn find(engine: &Engine, key: &str, platform: &str) -> Result<Option<
 /// The IDs of the images labelled with `key`, newest first (as every engine lists them).
 fn ids(engine: &Engine, key: &str) -> Result<Vec<String>, Error> {
     let args = args(key);
-    let out = engine
-        .cmd(&args)
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .map_err(Error::io("run", &engine.program))?;
-    if !out.status.success() {
-        return Err(Error::EngineFailed {
-            command: format!("{} {}", engine.kind, args.join(" ")),
-            detail: last_line(&out.stderr),
-        });
-    }
-    Ok(parse(&out.stdout))
+    let command = format!("{} {}", engine.kind, args.join(" "));
+    Ok(parse(&engine.stdout(&args, command)?))
 }
 
 /// `images --filter label=KEY_LABEL=KEY --format {{.ID}} --no-trunc`: the same words for
