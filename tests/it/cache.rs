@@ -60,15 +60,6 @@ fn kill_a_build(cache: &Path, spec: &str, out: &Path) -> String {
     left[0].split('.').next().expect("KEY.XXXXXX").to_owned()
 }
 
-/// How many images the cache has built, from its log.
-fn builds(cache: &Path) -> usize {
-    fs::read_to_string(cache.join("v1/log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.split(' ').nth(2) == Some("built"))
-        .count()
-}
-
 fn entry_dirs(cache: &Path) -> Vec<PathBuf> {
     let dir = cache.join("v1/entries");
     entries(&dir).into_iter().map(|e| dir.join(e)).collect()

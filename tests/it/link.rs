@@ -26,15 +26,6 @@ fn build(cache: &Path, spec: &str, out: &Path, extra: &[&str]) -> Output {
         .arg("mock/link:v1"))
 }
 
-/// How many images the cache has built, from its log.
-fn builds(cache: &Path) -> usize {
-    fs::read_to_string(cache.join("v1/log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.split(' ').nth(2) == Some("built"))
-        .count()
-}
-
 /// The only entry of the cache.
 fn entry(cache: &Path) -> PathBuf {
     let dir = cache.join("v1/entries");

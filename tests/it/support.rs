@@ -517,3 +517,12 @@ fn the_gate_reads_its_variables_as_flags() {
     assert!(on("1") && on("true") && on("yes"));
     assert!(!on("") && !on("0") && !on("false") && !is_on(None));
 }
+
+/// How many images the cache at `cache` has built, from its log.
+pub fn builds(cache: &Path) -> usize {
+    fs::read_to_string(cache.join("v1/log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').nth(2) == Some("built"))
+        .count()
+}
