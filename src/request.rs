@@ -297,7 +297,7 @@ pub struct Pushed {
     pub reference: String,
     /// The manifest digest: `reference@digest` pulls exactly this image.
     pub digest: String,
-    /// Blobs sent, mounted from `--mount-from`, and already in the repository.
+    /// Blobs uploaded to the registry.
     pub uploaded: usize,
     /// Blobs mounted from `--mount-from`.
     pub mounted: usize,
