@@ -1,7 +1,8 @@
-//! Deterministic file bytes: ChaCha8 seeded from (spec hash, layer, file).
+//! Deterministic file bytes: ChaCha8 seeded from (image seed, layer, file).
 //!
 //! Every builder reads file data from here, so the same spec yields the same bytes
-//! whichever builder, machine or buffer size produced them.
+//! whichever builder, machine or buffer size produced them. Any byte of a file can be
+//! reached directly (`seek`): ChaCha is a counter-mode stream.
 
 use std::io;
 
@@ -9,39 +10,124 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use sha2::{Digest as _, Sha256};
 
+use crate::platform::Platform;
+use crate::spec::{Ratio, Spec};
+
 /// ChaCha's block: reads are served in whole blocks so the stream does not depend on how
 /// the caller slices it (`fill_bytes` drops the tail of a partly used word).
 const BLOCK: usize = 64;
+/// A compressible file is made of segments of this size: `L` random bytes, then those `L`
+/// bytes repeated to the end of the segment. gzip and zstd both see one literal run and
+/// one long match per segment (the distance is well inside gzip's 32 KiB window), so the
+/// ratio is about `SEGMENT / L`; the byte values stay uniform, and no two segments are alike.
+const SEGMENT: usize = 4096;
+
+/// The seed of an image's file bytes, for one platform.
+///
+/// It hashes the spec's content form (sizes, layouts, ratios; not the encodings, so a
+/// gzip layer holds the same files as a plain one). Each platform of a multi-platform image
+/// gets bytes of its own, as real multi-arch images do, except `linux/amd64`, whose seed is
+/// the spec's alone: the `linux/amd64` image of a list is the single-platform image of the
+/// spec. `shared` gives every platform those same bytes (`--shared-layers`).
+pub fn seed(spec: &Spec, platform: &Platform, shared: bool) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(spec.content_canonical().as_bytes());
+    if !shared && *platform != Platform::default() {
+        hash.update(b"\0platform\0");
+        hash.update(platform.to_string().as_bytes());
+    }
+    hash.finalize().into()
+}
 
 /// The bytes of one file, exactly `len` of them.
 #[derive(Debug)]
 pub struct FileContent {
     rng: ChaCha8Rng,
+    len: u64,
     remaining: u64,
-    spare: [u8; BLOCK],
+    /// Random bytes, or the current segment of a compressible file.
+    spare: Vec<u8>,
     spare_pos: usize,
+    /// Random bytes per segment; `None` for incompressible (all random) content.
+    literal: Option<usize>,
 }
 
 impl FileContent {
-    /// The content of file `file` (0-based) in layer `layer` (1-based) of the spec with
-    /// hash `spec_hash`.
-    pub fn new(spec_hash: &[u8; 32], layer: u32, file: u64, len: u64) -> Self {
-        let mut seed = Sha256::new();
-        seed.update(b"image-maker content v1\0");
-        seed.update(spec_hash);
-        seed.update(u64::from(layer).to_le_bytes());
-        seed.update(file.to_le_bytes());
+    /// The content of file `file` (0-based) in layer `layer` (1-based) of the image whose
+    /// [`seed`] is `seed`, with random bytes (ratio 1:1).
+    pub fn new(seed: &[u8; 32], layer: u32, file: u64, len: u64) -> Self {
+        Self::with_ratio(seed, layer, file, len, Ratio::ONE)
+    }
+
+    /// The same, compressible about `ratio`:1.
+    pub fn with_ratio(seed: &[u8; 32], layer: u32, file: u64, len: u64, ratio: Ratio) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(b"image-maker content v1\0");
+        hash.update(seed);
+        hash.update(u64::from(layer).to_le_bytes());
+        hash.update(file.to_le_bytes());
+        let literal = (ratio != Ratio::ONE).then(|| {
+            let literal = (SEGMENT * 100 + usize::from(ratio.hundredths()) / 2)
+                / usize::from(ratio.hundredths());
+            literal.clamp(1, SEGMENT)
+        });
+        let spare = vec![0; if literal.is_some() { SEGMENT } else { BLOCK }];
+        let spare_pos = spare.len();
         Self {
-            rng: ChaCha8Rng::from_seed(seed.finalize().into()),
+            rng: ChaCha8Rng::from_seed(hash.finalize().into()),
+            len,
             remaining: len,
-            spare: [0; BLOCK],
-            spare_pos: BLOCK,
+            spare,
+            spare_pos,
+            literal,
         }
     }
 
     /// Bytes not yet read.
     pub fn remaining(&self) -> u64 {
         self.remaining
+    }
+
+    /// Moves to byte `offset` of the file (at most its length) in constant time: the next
+    /// read starts there.
+    pub fn seek(&mut self, offset: u64) {
+        let offset = offset.min(self.len);
+        self.remaining = self.len - offset;
+        let unit = self.spare.len() as u64;
+        let (index, within) = (offset / unit, (offset % unit) as usize);
+        // ChaCha counts 32-bit words: 16 to a block.
+        let word = match self.literal {
+            None => index * 16,
+            Some(literal) => index * Self::drawn(literal) as u64 / 4,
+        };
+        self.rng.set_word_pos(u128::from(word));
+        self.spare_pos = self.spare.len();
+        if within > 0 {
+            self.refill();
+            self.spare_pos = within;
+        }
+    }
+
+    /// Random bytes drawn per segment: whole blocks, so that a segment's bytes start at a
+    /// block of the stream and `seek` can find them.
+    fn drawn(literal: usize) -> usize {
+        literal.div_ceil(BLOCK) * BLOCK
+    }
+
+    /// The next block of random bytes, or the next segment.
+    fn refill(&mut self) {
+        match self.literal {
+            None => self.rng.fill_bytes(&mut self.spare),
+            Some(literal) => {
+                let drawn = Self::drawn(literal).min(SEGMENT);
+                self.rng.fill_bytes(&mut self.spare[..drawn]);
+                for start in (literal..SEGMENT).step_by(literal) {
+                    let end = (start + literal).min(SEGMENT);
+                    self.spare.copy_within(0..end - start, start);
+                }
+            }
+        }
+        self.spare_pos = 0;
     }
 
     /// Fills as much of `buf` as the file has left; returns how much.
@@ -51,20 +137,21 @@ impl FileContent {
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let buf = &mut buf[..want];
         let mut done = 0;
-        if self.spare_pos < BLOCK {
-            let n = (BLOCK - self.spare_pos).min(want);
-            buf[..n].copy_from_slice(&self.spare[self.spare_pos..self.spare_pos + n]);
+        while done < want {
+            if self.spare_pos == self.spare.len() {
+                if self.literal.is_none() && want - done >= BLOCK {
+                    // Random bytes go straight into the caller's buffer, whole blocks at a time.
+                    let whole = (want - done) / BLOCK * BLOCK;
+                    self.rng.fill_bytes(&mut buf[done..done + whole]);
+                    done += whole;
+                    continue;
+                }
+                self.refill();
+            }
+            let n = (self.spare.len() - self.spare_pos).min(want - done);
+            buf[done..done + n].copy_from_slice(&self.spare[self.spare_pos..self.spare_pos + n]);
             self.spare_pos += n;
-            done = n;
-        }
-        let whole = (want - done) / BLOCK * BLOCK;
-        self.rng.fill_bytes(&mut buf[done..done + whole]);
-        done += whole;
-        if done < want {
-            self.rng.fill_bytes(&mut self.spare);
-            let n = want - done;
-            buf[done..].copy_from_slice(&self.spare[..n]);
-            self.spare_pos = n;
+            done += n;
         }
         self.remaining -= want as u64;
         want

@@ -60,6 +60,8 @@ pub struct BuildRequest {
     pub reference: Reference,
     /// The platform the config names; linux/amd64 by default.
     pub platform: Platform,
+    /// Every platform gets the `linux/amd64` layers instead of bytes of its own.
+    pub shared_layers: bool,
     /// Modification time of every tar entry and the config's `created`, in seconds.
     pub mtime: u64,
     /// Where the image goes, in the order given.
@@ -96,6 +98,7 @@ impl BuildRequest {
             spec,
             reference,
             platform: Platform::default(),
+            shared_layers: false,
             mtime: 0,
             outputs: Vec::new(),
             engine: None,

@@ -3,19 +3,25 @@
 //!
 //! Blob names in a stream cannot wait for digests, so this is a docker-archive (layers under
 //! `layers/N.tar`, found through `manifest.json`), which every engine's `load` accepts.
+//! Compressed layers are decompressed on the way: a tar entry's size comes before its bytes,
+//! and only the uncompressed size is known then. The engine stores layers uncompressed
+//! anyway, and the image it holds is the same (its ID is the config's digest).
 
 use std::io::Write;
 
 use super::archive::metadata_files;
-use super::{Committed, Finished, Sink};
+use super::{Committed, Finished, LayerStart, Sink};
 use crate::digest::Blob;
 use crate::engine::{last_line, Engine};
 use crate::layer::{TarOptions, TarWriter};
+use crate::spec::Compression;
 use crate::Error;
 
 pub(crate) struct EngineLoad {
     engine: Engine,
     tar: Option<TarWriter<os_pipe::PipeWriter>>,
+    /// Decompresses the current layer into the stream, when it is compressed.
+    decoder: Option<Box<dyn Decode>>,
     child: Option<duct::Handle>,
     layer_paths: Vec<String>,
 }
@@ -35,6 +41,7 @@ impl EngineLoad {
         Ok(Self {
             engine,
             tar: Some(TarWriter::new(writer, options)),
+            decoder: None,
             child: Some(child),
             layer_paths: Vec::new(),
         })
@@ -74,18 +81,34 @@ impl EngineLoad {
 }
 
 impl Sink for EngineLoad {
-    fn begin_layer(&mut self, number: u32, size: u64) -> Result<(), Error> {
-        let path = format!("layers/{number}.tar");
-        self.io(|t| t.begin_file(&path, size))?;
+    fn begin_layer(&mut self, layer: &LayerStart) -> Result<(), Error> {
+        let path = format!("layers/{}.tar", layer.number);
+        self.io(|t| t.begin_file(&path, layer.tar_size))?;
         self.layer_paths.push(path);
+        let into = match (&self.tar, layer.compression) {
+            (_, Compression::None) => return Ok(()),
+            (Some(tar), _) => tar.out.try_clone(),
+            (None, _) => Err(std::io::Error::other("the engine stream is closed")),
+        };
+        let decoder = into.and_then(|into| decoder(layer.compression, into));
+        self.decoder = Some(decoder.map_err(|e| self.failed(e))?);
         Ok(())
     }
 
     fn write_layer(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.io(|t| t.data(data))
+        match self.decoder.as_mut() {
+            Some(decoder) => match decoder.write_all(data) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(self.failed(e)),
+            },
+            None => self.io(|t| t.data(data)),
+        }
     }
 
     fn end_layer(&mut self, _blob: &Blob) -> Result<(), Error> {
+        if let Some(decoder) = self.decoder.take() {
+            decoder.finish().map_err(|e| self.failed(e))?;
+        }
         self.io(|t| t.end_file())
     }
 
@@ -129,4 +152,32 @@ impl Drop for EngineLoad {
             let _ = child.kill();
         }
     }
+}
+
+/// A writer that decompresses into the engine's stream.
+trait Decode: Write + Send {
+    /// Writes what is still buffered; an incomplete stream is an error.
+    fn finish(self: Box<Self>) -> std::io::Result<()>;
+}
+
+impl Decode for flate2::write::GzDecoder<os_pipe::PipeWriter> {
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        (*self).finish().map(drop)
+    }
+}
+
+impl Decode for zstd::stream::write::Decoder<'static, os_pipe::PipeWriter> {
+    fn finish(mut self: Box<Self>) -> std::io::Result<()> {
+        self.flush()
+    }
+}
+
+fn decoder(
+    compression: Compression,
+    into: os_pipe::PipeWriter,
+) -> std::io::Result<Box<dyn Decode>> {
+    Ok(match compression {
+        Compression::Zstd => Box::new(zstd::stream::write::Decoder::new(into)?),
+        _ => Box::new(flate2::write::GzDecoder::new(into)),
+    })
 }

@@ -9,7 +9,10 @@ mod grammar;
 #[cfg(test)]
 mod props;
 
-pub use grammar::{format_size, parse_byte_size, LayerSpec, Layout, Spec, SpecError, MAX_LAYERS};
+pub use grammar::{
+    format_size, parse_byte_size, Compression, LayerSpec, Layout, Ratio, Spec, SpecError,
+    MAX_LAYERS,
+};
 
 impl Spec {
     /// SHA-256 of the canonical form: seeds the content, keys the cache.

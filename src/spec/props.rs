@@ -126,9 +126,9 @@ fn valid_list() -> impl Strategy<Value = (String, Vec<LayerSpec>)> {
                     text.push_str(&format!(":{}={files}", layout.option()));
                 }
                 let layer = LayerSpec {
-                    size,
                     files,
                     layout,
+                    ..LayerSpec::new(size)
                 };
                 (text, vec![layer; repeat])
             },
