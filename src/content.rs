@@ -209,6 +209,57 @@ mod tests {
     }
 
     #[test]
+    fn seek_lands_where_reading_would() {
+        for ratio in ["1", "4", "2.5", "100"] {
+            let ratio: Ratio = ratio.parse().expect("valid");
+            let file = || FileContent::with_ratio(&[4; 32], 1, 2, 20_000, ratio);
+            let whole = read_all(file(), 777);
+            for offset in [0, 1, 63, 64, 65, 4095, 4096, 4097, 12_345, 19_999, 20_000] {
+                let mut content = file();
+                content.seek(offset);
+                assert_eq!(content.remaining(), 20_000 - offset);
+                let rest = read_all(content, 333);
+                assert!(
+                    rest == whole[offset as usize..],
+                    "ratio {ratio}, offset {offset}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn compressible_content_repeats_within_segments_only() {
+        let ratio: Ratio = "4".parse().expect("valid");
+        let bytes = read_all(
+            FileContent::with_ratio(&[5; 32], 1, 0, 3 * 4096, ratio),
+            4096,
+        );
+        // 1024 random bytes, repeated to the end of each 4 KiB segment.
+        assert_eq!(bytes[..1024], bytes[1024..2048]);
+        assert_eq!(bytes[..1024], bytes[3072..4096]);
+        assert_ne!(bytes[..1024], bytes[4096..5120]);
+        // Ratio 1 is the random stream, whatever the constructor.
+        assert!(
+            read_all(FileContent::with_ratio(&[5; 32], 1, 0, 999, Ratio::ONE), 64)
+                == read_all(FileContent::new(&[5; 32], 1, 0, 999), 64)
+        );
+    }
+
+    #[test]
+    fn platforms_get_bytes_of_their_own_but_linux_amd64() {
+        let spec: Spec = "1MB".parse().expect("valid");
+        let amd64 = Platform::default();
+        let arm64 = Platform::parse("linux/arm64").expect("valid");
+        // linux/amd64 keeps the seed every single-platform image had: the spec hash.
+        assert_eq!(seed(&spec, &amd64, false), spec.hash());
+        assert_ne!(seed(&spec, &arm64, false), spec.hash());
+        assert_eq!(seed(&spec, &arm64, true), spec.hash());
+        // The encoding is not part of what the files hold.
+        let gzip: Spec = "1MB:compression=gzip:level=9".parse().expect("valid");
+        assert_eq!(seed(&gzip, &amd64, false), spec.hash());
+    }
+
+    #[test]
     fn layers_and_files_differ() {
         let a = read_all(FileContent::new(&[1; 32], 1, 0, 64), 64);
         let b = read_all(FileContent::new(&[1; 32], 2, 0, 64), 64);

@@ -105,6 +105,9 @@ fn build_once(
         };
         for sink in sinks.iter_mut() {
             sink.begin_layer(&start)?;
+            if let Some(note) = sink.take_note() {
+                progress.stage(note);
+            }
         }
         // An interrupt surfaces as an I/O error here; `build` reports it as what it is.
         let mut tick = |n| {

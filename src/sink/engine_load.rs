@@ -22,6 +22,9 @@ pub(crate) struct EngineLoad {
     tar: Option<TarWriter<os_pipe::PipeWriter>>,
     /// Decompresses the current layer into the stream, when it is compressed.
     decoder: Option<Box<dyn Decode>>,
+    /// Said once: the engine could not have read the layers as they are.
+    note: Option<String>,
+    noted: bool,
     child: Option<duct::Handle>,
     layer_paths: Vec<String>,
 }
@@ -42,8 +45,28 @@ impl EngineLoad {
             engine,
             tar: Some(TarWriter::new(writer, options)),
             decoder: None,
+            note: None,
+            noted: false,
             child: Some(child),
             layer_paths: Vec::new(),
+        })
+    }
+
+    /// Docker before 23 has no zstd decompressor: it would fail on such a layer with a bare
+    /// "unexpected EOF" or "invalid tar header". Layers reach the engine decompressed, so the
+    /// load works; this says why it differs from what `docker load -i` would do.
+    fn zstd_note(&self) -> Option<String> {
+        if self.engine.kind != crate::EngineKind::Docker {
+            return None;
+        }
+        let args = ["version", "--format", "{{.Server.Version}}"];
+        let version = self.engine.stdout(&args, "docker version".into()).ok()?;
+        let version = String::from_utf8_lossy(&version).trim().to_owned();
+        let major: u32 = version.split('.').next()?.parse().ok()?;
+        (major < 23).then(|| {
+            format!(
+                "note: docker {version} cannot read zstd layers (`docker load -i` of this image's oci-archive fails there); they are loaded decompressed, as the same image"
+            )
         })
     }
 
@@ -90,6 +113,10 @@ impl Sink for EngineLoad {
             (Some(tar), _) => tar.out.try_clone(),
             (None, _) => Err(std::io::Error::other("the engine stream is closed")),
         };
+        if layer.compression == Compression::Zstd && !self.noted {
+            self.noted = true;
+            self.note = self.zstd_note();
+        }
         let decoder = into.and_then(|into| decoder(layer.compression, into));
         self.decoder = Some(decoder.map_err(|e| self.failed(e))?);
         Ok(())
@@ -103,6 +130,10 @@ impl Sink for EngineLoad {
             },
             None => self.io(|t| t.data(data)),
         }
+    }
+
+    fn take_note(&mut self) -> Option<String> {
+        self.note.take()
     }
 
     fn end_layer(&mut self, _blob: &Blob) -> Result<(), Error> {

@@ -1204,6 +1204,94 @@ mod tests {
     }
 
     #[test]
+    fn encoding_and_ratio_options() {
+        let spec = Spec::parse("1GB:compression=zstd,64MB:tree=5:ratio=2.50:compression=GZIP:level=9,1KB:level=6:compression=gzip").expect("valid");
+        assert_eq!(
+            spec.canonical(),
+            "1GB:files=1:compression=zstd,64MB:tree=5:ratio=2.5:compression=gzip:level=9,1KB:files=1:compression=gzip"
+        );
+        assert_eq!(spec.layers()[0].effective_level(), Some(3));
+        assert_eq!(spec.layers()[1].effective_level(), Some(9));
+        assert_eq!(
+            spec.layers()[2].level,
+            None,
+            "the default level is not kept"
+        );
+        assert_eq!(
+            spec.content_canonical(),
+            "1GB:files=1,64MB:tree=5:ratio=2.5,1KB:files=1"
+        );
+        // Without encodings or ratios the canonical form is what it always was.
+        assert_eq!(
+            canonical("1GB:compression=none"),
+            "1GB:files=1:compression=none"
+        );
+        assert_eq!(canonical("1MB:ratio=1.00"), "1MB:files=1");
+        assert_eq!(canonical("1MB:ratio=100"), "1MB:files=1:ratio=100");
+        assert_eq!(canonical("1MB:ratio=1.05"), "1MB:files=1:ratio=1.05");
+        for (list, bad) in [
+            ("1MB:ratio=0", "ratio"),
+            ("1MB:ratio=0.99", "ratio"),
+            ("1MB:ratio=100.01", "ratio"),
+            ("1MB:ratio=1.001", "ratio"),
+            ("1MB:ratio=x", "ratio"),
+            ("1MB:ratio=-2", "ratio"),
+            ("1MB:compression=lz4", "compression"),
+            ("1MB:compression=gzip:level=10", "level"),
+            ("1MB:compression=zstd:level=20", "level"),
+            ("1MB:compression=zstd:level=+3", "level"),
+            ("1MB:level=3", "level"),
+            ("1MB:compression=none:level=3", "level"),
+        ] {
+            let e = err(list);
+            assert!(
+                e.to_string().contains(list) || e.to_string().contains(&format!("`{list}`")),
+                "{list}: {e}"
+            );
+            assert!(
+                e.hint().is_some_and(|h| h.contains(bad)),
+                "{list}: {:?}",
+                e.hint()
+            );
+        }
+        assert!(matches!(
+            err("1MB:ratio=2:ratio=3"),
+            SpecError::DuplicateOption { .. }
+        ));
+    }
+
+    #[test]
+    fn defaults_fill_what_layers_leave_unsaid() {
+        let spec = Spec::parse(
+            "1MB,2MB:compression=none,3MB:compression=zstd,4MB:compression=gzip:level=2",
+        )
+        .expect("valid");
+        let resolved = spec
+            .with_defaults(Some(Compression::Gzip), Some(9))
+            .expect("valid");
+        assert_eq!(
+            resolved.canonical(),
+            "1MB:files=1:compression=gzip:level=9,2MB:files=1,3MB:files=1:compression=zstd:level=9,4MB:files=1:compression=gzip:level=2"
+        );
+        assert_eq!(
+            spec.with_defaults(Some(Compression::Gzip), Some(15)),
+            Err(SpecError::BadDefaultLevel {
+                level: 15,
+                compression: Compression::Gzip,
+                token: "1MB:files=1:compression=gzip".into()
+            })
+        );
+        assert_eq!(
+            Spec::parse("1MB")
+                .expect("valid")
+                .with_defaults(None, Some(3)),
+            Err(SpecError::UnusedLevel(3))
+        );
+        // Resolving twice changes nothing.
+        assert_eq!(resolved.with_defaults(None, None).as_ref(), Ok(&resolved));
+    }
+
+    #[test]
     fn sizes_format_in_the_largest_unit_that_divides() {
         assert_eq!(format_size(1536 << 20), "1536MB");
         assert_eq!(format_size(1), "1B");
