@@ -269,7 +269,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub compression_level: Option<u32>,
 
-    /// Give every platform of a multi-platform image the same layer blobs, stored once
+    /// Give a platform other than linux/amd64 the linux/amd64 layer bytes instead of its own
     #[arg(long)]
     pub shared_layers: bool,
 
