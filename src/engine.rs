@@ -160,6 +160,24 @@ mod running {
         }
     }
 
+    impl Engine {
+        /// The platform the engine runs images of: what it would pull from an index.
+        pub(crate) fn platform(&self) -> Result<crate::Platform, Error> {
+            // docker, nerdctl and finch print the daemon's; podman's client is its engine.
+            let format = match self.kind {
+                EngineKind::Podman | EngineKind::Buildah => "{{.Client.OsArch}}",
+                _ => "{{.Server.Os}}/{{.Server.Arch}}",
+            };
+            let command = format!("{} version --format {format}", self.kind);
+            let out = self.stdout(&["version", "--format", format], command.clone())?;
+            let text = String::from_utf8_lossy(&out).trim().to_owned();
+            crate::Platform::parse(&text).map_err(|e| Error::EngineFailed {
+                command,
+                detail: e.to_string(),
+            })
+        }
+    }
+
     /// The engine to `load` an image into: `preferred`, or the first engine in the platform's
     /// order that answers.
     pub fn detect(preferred: Option<EngineKind>) -> Result<Engine, Error> {

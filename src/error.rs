@@ -100,6 +100,16 @@ pub enum Error {
         /// The engine's last line of output, or what was wrong with its output.
         detail: String,
     },
+    /// A multi-platform image is loaded into an engine whose platform is not in its list.
+    #[error("{engine} runs {platform}, which is not one of the image's platforms ({platforms})")]
+    EnginePlatform {
+        /// The engine's command, e.g. `docker`.
+        engine: &'static str,
+        /// The engine's own platform.
+        platform: String,
+        /// The image's platforms, as `--platform` lists them.
+        platforms: String,
+    },
     /// `--output engine` names an engine without `load` (buildah).
     #[error("{engine} cannot load an image stream (`--output engine` of the native builder)")]
     CannotLoad {
@@ -229,6 +239,9 @@ impl Error {
                 Some("engines are `docker`, `podman`, `finch`, `nerdctl` and `buildah`".into())
             }
             Self::Usage(e) => e.hint().map(str::to_owned),
+            Self::EnginePlatform { platform, .. } => Some(format!(
+                "an engine loads the image of its own platform: add `{platform}` to `--platform`, or write the index with `--output oci:DIR` or `oci-archive:FILE`"
+            )),
             Self::CannotLoad { .. } => Some(
                 "build with it instead (`--builder dockerfile`), or write `--output oci-archive:FILE` and `buildah pull oci-archive:FILE`"
                     .into(),

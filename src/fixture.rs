@@ -13,6 +13,7 @@ use crate::engine::EngineKind;
 use crate::engine::{self, Engine};
 use crate::error::UsageError;
 use crate::image::LayerInfo;
+use crate::request::PlatformImage;
 use crate::{BuildRequest, Builder, Built, Error, Output, Platform, Progress, Reference, Spec};
 
 /// One slot per image, so a process asks the disk (or the engine) once per spec; a slot's
@@ -60,13 +61,33 @@ impl MockImage {
         &self.reference
     }
 
-    /// Digest of the manifest. Empty for an engine's image: an engine keeps no manifest of
-    /// an image it built, only the config ([`config_digest`](Self::config_digest)).
+    /// Digest of the manifest, or of the index for a multi-platform image: what
+    /// `NAME@DIGEST` pulls. Empty for an engine's image: an engine keeps no manifest of an
+    /// image it built, only the config ([`config_digest`](Self::config_digest)).
     pub fn digest(&self) -> &str {
         match &self.stored {
             Stored::Cache(cached) => &cached.entry.digest,
             Stored::Engine(image) => &image.built.digest,
         }
+    }
+
+    /// Digest of the image index of a multi-platform image; `None` for a single image.
+    pub fn index_digest(&self) -> Option<&str> {
+        (!self.manifests().is_empty()).then(|| self.digest())
+    }
+
+    /// Each platform's image of a multi-platform image, in the index's order: platform,
+    /// manifest and config digests, layers. Empty for a single image.
+    pub fn manifests(&self) -> &[PlatformImage] {
+        match &self.stored {
+            Stored::Cache(cached) => &cached.entry.manifests,
+            Stored::Engine(_) => &[],
+        }
+    }
+
+    /// The image of `platform` (`os/arch[/variant]`) in a multi-platform image.
+    pub fn manifest(&self, platform: &str) -> Option<&PlatformImage> {
+        self.manifests().iter().find(|m| m.platform == platform)
     }
 
     /// Digest of the config: the image ID docker and podman show.
@@ -85,7 +106,7 @@ impl MockImage {
         }
     }
 
-    /// `os/arch[/variant]`.
+    /// `os/arch[/variant]`; the first platform of a multi-platform image.
     pub fn platform(&self) -> &str {
         match &self.stored {
             Stored::Cache(cached) => &cached.entry.platform,
@@ -101,7 +122,8 @@ impl MockImage {
         }
     }
 
-    /// The cached OCI layout; its blobs are read-only and shared, so copy before changing
+    /// The cached OCI layout (for a multi-platform image, its `index.json` names the
+    /// index); its blobs are read-only and shared, so copy before changing
     /// anything. They passed the checks described on [`MockImage`] when it was acquired.
     ///
     /// # Panics
@@ -127,7 +149,8 @@ impl MockImage {
         }
     }
 
-    /// Each layer's digest, diff_id, size, file count and payload. For an engine's image,
+    /// Each layer's digest, diff_id, size, file count and payload (the first platform's, for
+    /// a multi-platform image: see [`manifests`](Self::manifests)). For an engine's image,
     /// digest and diff_id are both the engine's diff_id (its layers are uncompressed tars)
     /// and the size is 0: the engine does not tell it without a `save`.
     pub fn layers(&self) -> &[LayerInfo] {
@@ -208,6 +231,7 @@ pub fn fixture(layers: &str) -> Result<MockImage, Error> {
 pub struct Fixture {
     layers: String,
     platform: Option<String>,
+    shared_layers: bool,
     reference: Option<String>,
     cache: Option<Cache>,
     builder: Builder,
@@ -220,6 +244,7 @@ impl Fixture {
         Self {
             layers: layers.into(),
             platform: None,
+            shared_layers: false,
             reference: None,
             cache: None,
             builder: Builder::Native,
@@ -227,9 +252,17 @@ impl Fixture {
         }
     }
 
-    /// `os/arch[/variant]`; linux/amd64 by default.
+    /// `os/arch[/variant]`; linux/amd64 by default. A comma-separated list
+    /// (`"linux/amd64,linux/arm64"`) makes an index with one image per platform.
     pub fn platform(mut self, platform: impl Into<String>) -> Self {
         self.platform = Some(platform.into());
+        self
+    }
+
+    /// Every platform gets the linux/amd64 layer bytes instead of its own, so an index's
+    /// images share their layer blobs.
+    pub fn shared_layers(mut self, shared: bool) -> Self {
+        self.shared_layers = shared;
         self
     }
 
@@ -265,10 +298,10 @@ impl Fixture {
     /// What the fixture builds, with no outputs; named as [`MockImage::reference`] says.
     pub fn request(&self) -> Result<BuildRequest, Error> {
         let spec = Spec::parse(&self.layers)?;
-        let platform = self
+        let platforms = self
             .platform
             .as_deref()
-            .map(Platform::parse)
+            .map(Platform::parse_list)
             .transpose()?
             .unwrap_or_default();
         if self.builder == Builder::Native && self.engine.is_some() {
@@ -276,7 +309,8 @@ impl Fixture {
         }
         // The cache's own name until the key is known: the key does not depend on it.
         let provisional = Reference::parse("image-maker/mock:latest")?;
-        let mut request = BuildRequest::new(spec, provisional).platform(platform);
+        let mut request = BuildRequest::new(spec, provisional).platforms(platforms);
+        request.shared_layers = self.shared_layers;
         request.builder = self.builder;
         request.engine = self.engine;
         request.reference = match &self.reference {

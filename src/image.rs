@@ -173,13 +173,19 @@ pub fn index(
     platform: &Platform,
 ) -> Result<Vec<u8>, MetadataError> {
     let mut descriptor = descriptor(manifest, MediaType::ImageManifest)?;
-    let mut oci_platform = PlatformBuilder::default()
-        .architecture(Arch::from(platform.architecture.as_str()))
-        .os(Os::from(platform.os.as_str()));
-    if let Some(variant) = &platform.variant {
-        oci_platform = oci_platform.variant(variant.clone());
-    }
-    descriptor.set_platform(Some(oci_platform.build()?));
+    descriptor.set_platform(Some(oci_platform(platform)?));
+    layout_index(descriptor, reference)
+}
+
+/// `index.json` naming an image index by tag: a multi-platform image in a layout.
+pub fn index_of_index(index: &Blob, reference: &Reference) -> Result<Vec<u8>, MetadataError> {
+    layout_index(descriptor(index, MediaType::ImageIndex)?, reference)
+}
+
+fn layout_index(
+    mut descriptor: Descriptor,
+    reference: &Reference,
+) -> Result<Vec<u8>, MetadataError> {
     descriptor.set_annotations(Some(
         [
             (REF_NAME.to_owned(), reference.tag().to_owned()),
@@ -194,6 +200,98 @@ pub fn index(
         .manifests(vec![descriptor])
         .build()?;
     canonical_json(&index)
+}
+
+fn oci_platform(platform: &Platform) -> Result<oci_spec::image::Platform, MetadataError> {
+    let mut oci_platform = PlatformBuilder::default()
+        .architecture(Arch::from(platform.architecture.as_str()))
+        .os(Os::from(platform.os.as_str()));
+    if let Some(variant) = &platform.variant {
+        oci_platform = oci_platform.variant(variant.clone());
+    }
+    Ok(oci_platform.build()?)
+}
+
+/// One platform's image of a build.
+#[derive(Debug, Clone)]
+pub struct PlatformMetadata {
+    /// Its platform.
+    pub platform: Platform,
+    /// Its config and manifest.
+    pub metadata: Metadata,
+    /// Which of the build's layer sets it uses (0-based): its own, or with shared layers
+    /// the first one.
+    pub set: usize,
+}
+
+/// Every image a build makes: one, or one per platform and the index naming them.
+#[derive(Debug, Clone)]
+pub struct ImageSet {
+    /// The images, in the index's order.
+    pub images: Vec<PlatformMetadata>,
+    /// The image index, for more than one image: its bytes and blob.
+    pub index: Option<(Vec<u8>, Blob)>,
+}
+
+impl ImageSet {
+    /// The set of `images`, with an index when there are several.
+    pub fn new(images: Vec<PlatformMetadata>) -> Result<Self, MetadataError> {
+        let index = match images.as_slice() {
+            [_] => None,
+            many => {
+                let manifests = many
+                    .iter()
+                    .map(|image| {
+                        let mut d =
+                            descriptor(&image.metadata.manifest_blob, MediaType::ImageManifest)?;
+                        d.set_platform(Some(oci_platform(&image.platform)?));
+                        Ok(d)
+                    })
+                    .collect::<Result<Vec<_>, MetadataError>>()?;
+                let index = ImageIndexBuilder::default()
+                    .schema_version(2u32)
+                    .media_type(MediaType::ImageIndex)
+                    .manifests(manifests)
+                    .build()?;
+                let bytes = canonical_json(&index)?;
+                let blob = Blob::of(&bytes);
+                Some((bytes, blob))
+            }
+        };
+        Ok(Self { images, index })
+    }
+
+    /// What a reference resolves to: the index, or the only manifest.
+    pub fn top(&self) -> Blob {
+        match (&self.index, self.images.first()) {
+            (Some((_, blob)), _) => blob.clone(),
+            (None, Some(image)) => image.metadata.manifest_blob.clone(),
+            (None, None) => Blob::of(b""),
+        }
+    }
+
+    /// The layout's `index.json`, naming the top blob by `reference`'s tag.
+    pub fn layout_index(&self, reference: &Reference) -> Result<Vec<u8>, MetadataError> {
+        match (&self.index, self.images.first()) {
+            (Some((_, blob)), _) => index_of_index(blob, reference),
+            (None, Some(image)) => index(&image.metadata.manifest_blob, reference, &image.platform),
+            (None, None) => Err(MetadataError("an image set with no image".into())),
+        }
+    }
+
+    /// Every metadata blob: each config and manifest, then the index; with their bytes.
+    pub fn blobs(&self) -> Vec<(&Blob, &[u8])> {
+        let mut blobs = Vec::new();
+        for image in &self.images {
+            let meta = &image.metadata;
+            blobs.push((&meta.config_blob, meta.config.as_slice()));
+            blobs.push((&meta.manifest_blob, meta.manifest.as_slice()));
+        }
+        if let Some((bytes, blob)) = &self.index {
+            blobs.push((blob, bytes.as_slice()));
+        }
+        blobs
+    }
 }
 
 /// Docker's own archive index, which Docker before 25 requires to `docker load`.

@@ -63,6 +63,6 @@ pub use platform::Platform;
 pub use progress::Progress;
 pub use reference::Reference;
 pub use request::{
-    BuildRequest, Builder, Built, LinkMode, Output, OutputError, PushOptions, Pushed,
+    BuildRequest, Builder, Built, LinkMode, Output, OutputError, PlatformImage, PushOptions, Pushed,
 };
 pub use spec::{LayerSpec, Spec};

@@ -67,12 +67,25 @@ pub enum PlatformError {
         /// The whole value.
         platform: String,
     },
+    /// A platform list names the same platform twice.
+    #[error("platform `{platform}` is listed twice in `{list}`")]
+    Duplicate {
+        /// The platform, as written the second time.
+        platform: String,
+        /// The whole list.
+        list: String,
+    },
 }
 
 impl PlatformError {
     /// What the user can do about it: the forms a platform takes.
     pub fn hint(&self) -> &'static str {
-        "platforms look like `linux/amd64`, `linux/arm64` or `linux/arm/v7`"
+        match self {
+            Self::Duplicate { .. } => {
+                "list each platform once: an index holds one image per platform"
+            }
+            _ => "platforms look like `linux/amd64`, `linux/arm64` or `linux/arm/v7`",
+        }
     }
 }
 
@@ -87,6 +100,23 @@ impl Default for Platform {
 }
 
 impl Platform {
+    /// Parses a comma-separated list, as in `--platform linux/amd64,linux/arm64`: one
+    /// platform is a single image, more are an index with one image each, in this order.
+    pub fn parse_list(input: &str) -> Result<Vec<Self>, PlatformError> {
+        let mut list: Vec<Self> = Vec::new();
+        for part in input.split(',') {
+            let platform = Self::parse(part.trim())?;
+            if list.contains(&platform) {
+                return Err(PlatformError::Duplicate {
+                    platform: part.trim().to_owned(),
+                    list: input.to_owned(),
+                });
+            }
+            list.push(platform);
+        }
+        Ok(list)
+    }
+
     /// Parses `os/arch[/variant]`, as in `--platform linux/arm/v7`.
     pub fn parse(input: &str) -> Result<Self, PlatformError> {
         let parts: Vec<&str> = input.split('/').collect();
@@ -174,5 +204,25 @@ mod tests {
             Platform::parse("temple/amd64"),
             Err(PlatformError::Os { .. })
         ));
+    }
+
+    #[test]
+    fn lists_keep_their_order_and_refuse_repeats() {
+        let list = Platform::parse_list("linux/arm64, linux/amd64,linux/arm/v7").expect("valid");
+        let names: Vec<String> = list.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["linux/arm64", "linux/amd64", "linux/arm/v7"]);
+        assert_eq!(
+            Platform::parse_list("linux/amd64,linux/arm64,linux/amd64"),
+            Err(PlatformError::Duplicate {
+                platform: "linux/amd64".into(),
+                list: "linux/amd64,linux/arm64,linux/amd64".into()
+            })
+        );
+        assert!(matches!(
+            Platform::parse_list("linux/amd64,"),
+            Err(PlatformError::Form(_))
+        ));
+        // Another variant is another platform.
+        assert!(Platform::parse_list("linux/arm/v6,linux/arm/v7").is_ok());
     }
 }

@@ -58,8 +58,12 @@ pub struct BuildRequest {
     pub spec: Spec,
     /// The image's name and tag.
     pub reference: Reference,
-    /// The platform the config names; linux/amd64 by default.
+    /// The platform the config names; linux/amd64 by default. With `more_platforms`, the
+    /// first image of an index.
     pub platform: Platform,
+    /// The other platforms of a multi-platform image: an index with one image per platform,
+    /// `platform` first and these after it, in order. Empty for a single image.
+    pub more_platforms: Vec<Platform>,
     /// Every platform gets the `linux/amd64` layers instead of bytes of its own.
     pub shared_layers: bool,
     /// Modification time of every tar entry and the config's `created`, in seconds.
@@ -100,6 +104,7 @@ impl BuildRequest {
             spec,
             reference,
             platform: Platform::default(),
+            more_platforms: Vec::new(),
             shared_layers: false,
             mtime: 0,
             outputs: Vec::new(),
@@ -122,10 +127,43 @@ impl BuildRequest {
         self
     }
 
-    /// Sets the platform.
+    /// Sets the platform: one image.
     pub fn platform(mut self, platform: Platform) -> Self {
         self.platform = platform;
+        self.more_platforms.clear();
         self
+    }
+
+    /// Sets the platforms: one is a single image, more an index of one image each, in this
+    /// order. An empty list leaves the platform as it was.
+    pub fn platforms(mut self, platforms: Vec<Platform>) -> Self {
+        let mut platforms = platforms.into_iter();
+        if let Some(first) = platforms.next() {
+            self.platform = first;
+            self.more_platforms = platforms.collect();
+        }
+        self
+    }
+
+    /// Every platform, the first one first.
+    pub fn all_platforms(&self) -> Vec<Platform> {
+        std::iter::once(self.platform.clone())
+            .chain(self.more_platforms.iter().cloned())
+            .collect()
+    }
+
+    /// Whether the image is an index of several platforms' images.
+    pub fn is_multi_platform(&self) -> bool {
+        !self.more_platforms.is_empty()
+    }
+
+    /// The platforms as `--platform` takes them: `linux/amd64,linux/arm64`.
+    pub fn platform_list(&self) -> String {
+        self.all_platforms()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Sets the mtime of every tar entry and the config's `created`, in seconds since 1970.
@@ -142,21 +180,40 @@ pub struct Built {
     pub reference: String,
     /// The spec in canonical form, as the image's `dev.image-maker.spec` label has it.
     pub spec: String,
-    /// Digest of the manifest; empty (and left out of `--json`) when the image exists only
-    /// in an engine that stores no manifest (a dockerfile build with `--output engine` alone).
+    /// Digest of the manifest, or of the index for a multi-platform image: what
+    /// `NAME@DIGEST` pulls. Empty (and left out of `--json`) when the image exists only in an
+    /// engine that stores no manifest (a dockerfile build with `--output engine` alone).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub digest: String,
     /// Digest of the config; `docker images` shows its first 12 hex digits as the image ID.
+    /// For an index, the first platform's.
     pub config_digest: String,
-    /// `os/arch[/variant]`.
+    /// `os/arch[/variant]`; for an index, the first platform's.
     pub platform: String,
-    /// The layers, in order.
+    /// The layers, in order; for an index, the first platform's.
     pub layers: Vec<LayerInfo>,
+    /// For an index, each platform's image, in the index's order; empty for one image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<PlatformImage>,
     /// Where the image went, in `--output` syntax, in the order given.
     pub outputs: Vec<String>,
     /// The pushed reference and digest, for `--output registry`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pushed: Option<Pushed>,
+}
+
+/// One platform's image in an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PlatformImage {
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// Digest of its manifest: byte for byte the manifest a single-platform build of the
+    /// same spec for this platform makes.
+    pub digest: String,
+    /// Digest of its config.
+    pub config_digest: String,
+    /// Its layers, in order.
+    pub layers: Vec<LayerInfo>,
 }
 
 /// An `--output` destination.

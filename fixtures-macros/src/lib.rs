@@ -25,8 +25,8 @@ mod spec;
 /// the image and passes it in.
 ///
 /// Keys: `layers = "1GB,512MB"` (required; the CLI's `--layer-sizes` grammar),
-/// `platform = "linux/arm64"`, `tag = "mock/big:1"` (the image's reference),
-/// `builder = "native"` (the default: an OCI layout in the cache) or `"dockerfile"` (an
+/// `platform = "linux/arm64"` (or a list, `"linux/amd64,linux/arm64"`: an index of one image
+/// per platform), `tag = "mock/big:1"` (the image's reference), `builder = "native"` (the default: an OCI layout in the cache) or `"dockerfile"` (an
 /// image built, or found by its cache key, in a container engine), and with the dockerfile
 /// builder `engine = "docker"` (or `podman`, `finch`, `nerdctl`, `buildah`; default: the
 /// first that answers). With another test attribute such as `#[tokio::test]` below it, no
@@ -226,7 +226,7 @@ fn check(key: &str, value: &str) -> Result<(), String> {
             Ok(_) => return Ok(()),
             Err(e) => (e.to_string(), e.hint().map(str::to_owned)),
         },
-        "platform" => match platform::Platform::parse(value) {
+        "platform" => match platform::Platform::parse_list(value) {
             Ok(_) => return Ok(()),
             Err(e) => (e.to_string(), Some(e.hint().to_owned())),
         },

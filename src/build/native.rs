@@ -5,16 +5,16 @@ use std::path::Path;
 
 use crate::build::staging;
 use crate::digest::{Blob, HashingWriter};
-use crate::image::{self, LayerInfo};
+use crate::image::{self, ImageSet, LayerInfo, PlatformMetadata};
 use crate::layer::{self, TarOptions};
 use crate::progress::Progress;
-use crate::request::{BuildRequest, Built, Output};
-use crate::sink::{self, Finished, LayerStart};
+use crate::request::{BuildRequest, Built, Output, PlatformImage};
+use crate::sink::{self, Finished, LayerStart, Sink};
 use crate::units::human_size;
 use crate::{compress, content, interrupt, pipeline, plan, Error};
 
 /// Where the layer bytes come from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Source<'a> {
     /// Generated from the spec.
     Generate,
@@ -24,7 +24,8 @@ pub(crate) enum Source<'a> {
     /// hashes them again on the way.
     Blobs {
         layout: &'a Path,
-        layers: &'a [LayerInfo],
+        /// The layers of each layer set: one, or one per platform of an index.
+        sets: Vec<&'a [LayerInfo]>,
     },
 }
 
@@ -48,10 +49,11 @@ fn build_once(
     let options = TarOptions {
         mtime: request.mtime,
     };
+    let platforms = sink::Platforms::of(request);
     // The cache's own layout comes first: as each of its blobs is complete, the `oci:`
     // outputs link it instead of writing the same bytes again.
     let mut sinks = match &request.internal {
-        Some(internal) => sink::open(std::slice::from_ref(internal), None, options)?,
+        Some(internal) => sink::open(std::slice::from_ref(internal), None, options, &platforms)?,
         None => Vec::new(),
     };
     let link_from = match source {
@@ -74,10 +76,18 @@ fn build_once(
         request.engine,
         options,
         link_from.as_deref().map(|from| (from, request.link_mode)),
+        &platforms,
     )?);
     let stream = sinks.iter().any(|s| s.wants_data());
     let layers = plan::layers(spec);
-    let seed = content::seed(spec, &request.platform, request.shared_layers);
+    let platforms = platforms.list;
+    // With shared layers every platform's image holds the first set: it streams once.
+    let sets = if request.shared_layers {
+        1
+    } else {
+        platforms.len()
+    };
+    let total = spec.total_size() * sets as u64;
     progress.stage(format!(
         "{} {} ({} layer{}, {}) for {}",
         match source {
@@ -88,118 +98,74 @@ fn build_once(
         layers.len(),
         if layers.len() == 1 { "" } else { "s" },
         human_size(spec.total_size()),
-        request.platform
+        request.platform_list()
     ));
     if let Source::Generate = source {
-        crate::speed::check(spec.total_size());
+        crate::speed::check(total);
     }
-    progress.start(spec.total_size());
-    let mut infos = Vec::with_capacity(layers.len());
-    for layer in &layers {
-        let size = layer::tar_size(layer);
-        let compression = layer.spec.encoding();
-        let start = LayerStart {
-            number: layer.number,
-            tar_size: size,
-            compression,
-        };
-        for sink in sinks.iter_mut() {
-            sink.begin_layer(&start)?;
-            if let Some(note) = sink.take_note() {
-                progress.stage(note);
+    progress.start(total);
+    let mut infos: Vec<Vec<LayerInfo>> = Vec::with_capacity(sets);
+    for (set, platform) in platforms.iter().take(sets).enumerate() {
+        let seed = content::seed(spec, platform, request.shared_layers);
+        let mut set_infos = Vec::with_capacity(layers.len());
+        for layer in &layers {
+            let start = LayerStart {
+                set,
+                number: layer.number,
+                tar_size: layer::tar_size(layer),
+                compression: layer.spec.encoding(),
+            };
+            let (blob, diff_id) = stream_layer(
+                request, source, &mut sinks, progress, layer, &start, &seed, stream,
+            )?;
+            if sets > 1 {
+                progress.stage(format!(
+                    "{platform} layer {}/{}: {} -> {}",
+                    layer.number,
+                    layers.len(),
+                    human_size(layer.spec.size),
+                    blob.digest
+                ));
+            } else {
+                progress.stage(format!(
+                    "layer {}/{}: {} in {} file{} -> {}",
+                    layer.number,
+                    layers.len(),
+                    human_size(layer.spec.size),
+                    layer.spec.files,
+                    if layer.spec.files == 1 { "" } else { "s" },
+                    blob.digest
+                ));
             }
+            set_infos.push(LayerInfo {
+                diff_id,
+                digest: blob.digest,
+                size: blob.size,
+                files: layer.spec.files,
+                payload: layer.spec.size,
+                media_type: image::layer_media_type(start.compression).to_string(),
+            });
         }
-        // An interrupt surfaces as an I/O error here; `build` reports it as what it is.
-        let mut tick = |n| {
-            progress.inc(n);
-            interrupt::check().map_err(|_| std::io::Error::other("interrupted"))
-        };
-        let (blob, diff_id) = match source {
-            Source::Generate => pipeline::write_layer(&mut sinks, |out| {
-                // tar → SHA-256 (diff_id) → encoder → SHA-256 (digest) → outputs, in one pass.
-                let (diff_id, hashing) = compress::encode(
-                    compression,
-                    layer.spec.effective_level(),
-                    compress::workers(),
-                    Some(size),
-                    HashingWriter::new(out),
-                    |encoder| {
-                        let mut tar = HashingWriter::new(encoder);
-                        layer::write_tar(layer, &seed, options, &mut tar, &mut tick)?;
-                        Ok(tar.complete().0.digest)
-                    },
-                )?;
-                Ok((hashing.complete().0, diff_id))
-            })?
-            .map_err(Error::io("generate", layer.dir()))?,
-            Source::Blobs { layout, layers } => {
-                let index = usize::try_from(layer.number - 1).unwrap_or(usize::MAX);
-                let expected = layers.get(index).ok_or_else(|| Error::CacheCorrupt {
-                    path: layout.to_path_buf(),
-                    detail: format!("no layer {}", layer.number),
-                })?;
-                let path = layout.join(expected.blob().layout_path());
-                let blob = if request.verify {
-                    pipeline::write_layer(&mut sinks, |out| {
-                        let mut hashing = HashingWriter::new(out);
-                        copy_counted(&path, &mut hashing, &mut tick)?;
-                        Ok(hashing.complete().0)
-                    })?
-                    .map_err(Error::io("read", &path))?
-                } else if stream {
-                    // Hashed when the cache was filled: counting the bytes is enough here.
-                    let size = pipeline::write_layer(&mut sinks, |out| {
-                        let mut counting = CountingWriter {
-                            inner: out,
-                            size: 0,
-                        };
-                        copy_counted(&path, &mut counting, &mut tick)?;
-                        Ok(counting.size)
-                    })?
-                    .map_err(Error::io("read", &path))?;
-                    Blob {
-                        digest: expected.digest.clone(),
-                        size,
-                    }
-                } else {
-                    // Only links: no byte to read. The size was checked when the entry was
-                    // acquired.
-                    tick(expected.size).map_err(Error::io("read", &path))?;
-                    expected.blob()
-                };
-                check_blob(&path, &blob, &expected.blob(), start.blob_size())?;
-                (blob, expected.diff_id.clone())
-            }
-        };
-        for sink in sinks.iter_mut() {
-            sink.end_layer(&blob)?;
-            if let Some(note) = sink.take_note() {
-                progress.stage(note);
-            }
-        }
-        progress.stage(format!(
-            "layer {}/{}: {} in {} file{} -> {}",
-            layer.number,
-            layers.len(),
-            human_size(layer.spec.size),
-            layer.spec.files,
-            if layer.spec.files == 1 { "" } else { "s" },
-            blob.digest
-        ));
-        infos.push(LayerInfo {
-            diff_id,
-            digest: blob.digest,
-            size: blob.size,
-            files: layer.spec.files,
-            payload: layer.spec.size,
-            media_type: image::layer_media_type(compression).to_string(),
-        });
+        infos.push(set_infos);
     }
     progress.finish();
     interrupt::check()?;
-    let metadata = image::metadata(spec, &request.platform, request.mtime, &infos)?;
+    let images = platforms
+        .iter()
+        .enumerate()
+        .map(|(i, platform)| {
+            let set = if request.shared_layers { 0 } else { i };
+            let metadata = image::metadata(spec, platform, request.mtime, &infos[set])?;
+            Ok(PlatformMetadata {
+                platform: platform.clone(),
+                metadata,
+                set,
+            })
+        })
+        .collect::<Result<Vec<_>, image::MetadataError>>()?;
+    let set = ImageSet::new(images)?;
     if let (Source::Blobs { layout, .. }, true) = (source, request.verify) {
-        for blob in [&metadata.config_blob, &metadata.manifest_blob] {
+        for (blob, _) in set.blobs() {
             let path = layout.join(blob.layout_path());
             let found = Blob::of_file(&path).map_err(Error::io("read", &path))?;
             check_blob(&path, &found, blob, Some(blob.size))?;
@@ -207,8 +173,7 @@ fn build_once(
     }
     let finished = Finished {
         reference: &request.reference,
-        platform: &request.platform,
-        metadata: &metadata,
+        set: &set,
     };
     for sink in sinks.iter_mut() {
         sink.finish(&finished)?;
@@ -238,25 +203,137 @@ fn build_once(
         }
     }
     let internal = request.internal.as_ref().map(ToString::to_string);
+    let top = set.top();
     for done in committed
         .iter()
         .filter(|c| Some(&c.description) != internal.as_ref())
     {
         progress.stage(format!(
             "wrote {} {} to {}",
-            request.reference, metadata.manifest_blob.digest, done.description
+            request.reference, top.digest, done.description
         ));
     }
+    let manifests = if set.index.is_some() {
+        set.images
+            .iter()
+            .map(|image| PlatformImage {
+                platform: image.platform.to_string(),
+                digest: image.metadata.manifest_blob.digest.clone(),
+                config_digest: image.metadata.config_blob.digest.clone(),
+                layers: infos[image.set].clone(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let first = infos.swap_remove(0);
     Ok(Built {
         reference: request.reference.to_string(),
         spec: spec.canonical(),
-        digest: metadata.manifest_blob.digest,
-        config_digest: metadata.config_blob.digest,
+        digest: top.digest,
+        config_digest: set.images[0].metadata.config_blob.digest.clone(),
         platform: request.platform.to_string(),
-        layers: infos,
+        layers: first,
+        manifests,
         outputs: request.outputs.iter().map(ToString::to_string).collect(),
         pushed,
     })
+}
+
+/// Streams one layer from `source` to every sink: its blob and its diff_id.
+#[allow(clippy::too_many_arguments)]
+fn stream_layer(
+    request: &BuildRequest,
+    source: &Source<'_>,
+    sinks: &mut [Box<dyn Sink>],
+    progress: &mut Progress,
+    layer: &plan::LayerPlan,
+    start: &LayerStart,
+    seed: &[u8; 32],
+    stream: bool,
+) -> Result<(Blob, String), Error> {
+    let options = TarOptions {
+        mtime: request.mtime,
+    };
+    for sink in sinks.iter_mut() {
+        sink.begin_layer(start)?;
+        if let Some(note) = sink.take_note() {
+            progress.stage(note);
+        }
+    }
+    // An interrupt surfaces as an I/O error here; `build` reports it as what it is.
+    let mut tick = |n| {
+        progress.inc(n);
+        interrupt::check().map_err(|_| std::io::Error::other("interrupted"))
+    };
+    let compression = start.compression;
+    let (blob, diff_id) = match source {
+        Source::Generate => pipeline::write_layer(sinks, |out| {
+            // tar → SHA-256 (diff_id) → encoder → SHA-256 (digest) → outputs, in one pass.
+            let (diff_id, hashing) = compress::encode(
+                compression,
+                layer.spec.effective_level(),
+                compress::workers(),
+                Some(start.tar_size),
+                HashingWriter::new(out),
+                |encoder| {
+                    let mut tar = HashingWriter::new(encoder);
+                    layer::write_tar(layer, seed, options, &mut tar, &mut tick)?;
+                    Ok(tar.complete().0.digest)
+                },
+            )?;
+            Ok((hashing.complete().0, diff_id))
+        })?
+        .map_err(Error::io("generate", layer.dir()))?,
+        Source::Blobs { layout, sets } => {
+            let index = usize::try_from(layer.number - 1).unwrap_or(usize::MAX);
+            let expected = sets
+                .get(start.set)
+                .and_then(|layers| layers.get(index))
+                .ok_or_else(|| Error::CacheCorrupt {
+                    path: layout.to_path_buf(),
+                    detail: format!("no layer {} in set {}", layer.number, start.set + 1),
+                })?;
+            let path = layout.join(expected.blob().layout_path());
+            let blob = if request.verify {
+                pipeline::write_layer(sinks, |out| {
+                    let mut hashing = HashingWriter::new(out);
+                    copy_counted(&path, &mut hashing, &mut tick)?;
+                    Ok(hashing.complete().0)
+                })?
+                .map_err(Error::io("read", &path))?
+            } else if stream {
+                // Hashed when the cache was filled: counting the bytes is enough here.
+                let size = pipeline::write_layer(sinks, |out| {
+                    let mut counting = CountingWriter {
+                        inner: out,
+                        size: 0,
+                    };
+                    copy_counted(&path, &mut counting, &mut tick)?;
+                    Ok(counting.size)
+                })?
+                .map_err(Error::io("read", &path))?;
+                Blob {
+                    digest: expected.digest.clone(),
+                    size,
+                }
+            } else {
+                // Only links: no byte to read. The size was checked when the entry was
+                // acquired.
+                tick(expected.size).map_err(Error::io("read", &path))?;
+                expected.blob()
+            };
+            check_blob(&path, &blob, &expected.blob(), start.blob_size())?;
+            (blob, expected.diff_id.clone())
+        }
+    };
+    for sink in sinks.iter_mut() {
+        sink.end_layer(&blob)?;
+        if let Some(note) = sink.take_note() {
+            progress.stage(note);
+        }
+    }
+    Ok((blob, diff_id))
 }
 
 /// A cached blob is what the entry says (and `size`, when the plan knows it), or the cache

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Blob;
 use crate::image::{self, LayerInfo};
 use crate::reference::Reference;
+use crate::request::PlatformImage;
 use crate::{BuildRequest, Built, Error};
 
 const ENTRY_FILE: &str = "entry.json";
@@ -46,6 +47,13 @@ pub struct Entry {
     pub config_digest: String,
     /// The layers, in order.
     pub layers: Vec<LayerInfo>,
+    /// For a multi-platform image, each platform's image, in the index's order; `digest` is
+    /// the index's then, and `platform`, `config_digest` and `layers` the first image's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<PlatformImage>,
+    /// Whether every platform holds the linux/amd64 layers (`--shared-layers`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_layers: bool,
     /// Every blob of the layout: manifest, config and layers.
     pub blobs: Vec<Blob>,
     /// When it was built, in seconds since 1970.
@@ -221,7 +229,11 @@ impl Entry {
                 path: layout.to_path_buf(),
                 detail: format!("the manifest {} was not written", built.digest),
             })?;
-        let index = image::index(&manifest, reference, &request.platform)?;
+        let index = if built.manifests.is_empty() {
+            image::index(&manifest, reference, &request.platform)?
+        } else {
+            image::index_of_index(&manifest, reference)?
+        };
         let index_path = layout.join("index.json");
         fs::write(&index_path, index).map_err(Error::io("write", &index_path))?;
         Ok(Self {
@@ -233,6 +245,8 @@ impl Entry {
             digest: built.digest.clone(),
             config_digest: built.config_digest.clone(),
             layers: built.layers.clone(),
+            manifests: built.manifests.clone(),
+            shared_layers: request.shared_layers,
             blobs,
             created: now(),
             stamps: Vec::new(),
@@ -260,6 +274,24 @@ impl Entry {
             let _ = fs::remove_file(&partial);
             Error::io("rename into", &path)(e)
         })
+    }
+
+    /// The platforms, as `--platform` lists them.
+    pub fn platforms(&self) -> String {
+        if self.manifests.is_empty() {
+            return self.platform.clone();
+        }
+        let list: Vec<&str> = self.manifests.iter().map(|m| m.platform.as_str()).collect();
+        list.join(",")
+    }
+
+    /// The layers of each layer set the image streams: one, or one per platform of an
+    /// index whose platforms have layers of their own.
+    pub(crate) fn layer_sets(&self) -> Vec<&[LayerInfo]> {
+        match (self.manifests.as_slice(), self.shared_layers) {
+            ([], _) | (_, true) => vec![&self.layers],
+            (images, false) => images.iter().map(|m| m.layers.as_slice()).collect(),
+        }
     }
 
     /// Bytes of all the entry's blobs (shared ones included).

@@ -72,9 +72,9 @@ impl Cache {
             listed.push(Listed {
                 size: entry.size() + archive,
                 last_used: entry::last_used(&item.path()),
+                platform: entry.platforms(),
                 key: entry.key,
                 spec: entry.spec,
-                platform: entry.platform,
                 digest: entry.digest,
             });
         }

@@ -12,8 +12,8 @@
 //!   log               one line per build
 //! ```
 //!
-//! KEY is the SHA-256 of the format version, the spec's canonical form, the platform and the
-//! mtime: everything the image's digest depends on. The reference is not part of it. The
+//! KEY is the SHA-256 of the format version, the spec's canonical form, the platform (or
+//! the list of them, for an index) and the mtime: everything the image's digest depends on. The reference is not part of it. The
 //! dockerfile builder labels its images in the engine with a key that hashes the builder too
 //! ([`key`]); those images are not stored here.
 //!
@@ -286,7 +286,9 @@ impl Cache {
         store_lock.unlock();
         self.log(&format!(
             "built {key} {} {} {}",
-            entry.spec, entry.platform, entry.digest
+            entry.spec,
+            entry.platforms(),
+            entry.digest
         ));
         progress.stage(format!("cached {} as {}", entry.spec, dest.display()));
         Ok(built)
@@ -326,7 +328,7 @@ impl Cached {
     pub fn export(&self, request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
         let source = Source::Blobs {
             layout: &self.dir,
-            layers: &self.entry.layers,
+            sets: self.entry.layer_sets(),
         };
         build::deliver(request, &source, progress).inspect_err(|e| {
             if let Error::CacheCorrupt { path, detail } = e {
@@ -367,11 +369,11 @@ impl Cached {
 
     /// A request for this image under `reference`, with no outputs.
     pub fn request(&self, reference: Reference) -> Result<BuildRequest, Error> {
-        Ok(
-            BuildRequest::new(crate::Spec::parse(&self.entry.spec)?, reference)
-                .platform(crate::Platform::parse(&self.entry.platform)?)
-                .mtime(self.entry.mtime),
-        )
+        let mut request = BuildRequest::new(crate::Spec::parse(&self.entry.spec)?, reference)
+            .platforms(crate::Platform::parse_list(&self.entry.platforms())?)
+            .mtime(self.entry.mtime);
+        request.shared_layers = self.entry.shared_layers;
+        Ok(request)
     }
 
     /// What `--json` reports for this image.
@@ -384,6 +386,7 @@ impl Cached {
             config_digest: self.entry.config_digest.clone(),
             platform: self.entry.platform.clone(),
             layers: self.entry.layers.clone(),
+            manifests: self.entry.manifests.clone(),
             outputs: outputs.iter().map(ToString::to_string).collect(),
         }
     }
@@ -396,13 +399,15 @@ impl Cached {
 /// context too; native keys hash neither and stay as they were.
 pub fn key(request: &BuildRequest) -> String {
     let mut hasher = Sha256::new();
+    // One platform hashes as it always has; a list hashes all of it, in order.
     hasher.update(format!(
         "image-maker cache {FORMAT}\n{}\n{}\n{}\n",
         request.spec.canonical(),
-        request.platform,
+        request.platform_list(),
         request.mtime
     ));
-    if request.shared_layers && request.platform != crate::Platform::default() {
+    let amd64 = crate::Platform::default();
+    if request.shared_layers && request.all_platforms().iter().any(|p| *p != amd64) {
         // Other platforms' bytes are linux/amd64's then; linux/amd64's are the same either way.
         hasher.update("shared layers\n");
     }

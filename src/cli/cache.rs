@@ -35,7 +35,7 @@ fn verify(cache: &Cache, spec: Option<&str>, platform: &str) -> Result<(), Error
                 Spec::parse(spec)?,
                 Reference::parse("image-maker/mock:verify")?,
             )
-            .platform(Platform::parse(platform)?)
+            .platforms(Platform::parse_list(platform)?)
             .mtime(super::source_date_epoch()?);
             Some(cache::key(&request))
         }

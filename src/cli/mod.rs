@@ -110,7 +110,8 @@ pub struct PushArgs {
     #[arg(value_name = "SOURCE")]
     pub source: String,
 
-    /// The platform of a `cache:SPEC` image, `os/arch[/variant]`
+    /// The platform of a `cache:SPEC` image, `os/arch[/variant]`, or a comma-separated list
+    /// for an index
     #[arg(long, value_name = "P", default_value = "linux/amd64")]
     pub platform: String,
 
@@ -256,7 +257,8 @@ pub struct Args {
     #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
 
-    /// Target platform, `os/arch[/variant]`
+    /// Target platform, `os/arch[/variant]`; a comma-separated list makes an image index
+    /// with one image per platform (`linux/amd64,linux/arm64,linux/arm/v7`)
     #[arg(long, value_name = "P", default_value = "linux/amd64")]
     pub platform: String,
 
@@ -269,7 +271,8 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub compression_level: Option<u32>,
 
-    /// Give a platform other than linux/amd64 the linux/amd64 layer bytes instead of its own
+    /// Give every platform the linux/amd64 layer bytes instead of its own: an index's
+    /// images then share their layer blobs, stored once
     #[arg(long)]
     pub shared_layers: bool,
 
@@ -310,7 +313,7 @@ impl Args {
         let spec = Spec::parse_with_count(&self.layer_sizes, self.num_layers)?
             .with_defaults(compression, self.compression_level)?;
         let reference = Reference::parse(&self.image)?;
-        let platform = Platform::parse(&self.platform)?;
+        let platforms = Platform::parse_list(&self.platform)?;
         let outputs = self
             .outputs
             .iter()
@@ -333,7 +336,7 @@ impl Args {
             }
         }
         let mut request = BuildRequest::new(spec, reference)
-            .platform(platform)
+            .platforms(platforms)
             .mtime(mtime);
         request.outputs = outputs;
         request.engine = engine;
@@ -429,7 +432,7 @@ pub fn emit_context(args: &Args, dir: &std::path::Path) -> Result<(), Error> {
 pub fn push(args: &PushArgs) -> Result<Pushed, Error> {
     let source = PushSource::parse(&args.source)?;
     let target = Reference::parse(&args.image)?;
-    let platform = Platform::parse(&args.platform)?;
+    let platforms = Platform::parse_list(&args.platform)?;
     let options = args.registry.options(args.verbose)?;
     let mut progress = progress(args.quiet);
     // Held until the push is done, so that gc leaves the cached image alone meanwhile.
@@ -437,7 +440,8 @@ pub fn push(args: &PushArgs) -> Result<Pushed, Error> {
     let (path, tag) = match source {
         PushSource::OciDir { path, tag } => (path, tag),
         PushSource::Cached { spec } => {
-            let request = BuildRequest::new(Spec::parse(&spec)?, target.clone()).platform(platform);
+            let request =
+                BuildRequest::new(Spec::parse(&spec)?, target.clone()).platforms(platforms);
             cached = Cache::from_env()?.acquire(&request, &mut progress)?.0;
             (cached.dir.clone(), None)
         }

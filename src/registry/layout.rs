@@ -1,5 +1,6 @@
-//! Reading what to push from an OCI image layout: one manifest, its config and layers,
-//! each checked against its descriptor before anything goes over the network.
+//! Reading what to push from an OCI image layout: one manifest, its config and layers, or
+//! an index and each of its manifests, every blob checked against its descriptor before
+//! anything goes over the network.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,13 +20,19 @@ pub(crate) struct BlobFile {
 }
 
 /// The image to push: the manifest's exact bytes (their digest is the image's identity)
-/// and the blobs it names, config first.
+/// and the blobs it names, config first; or an index's bytes and the images it names.
 #[derive(Debug)]
 pub(crate) struct Image {
     pub manifest: Vec<u8>,
     pub media_type: String,
     pub digest: String,
     pub blobs: Vec<BlobFile>,
+    /// For an index, the images it names, in its order, pushed before it.
+    pub images: Vec<Image>,
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type.contains("index") || media_type.contains("manifest.list")
 }
 
 pub(crate) fn read(layout: &Path, tag: Option<&str>) -> Result<Image, RegistryError> {
@@ -60,40 +67,63 @@ pub(crate) fn read(layout: &Path, tag: Option<&str>) -> Result<Image, RegistryEr
             }
         },
     };
-    let manifest_ref = descriptor(layout, chosen).map_err(bad)?;
+    read_manifest(layout, chosen, true).map_err(bad)
+}
+
+/// The manifest `chosen` describes, with its blobs; an index (when `nested` allows one),
+/// with its images.
+fn read_manifest(layout: &Path, chosen: &Value, nested: bool) -> Result<Image, String> {
+    let manifest_ref = descriptor(layout, chosen)?;
     let media_type = chosen["mediaType"]
         .as_str()
         .unwrap_or("application/vnd.oci.image.manifest.v1+json")
         .to_owned();
-    if media_type.contains("index") || media_type.contains("manifest.list") {
-        return Err(bad(format!(
-            "`{media_type}` is an index; push one image manifest"
-        )));
-    }
-    let manifest = read_blob(&manifest_ref).map_err(bad)?;
+    let manifest = read_blob(&manifest_ref)?;
     let parsed: Value = serde_json::from_slice(&manifest)
-        .map_err(|e| bad(format!("manifest {}: {e}", manifest_ref.digest)))?;
-    let mut blobs = vec![descriptor(layout, &parsed["config"]).map_err(bad)?];
+        .map_err(|e| format!("manifest {}: {e}", manifest_ref.digest))?;
+    if is_index(&media_type) {
+        if !nested {
+            return Err(format!(
+                "index {} names another index; push its images one by one",
+                manifest_ref.digest
+            ));
+        }
+        let images = parsed["manifests"]
+            .as_array()
+            .ok_or_else(|| format!("index {} has no `manifests`", manifest_ref.digest))?
+            .iter()
+            .map(|m| read_manifest(layout, m, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Image {
+            manifest,
+            media_type,
+            digest: manifest_ref.digest,
+            blobs: Vec::new(),
+            images,
+        });
+    }
+    let mut blobs = vec![descriptor(layout, &parsed["config"])?];
     for layer in parsed["layers"].as_array().into_iter().flatten() {
-        let blob = descriptor(layout, layer).map_err(bad)?;
+        let blob = descriptor(layout, layer)?;
         let on_disk = fs::metadata(&blob.path)
-            .map_err(|e| bad(format!("blob {}: {e}", blob.digest)))?
+            .map_err(|e| format!("blob {}: {e}", blob.digest))?
             .len();
         if on_disk != blob.size {
-            return Err(bad(format!(
+            return Err(format!(
                 "blob {} has {on_disk} bytes, its descriptor says {}",
                 blob.digest, blob.size
-            )));
+            ));
         }
         blobs.push(blob);
     }
     // The config is small: checking its digest catches a layout edited by hand.
-    read_blob(&blobs[0]).map_err(bad)?;
+    read_blob(&blobs[0])?;
     Ok(Image {
         manifest,
         media_type,
         digest: manifest_ref.digest,
         blobs,
+        images: Vec::new(),
     })
 }
 

@@ -133,10 +133,49 @@ pub fn push(
         mounted: 0,
         skipped: 0,
     };
+    // An index's images go first, each by digest: a registry takes an index only once it
+    // has every manifest it names.
+    for child in &image.images {
+        push_image(
+            &session,
+            options,
+            progress,
+            child,
+            mount_from.as_ref(),
+            &mut pushed,
+        )?;
+        let by_digest = oci_client::Reference::with_digest(
+            session.image.registry().to_owned(),
+            session.image.repository().to_owned(),
+            child.digest.clone(),
+        );
+        push_manifest(&session, options, progress, child, &by_digest, target)?;
+    }
+    push_image(
+        &session,
+        options,
+        progress,
+        &image,
+        mount_from.as_ref(),
+        &mut pushed,
+    )?;
+    push_manifest(&session, options, progress, &image, &session.image, target)?;
+    Ok(pushed)
+}
+
+/// Pushes the blobs of `image` (none for an index), counting each in `pushed`.
+fn push_image(
+    session: &Session,
+    options: &PushOptions,
+    progress: &mut Progress,
+    image: &layout::Image,
+    mount_from: Option<&oci_client::Reference>,
+    pushed: &mut Pushed,
+) -> Result<(), Error> {
     for blob in &image.blobs {
         interrupt::check()?;
         let short = &blob.digest[..std::cmp::min(19, blob.digest.len())];
-        let outcome = push_blob(&session, options, progress, blob, mount_from.as_ref())?;
+        let outcome = push_blob(session, options, progress, blob, mount_from)?;
         let (verb, count) = match outcome {
             Outcome::Present => ("already present", &mut pushed.skipped),
             Outcome::Mounted => ("mounted", &mut pushed.mounted),
@@ -145,12 +184,24 @@ pub fn push(
         *count += 1;
         progress.stage(format!("blob {short}… ({}): {verb}", human_size(blob.size)));
     }
+    Ok(())
+}
+
+/// Puts the manifest (or index) of `image` at `reference`: the target's tag, or a digest.
+fn push_manifest(
+    session: &Session,
+    options: &PushOptions,
+    progress: &mut Progress,
+    image: &layout::Image,
+    reference: &oci_client::Reference,
+    target: &Reference,
+) -> Result<(), Error> {
     interrupt::check()?;
     let content_type = reqwest::header::HeaderValue::from_str(&image.media_type)
         .map_err(|e| RegistryError::Client(e.to_string()))?;
-    retrying(&session, options, progress, "the manifest push", |s, _| {
+    retrying(session, options, progress, "the manifest push", |s, _| {
         s.runtime.block_on(s.client.push_manifest_raw(
-            &s.image,
+            reference,
             image.manifest.clone(),
             content_type.clone(),
         ))
@@ -169,7 +220,7 @@ pub fn push(
         }),
         other => other,
     })?;
-    Ok(pushed)
+    Ok(())
 }
 
 fn push_blob(

@@ -18,22 +18,30 @@ use crate::layer::{header, TarOptions, TarWriter};
 use crate::request::Output;
 use crate::Error;
 
-/// The archive's metadata files, to follow the layer blobs: config and manifest blobs,
-/// `index.json`, and docker's `manifest.json` pointing at `layer_paths`.
+/// The archive's metadata files, to follow the layer blobs: configs, manifests and the
+/// index, `index.json`, and docker's `manifest.json`, which names one image: the set's
+/// image number `docker`, whose layers are at `layer_paths`.
 pub(crate) fn metadata_files(
     image: &Finished<'_>,
+    docker: usize,
     layer_paths: &[String],
 ) -> Result<Vec<(String, Vec<u8>)>, Error> {
-    let meta = image.metadata;
-    let config_path = meta.config_blob.layout_path();
-    let docker = image::docker_manifest(&config_path, image.reference, layer_paths)?;
-    let index = image::index(&meta.manifest_blob, image.reference, image.platform)?;
-    Ok(vec![
-        (config_path, meta.config.clone()),
-        (meta.manifest_blob.layout_path(), meta.manifest.clone()),
-        ("index.json".to_owned(), index),
-        ("manifest.json".to_owned(), docker),
-    ])
+    let mut files: Vec<(String, Vec<u8>)> = image
+        .set
+        .blobs()
+        .into_iter()
+        .map(|(blob, bytes)| (blob.layout_path(), bytes.to_vec()))
+        .collect();
+    files.push((
+        "index.json".to_owned(),
+        image.set.layout_index(image.reference)?,
+    ));
+    if let Some(chosen) = image.set.images.get(docker) {
+        let config_path = chosen.metadata.config_blob.layout_path();
+        let manifest = image::docker_manifest(&config_path, image.reference, layer_paths)?;
+        files.push(("manifest.json".to_owned(), manifest));
+    }
+    Ok(files)
 }
 
 pub(crate) struct OciArchive {
@@ -44,7 +52,10 @@ pub(crate) struct OciArchive {
     /// Where the current layer's header is, and the size it announced, if it knew it.
     header_at: u64,
     announced: Option<u64>,
+    /// Docker's `manifest.json` names the first image: the paths of the first layer set.
     layer_paths: Vec<String>,
+    /// The set of the layer being written.
+    set: usize,
 }
 
 impl OciArchive {
@@ -68,6 +79,7 @@ impl OciArchive {
             header_at: 0,
             announced: None,
             layer_paths: Vec::new(),
+            set: 0,
         };
         sink.io(|t| {
             t.dir("blobs/")?;
@@ -98,6 +110,7 @@ impl Sink for OciArchive {
             .stream_position()
             .map_err(Error::io("seek in", &self.temp_path))?;
         self.announced = layer.blob_size();
+        self.set = layer.set;
         // A compressed blob's size is known only at its end: the header says 0 until then.
         self.io(|t| t.begin_file(&placeholder(), layer.blob_size().unwrap_or(0)))
     }
@@ -128,12 +141,14 @@ impl Sink for OciArchive {
             t.out.seek(SeekFrom::Start(end))?;
             Ok(())
         })?;
-        self.layer_paths.push(path);
+        if self.set == 0 {
+            self.layer_paths.push(path);
+        }
         Ok(())
     }
 
     fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error> {
-        let files = metadata_files(image, &self.layer_paths)?;
+        let files = metadata_files(image, 0, &self.layer_paths)?;
         self.io(|t| t.finish_with(&files))
     }
 

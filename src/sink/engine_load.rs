@@ -10,10 +10,11 @@
 use std::io::Write;
 
 use super::archive::metadata_files;
-use super::{Committed, Finished, LayerStart, Sink};
+use super::{Committed, Finished, LayerStart, Platforms, Sink};
 use crate::digest::Blob;
 use crate::engine::{last_line, Engine};
 use crate::layer::{TarOptions, TarWriter};
+use crate::platform::Platform;
 use crate::spec::Compression;
 use crate::Error;
 
@@ -27,10 +28,32 @@ pub(crate) struct EngineLoad {
     noted: bool,
     child: Option<duct::Handle>,
     layer_paths: Vec<String>,
+    /// Of a multi-platform image, the engine's own platform's: its number in the set and the
+    /// layer set it uses. Other sets' layers pass by.
+    image: usize,
+    set: usize,
+    /// Whether the layer streaming past is skipped.
+    skipping: bool,
 }
 
 impl EngineLoad {
-    pub fn start(engine: Engine, options: TarOptions) -> Result<Self, Error> {
+    pub fn start(
+        engine: Engine,
+        options: TarOptions,
+        platforms: &Platforms,
+    ) -> Result<Self, Error> {
+        let (image, set) = match platforms.list.as_slice() {
+            [_] => (0, 0),
+            list => {
+                let own = engine.platform()?;
+                let image = choose(list, &own).ok_or_else(|| Error::EnginePlatform {
+                    engine: engine.kind.name(),
+                    platform: own.to_string(),
+                    platforms: platforms.text(),
+                })?;
+                (image, if platforms.shared { 0 } else { image })
+            }
+        };
         let (reader, writer) =
             os_pipe::pipe().map_err(Error::io("create a pipe to", &engine.program))?;
         let child = engine
@@ -49,6 +72,9 @@ impl EngineLoad {
             noted: false,
             child: Some(child),
             layer_paths: Vec::new(),
+            image,
+            set,
+            skipping: false,
         })
     }
 
@@ -105,6 +131,10 @@ impl EngineLoad {
 
 impl Sink for EngineLoad {
     fn begin_layer(&mut self, layer: &LayerStart) -> Result<(), Error> {
+        self.skipping = layer.set != self.set;
+        if self.skipping {
+            return Ok(());
+        }
         let path = format!("layers/{}.tar", layer.number);
         self.io(|t| t.begin_file(&path, layer.tar_size))?;
         self.layer_paths.push(path);
@@ -123,6 +153,9 @@ impl Sink for EngineLoad {
     }
 
     fn write_layer(&mut self, data: &[u8]) -> Result<(), Error> {
+        if self.skipping {
+            return Ok(());
+        }
         match self.decoder.as_mut() {
             Some(decoder) => match decoder.write_all(data) {
                 Ok(()) => Ok(()),
@@ -137,6 +170,9 @@ impl Sink for EngineLoad {
     }
 
     fn end_layer(&mut self, _blob: &Blob) -> Result<(), Error> {
+        if self.skipping {
+            return Ok(());
+        }
         if let Some(decoder) = self.decoder.take() {
             decoder.finish().map_err(|e| self.failed(e))?;
         }
@@ -144,7 +180,7 @@ impl Sink for EngineLoad {
     }
 
     fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error> {
-        let files = metadata_files(image, &self.layer_paths)?;
+        let files = metadata_files(image, self.image, &self.layer_paths)?;
         self.io(|t| t.finish_with(&files))
     }
 
@@ -183,6 +219,15 @@ impl Drop for EngineLoad {
             let _ = child.kill();
         }
     }
+}
+
+/// The image of `list` an engine on `own` runs: its exact platform, else the same OS and
+/// architecture (an engine on arm may not say its variant).
+fn choose(list: &[Platform], own: &Platform) -> Option<usize> {
+    list.iter().position(|p| p == own).or_else(|| {
+        list.iter()
+            .position(|p| p.os == own.os && p.architecture == own.architecture)
+    })
 }
 
 /// A writer that decompresses into the engine's stream.

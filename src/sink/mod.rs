@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::Blob;
 use crate::engine::EngineKind;
-use crate::image::Metadata;
+use crate::image::ImageSet;
 use crate::layer::TarOptions;
 use crate::platform::Platform;
 use crate::progress::Progress;
@@ -26,13 +26,16 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct Finished<'a> {
     pub reference: &'a Reference,
-    pub platform: &'a Platform,
-    pub metadata: &'a Metadata,
+    /// The image, or each platform's image and their index.
+    pub set: &'a ImageSet,
 }
 
 /// A layer about to stream past.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LayerStart {
+    /// Which layer set (0-based): each platform of an index has its own, unless they share
+    /// the first.
+    pub set: usize,
     /// 1-based.
     pub number: u32,
     /// The uncompressed tar's exact size.
@@ -45,6 +48,34 @@ impl LayerStart {
     /// The blob's size, when it is known before its bytes: only a plain tar's is.
     pub fn blob_size(&self) -> Option<u64> {
         (self.compression == Compression::None).then_some(self.tar_size)
+    }
+}
+
+/// The platforms a build makes, for a sink that takes one image of them (an engine).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Platforms {
+    /// Every platform, in the index's order; one for a single image.
+    pub list: Vec<Platform>,
+    /// Whether they all use the first layer set.
+    pub shared: bool,
+}
+
+impl Platforms {
+    /// The platforms `request` asks for.
+    pub fn of(request: &crate::BuildRequest) -> Self {
+        Self {
+            list: request.all_platforms(),
+            shared: request.shared_layers,
+        }
+    }
+
+    /// As `--platform` lists them.
+    pub fn text(&self) -> String {
+        self.list
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -120,8 +151,9 @@ pub(crate) fn open(
     outputs: &[Output],
     engine: Option<EngineKind>,
     options: TarOptions,
+    platforms: &Platforms,
 ) -> Result<Vec<Box<dyn Sink>>, Error> {
-    open_linked(outputs, engine, options, None)
+    open_linked(outputs, engine, options, None, platforms)
 }
 
 /// [`open`]; with `link`, `oci:` outputs link their blobs from that layout, as the mode
@@ -131,6 +163,7 @@ pub(crate) fn open_linked(
     engine: Option<EngineKind>,
     options: TarOptions,
     link: Option<(&Path, LinkMode)>,
+    platforms: &Platforms,
 ) -> Result<Vec<Box<dyn Sink>>, Error> {
     // `oci:out`, `oci:./out/` and `oci-archive:out` all end at the same place.
     let places: Vec<Option<PathBuf>> = outputs.iter().map(Output::place).collect();
@@ -155,10 +188,11 @@ pub(crate) fn open_linked(
                 Output::Engine => Box::new(engine_load::EngineLoad::start(
                     crate::engine::detect(engine)?,
                     options,
+                    platforms,
                 )?),
                 #[cfg(not(feature = "engine"))]
                 Output::Engine => {
-                    let _ = engine;
+                    let _ = (engine, platforms);
                     return Err(Error::FeatureDisabled {
                         feature: "engine",
                         what: "`--output engine`",

@@ -11,7 +11,7 @@ use tempfile::TempDir;
 use super::link::Linker;
 use super::{parent_dir, taken, temp_prefix, Committed, Finished, LayerStart, Sink};
 use crate::digest::Blob;
-use crate::image::{self, OCI_LAYOUT};
+use crate::image::OCI_LAYOUT;
 use crate::request::Output;
 use crate::Error;
 
@@ -106,16 +106,15 @@ impl Sink for OciDir {
     }
 
     fn finish(&mut self, image: &Finished<'_>) -> Result<(), Error> {
-        let meta = image.metadata;
-        if self.link.is_some() {
-            self.link_blob(&meta.config_blob)?;
-            self.link_blob(&meta.manifest_blob)?;
-        } else {
-            self.write_file(&meta.config_blob.layout_path(), &meta.config)?;
-            self.write_file(&meta.manifest_blob.layout_path(), &meta.manifest)?;
+        for (blob, bytes) in image.set.blobs() {
+            if self.link.is_some() {
+                self.link_blob(blob)?;
+            } else {
+                self.write_file(&blob.layout_path(), bytes)?;
+            }
         }
         // Written fresh: they name this output's image, not the cache's.
-        let index = image::index(&meta.manifest_blob, image.reference, image.platform)?;
+        let index = image.set.layout_index(image.reference)?;
         self.write_file("index.json", &index)?;
         self.write_file("oci-layout", OCI_LAYOUT)
     }

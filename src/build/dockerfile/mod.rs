@@ -63,6 +63,13 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
         }
         .into());
     }
+    if request.is_multi_platform() {
+        return Err(UsageError::NativeOnly {
+            what: "a multi-platform image",
+            value: request.platform_list(),
+        }
+        .into());
+    }
     let engines = request
         .outputs
         .iter()
@@ -90,6 +97,7 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
         TarOptions {
             mtime: request.mtime,
         },
+        &sink::Platforms::of(request),
     )?;
     let key = key(request);
     let keep_in_engine = engines == 1 || files.is_empty();
@@ -318,6 +326,7 @@ fn built(request: &BuildRequest, image: &Inspected) -> Built {
                 media_type: image::plain_tar(),
             })
             .collect(),
+        manifests: Vec::new(),
         outputs: request.outputs.iter().map(ToString::to_string).collect(),
         pushed: None,
     }

@@ -124,6 +124,7 @@ pub(crate) fn export(
         let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
         for sink in sinks.iter_mut() {
             sink.begin_layer(&LayerStart {
+                set: 0,
                 number,
                 tar_size: span.size,
                 compression: Compression::None,
@@ -162,10 +163,14 @@ pub(crate) fn export(
     progress.finish();
     interrupt::check()?;
     let metadata = image::with_config(config, &infos)?;
+    let set = image::ImageSet::new(vec![image::PlatformMetadata {
+        platform: platform.clone(),
+        metadata: metadata.clone(),
+        set: 0,
+    }])?;
     let finished = Finished {
         reference,
-        platform,
-        metadata: &metadata,
+        set: &set,
     };
     for sink in sinks.iter_mut() {
         sink.finish(&finished)?;
