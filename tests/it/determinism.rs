@@ -1,6 +1,6 @@
 //! The same spec gives the same bytes and digests on every run and machine.
 
-use image_maker::{build, BuildRequest, Output, Progress, Reference, Spec};
+use image_maker::{build, BuildRequest, Output, Platform, Progress, Reference, Spec};
 
 use crate::support::*;
 
@@ -25,6 +25,12 @@ const GOLDEN_ZSTD_SPEC: &str = "2MB:compression=zstd:ratio=3,300KB:files=3:compr
 const GOLDEN_ZSTD_DIGEST: &str =
     "sha256:cb177cb393f9b0f9137a6d0f58e7f82a6b17a4c512f767e826f26c23a0c507f3";
 
+/// The index of the golden spec for two platforms; its linux/amd64 image is the golden
+/// manifest itself. Pinned when multi-platform images came.
+const GOLDEN_INDEX_PLATFORMS: &str = "linux/amd64,linux/arm64/v8";
+const GOLDEN_INDEX_DIGEST: &str =
+    "sha256:80cc1d2317387be4ea2bbcb998918a428c8aa7fd532ac7bb87322bb909634ef6";
+
 fn digest_of(list: &str, reference: &str) -> String {
     let request = BuildRequest::new(
         Spec::parse(list).expect("valid"),
@@ -38,6 +44,18 @@ fn digest_of(list: &str, reference: &str) -> String {
 #[test]
 fn golden_manifest_digest() {
     assert_eq!(digest_of(GOLDEN_SPEC, "any/name:tag"), GOLDEN_DIGEST);
+}
+
+#[test]
+fn golden_index_digest() {
+    let request = BuildRequest::new(
+        Spec::parse(GOLDEN_SPEC).expect("valid"),
+        Reference::parse("any/name:tag").expect("valid"),
+    )
+    .platforms(Platform::parse_list(GOLDEN_INDEX_PLATFORMS).expect("valid"));
+    let built = build(&request, &mut Progress::hidden()).expect("build");
+    assert_eq!(built.manifests[0].digest, GOLDEN_DIGEST);
+    assert_eq!(built.digest, GOLDEN_INDEX_DIGEST);
 }
 
 #[test]

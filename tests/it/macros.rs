@@ -231,3 +231,21 @@ fn an_engine_is_an_option_of_the_dockerfile_builder() {
         Some("add `.builder(Builder::Dockerfile)`")
     );
 }
+
+#[mock_image(layers = "2KB,1KB", platform = "linux/amd64,linux/arm64")]
+fn a_platform_list_gives_an_index(img: MockImage) {
+    assert_eq!(img.index_digest(), Some(img.digest()));
+    let platforms: Vec<&str> = img
+        .manifests()
+        .iter()
+        .map(|m| m.platform.as_str())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(img.platform(), "linux/amd64");
+    assert_eq!(img.layers(), img.manifests()[0].layers);
+    let index = blob_json(img.oci_dir(), img.digest());
+    assert_eq!(
+        index["manifests"][1]["digest"],
+        img.manifest("linux/arm64").expect("arm64").digest.as_str()
+    );
+}

@@ -16,6 +16,7 @@ mod failures;
 mod link;
 mod macros;
 mod oci;
+mod platforms;
 mod registry;
 mod support;
 mod warm;

@@ -921,3 +921,103 @@ fn the_dockerfile_builder_pushes_what_the_engine_built() {
     ]));
     assert_eq!(json(&inspected)["Layers"].as_array().map(Vec::len), Some(2));
 }
+
+#[test]
+fn an_index_goes_up_with_every_manifest_and_docker_pulls_amd64() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let (Some(skopeo), Some(docker)) = (tool("skopeo"), engine("docker")) else {
+        return;
+    };
+    let tmp = tempdir();
+    let platforms = "linux/arm64,linux/amd64,linux/arm/v7";
+    let image = EngineImage::named(
+        docker,
+        format!("{}/image-maker-test/multi:{}", registry.host(), unique()),
+    );
+    let target = image.reference.as_str();
+    let out = run_ok(anonymous(tmp.path()).args([
+        "-s",
+        "1MB:compression=gzip,64KB",
+        "--platform",
+        platforms,
+        "-o",
+        "registry",
+        "--json",
+        target,
+    ]));
+    let built = json(&out);
+    let index_digest = built["digest"].as_str().expect("digest");
+    assert_eq!(built["pushed"]["digest"], index_digest);
+    let raw = run_ok(skopeo.cmd().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]));
+    {
+        use sha2::Digest as _;
+        assert_eq!(
+            format!("sha256:{:x}", sha2::Sha256::digest(&raw.stdout)),
+            index_digest
+        );
+    }
+    let listed: Vec<String> = json(&raw)["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            [&p["os"], &p["architecture"], &p["variant"]]
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    assert_eq!(listed.join(","), platforms);
+    // Each image is there by its own digest.
+    for m in built["manifests"].as_array().expect("manifests") {
+        let by_digest = format!(
+            "docker://{}@{}",
+            target.rsplit_once(':').expect("tag").0,
+            m["digest"].as_str().expect("digest")
+        );
+        assert_eq!(
+            skopeo_digest(skopeo, &by_digest, &[]),
+            m["digest"].as_str().expect("digest")
+        );
+    }
+    // docker resolves the index to its own platform.
+    let pulled = run(docker.cmd().args(["pull", target]));
+    assert!(pulled.status.success(), "docker pull: {}", stderr(&pulled));
+    assert_eq!(
+        image.inspect("{{.Id}} {{.Architecture}}"),
+        format!(
+            "{} amd64",
+            built["manifests"][1]["config_digest"]
+                .as_str()
+                .expect("config")
+        )
+    );
+    // skopeo can copy the whole index from a layout into the registry too.
+    let layout = tmp.path().join("layout");
+    run_ok(image_maker().args([
+        "-q",
+        "-s",
+        "64KB",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-o",
+        &format!("oci:{}", path_str(&layout)),
+        "mock/copied:1",
+    ]));
+    run_ok(skopeo.cmd().args([
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1", path_str(&layout)),
+        &format!("docker://{}/mock/copied:1", registry.host()),
+    ]));
+}
