@@ -207,8 +207,12 @@ impl MockImage {
     /// config digest as the ID, or with the containerd store the manifest digest.
     #[cfg(feature = "engine")]
     fn loaded_in(&self, engine: &Engine) -> bool {
+        // Of an index, the engine holds its own platform's image.
+        let configs: Vec<&str> = std::iter::once(self.config_digest())
+            .chain(self.manifests().iter().map(|m| m.config_digest.as_str()))
+            .collect();
         crate::build::dockerfile::inspect::inspect(engine, &self.reference)
-            .is_ok_and(|image| image.id == self.config_digest() || image.id == self.digest())
+            .is_ok_and(|image| configs.contains(&image.id.as_str()) || image.id == self.digest())
     }
 
     fn engine_only(&self, image: &InEngine, what: &'static str) -> Error {
