@@ -212,6 +212,24 @@ fn oci_platform(platform: &Platform) -> Result<oci_spec::image::Platform, Metada
     Ok(oci_platform.build()?)
 }
 
+/// An image index naming each manifest with its platform, in the order given.
+pub fn image_index(manifests: &[(&Blob, &Platform)]) -> Result<Vec<u8>, MetadataError> {
+    let descriptors = manifests
+        .iter()
+        .map(|(manifest, platform)| {
+            let mut d = descriptor(manifest, MediaType::ImageManifest)?;
+            d.set_platform(Some(oci_platform(platform)?));
+            Ok(d)
+        })
+        .collect::<Result<Vec<_>, MetadataError>>()?;
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(descriptors)
+        .build()?;
+    canonical_json(&index)
+}
+
 /// One platform's image of a build.
 #[derive(Debug, Clone)]
 pub struct PlatformMetadata {
@@ -239,21 +257,11 @@ impl ImageSet {
         let index = match images.as_slice() {
             [_] => None,
             many => {
-                let manifests = many
+                let manifests: Vec<(&Blob, &Platform)> = many
                     .iter()
-                    .map(|image| {
-                        let mut d =
-                            descriptor(&image.metadata.manifest_blob, MediaType::ImageManifest)?;
-                        d.set_platform(Some(oci_platform(&image.platform)?));
-                        Ok(d)
-                    })
-                    .collect::<Result<Vec<_>, MetadataError>>()?;
-                let index = ImageIndexBuilder::default()
-                    .schema_version(2u32)
-                    .media_type(MediaType::ImageIndex)
-                    .manifests(manifests)
-                    .build()?;
-                let bytes = canonical_json(&index)?;
+                    .map(|image| (&image.metadata.manifest_blob, &image.platform))
+                    .collect();
+                let bytes = image_index(&manifests)?;
                 let blob = Blob::of(&bytes);
                 Some((bytes, blob))
             }
