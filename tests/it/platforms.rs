@@ -107,6 +107,39 @@ fn an_index_lists_each_platform_and_skopeo_copies_all_of_it() {
         }
     }
     assert_eq!(layers.len(), 6);
+    // Debian's oci-image-tool validates no layout holding an index (`--type image` wants a
+    // manifest), but it validates the index and each manifest and config as blobs.
+    if let Some(validator) = tool("oci-image-tool") {
+        let blob = |digest: &str| {
+            dir.join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:"))
+        };
+        let mut checks = vec![(
+            "imageIndex",
+            blob(built["digest"].as_str().expect("digest")),
+        )];
+        for (_, digest) in &entries {
+            let manifest = blob_json(&dir, digest);
+            checks.push(("manifest", blob(digest)));
+            checks.push((
+                "config",
+                blob(manifest["config"]["digest"].as_str().expect("config")),
+            ));
+        }
+        for (kind, path) in checks {
+            let out = run_ok(
+                validator
+                    .cmd()
+                    .args(["validate", "--type", kind])
+                    .arg(&path),
+            );
+            assert!(
+                stdout(&out).contains("Validation succeeded"),
+                "{kind}: {}",
+                stdout(&out)
+            );
+        }
+    }
     // skopeo copies every image of the index, and the copy is the same index (without
     // `--preserve-digests` it would gzip the plain layer).
     let copy = tmp.path().join("copy");
