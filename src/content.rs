@@ -44,6 +44,28 @@ impl FileContent {
         self.remaining
     }
 
+    /// Skips the next `n` bytes (at most what is left) without generating them: ChaCha's
+    /// block counter is set directly, so a read can start anywhere in a file in O(1).
+    pub fn skip(&mut self, n: u64) {
+        let n = n.min(self.remaining);
+        let buffered = (BLOCK - self.spare_pos) as u64;
+        if n <= buffered {
+            self.spare_pos += n as usize;
+        } else {
+            // The stream position is the generator's, less the spare bytes not yet read.
+            let at = self.rng.get_word_pos() * 4 - u128::from(buffered) + u128::from(n);
+            let block = BLOCK as u128;
+            self.rng.set_word_pos(at / block * (block / 4));
+            self.spare_pos = BLOCK;
+            let within = (at % block) as usize;
+            if within > 0 {
+                self.rng.fill_bytes(&mut self.spare);
+                self.spare_pos = within;
+            }
+        }
+        self.remaining -= n;
+    }
+
     /// Fills as much of `buf` as the file has left; returns how much.
     pub fn fill(&mut self, buf: &mut [u8]) -> usize {
         let want = buf
@@ -117,6 +139,32 @@ mod tests {
                 read_all(FileContent::new(&[1; 32], 2, 3, 10_007), chunk),
                 reference,
                 "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn skipping_lands_where_reading_would() {
+        let all = read_all(FileContent::new(&[3; 32], 1, 0, 5000), 4096);
+        for (first, skip) in [
+            (0, 0),
+            (0, 1),
+            (0, 64),
+            (0, 100),
+            (10, 54),
+            (10, 3000),
+            (70, 4930),
+        ] {
+            let mut content = FileContent::new(&[3; 32], 1, 0, 5000);
+            let mut head = vec![0; first];
+            content.fill(&mut head);
+            content.skip(skip as u64);
+            let start = first + skip;
+            assert_eq!(content.remaining(), (5000 - start) as u64);
+            assert_eq!(
+                read_all(content, 777),
+                all[start..],
+                "read {first}, skip {skip}"
             );
         }
     }
