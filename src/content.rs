@@ -1,7 +1,8 @@
-//! Deterministic file bytes: ChaCha8 seeded from (spec hash, layer, file).
+//! Deterministic file bytes: ChaCha8 seeded from (image seed, layer, file).
 //!
 //! Every builder reads file data from here, so the same spec yields the same bytes
-//! whichever builder, machine or buffer size produced them.
+//! whichever builder, machine or buffer size produced them. Any byte of a file can be
+//! reached directly (`seek`): ChaCha is a counter-mode stream.
 
 use std::io;
 
@@ -9,33 +10,76 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use sha2::{Digest as _, Sha256};
 
+use crate::platform::Platform;
+use crate::spec::{Ratio, Spec};
+
 /// ChaCha's block: reads are served in whole blocks so the stream does not depend on how
 /// the caller slices it (`fill_bytes` drops the tail of a partly used word).
 const BLOCK: usize = 64;
+/// A compressible file is made of segments of this size: `L` random bytes, then those `L`
+/// bytes repeated to the end of the segment. gzip and zstd both see one literal run and
+/// one long match per segment (the distance is well inside gzip's 32 KiB window), so the
+/// ratio is about `SEGMENT / L`; the byte values stay uniform, and no two segments are alike.
+const SEGMENT: usize = 4096;
+
+/// The seed of an image's file bytes, for one platform.
+///
+/// It hashes the spec's content form (sizes, layouts, ratios; not the encodings, so a
+/// gzip layer holds the same files as a plain one). Each platform of a multi-platform image
+/// gets bytes of its own, as real multi-arch images do, except `linux/amd64`, whose seed is
+/// the spec's alone: the `linux/amd64` image of a list is the single-platform image of the
+/// spec. `shared` gives every platform those same bytes (`--shared-layers`).
+pub fn seed(spec: &Spec, platform: &Platform, shared: bool) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(spec.content_canonical().as_bytes());
+    if !shared && *platform != Platform::default() {
+        hash.update(b"\0platform\0");
+        hash.update(platform.to_string().as_bytes());
+    }
+    hash.finalize().into()
+}
 
 /// The bytes of one file, exactly `len` of them.
 #[derive(Debug)]
 pub struct FileContent {
     rng: ChaCha8Rng,
+    len: u64,
     remaining: u64,
-    spare: [u8; BLOCK],
+    /// Random bytes, or the current segment of a compressible file.
+    spare: Vec<u8>,
     spare_pos: usize,
+    /// Random bytes per segment; `None` for incompressible (all random) content.
+    literal: Option<usize>,
 }
 
 impl FileContent {
-    /// The content of file `file` (0-based) in layer `layer` (1-based) of the spec with
-    /// hash `spec_hash`.
-    pub fn new(spec_hash: &[u8; 32], layer: u32, file: u64, len: u64) -> Self {
-        let mut seed = Sha256::new();
-        seed.update(b"image-maker content v1\0");
-        seed.update(spec_hash);
-        seed.update(u64::from(layer).to_le_bytes());
-        seed.update(file.to_le_bytes());
+    /// The content of file `file` (0-based) in layer `layer` (1-based) of the image whose
+    /// [`seed`] is `seed`, with random bytes (ratio 1:1).
+    pub fn new(seed: &[u8; 32], layer: u32, file: u64, len: u64) -> Self {
+        Self::with_ratio(seed, layer, file, len, Ratio::ONE)
+    }
+
+    /// The same, compressible about `ratio`:1.
+    pub fn with_ratio(seed: &[u8; 32], layer: u32, file: u64, len: u64, ratio: Ratio) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(b"image-maker content v1\0");
+        hash.update(seed);
+        hash.update(u64::from(layer).to_le_bytes());
+        hash.update(file.to_le_bytes());
+        let literal = (ratio != Ratio::ONE).then(|| {
+            let literal = (SEGMENT * 100 + usize::from(ratio.hundredths()) / 2)
+                / usize::from(ratio.hundredths());
+            literal.clamp(1, SEGMENT)
+        });
+        let spare = vec![0; if literal.is_some() { SEGMENT } else { BLOCK }];
+        let spare_pos = spare.len();
         Self {
-            rng: ChaCha8Rng::from_seed(seed.finalize().into()),
+            rng: ChaCha8Rng::from_seed(hash.finalize().into()),
+            len,
             remaining: len,
-            spare: [0; BLOCK],
-            spare_pos: BLOCK,
+            spare,
+            spare_pos,
+            literal,
         }
     }
 
@@ -44,26 +88,46 @@ impl FileContent {
         self.remaining
     }
 
-    /// Skips the next `n` bytes (at most what is left) without generating them: ChaCha's
-    /// block counter is set directly, so a read can start anywhere in a file in O(1).
-    pub fn skip(&mut self, n: u64) {
-        let n = n.min(self.remaining);
-        let buffered = (BLOCK - self.spare_pos) as u64;
-        if n <= buffered {
-            self.spare_pos += n as usize;
-        } else {
-            // The stream position is the generator's, less the spare bytes not yet read.
-            let at = self.rng.get_word_pos() * 4 - u128::from(buffered) + u128::from(n);
-            let block = BLOCK as u128;
-            self.rng.set_word_pos(at / block * (block / 4));
-            self.spare_pos = BLOCK;
-            let within = (at % block) as usize;
-            if within > 0 {
-                self.rng.fill_bytes(&mut self.spare);
-                self.spare_pos = within;
+    /// Moves to byte `offset` of the file (at most its length) in constant time: the next
+    /// read starts there.
+    pub fn seek(&mut self, offset: u64) {
+        let offset = offset.min(self.len);
+        self.remaining = self.len - offset;
+        let unit = self.spare.len() as u64;
+        let (index, within) = (offset / unit, (offset % unit) as usize);
+        // ChaCha counts 32-bit words: 16 to a block.
+        let word = match self.literal {
+            None => index * 16,
+            Some(literal) => index * Self::drawn(literal) as u64 / 4,
+        };
+        self.rng.set_word_pos(u128::from(word));
+        self.spare_pos = self.spare.len();
+        if within > 0 {
+            self.refill();
+            self.spare_pos = within;
+        }
+    }
+
+    /// Random bytes drawn per segment: whole blocks, so that a segment's bytes start at a
+    /// block of the stream and `seek` can find them.
+    fn drawn(literal: usize) -> usize {
+        literal.div_ceil(BLOCK) * BLOCK
+    }
+
+    /// The next block of random bytes, or the next segment.
+    fn refill(&mut self) {
+        match self.literal {
+            None => self.rng.fill_bytes(&mut self.spare),
+            Some(literal) => {
+                let drawn = Self::drawn(literal).min(SEGMENT);
+                self.rng.fill_bytes(&mut self.spare[..drawn]);
+                for start in (literal..SEGMENT).step_by(literal) {
+                    let end = (start + literal).min(SEGMENT);
+                    self.spare.copy_within(0..end - start, start);
+                }
             }
         }
-        self.remaining -= n;
+        self.spare_pos = 0;
     }
 
     /// Fills as much of `buf` as the file has left; returns how much.
@@ -73,20 +137,21 @@ impl FileContent {
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let buf = &mut buf[..want];
         let mut done = 0;
-        if self.spare_pos < BLOCK {
-            let n = (BLOCK - self.spare_pos).min(want);
-            buf[..n].copy_from_slice(&self.spare[self.spare_pos..self.spare_pos + n]);
+        while done < want {
+            if self.spare_pos == self.spare.len() {
+                if self.literal.is_none() && want - done >= BLOCK {
+                    // Random bytes go straight into the caller's buffer, whole blocks at a time.
+                    let whole = (want - done) / BLOCK * BLOCK;
+                    self.rng.fill_bytes(&mut buf[done..done + whole]);
+                    done += whole;
+                    continue;
+                }
+                self.refill();
+            }
+            let n = (self.spare.len() - self.spare_pos).min(want - done);
+            buf[done..done + n].copy_from_slice(&self.spare[self.spare_pos..self.spare_pos + n]);
             self.spare_pos += n;
-            done = n;
-        }
-        let whole = (want - done) / BLOCK * BLOCK;
-        self.rng.fill_bytes(&mut buf[done..done + whole]);
-        done += whole;
-        if done < want {
-            self.rng.fill_bytes(&mut self.spare);
-            let n = want - done;
-            buf[done..].copy_from_slice(&self.spare[..n]);
-            self.spare_pos = n;
+            done += n;
         }
         self.remaining -= want as u64;
         want
@@ -144,29 +209,54 @@ mod tests {
     }
 
     #[test]
-    fn skipping_lands_where_reading_would() {
-        let all = read_all(FileContent::new(&[3; 32], 1, 0, 5000), 4096);
-        for (first, skip) in [
-            (0, 0),
-            (0, 1),
-            (0, 64),
-            (0, 100),
-            (10, 54),
-            (10, 3000),
-            (70, 4930),
-        ] {
-            let mut content = FileContent::new(&[3; 32], 1, 0, 5000);
-            let mut head = vec![0; first];
-            content.fill(&mut head);
-            content.skip(skip as u64);
-            let start = first + skip;
-            assert_eq!(content.remaining(), (5000 - start) as u64);
-            assert_eq!(
-                read_all(content, 777),
-                all[start..],
-                "read {first}, skip {skip}"
-            );
+    fn seek_lands_where_reading_would() {
+        for ratio in ["1", "4", "2.5", "100"] {
+            let ratio: Ratio = ratio.parse().expect("valid");
+            let file = || FileContent::with_ratio(&[4; 32], 1, 2, 20_000, ratio);
+            let whole = read_all(file(), 777);
+            for offset in [0, 1, 63, 64, 65, 4095, 4096, 4097, 12_345, 19_999, 20_000] {
+                let mut content = file();
+                content.seek(offset);
+                assert_eq!(content.remaining(), 20_000 - offset);
+                let rest = read_all(content, 333);
+                assert!(
+                    rest == whole[offset as usize..],
+                    "ratio {ratio}, offset {offset}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn compressible_content_repeats_within_segments_only() {
+        let ratio: Ratio = "4".parse().expect("valid");
+        let bytes = read_all(
+            FileContent::with_ratio(&[5; 32], 1, 0, 3 * 4096, ratio),
+            4096,
+        );
+        // 1024 random bytes, repeated to the end of each 4 KiB segment.
+        assert_eq!(bytes[..1024], bytes[1024..2048]);
+        assert_eq!(bytes[..1024], bytes[3072..4096]);
+        assert_ne!(bytes[..1024], bytes[4096..5120]);
+        // Ratio 1 is the random stream, whatever the constructor.
+        assert!(
+            read_all(FileContent::with_ratio(&[5; 32], 1, 0, 999, Ratio::ONE), 64)
+                == read_all(FileContent::new(&[5; 32], 1, 0, 999), 64)
+        );
+    }
+
+    #[test]
+    fn platforms_get_bytes_of_their_own_but_linux_amd64() {
+        let spec: Spec = "1MB".parse().expect("valid");
+        let amd64 = Platform::default();
+        let arm64 = Platform::parse("linux/arm64").expect("valid");
+        // linux/amd64 keeps the seed every single-platform image had: the spec hash.
+        assert_eq!(seed(&spec, &amd64, false), spec.hash());
+        assert_ne!(seed(&spec, &arm64, false), spec.hash());
+        assert_eq!(seed(&spec, &arm64, true), spec.hash());
+        // The encoding is not part of what the files hold.
+        let gzip: Spec = "1MB:compression=gzip:level=9".parse().expect("valid");
+        assert_eq!(seed(&gzip, &amd64, false), spec.hash());
     }
 
     #[test]

@@ -330,6 +330,17 @@ pub enum UsageError {
     /// A duration (`cache gc --max-age`) is not a whole number and a unit.
     #[error("`{0}` is not a duration")]
     Duration(String),
+    /// Something only the native builder makes, asked of the dockerfile builder.
+    #[error("the dockerfile builder cannot make {what}: `{value}`")]
+    NativeOnly {
+        /// What it cannot make: `compressed layers`, `a multi-platform image`.
+        what: &'static str,
+        /// The spec or platform list that asks for it.
+        value: String,
+    },
+    /// `--compression` names an encoding other than `gzip`, `zstd` or `none`.
+    #[error("unknown compression `{0}`")]
+    Compression(String),
     /// A size flag (`cache gc --max-size`) is not a size in bytes.
     #[error("{flag} `{value}` {reason}")]
     Size {
@@ -351,6 +362,10 @@ impl UsageError {
                 Some("add `.builder(Builder::Dockerfile)`")
             }
             Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
+            Self::NativeOnly { .. } => Some(
+                "an engine's build writes plain layers for one platform: use the native builder (`--builder native`, the default)",
+            ),
+            Self::Compression(_) => Some("compression is `gzip`, `zstd` or `none`"),
             _ => None,
         }
     }

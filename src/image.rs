@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::digest::Blob;
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::spec::Spec;
+use crate::spec::{Compression, Spec};
 
 /// The label on every image naming the spec it was built from.
 pub const SPEC_LABEL: &str = "dev.image-maker.spec";
@@ -35,6 +35,24 @@ pub struct LayerInfo {
     pub files: u64,
     /// Bytes of file data in the layer (the size the spec asked for).
     pub payload: u64,
+    /// The blob's media type: `application/vnd.oci.image.layer.v1.tar`, `…+gzip` or
+    /// `…+zstd`.
+    #[serde(default = "plain_tar")]
+    pub media_type: String,
+}
+
+/// The media type of an uncompressed layer: what every layer was before encodings.
+pub(crate) fn plain_tar() -> String {
+    layer_media_type(Compression::None).to_string()
+}
+
+/// The OCI media type of a layer blob encoded as `compression` says.
+pub fn layer_media_type(compression: Compression) -> MediaType {
+    match compression {
+        Compression::None => MediaType::ImageLayer,
+        Compression::Gzip => MediaType::ImageLayerGzip,
+        Compression::Zstd => MediaType::ImageLayerZstd,
+    }
 }
 
 impl LayerInfo {
@@ -125,7 +143,7 @@ pub fn with_config(config: Vec<u8>, layers: &[LayerInfo]) -> Result<Metadata, Me
     let config_blob = Blob::of(&config);
     let layer_descriptors = layers
         .iter()
-        .map(|l| descriptor(&l.blob(), MediaType::ImageLayer))
+        .map(|l| descriptor(&l.blob(), MediaType::from(l.media_type.as_str())))
         .collect::<Result<Vec<_>, _>>()?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
@@ -279,6 +297,7 @@ mod tests {
             diff_id: format!("sha256:{}", "a".repeat(64)),
             files: 1,
             payload: 1024,
+            media_type: plain_tar(),
         };
         let meta = metadata(&spec, &Platform::default(), 0, &[layer]).expect("metadata");
         let config = String::from_utf8(meta.config).expect("utf8");
@@ -310,6 +329,7 @@ mod tests {
             diff_id: format!("sha256:{}", d.to_string().repeat(64)),
             files: 2,
             payload: 1024,
+            media_type: plain_tar(),
         };
         let meta =
             metadata(&spec, &Platform::default(), 0, &[layer('a'), layer('b')]).expect("metadata");

@@ -5,7 +5,6 @@ use std::io::{self, Write};
 
 use tar::{EntryType, Header};
 
-use crate::content::FileContent;
 use crate::plan::{Entry, LayerPlan};
 use crate::spec::LayerSpec;
 
@@ -37,7 +36,7 @@ pub fn tar_size(plan: &LayerPlan) -> u64 {
 /// an error from it (an interrupt) stops the stream.
 pub fn write_tar(
     plan: &LayerPlan,
-    spec_hash: &[u8; 32],
+    seed: &[u8; 32],
     options: TarOptions,
     out: &mut dyn Write,
     tick: &mut dyn FnMut(u64) -> io::Result<()>,
@@ -53,7 +52,7 @@ pub fn write_tar(
             Entry::File(file) => file,
         };
         tar.begin_file(&file.path, file.size)?;
-        let mut content = FileContent::new(spec_hash, plan.number, file.index, file.size);
+        let mut content = plan.content(seed, &file);
         while content.remaining() > 0 {
             let n = content.fill(&mut buf);
             tar.data(&buf[..n])?;
@@ -95,6 +94,12 @@ impl<W: Write> TarWriter<W> {
 
     pub fn data(&mut self, data: &[u8]) -> io::Result<()> {
         self.out.write_all(data)
+    }
+
+    /// Ends a file whose size `begin_file` did not know: pads after `size` bytes of data.
+    pub fn end_file_of(&mut self, size: u64) -> io::Result<()> {
+        self.pending_pad = (BLOCK - size % BLOCK) % BLOCK;
+        self.end_file()
     }
 
     pub fn end_file(&mut self) -> io::Result<()> {
@@ -279,7 +284,7 @@ mod tests {
         )
         .expect("in memory");
         let mut expected = vec![0; 1000];
-        FileContent::new(&spec.hash(), 1, 0, 1000).fill(&mut expected);
+        crate::content::FileContent::new(&spec.hash(), 1, 0, 1000).fill(&mut expected);
         assert_eq!(&bytes[1024..2024], expected.as_slice());
     }
 }

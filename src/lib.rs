@@ -27,6 +27,7 @@ pub mod build;
 pub mod cache;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub(crate) mod compress;
 pub mod content;
 pub mod digest;
 pub mod engine;

@@ -1,6 +1,7 @@
 //! Names and sizes of every file in every layer: the one plan both builders follow, so the
 //! native layers and the Dockerfile build context hold the same paths and bytes.
 
+use crate::content::FileContent;
 use crate::spec::{format_size, LayerSpec, Layout, Spec};
 
 /// Files per directory of a `tree=N` layer.
@@ -53,6 +54,12 @@ impl LayerPlan {
     /// The layer's top directory, `layerN`.
     pub fn dir(&self) -> String {
         format!("layer{}", self.number)
+    }
+
+    /// The bytes of `file`, a file of this layer, in the image whose content seed is
+    /// `seed` ([`crate::content::seed`]).
+    pub fn content(&self, seed: &[u8; 32], file: &FilePlan) -> FileContent {
+        FileContent::with_ratio(seed, self.number, file.index, file.size, self.spec.ratio)
     }
 
     /// How many directory entries `entries` yields, `layerN/` included.
@@ -111,6 +118,7 @@ impl LayerPlan {
             size,
             files,
             layout,
+            ..
         } = self.spec;
         let base = size / files;
         let larger = size % files;

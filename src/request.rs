@@ -60,6 +60,8 @@ pub struct BuildRequest {
     pub reference: Reference,
     /// The platform the config names; linux/amd64 by default.
     pub platform: Platform,
+    /// Every platform gets the `linux/amd64` layers instead of bytes of its own.
+    pub shared_layers: bool,
     /// Modification time of every tar entry and the config's `created`, in seconds.
     pub mtime: u64,
     /// Where the image goes, in the order given.
@@ -92,10 +94,13 @@ pub struct BuildRequest {
 impl BuildRequest {
     /// Linux/amd64, mtime 0, no outputs: add them with `output`.
     pub fn new(spec: Spec, reference: Reference) -> Self {
+        // `compression=none` and a default level said out loud are the same image as unsaid.
+        let spec = spec.with_defaults(None, None).unwrap_or(spec);
         Self {
             spec,
             reference,
             platform: Platform::default(),
+            shared_layers: false,
             mtime: 0,
             outputs: Vec::new(),
             engine: None,

@@ -9,9 +9,9 @@ use crate::image::{self, LayerInfo};
 use crate::layer::{self, TarOptions};
 use crate::progress::Progress;
 use crate::request::{BuildRequest, Built, Output};
-use crate::sink::{self, Finished};
+use crate::sink::{self, Finished, LayerStart};
 use crate::units::human_size;
-use crate::{interrupt, pipeline, plan, Error};
+use crate::{compress, content, interrupt, pipeline, plan, Error};
 
 /// Where the layer bytes come from.
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +77,7 @@ fn build_once(
     )?);
     let stream = sinks.iter().any(|s| s.wants_data());
     let layers = plan::layers(spec);
-    let spec_hash = spec.hash();
+    let seed = content::seed(spec, &request.platform, request.shared_layers);
     progress.stage(format!(
         "{} {} ({} layer{}, {}) for {}",
         match source {
@@ -97,19 +97,39 @@ fn build_once(
     let mut infos = Vec::with_capacity(layers.len());
     for layer in &layers {
         let size = layer::tar_size(layer);
+        let compression = layer.spec.encoding();
+        let start = LayerStart {
+            number: layer.number,
+            tar_size: size,
+            compression,
+        };
         for sink in sinks.iter_mut() {
-            sink.begin_layer(layer.number, size)?;
+            sink.begin_layer(&start)?;
+            if let Some(note) = sink.take_note() {
+                progress.stage(note);
+            }
         }
         // An interrupt surfaces as an I/O error here; `build` reports it as what it is.
         let mut tick = |n| {
             progress.inc(n);
             interrupt::check().map_err(|_| std::io::Error::other("interrupted"))
         };
-        let blob = match source {
+        let (blob, diff_id) = match source {
             Source::Generate => pipeline::write_layer(&mut sinks, |out| {
-                let mut hashing = HashingWriter::new(out);
-                layer::write_tar(layer, &spec_hash, options, &mut hashing, &mut tick)?;
-                Ok(hashing.complete().0)
+                // tar → SHA-256 (diff_id) → encoder → SHA-256 (digest) → outputs, in one pass.
+                let (diff_id, hashing) = compress::encode(
+                    compression,
+                    layer.spec.effective_level(),
+                    compress::workers(),
+                    Some(size),
+                    HashingWriter::new(out),
+                    |encoder| {
+                        let mut tar = HashingWriter::new(encoder);
+                        layer::write_tar(layer, &seed, options, &mut tar, &mut tick)?;
+                        Ok(tar.complete().0.digest)
+                    },
+                )?;
+                Ok((hashing.complete().0, diff_id))
             })?
             .map_err(Error::io("generate", layer.dir()))?,
             Source::Blobs { layout, layers } => {
@@ -147,8 +167,8 @@ fn build_once(
                     tick(expected.size).map_err(Error::io("read", &path))?;
                     expected.blob()
                 };
-                check_blob(&path, &blob, &expected.blob(), size)?;
-                blob
+                check_blob(&path, &blob, &expected.blob(), start.blob_size())?;
+                (blob, expected.diff_id.clone())
             }
         };
         for sink in sinks.iter_mut() {
@@ -167,11 +187,12 @@ fn build_once(
             blob.digest
         ));
         infos.push(LayerInfo {
-            diff_id: blob.digest.clone(),
+            diff_id,
             digest: blob.digest,
             size: blob.size,
             files: layer.spec.files,
             payload: layer.spec.size,
+            media_type: image::layer_media_type(compression).to_string(),
         });
     }
     progress.finish();
@@ -181,7 +202,7 @@ fn build_once(
         for blob in [&metadata.config_blob, &metadata.manifest_blob] {
             let path = layout.join(blob.layout_path());
             let found = Blob::of_file(&path).map_err(Error::io("read", &path))?;
-            check_blob(&path, &found, blob, blob.size)?;
+            check_blob(&path, &found, blob, Some(blob.size))?;
         }
     }
     let finished = Finished {
@@ -238,9 +259,10 @@ fn build_once(
     })
 }
 
-/// A cached blob is what the entry says, or the cache is damaged.
-fn check_blob(path: &Path, found: &Blob, expected: &Blob, size: u64) -> Result<(), Error> {
-    let detail = if found.size != expected.size || found.size != size {
+/// A cached blob is what the entry says (and `size`, when the plan knows it), or the cache
+/// is damaged.
+fn check_blob(path: &Path, found: &Blob, expected: &Blob, size: Option<u64>) -> Result<(), Error> {
+    let detail = if found.size != expected.size || size.is_some_and(|size| found.size != size) {
         format!(
             "blob {} holds {} bytes, not {}",
             expected.digest, found.size, expected.size

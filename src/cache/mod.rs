@@ -402,6 +402,10 @@ pub fn key(request: &BuildRequest) -> String {
         request.platform,
         request.mtime
     ));
+    if request.shared_layers && request.platform != crate::Platform::default() {
+        // Other platforms' bytes are linux/amd64's then; linux/amd64's are the same either way.
+        hasher.update("shared layers\n");
+    }
     if request.builder == Builder::Dockerfile {
         // Bumped when the build context (files or Dockerfile) changes.
         hasher.update("builder dockerfile 1\n");

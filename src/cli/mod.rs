@@ -14,6 +14,7 @@ use crate::cache::{build_in_user_cache, Cache};
 use crate::error::UsageError;
 use crate::registry::{self, PushSource, RegistryError};
 use crate::request::{Builder, LinkMode, PushOptions, Pushed};
+use crate::spec::Compression;
 use crate::{
     build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec,
 };
@@ -264,6 +265,19 @@ pub struct Args {
     #[arg(long, value_name = "P", default_value = "linux/amd64")]
     pub platform: String,
 
+    /// How layers without `compression=` are encoded: none (default), gzip or zstd
+    #[arg(long, value_name = "C")]
+    pub compression: Option<String>,
+
+    /// Level of every compressed layer without `level=`: gzip 1-9 (default 6), zstd 1-19
+    /// (default 3)
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<u32>,
+
+    /// Give a platform other than linux/amd64 the linux/amd64 layer bytes instead of its own
+    #[arg(long)]
+    pub shared_layers: bool,
+
     /// Build even if the cache has the image, and do not store it there; with the dockerfile
     /// builder, build even if the engine has an image labelled with the cache key
     #[arg(long)]
@@ -293,7 +307,13 @@ pub struct Args {
 impl Args {
     /// Everything the arguments say, validated, before any work starts.
     pub fn request(&self) -> Result<BuildRequest, Error> {
-        let spec = Spec::parse_with_count(&self.layer_sizes, self.num_layers)?;
+        let compression = self
+            .compression
+            .as_deref()
+            .map(|c| Compression::parse(c).ok_or_else(|| UsageError::Compression(c.to_owned())))
+            .transpose()?;
+        let spec = Spec::parse_with_count(&self.layer_sizes, self.num_layers)?
+            .with_defaults(compression, self.compression_level)?;
         let reference = Reference::parse(&self.image)?;
         let platform = Platform::parse(&self.platform)?;
         let outputs = self
@@ -329,6 +349,7 @@ impl Args {
         request.no_cache = self.no_cache;
         request.link_mode = self.link_mode;
         request.verify = self.verify;
+        request.shared_layers = self.shared_layers;
         request.push = self.registry.options(self.verbose)?;
         Ok(request)
     }

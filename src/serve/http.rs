@@ -387,10 +387,10 @@ fn blob(
                     _ => Ok(()),
                 }
             }),
-            Stored::Layer(layer) if range == (0..size) => {
+            Stored::Layer(layer, _) if range == (0..size) => {
                 Body::generated(start, damage, move |out| layer.write(out))
             }
-            Stored::Layer(layer) => {
+            Stored::Layer(layer, _) => {
                 Body::generated(start, damage, move |out| layer.write_range(range, out))
             }
         }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
-use super::generate::Layer;
+use super::generate::{Hashed, Layer};
 use crate::digest::{hex, Blob};
 use crate::image::{self, LayerInfo};
 use crate::platform::Platform;
@@ -38,8 +38,8 @@ pub(crate) struct Manifest {
 /// A blob the server can send.
 #[derive(Debug, Clone)]
 pub(crate) enum Stored {
-    /// Generated as it is sent.
-    Layer(Layer),
+    /// Generated as it is sent; the size is the blob's (compressed, for a compressed layer).
+    Layer(Layer, u64),
     /// A config: small, kept.
     Config(Bytes),
 }
@@ -47,14 +47,14 @@ pub(crate) enum Stored {
 impl Stored {
     pub fn size(&self) -> u64 {
         match self {
-            Self::Layer(layer) => layer.size(),
+            Self::Layer(_, size) => *size,
             Self::Config(bytes) => bytes.len() as u64,
         }
     }
 }
 
-/// Layer digests of one spec, computed once however many ask at the same time.
-type Digests = Arc<OnceLock<Result<Arc<Vec<Blob>>, String>>>;
+/// Layer digests of one image, computed once however many ask at the same time.
+type Digests = Arc<OnceLock<Result<Arc<Vec<Hashed>>, String>>>;
 
 /// Every manifest and blob the server has made, by digest.
 #[derive(Debug)]
@@ -86,17 +86,22 @@ impl Store {
     /// The manifest of `spec` for `platform`: the one `image-maker -s SPEC --platform P -o oci:`
     /// writes. The first call for a spec hashes its layers; call it off the async threads.
     pub fn manifest(&self, spec: &Spec, platform: &Platform) -> Result<Arc<Manifest>, Error> {
-        let spec = Arc::new(spec.clone());
-        let blobs = self.layer_blobs(&spec)?;
+        // As a build request spells it: `compression=none` and default levels left out.
+        let spec = Arc::new(
+            spec.with_defaults(None, None)
+                .unwrap_or_else(|_| spec.clone()),
+        );
+        let blobs = self.layer_blobs(&spec, platform)?;
         let infos: Vec<LayerInfo> = blobs
             .iter()
             .zip(spec.layers())
-            .map(|(blob, layer)| LayerInfo {
-                digest: blob.digest.clone(),
-                size: blob.size,
-                diff_id: blob.digest.clone(),
+            .map(|(hashed, layer)| LayerInfo {
+                digest: hashed.blob.digest.clone(),
+                size: hashed.blob.size,
+                diff_id: hashed.diff_id.clone(),
                 files: layer.files,
                 payload: layer.size,
+                media_type: image::layer_media_type(layer.encoding()).to_string(),
             })
             .collect();
         let metadata = image::metadata(&spec, platform, self.mtime, &infos)?;
@@ -110,9 +115,10 @@ impl Store {
             metadata.config_blob.digest,
             Stored::Config(Bytes::from(metadata.config)),
         );
-        for (blob, number) in blobs.iter().zip(1..) {
-            known.entry(blob.digest.clone()).or_insert_with(|| {
-                Stored::Layer(Layer::new(Arc::clone(&spec), number, self.mtime))
+        for (hashed, number) in blobs.iter().zip(1..) {
+            known.entry(hashed.blob.digest.clone()).or_insert_with(|| {
+                let layer = Layer::new(Arc::clone(&spec), platform, number, self.mtime);
+                Stored::Layer(layer, hashed.blob.size)
             });
         }
         drop(known);
@@ -135,20 +141,25 @@ impl Store {
         known.get(digest).cloned()
     }
 
-    /// Digest and size of each layer of `spec`: from memory, the memo, or one pass.
-    fn layer_blobs(&self, spec: &Arc<Spec>) -> Result<Arc<Vec<Blob>>, Error> {
-        let key = self.key(spec);
+    /// Digest, size and diff_id of each layer of `spec` for `platform`: from memory, the
+    /// memo, or one pass.
+    fn layer_blobs(
+        &self,
+        spec: &Arc<Spec>,
+        platform: &Platform,
+    ) -> Result<Arc<Vec<Hashed>>, Error> {
+        let key = self.key(spec, platform);
         let cell = {
             let mut digests = self.digests.lock().unwrap_or_else(|e| e.into_inner());
             Arc::clone(digests.entry(key.clone()).or_default())
         };
         // Whoever comes first computes; the others wait for that one pass.
         let result = cell.get_or_init(|| {
-            if let Some(blobs) = self.read_memo_file(&key, spec) {
+            if let Some(blobs) = self.read_memo_file(&key, spec, platform) {
                 return Ok(Arc::new(blobs));
             }
-            let blobs = hash_layers(spec, self.mtime).map_err(|e| e.to_string())?;
-            self.write_memo_file(&key, spec, &blobs);
+            let blobs = hash_layers(spec, platform, self.mtime).map_err(|e| e.to_string())?;
+            self.write_memo_file(&key, spec, platform, &blobs);
             Ok(Arc::new(blobs))
         });
         result.clone().map_err(|detail| Error::Io {
@@ -158,21 +169,37 @@ impl Store {
         })
     }
 
-    fn key(&self, spec: &Spec) -> String {
+    /// What the layers' bytes depend on: the spec, the platform (through the content
+    /// seed) and the mtime.
+    fn key(&self, spec: &Spec, platform: &Platform) -> String {
         let mut hasher = Sha256::new();
-        hasher.update(b"image-maker serve digests v1\0");
+        hasher.update(b"image-maker serve digests v2\0");
         hasher.update(spec.canonical().as_bytes());
         hasher.update(b"\0");
+        hasher.update(crate::content::seed(spec, platform, false));
         hasher.update(self.mtime.to_le_bytes());
         hex(&hasher.finalize())
     }
 
-    /// `spec CANONICAL`, `mtime N`, then `layer DIGEST SIZE` per layer: about 80 bytes a layer.
-    fn write_memo_file(&self, key: &str, spec: &Spec, blobs: &[Blob]) {
+    /// `spec CANONICAL`, `platform P`, `mtime N`, then `layer DIGEST SIZE [DIFF_ID]` per
+    /// layer (the diff_id of compressed layers only): about 85 bytes a layer.
+    fn write_memo_file(&self, key: &str, spec: &Spec, platform: &Platform, blobs: &[Hashed]) {
         let Some(dir) = &self.memo else { return };
-        let mut text = format!("spec {}\nmtime {}\n", spec.canonical(), self.mtime);
-        for blob in blobs {
-            text.push_str(&format!("layer {} {}\n", blob.digest, blob.size));
+        let mut text = format!(
+            "spec {}\nplatform {platform}\nmtime {}\n",
+            spec.canonical(),
+            self.mtime
+        );
+        for hashed in blobs {
+            text.push_str(&format!(
+                "layer {} {}",
+                hashed.blob.digest, hashed.blob.size
+            ));
+            // A plain tar is its own diff_id.
+            if hashed.diff_id != hashed.blob.digest {
+                text.push_str(&format!(" {}", hashed.diff_id));
+            }
+            text.push('\n');
         }
         // Written beside its name and renamed: a reader never sees half a file.
         static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -196,15 +223,18 @@ impl Store {
         }
     }
 
-    fn read_memo_file(&self, key: &str, spec: &Spec) -> Option<Vec<Blob>> {
+    fn read_memo_file(&self, key: &str, spec: &Spec, platform: &Platform) -> Option<Vec<Hashed>> {
         let text = fs::read_to_string(self.memo.as_ref()?.join(key)).ok()?;
-        let (canonical, mtime, blobs) = parse_memo(&text)?;
-        (canonical == spec.canonical() && mtime == self.mtime && blobs.len() == spec.layers().len())
-            .then_some(blobs)
+        let memo = parse_memo(&text)?;
+        (memo.spec == spec.canonical()
+            && memo.platform == *platform
+            && memo.mtime == self.mtime
+            && memo.layers.len() == spec.layers().len())
+        .then_some(memo.layers)
     }
 
-    /// Every spec an earlier server memoized: its layers become known blobs, and its
-    /// linux/amd64 manifest a known manifest.
+    /// Every image an earlier server memoized: its layers become known blobs, and its
+    /// manifest a known manifest.
     fn read_memo(&self) {
         let Some(dir) = &self.memo else { return };
         let Ok(items) = fs::read_dir(dir) else { return };
@@ -213,54 +243,74 @@ impl Store {
             if name.starts_with('.') {
                 continue;
             }
-            let Some((canonical, mtime, _)) = fs::read_to_string(item.path())
+            let Some(memo) = fs::read_to_string(item.path())
                 .ok()
                 .as_deref()
                 .and_then(parse_memo)
             else {
                 continue;
             };
-            if mtime != self.mtime {
+            if memo.mtime != self.mtime {
                 continue;
             }
-            if let Ok(spec) = Spec::parse(&canonical) {
-                if self.key(&spec) == name {
-                    let _ = self.manifest(&spec, &Platform::default());
+            if let Ok(spec) = Spec::parse(&memo.spec) {
+                if self.key(&spec, &memo.platform) == name {
+                    let _ = self.manifest(&spec, &memo.platform);
                 }
             }
         }
     }
 }
 
-fn parse_memo(text: &str) -> Option<(String, u64, Vec<Blob>)> {
+/// One memo file.
+struct Memo {
+    spec: String,
+    platform: Platform,
+    mtime: u64,
+    layers: Vec<Hashed>,
+}
+
+fn parse_memo(text: &str) -> Option<Memo> {
+    let digest = |text: &str| {
+        let valid = text.len() == 71
+            && text.starts_with("sha256:")
+            && text[7..].bytes().all(|b| b.is_ascii_hexdigit());
+        valid.then(|| text.to_owned())
+    };
     let mut lines = text.lines();
     let spec = lines.next()?.strip_prefix("spec ")?.to_owned();
+    let platform = Platform::parse(lines.next()?.strip_prefix("platform ")?).ok()?;
     let mtime = lines.next()?.strip_prefix("mtime ")?.parse().ok()?;
-    let blobs = lines
+    let layers = lines
         .map(|line| {
             let mut parts = line.strip_prefix("layer ")?.split(' ');
-            let digest = parts.next()?;
-            let size = parts.next()?.parse().ok()?;
-            let valid = digest.len() == 71
-                && digest.starts_with("sha256:")
-                && digest[7..].bytes().all(|b| b.is_ascii_hexdigit());
-            valid.then(|| Blob {
-                digest: digest.to_owned(),
-                size,
-            })
+            let blob = Blob {
+                digest: digest(parts.next()?)?,
+                size: parts.next()?.parse().ok()?,
+            };
+            let diff_id = match parts.next() {
+                Some(diff_id) => digest(diff_id)?,
+                None => blob.digest.clone(),
+            };
+            Some(Hashed { blob, diff_id })
         })
         .collect::<Option<Vec<_>>>()?;
-    Some((spec, mtime, blobs))
+    Some(Memo {
+        spec,
+        platform,
+        mtime,
+        layers,
+    })
 }
 
 /// Hashes every layer of `spec`, as many at once as there are cores.
-fn hash_layers(spec: &Arc<Spec>, mtime: u64) -> std::io::Result<Vec<Blob>> {
+fn hash_layers(spec: &Arc<Spec>, platform: &Platform, mtime: u64) -> std::io::Result<Vec<Hashed>> {
     let count = spec.layers().len();
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(count);
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<std::io::Result<Blob>>>> =
+    let results: Mutex<Vec<Option<std::io::Result<Hashed>>>> =
         Mutex::new((0..count).map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -270,7 +320,7 @@ fn hash_layers(spec: &Arc<Spec>, mtime: u64) -> std::io::Result<Vec<Blob>> {
                     return;
                 }
                 let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
-                let blob = Layer::new(Arc::clone(spec), number, mtime).digest();
+                let blob = Layer::new(Arc::clone(spec), platform, number, mtime).hash();
                 results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(blob);
             });
         }
@@ -299,7 +349,9 @@ mod tests {
         assert_eq!(files.len(), 1, "one small file, no leftovers");
         let text = fs::read_to_string(files[0].path()).expect("memo");
         assert!(
-            text.starts_with("spec 3KB:files=1,1KB:files=2\nmtime 0\nlayer sha256:"),
+            text.starts_with(
+                "spec 3KB:files=1,1KB:files=2\nplatform linux/amd64\nmtime 0\nlayer sha256:"
+            ),
             "{text}"
         );
         assert!(text.len() < 250, "{text}");
@@ -310,7 +362,7 @@ mod tests {
         assert_eq!(again.bytes, manifest.bytes);
         let doc: serde_json::Value = serde_json::from_slice(&manifest.bytes).expect("json");
         let layer = doc["layers"][1]["digest"].as_str().expect("digest");
-        assert!(matches!(second.blob(layer), Some(Stored::Layer(_))));
+        assert!(matches!(second.blob(layer), Some(Stored::Layer(..))));
         // Another mtime is another image: not taken from this memo.
         let other = Store::new(5, Some(dir.path().to_path_buf()));
         assert!(other.manifest_by_digest(&manifest.digest).is_none());

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 use tempfile::NamedTempFile;
 
-use super::{parent_dir, taken, temp_prefix, Committed, Finished, Sink};
+use super::{parent_dir, taken, temp_prefix, Committed, Finished, LayerStart, Sink};
 use crate::digest::Blob;
 use crate::image::{self, OCI_LAYOUT};
 use crate::layer::{header, TarOptions, TarWriter};
@@ -41,9 +41,9 @@ pub(crate) struct OciArchive {
     output: String,
     temp_path: PathBuf,
     tar: TarWriter<BufWriter<NamedTempFile>>,
-    /// Where the current layer's header is, and the size it announced.
+    /// Where the current layer's header is, and the size it announced, if it knew it.
     header_at: u64,
-    announced: u64,
+    announced: Option<u64>,
     layer_paths: Vec<String>,
 }
 
@@ -66,7 +66,7 @@ impl OciArchive {
             temp_path,
             tar: TarWriter::new(BufWriter::with_capacity(64 * 1024, file), options),
             header_at: 0,
-            announced: 0,
+            announced: None,
             layer_paths: Vec::new(),
         };
         sink.io(|t| {
@@ -91,14 +91,15 @@ fn placeholder() -> String {
 }
 
 impl Sink for OciArchive {
-    fn begin_layer(&mut self, _number: u32, size: u64) -> Result<(), Error> {
+    fn begin_layer(&mut self, layer: &LayerStart) -> Result<(), Error> {
         self.header_at = self
             .tar
             .out
             .stream_position()
             .map_err(Error::io("seek in", &self.temp_path))?;
-        self.announced = size;
-        self.io(|t| t.begin_file(&placeholder(), size))
+        self.announced = layer.blob_size();
+        // A compressed blob's size is known only at its end: the header says 0 until then.
+        self.io(|t| t.begin_file(&placeholder(), layer.blob_size().unwrap_or(0)))
     }
 
     fn write_layer(&mut self, data: &[u8]) -> Result<(), Error> {
@@ -108,17 +109,18 @@ impl Sink for OciArchive {
     fn end_layer(&mut self, blob: &Blob) -> Result<(), Error> {
         let at = self.header_at;
         let path = blob.layout_path();
-        if blob.size != self.announced {
-            // The header cannot grow: a different size would corrupt every later entry.
+        if self.announced.is_some_and(|size| size != blob.size) {
+            // A tar of the wrong size would corrupt every later entry.
             return Err(Error::io("write", &self.temp_path)(io::Error::other(
                 format!(
                     "layer of {} bytes announced as {}",
-                    blob.size, self.announced
+                    blob.size,
+                    self.announced.unwrap_or_default()
                 ),
             )));
         }
         self.io(|t| {
-            t.end_file()?;
+            t.end_file_of(blob.size)?;
             let end = t.out.stream_position()?;
             let h = header(&path, blob.size, EntryType::Regular, t.options)?;
             t.out.seek(SeekFrom::Start(at))?;

@@ -3,19 +3,28 @@
 //!
 //! Blob names in a stream cannot wait for digests, so this is a docker-archive (layers under
 //! `layers/N.tar`, found through `manifest.json`), which every engine's `load` accepts.
+//! Compressed layers are decompressed on the way: a tar entry's size comes before its bytes,
+//! and only the uncompressed size is known then. The engine stores layers uncompressed
+//! anyway, and the image it holds is the same (its ID is the config's digest).
 
 use std::io::Write;
 
 use super::archive::metadata_files;
-use super::{Committed, Finished, Sink};
+use super::{Committed, Finished, LayerStart, Sink};
 use crate::digest::Blob;
 use crate::engine::{last_line, Engine};
 use crate::layer::{TarOptions, TarWriter};
+use crate::spec::Compression;
 use crate::Error;
 
 pub(crate) struct EngineLoad {
     engine: Engine,
     tar: Option<TarWriter<os_pipe::PipeWriter>>,
+    /// Decompresses the current layer into the stream, when it is compressed.
+    decoder: Option<Box<dyn Decode>>,
+    /// Said once: the engine could not have read the layers as they are.
+    note: Option<String>,
+    noted: bool,
     child: Option<duct::Handle>,
     layer_paths: Vec<String>,
 }
@@ -35,8 +44,29 @@ impl EngineLoad {
         Ok(Self {
             engine,
             tar: Some(TarWriter::new(writer, options)),
+            decoder: None,
+            note: None,
+            noted: false,
             child: Some(child),
             layer_paths: Vec::new(),
+        })
+    }
+
+    /// Docker before 23 has no zstd decompressor: it would fail on such a layer with a bare
+    /// "unexpected EOF" or "invalid tar header". Layers reach the engine decompressed, so the
+    /// load works; this says why it differs from what `docker load -i` would do.
+    fn zstd_note(&self) -> Option<String> {
+        if self.engine.kind != crate::EngineKind::Docker {
+            return None;
+        }
+        let args = ["version", "--format", "{{.Server.Version}}"];
+        let version = self.engine.stdout(&args, "docker version".into()).ok()?;
+        let version = String::from_utf8_lossy(&version).trim().to_owned();
+        let major: u32 = version.split('.').next()?.parse().ok()?;
+        (major < 23).then(|| {
+            format!(
+                "note: docker {version} cannot read zstd layers (`docker load -i` of this image's oci-archive fails there); they are loaded decompressed, as the same image"
+            )
         })
     }
 
@@ -74,18 +104,42 @@ impl EngineLoad {
 }
 
 impl Sink for EngineLoad {
-    fn begin_layer(&mut self, number: u32, size: u64) -> Result<(), Error> {
-        let path = format!("layers/{number}.tar");
-        self.io(|t| t.begin_file(&path, size))?;
+    fn begin_layer(&mut self, layer: &LayerStart) -> Result<(), Error> {
+        let path = format!("layers/{}.tar", layer.number);
+        self.io(|t| t.begin_file(&path, layer.tar_size))?;
         self.layer_paths.push(path);
+        let into = match (&self.tar, layer.compression) {
+            (_, Compression::None) => return Ok(()),
+            (Some(tar), _) => tar.out.try_clone(),
+            (None, _) => Err(std::io::Error::other("the engine stream is closed")),
+        };
+        if layer.compression == Compression::Zstd && !self.noted {
+            self.noted = true;
+            self.note = self.zstd_note();
+        }
+        let decoder = into.and_then(|into| decoder(layer.compression, into));
+        self.decoder = Some(decoder.map_err(|e| self.failed(e))?);
         Ok(())
     }
 
     fn write_layer(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.io(|t| t.data(data))
+        match self.decoder.as_mut() {
+            Some(decoder) => match decoder.write_all(data) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(self.failed(e)),
+            },
+            None => self.io(|t| t.data(data)),
+        }
+    }
+
+    fn take_note(&mut self) -> Option<String> {
+        self.note.take()
     }
 
     fn end_layer(&mut self, _blob: &Blob) -> Result<(), Error> {
+        if let Some(decoder) = self.decoder.take() {
+            decoder.finish().map_err(|e| self.failed(e))?;
+        }
         self.io(|t| t.end_file())
     }
 
@@ -129,4 +183,32 @@ impl Drop for EngineLoad {
             let _ = child.kill();
         }
     }
+}
+
+/// A writer that decompresses into the engine's stream.
+trait Decode: Write + Send {
+    /// Writes what is still buffered; an incomplete stream is an error.
+    fn finish(self: Box<Self>) -> std::io::Result<()>;
+}
+
+impl Decode for flate2::write::GzDecoder<os_pipe::PipeWriter> {
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        (*self).finish().map(drop)
+    }
+}
+
+impl Decode for zstd::stream::write::Decoder<'static, os_pipe::PipeWriter> {
+    fn finish(mut self: Box<Self>) -> std::io::Result<()> {
+        self.flush()
+    }
+}
+
+fn decoder(
+    compression: Compression,
+    into: os_pipe::PipeWriter,
+) -> std::io::Result<Box<dyn Decode>> {
+    Ok(match compression {
+        Compression::Zstd => Box::new(zstd::stream::write::Decoder::new(into)?),
+        _ => Box::new(flate2::write::GzDecoder::new(into)),
+    })
 }

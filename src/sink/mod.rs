@@ -19,6 +19,7 @@ use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::request::{LinkMode, Output};
+use crate::spec::Compression;
 use crate::Error;
 
 /// Everything but the layer bytes, once the layers are done.
@@ -29,9 +30,27 @@ pub(crate) struct Finished<'a> {
     pub metadata: &'a Metadata,
 }
 
+/// A layer about to stream past.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LayerStart {
+    /// 1-based.
+    pub number: u32,
+    /// The uncompressed tar's exact size.
+    pub tar_size: u64,
+    /// How the bytes that follow are encoded.
+    pub compression: Compression,
+}
+
+impl LayerStart {
+    /// The blob's size, when it is known before its bytes: only a plain tar's is.
+    pub fn blob_size(&self) -> Option<u64> {
+        (self.compression == Compression::None).then_some(self.tar_size)
+    }
+}
+
 pub(crate) trait Sink: Send {
-    /// A layer tar of exactly `size` bytes follows.
-    fn begin_layer(&mut self, number: u32, size: u64) -> Result<(), Error>;
+    /// A layer blob follows: a plain tar, or one encoded as `layer.compression` says.
+    fn begin_layer(&mut self, layer: &LayerStart) -> Result<(), Error>;
     fn write_layer(&mut self, data: &[u8]) -> Result<(), Error>;
     /// The layer is complete; `blob` is its digest and size.
     fn end_layer(&mut self, blob: &Blob) -> Result<(), Error>;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
 use super::link::Linker;
-use super::{parent_dir, taken, temp_prefix, Committed, Finished, Sink};
+use super::{parent_dir, taken, temp_prefix, Committed, Finished, LayerStart, Sink};
 use crate::digest::Blob;
 use crate::image::{self, OCI_LAYOUT};
 use crate::request::Output;
@@ -72,7 +72,8 @@ impl OciDir {
 }
 
 impl Sink for OciDir {
-    fn begin_layer(&mut self, number: u32, _size: u64) -> Result<(), Error> {
+    fn begin_layer(&mut self, layer: &LayerStart) -> Result<(), Error> {
+        let number = layer.number;
         if self.link.is_some() {
             return Ok(());
         }

@@ -1,11 +1,14 @@
 //! The layer-list grammar shared by the CLI, the library, xtask and the attribute macro.
 //!
-//! `1GB,512MB:files=1000,3x64MB:tree=5000` — comma-separated sizes, each with an optional
-//! `:files=N` (N files in the layer's directory) or `:tree=N` (N files spread over a
-//! directory tree), and an optional `Nx` in front that repeats the layer N times. Units are
+//! `1GB,512MB:files=1000,3x64MB:tree=5000:compression=gzip` — comma-separated sizes, each with
+//! options after colons and an optional `Nx` in front that repeats the layer N times. The
+//! options: `files=N` (N files in the layer's directory) or `tree=N` (N files spread over a
+//! directory tree); `ratio=R` (file bytes that compress about R:1); `compression=gzip|zstd|none`
+//! and `level=N` (how the layer's blob is encoded). Units are
 //! powers of 1024 in any letter case (`512MB`, `512mb`, `512M`, `512MiB`); a bare number
-//! means MB, as in the original command line. The canonical form spells every default out; its SHA-256 (in `super`) is
-//! the spec hash that seeds the content and keys the cache.
+//! means MB, as in the original command line. The canonical form spells the layout out and
+//! the other options only when they differ from their defaults (so that specs written before
+//! those options existed keep their hash); its SHA-256 (in `super`) keys the cache.
 //!
 //! This file needs nothing but std and `thiserror`: the attribute macro compiles it too
 //! (`fixtures-macros/src/grammar/spec.rs` links here), so a spec the macro accepts is one
@@ -45,7 +48,114 @@ impl Layout {
     }
 }
 
-/// How a layer's bytes are laid out as files.
+/// How a layer's blob is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Compression {
+    /// A plain tar, `application/vnd.oci.image.layer.v1.tar`.
+    #[default]
+    None,
+    /// `…tar+gzip`.
+    Gzip,
+    /// `…tar+zstd`.
+    Zstd,
+}
+
+impl Compression {
+    /// Every encoding, in the order help texts list them.
+    pub const ALL: [Self; 3] = [Self::None, Self::Gzip, Self::Zstd];
+
+    /// The name the grammar and `--compression` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+        }
+    }
+
+    /// `gzip`, `zstd` or `none`, in any letter case.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(text.trim()))
+    }
+
+    /// The levels the encoder takes, as `gzip -N` and `zstd -N` number them; `None` for
+    /// a plain tar.
+    pub fn levels(self) -> Option<(u32, u32)> {
+        match self {
+            Self::None => None,
+            Self::Gzip => Some((1, 9)),
+            Self::Zstd => Some((1, 19)),
+        }
+    }
+
+    /// The level used when none is given: the command-line tools' defaults.
+    pub fn default_level(self) -> Option<u32> {
+        match self {
+            Self::None => None,
+            Self::Gzip => Some(6),
+            Self::Zstd => Some(3),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How compressible a layer's file bytes are: they shrink about R:1 under `gzip -6` or
+/// `zstd -3`. Held in hundredths, so `ratio=2.5` is 250; 100 (1:1) is random data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ratio(u16);
+
+impl Ratio {
+    /// Incompressible: uniformly random bytes.
+    pub const ONE: Self = Self(100);
+    /// The most the grammar takes, 100:1.
+    pub const MAX: Self = Self(10_000);
+
+    /// The ratio in hundredths (100 = 1:1).
+    pub fn hundredths(self) -> u16 {
+        self.0
+    }
+
+    /// `1` ≤ R ≤ `100`, with at most two decimals.
+    fn parse(text: &str) -> Option<Self> {
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 2 {
+            return None;
+        }
+        let whole: u32 = whole.parse().ok().filter(|w| *w <= 100)?;
+        let fraction: u32 = format!("{fraction:0<2}").parse().ok()?;
+        u16::try_from(whole * 100 + fraction)
+            .ok()
+            .filter(|h| (100..=10_000).contains(h))
+            .map(Self)
+    }
+}
+
+impl Default for Ratio {
+    fn default() -> Self {
+        Self::ONE
+    }
+}
+
+impl fmt::Display for Ratio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, fraction) = (self.0 / 100, self.0 % 100);
+        match fraction {
+            0 => write!(f, "{whole}"),
+            _ if fraction % 10 == 0 => write!(f, "{whole}.{}", fraction / 10),
+            _ => write!(f, "{whole}.{fraction:02}"),
+        }
+    }
+}
+
+/// How a layer's bytes are laid out as files, and how its blob is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LayerSpec {
     /// Payload bytes: the sum of the layer's file sizes (tar headers come on top).
@@ -54,6 +164,13 @@ pub struct LayerSpec {
     pub files: u64,
     /// Where the files go; flat by default.
     pub layout: Layout,
+    /// How compressible the file bytes are; 1:1 (random) by default.
+    pub ratio: Ratio,
+    /// The blob's encoding as the layer gives it; `None` when it does not say, which
+    /// [`Spec::with_defaults`] resolves.
+    pub compression: Option<Compression>,
+    /// The encoder's level when it is not the encoding's default.
+    pub level: Option<u32>,
 }
 
 impl LayerSpec {
@@ -63,17 +180,48 @@ impl LayerSpec {
             size,
             files: 1,
             layout: Layout::Flat,
+            ratio: Ratio::ONE,
+            compression: None,
+            level: None,
         }
     }
 
-    /// `512MB:files=1000`, every default explicit.
+    /// The encoding the blob gets: a plain tar unless the layer says otherwise.
+    pub fn encoding(&self) -> Compression {
+        self.compression.unwrap_or_default()
+    }
+
+    /// The encoder's level: the one given, else the encoding's default.
+    pub fn effective_level(&self) -> Option<u32> {
+        self.level.or(self.encoding().default_level())
+    }
+
+    /// `512MB:files=1000`, then `ratio=`, `compression=` and `level=` where they are not
+    /// the defaults.
     pub fn canonical(&self) -> String {
-        format!(
+        let mut text = self.content_canonical();
+        if let Some(compression) = self.compression {
+            text.push_str(&format!(":compression={compression}"));
+        }
+        if let Some(level) = self.level {
+            text.push_str(&format!(":level={level}"));
+        }
+        text
+    }
+
+    /// The canonical form of what the files hold, whatever the encoding: the same
+    /// files come out of a gzip, a zstd and a plain layer of one spec.
+    pub fn content_canonical(&self) -> String {
+        let mut text = format!(
             "{}:{}={}",
             format_size(self.size),
             self.layout.option(),
             self.files
-        )
+        );
+        if self.ratio != Ratio::ONE {
+            text.push_str(&format!(":ratio={}", self.ratio));
+        }
+        text
     }
 }
 
@@ -127,8 +275,8 @@ pub enum SpecError {
     /// A size is zero: a layer needs at least one byte.
     #[error("layer size `{0}` is zero")]
     Zero(String),
-    /// An option other than `files` or `tree`.
-    #[error("unknown layout option `{option}` in `{token}`")]
+    /// An option other than `files`, `tree`, `ratio`, `compression` or `level`.
+    #[error("unknown layer option `{option}` in `{token}`")]
     UnknownOption {
         /// The option's name as given.
         option: String,
@@ -136,10 +284,10 @@ pub enum SpecError {
         token: String,
     },
     /// Nothing between two colons, after the last one, or before an `=`.
-    #[error("empty layout option in `{0}`")]
+    #[error("empty layer option in `{0}`")]
     EmptyOption(String),
-    /// `files` or `tree` without `=N`, or with nothing after the `=`.
-    #[error("layout option `{option}` in `{token}` has no value")]
+    /// An option without `=VALUE`, or with nothing after the `=`.
+    #[error("layer option `{option}` in `{token}` has no value")]
     MissingValue {
         /// The option's name.
         option: String,
@@ -147,7 +295,7 @@ pub enum SpecError {
         token: String,
     },
     /// The same option twice in one entry.
-    #[error("layout option `{option}` is given twice in `{token}`")]
+    #[error("layer option `{option}` is given twice in `{token}`")]
     DuplicateOption {
         /// The option's name.
         option: String,
@@ -185,6 +333,48 @@ pub enum SpecError {
         /// The layer's size in bytes.
         size: u64,
     },
+    /// `ratio=` is not a number from 1 to 100 with at most two decimals.
+    #[error("`ratio={value}` in `{token}` is not a number from 1 to 100")]
+    BadRatio {
+        /// The ratio as given.
+        value: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// `compression=` names an encoding other than `gzip`, `zstd` or `none`.
+    #[error("unknown compression `{value}` in `{token}`")]
+    UnknownCompression {
+        /// The encoding as given.
+        value: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// `level=` is not a level of the layer's encoding.
+    #[error("`level={value}` in `{token}` is not a {compression} level ({})", level_range(*.compression))]
+    BadLevel {
+        /// The level as given.
+        value: String,
+        /// The layer's encoding.
+        compression: Compression,
+        /// The entry as given.
+        token: String,
+    },
+    /// `level=` on a layer that is not compressed.
+    #[error("`level=` in `{0}` needs `compression=gzip` or `compression=zstd` in the same layer")]
+    LevelWithoutCompression(String),
+    /// `--compression-level` is not a level of a layer's encoding.
+    #[error("--compression-level `{level}` is not a {compression} level ({}), for layer `{token}`", level_range(*.compression))]
+    BadDefaultLevel {
+        /// The level as given.
+        level: u32,
+        /// The encoding of the layer it would apply to.
+        compression: Compression,
+        /// That layer's canonical form.
+        token: String,
+    },
+    /// `--compression-level` with no compressed layer to apply to.
+    #[error("--compression-level `{0}` applies to no layer: every layer is uncompressed")]
+    UnusedLevel(u32),
     /// `--num-layers 0`, or a spec built from no layers.
     #[error("`0` layers: an image needs at least one layer")]
     ZeroLayers,
@@ -261,12 +451,26 @@ impl SpecError {
                 "units are B, KB, MB, GB, TB (powers of 1024; K..T and KiB..TiB also accepted, in any case); a bare number means MB",
             ),
             Self::FractionalBytes(_) => Some("use a smaller unit, e.g. `1536KB` instead of `1.5MB`"),
-            Self::UnknownOption { .. }
-            | Self::EmptyOption(_)
-            | Self::MissingValue { .. }
-            | Self::BadFileCount { .. }
-            | Self::ConflictingOptions(_) => Some(
-                "layout options are `files=N` (N files) or `tree=N` (N files in nested directories), e.g. `512MB:files=1000`",
+            Self::UnknownOption { .. } | Self::EmptyOption(_) | Self::MissingValue { .. } => Some(
+                "layer options are `files=N` or `tree=N` (N files, flat or in nested directories), `ratio=R`, `compression=gzip|zstd|none` and `level=N`, e.g. `512MB:tree=1000:compression=gzip`",
+            ),
+            Self::BadFileCount { .. } | Self::ConflictingOptions(_) => Some(
+                "`files=N` puts N files in the layer's directory, `tree=N` spreads them over nested directories, e.g. `512MB:files=1000`",
+            ),
+            Self::BadRatio { .. } => Some(
+                "`ratio=R` makes file bytes that gzip and zstd shrink about R:1, from 1 (random) to 100, e.g. `ratio=4` or `ratio=2.5`",
+            ),
+            Self::UnknownCompression { .. } => {
+                Some("compression is `gzip`, `zstd` or `none`, e.g. `1GB:compression=zstd`")
+            }
+            Self::BadLevel { .. } | Self::BadDefaultLevel { .. } => {
+                Some("gzip levels are 1–9 (default 6), zstd levels 1–19 (default 3)")
+            }
+            Self::LevelWithoutCompression(_) => {
+                Some("give the encoding and its level together: `1GB:compression=gzip:level=9`")
+            }
+            Self::UnusedLevel(_) => Some(
+                "add `--compression gzip` or `--compression zstd`, or `compression=` to a layer",
             ),
             Self::MissingRepeatCount(_)
             | Self::MissingRepeatedSize(_)
@@ -374,13 +578,63 @@ impl Spec {
         &self.layers
     }
 
+    /// Resolves what the layers leave unsaid: `compression` is the encoding of every layer
+    /// without `compression=` (`--compression`), `level` the level of every compressed
+    /// layer without `level=` (`--compression-level`). The result says nothing twice:
+    /// `compression=none` and the default level disappear from the canonical form.
+    pub fn with_defaults(
+        &self,
+        compression: Option<Compression>,
+        level: Option<u32>,
+    ) -> Result<Self, SpecError> {
+        let mut layers = self.layers.clone();
+        for layer in &mut layers {
+            let encoding = layer.compression.or(compression).unwrap_or_default();
+            layer.compression = (encoding != Compression::None).then_some(encoding);
+            if let (Some(level), None, Some((low, high))) = (level, layer.level, encoding.levels())
+            {
+                if !(low..=high).contains(&level) {
+                    return Err(SpecError::BadDefaultLevel {
+                        level,
+                        compression: encoding,
+                        token: layer.canonical(),
+                    });
+                }
+                layer.level = (Some(level) != encoding.default_level()).then_some(level);
+            }
+        }
+        if let Some(level) = level {
+            if layers.iter().all(|l| l.compression.is_none()) {
+                return Err(SpecError::UnusedLevel(level));
+            }
+        }
+        Ok(Self { layers })
+    }
+
+    /// Whether any layer's blob is compressed.
+    pub fn is_compressed(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| l.encoding() != Compression::None)
+    }
+
+    /// The canonical form of what the files hold, without the encodings: the key of the
+    /// content, so that one spec gives the same files gzipped, zstd-compressed or plain.
+    pub fn content_canonical(&self) -> String {
+        self.layers
+            .iter()
+            .map(LayerSpec::content_canonical)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Payload bytes over all layers.
     pub fn total_size(&self) -> u64 {
         self.layers.iter().map(|l| l.size).sum()
     }
 
-    /// Every default made explicit, sizes in the largest unit that divides them:
-    /// `1GB:files=1,512MB:files=1000`.
+    /// The layout made explicit, other options only where they are not the defaults,
+    /// sizes in the largest unit that divides them: `1GB:files=1,512MB:files=1000:ratio=4`.
     pub fn canonical(&self) -> String {
         self.layers
             .iter()
@@ -407,6 +661,17 @@ impl fmt::Display for Spec {
     }
 }
 
+impl std::str::FromStr for Ratio {
+    type Err = SpecError;
+    /// `4`, `2.5`: as `ratio=` takes it.
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        Self::parse(s.trim()).ok_or_else(|| SpecError::BadRatio {
+            value: s.to_owned(),
+            token: format!("ratio={s}"),
+        })
+    }
+}
+
 impl std::str::FromStr for Spec {
     type Err = SpecError;
     fn from_str(s: &str) -> Result<Self, SpecError> {
@@ -425,6 +690,14 @@ pub fn format_size(bytes: u64) -> String {
     format!("{}{}", bytes / unit, name)
 }
 
+/// `1–9`: the levels of an encoding, for messages.
+fn level_range(compression: Compression) -> String {
+    match compression.levels() {
+        Some((low, high)) => format!("{low}–{high}"),
+        None => "none".to_owned(),
+    }
+}
+
 /// One entry of the list, `[Nx]SIZE[:OPTION=N]…`: the layer and how often it repeats.
 fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
     let mut parts = token.split(':');
@@ -437,22 +710,23 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
         }
     };
     let size = parse_size(size, token)?;
-    let mut count: Option<(Layout, u64)> = None;
+    let mut layer = LayerSpec::new(size);
+    let mut count: Option<Layout> = None;
+    let mut seen: Vec<&str> = Vec::new();
+    let mut level = None;
     for option in parts {
         let (key, value) = match option.split_once('=') {
             Some((k, v)) => (k.trim(), v.trim()),
             None => (option.trim(), ""),
         };
-        let layout = match key {
+        let unknown = || SpecError::UnknownOption {
+            option: key.to_owned(),
+            token: token.to_owned(),
+        };
+        let name = match key {
             "" => return Err(SpecError::EmptyOption(token.to_owned())),
-            "files" => Layout::Flat,
-            "tree" => Layout::Tree,
-            _ => {
-                return Err(SpecError::UnknownOption {
-                    option: key.to_owned(),
-                    token: token.to_owned(),
-                })
-            }
+            "files" | "tree" | "ratio" | "compression" | "level" => key,
+            _ => return Err(unknown()),
         };
         if value.is_empty() {
             return Err(SpecError::MissingValue {
@@ -460,35 +734,77 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
                 token: token.to_owned(),
             });
         }
-        match count {
-            Some((previous, _)) if previous == layout => {
-                return Err(SpecError::DuplicateOption {
-                    option: key.to_owned(),
-                    token: token.to_owned(),
-                })
-            }
-            Some(_) => return Err(SpecError::ConflictingOptions(token.to_owned())),
-            None => {}
+        if seen.contains(&name) {
+            return Err(SpecError::DuplicateOption {
+                option: key.to_owned(),
+                token: token.to_owned(),
+            });
         }
-        // Digits only: `u64::from_str` would also take `+5`.
-        let n = value
+        seen.push(name);
+        match name {
+            "files" | "tree" => {
+                if count.is_some() {
+                    return Err(SpecError::ConflictingOptions(token.to_owned()));
+                }
+                let layout = if name == "files" {
+                    Layout::Flat
+                } else {
+                    Layout::Tree
+                };
+                // Digits only: `u64::from_str` would also take `+5`.
+                layer.files = value
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| value.parse::<u64>().ok())
+                    .flatten()
+                    .ok_or_else(|| SpecError::BadFileCount {
+                        option: key.to_owned(),
+                        value: value.to_owned(),
+                        token: token.to_owned(),
+                    })?;
+                layer.layout = layout;
+                count = Some(layout);
+            }
+            "ratio" => {
+                layer.ratio = Ratio::parse(value).ok_or_else(|| SpecError::BadRatio {
+                    value: value.to_owned(),
+                    token: token.to_owned(),
+                })?;
+            }
+            "compression" => {
+                layer.compression = Some(Compression::parse(value).ok_or_else(|| {
+                    SpecError::UnknownCompression {
+                        value: value.to_owned(),
+                        token: token.to_owned(),
+                    }
+                })?);
+            }
+            // Checked once the whole entry is read: `level` may come before `compression`.
+            _ => level = Some(value),
+        }
+    }
+    if let Some(value) = level {
+        let compression = layer.encoding();
+        let Some((low, high)) = compression.levels() else {
+            return Err(SpecError::LevelWithoutCompression(token.to_owned()));
+        };
+        let level = value
             .bytes()
             .all(|b| b.is_ascii_digit())
-            .then(|| value.parse::<u64>().ok())
+            .then(|| value.parse::<u32>().ok())
             .flatten()
-            .ok_or_else(|| SpecError::BadFileCount {
-                option: key.to_owned(),
+            .filter(|l| (low..=high).contains(l))
+            .ok_or_else(|| SpecError::BadLevel {
                 value: value.to_owned(),
+                compression,
                 token: token.to_owned(),
             })?;
-        count = Some((layout, n));
+        layer.level = Some(level);
+        // The default level is not spelled out, so that `level=6` and no level are one spec.
+        if Some(level) == compression.default_level() {
+            layer.level = None;
+        }
     }
-    let (layout, files) = count.unwrap_or((Layout::Flat, 1));
-    let layer = LayerSpec {
-        size,
-        files,
-        layout,
-    };
     check_layer(&layer, token)?;
     Ok((repeat, layer))
 }
@@ -888,6 +1204,94 @@ mod tests {
     }
 
     #[test]
+    fn encoding_and_ratio_options() {
+        let spec = Spec::parse("1GB:compression=zstd,64MB:tree=5:ratio=2.50:compression=GZIP:level=9,1KB:level=6:compression=gzip").expect("valid");
+        assert_eq!(
+            spec.canonical(),
+            "1GB:files=1:compression=zstd,64MB:tree=5:ratio=2.5:compression=gzip:level=9,1KB:files=1:compression=gzip"
+        );
+        assert_eq!(spec.layers()[0].effective_level(), Some(3));
+        assert_eq!(spec.layers()[1].effective_level(), Some(9));
+        assert_eq!(
+            spec.layers()[2].level,
+            None,
+            "the default level is not kept"
+        );
+        assert_eq!(
+            spec.content_canonical(),
+            "1GB:files=1,64MB:tree=5:ratio=2.5,1KB:files=1"
+        );
+        // Without encodings or ratios the canonical form is what it always was.
+        assert_eq!(
+            canonical("1GB:compression=none"),
+            "1GB:files=1:compression=none"
+        );
+        assert_eq!(canonical("1MB:ratio=1.00"), "1MB:files=1");
+        assert_eq!(canonical("1MB:ratio=100"), "1MB:files=1:ratio=100");
+        assert_eq!(canonical("1MB:ratio=1.05"), "1MB:files=1:ratio=1.05");
+        for (list, bad) in [
+            ("1MB:ratio=0", "ratio"),
+            ("1MB:ratio=0.99", "ratio"),
+            ("1MB:ratio=100.01", "ratio"),
+            ("1MB:ratio=1.001", "ratio"),
+            ("1MB:ratio=x", "ratio"),
+            ("1MB:ratio=-2", "ratio"),
+            ("1MB:compression=lz4", "compression"),
+            ("1MB:compression=gzip:level=10", "level"),
+            ("1MB:compression=zstd:level=20", "level"),
+            ("1MB:compression=zstd:level=+3", "level"),
+            ("1MB:level=3", "level"),
+            ("1MB:compression=none:level=3", "level"),
+        ] {
+            let e = err(list);
+            assert!(
+                e.to_string().contains(list) || e.to_string().contains(&format!("`{list}`")),
+                "{list}: {e}"
+            );
+            assert!(
+                e.hint().is_some_and(|h| h.contains(bad)),
+                "{list}: {:?}",
+                e.hint()
+            );
+        }
+        assert!(matches!(
+            err("1MB:ratio=2:ratio=3"),
+            SpecError::DuplicateOption { .. }
+        ));
+    }
+
+    #[test]
+    fn defaults_fill_what_layers_leave_unsaid() {
+        let spec = Spec::parse(
+            "1MB,2MB:compression=none,3MB:compression=zstd,4MB:compression=gzip:level=2",
+        )
+        .expect("valid");
+        let resolved = spec
+            .with_defaults(Some(Compression::Gzip), Some(9))
+            .expect("valid");
+        assert_eq!(
+            resolved.canonical(),
+            "1MB:files=1:compression=gzip:level=9,2MB:files=1,3MB:files=1:compression=zstd:level=9,4MB:files=1:compression=gzip:level=2"
+        );
+        assert_eq!(
+            spec.with_defaults(Some(Compression::Gzip), Some(15)),
+            Err(SpecError::BadDefaultLevel {
+                level: 15,
+                compression: Compression::Gzip,
+                token: "1MB:files=1:compression=gzip".into()
+            })
+        );
+        assert_eq!(
+            Spec::parse("1MB")
+                .expect("valid")
+                .with_defaults(None, Some(3)),
+            Err(SpecError::UnusedLevel(3))
+        );
+        // Resolving twice changes nothing.
+        assert_eq!(resolved.with_defaults(None, None).as_ref(), Ok(&resolved));
+    }
+
+    #[test]
     fn sizes_format_in_the_largest_unit_that_divides() {
         assert_eq!(format_size(1536 << 20), "1536MB");
         assert_eq!(format_size(1), "1B");
@@ -947,9 +1351,8 @@ mod tests {
             .all(|l| *l == LayerSpec::new(1 << 30)));
         assert!(spec.layers()[3..].iter().all(|l| *l
             == LayerSpec {
-                size: 4096,
                 files: 2,
-                layout: Layout::Flat
+                ..LayerSpec::new(4096)
             }));
         assert_eq!(canonical("1x1MB"), canonical("1MB"));
         assert_eq!(canonical("3X1GB"), canonical("3x1GB"));

@@ -11,7 +11,10 @@ mod grammar;
 mod props;
 mod tag;
 
-pub use grammar::{format_size, parse_byte_size, LayerSpec, Layout, Spec, SpecError, MAX_LAYERS};
+pub use grammar::{
+    format_size, parse_byte_size, Compression, LayerSpec, Layout, Ratio, Spec, SpecError,
+    MAX_LAYERS,
+};
 pub use tag::{spec_of_tag, spec_text, tag_of, TagError, MAX_TAG_LEN};
 
 impl Spec {

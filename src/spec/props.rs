@@ -78,6 +78,12 @@ fn entry() -> impl Strategy<Value = String> {
             ":files=1000",
             ":tree=5",
             ":tree=300",
+            ":ratio=4",
+            ":ratio=2.5",
+            ":compression=gzip",
+            ":compression=none",
+            ":compression=zstd:level=9",
+            ":level=1:compression=gzip:tree=3",
         ],
         vec![
             ":files=0",
@@ -87,6 +93,11 @@ fn entry() -> impl Strategy<Value = String> {
             ":files=2:tree=2",
             ":files=+1",
             ":tree=x",
+            ":ratio=0",
+            ":ratio=1.001",
+            ":compression=lz4",
+            ":level=3",
+            ":compression=gzip:level=10",
         ],
     );
     (count, number, unit, option).prop_map(|(c, n, u, o)| format!("{c}{n}{u}{o}"))
@@ -126,9 +137,9 @@ fn valid_list() -> impl Strategy<Value = (String, Vec<LayerSpec>)> {
                     text.push_str(&format!(":{}={files}", layout.option()));
                 }
                 let layer = LayerSpec {
-                    size,
                     files,
                     layout,
+                    ..LayerSpec::new(size)
                 };
                 (text, vec![layer; repeat])
             },

@@ -26,6 +26,9 @@ pub enum TagError {
         /// The same size in a smaller unit, e.g. `1536MB`.
         instead: String,
     },
+    /// A `ratio=` has a decimal point: no tag form, and no smaller unit to write it in.
+    #[error("`ratio={0}` has a decimal point, which a tag cannot hold")]
+    DecimalRatio(String),
     /// The tag would be longer than a registry accepts.
     #[error("the tag of `{spec}` would have {len} characters; a tag has at most 128")]
     TooLong {
@@ -54,7 +57,7 @@ impl TagError {
                 "`{shorter}` is the same image with tag `{}`; or name the image in a names file (`serve --images FILE`)",
                 tag_text(shorter)
             )),
-            Self::TooLong { .. } | Self::Characters(_) => Some(
+            Self::TooLong { .. } | Self::Characters(_) | Self::DecimalRatio(_) => Some(
                 "name the image in a names file: `serve --images FILE` with `\"mock/app:v1\" = { layers = \"…\" }`"
                     .to_owned(),
             ),
@@ -72,12 +75,12 @@ pub fn tag_of(text: &str) -> Result<String, TagError> {
     if Spec::parse(&compact).ok().as_ref() != Some(&spec) {
         return Err(TagError::Characters(text.to_owned()));
     }
-    if let Some(size) = compact
-        .split([',', ':'])
-        .map(|token| token.rsplit(['x', 'X']).next().unwrap_or(token))
-        .find(|token| token.contains('.'))
-    {
-        // Each layer's size: the one with the decimal point is among them.
+    if let Some(token) = compact.split([',', ':']).find(|token| token.contains('.')) {
+        if let Some(ratio) = token.strip_prefix("ratio=") {
+            return Err(TagError::DecimalRatio(ratio.to_owned()));
+        }
+        // A size, after its `Nx`.
+        let size = token.rsplit(['x', 'X']).next().unwrap_or(token);
         let bytes = super::parse_byte_size(size)?;
         return Err(TagError::Decimal {
             size: size.to_owned(),
@@ -163,6 +166,11 @@ mod tests {
             ("100x1MB", "100x1MB"),
             ("64MB:tree=5000", "64MB.tree-5000"),
             ("3x1G, 100x4k:files=2", "3x1G_100x4k.files-2"),
+            ("8MB:compression=gzip", "8MB.compression-gzip"),
+            (
+                "2x1MB:ratio=4:compression=zstd:level=9,1KB",
+                "2x1MB.ratio-4.compression-zstd.level-9_1KB",
+            ),
         ] {
             assert_eq!(tag_of(spec).expect("has a tag"), tag);
             assert_eq!(
@@ -183,6 +191,9 @@ mod tests {
             }
         );
         assert_eq!(e.hint().as_deref(), Some("use a smaller unit: `1536MB`"));
+        let e = tag_of("1MB:ratio=2.5").expect_err("decimal ratio");
+        assert_eq!(e, TagError::DecimalRatio("2.5".into()));
+        assert!(e.hint().expect("hint").contains("--images"));
         assert!(matches!(
             tag_of("2x.5KB:files=2"),
             Err(TagError::Decimal { instead, .. }) if instead == "512B"

@@ -16,6 +16,15 @@ const GOLDEN_TREE_SPEC: &str = "1MB,3KB:tree=40";
 const GOLDEN_TREE_DIGEST: &str =
     "sha256:d8d11a7722d53248d47a6108bae46cd2be4235acfc99976d6e749aab03ac69c3";
 
+/// Pinned for each encoding: the gzip and zstd streams are part of the digest, so a change
+/// of encoder (or of its settings) shows up here.
+const GOLDEN_GZIP_SPEC: &str = "2MB:compression=gzip:ratio=3,300KB:files=3:compression=gzip";
+const GOLDEN_GZIP_DIGEST: &str =
+    "sha256:54d6d3409eea07fd6e0191211c7685f5e089ee4edfdc0e59b4f2cb70780da935";
+const GOLDEN_ZSTD_SPEC: &str = "2MB:compression=zstd:ratio=3,300KB:files=3:compression=zstd";
+const GOLDEN_ZSTD_DIGEST: &str =
+    "sha256:055edccf5f8da89e871fc518231a0ded20750dd24c5a3cf2981a16e3231b6034";
+
 fn digest_of(list: &str, reference: &str) -> String {
     let request = BuildRequest::new(
         Spec::parse(list).expect("valid"),
@@ -36,6 +45,17 @@ fn golden_manifest_digest_with_a_tree_layer() {
     assert_eq!(
         digest_of(GOLDEN_TREE_SPEC, "any/name:tag"),
         GOLDEN_TREE_DIGEST
+    );
+}
+
+#[test]
+fn golden_manifest_digests_of_compressed_layers() {
+    assert_eq!(
+        [
+            digest_of(GOLDEN_GZIP_SPEC, "any/name:tag"),
+            digest_of(GOLDEN_ZSTD_SPEC, "any/name:tag")
+        ],
+        [GOLDEN_GZIP_DIGEST, GOLDEN_ZSTD_DIGEST]
     );
 }
 

@@ -10,6 +10,7 @@ mod cache;
 mod cli;
 mod determinism;
 mod dockerfile;
+mod encodings;
 mod engine;
 mod failures;
 mod link;

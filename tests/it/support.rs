@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use image_maker::content::FileContent;
 use image_maker::{plan, Spec};
 
 pub use nix::sys::signal::Signal;
@@ -411,6 +410,7 @@ pub fn expected_files(list: &str) -> Vec<(String, Vec<u8>)> {
 /// The generator's files of each layer of `list`, by path, in the plan's order.
 pub fn expected_layers(list: &str) -> Vec<Vec<(String, Vec<u8>)>> {
     let spec = Spec::parse(list).expect("valid spec");
+    let seed = image_maker::content::seed(&spec, &image_maker::Platform::default(), false);
     plan::layers(&spec)
         .iter()
         .map(|layer| {
@@ -418,7 +418,8 @@ pub fn expected_layers(list: &str) -> Vec<Vec<(String, Vec<u8>)>> {
                 .files()
                 .map(|f| {
                     let mut bytes = Vec::new();
-                    FileContent::new(&spec.hash(), layer.number, f.index, f.size)
+                    layer
+                        .content(&seed, &f)
                         .read_to_end(&mut bytes)
                         .expect("in memory");
                     (f.path, bytes)

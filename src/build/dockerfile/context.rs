@@ -7,7 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::KEY_LABEL;
-use crate::content::FileContent;
 use crate::plan::{self, Entry, LayerPlan};
 use crate::progress::Progress;
 use crate::spec::Spec;
@@ -17,15 +16,21 @@ use crate::{interrupt, Error};
 const CHUNK: usize = 1 << 20;
 
 /// Writes every layer's files and the Dockerfile into `dir`, which exists and is empty;
-/// `key` is the image's cache key, for its label.
-pub fn write(spec: &Spec, key: &str, dir: &Path, progress: &mut Progress) -> Result<(), Error> {
+/// `key` is the image's cache key, for its label; `seed` the content's
+/// ([`crate::content::seed`]).
+pub fn write(
+    spec: &Spec,
+    seed: &[u8; 32],
+    key: &str,
+    dir: &Path,
+    progress: &mut Progress,
+) -> Result<(), Error> {
     let layers = plan::layers(spec);
     let needed = spec.total_size();
-    let spec_hash = spec.hash();
     let mut buf = vec![0u8; CHUNK];
     progress.start(needed);
     for layer in &layers {
-        write_layer(layer, &spec_hash, dir, needed, &mut buf, progress)?;
+        write_layer(layer, seed, dir, needed, &mut buf, progress)?;
     }
     progress.finish();
     let dockerfile = dir.join("Dockerfile");
@@ -54,7 +59,7 @@ pub fn text(layers: &[LayerPlan], key: &str) -> String {
 
 fn write_layer(
     layer: &LayerPlan,
-    spec_hash: &[u8; 32],
+    seed: &[u8; 32],
     dir: &Path,
     needed: u64,
     buf: &mut [u8],
@@ -76,7 +81,7 @@ fn write_layer(
         let mut out = File::create(&path).map_err(write_error(&path, needed))?;
         out.set_permissions(Permissions::from_mode(0o644))
             .map_err(write_error(&path, needed))?;
-        let mut content = FileContent::new(spec_hash, layer.number, file.index, file.size);
+        let mut content = layer.content(seed, &file);
         while content.remaining() > 0 {
             interrupt::check()?;
             let n = content.fill(buf);

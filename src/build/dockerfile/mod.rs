@@ -24,7 +24,8 @@ use tempfile::TempDir;
 
 use super::staging;
 use crate::engine::{self, Engine, EngineKind};
-use crate::image::LayerInfo;
+use crate::error::UsageError;
+use crate::image::{self, LayerInfo};
 use crate::layer::TarOptions;
 use crate::plan;
 use crate::progress::Progress;
@@ -55,6 +56,13 @@ pub fn key(request: &BuildRequest) -> String {
 /// Builds `request` with a container engine from a generated Dockerfile, or takes the image
 /// an earlier build left in the engine (unless `request.no_cache`).
 pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
+    if request.spec.is_compressed() {
+        return Err(UsageError::NativeOnly {
+            what: "compressed layers",
+            value: request.spec.canonical(),
+        }
+        .into());
+    }
     let engines = request
         .outputs
         .iter()
@@ -240,7 +248,7 @@ fn build_in(
         human_size(spec.total_size()),
         dir.display()
     ));
-    context::write(spec, key, dir, progress)?;
+    context::write(spec, &seed(request), key, dir, progress)?;
 
     let reference = request.reference.to_string();
     let args: Vec<OsString> =
@@ -307,6 +315,7 @@ fn built(request: &BuildRequest, image: &Inspected) -> Built {
                 diff_id: diff_id.clone(),
                 files,
                 payload,
+                media_type: image::plain_tar(),
             })
             .collect(),
         outputs: request.outputs.iter().map(ToString::to_string).collect(),
@@ -354,6 +363,11 @@ fn write_files(
     built.config_digest = metadata.config_blob.digest;
     built.layers = infos;
     Ok(())
+}
+
+/// The seed of the files this request's image holds.
+fn seed(request: &BuildRequest) -> [u8; 32] {
+    crate::content::seed(&request.spec, &request.platform, request.shared_layers)
 }
 
 /// `<engine> build --platform P -t IMAGE -f DIR/Dockerfile DIR`.
@@ -433,7 +447,7 @@ pub fn emit_context(
         human_size(spec.total_size()),
         dest.display()
     ));
-    context::write(spec, &key(request), temp.path(), progress)?;
+    context::write(spec, &seed(request), &key(request), temp.path(), progress)?;
     crate::interrupt::check()?;
     // rename(2) replaces an empty directory, and fails on one that filled up meanwhile.
     std::fs::rename(temp.path(), dest).map_err(Error::io("rename into", dest))?;

@@ -17,7 +17,8 @@ use crate::image::{self, LayerInfo, Metadata};
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::sink::{Committed, Finished, Sink};
+use crate::sink::{Committed, Finished, LayerStart, Sink};
+use crate::spec::Compression;
 use crate::{interrupt, pipeline, Error};
 
 /// docker's `manifest.json`: one entry per image in the archive.
@@ -122,7 +123,11 @@ pub(crate) fn export(
         let span = span(path)?;
         let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
         for sink in sinks.iter_mut() {
-            sink.begin_layer(number, span.size)?;
+            sink.begin_layer(&LayerStart {
+                number,
+                tar_size: span.size,
+                compression: Compression::None,
+            })?;
         }
         file.seek(SeekFrom::Start(span.offset))
             .map_err(Error::io("read", archive_path))?;
@@ -151,6 +156,7 @@ pub(crate) fn export(
             size: blob.size,
             files,
             payload,
+            media_type: image::plain_tar(),
         });
     }
     progress.finish();
