@@ -114,11 +114,11 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
     };
     let server = Server::start(options)?;
     eprintln!(
-        "serving on {scheme}://{}{} (Ctrl-C stops)",
+        "serving on {scheme}://{} ({}Ctrl-C stops)",
         server.addr(),
         match named {
             0 => String::new(),
-            n => format!(", {n} named image{}", if n == 1 { "" } else { "s" }),
+            n => format!("{n} named image{}; ", if n == 1 { "" } else { "s" }),
         }
     );
     while crate::interrupt::check().is_ok() {

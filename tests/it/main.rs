@@ -17,5 +17,6 @@ mod link;
 mod macros;
 mod oci;
 mod registry;
+mod serve;
 mod support;
 mod warm;
