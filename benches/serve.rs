@@ -8,8 +8,10 @@
 //!   same image (target ≤ 1.0×).
 //!
 //! `cargo bench --bench serve` (or `cargo xtask bench serve`); `IMAGE_MAKER_BENCH_GB` sets
-//! the large layer's GiB (default 4), `IMAGE_MAKER_BENCH_DIR` where the registry's storage
-//! goes. The docker part runs when `docker info` and `docker-registry` answer.
+//! the large layer's GiB (default 4), `IMAGE_MAKER_BENCH_SPEC` and
+//! `IMAGE_MAKER_BENCH_ROUNDS` the docker pull's image and rounds (`1GB,512MB`, 3), and
+//! `IMAGE_MAKER_BENCH_DIR` where the registry's storage goes. The docker part runs when
+//! `docker info` and `docker-registry` answer.
 
 mod support;
 
@@ -17,7 +19,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::Result;
+use support::{Result, Settings};
 
 const BIN: &str = env!("CARGO_BIN_EXE_image-maker");
 
@@ -27,12 +29,8 @@ fn main() -> Result<()> {
         .map(|v| v.parse())
         .transpose()?
         .unwrap_or(4);
-    let parent =
-        std::env::var_os("IMAGE_MAKER_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
-    let work = tempfile::Builder::new()
-        .prefix("image-maker-bench-serve")
-        .tempdir_in(parent)?;
-    let cache = work.path().join("cache");
+    let settings = Settings::from_env("serve", "1GB,512MB", 3)?;
+    let cache = settings.work.path().join("cache");
     let server = Serve::start(&cache)?;
     let size = gb << 30;
 
@@ -80,7 +78,7 @@ fn main() -> Result<()> {
         (2 * size) as f64 / two.as_secs_f64() / 1e9,
         server.peak_rss_kib()? / 1024
     );
-    docker_pull(&server, work.path())?;
+    docker_pull(&server, &settings)?;
     Ok(())
 }
 
@@ -171,8 +169,9 @@ impl Drop for Serve {
     }
 }
 
-/// `docker pull` of 1GB,512MB from serve and from a docker-registry holding the same image.
-fn docker_pull(server: &Serve, work: &std::path::Path) -> Result<()> {
+/// `docker pull` of the spec from serve and from a docker-registry holding the same image.
+fn docker_pull(server: &Serve, settings: &Settings) -> Result<()> {
+    let work = settings.work.path();
     let docker_up = Command::new("docker")
         .arg("info")
         .stdout(Stdio::null())
@@ -206,16 +205,17 @@ fn docker_pull(server: &Serve, work: &std::path::Path) -> Result<()> {
         .stderr(Stdio::null())
         .spawn()?;
     std::thread::sleep(Duration::from_secs(1));
-    let stored = format!("127.0.0.1:{port}/mock:1GB_512MB");
+    let tag = image_maker::spec::tag_of(&settings.list)?;
+    let stored = format!("127.0.0.1:{port}/mock:{tag}");
     let pushed = Command::new(BIN)
-        .args(["-q", "-s", "1GB,512MB", "-o", "registry", &stored])
+        .args(["-q", "-s", &settings.list, "-o", "registry", &stored])
         .env("IMAGE_MAKER_CACHE_DIR", work.join("cache"))
         .status()?;
     if !pushed.success() {
         let _ = registry.kill();
         return Err("pushing to docker-registry failed".into());
     }
-    let served = format!("{}/mock:1GB_512MB", server.host);
+    let served = format!("{}/mock:{tag}", server.host);
     let pull = |image: &str| -> Result<Duration> {
         let _ = Command::new("docker").args(["rmi", "-f", image]).output();
         let started = Instant::now();
@@ -232,7 +232,7 @@ fn docker_pull(server: &Serve, work: &std::path::Path) -> Result<()> {
     };
     // Rounds alternate; the first of each warms what there is to warm.
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..3 {
+    for round in 0..settings.rounds {
         if round % 2 == 0 {
             ours.push(pull(&served)?);
             theirs.push(pull(&stored)?);
@@ -244,7 +244,10 @@ fn docker_pull(server: &Serve, work: &std::path::Path) -> Result<()> {
     let _ = registry.kill();
     let _ = registry.wait();
     report(
-        "docker pull of 1GB_512MB from serve (median of 3)",
+        &format!(
+            "docker pull of {tag} from serve (median of {})",
+            settings.rounds
+        ),
         support::median(ours),
         "from docker-registry",
         support::median(theirs),

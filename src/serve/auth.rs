@@ -80,7 +80,7 @@ impl Auth {
     }
 
     /// Whether an `Authorization` header carries the credentials (`Basic`).
-    pub fn basic_matches(&self, header: Option<&str>) -> bool {
+    pub(crate) fn basic_matches(&self, header: Option<&str>) -> bool {
         let Some(encoded) = header.and_then(|h| strip_scheme(h, "basic")) else {
             return false;
         };
@@ -93,7 +93,7 @@ impl Auth {
     }
 
     /// Whether a request may read: `Authorization` as this kind of auth wants it.
-    pub fn allows(&self, header: Option<&str>) -> bool {
+    pub(crate) fn allows(&self, header: Option<&str>) -> bool {
         match self {
             Self::Basic { .. } => self.basic_matches(header),
             Self::Bearer { .. } => header
@@ -104,7 +104,7 @@ impl Auth {
 
     /// The `WWW-Authenticate` of a 401 for a request of `repository` (none for `/v2/`).
     /// `base`: `http://host:port`, as the client reached the server.
-    pub fn challenge(&self, base: &str, repository: Option<&str>) -> String {
+    pub(crate) fn challenge(&self, base: &str, repository: Option<&str>) -> String {
         match self {
             Self::Basic { .. } => format!("Basic realm=\"{SERVICE}\""),
             Self::Bearer { .. } => {
@@ -118,18 +118,18 @@ impl Auth {
     }
 
     /// Whether this is bearer auth, which has a token endpoint.
-    pub fn has_tokens(&self) -> bool {
+    pub(crate) fn has_tokens(&self) -> bool {
         matches!(self, Self::Bearer { .. })
     }
 
-    /// A token good for [`TOKEN_LIFETIME`] from `now` (seconds since the epoch).
-    pub fn token(&self, now: u64) -> String {
+    /// A token good for an hour from `now` (seconds since the epoch).
+    pub(crate) fn token(&self, now: u64) -> String {
         let expiry = now + TOKEN_LIFETIME.as_secs();
         format!("{expiry}.{}", crate::digest::hex(&self.mac(expiry)))
     }
 
     /// Seconds a token lives.
-    pub fn token_lifetime() -> u64 {
+    pub(crate) fn token_lifetime() -> u64 {
         TOKEN_LIFETIME.as_secs()
     }
 
@@ -163,7 +163,7 @@ impl Auth {
 
     /// Whether a POSTed OAuth2 password grant (`application/x-www-form-urlencoded`) carries
     /// the credentials.
-    pub fn form_matches(&self, form: &[u8]) -> bool {
+    pub(crate) fn form_matches(&self, form: &[u8]) -> bool {
         let (user, password) = self.credentials();
         let mut grant = false;
         let mut user_ok = false;

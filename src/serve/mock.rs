@@ -8,7 +8,7 @@ use crate::Error;
 
 /// A registry on a free loopback port inside the test process, serving every spec by its
 /// tag; it stops when dropped. Layer digests are kept in the user's cache directory
-/// (`IMAGE_MAKER_CACHE_DIR`), as [`crate::fixture`]'s images are, so a spec is hashed once
+/// (`IMAGE_MAKER_CACHE_DIR`), as [`crate::fixture()`]'s images are, so a spec is hashed once
 /// across test runs.
 ///
 /// ```no_run
