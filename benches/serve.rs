@@ -245,7 +245,8 @@ fn docker_pull(server: &Serve, settings: &Settings) -> Result<()> {
     let _ = registry.wait();
     report(
         &format!(
-            "docker pull of {tag} from serve (median of {})",
+            "docker pull of {tag} ({}) from serve (median of {})",
+            image_maker::units::human_size(settings.spec.total_size()),
             settings.rounds
         ),
         support::median(ours),
