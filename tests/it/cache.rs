@@ -206,7 +206,7 @@ fn the_cached_layout_is_a_valid_image() {
 }
 
 #[test]
-fn platforms_share_their_layer_blobs() {
+fn identical_layers_of_two_images_are_stored_once() {
     use std::os::unix::fs::MetadataExt;
     let tmp = tempdir();
     let cache = Cache::at(tmp.path());
@@ -214,15 +214,24 @@ fn platforms_share_their_layer_blobs() {
         .cache(cache.clone())
         .get()
         .expect("amd64");
+    // Another platform has bytes of its own, unless it shares linux/amd64's.
     let arm = Fixture::new("1MB")
         .platform("linux/arm64")
-        .cache(cache)
+        .cache(cache.clone())
         .get()
         .expect("arm64");
-    assert_ne!(amd.digest(), arm.digest());
-    assert_eq!(amd.layers(), arm.layers());
-    // One layer, two configs, two manifests.
-    assert_eq!(entries(&tmp.path().join("v1/blobs/sha256")).len(), 5);
+    assert_ne!(amd.layers(), arm.layers());
+    let mut shared = Fixture::new("1MB")
+        .platform("linux/arm64")
+        .request()
+        .expect("request");
+    shared.shared_layers = true;
+    let shared = image_maker::cache::build(&cache, &shared, &mut image_maker::Progress::hidden())
+        .expect("shared arm64");
+    assert_ne!(amd.digest(), shared.digest);
+    assert_eq!(amd.layers(), shared.layers);
+    // Two layers, three configs, three manifests.
+    assert_eq!(entries(&tmp.path().join("v1/blobs/sha256")).len(), 8);
     let layer = tmp
         .path()
         .join("v1/blobs/sha256")
