@@ -24,8 +24,8 @@ const DICTIONARY: usize = 32 * 1024;
 /// gzip's header: no name, no timestamp, "unknown" OS, so that nothing but the data shows.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 /// zstd's job size, fixed rather than derived from the level's window, so that memory stays
-/// bounded: each worker holds about twice this.
-const ZSTD_JOB: u32 = 4 << 20;
+/// bounded: a 1 GiB zstd layer peaked at 36 MiB RSS with 2 MiB jobs, 62 MiB with 4 MiB.
+const ZSTD_JOB: u32 = 2 << 20;
 
 /// How many threads compress: every core this process may use. The output does not depend
 /// on it.

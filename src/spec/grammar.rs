@@ -711,7 +711,6 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
     };
     let size = parse_size(size, token)?;
     let mut layer = LayerSpec::new(size);
-    let mut count: Option<Layout> = None;
     let mut seen: Vec<&str> = Vec::new();
     let mut level = None;
     for option in parts {
@@ -743,7 +742,7 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
         seen.push(name);
         match name {
             "files" | "tree" => {
-                if count.is_some() {
+                if seen.contains(&"files") && seen.contains(&"tree") {
                     return Err(SpecError::ConflictingOptions(token.to_owned()));
                 }
                 let layout = if name == "files" {
@@ -763,7 +762,6 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
                         token: token.to_owned(),
                     })?;
                 layer.layout = layout;
-                count = Some(layout);
             }
             "ratio" => {
                 layer.ratio = Ratio::parse(value).ok_or_else(|| SpecError::BadRatio {

@@ -23,7 +23,7 @@ const GOLDEN_GZIP_DIGEST: &str =
     "sha256:54d6d3409eea07fd6e0191211c7685f5e089ee4edfdc0e59b4f2cb70780da935";
 const GOLDEN_ZSTD_SPEC: &str = "2MB:compression=zstd:ratio=3,300KB:files=3:compression=zstd";
 const GOLDEN_ZSTD_DIGEST: &str =
-    "sha256:055edccf5f8da89e871fc518231a0ded20750dd24c5a3cf2981a16e3231b6034";
+    "sha256:cb177cb393f9b0f9137a6d0f58e7f82a6b17a4c512f767e826f26c23a0c507f3";
 
 fn digest_of(list: &str, reference: &str) -> String {
     let request = BuildRequest::new(

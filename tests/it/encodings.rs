@@ -92,19 +92,6 @@ fn gzip_zstd_and_plain_layers_decompress_to_their_diff_ids() {
     }
 }
 
-/// `oci-image-tool validate` passes on the layout at `dir`, tag `1`.
-fn validate(oci_image_tool: Tool, dir: &Path) {
-    let out = run_ok(oci_image_tool.cmd().args([
-        "validate",
-        "--type",
-        "image",
-        "--ref",
-        "name=1",
-        path_str(dir),
-    ]));
-    assert!(stdout(&out).contains("Validation succeeded"), "{out:?}");
-}
-
 /// What a program printed on stdout, as bytes.
 fn stdout_bytes(cmd: &mut std::process::Command) -> Vec<u8> {
     run_ok(cmd).stdout
@@ -132,7 +119,7 @@ fn validators_and_umoci_read_the_generators_bytes() {
         &format!("oci:{}:1", path_str(&dir)),
         &format!("oci:{}:1", path_str(&copy)),
     ]));
-    validate(oci_image_tool, &copy);
+    assert_valid_layout(oci_image_tool, &copy, "1");
     let bundle = tmp.path().join("bundle");
     run_ok(umoci.cmd().args([
         "unpack",
@@ -146,7 +133,7 @@ fn validators_and_umoci_read_the_generators_bytes() {
     // gzip and plain layers, as written, need no translation.
     let plain = tmp.path().join("plain");
     build(&plain, "1MB:compression=gzip:ratio=3,300KB", &[]);
-    validate(oci_image_tool, &plain);
+    assert_valid_layout(oci_image_tool, &plain, "1");
 }
 
 #[test]

@@ -36,19 +36,7 @@ fn oci_image_tool_validates_the_layout() {
     let tmp = tempdir();
     let dir = tmp.path().join("layout");
     build(&dir, "mock/small:v1", SPEC);
-    let out = run_ok(oci_image_tool.cmd().args([
-        "validate",
-        "--type",
-        "image",
-        "--ref",
-        "name=v1",
-        path_str(&dir),
-    ]));
-    assert!(
-        stdout(&out).contains("Validation succeeded"),
-        "{}",
-        stdout(&out)
-    );
+    assert_valid_layout(oci_image_tool, &dir, "v1");
 }
 
 #[test]

@@ -429,6 +429,23 @@ pub fn expected_layers(list: &str) -> Vec<Vec<(String, Vec<u8>)>> {
         .collect()
 }
 
+/// Asserts that `oci-image-tool validate` passes on the OCI layout at `dir`, image `tag`.
+pub fn assert_valid_layout(oci_image_tool: Tool, dir: &Path, tag: &str) {
+    let out = run_ok(oci_image_tool.cmd().args([
+        "validate",
+        "--type",
+        "image",
+        "--ref",
+        &format!("name={tag}"),
+        path_str(dir),
+    ]));
+    assert!(
+        stdout(&out).contains("Validation succeeded"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 /// Asserts that `root` holds exactly the files of `list`, byte for byte.
 pub fn assert_rootfs(root: &Path, list: &str) {
     let expected = expected_files(list);
