@@ -27,6 +27,11 @@ use crate::Error;
 /// The manifest media type served.
 pub(crate) const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
+/// Salts the memo's keys. A memo holds digests, not bytes, so it must change whenever the
+/// bytes of a layer do (tar layout, content, an encoder or its settings): a server would
+/// otherwise hand out digests its blobs no longer match. v3: zstd jobs of 2 MiB.
+const MEMO_SALT: &[u8] = b"image-maker serve digests v3\0";
+
 /// A manifest, ready to send.
 #[derive(Debug)]
 pub(crate) struct Manifest {
@@ -173,7 +178,7 @@ impl Store {
     /// seed) and the mtime.
     fn key(&self, spec: &Spec, platform: &Platform) -> String {
         let mut hasher = Sha256::new();
-        hasher.update(b"image-maker serve digests v2\0");
+        hasher.update(MEMO_SALT);
         hasher.update(spec.canonical().as_bytes());
         hasher.update(b"\0");
         hasher.update(crate::content::seed(spec, platform, false));
@@ -366,5 +371,28 @@ mod tests {
         // Another mtime is another image: not taken from this memo.
         let other = Store::new(5, Some(dir.path().to_path_buf()));
         assert!(other.manifest_by_digest(&manifest.digest).is_none());
+    }
+
+    /// The determinism test's golden images. When one of these digests changes, the layer
+    /// bytes changed: bump `MEMO_SALT` with it, or memos written before would be trusted.
+    #[test]
+    fn memo_salt_follows_the_layer_bytes() {
+        let digest = |list: &str| {
+            Store::new(0, None)
+                .manifest(&Spec::parse(list).expect("valid"), &Platform::default())
+                .expect("manifest")
+                .digest
+                .clone()
+        };
+        let gzip = digest("2MB:compression=gzip:ratio=3,300KB:files=3:compression=gzip");
+        let zstd = digest("2MB:compression=zstd:ratio=3,300KB:files=3:compression=zstd");
+        assert_eq!(
+            (MEMO_SALT, gzip.as_str(), zstd.as_str()),
+            (
+                &b"image-maker serve digests v3\0"[..],
+                "sha256:54d6d3409eea07fd6e0191211c7685f5e089ee4edfdc0e59b4f2cb70780da935",
+                "sha256:cb177cb393f9b0f9137a6d0f58e7f82a6b17a4c512f767e826f26c23a0c507f3",
+            )
+        );
     }
 }
