@@ -4,7 +4,8 @@
 
 use std::io::{self, Write};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use hyper::body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
 use super::fault::Damage;
+use super::listen::Flushes;
 use crate::layer::CHUNK;
 
 /// Chunks in flight per stream: with `CHUNK` bytes each, about 1 MiB per client.
@@ -177,6 +179,13 @@ pub(crate) struct Logged {
     pub started: Instant,
     pub sent: u64,
     pub failed: bool,
+    /// The `Content-Length` sent.
+    pub declared: Option<u64>,
+    /// The connection's flushes: a body that breaks off is held back until what came
+    /// before it is out of hyper's buffer.
+    pub flushes: Option<Arc<Flushes>>,
+    /// The last item, held back, and the flush count when it came.
+    pub held: Option<(Option<io::Result<Frame<Bytes>>>, u64)>,
 }
 
 impl hyper::body::Body for Logged {
@@ -188,7 +197,33 @@ impl hyper::body::Body for Logged {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
+        if let Some((_, seen)) = &this.held {
+            let flushes = this.flushes.as_ref().expect("held only with flushes");
+            ready!(flushes.poll_since(*seen, cx));
+            let (last, _) = this.held.take().expect("held");
+            this.failed |= matches!(last, Some(Err(_)));
+            return Poll::Ready(last);
+        }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        // A failure, or an end short of the declared length, breaks the connection and
+        // hyper drops what it buffers: wait until the bytes before the break are out.
+        let breaks = match &polled {
+            Poll::Ready(Some(Err(_))) => true,
+            Poll::Ready(None) => this.declared.is_some_and(|d| this.sent < d),
+            _ => false,
+        };
+        let polled = match (breaks, &this.flushes, polled) {
+            (true, Some(flushes), Poll::Ready(last)) => {
+                // No flush can have completed since this count: it is always a wait.
+                let seen = flushes.count();
+                if flushes.poll_since(seen, cx).is_pending() {
+                    this.held = Some((last, seen));
+                    return Poll::Pending;
+                }
+                Poll::Ready(last)
+            }
+            (_, _, polled) => polled,
+        };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 this.sent += frame.data_ref().map_or(0, |d| d.len() as u64);

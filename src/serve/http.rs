@@ -17,6 +17,7 @@ use super::auth::{self, Auth};
 use super::body::{Body, Logged};
 use super::fault::{Damage, Fault};
 use super::images_file::Named;
+use super::listen::Flushes;
 use super::name::Name;
 use super::store::{Store, Stored};
 use crate::platform::Platform;
@@ -77,18 +78,26 @@ pub(crate) async fn handle(
         request.version()
     );
     let log = state.log;
+    let flushes = request.extensions().get::<Arc<Flushes>>().cloned();
     let mut response = route(&state, request).await;
     response.headers_mut().insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
     let status = response.status().as_u16();
+    let declared = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     response.map(|inner| Logged {
         inner,
         line: log.then(|| format!("{line} {status}")),
         started,
         sent: 0,
         failed: false,
+        declared,
+        flushes,
+        held: None,
     })
 }
 

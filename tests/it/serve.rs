@@ -702,16 +702,24 @@ fn faults_fail_each_client_as_they_should_and_the_server_keeps_serving() {
         took > Duration::from_millis(1900) && took < Duration::from_secs(5),
         "{took:?}"
     );
-    // curl's view: a short body (18), a corrupt byte, a break.
+    // curl's view: a short body (18) after every byte of the blob, a corrupt byte, a break
+    // at exactly half (the bytes before a break are never lost in the server's buffer).
     let wrong = curl(
         tool,
         &[
             "-o",
             "/dev/null",
+            "-w",
+            "%{size_download}",
             &server.url(&format!("/v2/faults/wrong-size/mock/blobs/{layer}")),
         ],
     );
     assert_eq!(wrong.status.code(), Some(18), "{}", stderr(&wrong));
+    assert_eq!(
+        stdout(&wrong),
+        ((2u64 << 20) + 2048).to_string(),
+        "all of it"
+    );
     let truncated = curl(
         tool,
         &[
