@@ -14,10 +14,12 @@ use tokio::sync::mpsc;
 
 use super::fault::Damage;
 use super::listen::Flushes;
-use crate::layer::CHUNK;
-
-/// Chunks in flight per stream: with `CHUNK` bytes each, about 1 MiB per client.
-const DEPTH: usize = 4;
+/// Bytes per chunk handed from a generator thread to its response. Each chunk costs two
+/// thread wake-ups: 1 MiB chunks used about a fifth less CPU per GiB sent than 256 KiB
+/// ones (0.50 s against 0.64 s, 2 cores).
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight per stream, besides the one being filled: 2 MiB per client.
+const DEPTH: usize = 2;
 
 /// A response body.
 #[derive(Debug)]
