@@ -17,6 +17,13 @@ pub enum Error {
     /// The layer list does not parse.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// A spec has no tag form (`image-maker tag`).
+    #[error(transparent)]
+    Tag(#[from] crate::spec::TagError),
+    /// `image-maker serve` cannot start as asked.
+    #[cfg(feature = "serve")]
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
     /// The image name is not a valid reference.
     #[error(transparent)]
     Reference(#[from] ReferenceError),
@@ -220,6 +227,9 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Spec(e) => e.hint().map(str::to_owned),
+            Self::Tag(e) => e.hint(),
+            #[cfg(feature = "serve")]
+            Self::Serve(e) => e.hint(),
             Self::Reference(e) => e.hint().map(str::to_owned),
             Self::Platform(e) => Some(e.hint().to_owned()),
             Self::Output(e) => Some(e.hint().to_owned()),
@@ -299,6 +309,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Spec(_)
+            | Self::Tag(_)
             | Self::Reference(_)
             | Self::Platform(_)
             | Self::Output(_)
@@ -308,6 +319,8 @@ impl Error {
             | Self::EngineOnly { .. }
             | Self::FeatureDisabled { .. } => 2,
             Self::Interrupted { exit_code } => *exit_code,
+            #[cfg(feature = "serve")]
+            Self::Serve(e) => e.exit_code(),
             #[cfg(feature = "registry")]
             Self::Registry(e) => e.exit_code(),
             _ => 1,

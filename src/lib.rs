@@ -14,7 +14,8 @@
 //! Test fixtures need only the default-less crate: `#[mock_image]`, [`Fixture`],
 //! [`MockImage`], the native builder and the cache. Cargo features add the rest:
 //! `engine` (loading into docker or podman, the dockerfile builder), `registry` (pushes),
-//! and `cli` (the `image-maker` command, which needs both).
+//! `serve` (a registry that makes images as they are pulled, and [`MockRegistry`]), and
+//! `cli` (the `image-maker` command, which needs them all).
 //!
 //! Modules, from the bottom up: [`spec`] (the grammar) → plan → [`content`] → layer →
 //! image → sinks; the builders ([`mod@build`]) beneath the [`cache`], the [`mod@fixture`]s and the
@@ -43,6 +44,8 @@ pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod request;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub(crate) mod sink;
 pub mod spec;
 mod speed;
@@ -65,4 +68,6 @@ pub use reference::Reference;
 pub use request::{
     BuildRequest, Builder, Built, LinkMode, Output, OutputError, PlatformImage, PushOptions, Pushed,
 };
+#[cfg(feature = "serve")]
+pub use serve::MockRegistry;
 pub use spec::{LayerSpec, Spec};

@@ -77,6 +77,25 @@ impl LayerPlan {
         }
     }
 
+    /// How many directory entries come before the first entry of file `index`'s part in
+    /// [`entries_from`](Self::entries_from) (`layerN/` counted): in closed form, so that an
+    /// offset into the tar is found without walking the files before it.
+    pub fn dirs_before(&self, index: u64) -> u64 {
+        match self.spec.layout {
+            _ if index == 0 => 0,
+            Layout::Flat => 1,
+            Layout::Tree => {
+                let depth = Tree::new(self.spec.files).depth;
+                let leaf = (index - 1) / FILES_PER_DIR;
+                // Leaves 0..=leaf are contiguous: at each level they have one directory per
+                // distinct prefix.
+                1 + (1..=depth)
+                    .map(|level| leaf / FANOUT.pow(depth - level) + 1)
+                    .sum::<u64>()
+            }
+        }
+    }
+
     /// The regular files, in tar order: lazy, so a layer of a million files costs no
     /// memory up front.
     pub fn files(&self) -> impl Iterator<Item = FilePlan> + '_ {
@@ -88,6 +107,13 @@ impl LayerPlan {
 
     /// Directories and files in tar order, starting with `layerN/`.
     pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.entries_from(0)
+    }
+
+    /// The entries from file `first` on: the directories that file opens, the file, and
+    /// everything after it (with `layerN/` first when `first` is 0). A reader that starts
+    /// in the middle of a layer needs nothing before.
+    pub fn entries_from(&self, first: u64) -> impl Iterator<Item = Entry> + '_ {
         let LayerSpec {
             size,
             files,
@@ -98,8 +124,8 @@ impl LayerPlan {
         let larger = size % files;
         let width = files.to_string().len();
         let tree = Tree::new(files);
-        let top = std::iter::once(Entry::Dir(format!("{}/", self.dir())));
-        top.chain((0..files).flat_map(move |index| {
+        let top = (first == 0).then(|| Entry::Dir(format!("{}/", self.dir())));
+        top.into_iter().chain((first..files).flat_map(move |index| {
             let (dirs, parent) = match layout {
                 Layout::Flat => (Vec::new(), self.dir()),
                 Layout::Tree => tree.place(&self.dir(), index),
@@ -253,6 +279,41 @@ mod tests {
                     f.path
                 );
                 parent = up;
+            }
+        }
+    }
+
+    #[test]
+    fn entries_from_a_file_and_dirs_before_it_agree_with_the_whole_walk() {
+        for list in [
+            "3B:files=3",
+            "1MB:tree=5000",
+            "40B:tree=33",
+            "9000B:tree=4097",
+            "1KB",
+        ] {
+            let layer = &plan(list)[0];
+            let all = paths(layer);
+            let files = layer.spec.files;
+            for index in [0, 1, 2, 31, 32, 33, 512, 513, files - 1] {
+                if index >= files {
+                    continue;
+                }
+                let tail: Vec<String> = layer
+                    .entries_from(index)
+                    .map(|e| match e {
+                        Entry::Dir(d) => d,
+                        Entry::File(f) => f.path,
+                    })
+                    .collect();
+                let skipped = all.len() - tail.len();
+                assert_eq!(all[skipped..], tail, "{list} from {index}");
+                // Before file `index`'s part: every earlier file, and the directories.
+                assert_eq!(
+                    skipped as u64,
+                    layer.dirs_before(index) + index,
+                    "{list} from {index}"
+                );
             }
         }
     }

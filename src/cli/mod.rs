@@ -2,6 +2,7 @@
 //! top of the library; nothing in the library imports it.
 
 mod cache;
+pub mod serve;
 pub mod warm;
 
 use std::io::Write;
@@ -66,6 +67,10 @@ pub enum Command {
     Push(PushArgs),
     /// Build every image the `#[mock_image(...)]` tests under DIR use into the cache
     Warm(warm::WarmArgs),
+    /// Serve images made on request as they are pulled: the tag names the spec
+    Serve(serve::ServeArgs),
+    /// Print the image tag `serve` knows a spec by
+    Tag(serve::TagArgs),
 }
 
 /// `image-maker cache …`.
@@ -461,6 +466,8 @@ pub fn main(cli: &Cli) -> Result<(), Error> {
         (Some(Command::Cache(command)), _) => cache::run(command),
         (Some(Command::Push(args)), _) => push(args).map(drop),
         (Some(Command::Warm(args)), _) => warm::run(args),
+        (Some(Command::Serve(args)), _) => serve::run(args),
+        (Some(Command::Tag(args)), _) => serve::tag(args),
         (None, Some(args)) => match &args.emit_context {
             Some(dir) => emit_context(args, dir),
             None => run(args).map(drop),

@@ -1,5 +1,6 @@
-//! Layer specs: the grammar (in `grammar`, shared with the attribute macro) and the spec
-//! hash, SHA-256 of the canonical form, that seeds the content and keys the cache.
+//! Layer specs: the grammar (in `grammar`, shared with the attribute macro), their tag form
+//! (in `tag`, for served images) and the spec hash, SHA-256 of the canonical form, that
+//! seeds the content and keys the cache.
 
 use sha2::{Digest as _, Sha256};
 
@@ -8,11 +9,13 @@ use crate::digest::hex;
 mod grammar;
 #[cfg(test)]
 mod props;
+mod tag;
 
 pub use grammar::{
     format_size, parse_byte_size, Compression, LayerSpec, Layout, Ratio, Spec, SpecError,
     MAX_LAYERS,
 };
+pub use tag::{spec_of_tag, spec_text, tag_of, TagError, MAX_TAG_LEN};
 
 impl Spec {
     /// SHA-256 of the canonical form: seeds the content, keys the cache.

@@ -18,5 +18,6 @@ mod macros;
 mod oci;
 mod platforms;
 mod registry;
+mod serve;
 mod support;
 mod warm;

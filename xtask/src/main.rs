@@ -12,9 +12,10 @@ usage: cargo xtask <command>
 commands:
   bench [NAME]       a benchmark: `build` (default; native and dockerfile builds of 1GB,512MB
                      versus the single-pass reference), `cache` (fixture() cache-hit latency),
-                     `push` (push to a local registry versus skopeo copy) or `encodings`
-                     (gzip and zstd layers versus gzip -1/-6 of the same tar and the
-                     uncompressed build)
+                     `push` (push to a local registry versus skopeo copy), `encodings` (gzip
+                     and zstd layers versus gzip -1/-6 of the same tar and the uncompressed
+                     build) or `serve` (serve's digest pass, blob GETs and docker pull versus
+                     openssl sha256 and docker-registry)
   bench downstream [compile|fixture]
                      what a fixture user pays: examples/downstream's cold test build with
                      and without default features; a 256 MB fixture in a debug-profile test

@@ -1,0 +1,130 @@
+//! `image-maker serve` and `image-maker tag`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::serve::{self, Auth, ServeError, ServeOptions, Server};
+use crate::{Cache, Error};
+
+pub(crate) const NAMING: &str = "\
+Naming:
+  The tag is the layer spec with `_` for `,`, `.` for `:` and `-` for `=`
+  (`image-maker tag SPEC` prints it):
+    1GB,512MB            127.0.0.1:5000/mock:1GB_512MB
+    100x1MB              127.0.0.1:5000/mock:100x1MB
+    64MB:tree=5000       127.0.0.1:5000/mock:64MB.tree-5000
+  The repository name is free; prefixes choose a platform and faults:
+    platform/linux-arm64/NAME   another platform (`-` for `/`; default linux/amd64)
+    faults/truncate/NAME        each blob's connection closes halfway
+    faults/corrupt/NAME         one byte of each blob differs from its digest
+    faults/flaky/NAME           503 for the first request of each blob and manifest
+    faults/missing/NAME         404 for every blob
+    faults/slow-1MB/NAME        blobs at 1 MiB/s (any size: slow-512KB, slow-10MB)
+    faults/wrong-size/NAME      each blob's Content-Length is one byte too many
+  A spec without a tag form (a decimal size, more than 128 characters) is named in
+  `--images FILE`:
+    \"mock/app:v1\" = { layers = \"1.5GB,512MB\", platform = \"linux/arm64\" }
+
+Examples:
+  image-maker serve --addr 127.0.0.1:5000
+  docker pull 127.0.0.1:5000/mock:1GB_512MB
+  skopeo inspect --tls-verify=false docker://127.0.0.1:5000/faults/flaky/mock:3x1MB";
+
+/// `image-maker serve`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = NAMING)]
+pub struct ServeArgs {
+    /// Address and port to listen on
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:5000")]
+    pub addr: String,
+
+    /// A TOML file naming images: `"mock/app:v1" = { layers = "1GB,512MB", platform = "linux/amd64" }`
+    #[arg(long, value_name = "FILE")]
+    pub images: Option<PathBuf>,
+
+    /// Require credentials: `basic:USER:PASS`, or `bearer:USER:PASS` for docker's token flow
+    /// (the token endpoint is `/token`)
+    #[arg(
+        long,
+        value_name = "KIND:USER:PASS",
+        env = "IMAGE_MAKER_SERVE_AUTH",
+        hide_env_values = true
+    )]
+    pub auth: Option<String>,
+
+    /// PEM certificate chain for HTTPS (with `--tls-key`)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for HTTPS (with `--tls-cert`)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// No access log on stderr
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `image-maker tag SPEC`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TagArgs {
+    /// The layer spec, e.g. `1GB,512MB`
+    #[arg(value_name = "SPEC")]
+    pub spec: String,
+}
+
+/// Prints the tag of a spec on stdout.
+pub fn tag(args: &TagArgs) -> Result<(), Error> {
+    let tag = crate::spec::tag_of(&args.spec)?;
+    super::print_stdout(&format!("{tag}\n"))
+}
+
+/// Serves until SIGINT, SIGTERM or SIGHUP, then stops cleanly and exits 0.
+pub fn run(args: &ServeArgs) -> Result<(), Error> {
+    let addr: SocketAddr = args
+        .addr
+        .parse()
+        .map_err(|_| ServeError::Addr(args.addr.clone()))?;
+    let mut options = ServeOptions::new(addr);
+    options.auth = args
+        .auth
+        .as_deref()
+        .map(Auth::parse)
+        .transpose()
+        .map_err(ServeError::Auth)?;
+    if let Some(path) = &args.images {
+        options.named = serve::read_images(path).map_err(ServeError::Images)?;
+    }
+    options.tls = args.tls_cert.clone().zip(args.tls_key.clone());
+    options.mtime = super::source_date_epoch()?;
+    options.access_log = !args.quiet;
+    options.cache_dir = match Cache::from_env() {
+        Ok(cache) => Some(cache.root().to_path_buf()),
+        Err(e) => {
+            eprintln!("warning: {e}; layer digests are kept in memory only");
+            None
+        }
+    };
+    let named: usize = options.named.values().map(|tags| tags.len()).sum();
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let server = Server::start(options)?;
+    eprintln!(
+        "serving on {scheme}://{} ({}Ctrl-C stops)",
+        server.addr(),
+        match named {
+            0 => String::new(),
+            n => format!("{n} named image{}; ", if n == 1 { "" } else { "s" }),
+        }
+    );
+    while crate::interrupt::check().is_ok() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.stop();
+    eprintln!("stopped");
+    Ok(())
+}

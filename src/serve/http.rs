@@ -1,0 +1,534 @@
+//! The read side of the OCI distribution API, answered from specs: routes, content
+//! negotiation, ranges, faults, auth and the access log.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::auth::{self, Auth};
+use super::body::{Body, Logged};
+use super::fault::{Damage, Fault};
+use super::images_file::Named;
+use super::listen::Flushes;
+use super::name::Name;
+use super::store::{Store, Stored};
+use crate::platform::Platform;
+use crate::spec::{spec_of_tag, Spec};
+
+/// What every request shares.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub store: Store,
+    pub named: Named,
+    pub auth: Option<Auth>,
+    pub tls: bool,
+    pub log: bool,
+    /// `faults/flaky/…`: the manifests and blobs asked for once already.
+    pub flaky: Mutex<HashSet<String>>,
+}
+
+/// The OCI endpoints this server has.
+enum Endpoint<'a> {
+    Base,
+    Tags(&'a str),
+    Manifest(&'a str, &'a str),
+    Blob(&'a str, &'a str),
+    Upload(&'a str),
+}
+
+fn endpoint(rest: &str) -> Option<Endpoint<'_>> {
+    if rest.is_empty() {
+        return Some(Endpoint::Base);
+    }
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return Some(Endpoint::Tags(name));
+    }
+    if let Some((name, _)) = rest.split_once("/blobs/uploads") {
+        return Some(Endpoint::Upload(name));
+    }
+    if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
+        return Some(Endpoint::Manifest(name, reference));
+    }
+    if let Some((name, digest)) = rest.rsplit_once("/blobs/") {
+        return Some(Endpoint::Blob(name, digest));
+    }
+    None
+}
+
+/// Answers one request, and logs it once its body is done.
+pub(crate) async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Logged> {
+    let started = Instant::now();
+    // The path alone: a query (the token endpoint's) is nobody's business in a log.
+    let line = format!(
+        "{peer} \"{} {} {:?}\"",
+        request.method(),
+        request.uri().path(),
+        request.version()
+    );
+    let log = state.log;
+    let flushes = request.extensions().get::<Arc<Flushes>>().cloned();
+    let mut response = route(&state, request).await;
+    response.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    let status = response.status().as_u16();
+    let declared = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    response.map(|inner| Logged {
+        inner,
+        line: log.then(|| format!("{line} {status}")),
+        started,
+        sent: 0,
+        failed: false,
+        declared,
+        flushes,
+        held: None,
+    })
+}
+
+async fn route(state: &Arc<State>, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    if path == "/token" {
+        return match &state.auth {
+            Some(auth) if auth.has_tokens() => token(auth, request).await,
+            _ => plain(
+                StatusCode::NOT_FOUND,
+                "no token endpoint: the server runs without `--auth bearer:…`",
+            ),
+        };
+    }
+    let Some(rest) = path.strip_prefix("/v2/").or((path == "/v2").then_some("")) else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not a registry endpoint: they are under /v2/",
+        );
+    };
+    let found = endpoint(rest);
+    if let Some(auth) = &state.auth {
+        let header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !auth.allows(header) {
+            let repository = match &found {
+                Some(
+                    Endpoint::Tags(name)
+                    | Endpoint::Manifest(name, _)
+                    | Endpoint::Blob(name, _)
+                    | Endpoint::Upload(name),
+                ) => Some(*name),
+                _ => None,
+            };
+            let base = format!(
+                "{}://{}",
+                if state.tls { "https" } else { "http" },
+                request
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("localhost")
+            );
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            );
+            if let Ok(value) = HeaderValue::from_str(&auth.challenge(&base, repository)) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+            return response;
+        }
+    }
+    let head = request.method() == Method::HEAD;
+    if !head && request.method() != Method::GET {
+        let mut response = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "this registry is read-only: its images are made from their tags",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let Some(found) = endpoint(rest) else {
+        return error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such endpoint");
+    };
+    let (repository, item) = match found {
+        Endpoint::Base => return json(head, Bytes::from_static(b"{}")),
+        Endpoint::Upload(_) => {
+            let mut response = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "this registry is read-only: its images are made from their tags",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        Endpoint::Tags(name) => (name, None),
+        Endpoint::Manifest(name, reference) => (name, Some((true, reference))),
+        Endpoint::Blob(name, digest) => (name, Some((false, digest))),
+    };
+    let name = match Name::parse(repository) {
+        Ok(name) => name,
+        Err(message) => return error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message),
+    };
+    let Some((is_manifest, reference)) = item else {
+        let tags: Vec<&String> = state
+            .named
+            .get(&name.base)
+            .map(|tags| tags.keys().collect())
+            .unwrap_or_default();
+        let body = serde_json::json!({ "name": repository, "tags": tags });
+        return json(head, Bytes::from(body.to_string()));
+    };
+    if name.has(Fault::Flaky) {
+        let key = format!("{repository}\0{reference}");
+        let first = state
+            .flaky
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        if first {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the first request for this fails on purpose (faults/flaky); try again",
+            );
+        }
+    }
+    if is_manifest {
+        manifest(state, &name, reference, &request, head).await
+    } else {
+        blob(state, &name, reference, &request, head)
+    }
+}
+
+async fn manifest(
+    state: &Arc<State>,
+    name: &Name,
+    reference: &str,
+    request: &Request<Incoming>,
+    head: bool,
+) -> Response<Body> {
+    let found = if reference.starts_with("sha256:") {
+        match state.store.manifest_by_digest(reference) {
+            Some(manifest) => manifest,
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "MANIFEST_UNKNOWN",
+                    &format!("manifest `{reference}` is unknown here: ask for its tag first"),
+                )
+            }
+        }
+    } else {
+        let (spec, platform) = match image_of(state, name, reference) {
+            Ok(image) => image,
+            Err(message) => return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", &message),
+        };
+        // The first manifest of a spec hashes its layers: not on the async threads.
+        let shared = Arc::clone(state);
+        let computed = tokio::task::spawn_blocking(move || {
+            shared
+                .store
+                .manifest(&spec, &platform)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match computed {
+            Ok(manifest) => manifest,
+            Err(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &message),
+        }
+    };
+    if !accepts(request, found.media_type) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            &format!(
+                "the manifest is {}, which the request's Accept header leaves out",
+                found.media_type
+            ),
+        );
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, found.media_type)
+        .header(header::CONTENT_LENGTH, found.bytes.len())
+        .header("docker-content-digest", &found.digest)
+        .header(header::ETAG, format!("\"{}\"", found.digest))
+        .body(if head {
+            Body::Empty
+        } else {
+            Body::full(found.bytes.clone())
+        })
+        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad header"))
+}
+
+/// The spec and platform a tag names: from the images file, else the tag itself.
+fn image_of(state: &State, name: &Name, tag: &str) -> Result<(Spec, Platform), String> {
+    if let Some(image) = state.named.get(&name.base).and_then(|tags| tags.get(tag)) {
+        let platform = name
+            .platform
+            .clone()
+            .unwrap_or_else(|| image.platform.clone());
+        return Ok((image.spec.clone(), platform));
+    }
+    let spec = spec_of_tag(tag).map_err(|e| {
+        format!(
+            "tag `{tag}` is not in the images file and names no spec ({e}); a tag is a spec with `_` for `,`, `.` for `:` and `-` for `=`, e.g. `1GB_512MB`"
+        )
+    })?;
+    Ok((spec, name.platform.clone().unwrap_or_default()))
+}
+
+/// Whether the request's `Accept` headers take `media_type` (no header takes anything).
+fn accepts(request: &Request<Incoming>, media_type: &str) -> bool {
+    let mut any = false;
+    for value in request.headers().get_all(header::ACCEPT) {
+        any = true;
+        let Ok(text) = value.to_str() else { continue };
+        for item in text.split(',') {
+            let range = item.split(';').next().unwrap_or_default().trim();
+            if range == media_type || range == "*/*" || range == "application/*" {
+                return true;
+            }
+        }
+    }
+    !any
+}
+
+fn blob(
+    state: &State,
+    name: &Name,
+    digest: &str,
+    request: &Request<Incoming>,
+    head: bool,
+) -> Response<Body> {
+    let well_formed = digest.len() == 71
+        && digest.starts_with("sha256:")
+        && digest[7..].bytes().all(|b| b.is_ascii_hexdigit());
+    if !well_formed {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            &format!("`{digest}` is not a sha256 digest"),
+        );
+    }
+    if name.has(Fault::Missing) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "BLOB_UNKNOWN",
+            "every blob is missing here on purpose (faults/missing)",
+        );
+    }
+    let Some(stored) = state.store.blob(digest) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "BLOB_UNKNOWN",
+            &format!("blob `{digest}` is unknown here: ask for a manifest that has it first"),
+        );
+    };
+    let size = stored.size();
+    let range = request
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Ranged::Whole, |text| parse_range(text, size));
+    let (status, range) = match range {
+        Ranged::Whole => (StatusCode::OK, 0..size),
+        Ranged::Part(range) => (StatusCode::PARTIAL_CONTENT, range),
+        Ranged::Unsatisfiable => {
+            return Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                .header(header::CONTENT_LENGTH, 0)
+                .body(Body::Empty)
+                .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad header"))
+        }
+    };
+    let length = range.end - range.start;
+    // `wrong-size`: one byte promised that never comes.
+    let declared = length + u64::from(name.has(Fault::WrongSize));
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, declared)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header("docker-content-digest", digest)
+        .header(header::ETAG, format!("\"{digest}\""));
+    if status == StatusCode::PARTIAL_CONTENT {
+        response = response.header(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{size}", range.start, range.end - 1),
+        );
+    }
+    let body = if head || length == 0 {
+        Body::Empty
+    } else {
+        let damage = Damage::of(&name.faults, size);
+        let start = range.start;
+        match stored {
+            Stored::Config(bytes) => Body::generated(start, damage, move |out| {
+                let (a, b) = (usize::try_from(range.start), usize::try_from(range.end));
+                match (a, b) {
+                    (Ok(a), Ok(b)) => out.write_all(&bytes[a..b]),
+                    _ => Ok(()),
+                }
+            }),
+            Stored::Layer(layer, _) if range == (0..size) => {
+                Body::generated(start, damage, move |out| layer.write(out))
+            }
+            Stored::Layer(layer, _) => {
+                Body::generated(start, damage, move |out| layer.write_range(range, out))
+            }
+        }
+    };
+    response
+        .body(body)
+        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad header"))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Ranged {
+    Whole,
+    Part(Range<u64>),
+    Unsatisfiable,
+}
+
+/// One `Range: bytes=…` range; anything else (several ranges, another unit, nonsense) is
+/// answered with the whole blob, as RFC 9110 allows.
+fn parse_range(text: &str, size: u64) -> Ranged {
+    let Some(spec) = text.trim().strip_prefix("bytes=") else {
+        return Ranged::Whole;
+    };
+    if spec.contains(',') {
+        return Ranged::Whole;
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return Ranged::Whole;
+    };
+    let number = |s: &str| s.trim().parse::<u64>().ok();
+    match (first.trim().is_empty(), number(first), number(last)) {
+        // `-N`: the last N bytes.
+        (true, _, Some(n)) if n > 0 && size > 0 => Ranged::Part(size - n.min(size)..size),
+        (true, _, _) => Ranged::Unsatisfiable,
+        (false, Some(a), _) if a >= size => Ranged::Unsatisfiable,
+        (false, Some(a), None) if last.trim().is_empty() => Ranged::Part(a..size),
+        (false, Some(a), Some(b)) if b >= a => Ranged::Part(a..b.saturating_add(1).min(size)),
+        _ => Ranged::Whole,
+    }
+}
+
+/// `/token`: a bearer token for the credentials, by GET with basic auth or by a POSTed
+/// OAuth2 password grant, as docker, containerd and skopeo ask.
+async fn token(auth: &Auth, request: Request<Incoming>) -> Response<Body> {
+    let granted = match *request.method() {
+        Method::GET => auth.basic_matches(
+            request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ),
+        Method::POST => {
+            // A form of a few fields; more is not a token request.
+            let limited = http_body_util::Limited::new(request.into_body(), 64 * 1024);
+            match limited.collect().await {
+                Ok(body) => auth.form_matches(&body.to_bytes()),
+                Err(_) => false,
+            }
+        }
+        _ => false,
+    };
+    if !granted {
+        let mut response = error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "the token endpoint wants the server's credentials",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"image-maker\""),
+        );
+        return response;
+    }
+    let now = auth::now();
+    let token = auth.token(now);
+    let body = serde_json::json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": Auth::token_lifetime(),
+        "issued_at": crate::image::rfc3339(now),
+    });
+    json(false, Bytes::from(body.to_string()))
+}
+
+fn json(head: bool, bytes: Bytes) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, bytes.len())
+        .body(if head { Body::Empty } else { Body::full(bytes) })
+        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad header"))
+}
+
+/// An OCI error body: `{"errors":[{"code":…,"message":…}]}`.
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] });
+    let bytes = Bytes::from(body.to_string());
+    let mut response = Response::new(Body::full(bytes.clone()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    response
+}
+
+fn plain(status: StatusCode, message: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::full(Bytes::from_static(message.as_bytes())));
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000), Ranged::Part(0..100));
+        assert_eq!(parse_range("bytes=900-", 1000), Ranged::Part(900..1000));
+        assert_eq!(parse_range("bytes=-10", 1000), Ranged::Part(990..1000));
+        assert_eq!(parse_range("bytes=-5000", 1000), Ranged::Part(0..1000));
+        assert_eq!(parse_range("bytes=990-5000", 1000), Ranged::Part(990..1000));
+        assert_eq!(parse_range("bytes=1000-", 1000), Ranged::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 1000), Ranged::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 1000), Ranged::Whole);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), Ranged::Whole);
+        assert_eq!(parse_range("items=0-1", 1000), Ranged::Whole);
+    }
+}

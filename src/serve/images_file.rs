@@ -1,0 +1,123 @@
+//! `--images FILE`: images named explicitly, for specs without a tag form or names a test
+//! suite already uses.
+//!
+//! ```toml
+//! "mock/app:v1" = { layers = "1GB,512MB", platform = "linux/amd64" }
+//! "mock/app:v2" = { layers = "1.5GB" }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::platform::Platform;
+use crate::spec::Spec;
+
+/// One image of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedImage {
+    /// The layers.
+    pub spec: Spec,
+    /// The platform; `linux/amd64` unless the file says otherwise.
+    pub platform: Platform,
+}
+
+/// Images by repository, then tag.
+pub type Named = HashMap<String, BTreeMap<String, NamedImage>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    layers: String,
+    platform: Option<String>,
+}
+
+/// Reads and checks the whole file; the error names the file and the entry.
+pub fn read(path: &Path) -> Result<Named, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the images file `{}`: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("images file `{}`: {e}", path.display()))
+}
+
+/// Parses the file's text.
+pub fn parse(text: &str) -> Result<Named, String> {
+    let raw: BTreeMap<String, Raw> = toml::from_str(text).map_err(|e| {
+        e.message().to_string()
+            + &e.span()
+                .map(|s| format!(" (at byte {})", s.start))
+                .unwrap_or_default()
+    })?;
+    let mut named = Named::new();
+    for (name, image) in raw {
+        let (repository, tag) = split(&name)?;
+        let spec = Spec::parse(&image.layers).map_err(|e| format!("`{name}`: {e}"))?;
+        let platform = match &image.platform {
+            Some(p) => Platform::parse(p).map_err(|e| format!("`{name}`: {e}"))?,
+            None => Platform::default(),
+        };
+        named
+            .entry(repository.to_owned())
+            .or_default()
+            .insert(tag.to_owned(), NamedImage { spec, platform });
+    }
+    Ok(named)
+}
+
+/// `repo/name:tag` → (`repo/name`, `tag`); the tag is required, and both must be what a
+/// registry accepts.
+fn split(name: &str) -> Result<(&str, &str), String> {
+    let (repository, tag) = name
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .ok_or_else(|| format!("`{name}` has no tag: write `{name}:TAG`"))?;
+    let component_ok = |c: &str| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+    };
+    if !repository.split('/').all(component_ok) {
+        return Err(format!(
+            "`{repository}` in `{name}` is not a repository name (lowercase letters, digits, `._-`, components separated by `/`)"
+        ));
+    }
+    let tag_ok = tag.len() <= crate::spec::MAX_TAG_LEN
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !tag_ok {
+        return Err(format!("`{tag}` in `{name}` is not a tag"));
+    }
+    Ok((repository, tag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issues_example_and_errors_that_name_the_entry() {
+        let named = parse(
+            r#""mock/app:v1" = { layers = "1GB,512MB", platform = "linux/arm64" }
+"mock/app:v2" = { layers = "1.5GB" }"#,
+        )
+        .expect("valid");
+        let app = &named["mock/app"];
+        assert_eq!(app["v1"].spec, Spec::parse("1GB,512MB").expect("valid"));
+        assert_eq!(app["v1"].platform.to_string(), "linux/arm64");
+        assert_eq!(app["v2"].platform, Platform::default());
+        let e = parse(r#""mock/app" = { layers = "1GB" }"#).expect_err("no tag");
+        assert!(e.contains("`mock/app` has no tag"), "{e}");
+        let e = parse(r#""mock/app:v1" = { layers = "1XB" }"#).expect_err("bad spec");
+        assert!(
+            e.starts_with("`mock/app:v1`: ") && e.contains("`XB`"),
+            "{e}"
+        );
+        let e = parse(r#""mock/app:v1" = { layer = "1GB" }"#).expect_err("typo");
+        assert!(e.contains("layer"), "{e}");
+        let e = parse(r#""Mock:v1" = { layers = "1GB" }"#).expect_err("uppercase");
+        assert!(e.contains("`Mock`"), "{e}");
+    }
+}

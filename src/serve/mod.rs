@@ -1,0 +1,221 @@
+//! A registry that makes images as they are pulled: the tag names the spec, the manifest
+//! is computed, and blob bytes are generated as they are sent. Nothing is stored but a few
+//! bytes of digests per layer.
+//!
+//! ```no_run
+//! use image_maker::serve::{ServeOptions, Server};
+//!
+//! let server = Server::start(ServeOptions::new("127.0.0.1:5000".parse()?))?;
+//! // `docker pull 127.0.0.1:5000/mock:1GB_512MB`
+//! server.stop();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Names: the tag is the spec with `_` for `,`, `.` for `:` and `-` for `=`
+//! ([`crate::spec::tag_of`]); the repository name is free, but for its prefixes:
+//! `faults/<fault>/…` plays a [`Fault`], `platform/<os-arch[-variant]>/…` picks the platform.
+//! Any number of servers serve the same bytes for a name: everything is a function of it.
+
+mod auth;
+mod body;
+mod fault;
+mod generate;
+mod http;
+mod images_file;
+mod listen;
+mod mock;
+mod name;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+pub use auth::Auth;
+pub use fault::Fault;
+pub use images_file::{parse as parse_images, read as read_images, Named, NamedImage};
+pub use mock::MockRegistry;
+
+/// How a server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to listen; port 0 picks a free one ([`Server::addr`] says which).
+    pub addr: SocketAddr,
+    /// Images named explicitly (`--images FILE`), by repository and tag.
+    pub named: Named,
+    /// Credentials clients must give, if any.
+    pub auth: Option<Auth>,
+    /// PEM certificate chain and key for HTTPS; plain HTTP without.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Modification time in every image, as `SOURCE_DATE_EPOCH` gives the CLI's builds.
+    pub mtime: u64,
+    /// The cache directory whose `serve/v1/` keeps the layer digests; `None`: memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// One access-log line per request on stderr.
+    pub access_log: bool,
+}
+
+impl ServeOptions {
+    /// Plain HTTP on `addr`, no auth, no names file, digests in memory, no access log.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            named: Named::new(),
+            auth: None,
+            tls: None,
+            mtime: 0,
+            cache_dir: None,
+            access_log: false,
+        }
+    }
+}
+
+/// Why a server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// `--addr` is not `IP:PORT`.
+    #[error("`--addr` value `{0}` is not an address and port, e.g. `127.0.0.1:5000`")]
+    Addr(String),
+    /// The address cannot be listened on.
+    #[error("cannot listen on `{addr}`: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// `--auth` is not `basic:USER:PASS` or `bearer:USER:PASS` (the message never holds
+    /// the password).
+    #[error("{0}")]
+    Auth(String),
+    /// The images file cannot be read or is not valid.
+    #[error("{0}")]
+    Images(String),
+    /// A TLS certificate or key file cannot be used.
+    #[error("cannot use `{}` for TLS: {detail}", path.display())]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The async runtime cannot start.
+    #[error("cannot start the server's runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl ServeError {
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Addr(_) => Some("give `--addr IP:PORT`; port 0 picks a free port".into()),
+            Self::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
+                Some("another process listens there: choose another port with `--addr`".into())
+            }
+            Self::Auth(_) => {
+                Some("write `--auth basic:USER:PASS` or `--auth bearer:USER:PASS`".into())
+            }
+            Self::Images(_) => Some(
+                "each line is `\"repo/name:tag\" = { layers = \"1GB,512MB\", platform = \"linux/amd64\" }` (platform optional)"
+                    .into(),
+            ),
+            Self::Tls { .. } => {
+                Some("`--tls-cert` takes a PEM certificate chain, `--tls-key` its PEM private key".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// 2 for bad usage, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Addr(_) | Self::Auth(_) | Self::Images(_) | Self::Tls { .. } => 2,
+            Self::Bind { .. } | Self::Runtime(_) => 1,
+        }
+    }
+}
+
+/// A running server: listening from [`Server::start`] on, on threads of its own, until
+/// [`Server::stop`] or drop.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Server {
+    /// Binds, then serves in the background; errors (a taken port, a bad certificate) come
+    /// back here.
+    pub fn start(options: ServeOptions) -> Result<Self, ServeError> {
+        let tls = options
+            .tls
+            .as_ref()
+            .map(|(cert, key)| listen::tls_acceptor(cert, key))
+            .transpose()?;
+        let listener =
+            std::net::TcpListener::bind(options.addr).map_err(|source| ServeError::Bind {
+                addr: options.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(ServeError::Runtime)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(ServeError::Runtime)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("image-maker-serve")
+            .build()
+            .map_err(ServeError::Runtime)?;
+        let state = Arc::new(http::State {
+            store: store::Store::new(
+                options.mtime,
+                options.cache_dir.map(|dir| dir.join("serve").join("v1")),
+            ),
+            named: options.named,
+            auth: options.auth,
+            tls: tls.is_some(),
+            log: options.access_log,
+            flaky: Mutex::default(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        // The runtime lives on a thread of its own, so that a server started (or dropped)
+        // inside another runtime, as in a `#[tokio::test]`, neither nests nor blocks it.
+        let thread = std::thread::Builder::new()
+            .name("image-maker-serve".into())
+            .spawn(move || {
+                runtime.block_on(listen::serve(listener, state, tls, stopped));
+                // Generators of streams that were cut stop at their next chunk.
+                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            })
+            .map_err(ServeError::Runtime)?;
+        Ok(Self {
+            addr,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets responses under way finish for a few seconds, and returns once
+    /// everything has stopped.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

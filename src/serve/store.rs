@@ -1,0 +1,398 @@
+//! What the server knows how to make: manifests computed from a spec and platform through
+//! the builders' own metadata code, and every digest it has handed out, so that a client
+//! can come back by digest.
+//!
+//! A layer's digest needs one pass over its bytes. That pass runs once per spec: layers in
+//! parallel on every core, the result kept in memory and, as one small file per spec, in
+//! the cache directory (`serve/v1/KEY`, KEY the SHA-256 of the canonical spec and mtime),
+//! which the next server reads back at start. Blobs are never stored.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+
+use super::generate::{Hashed, Layer};
+use crate::digest::{hex, Blob};
+use crate::image::{self, LayerInfo};
+use crate::platform::Platform;
+use crate::spec::Spec;
+use crate::Error;
+
+/// The manifest media type served.
+pub(crate) const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Salts the memo's keys. A memo holds digests, not bytes, so it must change whenever the
+/// bytes of a layer do (tar layout, content, an encoder or its settings): a server would
+/// otherwise hand out digests its blobs no longer match. v3: zstd jobs of 2 MiB.
+const MEMO_SALT: &[u8] = b"image-maker serve digests v3\0";
+
+/// A manifest, ready to send.
+#[derive(Debug)]
+pub(crate) struct Manifest {
+    pub bytes: Bytes,
+    pub digest: String,
+    pub media_type: &'static str,
+}
+
+/// A blob the server can send.
+#[derive(Debug, Clone)]
+pub(crate) enum Stored {
+    /// Generated as it is sent; the size is the blob's (compressed, for a compressed layer).
+    Layer(Layer, u64),
+    /// A config: small, kept.
+    Config(Bytes),
+}
+
+impl Stored {
+    pub fn size(&self) -> u64 {
+        match self {
+            Self::Layer(_, size) => *size,
+            Self::Config(bytes) => bytes.len() as u64,
+        }
+    }
+}
+
+/// Layer digests of one image, computed once however many ask at the same time.
+type Digests = Arc<OnceLock<Result<Arc<Vec<Hashed>>, String>>>;
+
+/// Every manifest and blob the server has made, by digest.
+#[derive(Debug)]
+pub(crate) struct Store {
+    mtime: u64,
+    memo: Option<PathBuf>,
+    digests: Mutex<HashMap<String, Digests>>,
+    blobs: RwLock<HashMap<String, Stored>>,
+    manifests: RwLock<HashMap<String, Arc<Manifest>>>,
+    memo_warned: std::sync::Once,
+}
+
+impl Store {
+    /// `memo`: the directory of the digest memo, read back here; `None` keeps digests in
+    /// memory only.
+    pub fn new(mtime: u64, memo: Option<PathBuf>) -> Self {
+        let store = Self {
+            mtime,
+            memo,
+            digests: Mutex::default(),
+            blobs: RwLock::default(),
+            manifests: RwLock::default(),
+            memo_warned: std::sync::Once::new(),
+        };
+        store.read_memo();
+        store
+    }
+
+    /// The manifest of `spec` for `platform`: the one `image-maker -s SPEC --platform P -o oci:`
+    /// writes. The first call for a spec hashes its layers; call it off the async threads.
+    pub fn manifest(&self, spec: &Spec, platform: &Platform) -> Result<Arc<Manifest>, Error> {
+        // As a build request spells it: `compression=none` and default levels left out.
+        let spec = Arc::new(
+            spec.with_defaults(None, None)
+                .unwrap_or_else(|_| spec.clone()),
+        );
+        let blobs = self.layer_blobs(&spec, platform)?;
+        let infos: Vec<LayerInfo> = blobs
+            .iter()
+            .zip(spec.layers())
+            .map(|(hashed, layer)| LayerInfo {
+                digest: hashed.blob.digest.clone(),
+                size: hashed.blob.size,
+                diff_id: hashed.diff_id.clone(),
+                files: layer.files,
+                payload: layer.size,
+                media_type: image::layer_media_type(layer.encoding()).to_string(),
+            })
+            .collect();
+        let metadata = image::metadata(&spec, platform, self.mtime, &infos)?;
+        let manifest = Arc::new(Manifest {
+            bytes: Bytes::from(metadata.manifest),
+            digest: metadata.manifest_blob.digest,
+            media_type: MANIFEST_TYPE,
+        });
+        let mut known = self.blobs.write().unwrap_or_else(|e| e.into_inner());
+        known.insert(
+            metadata.config_blob.digest,
+            Stored::Config(Bytes::from(metadata.config)),
+        );
+        for (hashed, number) in blobs.iter().zip(1..) {
+            known.entry(hashed.blob.digest.clone()).or_insert_with(|| {
+                let layer = Layer::new(Arc::clone(&spec), platform, number, self.mtime);
+                Stored::Layer(layer, hashed.blob.size)
+            });
+        }
+        drop(known);
+        self.manifests
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(manifest.digest.clone(), Arc::clone(&manifest));
+        Ok(manifest)
+    }
+
+    /// A manifest handed out before, by its digest.
+    pub fn manifest_by_digest(&self, digest: &str) -> Option<Arc<Manifest>> {
+        let known = self.manifests.read().unwrap_or_else(|e| e.into_inner());
+        known.get(digest).cloned()
+    }
+
+    /// A blob of a manifest handed out before (or memoized by an earlier server).
+    pub fn blob(&self, digest: &str) -> Option<Stored> {
+        let known = self.blobs.read().unwrap_or_else(|e| e.into_inner());
+        known.get(digest).cloned()
+    }
+
+    /// Digest, size and diff_id of each layer of `spec` for `platform`: from memory, the
+    /// memo, or one pass.
+    fn layer_blobs(
+        &self,
+        spec: &Arc<Spec>,
+        platform: &Platform,
+    ) -> Result<Arc<Vec<Hashed>>, Error> {
+        let key = self.key(spec, platform);
+        let cell = {
+            let mut digests = self.digests.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(digests.entry(key.clone()).or_default())
+        };
+        // Whoever comes first computes; the others wait for that one pass.
+        let result = cell.get_or_init(|| {
+            if let Some(blobs) = self.read_memo_file(&key, spec, platform) {
+                return Ok(Arc::new(blobs));
+            }
+            let blobs = hash_layers(spec, platform, self.mtime).map_err(|e| e.to_string())?;
+            self.write_memo_file(&key, spec, platform, &blobs);
+            Ok(Arc::new(blobs))
+        });
+        result.clone().map_err(|detail| Error::Io {
+            action: "generate",
+            path: PathBuf::from(spec.canonical()),
+            source: std::io::Error::other(detail),
+        })
+    }
+
+    /// What the layers' bytes depend on: the spec, the platform (through the content
+    /// seed) and the mtime.
+    fn key(&self, spec: &Spec, platform: &Platform) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(MEMO_SALT);
+        hasher.update(spec.canonical().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(crate::content::seed(spec, platform, false));
+        hasher.update(self.mtime.to_le_bytes());
+        hex(&hasher.finalize())
+    }
+
+    /// `spec CANONICAL`, `platform P`, `mtime N`, then `layer DIGEST SIZE [DIFF_ID]` per
+    /// layer (the diff_id of compressed layers only): about 85 bytes a layer.
+    fn write_memo_file(&self, key: &str, spec: &Spec, platform: &Platform, blobs: &[Hashed]) {
+        let Some(dir) = &self.memo else { return };
+        let mut text = format!(
+            "spec {}\nplatform {platform}\nmtime {}\n",
+            spec.canonical(),
+            self.mtime
+        );
+        for hashed in blobs {
+            text.push_str(&format!(
+                "layer {} {}",
+                hashed.blob.digest, hashed.blob.size
+            ));
+            // A plain tar is its own diff_id.
+            if hashed.diff_id != hashed.blob.digest {
+                text.push_str(&format!(" {}", hashed.diff_id));
+            }
+            text.push('\n');
+        }
+        // Written beside its name and renamed: a reader never sees half a file.
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let part = dir.join(format!(
+            ".{key}.{}.{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = fs::create_dir_all(dir)
+            .and_then(|()| fs::File::create(&part))
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .and_then(|()| fs::rename(&part, dir.join(key)));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&part);
+            self.memo_warned.call_once(|| {
+                eprintln!(
+                    "warning: cannot keep layer digests in `{}` ({e}); they are kept in memory",
+                    dir.display()
+                );
+            });
+        }
+    }
+
+    fn read_memo_file(&self, key: &str, spec: &Spec, platform: &Platform) -> Option<Vec<Hashed>> {
+        let text = fs::read_to_string(self.memo.as_ref()?.join(key)).ok()?;
+        let memo = parse_memo(&text)?;
+        (memo.spec == spec.canonical()
+            && memo.platform == *platform
+            && memo.mtime == self.mtime
+            && memo.layers.len() == spec.layers().len())
+        .then_some(memo.layers)
+    }
+
+    /// Every image an earlier server memoized: its layers become known blobs, and its
+    /// manifest a known manifest.
+    fn read_memo(&self) {
+        let Some(dir) = &self.memo else { return };
+        let Ok(items) = fs::read_dir(dir) else { return };
+        for item in items.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let Some(memo) = fs::read_to_string(item.path())
+                .ok()
+                .as_deref()
+                .and_then(parse_memo)
+            else {
+                continue;
+            };
+            if memo.mtime != self.mtime {
+                continue;
+            }
+            if let Ok(spec) = Spec::parse(&memo.spec) {
+                if self.key(&spec, &memo.platform) == name {
+                    let _ = self.manifest(&spec, &memo.platform);
+                }
+            }
+        }
+    }
+}
+
+/// One memo file.
+struct Memo {
+    spec: String,
+    platform: Platform,
+    mtime: u64,
+    layers: Vec<Hashed>,
+}
+
+fn parse_memo(text: &str) -> Option<Memo> {
+    let digest = |text: &str| {
+        let valid = text.len() == 71
+            && text.starts_with("sha256:")
+            && text[7..].bytes().all(|b| b.is_ascii_hexdigit());
+        valid.then(|| text.to_owned())
+    };
+    let mut lines = text.lines();
+    let spec = lines.next()?.strip_prefix("spec ")?.to_owned();
+    let platform = Platform::parse(lines.next()?.strip_prefix("platform ")?).ok()?;
+    let mtime = lines.next()?.strip_prefix("mtime ")?.parse().ok()?;
+    let layers = lines
+        .map(|line| {
+            let mut parts = line.strip_prefix("layer ")?.split(' ');
+            let blob = Blob {
+                digest: digest(parts.next()?)?,
+                size: parts.next()?.parse().ok()?,
+            };
+            let diff_id = match parts.next() {
+                Some(diff_id) => digest(diff_id)?,
+                None => blob.digest.clone(),
+            };
+            Some(Hashed { blob, diff_id })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Memo {
+        spec,
+        platform,
+        mtime,
+        layers,
+    })
+}
+
+/// Hashes every layer of `spec`, as many at once as there are cores.
+fn hash_layers(spec: &Arc<Spec>, platform: &Platform, mtime: u64) -> std::io::Result<Vec<Hashed>> {
+    let count = spec.layers().len();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(count);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<std::io::Result<Hashed>>>> =
+        Mutex::new((0..count).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= count {
+                    return;
+                }
+                let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+                let blob = Layer::new(Arc::clone(spec), platform, number, mtime).hash();
+                results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(blob);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("a layer was not hashed"))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memo_is_written_once_and_read_back_by_the_next_server() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spec = Spec::parse("3KB,1KB:files=2").expect("valid");
+        let first = Store::new(0, Some(dir.path().to_path_buf()));
+        let manifest = first
+            .manifest(&spec, &Platform::default())
+            .expect("manifest");
+        let files: Vec<_> = fs::read_dir(dir.path()).expect("memo").flatten().collect();
+        assert_eq!(files.len(), 1, "one small file, no leftovers");
+        let text = fs::read_to_string(files[0].path()).expect("memo");
+        assert!(
+            text.starts_with(
+                "spec 3KB:files=1,1KB:files=2\nplatform linux/amd64\nmtime 0\nlayer sha256:"
+            ),
+            "{text}"
+        );
+        assert!(text.len() < 250, "{text}");
+        let second = Store::new(0, Some(dir.path().to_path_buf()));
+        let again = second
+            .manifest_by_digest(&manifest.digest)
+            .expect("known at start");
+        assert_eq!(again.bytes, manifest.bytes);
+        let doc: serde_json::Value = serde_json::from_slice(&manifest.bytes).expect("json");
+        let layer = doc["layers"][1]["digest"].as_str().expect("digest");
+        assert!(matches!(second.blob(layer), Some(Stored::Layer(..))));
+        // Another mtime is another image: not taken from this memo.
+        let other = Store::new(5, Some(dir.path().to_path_buf()));
+        assert!(other.manifest_by_digest(&manifest.digest).is_none());
+    }
+
+    /// The determinism test's golden images. When one of these digests changes, the layer
+    /// bytes changed: bump `MEMO_SALT` with it, or memos written before would be trusted.
+    #[test]
+    fn memo_salt_follows_the_layer_bytes() {
+        let digest = |list: &str| {
+            Store::new(0, None)
+                .manifest(&Spec::parse(list).expect("valid"), &Platform::default())
+                .expect("manifest")
+                .digest
+                .clone()
+        };
+        let gzip = digest("2MB:compression=gzip:ratio=3,300KB:files=3:compression=gzip");
+        let zstd = digest("2MB:compression=zstd:ratio=3,300KB:files=3:compression=zstd");
+        assert_eq!(
+            (MEMO_SALT, gzip.as_str(), zstd.as_str()),
+            (
+                &b"image-maker serve digests v3\0"[..],
+                "sha256:54d6d3409eea07fd6e0191211c7685f5e089ee4edfdc0e59b4f2cb70780da935",
+                "sha256:cb177cb393f9b0f9137a6d0f58e7f82a6b17a4c512f767e826f26c23a0c507f3",
+            )
+        );
+    }
+}
