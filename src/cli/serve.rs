@@ -16,6 +16,8 @@ Naming:
     64MB:tree=5000       127.0.0.1:5000/mock:64MB.tree-5000
   The repository name is free; prefixes choose a platform and faults:
     platform/linux-arm64/NAME   another platform (`-` for `/`; default linux/amd64)
+    platform/linux-amd64_linux-arm64/NAME
+                                an index of one image per platform (`_` for `,`)
     faults/truncate/NAME        each blob's connection closes halfway
     faults/corrupt/NAME         one byte of each blob differs from its digest
     faults/flaky/NAME           503 for the first request of each blob and manifest
@@ -25,6 +27,7 @@ Naming:
   A spec without a tag form (a decimal size, more than 128 characters) is named in
   `--images FILE`:
     \"mock/app:v1\" = { layers = \"1.5GB,512MB\", platform = \"linux/arm64\" }
+    \"mock/app:v2\" = { layers = \"1GB\", platform = \"linux/amd64,linux/arm64\" }
 
 Examples:
   image-maker serve --addr 127.0.0.1:5000

@@ -242,17 +242,18 @@ async fn manifest(
             }
         }
     } else {
-        let (spec, platform) = match image_of(state, name, reference) {
+        let (spec, platforms) = match image_of(state, name, reference) {
             Ok(image) => image,
             Err(message) => return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", &message),
         };
         // The first manifest of a spec hashes its layers: not on the async threads.
         let shared = Arc::clone(state);
         let computed = tokio::task::spawn_blocking(move || {
-            shared
-                .store
-                .manifest(&spec, &platform)
-                .map_err(|e| e.to_string())
+            match platforms.as_slice() {
+                [platform] => shared.store.manifest(&spec, platform),
+                list => shared.store.index(&spec, list),
+            }
+            .map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
@@ -285,21 +286,26 @@ async fn manifest(
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad header"))
 }
 
-/// The spec and platform a tag names: from the images file, else the tag itself.
-fn image_of(state: &State, name: &Name, tag: &str) -> Result<(Spec, Platform), String> {
+/// The spec and platforms a tag names: from the images file, else the tag itself.
+fn image_of(state: &State, name: &Name, tag: &str) -> Result<(Spec, Vec<Platform>), String> {
     if let Some(image) = state.named.get(&name.base).and_then(|tags| tags.get(tag)) {
-        let platform = name
-            .platform
+        let platforms = name
+            .platforms
             .clone()
-            .unwrap_or_else(|| image.platform.clone());
-        return Ok((image.spec.clone(), platform));
+            .unwrap_or_else(|| image.platforms.clone());
+        return Ok((image.spec.clone(), platforms));
     }
     let spec = spec_of_tag(tag).map_err(|e| {
         format!(
             "tag `{tag}` is not in the images file and names no spec ({e}); a tag is a spec with `_` for `,`, `.` for `:` and `-` for `=`, e.g. `1GB_512MB`"
         )
     })?;
-    Ok((spec, name.platform.clone().unwrap_or_default()))
+    Ok((
+        spec,
+        name.platforms
+            .clone()
+            .unwrap_or_else(|| vec![Platform::default()]),
+    ))
 }
 
 /// Whether the request's `Accept` headers take `media_type` (no header takes anything).

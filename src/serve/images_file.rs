@@ -19,8 +19,9 @@ use crate::spec::Spec;
 pub struct NamedImage {
     /// The layers.
     pub spec: Spec,
-    /// The platform; `linux/amd64` unless the file says otherwise.
-    pub platform: Platform,
+    /// The platform, or several for an index (`platform = "linux/amd64,linux/arm64"`);
+    /// `linux/amd64` unless the file says otherwise.
+    pub platforms: Vec<Platform>,
 }
 
 /// Images by repository, then tag.
@@ -52,14 +53,14 @@ pub fn parse(text: &str) -> Result<Named, String> {
     for (name, image) in raw {
         let (repository, tag) = split(&name)?;
         let spec = Spec::parse(&image.layers).map_err(|e| format!("`{name}`: {e}"))?;
-        let platform = match &image.platform {
-            Some(p) => Platform::parse(p).map_err(|e| format!("`{name}`: {e}"))?,
-            None => Platform::default(),
+        let platforms = match &image.platform {
+            Some(p) => Platform::parse_list(p).map_err(|e| format!("`{name}`: {e}"))?,
+            None => vec![Platform::default()],
         };
         named
             .entry(repository.to_owned())
             .or_default()
-            .insert(tag.to_owned(), NamedImage { spec, platform });
+            .insert(tag.to_owned(), NamedImage { spec, platforms });
     }
     Ok(named)
 }
@@ -101,13 +102,18 @@ mod tests {
     fn the_issues_example_and_errors_that_name_the_entry() {
         let named = parse(
             r#""mock/app:v1" = { layers = "1GB,512MB", platform = "linux/arm64" }
-"mock/app:v2" = { layers = "1.5GB" }"#,
+"mock/app:v2" = { layers = "1.5GB" }
+"mock/app:v3" = { layers = "1MB", platform = "linux/amd64,linux/arm/v7" }"#,
         )
         .expect("valid");
+        assert_eq!(named["mock/app"]["v3"].platforms.len(), 2);
         let app = &named["mock/app"];
         assert_eq!(app["v1"].spec, Spec::parse("1GB,512MB").expect("valid"));
-        assert_eq!(app["v1"].platform.to_string(), "linux/arm64");
-        assert_eq!(app["v2"].platform, Platform::default());
+        assert_eq!(
+            app["v1"].platforms,
+            [Platform::parse("linux/arm64").expect("valid")]
+        );
+        assert_eq!(app["v2"].platforms, [Platform::default()]);
         let e = parse(r#""mock/app" = { layers = "1GB" }"#).expect_err("no tag");
         assert!(e.contains("`mock/app` has no tag"), "{e}");
         let e = parse(r#""mock/app:v1" = { layers = "1XB" }"#).expect_err("bad spec");
@@ -117,6 +123,12 @@ mod tests {
         );
         let e = parse(r#""mock/app:v1" = { layer = "1GB" }"#).expect_err("typo");
         assert!(e.contains("layer"), "{e}");
+        let e = parse(r#""m:v1" = { layers = "1GB", platform = "linux/arm64,linux/arm64" }"#)
+            .expect_err("twice");
+        assert!(
+            e.starts_with("`m:v1`: ") && e.contains("listed twice"),
+            "{e}"
+        );
         let e = parse(r#""Mock:v1" = { layers = "1GB" }"#).expect_err("uppercase");
         assert!(e.contains("`Mock`"), "{e}");
     }

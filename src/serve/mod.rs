@@ -13,7 +13,8 @@
 //!
 //! Names: the tag is the spec with `_` for `,`, `.` for `:` and `-` for `=`
 //! ([`crate::spec::tag_of`]); the repository name is free, but for its prefixes:
-//! `faults/<fault>/…` plays a [`Fault`], `platform/<os-arch[-variant]>/…` picks the platform.
+//! `faults/<fault>/…` plays a [`Fault`], `platform/<os-arch[-variant]>/…` picks the platform
+//! (`platform/linux-amd64_linux-arm64/…` serves the index of both).
 //! Any number of servers serve the same bytes for a name: everything is a function of it.
 
 mod auth;
@@ -118,7 +119,7 @@ impl ServeError {
                 Some("write `--auth basic:USER:PASS` or `--auth bearer:USER:PASS`".into())
             }
             Self::Images(_) => Some(
-                "each line is `\"repo/name:tag\" = { layers = \"1GB,512MB\", platform = \"linux/amd64\" }` (platform optional)"
+                "each line is `\"repo/name:tag\" = { layers = \"1GB,512MB\", platform = \"linux/amd64\" }` (platform optional; a list serves an index)"
                     .into(),
             ),
             Self::Tls { .. } => {

@@ -1,8 +1,9 @@
-//! Repository names: `[faults/<fault>/]…[platform/<os-arch[-variant]>/]<name>`.
+//! Repository names: `[faults/<fault>/]…[platform/<os-arch[-variant]>[_…]/]<name>`.
 //!
 //! The name itself is free (any name serves any spec tag); the prefixes choose faults and
-//! the platform. In a platform segment `-` stands for `/`, as in a tag `-` stands for `=`:
-//! `platform/linux-arm64/mock:1GB`.
+//! the platform. In a platform segment `-` stands for `/` and `_` for `,`, as in a tag:
+//! `platform/linux-arm64/mock:1GB` is one platform's image, and
+//! `platform/linux-amd64_linux-arm64/mock:1GB` the index of both.
 
 use super::fault::Fault;
 use crate::platform::Platform;
@@ -12,8 +13,8 @@ use crate::platform::Platform;
 pub(crate) struct Name {
     /// The faults asked for, in order.
     pub faults: Vec<Fault>,
-    /// The platform asked for, if any.
-    pub platform: Option<Platform>,
+    /// The platforms asked for, if any: one is an image, more an index.
+    pub platforms: Option<Vec<Platform>>,
     /// What is left: the name an images file knows.
     pub base: String,
 }
@@ -23,7 +24,7 @@ impl Name {
     pub fn parse(name: &str) -> Result<Self, String> {
         let mut rest = name;
         let mut faults = Vec::new();
-        let mut platform = None;
+        let mut platforms = None;
         loop {
             if let Some(after) = rest.strip_prefix("faults/") {
                 let (fault, after) = after
@@ -35,9 +36,11 @@ impl Name {
                 let (segment, after) = after
                     .split_once('/')
                     .ok_or_else(|| format!("`{name}` has no name after its platform"))?;
-                let parsed = Platform::parse(&segment.replace('-', "/"))
-                    .map_err(|e| format!("{e} (in `{name}`; write `platform/linux-arm64/NAME`)"))?;
-                platform = Some(parsed);
+                let list = segment.replace('-', "/").replace('_', ",");
+                let parsed = Platform::parse_list(&list).map_err(|e| {
+                    format!("{e} (in `{name}`; write `platform/linux-arm64/NAME`, or `platform/linux-amd64_linux-arm64/NAME` for an index)")
+                })?;
+                platforms = Some(parsed);
                 rest = after;
             } else {
                 break;
@@ -48,7 +51,7 @@ impl Name {
         }
         Ok(Self {
             faults,
-            platform,
+            platforms,
             base: rest.to_owned(),
         })
     }
@@ -66,13 +69,27 @@ mod tests {
     fn prefixes_choose_faults_and_the_platform() {
         let plain = Name::parse("mock/app").expect("valid");
         assert_eq!(
-            (plain.faults.len(), plain.platform, plain.base.as_str()),
+            (plain.faults.len(), plain.platforms, plain.base.as_str()),
             (0, None, "mock/app")
         );
         let both =
             Name::parse("faults/slow-1MB/faults/flaky/platform/linux-arm-v7/mock").expect("valid");
         assert_eq!(both.faults, [Fault::Slow(1 << 20), Fault::Flaky]);
-        assert_eq!(both.platform.expect("platform").to_string(), "linux/arm/v7");
+        assert_eq!(
+            both.platforms.expect("platform"),
+            [Platform::parse("linux/arm/v7").expect("valid")]
+        );
+        let index = Name::parse("platform/linux-amd64_linux-arm-v7/mock").expect("valid");
+        let listed: Vec<String> = index
+            .platforms
+            .expect("platforms")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(listed, ["linux/amd64", "linux/arm/v7"]);
+        assert!(Name::parse("platform/linux-amd64_linux-amd64/mock")
+            .expect_err("twice")
+            .contains("listed twice"));
         assert_eq!(both.base, "mock");
         assert!(Name::parse("faults/nope/mock")
             .expect_err("bad fault")

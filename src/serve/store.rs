@@ -26,6 +26,8 @@ use crate::Error;
 
 /// The manifest media type served.
 pub(crate) const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The media type of a multi-platform image's index.
+pub(crate) const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Salts the memo's keys. A memo holds digests, not bytes, so it must change whenever the
 /// bytes of a layer do (tar layout, content, an encoder or its settings): a server would
@@ -132,6 +134,34 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
             .insert(manifest.digest.clone(), Arc::clone(&manifest));
         Ok(manifest)
+    }
+
+    /// The index of `spec` for `platforms`: the one `image-maker -s SPEC --platform A,B -o
+    /// oci:` writes, naming each platform's manifest (which clients then ask for by digest).
+    pub fn index(&self, spec: &Spec, platforms: &[Platform]) -> Result<Arc<Manifest>, Error> {
+        let manifests = platforms
+            .iter()
+            .map(|platform| self.manifest(spec, platform))
+            .collect::<Result<Vec<_>, _>>()?;
+        let blobs: Vec<Blob> = manifests
+            .iter()
+            .map(|m| Blob {
+                digest: m.digest.clone(),
+                size: m.bytes.len() as u64,
+            })
+            .collect();
+        let pairs: Vec<(&Blob, &Platform)> = blobs.iter().zip(platforms).collect();
+        let bytes = image::image_index(&pairs)?;
+        let index = Arc::new(Manifest {
+            digest: Blob::of(&bytes).digest,
+            bytes: Bytes::from(bytes),
+            media_type: INDEX_TYPE,
+        });
+        self.manifests
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(index.digest.clone(), Arc::clone(&index));
+        Ok(index)
     }
 
     /// A manifest handed out before, by its digest.

@@ -57,6 +57,7 @@ pub(crate) struct Platforms {
     /// Every platform, in the index's order; one for a single image.
     pub list: Vec<Platform>,
     /// Whether they all use the first layer set.
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     pub shared: bool,
 }
 
@@ -70,6 +71,7 @@ impl Platforms {
     }
 
     /// As `--platform` lists them.
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     pub fn text(&self) -> String {
         self.list
             .iter()

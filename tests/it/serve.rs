@@ -338,6 +338,77 @@ fn docker_pulls_it() {
 }
 
 #[test]
+fn a_platform_list_is_an_index_that_skopeo_copies_and_docker_resolves() {
+    let (Some(skopeo), Some(docker)) = (tool("skopeo"), engine("docker")) else {
+        return;
+    };
+    let server = Served::start(&[]);
+    let work = tempdir();
+    let list = "1MB:compression=gzip,2KB";
+    let built = work.path().join("built");
+    let expected = build(list, "linux/arm64,linux/amd64", &built);
+    let image = format!(
+        "{}/platform/linux-arm64_linux-amd64/mock:{}",
+        server.host,
+        tag(list)
+    );
+    let raw = run_ok(skopeo.cmd().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
+    {
+        use sha2::Digest as _;
+        assert_eq!(
+            format!("sha256:{}", hex(&sha2::Sha256::digest(&raw.stdout))),
+            expected["digest"].as_str().expect("index digest")
+        );
+    }
+    // Every image of it, byte for byte the CLI's: skopeo checks each blob as it copies.
+    let copied = work.path().join("copied");
+    run_ok(skopeo.cmd().args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("oci:{}:1", copied.display()),
+    ]));
+    let blob = |layout: &Path, digest: &str| {
+        fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .expect("blob")
+    };
+    for m in expected["manifests"].as_array().expect("manifests") {
+        let digest = m["digest"].as_str().expect("digest");
+        let mut blobs = manifest_layers(&built, digest);
+        blobs.push(digest.to_owned());
+        blobs.push(m["config_digest"].as_str().expect("config").to_owned());
+        for digest in blobs {
+            assert!(
+                blob(&copied, &digest) == blob(&built, &digest),
+                "blob {digest} differs"
+            );
+        }
+    }
+    let pulled = EngineImage::named(docker, image.clone());
+    run_ok(docker.cmd().args(["pull", &pulled.reference]));
+    assert_eq!(
+        pulled.inspect("{{.Id}} {{.Architecture}}"),
+        format!(
+            "{} amd64",
+            expected["manifests"][1]["config_digest"]
+                .as_str()
+                .expect("config digest")
+        )
+    );
+}
+
+#[test]
 fn podman_pulls_it() {
     let Some(podman) = engine("podman") else {
         return;
