@@ -286,16 +286,7 @@ fn an_engine_loads_its_own_platform_or_says_it_is_not_listed() {
         &image.reference,
     ]));
     let built = json(&out);
-    assert_eq!(built["manifests"][1]["platform"], "linux/amd64");
-    assert_eq!(
-        image.inspect("{{.Id}} {{.Architecture}}"),
-        format!(
-            "{} amd64",
-            built["manifests"][1]["config_digest"]
-                .as_str()
-                .expect("config digest")
-        )
-    );
+    assert_engine_picked(&image, &built, "linux/amd64");
     let missing = tmp.path().join("never");
     let out = run(image_maker().args([
         "-s",

@@ -429,6 +429,25 @@ pub fn expected_layers(list: &str) -> Vec<Vec<(String, Vec<u8>)>> {
         .collect()
 }
 
+/// Asserts that the engine's `image` is the image of `platform` (`linux/amd64`) in the
+/// multi-platform build `built` (its `--json` summary): the engine picked its own platform.
+pub fn assert_engine_picked(image: &EngineImage, built: &serde_json::Value, platform: &str) {
+    let chosen = built["manifests"]
+        .as_array()
+        .expect("an index's manifests")
+        .iter()
+        .find(|m| m["platform"] == platform)
+        .expect("the platform is in the index");
+    let arch = platform.split('/').nth(1).expect("os/arch");
+    assert_eq!(
+        image.inspect("{{.Id}} {{.Architecture}}"),
+        format!(
+            "{} {arch}",
+            chosen["config_digest"].as_str().expect("config digest")
+        )
+    );
+}
+
 /// Asserts that `oci-image-tool validate` passes on the OCI layout at `dir`, image `tag`.
 pub fn assert_valid_layout(oci_image_tool: Tool, dir: &Path, tag: &str) {
     let out = run_ok(oci_image_tool.cmd().args([
