@@ -80,16 +80,34 @@ impl<W: Write> TarWriter<W> {
     }
 
     pub fn dir(&mut self, path: &str) -> io::Result<()> {
-        let h = header(path, 0, EntryType::Directory, self.options)?;
-        self.out.write_all(h.as_bytes())
+        self.entry(path, 0, EntryType::Directory)
     }
 
     /// Starts a regular file of `size` bytes; its data follows through `data`.
     pub fn begin_file(&mut self, path: &str, size: u64) -> io::Result<()> {
-        let h = header(path, size, EntryType::Regular, self.options)?;
-        self.out.write_all(h.as_bytes())?;
+        self.entry(path, size, EntryType::Regular)?;
         self.pending_pad = (BLOCK - size % BLOCK) % BLOCK;
         Ok(())
+    }
+
+    /// An entry's header: ustar, behind a PAX extended header when the path needs one.
+    fn entry(&mut self, path: &str, size: u64, kind: EntryType) -> io::Result<()> {
+        if let Some(records) = pax_records(path) {
+            let h = header(
+                PAX_NAME,
+                records.len() as u64,
+                EntryType::XHeader,
+                self.options,
+            )?;
+            self.out.write_all(h.as_bytes())?;
+            self.out.write_all(&records)?;
+            let pad = (BLOCK - records.len() as u64 % BLOCK) % BLOCK;
+            self.out.write_all(&[0; BLOCK as usize][..pad as usize])?;
+            let h = header(&ustar_stand_in(path), size, kind, self.options)?;
+            return self.out.write_all(h.as_bytes());
+        }
+        let h = header(path, size, kind, self.options)?;
+        self.out.write_all(h.as_bytes())
     }
 
     pub fn data(&mut self, data: &[u8]) -> io::Result<()> {
@@ -126,6 +144,47 @@ impl<W: Write> TarWriter<W> {
         }
         self.finish()
     }
+}
+
+/// The name of every PAX extended header: fixed, where GNU tar's holds a process ID.
+const PAX_NAME: &str = "././@PaxHeader";
+
+/// The PAX records an entry at `path` needs, if any. ustar holds a path of at most 100
+/// bytes, or 256 split at a `/` into 155 and 100; a longer one goes in a `path` record, as
+/// POSIX.1-2001 has it. So does a non-ASCII one: ustar fields are bytes of no stated
+/// encoding, PAX records are UTF-8. Sizes of 8 GiB and more need none: the tar crate writes
+/// them in the ustar field in GNU's base-256 form, which GNU tar, Go's archive/tar
+/// (docker, containerd, umoci) and the tar crate read.
+fn pax_records(path: &str) -> Option<Vec<u8>> {
+    let fits = path.is_ascii() && Header::new_ustar().set_path(path).is_ok();
+    (!fits).then(|| pax_record("path", path))
+}
+
+/// `"%d path=%s\n"`, the length counting its own digits.
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = rest + 1;
+    while len != rest + len.to_string().len() {
+        len = rest + len.to_string().len();
+    }
+    format!("{len} {key}={value}\n").into_bytes()
+}
+
+/// The ustar name of an entry whose real path is in a PAX record: readers that know PAX
+/// never look at it, others get a name that is at least recognisable. Cut at a character
+/// boundary, so it stays valid UTF-8.
+fn ustar_stand_in(path: &str) -> String {
+    let mut end = path.len().min(99);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    path[..end].to_owned()
+}
+
+/// The tar blocks of an entry's headers: 1, or 1 more plus the PAX records' blocks when
+/// `path` needs them.
+pub(crate) fn header_blocks(path: &str) -> u64 {
+    1 + pax_records(path).map_or(0, |r| 1 + (r.len() as u64).div_ceil(BLOCK))
 }
 
 /// A ustar header with everything a build could vary pinned: owner 0:0, no user or group
@@ -268,6 +327,98 @@ mod tests {
                 ("layer1/file-3".to_owned(), Some(0o644), 1000),
             ]
         );
+    }
+
+    /// A stream holding one header per `(path, size)` and no data: the readers below are
+    /// asked for headers only, and skip the data they are told of.
+    fn headers_only(entries: &[(&str, u64)], dir: &std::path::Path) -> std::path::PathBuf {
+        use std::io::{Seek, SeekFrom};
+        let path = dir.join("headers.tar");
+        let file = std::fs::File::create(&path).expect("create");
+        let mut tar = TarWriter::new(file, TarOptions { mtime: 0 });
+        let mut headers = 0;
+        for (name, size) in entries {
+            tar.begin_file(name, *size).expect("header");
+            headers += header_blocks(name);
+            // A hole, not data: a 9 GiB file costs no disk.
+            let skip = size.div_ceil(BLOCK) * BLOCK;
+            tar.out.seek(SeekFrom::Current(skip as i64)).expect("seek");
+            tar.pending_pad = 0;
+        }
+        tar.finish().expect("finish");
+        let len = std::fs::metadata(&path).expect("metadata").len();
+        let data: u64 = entries.iter().map(|(_, s)| s.div_ceil(BLOCK) * BLOCK).sum();
+        assert_eq!(len, (headers + 2) * BLOCK + data);
+        path
+    }
+
+    #[test]
+    fn long_non_ascii_and_huge_entries_read_back_through_tar_and_gnu_tar() {
+        let long = format!("layer1/{}/{}.log", "deep".repeat(40), "n".repeat(120));
+        let unicode = "layer1/données/résumé-日本語.txt";
+        let nine_gib = 9 << 30;
+        let entries = [
+            ("layer1/short", 3),
+            (long.as_str(), 1),
+            (unicode, 2),
+            ("layer1/huge.bin", nine_gib),
+        ];
+        assert!(long.len() > 255);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = headers_only(&entries, dir.path());
+        let mut archive = tar::Archive::new(std::fs::File::open(&path).expect("open"));
+        // Seeking past the data, as the listing below does: nothing reads the 9 GiB hole.
+        let seen: Vec<(String, u64)> = archive
+            .entries_with_seek()
+            .expect("tar")
+            .map(|e| {
+                let e = e.expect("entry");
+                let name = e.path().expect("path").to_string_lossy().into_owned();
+                (name, e.header().size().expect("size"))
+            })
+            .collect();
+        let expected: Vec<(String, u64)> =
+            entries.iter().map(|(p, s)| ((*p).to_owned(), *s)).collect();
+        assert_eq!(seen, expected);
+        // GNU tar, where installed (CI installs it with the base system).
+        let Ok(out) = std::process::Command::new("tar")
+            .args(["--utc", "-tvf"])
+            .arg(&path)
+            .output()
+        else {
+            return;
+        };
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (name, size) in entries {
+            assert!(
+                listing
+                    .lines()
+                    .any(|l| l.ends_with(name) && l.contains(&format!(" {size} "))),
+                "{name} ({size} bytes) not in:\n{listing}"
+            );
+        }
+    }
+
+    #[test]
+    fn pax_records_count_their_own_length() {
+        for value in ["a", &"b".repeat(93), &"c".repeat(94), &"d".repeat(994)] {
+            let record = pax_record("path", value);
+            let text = String::from_utf8(record.clone()).expect("utf8");
+            let (len, _) = text.split_once(' ').expect("length");
+            assert_eq!(
+                len.parse::<usize>().expect("number"),
+                record.len(),
+                "{text}"
+            );
+        }
+        assert_eq!(header_blocks("layer1/file-1"), 1);
+        assert_eq!(header_blocks(&"x/".repeat(200)), 3);
+        assert_eq!(ustar_stand_in(&"é".repeat(60)).len(), 98);
     }
 
     #[test]
