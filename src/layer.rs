@@ -24,7 +24,8 @@ pub struct TarOptions {
 /// reserve headers and report progress.
 pub fn tar_size(plan: &LayerPlan) -> u64 {
     // In closed form rather than by walking the plan: a million-file layer would otherwise
-    // format every path twice. The spec parser has checked that this cannot overflow.
+    // format every path twice. The spec parser has checked that this cannot overflow. One
+    // header block per entry: the layouts' paths are short ASCII, so none needs a PAX header.
     let LayerSpec { size, files, .. } = plan.spec;
     let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
     let (base, larger) = (size / files, size % files);
