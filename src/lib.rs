@@ -49,6 +49,7 @@ pub mod serve;
 pub(crate) mod sink;
 pub mod spec;
 mod speed;
+mod tree;
 pub mod units;
 
 pub use build::build;
