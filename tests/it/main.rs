@@ -9,6 +9,7 @@ mod benches;
 mod cache;
 mod cli;
 mod determinism;
+mod dry_run;
 mod dockerfile;
 mod encodings;
 mod engine;
