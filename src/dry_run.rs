@@ -308,7 +308,7 @@ impl DryRun {
     pub fn check_fits(&self) -> Result<(), Error> {
         match self.space.iter().find(|s| !s.fits) {
             None => Ok(()),
-            Some(space) => Err(Error::NoSpace {
+            Some(space) => Err(Error::DoesNotFit {
                 path: space.path.clone(),
                 uses: space.uses.clone(),
                 needed: space.needed,

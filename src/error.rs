@@ -84,7 +84,7 @@ pub enum Error {
         crate::units::human_size(*free),
         crate::units::human_size(needed.saturating_sub(*free))
     )]
-    NoSpace {
+    DoesNotFit {
         /// A directory on the filesystem that lacks room.
         path: PathBuf,
         /// What would be written there, e.g. `` oci:/tmp/x, the cache ``.
@@ -287,7 +287,7 @@ impl Error {
             ),
             Self::MissingParent { .. } => Some("create the directory first, or choose another path".into()),
             Self::DestinationTaken { .. } => Some("remove it or choose another path".into()),
-            Self::NoSpace { .. } => {
+            Self::DoesNotFit { .. } => {
                 Some("free space there, choose another path, or build fewer or smaller layers".into())
             }
             Self::NoEngine { .. } => Some(

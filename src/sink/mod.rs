@@ -233,10 +233,10 @@ pub(crate) fn check(outputs: &[Output]) -> Result<(), Error> {
     check_duplicates(outputs)?;
     for output in outputs {
         match output {
-            Output::OciDir(path) => oci_dir::check(path, output)?,
-            Output::OciArchive(path) => archive::check(path, output)?,
+            Output::OciDir(path) => drop(oci_dir::check(path, output)?),
+            Output::OciArchive(path) => drop(archive::check(path, output)?),
             Output::Engine | Output::Registry => {}
-        };
+        }
     }
     Ok(())
 }

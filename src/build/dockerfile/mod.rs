@@ -107,7 +107,7 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
         &sink::Platforms::of(request),
     )?;
     let key = key(request);
-    let keep_in_engine = engines == 1 || files.is_empty();
+    let keep_in_engine = request.outputs.contains(&Output::Engine) || files.is_empty();
     let reused = if request.no_cache {
         None
     } else {
