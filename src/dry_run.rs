@@ -324,7 +324,8 @@ fn validate(request: &BuildRequest) -> Result<(), Error> {
     request.check_features()?;
     sink::check(&request.outputs)?;
     match request.builder {
-        Builder::Native => {
+        Builder::Native =>
+        {
             #[cfg(feature = "engine")]
             if request.outputs.contains(&Output::Engine) {
                 crate::engine::detect(request.engine)?;
@@ -362,7 +363,7 @@ fn estimate(plan: &LayerPlan, options: &Options) -> LayerEstimate {
         },
         compressed => BlobSize {
             exact: None,
-            at_most: blob_bound(compressed, tar_size),
+            at_most: blob_bound(compressed, spec.level, tar_size),
             expected: (spec.ratio.hundredths() > 100).then(|| {
                 let expected = u128::from(tar_size) * 100 / u128::from(spec.ratio.hundredths());
                 u64::try_from(expected).unwrap_or(u64::MAX)
@@ -401,12 +402,19 @@ const ZSTD_JOB: u64 = 2 << 20;
 /// data: a little over the tar, since random data cannot shrink.
 ///
 /// - gzip: 10 bytes of header and 8 of trailer; each 128 KiB block is deflated on its own
-///   and ends in a sync flush, so each gets zlib's `deflateBound` for a raw stream
+///   and ends in a sync flush, so each gets zlib's `compressBound` for a raw stream
 ///   (n + n/4096 + n/16384 + n/2^25 + 13, what stored blocks cost at worst) plus 5 bytes
-///   for the flush's empty stored block.
+///   for the flush's empty stored block. Level 1 is the exception: zlib-rs (as zlib-ng)
+///   runs it as `deflate_quick`, which writes fixed-Huffman codes without falling back to
+///   stored blocks, up to 9 bits a byte; a block the encoder probes as compressible (the
+///   first of a file, which holds tar headers) can grow by up to 1/8. It gets zlib's
+///   conservative bound, n + n/8 + n/64 + 11.
 /// - zstd: each 2 MiB job bounded as `ZSTD_compressBound` bounds one input (n + n/256, plus
 ///   up to 64 bytes when n < 128 KiB), plus 18 bytes of frame header and 4 of checksum.
-pub fn blob_bound(compression: Compression, tar_size: u64) -> u64 {
+///
+/// `level` is the layer's, `None` for the encoding's default.
+pub fn blob_bound(compression: Compression, level: Option<u32>, tar_size: u64) -> u64 {
+    let quick = level.or(compression.default_level()) == Some(1);
     let pieces = |piece: u64, each: &dyn Fn(u64) -> u64| {
         let whole = tar_size / piece;
         let rest = tar_size % piece;
@@ -415,12 +423,21 @@ pub fn blob_bound(compression: Compression, tar_size: u64) -> u64 {
     match compression {
         Compression::None => tar_size,
         Compression::Gzip => {
-            10 + 8 + pieces(GZIP_BLOCK, &|n| n + (n >> 12) + (n >> 14) + (n >> 25) + 13 + 5)
+            let deflate = |n: u64| match quick {
+                true => n + n.div_ceil(8) + n.div_ceil(64) + 11,
+                false => n + (n >> 12) + (n >> 14) + (n >> 25) + 13,
+            };
+            10 + 8 + pieces(GZIP_BLOCK, &|n| deflate(n) + 5)
         }
         Compression::Zstd => {
             18 + 4
                 + pieces(ZSTD_JOB, &|n| {
-                    n + (n >> 8) + if n < 128 * 1024 { ((128 * 1024) - n) >> 11 } else { 0 }
+                    n + (n >> 8)
+                        + if n < 128 * 1024 {
+                            ((128 * 1024) - n) >> 11
+                        } else {
+                            0
+                        }
                 })
         }
     }
@@ -602,14 +619,17 @@ mod tests {
 
     #[test]
     fn bounds_cover_what_each_encoding_adds() {
-        assert_eq!(blob_bound(Compression::None, 12345), 12345);
+        assert_eq!(blob_bound(Compression::None, None, 12345), 12345);
         for size in [0, 1, 1024, GZIP_BLOCK, GZIP_BLOCK + 1, ZSTD_JOB * 3 + 7] {
-            let gzip = blob_bound(Compression::Gzip, size);
-            let zstd = blob_bound(Compression::Zstd, size);
+            let gzip = blob_bound(Compression::Gzip, None, size);
+            let zstd = blob_bound(Compression::Zstd, Some(1), size);
             assert!(gzip > size && zstd > size, "{size}");
             // Slightly larger: under 1% and 100 bytes per piece.
             assert!(gzip <= size + size / 100 + 100 * (size / GZIP_BLOCK + 1));
             assert!(zstd <= size + size / 100 + 100 * (size / ZSTD_JOB + 1));
+            // gzip -1 may spend 9 bits on a byte.
+            let quick = blob_bound(Compression::Gzip, Some(1), size);
+            assert!(quick >= size + size / 8, "{size}");
         }
     }
 

@@ -7,9 +7,11 @@ use crate::support::*;
 
 /// `--dry-run --json` of `args`, and the real build's `--json` of the same.
 fn dry_and_real(args: &[&str]) -> (serde_json::Value, serde_json::Value) {
-    let dry = json(&run_ok(
-        image_maker().args(args).args(["-q", "--json", "--dry-run"]),
-    ));
+    let dry = json(&run_ok(image_maker().args(args).args([
+        "-q",
+        "--json",
+        "--dry-run",
+    ])));
     let real = json(&run_ok(image_maker().args(args).args(["-q", "--json"])));
     (dry, real)
 }
@@ -111,7 +113,10 @@ fn a_dry_run_writes_nothing_anywhere() {
         &format!("oci:{}", path_str(&parent.join("out"))),
         "mock/dry:1",
     ])));
-    assert_eq!(need(&dry, "cache"), need(&dry, &format!("oci:{}", path_str(&parent.join("out")))));
+    assert_eq!(
+        need(&dry, "cache"),
+        need(&dry, &format!("oci:{}", path_str(&parent.join("out"))))
+    );
     assert_eq!(entries(&cache), before.2);
 }
 
@@ -159,7 +164,11 @@ fn plain_blob_sizes_and_output_bytes_equal_a_real_build() {
             &oci_archive,
             "mock/dry:1",
         ]);
-        assert_eq!(planned(&dry, "exact"), real_sizes(&real), "{spec} {platforms}");
+        assert_eq!(
+            planned(&dry, "exact"),
+            real_sizes(&real),
+            "{spec} {platforms}"
+        );
         assert_eq!(need(&dry, &oci), files_bytes(&dir), "{spec} {platforms}");
         let archive_size = std::fs::metadata(&archive).expect("archive").len();
         assert_eq!(need(&dry, &oci_archive), archive_size, "{spec} {platforms}");
@@ -181,7 +190,10 @@ fn shared_layers_are_planned_once() {
         "mock/dry:1",
     ])));
     assert_eq!(dry["layer_sets"].as_array().map(Vec::len), Some(1), "{dry}");
-    assert_eq!(dry["layer_sets"][0]["platforms"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        dry["layer_sets"][0]["platforms"].as_array().map(Vec::len),
+        Some(2)
+    );
 }
 
 #[test]
