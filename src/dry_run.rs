@@ -129,7 +129,7 @@ pub struct OutputNeed {
     /// Bytes written: files of the layout, the archive, what the engine stores
     /// (uncompressed layers), or what is uploaded to the registry.
     pub bytes: u64,
-    /// Whether `bytes` is exact, rather than an upper bound.
+    /// Whether `bytes` is exact, rather than an upper bound (or, for an engine, an estimate).
     pub exact: bool,
     /// Where they go on this machine; `None` for a registry, or an engine whose store
     /// could not be found.
@@ -247,10 +247,12 @@ pub fn plan(request: &BuildRequest, options: &Options) -> Result<DryRun, Error> 
                 exact,
                 path: Some(path.clone()),
             },
+            // An estimate either way: the engine unpacks the layers into its own store,
+            // where file system overhead replaces the tar headers.
             Output::Engine => OutputNeed {
                 output: output.to_string(),
                 bytes: engine_bytes,
-                exact: true,
+                exact: false,
                 path: engine_store(request),
             },
             Output::Registry => OutputNeed {

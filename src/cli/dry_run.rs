@@ -119,7 +119,11 @@ fn text(plan: &DryRun) -> String {
             out,
             "  {}: {} {} {what}{}",
             need.output,
-            if need.exact { "exactly" } else { "at most" },
+            match (need.exact, need.output.as_str()) {
+                (true, _) => "exactly",
+                (false, "engine") => "about",
+                (false, _) => "at most",
+            },
             bytes(need.bytes),
             need.path
                 .as_ref()
