@@ -139,7 +139,7 @@ pub struct OutputNeed {
 /// One filesystem written to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Space {
-    /// The first of the destinations on it (the directory that exists).
+    /// The first destination on it, as given (it need not exist yet).
     pub path: PathBuf,
     /// What is written there, `, `-separated.
     pub uses: String,
