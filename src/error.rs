@@ -75,6 +75,25 @@ pub enum Error {
         /// What could be replaced there, e.g. `an empty directory`.
         expected: &'static str,
     },
+    /// `--dry-run`: a destination's filesystem has less free space than the build would
+    /// write there.
+    #[error(
+        "not enough space at `{}` for {uses}: {} needed, {} free ({} short)",
+        path.display(),
+        crate::units::human_size(*needed),
+        crate::units::human_size(*free),
+        crate::units::human_size(needed.saturating_sub(*free))
+    )]
+    DoesNotFit {
+        /// A directory on the filesystem that lacks room.
+        path: PathBuf,
+        /// What would be written there, e.g. `` oci:/tmp/x, the cache ``.
+        uses: String,
+        /// Bytes the build would write to that filesystem.
+        needed: u64,
+        /// Bytes free there for this user.
+        free: u64,
+    },
     /// Two outputs name the same destination, or one output is given twice.
     #[error("output `{0}` is given twice")]
     DuplicateOutput(String),
@@ -268,6 +287,9 @@ impl Error {
             ),
             Self::MissingParent { .. } => Some("create the directory first, or choose another path".into()),
             Self::DestinationTaken { .. } => Some("remove it or choose another path".into()),
+            Self::DoesNotFit { .. } => {
+                Some("free space there, choose another path, or build fewer or smaller layers".into())
+            }
             Self::NoEngine { .. } => Some(
                 "start dockerd (or podman), check DOCKER_HOST, or write the image to disk with `--output oci:DIR`"
                     .into(),

@@ -30,6 +30,7 @@ pub mod cli;
 pub(crate) mod compress;
 pub mod content;
 pub mod digest;
+pub mod dry_run;
 pub mod engine;
 mod error;
 pub mod fixture;

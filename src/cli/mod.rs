@@ -2,6 +2,7 @@
 //! top of the library; nothing in the library imports it.
 
 mod cache;
+mod dry_run;
 pub mod serve;
 pub mod warm;
 
@@ -298,6 +299,11 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// Check everything and print the plan (layers, blob sizes, the space each output needs
+    /// and the free space there) without writing anything; exit 1 if it would not fit
+    #[arg(long, conflicts_with = "emit_context")]
+    pub dry_run: bool,
+
     /// Print nothing on stderr but errors
     #[arg(short, long)]
     pub quiet: bool,
@@ -470,6 +476,7 @@ pub fn main(cli: &Cli) -> Result<(), Error> {
         (Some(Command::Tag(args)), _) => serve::tag(args),
         (None, Some(args)) => match &args.emit_context {
             Some(dir) => emit_context(args, dir),
+            None if args.dry_run => dry_run::run(args),
             None => run(args).map(drop),
         },
         // clap requires the build arguments when no subcommand is given.

@@ -10,6 +10,7 @@ mod cache;
 mod cli;
 mod determinism;
 mod dockerfile;
+mod dry_run;
 mod encodings;
 mod engine;
 mod failures;
