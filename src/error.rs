@@ -36,6 +36,12 @@ pub enum Error {
     /// A command-line value or combination of options that cannot be used as given.
     #[error(transparent)]
     Usage(#[from] UsageError),
+    /// The source of `verify` or `inspect` cannot be used or read.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    /// `verify` found the image damaged, or `inspect` could not read it.
+    #[error(transparent)]
+    Image(#[from] crate::verify::ImageError),
     /// A push failed, or its source or options are invalid.
     #[cfg(feature = "registry")]
     #[error(transparent)]
@@ -231,6 +237,8 @@ impl Error {
             #[cfg(feature = "serve")]
             Self::Serve(e) => e.hint(),
             Self::Reference(e) => e.hint().map(str::to_owned),
+            Self::Source(e) => e.hint(),
+            Self::Image(e) => e.hint(),
             Self::Platform(e) => Some(e.hint().to_owned()),
             Self::Output(e) => Some(e.hint().to_owned()),
             #[cfg(feature = "registry")]
@@ -319,6 +327,7 @@ impl Error {
             | Self::EngineOnly { .. }
             | Self::FeatureDisabled { .. } => 2,
             Self::Interrupted { exit_code } => *exit_code,
+            Self::Source(e) => e.exit_code(),
             #[cfg(feature = "serve")]
             Self::Serve(e) => e.exit_code(),
             #[cfg(feature = "registry")]

@@ -44,12 +44,14 @@ pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod request;
+pub mod source;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub(crate) mod sink;
 pub mod spec;
 mod speed;
 pub mod units;
+pub mod verify;
 
 pub use build::build;
 pub use cache::Cache;
