@@ -44,10 +44,10 @@ pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod request;
-pub mod source;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub(crate) mod sink;
+pub mod source;
 pub mod spec;
 mod speed;
 pub mod units;

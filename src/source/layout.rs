@@ -6,7 +6,11 @@ use super::{Descriptor, SourceError};
 use crate::image::REF_NAME;
 
 /// The descriptor in `index` (the bytes of `index.json`) tagged `tag`, or its only one.
-pub(super) fn choose(name: &str, index: &[u8], tag: Option<&str>) -> Result<Descriptor, SourceError> {
+pub(super) fn choose(
+    name: &str,
+    index: &[u8],
+    tag: Option<&str>,
+) -> Result<Descriptor, SourceError> {
     let unreadable = |detail: String| SourceError::Unreadable {
         name: name.to_owned(),
         detail,

@@ -66,7 +66,9 @@ impl Source {
             };
         }
         if let Some(rest) = input.strip_prefix("docker://") {
-            return Reference::parse(rest).map(Self::Registry).map_err(|_| bad());
+            return Reference::parse(rest)
+                .map(Self::Registry)
+                .map_err(|_| bad());
         }
         if let Some(rest) = input.strip_prefix("oci-archive:") {
             let (path, tag) = path_and_tag(rest)?;
@@ -107,13 +109,14 @@ impl Source {
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tagged = |f: &mut std::fmt::Formatter<'_>, kind, path: &PathBuf, tag: &Option<String>| {
-            write!(f, "{kind}:{}", path.display())?;
-            match tag {
-                Some(tag) => write!(f, ":{tag}"),
-                None => Ok(()),
-            }
-        };
+        let tagged =
+            |f: &mut std::fmt::Formatter<'_>, kind, path: &PathBuf, tag: &Option<String>| {
+                write!(f, "{kind}:{}", path.display())?;
+                match tag {
+                    Some(tag) => write!(f, ":{tag}"),
+                    None => Ok(()),
+                }
+            };
         match self {
             Self::OciDir { path, tag } => tagged(f, "oci", path, tag),
             Self::OciArchive { path, tag } => tagged(f, "oci-archive", path, tag),

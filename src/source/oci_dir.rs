@@ -35,9 +35,10 @@ impl Blobs for OciDir {
         let path = self.dir.join("blobs/sha256").join(descriptor.hex());
         match File::open(&path) {
             Ok(file) => Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(OpenError::Missing(
-                format!("`{}` does not exist", path.display()),
-            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(OpenError::Missing(format!(
+                "`{}` does not exist",
+                path.display()
+            ))),
             Err(e) => Err(OpenError::Other(crate::Error::Io {
                 action: "read",
                 path,

@@ -37,7 +37,7 @@ impl Remote {
         let mut session = Session::new(reference, &PushOptions::default())?;
         session.authorization = session
             .runtime
-            .block_on(session.authenticate_for(RegistryOperation::Pull))
+            .block_on(async { session.authenticate_for(RegistryOperation::Pull).await })
             .map_err(|e| unreadable(e.to_string()))?;
         let wanted = session
             .image
@@ -54,7 +54,7 @@ impl Remote {
             .to_owned();
         let bytes = session
             .runtime
-            .block_on(response.bytes())
+            .block_on(async { response.bytes().await })
             .map_err(|e| unreadable(e.to_string()))?
             .to_vec();
         // By tag, the manifest's identity is the digest of the bytes served.
@@ -88,7 +88,7 @@ fn get(session: &Session, kind: &str, what: &str) -> Result<reqwest::Response, S
         .header(ACCEPT, MANIFEST_TYPES);
     let response = session
         .runtime
-        .block_on(request.send())
+        .block_on(async { request.send().await })
         .map_err(|e| format!("GET {url}: {e}"))?;
     match response.status() {
         s if s.is_success() => Ok(response),
@@ -105,8 +105,8 @@ impl Blobs for Remote {
         if *descriptor == self.top {
             return Ok(Box::new(io::Cursor::new(self.top_bytes.clone())));
         }
-        let manifest = descriptor.media_type.contains("manifest")
-            || descriptor.media_type.contains("index");
+        let manifest =
+            descriptor.media_type.contains("manifest") || descriptor.media_type.contains("index");
         let kind = if manifest { "manifests" } else { "blobs" };
         match get(&self.session, kind, &descriptor.digest) {
             Ok(response) => Ok(Box::new(Body {
@@ -126,7 +126,8 @@ impl Blobs for Remote {
     }
 }
 
-/// A response body as a blocking reader.
+/// A response body as a blocking reader. Each future is made inside `block_on`: reqwest's
+/// timers need the runtime's context when they are created.
 struct Body<'a> {
     runtime: &'a tokio::runtime::Runtime,
     response: reqwest::Response,
@@ -138,7 +139,7 @@ impl Read for Body<'_> {
         while self.chunk.is_empty() {
             match self
                 .runtime
-                .block_on(self.response.chunk())
+                .block_on(async { self.response.chunk().await })
                 .map_err(io::Error::other)?
             {
                 Some(chunk) => self.chunk = chunk,

@@ -65,7 +65,9 @@ impl Encoding {
             Some(Self::Gzip)
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             Some(Self::Zstd)
-        } else if head.get(257..262) == Some(b"ustar") || (head.len() == 512 && head.iter().all(|b| *b == 0)) {
+        } else if head.get(257..262) == Some(b"ustar")
+            || (head.len() == 512 && head.iter().all(|b| *b == 0))
+        {
             Some(Self::Tar)
         } else {
             None
@@ -177,7 +179,10 @@ pub(crate) fn read(
         return Err(mismatch(
             None,
             "encoding",
-            format!("{} (its media type `{media_type}`)", declared.map_or("?", Encoding::name)),
+            format!(
+                "{} (its media type `{media_type}`)",
+                declared.map_or("?", Encoding::name)
+            ),
             sniffed.map_or("bytes that are neither gzip, zstd nor a tar".into(), |e| {
                 e.name().to_owned()
             }),
@@ -243,7 +248,12 @@ pub(crate) fn read(
     rest.map_err(|e| broken(digest, None, e.to_string()))?;
     if strict {
         if stored.count != size {
-            return Err(mismatch(None, "size", format!("{size} bytes"), format!("{} bytes", stored.count)));
+            return Err(mismatch(
+                None,
+                "size",
+                format!("{size} bytes"),
+                format!("{} bytes", stored.count),
+            ));
         }
         let actual = stored.digest();
         if actual != digest {
@@ -300,9 +310,7 @@ fn walk(
     let mut plan = expected.as_ref().map(|e| e.plan.entries());
     let mut archive = tar::Archive::new(tar);
     let mut last: Option<String> = None;
-    let entries = archive
-        .entries()
-        .map_err(|e| stop(at(None, None), e))?;
+    let entries = archive.entries().map_err(|e| stop(at(None, None), e))?;
     let mut buf = vec![0; CHUNK];
     for entry in entries {
         let mut entry = entry.map_err(|e| stop(at(last.as_deref(), None), e))?;
@@ -328,20 +336,37 @@ fn walk(
         let found = describe(kind, size);
         let file = match plan.next() {
             None => {
-                return Err(differ(at(Some(&path), None), "entry", "the end of the layer".into(), format!("`{path}` ({found})")));
+                return Err(differ(
+                    at(Some(&path), None),
+                    "entry",
+                    "the end of the layer".into(),
+                    format!("`{path}` ({found})"),
+                ));
             }
             Some(Entry::Dir(want)) => {
                 if want != path || !kind.is_dir() {
-                    return Err(differ(at(Some(&path), None), "entry", format!("`{want}` (a directory)"), format!("`{path}` ({found})")));
+                    return Err(differ(
+                        at(Some(&path), None),
+                        "entry",
+                        format!("`{want}` (a directory)"),
+                        format!("`{path}` ({found})"),
+                    ));
                 }
                 None
             }
             Some(Entry::File(want)) => {
-                if want.path != path || !(kind.is_file() || kind == tar::EntryType::Continuous) || want.size != size {
+                if want.path != path
+                    || !(kind.is_file() || kind == tar::EntryType::Continuous)
+                    || want.size != size
+                {
                     return Err(differ(
                         at(Some(&path), None),
                         "entry",
-                        format!("`{}` ({})", want.path, describe(tar::EntryType::Regular, want.size)),
+                        format!(
+                            "`{}` ({})",
+                            want.path,
+                            describe(tar::EntryType::Regular, want.size)
+                        ),
                         format!("`{path}` ({found})"),
                     ));
                 }
@@ -349,16 +374,27 @@ fn walk(
             }
         };
         match (file, expected.as_mut()) {
-            (Some(file), Some(expected)) => compare_file(&mut entry, expected, &file, &mut buf, number)?,
+            (Some(file), Some(expected)) => {
+                compare_file(&mut entry, expected, &file, &mut buf, number)?
+            }
             _ => read_data(&mut entry, size, &path, &mut buf, at)?,
         }
     }
     if let Some(missing) = plan.as_mut().and_then(Iterator::next) {
         let want = match missing {
             Entry::Dir(d) => format!("`{d}` (a directory)"),
-            Entry::File(f) => format!("`{}` ({})", f.path, describe(tar::EntryType::Regular, f.size)),
+            Entry::File(f) => format!(
+                "`{}` ({})",
+                f.path,
+                describe(tar::EntryType::Regular, f.size)
+            ),
         };
-        return Err(differ(at(None, None), "entry", want, "the end of the layer".into()));
+        return Err(differ(
+            at(None, None),
+            "entry",
+            want,
+            "the end of the layer".into(),
+        ));
     }
     Ok(())
 }
@@ -431,7 +467,10 @@ fn compare_file(
         if n == 0 {
             return Err(Stop {
                 place: place(offset),
-                kind: StopKind::Broken(format!("the data ends after {offset} of {} bytes", file.size)),
+                kind: StopKind::Broken(format!(
+                    "the data ends after {offset} of {} bytes",
+                    file.size
+                )),
             });
         }
         let got = &buf[..n];

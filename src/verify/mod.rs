@@ -77,7 +77,11 @@ impl Report {
         let layers = self.layers().count();
         let files: u64 = self.layers().map(|l| l.files).sum();
         let bytes: u64 = self.layers().map(|l| l.size).sum::<u64>()
-            + self.images.iter().map(|i| i.manifest.size + i.config.size).sum::<u64>()
+            + self
+                .images
+                .iter()
+                .map(|i| i.manifest.size + i.config.size)
+                .sum::<u64>()
             + self.index.as_ref().map_or(0, |i| i.size);
         let images = match self.images.len() {
             1 => String::new(),
@@ -151,7 +155,7 @@ fn read(
         for value in manifests {
             let descriptor = Descriptor::parse(value).map_err(|e| reader.malformed(&top, &e))?;
             crate::interrupt::check()?;
-            let image = reader.image(&descriptor, progress)?;
+            let image = reader.image(&descriptor)?;
             if strict {
                 if let Some(named) = &descriptor.platform {
                     if *named != image.platform {
@@ -169,7 +173,7 @@ fn read(
     } else {
         let mut top = top;
         top.media_type = media_type;
-        let image = reader.image(&top, progress)?;
+        let image = reader.image(&top)?;
         report.images.push(image);
     }
     Ok(report)
@@ -244,7 +248,12 @@ impl Reader<'_> {
                 ));
             }
             if actual.digest != d.digest {
-                return Err(mismatch(&d.digest, "digest", d.digest.clone(), actual.digest));
+                return Err(mismatch(
+                    &d.digest,
+                    "digest",
+                    d.digest.clone(),
+                    actual.digest,
+                ));
             }
         }
         Ok(bytes)
@@ -255,7 +264,7 @@ impl Reader<'_> {
     }
 
     /// One image: its manifest at `d`, its config, then each layer.
-    fn image(&mut self, d: &Descriptor, progress: &mut Progress) -> Result<ImageReport, Error> {
+    fn image(&mut self, d: &Descriptor) -> Result<ImageReport, Error> {
         let bytes = self.small(d)?;
         let manifest = self.json(d, &bytes)?;
         let media_type = match d.media_type.as_str() {
@@ -321,9 +330,10 @@ impl Reader<'_> {
             .map(str::to_owned);
         // Only a spec this build understands can be compared with; inspect shows any.
         let spec = match &label {
-            Some(text) if self.strict => Some(Spec::parse(text).map_err(|e| {
-                self.malformed(&config_d, &format!("label {SPEC_LABEL}: {e}"))
-            })?),
+            Some(text) if self.strict => Some(
+                Spec::parse(text)
+                    .map_err(|e| self.malformed(&config_d, &format!("label {SPEC_LABEL}: {e}")))?,
+            ),
             _ => None,
         };
         let plans = spec.as_ref().map(plan::layers);
@@ -332,7 +342,11 @@ impl Reader<'_> {
                 return Err(mismatch(
                     &d.digest,
                     "layers",
-                    format!("{} (the spec `{}`)", plans.len(), label.as_deref().unwrap_or("")),
+                    format!(
+                        "{} (the spec `{}`)",
+                        plans.len(),
+                        label.as_deref().unwrap_or("")
+                    ),
                     layers.len().to_string(),
                 ));
             }
@@ -357,13 +371,6 @@ impl Reader<'_> {
         let strict = self.strict;
         for (i, layer) in layers.iter().enumerate() {
             crate::interrupt::check()?;
-            progress.stage(format!(
-                "reading layer {} of {} ({}, {})",
-                i + 1,
-                layers.len(),
-                &layer.digest[..std::cmp::min(19, layer.digest.len())],
-                human_size(layer.size)
-            ));
             let expected = plans.as_ref().map(|plans| layer::Expected {
                 plan: &plans[i],
                 seeds: &mut seeds,
@@ -381,7 +388,8 @@ impl Reader<'_> {
             )?;
             reports.push(report);
         }
-        let shared_layers = (candidates.len() > 1 && seeds.len() == 1).then(|| seeds[0] != candidates[0]);
+        let shared_layers =
+            (candidates.len() > 1 && seeds.len() == 1).then(|| seeds[0] != candidates[0]);
         let shared_layers = shared_layers.or(spec.as_ref().map(|_| false));
         Ok(ImageReport {
             platform: platform_text,

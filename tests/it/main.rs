@@ -20,4 +20,5 @@ mod platforms;
 mod registry;
 mod serve;
 mod support;
+mod verify;
 mod warm;
