@@ -41,7 +41,8 @@ pub enum Error {
     Source(#[from] crate::source::SourceError),
     /// `verify` found the image damaged, or `inspect` could not read it.
     #[error(transparent)]
-    Image(#[from] crate::verify::ImageError),
+    // Boxed: its blob, place and two values would make every `Result<_, Error>` larger.
+    Image(Box<crate::verify::ImageError>),
     /// A push failed, or its source or options are invalid.
     #[cfg(feature = "registry")]
     #[error(transparent)]
@@ -214,6 +215,12 @@ pub enum Error {
         /// What was asked for: an OCI layout, an archive, …
         what: &'static str,
     },
+}
+
+impl From<crate::verify::ImageError> for Error {
+    fn from(e: crate::verify::ImageError) -> Self {
+        Self::Image(Box::new(e))
+    }
 }
 
 impl Error {

@@ -151,13 +151,16 @@ pub(crate) fn read(
     diff_id: Option<&str>,
     expected: Option<Expected<'_>>,
     strict: bool,
-) -> Result<LayerReport, ImageError> {
-    let mismatch = |place, what: &str, expected: String, found: String| ImageError::Mismatch {
-        blob: digest.to_owned(),
-        place,
-        what: what.to_owned(),
-        expected,
-        found,
+) -> Result<LayerReport, crate::Error> {
+    let mismatch = |place, what: &str, expected: String, found: String| -> crate::Error {
+        ImageError::Mismatch {
+            blob: digest.to_owned(),
+            place,
+            what: what.to_owned(),
+            expected,
+            found,
+        }
+        .into()
     };
     let declared = Encoding::of_media_type(media_type);
     if declared.is_none() && strict {
@@ -273,12 +276,13 @@ pub(crate) fn read(
     Ok(report)
 }
 
-fn broken(digest: &str, place: Option<Place>, detail: String) -> ImageError {
+fn broken(digest: &str, place: Option<Place>, detail: String) -> crate::Error {
     ImageError::Malformed {
         blob: digest.to_owned(),
         place,
         detail,
     }
+    .into()
 }
 
 /// Walks the tar's entries, counting them, and comparing them with `expected`.
