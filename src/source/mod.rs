@@ -261,3 +261,48 @@ impl SourceError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources() {
+        let dir = |p: &str, t: Option<&str>| Source::OciDir {
+            path: p.into(),
+            tag: t.map(Into::into),
+        };
+        assert_eq!(Source::parse("oci:out").ok(), Some(dir("out", None)));
+        assert_eq!(Source::parse("oci:out:1").ok(), Some(dir("out", Some("1"))));
+        assert_eq!(Source::parse("oci:/a:b/c").ok(), Some(dir("/a:b/c", None)));
+        assert!(matches!(
+            Source::parse("oci-archive:x.tar"),
+            Ok(Source::OciArchive { tag: None, .. })
+        ));
+        assert!(matches!(
+            Source::parse("docker://localhost:5000/a/b:1"),
+            Ok(Source::Registry(_))
+        ));
+        assert!(matches!(
+            Source::parse("cache:1MB"),
+            Ok(Source::Cache { .. })
+        ));
+        for bad in [
+            "out",
+            "oci:",
+            "oci:out:",
+            "cache:",
+            "docker://",
+            "oci-archive:",
+        ] {
+            assert!(Source::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Source::parse("oci:out:1")
+                .map(|s| s.to_string())
+                .ok()
+                .as_deref(),
+            Some("oci:out:1")
+        );
+    }
+}
