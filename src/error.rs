@@ -36,6 +36,13 @@ pub enum Error {
     /// A command-line value or combination of options that cannot be used as given.
     #[error(transparent)]
     Usage(#[from] UsageError),
+    /// The source of `verify` or `inspect` cannot be used or read.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    /// `verify` found the image damaged, or `inspect` could not read it.
+    #[error(transparent)]
+    // Boxed: its blob, place and two values would make every `Result<_, Error>` larger.
+    Image(Box<crate::verify::ImageError>),
     /// A push failed, or its source or options are invalid.
     #[cfg(feature = "registry")]
     #[error(transparent)]
@@ -229,6 +236,12 @@ pub enum Error {
     },
 }
 
+impl From<crate::verify::ImageError> for Error {
+    fn from(e: crate::verify::ImageError) -> Self {
+        Self::Image(Box::new(e))
+    }
+}
+
 impl Error {
     pub(crate) fn io(
         action: &'static str,
@@ -250,6 +263,8 @@ impl Error {
             #[cfg(feature = "serve")]
             Self::Serve(e) => e.hint(),
             Self::Reference(e) => e.hint().map(str::to_owned),
+            Self::Source(e) => e.hint(),
+            Self::Image(e) => e.hint(),
             Self::Platform(e) => Some(e.hint().to_owned()),
             Self::Output(e) => Some(e.hint().to_owned()),
             #[cfg(feature = "registry")]
@@ -341,6 +356,7 @@ impl Error {
             | Self::EngineOnly { .. }
             | Self::FeatureDisabled { .. } => 2,
             Self::Interrupted { exit_code } => *exit_code,
+            Self::Source(e) => e.exit_code(),
             #[cfg(feature = "serve")]
             Self::Serve(e) => e.exit_code(),
             #[cfg(feature = "registry")]

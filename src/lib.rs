@@ -48,9 +48,11 @@ pub mod request;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub(crate) mod sink;
+pub mod source;
 pub mod spec;
 mod speed;
 pub mod units;
+pub mod verify;
 
 pub use build::build;
 pub use cache::Cache;

@@ -4,6 +4,7 @@
 mod cache;
 mod dry_run;
 pub mod serve;
+pub mod verify;
 pub mod warm;
 
 use std::io::Write;
@@ -72,6 +73,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Print the image tag `serve` knows a spec by
     Tag(serve::TagArgs),
+    /// Read every blob of an image again and check it against its digests and its spec
+    Verify(verify::VerifyArgs),
+    /// Show an image's digests, platforms, spec, and each layer's sizes and entry counts
+    Inspect(verify::InspectArgs),
 }
 
 /// `image-maker cache …`.
@@ -474,6 +479,8 @@ pub fn main(cli: &Cli) -> Result<(), Error> {
         (Some(Command::Warm(args)), _) => warm::run(args),
         (Some(Command::Serve(args)), _) => serve::run(args),
         (Some(Command::Tag(args)), _) => serve::tag(args),
+        (Some(Command::Verify(args)), _) => verify::run_verify(args),
+        (Some(Command::Inspect(args)), _) => verify::run_inspect(args),
         (None, Some(args)) => match &args.emit_context {
             Some(dir) => emit_context(args, dir),
             None if args.dry_run => dry_run::run(args),

@@ -21,4 +21,5 @@ mod platforms;
 mod registry;
 mod serve;
 mod support;
+mod verify;
 mod warm;
