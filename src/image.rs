@@ -21,6 +21,46 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Annotation containerd and Docker 25+ read the full image name from.
 pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
+/// Why `index.json`'s manifests name no one image for a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unchosen {
+    /// No descriptor has the tag; the tags there are, as `` `a`, `b` `` or `no tags`.
+    NoSuchTag(String),
+    /// No tag asked for, and no descriptor.
+    Empty,
+    /// No tag asked for, and this many descriptors.
+    Ambiguous(usize),
+}
+
+/// The descriptor of a layout's `index.json` (its `manifests`) tagged `tag`, or without a
+/// tag its only one: how skopeo's `oci:DIR[:TAG]` picks an image.
+pub(crate) fn choose_tagged<'a>(
+    manifests: &'a [serde_json::Value],
+    tag: Option<&str>,
+) -> Result<&'a serde_json::Value, Unchosen> {
+    let tag_of = |m: &'a serde_json::Value| m["annotations"][REF_NAME].as_str();
+    match (tag, manifests) {
+        (Some(tag), _) => manifests
+            .iter()
+            .find(|m| tag_of(m) == Some(tag))
+            .ok_or_else(|| {
+                let tags: Vec<String> = manifests
+                    .iter()
+                    .filter_map(tag_of)
+                    .map(|t| format!("`{t}`"))
+                    .collect();
+                Unchosen::NoSuchTag(if tags.is_empty() {
+                    "no tags".into()
+                } else {
+                    tags.join(", ")
+                })
+            }),
+        (None, [one]) => Ok(one),
+        (None, []) => Err(Unchosen::Empty),
+        (None, many) => Err(Unchosen::Ambiguous(many.len())),
+    }
+}
+
 /// One finished layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LayerInfo {

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::{Descriptor, SourceError};
-use crate::image::REF_NAME;
+use crate::image::{choose_tagged, Unchosen};
 
 /// The descriptor in `index` (the bytes of `index.json`) tagged `tag`, or its only one.
 pub(super) fn choose(
@@ -20,38 +20,17 @@ pub(super) fn choose(
     let manifests = index["manifests"]
         .as_array()
         .ok_or_else(|| unreadable("index.json has no `manifests`".into()))?;
-    let chosen = match tag {
-        Some(tag) => manifests
-            .iter()
-            .find(|m| m["annotations"][REF_NAME].as_str() == Some(tag))
-            .ok_or_else(|| SourceError::NoSuchTag {
-                name: name.to_owned(),
-                tag: tag.to_owned(),
-                available: tags(manifests),
-            })?,
-        None => match manifests.as_slice() {
-            [one] => one,
-            [] => return Err(unreadable("index.json lists no image".into())),
-            many => {
-                return Err(SourceError::Ambiguous {
-                    name: name.to_owned(),
-                    count: many.len(),
-                })
-            }
+    let chosen = choose_tagged(manifests, tag).map_err(|why| match why {
+        Unchosen::NoSuchTag(available) => SourceError::NoSuchTag {
+            name: name.to_owned(),
+            tag: tag.unwrap_or_default().to_owned(),
+            available,
         },
-    };
+        Unchosen::Empty => unreadable("index.json lists no image".into()),
+        Unchosen::Ambiguous(count) => SourceError::Ambiguous {
+            name: name.to_owned(),
+            count,
+        },
+    })?;
     Descriptor::parse(chosen).map_err(|e| unreadable(format!("index.json: {e}")))
-}
-
-fn tags(manifests: &[Value]) -> String {
-    let tags: Vec<String> = manifests
-        .iter()
-        .filter_map(|m| m["annotations"][REF_NAME].as_str())
-        .map(|t| format!("`{t}`"))
-        .collect();
-    if tags.is_empty() {
-        "no tags".into()
-    } else {
-        tags.join(", ")
-    }
 }
