@@ -409,6 +409,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tag_or_the_only_image_is_chosen() {
+        let tagged = |t: &str| serde_json::json!({ "annotations": { REF_NAME: t } });
+        let two = [tagged("1"), tagged("2")];
+        assert_eq!(choose_tagged(&two, Some("2")), Ok(&two[1]));
+        assert_eq!(
+            choose_tagged(&two, Some("3")),
+            Err(Unchosen::NoSuchTag("`1`, `2`".into()))
+        );
+        assert_eq!(choose_tagged(&two, None), Err(Unchosen::Ambiguous(2)));
+        assert_eq!(choose_tagged(&two[..1], None), Ok(&two[0]));
+        assert_eq!(choose_tagged(&[], None), Err(Unchosen::Empty));
+        let untagged = [serde_json::json!({})];
+        assert_eq!(
+            choose_tagged(&untagged, Some("x")),
+            Err(Unchosen::NoSuchTag("no tags".into()))
+        );
+    }
+
+    #[test]
     fn rfc3339_dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
