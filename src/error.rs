@@ -36,6 +36,13 @@ pub enum Error {
     /// A command-line value or combination of options that cannot be used as given.
     #[error(transparent)]
     Usage(#[from] UsageError),
+    /// The source of `verify` or `inspect` cannot be used or read.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    /// `verify` found the image damaged, or `inspect` could not read it.
+    #[error(transparent)]
+    // Boxed: its blob, place and two values would make every `Result<_, Error>` larger.
+    Image(Box<crate::verify::ImageError>),
     /// A push failed, or its source or options are invalid.
     #[cfg(feature = "registry")]
     #[error(transparent)]
@@ -74,6 +81,25 @@ pub enum Error {
         path: PathBuf,
         /// What could be replaced there, e.g. `an empty directory`.
         expected: &'static str,
+    },
+    /// `--dry-run`: a destination's filesystem has less free space than the build would
+    /// write there.
+    #[error(
+        "not enough space at `{}` for {uses}: {} needed, {} free ({} short)",
+        path.display(),
+        crate::units::human_size(*needed),
+        crate::units::human_size(*free),
+        crate::units::human_size(needed.saturating_sub(*free))
+    )]
+    DoesNotFit {
+        /// A directory on the filesystem that lacks room.
+        path: PathBuf,
+        /// What would be written there, e.g. `` oci:/tmp/x, the cache ``.
+        uses: String,
+        /// Bytes the build would write to that filesystem.
+        needed: u64,
+        /// Bytes free there for this user.
+        free: u64,
     },
     /// Two outputs name the same destination, or one output is given twice.
     #[error("output `{0}` is given twice")]
@@ -210,6 +236,12 @@ pub enum Error {
     },
 }
 
+impl From<crate::verify::ImageError> for Error {
+    fn from(e: crate::verify::ImageError) -> Self {
+        Self::Image(Box::new(e))
+    }
+}
+
 impl Error {
     pub(crate) fn io(
         action: &'static str,
@@ -231,6 +263,8 @@ impl Error {
             #[cfg(feature = "serve")]
             Self::Serve(e) => e.hint(),
             Self::Reference(e) => e.hint().map(str::to_owned),
+            Self::Source(e) => e.hint(),
+            Self::Image(e) => e.hint(),
             Self::Platform(e) => Some(e.hint().to_owned()),
             Self::Output(e) => Some(e.hint().to_owned()),
             #[cfg(feature = "registry")]
@@ -268,6 +302,9 @@ impl Error {
             ),
             Self::MissingParent { .. } => Some("create the directory first, or choose another path".into()),
             Self::DestinationTaken { .. } => Some("remove it or choose another path".into()),
+            Self::DoesNotFit { .. } => {
+                Some("free space there, choose another path, or build fewer or smaller layers".into())
+            }
             Self::NoEngine { .. } => Some(
                 "start dockerd (or podman), check DOCKER_HOST, or write the image to disk with `--output oci:DIR`"
                     .into(),
@@ -319,6 +356,7 @@ impl Error {
             | Self::EngineOnly { .. }
             | Self::FeatureDisabled { .. } => 2,
             Self::Interrupted { exit_code } => *exit_code,
+            Self::Source(e) => e.exit_code(),
             #[cfg(feature = "serve")]
             Self::Serve(e) => e.exit_code(),
             #[cfg(feature = "registry")]

@@ -21,6 +21,46 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Annotation containerd and Docker 25+ read the full image name from.
 pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
+/// Why `index.json`'s manifests name no one image for a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unchosen {
+    /// No descriptor has the tag; the tags there are, as `` `a`, `b` `` or `no tags`.
+    NoSuchTag(String),
+    /// No tag asked for, and no descriptor.
+    Empty,
+    /// No tag asked for, and this many descriptors.
+    Ambiguous(usize),
+}
+
+/// The descriptor of a layout's `index.json` (its `manifests`) tagged `tag`, or without a
+/// tag its only one: how skopeo's `oci:DIR[:TAG]` picks an image.
+pub(crate) fn choose_tagged<'a>(
+    manifests: &'a [serde_json::Value],
+    tag: Option<&str>,
+) -> Result<&'a serde_json::Value, Unchosen> {
+    let tag_of = |m: &'a serde_json::Value| m["annotations"][REF_NAME].as_str();
+    match (tag, manifests) {
+        (Some(tag), _) => manifests
+            .iter()
+            .find(|m| tag_of(m) == Some(tag))
+            .ok_or_else(|| {
+                let tags: Vec<String> = manifests
+                    .iter()
+                    .filter_map(tag_of)
+                    .map(|t| format!("`{t}`"))
+                    .collect();
+                Unchosen::NoSuchTag(if tags.is_empty() {
+                    "no tags".into()
+                } else {
+                    tags.join(", ")
+                })
+            }),
+        (None, [one]) => Ok(one),
+        (None, []) => Err(Unchosen::Empty),
+        (None, many) => Err(Unchosen::Ambiguous(many.len())),
+    }
+}
+
 /// One finished layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LayerInfo {
@@ -367,6 +407,25 @@ pub fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_or_the_only_image_is_chosen() {
+        let tagged = |t: &str| serde_json::json!({ "annotations": { REF_NAME: t } });
+        let two = [tagged("1"), tagged("2")];
+        assert_eq!(choose_tagged(&two, Some("2")), Ok(&two[1]));
+        assert_eq!(
+            choose_tagged(&two, Some("3")),
+            Err(Unchosen::NoSuchTag("`1`, `2`".into()))
+        );
+        assert_eq!(choose_tagged(&two, None), Err(Unchosen::Ambiguous(2)));
+        assert_eq!(choose_tagged(&two[..1], None), Ok(&two[0]));
+        assert_eq!(choose_tagged(&[], None), Err(Unchosen::Empty));
+        let untagged = [serde_json::json!({})];
+        assert_eq!(
+            choose_tagged(&untagged, Some("x")),
+            Err(Unchosen::NoSuchTag("no tags".into()))
+        );
+    }
 
     #[test]
     fn rfc3339_dates() {

@@ -30,6 +30,7 @@ pub mod cli;
 pub(crate) mod compress;
 pub mod content;
 pub mod digest;
+pub mod dry_run;
 pub mod engine;
 mod error;
 pub mod fixture;
@@ -47,10 +48,12 @@ pub mod request;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub(crate) mod sink;
+pub mod source;
 pub mod spec;
 mod speed;
 mod tree;
 pub mod units;
+pub mod verify;
 
 pub use build::build;
 pub use cache::Cache;

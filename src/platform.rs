@@ -105,6 +105,10 @@ impl Platform {
     pub fn parse_list(input: &str) -> Result<Vec<Self>, PlatformError> {
         let mut list: Vec<Self> = Vec::new();
         for part in input.split(',') {
+            // An empty item names nothing to show: the whole list is what was mistyped.
+            if part.trim().is_empty() {
+                return Err(PlatformError::Form(input.to_owned()));
+            }
             let platform = Self::parse(part.trim())?;
             if list.contains(&platform) {
                 return Err(PlatformError::Duplicate {
@@ -218,10 +222,10 @@ mod tests {
                 list: "linux/amd64,linux/arm64,linux/amd64".into()
             })
         );
-        assert!(matches!(
-            Platform::parse_list("linux/amd64,"),
-            Err(PlatformError::Form(_))
-        ));
+        assert_eq!(
+            Platform::parse_list("linux/amd64,,linux/arm64"),
+            Err(PlatformError::Form("linux/amd64,,linux/arm64".into()))
+        );
         // Another variant is another platform.
         assert!(Platform::parse_list("linux/arm/v6,linux/arm/v7").is_ok());
     }

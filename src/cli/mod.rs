@@ -2,7 +2,9 @@
 //! top of the library; nothing in the library imports it.
 
 mod cache;
+mod dry_run;
 pub mod serve;
+pub mod verify;
 pub mod warm;
 
 use std::io::Write;
@@ -71,6 +73,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Print the image tag `serve` knows a spec by
     Tag(serve::TagArgs),
+    /// Read every blob of an image again and check it against its digests and its spec
+    Verify(verify::VerifyArgs),
+    /// Show an image's digests, platforms, spec, and each layer's sizes and entry counts
+    Inspect(verify::InspectArgs),
 }
 
 /// `image-maker cache …`.
@@ -298,6 +304,11 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// Check everything and print the plan (layers, blob sizes, the space each output needs
+    /// and the free space there) without writing anything; exit 1 if it would not fit
+    #[arg(long, conflicts_with = "emit_context")]
+    pub dry_run: bool,
+
     /// Print nothing on stderr but errors
     #[arg(short, long)]
     pub quiet: bool,
@@ -468,8 +479,11 @@ pub fn main(cli: &Cli) -> Result<(), Error> {
         (Some(Command::Warm(args)), _) => warm::run(args),
         (Some(Command::Serve(args)), _) => serve::run(args),
         (Some(Command::Tag(args)), _) => serve::tag(args),
+        (Some(Command::Verify(args)), _) => verify::run_verify(args),
+        (Some(Command::Inspect(args)), _) => verify::run_inspect(args),
         (None, Some(args)) => match &args.emit_context {
             Some(dir) => emit_context(args, dir),
+            None if args.dry_run => dry_run::run(args),
             None => run(args).map(drop),
         },
         // clap requires the build arguments when no subcommand is given.

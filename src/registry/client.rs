@@ -116,10 +116,15 @@ impl Session {
     pub async fn authenticate(
         &self,
     ) -> Result<Option<String>, oci_client::errors::OciDistributionError> {
-        let token = self
-            .client
-            .auth(&self.image, &self.auth, RegistryOperation::Push)
-            .await?;
+        self.authenticate_for(RegistryOperation::Push).await
+    }
+
+    /// The same for `operation`: `verify` and `inspect` only pull.
+    pub async fn authenticate_for(
+        &self,
+        operation: RegistryOperation,
+    ) -> Result<Option<String>, oci_client::errors::OciDistributionError> {
+        let token = self.client.auth(&self.image, &self.auth, operation).await?;
         Ok(match (token, &self.credentials) {
             (Some(token), _) => Some(format!("Bearer {token}")),
             (None, Some(c)) => {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::RegistryError;
 use crate::digest::Blob;
-use crate::image::REF_NAME;
+use crate::image::{choose_tagged, Unchosen};
 
 /// A blob of the image: where it is on disk, and its descriptor's digest and size.
 #[derive(Debug, Clone)]
@@ -47,26 +47,18 @@ pub(crate) fn read(layout: &Path, tag: Option<&str>) -> Result<Image, RegistryEr
     let manifests = index["manifests"]
         .as_array()
         .ok_or_else(|| bad("index.json has no `manifests`".into()))?;
-    let chosen = match tag {
-        Some(tag) => manifests
-            .iter()
-            .find(|m| m["annotations"][REF_NAME].as_str() == Some(tag))
-            .ok_or_else(|| RegistryError::NoSuchTag {
-                path: layout.to_path_buf(),
-                tag: tag.to_owned(),
-                available: tags(manifests),
-            })?,
-        None => match manifests.as_slice() {
-            [one] => one,
-            [] => return Err(bad("index.json lists no image".into())),
-            many => {
-                return Err(RegistryError::Ambiguous {
-                    path: layout.to_path_buf(),
-                    count: many.len(),
-                })
-            }
+    let chosen = choose_tagged(manifests, tag).map_err(|why| match why {
+        Unchosen::NoSuchTag(available) => RegistryError::NoSuchTag {
+            path: layout.to_path_buf(),
+            tag: tag.unwrap_or_default().to_owned(),
+            available,
         },
-    };
+        Unchosen::Empty => bad("index.json lists no image".into()),
+        Unchosen::Ambiguous(count) => RegistryError::Ambiguous {
+            path: layout.to_path_buf(),
+            count,
+        },
+    })?;
     read_manifest(layout, chosen, true).map_err(bad)
 }
 
@@ -125,19 +117,6 @@ fn read_manifest(layout: &Path, chosen: &Value, nested: bool) -> Result<Image, S
         blobs,
         images: Vec::new(),
     })
-}
-
-fn tags(manifests: &[Value]) -> String {
-    let tags: Vec<String> = manifests
-        .iter()
-        .filter_map(|m| m["annotations"][REF_NAME].as_str())
-        .map(|t| format!("`{t}`"))
-        .collect();
-    if tags.is_empty() {
-        "no tags".into()
-    } else {
-        tags.join(", ")
-    }
 }
 
 fn descriptor(layout: &Path, value: &Value) -> Result<BlobFile, String> {

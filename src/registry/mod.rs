@@ -7,7 +7,7 @@
 //! the whole blob — with backoff, a bounded number of times; blobs already pushed stay.
 
 mod auth;
-mod client;
+pub(crate) mod client;
 mod error;
 mod layout;
 mod upload;

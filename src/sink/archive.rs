@@ -44,6 +44,14 @@ pub(crate) fn metadata_files(
     Ok(files)
 }
 
+/// Whether `dest` can take the archive; returns the directory its temporary sibling goes in.
+pub(crate) fn check(dest: &Path, output: &Output) -> Result<PathBuf, Error> {
+    if dest.exists() && !dest.is_file() {
+        return Err(taken(dest, EXPECTED));
+    }
+    parent_dir(dest, output)
+}
+
 pub(crate) struct OciArchive {
     dest: PathBuf,
     output: String,
@@ -60,10 +68,7 @@ pub(crate) struct OciArchive {
 
 impl OciArchive {
     pub fn create(dest: &Path, output: &Output, options: TarOptions) -> Result<Self, Error> {
-        if dest.exists() && !dest.is_file() {
-            return Err(taken(dest, EXPECTED));
-        }
-        let parent = parent_dir(dest, output)?;
+        let parent = check(dest, output)?;
         let file = tempfile::Builder::new()
             .prefix(&temp_prefix(dest))
             .suffix(".partial")

@@ -9,6 +9,8 @@ mod link;
 mod oci_dir;
 mod place;
 
+pub(crate) use archive::metadata_files;
+
 use std::path::{Path, PathBuf};
 
 use crate::digest::Blob;
@@ -167,14 +169,7 @@ pub(crate) fn open_linked(
     link: Option<(&Path, LinkMode)>,
     platforms: &Platforms,
 ) -> Result<Vec<Box<dyn Sink>>, Error> {
-    // `oci:out`, `oci:./out/` and `oci-archive:out` all end at the same place.
-    let places: Vec<Option<PathBuf>> = outputs.iter().map(Output::place).collect();
-    for (i, output) in outputs.iter().enumerate() {
-        if outputs[..i].contains(output) || places[i].is_some() && places[..i].contains(&places[i])
-        {
-            return Err(Error::DuplicateOutput(output.to_string()));
-        }
-    }
+    check_duplicates(outputs)?;
     let mut ordered: Vec<&Output> = outputs.iter().filter(|o| **o == Output::Engine).collect();
     // A registry push reads the layout `build` stages with `staging`, not a sink of its own.
     ordered.extend(
@@ -216,6 +211,34 @@ pub(crate) fn open_linked(
             })
         })
         .collect()
+}
+
+/// No output is given twice, under any spelling.
+fn check_duplicates(outputs: &[Output]) -> Result<(), Error> {
+    // `oci:out`, `oci:./out/` and `oci-archive:out` all end at the same place.
+    let places: Vec<Option<PathBuf>> = outputs.iter().map(Output::place).collect();
+    for (i, output) in outputs.iter().enumerate() {
+        if outputs[..i].contains(output) || places[i].is_some() && places[..i].contains(&places[i])
+        {
+            return Err(Error::DuplicateOutput(output.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// What opening the file sinks for `outputs` would check, without creating anything: no
+/// output twice, each parent directory there, no destination taken by something else.
+/// Engines and registries are not contacted here.
+pub(crate) fn check(outputs: &[Output]) -> Result<(), Error> {
+    check_duplicates(outputs)?;
+    for output in outputs {
+        match output {
+            Output::OciDir(path) => drop(oci_dir::check(path, output)?),
+            Output::OciArchive(path) => drop(archive::check(path, output)?),
+            Output::Engine | Output::Registry => {}
+        }
+    }
+    Ok(())
 }
 
 /// Where a temporary sibling of `dest` goes; the parent must exist already.

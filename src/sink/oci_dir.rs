@@ -15,6 +15,15 @@ use crate::image::OCI_LAYOUT;
 use crate::request::Output;
 use crate::Error;
 
+/// Whether `dest` can take the layout; returns the directory its temporary sibling goes in.
+pub(crate) fn check(dest: &Path, output: &Output) -> Result<PathBuf, Error> {
+    // Replacing a previous layout is fine; clobbering anything else is not.
+    if dest.exists() && !is_layout_or_empty(dest) {
+        return Err(taken(dest, EXPECTED));
+    }
+    parent_dir(dest, output)
+}
+
 pub(crate) struct OciDir {
     dest: PathBuf,
     output: String,
@@ -26,11 +35,7 @@ pub(crate) struct OciDir {
 
 impl OciDir {
     pub fn create(dest: &Path, output: &Output) -> Result<Self, Error> {
-        // Replacing a previous layout is fine; clobbering anything else is not.
-        if dest.exists() && !is_layout_or_empty(dest) {
-            return Err(taken(dest, EXPECTED));
-        }
-        let parent = parent_dir(dest, output)?;
+        let parent = check(dest, output)?;
         // Created with the mode a plain `mkdir` would give, as it becomes the destination.
         let temp = tempfile::Builder::new()
             .prefix(&temp_prefix(dest))

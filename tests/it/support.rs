@@ -14,6 +14,8 @@ use image_maker::{plan, Spec};
 
 pub use nix::sys::signal::Signal;
 
+pub mod registry;
+
 /// The CLI, with a clean environment for determinism and the calling test's own cache.
 pub fn image_maker() -> Command {
     let mut cmd = Command::new(IMAGE_MAKER);

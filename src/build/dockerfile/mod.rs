@@ -53,9 +53,9 @@ pub fn key(request: &BuildRequest) -> String {
     cache::key(&dockerfile)
 }
 
-/// Builds `request` with a container engine from a generated Dockerfile, or takes the image
-/// an earlier build left in the engine (unless `request.no_cache`).
-pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
+/// What this builder cannot make, found before anything runs: compressed layers, an index,
+/// the engine given twice.
+pub(crate) fn check(request: &BuildRequest) -> Result<(), Error> {
     if request.spec.is_compressed() {
         return Err(UsageError::NativeOnly {
             what: "compressed layers",
@@ -78,6 +78,13 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
     if engines > 1 {
         return Err(Error::DuplicateOutput(Output::Engine.to_string()));
     }
+    Ok(())
+}
+
+/// Builds `request` with a container engine from a generated Dockerfile, or takes the image
+/// an earlier build left in the engine (unless `request.no_cache`).
+pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
+    check(request)?;
     let mut files: Vec<Output> = request
         .outputs
         .iter()
@@ -100,7 +107,7 @@ pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, E
         &sink::Platforms::of(request),
     )?;
     let key = key(request);
-    let keep_in_engine = engines == 1 || files.is_empty();
+    let keep_in_engine = request.outputs.contains(&Output::Engine) || files.is_empty();
     let reused = if request.no_cache {
         None
     } else {
