@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use tar::{EntryType, Header};
 
 use crate::plan::{Entry, LayerPlan};
-use crate::spec::LayerSpec;
+use crate::spec::{LayerSpec, Layout};
 
 const BLOCK: u64 = 512;
 /// Large enough to amortise per-write costs, small enough to stay in L2 between the
@@ -23,14 +23,78 @@ pub struct TarOptions {
 /// The exact size of the layer's tar: known before a byte is written, which lets sinks
 /// reserve headers and report progress.
 pub fn tar_size(plan: &LayerPlan) -> u64 {
-    // In closed form rather than by walking the plan: a million-file layer would otherwise
-    // format every path twice. The spec parser has checked that this cannot overflow. One
-    // header block per entry: the layouts' paths are short ASCII, so none needs a PAX header.
+    part_start(plan, plan.spec.files) + 2 * BLOCK
+}
+
+/// Where file `index`'s part of the tar starts (the directories it opens, its headers, data
+/// and padding); the file count gives where the last part ends.
+fn part_start(plan: &LayerPlan, index: u64) -> u64 {
     let LayerSpec { size, files, .. } = plan.spec;
     let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
-    let (base, larger) = (size / files, size % files);
-    let data = (files - larger) * padded(base) + larger * padded(base + 1);
-    plan.dir_count() * BLOCK + files * BLOCK + data + 2 * BLOCK
+    if plan.spec.layout == Layout::Flat {
+        // In closed form: a flat layer's paths are short ASCII (one header block each) and
+        // its sizes differ by one byte at most, so a million-file layer costs no walk.
+        if index == 0 {
+            return 0;
+        }
+        let (base, larger) = (size / files, size % files);
+        let bigger = index.min(larger);
+        let data = bigger * padded(base + 1) + (index - bigger) * padded(base);
+        return BLOCK * (plan.dirs_before(index) + index) + data;
+    }
+    // A tree's sizes and paths (some behind PAX headers) are drawn: walk its entries.
+    let mut offset = 0;
+    let mut files_seen = 0;
+    for entry in plan.entries() {
+        if files_seen == index {
+            // The part of `index` starts after the previous file.
+            break;
+        }
+        match entry {
+            Entry::Dir(path) => offset += header_blocks(&path) * BLOCK,
+            Entry::File(file) => {
+                offset += header_blocks(&file.path) * BLOCK + padded(file.size);
+                files_seen += 1;
+            }
+        }
+    }
+    offset
+}
+
+/// The file whose part of the tar holds `offset`, and where that part starts: file 0's
+/// starts the tar. A flat layer's is found by binary search over closed forms, a tree's by
+/// a walk over its entries.
+pub(crate) fn locate(plan: &LayerPlan, offset: u64) -> (u64, u64) {
+    let files = plan.spec.files;
+    if plan.spec.layout == Layout::Flat {
+        // The last file whose part starts at or before `offset`.
+        let (mut lo, mut hi) = (0, files - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if part_start(plan, mid) <= offset {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        return (lo, part_start(plan, lo));
+    }
+    let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
+    let (mut start, mut at, mut index) = (0, 0, 0);
+    for entry in plan.entries() {
+        match entry {
+            Entry::Dir(path) => at += header_blocks(&path) * BLOCK,
+            Entry::File(file) => {
+                at += header_blocks(&file.path) * BLOCK + padded(file.size);
+                if at > offset || index + 1 == files {
+                    return (index, start);
+                }
+                index += 1;
+                start = at;
+            }
+        }
+    }
+    (index.min(files - 1), start)
 }
 
 /// Writes the layer's tar to `out`. `tick` is called with the payload bytes of each chunk;
@@ -52,7 +116,7 @@ pub fn write_tar(
             }
             Entry::File(file) => file,
         };
-        tar.begin_file(&file.path, file.size)?;
+        tar.begin_file_mode(&file.path, file.size, file.mode)?;
         let mut content = plan.content(seed, &file);
         while content.remaining() > 0 {
             let n = content.fill(&mut buf);
@@ -81,18 +145,23 @@ impl<W: Write> TarWriter<W> {
     }
 
     pub fn dir(&mut self, path: &str) -> io::Result<()> {
-        self.entry(path, 0, EntryType::Directory)
+        self.entry(path, 0, EntryType::Directory, 0o755)
     }
 
     /// Starts a regular file of `size` bytes; its data follows through `data`.
     pub fn begin_file(&mut self, path: &str, size: u64) -> io::Result<()> {
-        self.entry(path, size, EntryType::Regular)?;
+        self.begin_file_mode(path, size, 0o644)
+    }
+
+    /// [`begin_file`](Self::begin_file) with the permission bits `mode`.
+    pub fn begin_file_mode(&mut self, path: &str, size: u64, mode: u32) -> io::Result<()> {
+        self.entry(path, size, EntryType::Regular, mode)?;
         self.pending_pad = (BLOCK - size % BLOCK) % BLOCK;
         Ok(())
     }
 
     /// An entry's header: ustar, behind a PAX extended header when the path needs one.
-    fn entry(&mut self, path: &str, size: u64, kind: EntryType) -> io::Result<()> {
+    fn entry(&mut self, path: &str, size: u64, kind: EntryType, mode: u32) -> io::Result<()> {
         if let Some(records) = pax_records(path) {
             let h = header(
                 PAX_NAME,
@@ -104,10 +173,14 @@ impl<W: Write> TarWriter<W> {
             self.out.write_all(&records)?;
             let pad = (BLOCK - records.len() as u64 % BLOCK) % BLOCK;
             self.out.write_all(&[0; BLOCK as usize][..pad as usize])?;
-            let h = header(&ustar_stand_in(path), size, kind, self.options)?;
+            let mut h = header(&ustar_stand_in(path), size, kind, self.options)?;
+            h.set_mode(mode);
+            h.set_cksum();
             return self.out.write_all(h.as_bytes());
         }
-        let h = header(path, size, kind, self.options)?;
+        let mut h = header(path, size, kind, self.options)?;
+        h.set_mode(mode);
+        h.set_cksum();
         self.out.write_all(h.as_bytes())
     }
 
@@ -180,6 +253,11 @@ fn ustar_stand_in(path: &str) -> String {
         end -= 1;
     }
     path[..end].to_owned()
+}
+
+/// The tar blocks of an entry's headers: 1, and with a PAX header 1 more plus its records'.
+pub(crate) fn header_blocks(path: &str) -> u64 {
+    1 + pax_records(path).map_or(0, |r| 1 + (r.len() as u64).div_ceil(BLOCK))
 }
 
 /// A ustar header with everything a build could vary pinned: owner 0:0, no user or group
@@ -334,7 +412,7 @@ mod tests {
         let mut headers = 0;
         for (name, size) in entries {
             tar.begin_file(name, *size).expect("header");
-            headers += 1 + pax_records(name).map_or(0, |r| 1 + (r.len() as u64).div_ceil(BLOCK));
+            headers += header_blocks(name);
             // A hole, not data: a 9 GiB file costs no disk.
             let skip = size.div_ceil(BLOCK) * BLOCK;
             tar.out.seek(SeekFrom::Current(skip as i64)).expect("seek");

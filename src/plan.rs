@@ -1,13 +1,11 @@
 //! Names and sizes of every file in every layer: the one plan both builders follow, so the
 //! native layers and the Dockerfile build context hold the same paths and bytes.
 
+use std::sync::Arc;
+
 use crate::content::FileContent;
 use crate::spec::{format_size, LayerSpec, Layout, Spec};
-
-/// Files per directory of a `tree=N` layer.
-const FILES_PER_DIR: u64 = 32;
-/// Subdirectories per directory of a `tree=N` layer: one hex digit per level.
-const FANOUT: u64 = 16;
+use crate::tree::{Sizes, Tree, TreeEntry};
 
 /// One layer's directory and files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +14,8 @@ pub struct LayerPlan {
     pub number: u32,
     /// The layer's size, file count and layout, from the spec.
     pub spec: LayerSpec,
+    /// A tree layer's entries, made once.
+    tree: Option<Arc<Tree>>,
 }
 
 /// One regular file of a layer.
@@ -25,8 +25,10 @@ pub struct FilePlan {
     pub index: u64,
     /// Path relative to the layer root, e.g. `layer1/1GB-file`.
     pub path: String,
-    /// Bytes of content; the files of a layer differ by at most one byte.
+    /// Bytes of content.
     pub size: u64,
+    /// Permission bits: 0644, or a tree's 0755 and 0600.
+    pub mode: u32,
 }
 
 /// A tar entry of a layer, in the order the tar holds them (sorted by path).
@@ -43,14 +45,33 @@ pub fn layers(spec: &Spec) -> Vec<LayerPlan> {
     spec.layers()
         .iter()
         .zip(1..)
-        .map(|(spec, number)| LayerPlan {
-            number,
-            spec: *spec,
-        })
+        .map(|(spec, number)| LayerPlan::new(number, *spec))
         .collect()
 }
 
 impl LayerPlan {
+    /// Layer `number` of a spec: a tree layer's entries are drawn here, once.
+    pub fn new(number: u32, spec: LayerSpec) -> Self {
+        let tree = (spec.layout == Layout::Tree).then(|| {
+            // The shape depends on what the layer holds and where, not on its encoding or
+            // content ratio: those change no path.
+            let key = format!("{}\0{}\0{number}", spec.size, spec.files);
+            let sizes = if spec.even_sizes {
+                Sizes::Even
+            } else {
+                Sizes::Skewed
+            };
+            Arc::new(Tree::new(
+                &format!("layer{number}"),
+                &key,
+                spec.files,
+                spec.size,
+                sizes,
+            ))
+        });
+        Self { number, spec, tree }
+    }
+
     /// The layer's top directory, `layerN`.
     pub fn dir(&self) -> String {
         format!("layer{}", self.number)
@@ -64,35 +85,19 @@ impl LayerPlan {
 
     /// How many directory entries `entries` yields, `layerN/` included.
     pub fn dir_count(&self) -> u64 {
-        match self.spec.layout {
-            Layout::Flat => 1,
-            Layout::Tree => {
-                let tree = Tree::new(self.spec.files);
-                let leaves = self.spec.files.div_ceil(FILES_PER_DIR);
-                // Level `l` (1 = top) has one directory per distinct prefix of `l` digits.
-                1 + (1..=tree.depth)
-                    .map(|level| leaves.div_ceil(FANOUT.pow(tree.depth - level)))
-                    .sum::<u64>()
-            }
+        match &self.tree {
+            None => 1,
+            Some(tree) => tree.dirs(),
         }
     }
 
     /// How many directory entries come before the first entry of file `index`'s part in
-    /// [`entries_from`](Self::entries_from) (`layerN/` counted): in closed form, so that an
-    /// offset into the tar is found without walking the files before it.
+    /// [`entries_from`](Self::entries_from) (`layerN/` counted).
     pub fn dirs_before(&self, index: u64) -> u64 {
-        match self.spec.layout {
+        match &self.tree {
             _ if index == 0 => 0,
-            Layout::Flat => 1,
-            Layout::Tree => {
-                let depth = Tree::new(self.spec.files).depth;
-                let leaf = (index - 1) / FILES_PER_DIR;
-                // Leaves 0..=leaf are contiguous: at each level they have one directory per
-                // distinct prefix.
-                1 + (1..=depth)
-                    .map(|level| leaf / FANOUT.pow(depth - level) + 1)
-                    .sum::<u64>()
-            }
+            None => 1,
+            Some(tree) => tree.part_start(index) as u64 - index,
         }
     }
 
@@ -113,92 +118,42 @@ impl LayerPlan {
     /// The entries from file `first` on: the directories that file opens, the file, and
     /// everything after it (with `layerN/` first when `first` is 0). A reader that starts
     /// in the middle of a layer needs nothing before.
-    pub fn entries_from(&self, first: u64) -> impl Iterator<Item = Entry> + '_ {
-        let LayerSpec {
-            size,
-            files,
-            layout,
-            ..
-        } = self.spec;
+    pub fn entries_from(&self, first: u64) -> Box<dyn Iterator<Item = Entry> + '_> {
+        let LayerSpec { size, files, .. } = self.spec;
+        if let Some(tree) = &self.tree {
+            let start = tree.part_start(first);
+            let mut index = first;
+            return Box::new(tree.entries[start..].iter().map(move |entry| match entry {
+                TreeEntry::Dir(path) => Entry::Dir(path.clone()),
+                TreeEntry::File(file) => {
+                    index += 1;
+                    Entry::File(FilePlan {
+                        index: index - 1,
+                        path: file.path.clone(),
+                        size: file.size,
+                        mode: file.mode,
+                    })
+                }
+            }));
+        }
         let base = size / files;
         let larger = size % files;
         let width = files.to_string().len();
-        let tree = Tree::new(files);
         let top = (first == 0).then(|| Entry::Dir(format!("{}/", self.dir())));
-        top.into_iter().chain((first..files).flat_map(move |index| {
-            let (dirs, parent) = match layout {
-                Layout::Flat => (Vec::new(), self.dir()),
-                Layout::Tree => tree.place(&self.dir(), index),
-            };
-            let name = if files == 1 && layout == Layout::Flat {
+        Box::new(top.into_iter().chain((first..files).map(move |index| {
+            let name = if files == 1 {
                 format!("{}-file", format_size(size))
             } else {
                 // Zero-padded so that name order is number order.
                 format!("file-{:0width$}", index + 1)
             };
-            let file = FilePlan {
+            Entry::File(FilePlan {
                 index,
-                path: format!("{parent}/{name}"),
+                path: format!("{}/{name}", self.dir()),
                 size: base + u64::from(index < larger),
-            };
-            dirs.into_iter()
-                .map(Entry::Dir)
-                .chain(std::iter::once(Entry::File(file)))
-        }))
-    }
-}
-
-/// Directory shape of a `tree=N` layer: `FILES_PER_DIR` files per leaf directory, leaves
-/// numbered in hex, one digit per level (`layer1/d0/d3/file-0097`), all at the same depth.
-#[derive(Debug, Clone, Copy)]
-struct Tree {
-    depth: u32,
-}
-
-impl Tree {
-    fn new(files: u64) -> Self {
-        let leaves = files.div_ceil(FILES_PER_DIR).max(1);
-        let mut depth = 1;
-        while FANOUT.pow(depth) < leaves {
-            depth += 1;
-        }
-        Self { depth }
-    }
-
-    /// The hex digits naming leaf directory `leaf`, most significant first.
-    fn digits(&self, leaf: u64) -> Vec<u64> {
-        (0..self.depth)
-            .rev()
-            .map(|level| leaf / FANOUT.pow(level) % FANOUT)
-            .collect()
-    }
-
-    /// File `index`'s directory, and the directories that must precede it in the tar:
-    /// the first file of a leaf opens every level from the first digit that changed.
-    fn place(&self, top: &str, index: u64) -> (Vec<String>, String) {
-        let leaf = index / FILES_PER_DIR;
-        let digits = self.digits(leaf);
-        let first_new_level = if !index.is_multiple_of(FILES_PER_DIR) {
-            digits.len()
-        } else if leaf == 0 {
-            0
-        } else {
-            let previous = self.digits(leaf - 1);
-            digits
-                .iter()
-                .zip(&previous)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0)
-        };
-        let mut path = top.to_owned();
-        let mut new_dirs = Vec::new();
-        for (level, digit) in digits.iter().enumerate() {
-            path.push_str(&format!("/d{digit:x}"));
-            if level >= first_new_level {
-                new_dirs.push(format!("{path}/"));
-            }
-        }
-        (new_dirs, path)
+                mode: 0o644,
+            })
+        })))
     }
 }
 
@@ -250,8 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn tree_spreads_files_over_sorted_directories() {
-        // 5000 files: 157 leaves of up to 32 files, two hex levels.
+    fn a_tree_is_sorted_whole_and_sums_exactly() {
         let layer = &plan("1MB:tree=5000")[0];
         let all = paths(layer);
         let mut sorted = all.clone();
@@ -263,13 +217,10 @@ mod tests {
         let files: Vec<_> = layer.files().collect();
         assert_eq!(files.len(), 5000);
         assert_eq!(files.iter().map(|f| f.size).sum::<u64>(), 1 << 20);
-        assert_eq!(files[0].path, "layer1/d0/d0/file-0001");
-        assert_eq!(files[32].path, "layer1/d0/d1/file-0033");
-        assert_eq!(files[4999].path, "layer1/d9/dc/file-5000");
+        assert!(files.iter().enumerate().all(|(i, f)| f.index == i as u64));
         // Every file's parent directories come before it.
         let dirs: Vec<&String> = all.iter().filter(|p| p.ends_with('/')).collect();
-        assert_eq!(dirs.len(), 1 + 10 + 157);
-        assert_eq!(layer.dir_count(), 1 + 10 + 157);
+        assert_eq!(layer.dir_count(), dirs.len() as u64);
         for f in &files {
             let mut parent = f.path.as_str();
             while let Some((up, _)) = parent.rsplit_once('/') {
@@ -281,6 +232,13 @@ mod tests {
                 parent = up;
             }
         }
+        // Another platform, encoding or ratio draws the same tree; another layer does not.
+        assert_eq!(
+            paths(&plan("1MB:tree=5000:ratio=2:compression=gzip")[0]),
+            all
+        );
+        assert_ne!(paths(&plan("1KB,1MB:tree=5000")[1]).len(), 0);
+        assert_ne!(paths(&plan("1KB,1MB:tree=5000")[1])[1..], all[1..]);
     }
 
     #[test]
@@ -320,13 +278,13 @@ mod tests {
 
     #[test]
     fn small_trees() {
-        assert_eq!(
-            paths(&plan("3B:tree=1")[0]),
-            ["layer1/", "layer1/d0/", "layer1/d0/file-1"]
-        );
-        let two_leaves = paths(&plan("40B:tree=33")[0]);
-        assert_eq!(two_leaves.len(), 1 + 2 + 33);
-        assert_eq!(two_leaves[34], "layer1/d1/");
-        assert_eq!(two_leaves[35], "layer1/d1/file-33");
+        let one = paths(&plan("3B:tree=1")[0]);
+        assert_eq!(one.len(), 2, "{one:?}");
+        assert_eq!(one[0], "layer1/");
+        let even = plan("40B:tree=33:sizes=even")[0]
+            .files()
+            .collect::<Vec<_>>();
+        assert!(even.iter().all(|f| f.size == 1 || f.size == 2));
+        assert_eq!(even.iter().map(|f| f.size).sum::<u64>(), 40);
     }
 }

@@ -22,20 +22,113 @@ const FILES_PER_DIR: u64 = 10;
 const SIGMA: f64 = 1.6;
 
 const DIR_NAMES: &[&str] = &[
-    "usr", "lib", "share", "bin", "sbin", "etc", "var", "opt", "include", "src", "local",
-    "python3", "site-packages", "dist-packages", "node_modules", "locale", "doc", "man",
-    "man1", "man5", "cache", "log", "perl5", "x86_64-linux-gnu", "pkgconfig", "icons",
-    "hicolor", "scalable", "apps", "zoneinfo", "Europe", "America", "ssl", "certs", "tests",
-    "fixtures", "vendor", "assets", "static", "templates", "config", "modules", "plugins",
-    "extensions", "data", "internal", "utils", "core", "api", "v1", "v2", "build", "dist",
+    "usr",
+    "lib",
+    "share",
+    "bin",
+    "sbin",
+    "etc",
+    "var",
+    "opt",
+    "include",
+    "src",
+    "local",
+    "python3",
+    "site-packages",
+    "dist-packages",
+    "node_modules",
+    "locale",
+    "doc",
+    "man",
+    "man1",
+    "man5",
+    "cache",
+    "log",
+    "perl5",
+    "x86_64-linux-gnu",
+    "pkgconfig",
+    "icons",
+    "hicolor",
+    "scalable",
+    "apps",
+    "zoneinfo",
+    "Europe",
+    "America",
+    "ssl",
+    "certs",
+    "tests",
+    "fixtures",
+    "vendor",
+    "assets",
+    "static",
+    "templates",
+    "config",
+    "modules",
+    "plugins",
+    "extensions",
+    "data",
+    "internal",
+    "utils",
+    "core",
+    "api",
+    "v1",
+    "v2",
+    "build",
+    "dist",
 ];
 const FILE_STEMS: &[&str] = &[
-    "index", "main", "README", "LICENSE", "config", "setup", "utils", "helpers", "core",
-    "libc", "libssl", "libcrypto", "libz", "libstdc++", "python3.11", "node", "bash", "ls",
-    "cat", "grep", "sed", "awk", "tar", "gzip", "package", "module", "types", "errors",
-    "client", "server", "handler", "router", "schema", "model", "view", "test_basic",
-    "test_api", "conftest", "__init__", "version", "changelog", "copyright", "passwd",
-    "group", "hosts", "os-release", "locale", "timezone", "icon", "logo", "style", "app",
+    "index",
+    "main",
+    "README",
+    "LICENSE",
+    "config",
+    "setup",
+    "utils",
+    "helpers",
+    "core",
+    "libc",
+    "libssl",
+    "libcrypto",
+    "libz",
+    "libstdc++",
+    "python3.11",
+    "node",
+    "bash",
+    "ls",
+    "cat",
+    "grep",
+    "sed",
+    "awk",
+    "tar",
+    "gzip",
+    "package",
+    "module",
+    "types",
+    "errors",
+    "client",
+    "server",
+    "handler",
+    "router",
+    "schema",
+    "model",
+    "view",
+    "test_basic",
+    "test_api",
+    "conftest",
+    "__init__",
+    "version",
+    "changelog",
+    "copyright",
+    "passwd",
+    "group",
+    "hosts",
+    "os-release",
+    "locale",
+    "timezone",
+    "icon",
+    "logo",
+    "style",
+    "app",
 ];
 const EXTENSIONS: &[&str] = &[
     "", "", ".so", ".so.1", ".py", ".pyc", ".js", ".json", ".h", ".c", ".txt", ".md", ".gz",
@@ -43,13 +136,30 @@ const EXTENSIONS: &[&str] = &[
 ];
 /// UTF-8 names of several scripts, as locale and documentation trees hold them.
 const NON_ASCII: &[&str] = &[
-    "données", "résumé", "naïve", "Grüße", "ñandú", "日本語", "中文说明", "русский",
-    "ελληνικά", "한국어", "emoji-🙂",
+    "données",
+    "résumé",
+    "naïve",
+    "Grüße",
+    "ñandú",
+    "日本語",
+    "中文说明",
+    "русский",
+    "ελληνικά",
+    "한국어",
+    "emoji-🙂",
 ];
 /// Words of the long directory names that take a few paths past 100 and 255 bytes.
 const LONG_WORDS: &[&str] = &[
-    "generated", "intermediate", "artifacts", "configuration", "dependencies", "platform",
-    "specific", "resources", "compatibility", "transitive",
+    "generated",
+    "intermediate",
+    "artifacts",
+    "configuration",
+    "dependencies",
+    "platform",
+    "specific",
+    "resources",
+    "compatibility",
+    "transitive",
 ];
 
 /// A regular file of a tree: where it is, how big, its mode.
@@ -66,6 +176,9 @@ pub(crate) struct TreeFile {
 pub(crate) struct Tree {
     /// Every entry; a file's index is its number among the files, in this order.
     pub entries: Vec<TreeEntry>,
+    /// Where each file's part starts in `entries`: after the previous file, so with the
+    /// directories the file opens. One more, at the end, for "past the last file".
+    parts: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +236,28 @@ impl Tree {
             entries.push(TreeEntry::File(TreeFile { path, size, mode }));
         }
         entries.sort_by(|a, b| a.path().as_bytes().cmp(b.path().as_bytes()));
-        Self { entries }
+        let mut parts = vec![0];
+        parts.extend(
+            entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| matches!(e, TreeEntry::File(_)))
+                .map(|(i, _)| i + 1),
+        );
+        Self { entries, parts }
+    }
+
+    /// Where file `index`'s part starts in `entries` (the file count: the end).
+    pub fn part_start(&self, index: u64) -> usize {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.parts.get(i).copied())
+            .unwrap_or(self.entries.len())
+    }
+
+    /// How many directories it holds, its top included.
+    pub fn dirs(&self) -> u64 {
+        (self.entries.len() - (self.parts.len() - 1)) as u64
     }
 }
 
@@ -179,7 +313,8 @@ fn directories(rng: &mut ChaCha8Rng, top: &str, files: u64) -> Vec<Dir> {
         // Mostly below the newest directory, which makes depth; else anywhere, which
         // makes breadth.
         let newest = dirs.len() - 1;
-        let parent = if dirs[newest].depth < MAX_DEPTH - 1 && !dirs[newest].long && unit(rng) < 0.55 {
+        let parent = if dirs[newest].depth < MAX_DEPTH - 1 && !dirs[newest].long && unit(rng) < 0.55
+        {
             newest
         } else {
             loop {
@@ -318,7 +453,11 @@ mod tests {
         let mut sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
         sizes.sort_unstable();
         let median = sizes[sizes.len() / 2];
-        assert!(sizes[499] >= 20 * median, "largest {} median {median}", sizes[499]);
+        assert!(
+            sizes[499] >= 20 * median,
+            "largest {} median {median}",
+            sizes[499]
+        );
         assert!(sizes[0] == 0, "an empty file");
         let depth = files
             .iter()

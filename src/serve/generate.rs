@@ -1,6 +1,6 @@
 //! Layer bytes on request: the whole blob through the builders' own tar writer, or any
-//! byte range of it, started in O(log files) from offsets computed from the plan. Nothing
-//! is ever stored.
+//! byte range of it, started from offsets computed from the plan (in O(log files) for a
+//! flat layer, by a walk over a tree's entries). Nothing is ever stored.
 
 use std::io::{self, Write};
 use std::ops::Range;
@@ -13,8 +13,6 @@ use crate::platform::Platform;
 use crate::spec::{Compression, LayerSpec, Spec};
 use crate::{compress, content};
 
-const BLOCK: u64 = 512;
-
 /// One layer of one image: everything its bytes depend on.
 #[derive(Debug, Clone)]
 pub(crate) struct Layer {
@@ -24,6 +22,8 @@ pub(crate) struct Layer {
     /// 1-based.
     pub number: u32,
     pub mtime: u64,
+    /// The layer's plan, made on first use: a tree's is drawn whole, once per layer.
+    plan: Arc<std::sync::OnceLock<LayerPlan>>,
 }
 
 /// A layer blob's digest and size, and the digest of its tar.
@@ -40,6 +40,7 @@ impl Layer {
             spec,
             number,
             mtime,
+            plan: Arc::default(),
         }
     }
 
@@ -47,11 +48,9 @@ impl Layer {
         self.spec.layers()[self.number as usize - 1]
     }
 
-    fn plan(&self) -> LayerPlan {
-        LayerPlan {
-            number: self.number,
-            spec: self.layer_spec(),
-        }
+    fn plan(&self) -> &LayerPlan {
+        self.plan
+            .get_or_init(|| LayerPlan::new(self.number, self.layer_spec()))
     }
 
     fn options(&self) -> TarOptions {
@@ -134,7 +133,7 @@ impl Layer {
         if range.start >= end {
             return Ok(());
         }
-        let (first, start) = locate(&plan, range.start);
+        let (first, start) = layer::locate(plan, range.start);
         let window = Window {
             out,
             skip: range.start - start,
@@ -154,7 +153,7 @@ impl Layer {
                 }
                 Entry::File(file) => file,
             };
-            tar.begin_file(&file.path, file.size)?;
+            tar.begin_file_mode(&file.path, file.size, file.mode)?;
             let mut content = plan.content(&self.seed, &file);
             let skip = tar.out.skip.min(file.size);
             content.seek(skip);
@@ -171,33 +170,6 @@ impl Layer {
         }
         tar.finish()
     }
-}
-
-/// The file whose part of the tar (the directories it opens, its header, data and padding)
-/// holds `offset`, and where that part starts. File 0's part starts the tar.
-fn locate(plan: &LayerPlan, offset: u64) -> (u64, u64) {
-    let files = plan.spec.files;
-    let (base, larger) = (plan.spec.size / files, plan.spec.size % files);
-    let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
-    let start = |i: u64| -> u64 {
-        if i == 0 {
-            return 0;
-        }
-        let bigger = i.min(larger);
-        let data = bigger * padded(base + 1) + (i - bigger) * padded(base);
-        BLOCK * (plan.dirs_before(i) + i) + data
-    };
-    // The last file whose part starts at or before `offset`.
-    let (mut lo, mut hi) = (0, files - 1);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if start(mid) <= offset {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    (lo, start(lo))
 }
 
 /// Passes on the bytes after the first `skip`, `left` of them. The rest is dropped, so the

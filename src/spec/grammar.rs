@@ -171,6 +171,8 @@ pub struct LayerSpec {
     pub compression: Option<Compression>,
     /// The encoder's level when it is not the encoding's default.
     pub level: Option<u32>,
+    /// A tree's files of equal size (`sizes=even`) instead of skewed ones.
+    pub even_sizes: bool,
 }
 
 impl LayerSpec {
@@ -183,6 +185,7 @@ impl LayerSpec {
             ratio: Ratio::ONE,
             compression: None,
             level: None,
+            even_sizes: false,
         }
     }
 
@@ -218,6 +221,9 @@ impl LayerSpec {
             self.layout.option(),
             self.files
         );
+        if self.even_sizes {
+            text.push_str(":sizes=even");
+        }
         if self.ratio != Ratio::ONE {
             text.push_str(&format!(":ratio={}", self.ratio));
         }
@@ -275,7 +281,7 @@ pub enum SpecError {
     /// A size is zero: a layer needs at least one byte.
     #[error("layer size `{0}` is zero")]
     Zero(String),
-    /// An option other than `files`, `tree`, `ratio`, `compression` or `level`.
+    /// An option other than `files`, `tree`, `sizes`, `ratio`, `compression` or `level`.
     #[error("unknown layer option `{option}` in `{token}`")]
     UnknownOption {
         /// The option's name as given.
@@ -305,6 +311,17 @@ pub enum SpecError {
     /// One entry has both `files=` and `tree=`.
     #[error("`files` and `tree` cannot both be given in `{0}`")]
     ConflictingOptions(String),
+    /// `sizes=` is neither `even` nor `skewed`.
+    #[error("`sizes={value}` in `{token}` is neither `even` nor `skewed`")]
+    BadSizes {
+        /// The value as given.
+        value: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// `sizes=` in an entry without `tree=`: a flat layer's files are always equal.
+    #[error("`sizes` applies to `tree=` layers only, in `{0}`")]
+    SizesWithoutTree(String),
     /// A file count has characters other than digits, or does not fit in 64 bits.
     #[error("`{option}={value}` in `{token}` is not a positive whole number")]
     BadFileCount {
@@ -452,7 +469,10 @@ impl SpecError {
             ),
             Self::FractionalBytes(_) => Some("use a smaller unit, e.g. `1536KB` instead of `1.5MB`"),
             Self::UnknownOption { .. } | Self::EmptyOption(_) | Self::MissingValue { .. } => Some(
-                "layer options are `files=N` or `tree=N` (N files, flat or in nested directories), `ratio=R`, `compression=gzip|zstd|none` and `level=N`, e.g. `512MB:tree=1000:compression=gzip`",
+                "layer options are `files=N` or `tree=N` (N files, flat or in nested directories), `sizes=even`, `ratio=R`, `compression=gzip|zstd|none` and `level=N`, e.g. `512MB:tree=1000:compression=gzip`",
+            ),
+            Self::BadSizes { .. } | Self::SizesWithoutTree(_) => Some(
+                "a tree's file sizes are skewed (most small, a few large) unless `sizes=even`, e.g. `64MB:tree=5000:sizes=even`",
             ),
             Self::BadFileCount { .. } | Self::ConflictingOptions(_) => Some(
                 "`files=N` puts N files in the layer's directory, `tree=N` spreads them over nested directories, e.g. `512MB:files=1000`",
@@ -647,10 +667,11 @@ impl Spec {
 /// An upper bound of the layer's tar size (headers for every file and directory, padding),
 /// or `None` when even that overflows.
 fn max_tar_size(layer: &LayerSpec) -> Option<u64> {
-    // Per file: a header and up to 511 bytes of padding, plus at most one directory header.
+    // Per file: a header and up to 511 bytes of padding, plus at most one directory header;
+    // a tree's long and non-ASCII paths add a PAX header and a block of records to each.
     layer
         .files
-        .checked_mul(512 + 511 + 512)?
+        .checked_mul(3 * 512 + 511 + 3 * 512)?
         .checked_add(layer.size)?
         .checked_add(4096)
 }
@@ -724,7 +745,7 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
         };
         let name = match key {
             "" => return Err(SpecError::EmptyOption(token.to_owned())),
-            "files" | "tree" | "ratio" | "compression" | "level" => key,
+            "files" | "tree" | "ratio" | "compression" | "level" | "sizes" => key,
             _ => return Err(unknown()),
         };
         if value.is_empty() {
@@ -777,9 +798,24 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
                     }
                 })?);
             }
+            "sizes" => {
+                layer.even_sizes = match value.to_ascii_lowercase().as_str() {
+                    "even" => true,
+                    "skewed" => false,
+                    _ => {
+                        return Err(SpecError::BadSizes {
+                            value: value.to_owned(),
+                            token: token.to_owned(),
+                        })
+                    }
+                };
+            }
             // Checked once the whole entry is read: `level` may come before `compression`.
             _ => level = Some(value),
         }
+    }
+    if seen.contains(&"sizes") && layer.layout != Layout::Tree {
+        return Err(SpecError::SizesWithoutTree(token.to_owned()));
     }
     if let Some(value) = level {
         let compression = layer.encoding();
@@ -1095,6 +1131,30 @@ mod tests {
         assert_eq!(
             sizes("0.50000000000000000000000000000000000000000KB"),
             [512]
+        );
+    }
+
+    #[test]
+    fn even_sizes_are_a_tree_option() {
+        let spec = Spec::parse("64MB:tree=5000:sizes=even").expect("valid");
+        assert!(spec.layers()[0].even_sizes);
+        assert_eq!(spec.canonical(), "64MB:tree=5000:sizes=even");
+        assert_eq!(
+            Spec::parse("64MB:sizes=skewed:tree=5")
+                .expect("valid")
+                .canonical(),
+            "64MB:tree=5"
+        );
+        assert_eq!(
+            err("1MB:files=3:sizes=even"),
+            SpecError::SizesWithoutTree("1MB:files=3:sizes=even".into())
+        );
+        assert_eq!(
+            err("1MB:tree=3:sizes=odd"),
+            SpecError::BadSizes {
+                value: "odd".into(),
+                token: "1MB:tree=3:sizes=odd".into()
+            }
         );
     }
 

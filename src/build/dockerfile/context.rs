@@ -79,7 +79,7 @@ fn write_layer(
         };
         let path = dir.join(&file.path);
         let mut out = File::create(&path).map_err(write_error(&path, needed))?;
-        out.set_permissions(Permissions::from_mode(0o644))
+        out.set_permissions(Permissions::from_mode(file.mode))
             .map_err(write_error(&path, needed))?;
         let mut content = layer.content(seed, &file);
         while content.remaining() > 0 {
