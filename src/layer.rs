@@ -64,6 +64,7 @@ fn part_start(plan: &LayerPlan, index: u64) -> u64 {
 /// The file whose part of the tar holds `offset`, and where that part starts: file 0's
 /// starts the tar. A flat layer's is found by binary search over closed forms, a tree's by
 /// a walk over its entries.
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
 pub(crate) fn locate(plan: &LayerPlan, offset: u64) -> (u64, u64) {
     let files = plan.spec.files;
     if plan.spec.layout == Layout::Flat {

@@ -420,7 +420,7 @@ fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
 }
 
 fn one_in(rng: &mut ChaCha8Rng, n: u64) -> bool {
-    rng.next_u64() % n == 0
+    rng.next_u64().is_multiple_of(n)
 }
 
 /// A standard normal draw (Box–Muller).
@@ -446,7 +446,13 @@ mod tests {
 
     #[test]
     fn a_tree_of_500_looks_like_a_filesystem() {
-        let tree = Tree::new("layer1", "8MB:tree=500\01", 500, 8 << 20, Sizes::Skewed);
+        let tree = Tree::new(
+            "layer1",
+            "8MB:tree=500 layer 1",
+            500,
+            8 << 20,
+            Sizes::Skewed,
+        );
         let files = files(&tree);
         assert_eq!(files.len(), 500);
         assert_eq!(files.iter().map(|f| f.size).sum::<u64>(), 8 << 20);

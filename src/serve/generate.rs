@@ -59,7 +59,7 @@ impl Layer {
 
     /// The tar's size, without generating it (the blob's, for an uncompressed layer).
     pub fn tar_size(&self) -> u64 {
-        layer::tar_size(&self.plan())
+        layer::tar_size(self.plan())
     }
 
     /// Whether the blob is compressed, and so can only be produced from its start.
@@ -76,10 +76,10 @@ impl Layer {
             let mut tick = |_| Ok(());
             if diff_id {
                 let mut hashing = HashingWriter::new(tar);
-                layer::write_tar(&plan, &self.seed, self.options(), &mut hashing, &mut tick)?;
+                layer::write_tar(plan, &self.seed, self.options(), &mut hashing, &mut tick)?;
                 Ok(Some(hashing.complete().0.digest))
             } else {
-                layer::write_tar(&plan, &self.seed, self.options(), tar, &mut tick)?;
+                layer::write_tar(plan, &self.seed, self.options(), tar, &mut tick)?;
                 Ok(None)
             }
         };
@@ -129,7 +129,7 @@ impl Layer {
             };
         }
         let plan = self.plan();
-        let end = range.end.min(layer::tar_size(&plan));
+        let end = range.end.min(layer::tar_size(plan));
         if range.start >= end {
             return Ok(());
         }

@@ -11,10 +11,12 @@ const GOLDEN_DIGEST: &str =
 
 /// Pinned as well, for a `tree=` layer, whose history names its layout as the label does
 /// (`3KB:tree=40`). Before, the history said `files=40` and the digest was
-/// sha256:7261ec959202260e97a544b8130ecd96f11a4a1a067f360d75f22486cb179001.
+/// sha256:7261ec959202260e97a544b8130ecd96f11a4a1a067f360d75f22486cb179001; then, before
+/// `tree=N` drew a realistic tree (skewed sizes, varied depth, modes), it was
+/// sha256:d8d11a7722d53248d47a6108bae46cd2be4235acfc99976d6e749aab03ac69c3.
 const GOLDEN_TREE_SPEC: &str = "1MB,3KB:tree=40";
 const GOLDEN_TREE_DIGEST: &str =
-    "sha256:d8d11a7722d53248d47a6108bae46cd2be4235acfc99976d6e749aab03ac69c3";
+    "sha256:ba75ac7b9239005ab86fcfa5b8b8613acb0d49d86d5f078d89c0ef5c8a8d4139";
 
 /// Pinned for each encoding: the gzip and zstd streams are part of the digest, so a change
 /// of encoder (or of its settings) shows up here.
