@@ -121,6 +121,14 @@ impl Platform {
         Ok(list)
     }
 
+    /// A list as `--platform` takes it: `linux/amd64,linux/arm64`.
+    pub fn join(list: &[Self]) -> String {
+        list.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Parses `os/arch[/variant]`, as in `--platform linux/arm/v7`.
     pub fn parse(input: &str) -> Result<Self, PlatformError> {
         let parts: Vec<&str> = input.split('/').collect();

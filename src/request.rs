@@ -159,11 +159,7 @@ impl BuildRequest {
 
     /// The platforms as `--platform` takes them: `linux/amd64,linux/arm64`.
     pub fn platform_list(&self) -> String {
-        self.all_platforms()
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
+        Platform::join(&self.all_platforms())
     }
 
     /// Sets the mtime of every tar entry and the config's `created`, in seconds since 1970.

@@ -158,32 +158,14 @@ async fn route(state: &Arc<State>, request: Request<Incoming>) -> Response<Body>
     }
     let head = request.method() == Method::HEAD;
     if !head && request.method() != Method::GET {
-        let mut response = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "UNSUPPORTED",
-            "this registry is read-only: its images are made from their tags",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return read_only();
     }
     let Some(found) = endpoint(rest) else {
         return error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such endpoint");
     };
     let (repository, item) = match found {
         Endpoint::Base => return json(head, Bytes::from_static(b"{}")),
-        Endpoint::Upload(_) => {
-            let mut response = error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "UNSUPPORTED",
-                "this registry is read-only: its images are made from their tags",
-            );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return response;
-        }
+        Endpoint::Upload(_) => return read_only(),
         Endpoint::Tags(name) => (name, None),
         Endpoint::Manifest(name, reference) => (name, Some((true, reference))),
         Endpoint::Blob(name, digest) => (name, Some((false, digest))),
@@ -284,6 +266,19 @@ async fn manifest(
             Body::full(found.bytes.clone())
         })
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad header"))
+}
+
+/// 405 `UNSUPPORTED` for a write or an upload: nothing here is stored.
+fn read_only() -> Response<Body> {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+        "this registry is read-only: its images are made from their tags",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
 }
 
 /// The spec and platforms a tag names: from the images file, else the tag itself.

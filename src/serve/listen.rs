@@ -60,39 +60,23 @@ pub(crate) async fn serve(
                 async move { Ok::<_, Infallible>(handle(state, request, peer).await) }
             });
             let builder = hyper::server::conn::http1::Builder::new();
-            match tls {
-                Some(acceptor) => {
-                    let Ok(stream) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let stream = Watched {
-                        io: stream,
-                        flushes,
-                    };
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    tokio::pin!(connection);
-                    tokio::select! {
-                        _ = connection.as_mut() => {}
-                        _ = stop.changed() => {
-                            connection.as_mut().graceful_shutdown();
-                            let _ = connection.await;
-                        }
-                    }
-                }
-                None => {
-                    let stream = Watched {
-                        io: stream,
-                        flushes,
-                    };
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    tokio::pin!(connection);
-                    tokio::select! {
-                        _ = connection.as_mut() => {}
-                        _ = stop.changed() => {
-                            connection.as_mut().graceful_shutdown();
-                            let _ = connection.await;
-                        }
-                    }
+            // One path for both: a boxed stream costs a virtual call per read or write,
+            // and writes here are chunks of a megabyte.
+            let io: Box<dyn Stream> = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => Box::new(stream),
+                    Err(_) => return,
+                },
+                None => Box::new(stream),
+            };
+            let stream = Watched { io, flushes };
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
                 }
             }
         });
@@ -145,6 +129,11 @@ impl Flushes {
         }
     }
 }
+
+/// A connection's byte stream: TCP, or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 
 /// A connection's stream, counting its flushes.
 struct Watched<S> {

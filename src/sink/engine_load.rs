@@ -49,7 +49,7 @@ impl EngineLoad {
                 let image = choose(list, &own).ok_or_else(|| Error::EnginePlatform {
                     engine: engine.kind.name(),
                     platform: own.to_string(),
-                    platforms: platforms.text(),
+                    platforms: Platform::join(&platforms.list),
                 })?;
                 (image, if platforms.shared { 0 } else { image })
             }

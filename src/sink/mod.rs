@@ -71,16 +71,6 @@ impl Platforms {
             shared: request.shared_layers,
         }
     }
-
-    /// As `--platform` lists them.
-    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
-    pub fn text(&self) -> String {
-        self.list
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    }
 }
 
 pub(crate) trait Sink: Send {
