@@ -5,8 +5,8 @@ use std::io::{self, Write};
 
 use tar::{EntryType, Header};
 
-use crate::plan::{Entry, LayerPlan};
-use crate::spec::{LayerSpec, Layout};
+use crate::plan::{Entry, FilePlan, LayerPlan};
+use crate::spec::LayerSpec;
 
 const BLOCK: u64 = 512;
 /// Large enough to amortise per-write costs, small enough to stay in L2 between the
@@ -31,7 +31,7 @@ pub fn tar_size(plan: &LayerPlan) -> u64 {
 fn part_start(plan: &LayerPlan, index: u64) -> u64 {
     let LayerSpec { size, files, .. } = plan.spec;
     let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
-    if plan.spec.layout == Layout::Flat {
+    if !plan.is_listed() {
         // In closed form: a flat layer's paths are short ASCII (one header block each) and
         // its sizes differ by one byte at most, so a million-file layer costs no walk.
         if index == 0 {
@@ -42,23 +42,37 @@ fn part_start(plan: &LayerPlan, index: u64) -> u64 {
         let data = bigger * padded(base + 1) + (index - bigger) * padded(base);
         return BLOCK * (plan.dirs_before(index) + index) + data;
     }
-    // A tree's sizes and paths (some behind PAX headers) are drawn: walk its entries.
+    // A listing's sizes and paths (some behind PAX headers) are drawn: walk its entries.
+    // Past the last file, the entries that follow it count too: the end of the tar.
     let mut offset = 0;
     let mut files_seen = 0;
     for entry in plan.entries() {
-        if files_seen == index {
+        if files_seen == index && index < files {
             // The part of `index` starts after the previous file.
             break;
         }
-        match entry {
-            Entry::Dir(path) => offset += header_blocks(&path) * BLOCK,
-            Entry::File(file) => {
-                offset += header_blocks(&file.path) * BLOCK + padded(file.size);
-                files_seen += 1;
-            }
-        }
+        offset += entry_size(&entry);
+        files_seen += u64::from(matches!(entry, Entry::File(_)));
     }
     offset
+}
+
+/// The bytes an entry takes in the tar: its headers, and a file's padded data.
+fn entry_size(entry: &Entry) -> u64 {
+    let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
+    let (path, link) = path_and_link(entry);
+    let data = match entry {
+        Entry::File(file) => padded(file.size),
+        _ => 0,
+    };
+    header_blocks(path, link) * BLOCK + data
+}
+
+fn path_and_link(entry: &Entry) -> (&str, Option<&str>) {
+    match entry {
+        Entry::Symlink { path, target } | Entry::Hardlink { path, target } => (path, Some(target)),
+        other => (other.path(), None),
+    }
 }
 
 /// The file whose part of the tar holds `offset`, and where that part starts: file 0's
@@ -67,7 +81,7 @@ fn part_start(plan: &LayerPlan, index: u64) -> u64 {
 #[cfg_attr(not(feature = "serve"), allow(dead_code))]
 pub(crate) fn locate(plan: &LayerPlan, offset: u64) -> (u64, u64) {
     let files = plan.spec.files;
-    if plan.spec.layout == Layout::Flat {
+    if !plan.is_listed() {
         // The last file whose part starts at or before `offset`.
         let (mut lo, mut hi) = (0, files - 1);
         while lo < hi {
@@ -80,19 +94,15 @@ pub(crate) fn locate(plan: &LayerPlan, offset: u64) -> (u64, u64) {
         }
         return (lo, part_start(plan, lo));
     }
-    let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
     let (mut start, mut at, mut index) = (0, 0, 0);
     for entry in plan.entries() {
-        match entry {
-            Entry::Dir(path) => at += header_blocks(&path) * BLOCK,
-            Entry::File(file) => {
-                at += header_blocks(&file.path) * BLOCK + padded(file.size);
-                if at > offset || index + 1 == files {
-                    return (index, start);
-                }
-                index += 1;
-                start = at;
+        at += entry_size(&entry);
+        if let Entry::File(_) = entry {
+            if at > offset || index + 1 == files {
+                return (index, start);
             }
+            index += 1;
+            start = at;
         }
     }
     (index.min(files - 1), start)
@@ -110,15 +120,10 @@ pub fn write_tar(
     let mut buf = vec![0u8; CHUNK];
     let mut tar = TarWriter::new(out, options);
     for entry in plan.entries() {
-        let file = match entry {
-            Entry::Dir(path) => {
-                tar.dir(&path)?;
-                continue;
-            }
-            Entry::File(file) => file,
+        let Some(file) = tar.plan_entry(&entry)? else {
+            continue;
         };
-        tar.begin_file_mode(&file.path, file.size, file.mode)?;
-        let mut content = plan.content(seed, &file);
+        let mut content = plan.content(seed, file);
         while content.remaining() > 0 {
             let n = content.fill(&mut buf);
             tar.data(&buf[..n])?;
@@ -149,6 +154,31 @@ impl<W: Write> TarWriter<W> {
         self.entry(path, 0, EntryType::Directory, 0o755)
     }
 
+    /// Writes the headers of a planned entry. For a regular file, returns it: its data
+    /// follows through `data`, then `end_file`.
+    pub fn plan_entry<'e>(&mut self, entry: &'e Entry) -> io::Result<Option<&'e FilePlan>> {
+        match entry {
+            Entry::Dir(path) => self.dir(path)?,
+            Entry::File(file) => {
+                self.begin_file_mode(&file.path, file.size, file.mode)?;
+                return Ok(Some(file));
+            }
+            Entry::Symlink { path, target } => {
+                self.link(path, target, EntryType::Symlink, 0o777)?;
+            }
+            // A hard link's mode is its file's; readers take it from there.
+            Entry::Hardlink { path, target } => {
+                self.link(path, target, EntryType::Link, 0o644)?;
+            }
+            Entry::Whiteout(path) => self.entry(path, 0, EntryType::Regular, 0o644)?,
+        }
+        Ok(None)
+    }
+
+    fn link(&mut self, path: &str, target: &str, kind: EntryType, mode: u32) -> io::Result<()> {
+        self.entry_with_link(path, Some(target), 0, kind, mode)
+    }
+
     /// Starts a regular file of `size` bytes; its data follows through `data`.
     pub fn begin_file(&mut self, path: &str, size: u64) -> io::Result<()> {
         self.begin_file_mode(path, size, 0o644)
@@ -161,9 +191,22 @@ impl<W: Write> TarWriter<W> {
         Ok(())
     }
 
-    /// An entry's header: ustar, behind a PAX extended header when the path needs one.
     fn entry(&mut self, path: &str, size: u64, kind: EntryType, mode: u32) -> io::Result<()> {
-        if let Some(records) = pax_records(path) {
+        self.entry_with_link(path, None, size, kind, mode)
+    }
+
+    /// An entry's header: ustar, behind a PAX extended header when the path or the link
+    /// target needs one.
+    fn entry_with_link(
+        &mut self,
+        path: &str,
+        link: Option<&str>,
+        size: u64,
+        kind: EntryType,
+        mode: u32,
+    ) -> io::Result<()> {
+        let link_fits = link.is_none_or(|l| l.is_ascii() && l.len() <= 100);
+        if let Some(records) = pax_records(path, link) {
             let h = header(
                 PAX_NAME,
                 records.len() as u64,
@@ -174,12 +217,28 @@ impl<W: Write> TarWriter<W> {
             self.out.write_all(&records)?;
             let pad = (BLOCK - records.len() as u64 % BLOCK) % BLOCK;
             self.out.write_all(&[0; BLOCK as usize][..pad as usize])?;
-            let mut h = header(&ustar_stand_in(path), size, kind, self.options)?;
+            let name = if fits_ustar(path) {
+                path.to_owned()
+            } else {
+                ustar_stand_in(path)
+            };
+            let mut h = header(&name, size, kind, self.options)?;
+            if let Some(link) = link {
+                let link = if link_fits {
+                    link.to_owned()
+                } else {
+                    ustar_stand_in(link)
+                };
+                h.set_link_name(&link)?;
+            }
             h.set_mode(mode);
             h.set_cksum();
             return self.out.write_all(h.as_bytes());
         }
         let mut h = header(path, size, kind, self.options)?;
+        if let Some(link) = link {
+            h.set_link_name(link)?;
+        }
         h.set_mode(mode);
         h.set_cksum();
         self.out.write_all(h.as_bytes())
@@ -230,9 +289,41 @@ const PAX_NAME: &str = "././@PaxHeader";
 /// encoding, PAX records are UTF-8. Sizes of 8 GiB and more need none: the tar crate writes
 /// them in the ustar field in GNU's base-256 form, which GNU tar, Go's archive/tar
 /// (docker, containerd, umoci) and the tar crate read.
-fn pax_records(path: &str) -> Option<Vec<u8>> {
-    let fits = path.is_ascii() && Header::new_ustar().set_path(path).is_ok();
-    (!fits).then(|| pax_record("path", path))
+fn pax_records(path: &str, link: Option<&str>) -> Option<Vec<u8>> {
+    let mut records = Vec::new();
+    if !fits_ustar(path) {
+        records.extend(pax_record("path", path));
+    }
+    // A link target has one field of 100 bytes, with no prefix to split into.
+    if let Some(link) = link.filter(|l| !l.is_ascii() || l.len() > 100) {
+        records.extend(pax_record("linkpath", link));
+    }
+    (!records.is_empty()).then_some(records)
+}
+
+/// Whether ustar's name and prefix fields hold `path`: ASCII, and at most 100 bytes, or
+/// split at a `/` into at most 155 and 100. The tar crate's own check, without its
+/// allocations: this runs for every entry, twice.
+fn fits_ustar(path: &str) -> bool {
+    if !path.is_ascii() {
+        return false;
+    }
+    let bytes = path.as_bytes();
+    if bytes.len() <= 100 {
+        return true;
+    }
+    if bytes.len() > 256 {
+        return false;
+    }
+    // The name keeps the last component(s): split at the first `/` that leaves it 100
+    // bytes or fewer, keeping the prefix to 155.
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'/')
+        .map(|(i, _)| i)
+        .find(|&i| bytes.len() - i - 1 <= 100)
+        .is_some_and(|i| i <= 155 && i > 0 && i + 1 < bytes.len())
 }
 
 /// `"%d path=%s\n"`, the length counting its own digits.
@@ -257,8 +348,8 @@ fn ustar_stand_in(path: &str) -> String {
 }
 
 /// The tar blocks of an entry's headers: 1, and with a PAX header 1 more plus its records'.
-pub(crate) fn header_blocks(path: &str) -> u64 {
-    1 + pax_records(path).map_or(0, |r| 1 + (r.len() as u64).div_ceil(BLOCK))
+pub(crate) fn header_blocks(path: &str, link: Option<&str>) -> u64 {
+    1 + pax_records(path, link).map_or(0, |r| 1 + (r.len() as u64).div_ceil(BLOCK))
 }
 
 /// A ustar header with everything a build could vary pinned: owner 0:0, no user or group
@@ -413,7 +504,7 @@ mod tests {
         let mut headers = 0;
         for (name, size) in entries {
             tar.begin_file(name, *size).expect("header");
-            headers += header_blocks(name);
+            headers += header_blocks(name, None);
             // A hole, not data: a 9 GiB file costs no disk.
             let skip = size.div_ceil(BLOCK) * BLOCK;
             tar.out.seek(SeekFrom::Current(skip as i64)).expect("seek");
@@ -490,8 +581,9 @@ mod tests {
                 "{text}"
             );
         }
-        assert_eq!(pax_records("layer1/file-1"), None);
-        assert!(pax_records(&"x/".repeat(200)).is_some());
+        assert_eq!(pax_records("layer1/file-1", None), None);
+        assert!(pax_records(&"x/".repeat(200), None).is_some());
+        assert!(pax_records("a", Some(&"t".repeat(101))).is_some());
         assert_eq!(ustar_stand_in(&"é".repeat(60)).len(), 98);
     }
 

@@ -33,6 +33,7 @@ pub mod digest;
 pub mod dry_run;
 pub mod engine;
 mod error;
+mod extra;
 pub mod fixture;
 pub(crate) mod image;
 pub mod interrupt;
@@ -45,6 +46,7 @@ pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod request;
+pub mod rootfs;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub(crate) mod sink;

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use crate::content::FileContent;
+use crate::rootfs::Rootfs;
 use crate::spec::{format_size, LayerSpec, Layout, Spec};
-use crate::tree::{Sizes, Tree, TreeEntry};
+use crate::tree::{Sizes, Tree, TreeEntry, TreeFile};
 
 /// One layer's directory and files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +15,8 @@ pub struct LayerPlan {
     pub number: u32,
     /// The layer's size, file count and layout, from the spec.
     pub spec: LayerSpec,
-    /// A tree layer's entries, made once.
+    /// The entries of a tree layer, or of any layer with links, whiteouts or empty
+    /// directories, made once; a plain flat layer's are computed as they are read.
     tree: Option<Arc<Tree>>,
 }
 
@@ -38,21 +40,88 @@ pub enum Entry {
     Dir(String),
     /// A regular file and its content's size.
     File(FilePlan),
+    /// A symbolic link and its target, as the link holds it.
+    Symlink {
+        /// Where the link is.
+        path: String,
+        /// Relative, absolute, or dangling.
+        target: String,
+    },
+    /// A hard link to `target`, a regular file the same layer holds earlier.
+    Hardlink {
+        /// Where the link is.
+        path: String,
+        /// The file's path, relative to the root as every path here.
+        target: String,
+    },
+    /// A `.wh.NAME` or `.wh..wh..opq` entry (see [`crate::rootfs::whiteout`]): an empty
+    /// regular file in the tar, a deletion when applied.
+    Whiteout(String),
+}
+
+impl Entry {
+    /// The entry's path in the tar.
+    pub fn path(&self) -> &str {
+        match self {
+            Self::Dir(path) | Self::Whiteout(path) => path,
+            Self::File(file) => &file.path,
+            Self::Symlink { path, .. } | Self::Hardlink { path, .. } => path,
+        }
+    }
 }
 
 /// The layers of a spec, in order.
 pub fn layers(spec: &Spec) -> Vec<LayerPlan> {
-    spec.layers()
-        .iter()
-        .zip(1..)
-        .map(|(spec, number)| LayerPlan::new(number, *spec))
-        .collect()
+    let mut plans: Vec<LayerPlan> = Vec::with_capacity(spec.layers().len());
+    for (layer, number) in spec.layers().iter().zip(1..) {
+        let plan = LayerPlan::new(number, *layer, &plans);
+        plans.push(plan);
+    }
+    plans
+}
+
+/// Layer `number` (1-based) of a spec, with the layers below it planned only when its
+/// links or whiteouts need to know what they hold.
+pub fn layer(spec: &Spec, number: u32) -> LayerPlan {
+    let layers = spec.layers();
+    let layer = layers[number as usize - 1];
+    if layer.extra.symlinks == 0 && layer.extra.whiteouts == 0 {
+        return LayerPlan::new(number, layer, &[]);
+    }
+    let mut plans: Vec<LayerPlan> = Vec::with_capacity(number as usize);
+    for (layer, n) in layers[..number as usize].iter().zip(1..) {
+        let plan = LayerPlan::new(n, *layer, &plans);
+        plans.push(plan);
+    }
+    plans.pop().expect("one layer at least")
+}
+
+/// What the layers `lower` leave, as tar-form paths sorted bytewise, their top directories
+/// left out: what a whiteout may delete, and a link point at.
+fn remaining(lower: &[LayerPlan]) -> Vec<String> {
+    let mut fs = Rootfs::default();
+    for plan in lower {
+        let top = format!("{}/", plan.dir());
+        for entry in plan.entries() {
+            match entry {
+                Entry::Whiteout(path) => {
+                    fs.apply_whiteout(&path);
+                }
+                Entry::Dir(path) if path == top => {}
+                other => fs.add(other.path().to_owned(), ()),
+            }
+        }
+    }
+    fs.iter().map(|(path, ())| path.clone()).collect()
 }
 
 impl LayerPlan {
-    /// Layer `number` of a spec: a tree layer's entries are drawn here, once.
-    pub fn new(number: u32, spec: LayerSpec) -> Self {
-        let tree = (spec.layout == Layout::Tree).then(|| {
+    /// Layer `number` of a spec, above the layers `lower` (all of them, bottom first, when
+    /// it has links or whiteouts; none needed otherwise). A tree's or any listed layer's
+    /// entries are drawn here, once.
+    pub fn new(number: u32, spec: LayerSpec, lower: &[LayerPlan]) -> Self {
+        let top = format!("layer{number}");
+        let tree = if spec.layout == Layout::Tree {
             // The shape depends on what the layer holds and where, not on its encoding or
             // content ratio: those change no path.
             let key = format!("{}\0{}\0{number}", spec.size, spec.files);
@@ -61,15 +130,46 @@ impl LayerPlan {
             } else {
                 Sizes::Skewed
             };
-            Arc::new(Tree::new(
-                &format!("layer{number}"),
-                &key,
-                spec.files,
-                spec.size,
-                sizes,
-            ))
+            Some(Tree::draw(&top, &key, spec.files, spec.size, sizes))
+        } else if spec.extra.total() > 0 {
+            let flat = Self {
+                number,
+                spec,
+                tree: None,
+            };
+            let listed = flat
+                .entries()
+                .map(|entry| match entry {
+                    Entry::File(f) => TreeEntry::File(TreeFile {
+                        path: f.path,
+                        size: f.size,
+                        mode: f.mode,
+                    }),
+                    other => TreeEntry::Dir(other.path().to_owned()),
+                })
+                .collect();
+            Some(listed)
+        } else {
+            None
+        };
+        let tree = tree.map(|mut entries| {
+            let below = if spec.extra.symlinks > 0 || spec.extra.whiteouts > 0 {
+                remaining(lower)
+            } else {
+                Vec::new()
+            };
+            // Keyed apart from the tree: adding links to a layer moves none of its files.
+            let key = format!("{}\0{number}", spec.content_canonical());
+            crate::extra::add(&mut entries, &top, &key, &spec.extra, &below);
+            Arc::new(Tree::sorted(entries))
         });
         Self { number, spec, tree }
+    }
+
+    /// Whether the entries are listed (a tree, or links, whiteouts or empty directories),
+    /// so that offsets into the tar come from a walk rather than a closed form.
+    pub fn is_listed(&self) -> bool {
+        self.tree.is_some()
     }
 
     /// The layer's top directory, `layerN`.
@@ -91,8 +191,16 @@ impl LayerPlan {
         }
     }
 
-    /// How many directory entries come before the first entry of file `index`'s part in
-    /// [`entries_from`](Self::entries_from) (`layerN/` counted).
+    /// How many tar entries the layer holds, of every kind.
+    pub fn entry_count(&self) -> u64 {
+        match &self.tree {
+            None => 1 + self.spec.files,
+            Some(tree) => tree.entries.len() as u64,
+        }
+    }
+
+    /// How many entries other than regular files come before the first entry of file
+    /// `index`'s part in [`entries_from`](Self::entries_from) (`layerN/` counted).
     pub fn dirs_before(&self, index: u64) -> u64 {
         match &self.tree {
             _ if index == 0 => 0,
@@ -106,7 +214,7 @@ impl LayerPlan {
     pub fn files(&self) -> impl Iterator<Item = FilePlan> + '_ {
         self.entries().filter_map(|e| match e {
             Entry::File(f) => Some(f),
-            Entry::Dir(_) => None,
+            _ => None,
         })
     }
 
@@ -125,6 +233,15 @@ impl LayerPlan {
             let mut index = first;
             return Box::new(tree.entries[start..].iter().map(move |entry| match entry {
                 TreeEntry::Dir(path) => Entry::Dir(path.clone()),
+                TreeEntry::Symlink { path, target } => Entry::Symlink {
+                    path: path.clone(),
+                    target: target.clone(),
+                },
+                TreeEntry::Hardlink { path, target } => Entry::Hardlink {
+                    path: path.clone(),
+                    target: target.clone(),
+                },
+                TreeEntry::Whiteout(path) => Entry::Whiteout(path.clone()),
                 TreeEntry::File(file) => {
                     index += 1;
                     Entry::File(FilePlan {
@@ -166,13 +283,7 @@ mod tests {
     }
 
     fn paths(layer: &LayerPlan) -> Vec<String> {
-        layer
-            .entries()
-            .map(|e| match e {
-                Entry::Dir(d) => d,
-                Entry::File(f) => f.path,
-            })
-            .collect()
+        layer.entries().map(|e| e.path().to_owned()).collect()
     }
 
     #[test]
@@ -259,10 +370,7 @@ mod tests {
                 }
                 let tail: Vec<String> = layer
                     .entries_from(index)
-                    .map(|e| match e {
-                        Entry::Dir(d) => d,
-                        Entry::File(f) => f.path,
-                    })
+                    .map(|e| e.path().to_owned())
                     .collect();
                 let skipped = all.len() - tail.len();
                 assert_eq!(all[skipped..], tail, "{list} from {index}");

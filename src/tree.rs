@@ -21,7 +21,7 @@ const FILES_PER_DIR: u64 = 10;
 /// the median, as in a real image (a few big libraries among many small files).
 const SIGMA: f64 = 1.6;
 
-const DIR_NAMES: &[&str] = &[
+pub(crate) const DIR_NAMES: &[&str] = &[
     "usr",
     "lib",
     "share",
@@ -76,7 +76,7 @@ const DIR_NAMES: &[&str] = &[
     "build",
     "dist",
 ];
-const FILE_STEMS: &[&str] = &[
+pub(crate) const FILE_STEMS: &[&str] = &[
     "index",
     "main",
     "README",
@@ -130,7 +130,7 @@ const FILE_STEMS: &[&str] = &[
     "style",
     "app",
 ];
-const EXTENSIONS: &[&str] = &[
+pub(crate) const EXTENSIONS: &[&str] = &[
     "", "", ".so", ".so.1", ".py", ".pyc", ".js", ".json", ".h", ".c", ".txt", ".md", ".gz",
     ".png", ".svg", ".conf", ".xml", ".html", ".css", ".mo", ".pem", ".sh", ".rs", ".go",
 ];
@@ -185,6 +185,17 @@ pub(crate) struct Tree {
 pub(crate) enum TreeEntry {
     Dir(String),
     File(TreeFile),
+    Symlink {
+        path: String,
+        target: String,
+    },
+    /// `target`: a regular file of the same layer, which the tar holds before the link.
+    Hardlink {
+        path: String,
+        target: String,
+    },
+    /// A `.wh.NAME` or `.wh..wh..opq` entry, in a lower layer's directory.
+    Whiteout(String),
 }
 
 /// How a tree's file sizes are drawn.
@@ -199,11 +210,14 @@ pub(crate) enum Sizes {
 impl Tree {
     /// The tree of `files` files holding `size` bytes under `top` (`layerN`); `key` names
     /// the layer (its spec's canonical form and number) and seeds everything.
+    #[cfg(test)]
     pub fn new(top: &str, key: &str, files: u64, size: u64, sizes: Sizes) -> Self {
-        let mut seed = Sha256::new();
-        seed.update(b"image-maker tree v1\0");
-        seed.update(key.as_bytes());
-        let mut rng = ChaCha8Rng::from_seed(seed.finalize().into());
+        Self::sorted(Self::draw(top, key, files, size, sizes))
+    }
+
+    /// The entries of [`new`](Self::new), before they are sorted: more may be added.
+    pub fn draw(top: &str, key: &str, files: u64, size: u64, sizes: Sizes) -> Vec<TreeEntry> {
+        let mut rng = rng("image-maker tree v1", key);
         let dirs = directories(&mut rng, top, files);
         let sizes = match sizes {
             Sizes::Skewed => skewed_sizes(&mut rng, files, size),
@@ -235,7 +249,12 @@ impl Tree {
             }
             entries.push(TreeEntry::File(TreeFile { path, size, mode }));
         }
-        entries.sort_by(|a, b| a.path().as_bytes().cmp(b.path().as_bytes()));
+        entries
+    }
+
+    /// `entries` in tar order: sorted by path, bytewise.
+    pub fn sorted(mut entries: Vec<TreeEntry>) -> Self {
+        entries.sort_unstable_by(|a, b| a.path().as_bytes().cmp(b.path().as_bytes()));
         let mut parts = vec![0];
         parts.extend(
             entries
@@ -257,17 +276,31 @@ impl Tree {
 
     /// How many directories it holds, its top included.
     pub fn dirs(&self) -> u64 {
-        (self.entries.len() - (self.parts.len() - 1)) as u64
+        self.entries
+            .iter()
+            .filter(|e| matches!(e, TreeEntry::Dir(_)))
+            .count() as u64
     }
 }
 
 impl TreeEntry {
     pub fn path(&self) -> &str {
         match self {
-            Self::Dir(path) => path,
+            Self::Dir(path) | Self::Whiteout(path) => path,
             Self::File(file) => &file.path,
+            Self::Symlink { path, .. } | Self::Hardlink { path, .. } => path,
         }
     }
+}
+
+/// A generator seeded by `domain` and `key`: one per purpose, so that adding draws to one
+/// shape never moves another.
+pub(crate) fn rng(domain: &str, key: &str) -> ChaCha8Rng {
+    let mut seed = Sha256::new();
+    seed.update(domain.as_bytes());
+    seed.update(b"\0");
+    seed.update(key.as_bytes());
+    ChaCha8Rng::from_seed(seed.finalize().into())
 }
 
 struct Dir {
@@ -410,16 +443,16 @@ fn even_sizes(files: u64, size: u64) -> Vec<u64> {
 }
 
 /// A draw in `[0, 1)`, from 53 random bits.
-fn unit(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn unit(rng: &mut ChaCha8Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A draw in `0..n`; the bias of a modulo of 64 bits is far below anything a shape shows.
-fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
+pub(crate) fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
     (rng.next_u64() % n as u64) as usize
 }
 
-fn one_in(rng: &mut ChaCha8Rng, n: u64) -> bool {
+pub(crate) fn one_in(rng: &mut ChaCha8Rng, n: u64) -> bool {
     rng.next_u64().is_multiple_of(n)
 }
 
@@ -439,7 +472,7 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 TreeEntry::File(f) => Some(f),
-                TreeEntry::Dir(_) => None,
+                _ => None,
             })
             .collect()
     }

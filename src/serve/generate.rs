@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::digest::{Blob, HashingWriter};
 use crate::layer::{self, TarOptions, TarWriter, CHUNK};
-use crate::plan::{Entry, LayerPlan};
+use crate::plan::LayerPlan;
 use crate::platform::Platform;
 use crate::spec::{Compression, LayerSpec, Spec};
 use crate::{compress, content};
@@ -50,7 +50,7 @@ impl Layer {
 
     fn plan(&self) -> &LayerPlan {
         self.plan
-            .get_or_init(|| LayerPlan::new(self.number, self.layer_spec()))
+            .get_or_init(|| crate::plan::layer(&self.spec, self.number))
     }
 
     fn options(&self) -> TarOptions {
@@ -146,15 +146,10 @@ impl Layer {
             if tar.out.left == 0 {
                 return Ok(());
             }
-            let file = match entry {
-                Entry::Dir(path) => {
-                    tar.dir(&path)?;
-                    continue;
-                }
-                Entry::File(file) => file,
+            let Some(file) = tar.plan_entry(&entry)? else {
+                continue;
             };
-            tar.begin_file_mode(&file.path, file.size, file.mode)?;
-            let mut content = plan.content(&self.seed, &file);
+            let mut content = plan.content(&self.seed, file);
             let skip = tar.out.skip.min(file.size);
             content.seek(skip);
             tar.out.skip -= skip;
