@@ -135,11 +135,8 @@ fn verbose_lists_every_entry() {
     let text = stdout(&out);
     let spec = image_maker::Spec::parse("4KB:tree=40").expect("valid");
     for entry in image_maker::plan::layers(&spec)[0].entries() {
-        let path = match entry {
-            image_maker::plan::Entry::Dir(path) => path,
-            image_maker::plan::Entry::File(file) => file.path,
-        };
-        assert!(text.contains(&path), "{path} not in {text}");
+        let path = entry.path();
+        assert!(text.contains(path), "{path} not in {text}");
     }
     assert!(!text.contains("more"), "{text}");
 }
