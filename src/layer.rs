@@ -415,9 +415,13 @@ mod tests {
             "1MB:tree=5000",
             "100KB:tree=600",
             "9000B:tree=4097",
+            "100KB:tree=600:symlinks=9:hardlinks=5:dirs=4",
+            "3KB:files=4:symlinks=3:hardlinks=2:dirs=1",
+            "64KB:tree=40,2KB:whiteouts=6:symlinks=2",
         ] {
             let spec = Spec::parse(list).expect("valid");
-            let layer = &plan::layers(&spec)[0];
+            let layers = plan::layers(&spec);
+            let layer = layers.last().expect("a layer");
             let mut out = std::io::sink();
             let mut counting = crate::digest::HashingWriter::new(&mut out);
             write_tar(

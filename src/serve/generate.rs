@@ -215,9 +215,12 @@ mod tests {
             "100KB:tree=600",
             "40B:tree=33",
             "70KB:files=70",
+            "100KB:tree=600:symlinks=9:hardlinks=5:dirs=4",
+            "64KB:tree=40,2KB:whiteouts=6:symlinks=2",
         ] {
             let spec = Arc::new(Spec::parse(list).expect("valid"));
-            let layer = Layer::new(spec, &Platform::default(), 1, 0);
+            let top = spec.layers().len() as u32;
+            let layer = Layer::new(spec, &Platform::default(), top, 0);
             let all = whole(&layer);
             assert_eq!(all.len() as u64, layer.hash().expect("hashed").blob.size);
             let n = all.len() as u64;

@@ -543,6 +543,9 @@ impl SpecError {
             Self::WhiteoutsOnFirstLayer(_) | Self::TooManyWhiteouts { .. } => Some(
                 "a whiteout deletes a file, link or directory of a lower layer: give `whiteouts=N` to the second layer or a later one, e.g. `8MB:tree=500,1MB:whiteouts=5`",
             ),
+            Self::MoreFilesThanBytes { .. } => Some(
+                "a layer holds at least one byte per file: give fewer files or a larger size, e.g. `10KB:tree=20`",
+            ),
             Self::NoOpaqueDirectory(_) => Some(
                 "with `whiteouts=2` or more one whiteout makes a lower directory opaque: give a lower layer `tree=10` or more, or `dirs=N`",
             ),
