@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use tar::{EntryType, Header};
 
-use crate::plan::{Entry, FilePlan, LayerPlan};
+use crate::plan::{Entry, FilePlan, LayerPlan, Measure};
 use crate::spec::LayerSpec;
 
 const BLOCK: u64 = 512;
@@ -46,33 +46,20 @@ fn part_start(plan: &LayerPlan, index: u64) -> u64 {
     // Past the last file, the entries that follow it count too: the end of the tar.
     let mut offset = 0;
     let mut files_seen = 0;
-    for entry in plan.entries() {
+    for entry in plan.measures().into_iter().flatten() {
         if files_seen == index && index < files {
             // The part of `index` starts after the previous file.
             break;
         }
-        offset += entry_size(&entry);
-        files_seen += u64::from(matches!(entry, Entry::File(_)));
+        offset += measure_size(&entry);
+        files_seen += u64::from(entry.file.is_some());
     }
     offset
 }
 
-/// The bytes an entry takes in the tar: its headers, and a file's padded data.
-fn entry_size(entry: &Entry) -> u64 {
-    let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
-    let (path, link) = path_and_link(entry);
-    let data = match entry {
-        Entry::File(file) => padded(file.size),
-        _ => 0,
-    };
-    header_blocks(path, link) * BLOCK + data
-}
-
-fn path_and_link(entry: &Entry) -> (&str, Option<&str>) {
-    match entry {
-        Entry::Symlink { path, target } | Entry::Hardlink { path, target } => (path, Some(target)),
-        other => (other.path(), None),
-    }
+fn measure_size(entry: &Measure<'_>) -> u64 {
+    header_blocks(entry.path, entry.link) * BLOCK
+        + entry.file.map_or(0, |n| n.div_ceil(BLOCK) * BLOCK)
 }
 
 /// The file whose part of the tar holds `offset`, and where that part starts: file 0's
@@ -95,9 +82,9 @@ pub(crate) fn locate(plan: &LayerPlan, offset: u64) -> (u64, u64) {
         return (lo, part_start(plan, lo));
     }
     let (mut start, mut at, mut index) = (0, 0, 0);
-    for entry in plan.entries() {
-        at += entry_size(&entry);
-        if let Entry::File(_) = entry {
+    for entry in plan.measures().into_iter().flatten() {
+        at += measure_size(&entry);
+        if entry.file.is_some() {
             if at > offset || index + 1 == files {
                 return (index, start);
             }
