@@ -384,13 +384,14 @@ fn estimate(plan: &LayerPlan, options: &Options) -> LayerEstimate {
         encoding: encoding.name(),
         tar_size,
         blob,
-        entry_count: plan.dir_count() + spec.files,
+        entry_count: plan.entry_count(),
         entries: plan
             .entries()
             .take(options.entries)
             .map(|e| match e {
-                Entry::Dir(path) => path,
-                Entry::File(file) => file.path,
+                Entry::Symlink { path, target } => format!("{path} -> {target}"),
+                Entry::Hardlink { path, target } => format!("{path} link to {target}"),
+                other => other.path().to_owned(),
             })
             .collect(),
     }

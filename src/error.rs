@@ -414,7 +414,7 @@ impl UsageError {
             }
             Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
             Self::NativeOnly { .. } => Some(
-                "an engine's build writes plain layers for one platform: use the native builder (`--builder native`, the default)",
+                "an engine's build writes plain layers for one platform, and a Dockerfile cannot delete what a lower layer holds: use the native builder (`--builder native`, the default)",
             ),
             Self::Compression(_) => Some("compression is `gzip`, `zstd` or `none`"),
             _ => None,

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use tar::{EntryType, Header};
 
-use crate::plan::{Entry, LayerPlan};
+use crate::plan::{Entry, FilePlan, LayerPlan, Measure};
 use crate::spec::LayerSpec;
 
 const BLOCK: u64 = 512;
@@ -23,14 +23,76 @@ pub struct TarOptions {
 /// The exact size of the layer's tar: known before a byte is written, which lets sinks
 /// reserve headers and report progress.
 pub fn tar_size(plan: &LayerPlan) -> u64 {
-    // In closed form rather than by walking the plan: a million-file layer would otherwise
-    // format every path twice. The spec parser has checked that this cannot overflow. One
-    // header block per entry: the layouts' paths are short ASCII, so none needs a PAX header.
+    part_start(plan, plan.spec.files) + 2 * BLOCK
+}
+
+/// Where file `index`'s part of the tar starts (the directories it opens, its headers, data
+/// and padding); the file count gives where the last part ends.
+fn part_start(plan: &LayerPlan, index: u64) -> u64 {
     let LayerSpec { size, files, .. } = plan.spec;
     let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
-    let (base, larger) = (size / files, size % files);
-    let data = (files - larger) * padded(base) + larger * padded(base + 1);
-    plan.dir_count() * BLOCK + files * BLOCK + data + 2 * BLOCK
+    if !plan.is_listed() {
+        // In closed form: a flat layer's paths are short ASCII (one header block each) and
+        // its sizes differ by one byte at most, so a million-file layer costs no walk.
+        if index == 0 {
+            return 0;
+        }
+        let (base, larger) = (size / files, size % files);
+        let bigger = index.min(larger);
+        let data = bigger * padded(base + 1) + (index - bigger) * padded(base);
+        return BLOCK * (plan.dirs_before(index) + index) + data;
+    }
+    // A listing's sizes and paths (some behind PAX headers) are drawn: walk its entries.
+    // Past the last file, the entries that follow it count too: the end of the tar.
+    let mut offset = 0;
+    let mut files_seen = 0;
+    for entry in plan.measures().into_iter().flatten() {
+        if files_seen == index && index < files {
+            // The part of `index` starts after the previous file.
+            break;
+        }
+        offset += measure_size(&entry);
+        files_seen += u64::from(entry.file.is_some());
+    }
+    offset
+}
+
+fn measure_size(entry: &Measure<'_>) -> u64 {
+    header_blocks(entry.path, entry.link) * BLOCK
+        + entry.file.map_or(0, |n| n.div_ceil(BLOCK) * BLOCK)
+}
+
+/// The file whose part of the tar holds `offset`, and where that part starts: file 0's
+/// starts the tar. A flat layer's is found by binary search over closed forms, a tree's by
+/// a walk over its entries.
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
+pub(crate) fn locate(plan: &LayerPlan, offset: u64) -> (u64, u64) {
+    let files = plan.spec.files;
+    if !plan.is_listed() {
+        // The last file whose part starts at or before `offset`.
+        let (mut lo, mut hi) = (0, files - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if part_start(plan, mid) <= offset {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        return (lo, part_start(plan, lo));
+    }
+    let (mut start, mut at, mut index) = (0, 0, 0);
+    for entry in plan.measures().into_iter().flatten() {
+        at += measure_size(&entry);
+        if entry.file.is_some() {
+            if at > offset || index + 1 == files {
+                return (index, start);
+            }
+            index += 1;
+            start = at;
+        }
+    }
+    (index.min(files - 1), start)
 }
 
 /// Writes the layer's tar to `out`. `tick` is called with the payload bytes of each chunk;
@@ -45,15 +107,10 @@ pub fn write_tar(
     let mut buf = vec![0u8; CHUNK];
     let mut tar = TarWriter::new(out, options);
     for entry in plan.entries() {
-        let file = match entry {
-            Entry::Dir(path) => {
-                tar.dir(&path)?;
-                continue;
-            }
-            Entry::File(file) => file,
+        let Some(file) = tar.plan_entry(&entry)? else {
+            continue;
         };
-        tar.begin_file(&file.path, file.size)?;
-        let mut content = plan.content(seed, &file);
+        let mut content = plan.content(seed, file);
         while content.remaining() > 0 {
             let n = content.fill(&mut buf);
             tar.data(&buf[..n])?;
@@ -81,19 +138,62 @@ impl<W: Write> TarWriter<W> {
     }
 
     pub fn dir(&mut self, path: &str) -> io::Result<()> {
-        self.entry(path, 0, EntryType::Directory)
+        self.entry(path, 0, EntryType::Directory, 0o755)
+    }
+
+    /// Writes the headers of a planned entry. For a regular file, returns it: its data
+    /// follows through `data`, then `end_file`.
+    pub fn plan_entry<'e>(&mut self, entry: &'e Entry) -> io::Result<Option<&'e FilePlan>> {
+        match entry {
+            Entry::Dir(path) => self.dir(path)?,
+            Entry::File(file) => {
+                self.begin_file_mode(&file.path, file.size, file.mode)?;
+                return Ok(Some(file));
+            }
+            Entry::Symlink { path, target } => {
+                self.link(path, target, EntryType::Symlink, 0o777)?;
+            }
+            // A hard link's mode is its file's; readers take it from there.
+            Entry::Hardlink { path, target } => {
+                self.link(path, target, EntryType::Link, 0o644)?;
+            }
+            Entry::Whiteout(path) => self.entry(path, 0, EntryType::Regular, 0o644)?,
+        }
+        Ok(None)
+    }
+
+    fn link(&mut self, path: &str, target: &str, kind: EntryType, mode: u32) -> io::Result<()> {
+        self.entry_with_link(path, Some(target), 0, kind, mode)
     }
 
     /// Starts a regular file of `size` bytes; its data follows through `data`.
     pub fn begin_file(&mut self, path: &str, size: u64) -> io::Result<()> {
-        self.entry(path, size, EntryType::Regular)?;
+        self.begin_file_mode(path, size, 0o644)
+    }
+
+    /// [`begin_file`](Self::begin_file) with the permission bits `mode`.
+    pub fn begin_file_mode(&mut self, path: &str, size: u64, mode: u32) -> io::Result<()> {
+        self.entry(path, size, EntryType::Regular, mode)?;
         self.pending_pad = (BLOCK - size % BLOCK) % BLOCK;
         Ok(())
     }
 
-    /// An entry's header: ustar, behind a PAX extended header when the path needs one.
-    fn entry(&mut self, path: &str, size: u64, kind: EntryType) -> io::Result<()> {
-        if let Some(records) = pax_records(path) {
+    fn entry(&mut self, path: &str, size: u64, kind: EntryType, mode: u32) -> io::Result<()> {
+        self.entry_with_link(path, None, size, kind, mode)
+    }
+
+    /// An entry's header: ustar, behind a PAX extended header when the path or the link
+    /// target needs one.
+    fn entry_with_link(
+        &mut self,
+        path: &str,
+        link: Option<&str>,
+        size: u64,
+        kind: EntryType,
+        mode: u32,
+    ) -> io::Result<()> {
+        let link_fits = link.is_none_or(|l| l.is_ascii() && l.len() <= 100);
+        if let Some(records) = pax_records(path, link) {
             let h = header(
                 PAX_NAME,
                 records.len() as u64,
@@ -104,10 +204,30 @@ impl<W: Write> TarWriter<W> {
             self.out.write_all(&records)?;
             let pad = (BLOCK - records.len() as u64 % BLOCK) % BLOCK;
             self.out.write_all(&[0; BLOCK as usize][..pad as usize])?;
-            let h = header(&ustar_stand_in(path), size, kind, self.options)?;
+            let name = if fits_ustar(path) {
+                path.to_owned()
+            } else {
+                ustar_stand_in(path)
+            };
+            let mut h = header(&name, size, kind, self.options)?;
+            if let Some(link) = link {
+                let link = if link_fits {
+                    link.to_owned()
+                } else {
+                    ustar_stand_in(link)
+                };
+                h.set_link_name(&link)?;
+            }
+            h.set_mode(mode);
+            h.set_cksum();
             return self.out.write_all(h.as_bytes());
         }
-        let h = header(path, size, kind, self.options)?;
+        let mut h = header(path, size, kind, self.options)?;
+        if let Some(link) = link {
+            h.set_link_name(link)?;
+        }
+        h.set_mode(mode);
+        h.set_cksum();
         self.out.write_all(h.as_bytes())
     }
 
@@ -156,9 +276,41 @@ const PAX_NAME: &str = "././@PaxHeader";
 /// encoding, PAX records are UTF-8. Sizes of 8 GiB and more need none: the tar crate writes
 /// them in the ustar field in GNU's base-256 form, which GNU tar, Go's archive/tar
 /// (docker, containerd, umoci) and the tar crate read.
-fn pax_records(path: &str) -> Option<Vec<u8>> {
-    let fits = path.is_ascii() && Header::new_ustar().set_path(path).is_ok();
-    (!fits).then(|| pax_record("path", path))
+fn pax_records(path: &str, link: Option<&str>) -> Option<Vec<u8>> {
+    let mut records = Vec::new();
+    if !fits_ustar(path) {
+        records.extend(pax_record("path", path));
+    }
+    // A link target has one field of 100 bytes, with no prefix to split into.
+    if let Some(link) = link.filter(|l| !l.is_ascii() || l.len() > 100) {
+        records.extend(pax_record("linkpath", link));
+    }
+    (!records.is_empty()).then_some(records)
+}
+
+/// Whether ustar's name and prefix fields hold `path`: ASCII, and at most 100 bytes, or
+/// split at a `/` into at most 155 and 100. The tar crate's own check, without its
+/// allocations: this runs for every entry, twice.
+fn fits_ustar(path: &str) -> bool {
+    if !path.is_ascii() {
+        return false;
+    }
+    let bytes = path.as_bytes();
+    if bytes.len() <= 100 {
+        return true;
+    }
+    if bytes.len() > 256 {
+        return false;
+    }
+    // The name keeps the last component(s): split at the first `/` that leaves it 100
+    // bytes or fewer, keeping the prefix to 155.
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'/')
+        .map(|(i, _)| i)
+        .find(|&i| bytes.len() - i - 1 <= 100)
+        .is_some_and(|i| i <= 155 && i > 0 && i + 1 < bytes.len())
 }
 
 /// `"%d path=%s\n"`, the length counting its own digits.
@@ -180,6 +332,11 @@ fn ustar_stand_in(path: &str) -> String {
         end -= 1;
     }
     path[..end].to_owned()
+}
+
+/// The tar blocks of an entry's headers: 1, and with a PAX header 1 more plus its records'.
+pub(crate) fn header_blocks(path: &str, link: Option<&str>) -> u64 {
+    1 + pax_records(path, link).map_or(0, |r| 1 + (r.len() as u64).div_ceil(BLOCK))
 }
 
 /// A ustar header with everything a build could vary pinned: owner 0:0, no user or group
@@ -245,9 +402,13 @@ mod tests {
             "1MB:tree=5000",
             "100KB:tree=600",
             "9000B:tree=4097",
+            "100KB:tree=600:symlinks=9:hardlinks=5:dirs=4",
+            "3KB:files=4:symlinks=3:hardlinks=2:dirs=1",
+            "64KB:tree=40,2KB:whiteouts=6:symlinks=2",
         ] {
             let spec = Spec::parse(list).expect("valid");
-            let layer = &plan::layers(&spec)[0];
+            let layers = plan::layers(&spec);
+            let layer = layers.last().expect("a layer");
             let mut out = std::io::sink();
             let mut counting = crate::digest::HashingWriter::new(&mut out);
             write_tar(
@@ -334,7 +495,7 @@ mod tests {
         let mut headers = 0;
         for (name, size) in entries {
             tar.begin_file(name, *size).expect("header");
-            headers += 1 + pax_records(name).map_or(0, |r| 1 + (r.len() as u64).div_ceil(BLOCK));
+            headers += header_blocks(name, None);
             // A hole, not data: a 9 GiB file costs no disk.
             let skip = size.div_ceil(BLOCK) * BLOCK;
             tar.out.seek(SeekFrom::Current(skip as i64)).expect("seek");
@@ -411,8 +572,9 @@ mod tests {
                 "{text}"
             );
         }
-        assert_eq!(pax_records("layer1/file-1"), None);
-        assert!(pax_records(&"x/".repeat(200)).is_some());
+        assert_eq!(pax_records("layer1/file-1", None), None);
+        assert!(pax_records(&"x/".repeat(200), None).is_some());
+        assert!(pax_records("a", Some(&"t".repeat(101))).is_some());
         assert_eq!(ustar_stand_in(&"é".repeat(60)).len(), 98);
     }
 

@@ -33,6 +33,7 @@ pub mod digest;
 pub mod dry_run;
 pub mod engine;
 mod error;
+mod extra;
 pub mod fixture;
 pub(crate) mod image;
 pub mod interrupt;
@@ -45,12 +46,14 @@ pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod request;
+pub mod rootfs;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub(crate) mod sink;
 pub mod source;
 pub mod spec;
 mod speed;
+mod tree;
 pub mod units;
 pub mod verify;
 

@@ -1,13 +1,12 @@
 //! Names and sizes of every file in every layer: the one plan both builders follow, so the
 //! native layers and the Dockerfile build context hold the same paths and bytes.
 
-use crate::content::FileContent;
-use crate::spec::{format_size, LayerSpec, Layout, Spec};
+use std::sync::Arc;
 
-/// Files per directory of a `tree=N` layer.
-const FILES_PER_DIR: u64 = 32;
-/// Subdirectories per directory of a `tree=N` layer: one hex digit per level.
-const FANOUT: u64 = 16;
+use crate::content::FileContent;
+use crate::rootfs::Rootfs;
+use crate::spec::{format_size, LayerSpec, Layout, Spec};
+use crate::tree::{Sizes, Tree, TreeEntry, TreeFile};
 
 /// One layer's directory and files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +15,9 @@ pub struct LayerPlan {
     pub number: u32,
     /// The layer's size, file count and layout, from the spec.
     pub spec: LayerSpec,
+    /// The entries of a tree layer, or of any layer with links, whiteouts or empty
+    /// directories, made once; a plain flat layer's are computed as they are read.
+    tree: Option<Arc<Tree>>,
 }
 
 /// One regular file of a layer.
@@ -25,8 +27,10 @@ pub struct FilePlan {
     pub index: u64,
     /// Path relative to the layer root, e.g. `layer1/1GB-file`.
     pub path: String,
-    /// Bytes of content; the files of a layer differ by at most one byte.
+    /// Bytes of content.
     pub size: u64,
+    /// Permission bits: 0644, or a tree's 0755 and 0600.
+    pub mode: u32,
 }
 
 /// A tar entry of a layer, in the order the tar holds them (sorted by path).
@@ -36,21 +40,146 @@ pub enum Entry {
     Dir(String),
     /// A regular file and its content's size.
     File(FilePlan),
+    /// A symbolic link and its target, as the link holds it.
+    Symlink {
+        /// Where the link is.
+        path: String,
+        /// Relative, absolute, or dangling.
+        target: String,
+    },
+    /// A hard link to `target`, a regular file the same layer holds earlier.
+    Hardlink {
+        /// Where the link is.
+        path: String,
+        /// The file's path, relative to the root as every path here.
+        target: String,
+    },
+    /// A `.wh.NAME` or `.wh..wh..opq` entry (see [`crate::rootfs::whiteout`]): an empty
+    /// regular file in the tar, a deletion when applied.
+    Whiteout(String),
+}
+
+impl Entry {
+    /// The entry's path in the tar.
+    pub fn path(&self) -> &str {
+        match self {
+            Self::Dir(path) | Self::Whiteout(path) => path,
+            Self::File(file) => &file.path,
+            Self::Symlink { path, .. } | Self::Hardlink { path, .. } => path,
+        }
+    }
+}
+
+/// What an entry's tar bytes depend on: see [`LayerPlan::measures`].
+pub(crate) struct Measure<'a> {
+    pub path: &'a str,
+    pub link: Option<&'a str>,
+    /// A regular file's size.
+    pub file: Option<u64>,
 }
 
 /// The layers of a spec, in order.
 pub fn layers(spec: &Spec) -> Vec<LayerPlan> {
-    spec.layers()
-        .iter()
-        .zip(1..)
-        .map(|(spec, number)| LayerPlan {
-            number,
-            spec: *spec,
-        })
-        .collect()
+    let mut plans: Vec<LayerPlan> = Vec::with_capacity(spec.layers().len());
+    for (layer, number) in spec.layers().iter().zip(1..) {
+        let plan = LayerPlan::new(number, *layer, &plans);
+        plans.push(plan);
+    }
+    plans
+}
+
+/// Layer `number` (1-based) of a spec, with the layers below it planned only when its
+/// links or whiteouts need to know what they hold.
+pub fn layer(spec: &Spec, number: u32) -> LayerPlan {
+    let layers = spec.layers();
+    let layer = layers[number as usize - 1];
+    if layer.extra.symlinks == 0 && layer.extra.whiteouts == 0 {
+        return LayerPlan::new(number, layer, &[]);
+    }
+    let mut plans: Vec<LayerPlan> = Vec::with_capacity(number as usize);
+    for (layer, n) in layers[..number as usize].iter().zip(1..) {
+        let plan = LayerPlan::new(n, *layer, &plans);
+        plans.push(plan);
+    }
+    plans.pop().expect("one layer at least")
+}
+
+/// What the layers `lower` leave, as tar-form paths sorted bytewise, their top directories
+/// left out: what a whiteout may delete, and a link point at.
+fn remaining(lower: &[LayerPlan]) -> Vec<String> {
+    let mut fs = Rootfs::default();
+    for plan in lower {
+        let top = format!("{}/", plan.dir());
+        for entry in plan.entries() {
+            match entry {
+                Entry::Whiteout(path) => {
+                    fs.apply_whiteout(&path);
+                }
+                Entry::Dir(path) if path == top => {}
+                other => fs.add(other.path().to_owned(), ()),
+            }
+        }
+    }
+    fs.iter().map(|(path, ())| path.clone()).collect()
 }
 
 impl LayerPlan {
+    /// Layer `number` of a spec, above the layers `lower` (all of them, bottom first, when
+    /// it has links or whiteouts; none needed otherwise). A tree's or any listed layer's
+    /// entries are drawn here, once.
+    pub fn new(number: u32, spec: LayerSpec, lower: &[LayerPlan]) -> Self {
+        let top = format!("layer{number}");
+        let tree = if spec.layout == Layout::Tree {
+            // The shape depends on what the layer holds and where, not on its encoding or
+            // content ratio: those change no path.
+            let key = format!("{}\0{}\0{number}", spec.size, spec.files);
+            let sizes = if spec.even_sizes {
+                Sizes::Even
+            } else {
+                Sizes::Skewed
+            };
+            Some(Tree::draw(&top, &key, spec.files, spec.size, sizes))
+        } else if spec.extra.total() > 0 {
+            let flat = Self {
+                number,
+                spec,
+                tree: None,
+            };
+            let listed = flat
+                .entries()
+                .map(|entry| match entry {
+                    Entry::File(f) => TreeEntry::File(TreeFile {
+                        path: f.path,
+                        size: f.size,
+                        mode: f.mode,
+                    }),
+                    other => TreeEntry::Dir(other.path().to_owned()),
+                })
+                .collect();
+            Some(listed)
+        } else {
+            None
+        };
+        let tree = tree.map(|mut entries| {
+            let below = if spec.extra.symlinks > 0 || spec.extra.whiteouts > 0 {
+                remaining(lower)
+            } else {
+                Vec::new()
+            };
+            // Keyed apart from the tree: adding links to a layer moves none of its files.
+            let key = format!("{}\0{number}", spec.content_canonical());
+            crate::extra::add(&mut entries, &top, &key, &spec.extra, &below);
+            Arc::new(Tree::sorted(entries))
+        });
+        Self { number, spec, tree }
+    }
+
+    /// Whether the entries are listed (a tree, or links, whiteouts or empty directories),
+    /// so that offsets into the tar come from a walk rather than a closed form.
+    pub fn is_listed(&self) -> bool {
+        self.tree.is_some()
+    }
+
     /// The layer's top directory, `layerN`.
     pub fn dir(&self) -> String {
         format!("layer{}", self.number)
@@ -64,35 +193,51 @@ impl LayerPlan {
 
     /// How many directory entries `entries` yields, `layerN/` included.
     pub fn dir_count(&self) -> u64 {
-        match self.spec.layout {
-            Layout::Flat => 1,
-            Layout::Tree => {
-                let tree = Tree::new(self.spec.files);
-                let leaves = self.spec.files.div_ceil(FILES_PER_DIR);
-                // Level `l` (1 = top) has one directory per distinct prefix of `l` digits.
-                1 + (1..=tree.depth)
-                    .map(|level| leaves.div_ceil(FANOUT.pow(tree.depth - level)))
-                    .sum::<u64>()
-            }
+        match &self.tree {
+            None => 1,
+            Some(tree) => tree.dirs(),
         }
     }
 
-    /// How many directory entries come before the first entry of file `index`'s part in
-    /// [`entries_from`](Self::entries_from) (`layerN/` counted): in closed form, so that an
-    /// offset into the tar is found without walking the files before it.
+    /// A listed layer's entries as their tar headers and data measure them: the path, a
+    /// link's target, a regular file's size. Borrowed, not built: offsets into a
+    /// million-entry tar come from this walk.
+    pub(crate) fn measures(&self) -> Option<impl Iterator<Item = Measure<'_>> + '_> {
+        let tree = self.tree.as_ref()?;
+        Some(tree.entries.iter().map(|entry| match entry {
+            TreeEntry::File(f) => Measure {
+                path: &f.path,
+                link: None,
+                file: Some(f.size),
+            },
+            TreeEntry::Symlink { path, target } | TreeEntry::Hardlink { path, target } => Measure {
+                path,
+                link: Some(target),
+                file: None,
+            },
+            other => Measure {
+                path: other.path(),
+                link: None,
+                file: None,
+            },
+        }))
+    }
+
+    /// How many tar entries the layer holds, of every kind.
+    pub fn entry_count(&self) -> u64 {
+        match &self.tree {
+            None => 1 + self.spec.files,
+            Some(tree) => tree.entries.len() as u64,
+        }
+    }
+
+    /// How many entries other than regular files come before the first entry of file
+    /// `index`'s part in [`entries_from`](Self::entries_from) (`layerN/` counted).
     pub fn dirs_before(&self, index: u64) -> u64 {
-        match self.spec.layout {
+        match &self.tree {
             _ if index == 0 => 0,
-            Layout::Flat => 1,
-            Layout::Tree => {
-                let depth = Tree::new(self.spec.files).depth;
-                let leaf = (index - 1) / FILES_PER_DIR;
-                // Leaves 0..=leaf are contiguous: at each level they have one directory per
-                // distinct prefix.
-                1 + (1..=depth)
-                    .map(|level| leaf / FANOUT.pow(depth - level) + 1)
-                    .sum::<u64>()
-            }
+            None => 1,
+            Some(tree) => tree.part_start(index) as u64 - index,
         }
     }
 
@@ -101,7 +246,7 @@ impl LayerPlan {
     pub fn files(&self) -> impl Iterator<Item = FilePlan> + '_ {
         self.entries().filter_map(|e| match e {
             Entry::File(f) => Some(f),
-            Entry::Dir(_) => None,
+            _ => None,
         })
     }
 
@@ -113,92 +258,51 @@ impl LayerPlan {
     /// The entries from file `first` on: the directories that file opens, the file, and
     /// everything after it (with `layerN/` first when `first` is 0). A reader that starts
     /// in the middle of a layer needs nothing before.
-    pub fn entries_from(&self, first: u64) -> impl Iterator<Item = Entry> + '_ {
-        let LayerSpec {
-            size,
-            files,
-            layout,
-            ..
-        } = self.spec;
+    pub fn entries_from(&self, first: u64) -> Box<dyn Iterator<Item = Entry> + '_> {
+        let LayerSpec { size, files, .. } = self.spec;
+        if let Some(tree) = &self.tree {
+            let start = tree.part_start(first);
+            let mut index = first;
+            return Box::new(tree.entries[start..].iter().map(move |entry| match entry {
+                TreeEntry::Dir(path) => Entry::Dir(path.clone()),
+                TreeEntry::Symlink { path, target } => Entry::Symlink {
+                    path: path.clone(),
+                    target: target.clone(),
+                },
+                TreeEntry::Hardlink { path, target } => Entry::Hardlink {
+                    path: path.clone(),
+                    target: target.clone(),
+                },
+                TreeEntry::Whiteout(path) => Entry::Whiteout(path.clone()),
+                TreeEntry::File(file) => {
+                    index += 1;
+                    Entry::File(FilePlan {
+                        index: index - 1,
+                        path: file.path.clone(),
+                        size: file.size,
+                        mode: file.mode,
+                    })
+                }
+            }));
+        }
         let base = size / files;
         let larger = size % files;
         let width = files.to_string().len();
-        let tree = Tree::new(files);
         let top = (first == 0).then(|| Entry::Dir(format!("{}/", self.dir())));
-        top.into_iter().chain((first..files).flat_map(move |index| {
-            let (dirs, parent) = match layout {
-                Layout::Flat => (Vec::new(), self.dir()),
-                Layout::Tree => tree.place(&self.dir(), index),
-            };
-            let name = if files == 1 && layout == Layout::Flat {
+        Box::new(top.into_iter().chain((first..files).map(move |index| {
+            let name = if files == 1 {
                 format!("{}-file", format_size(size))
             } else {
                 // Zero-padded so that name order is number order.
                 format!("file-{:0width$}", index + 1)
             };
-            let file = FilePlan {
+            Entry::File(FilePlan {
                 index,
-                path: format!("{parent}/{name}"),
+                path: format!("{}/{name}", self.dir()),
                 size: base + u64::from(index < larger),
-            };
-            dirs.into_iter()
-                .map(Entry::Dir)
-                .chain(std::iter::once(Entry::File(file)))
-        }))
-    }
-}
-
-/// Directory shape of a `tree=N` layer: `FILES_PER_DIR` files per leaf directory, leaves
-/// numbered in hex, one digit per level (`layer1/d0/d3/file-0097`), all at the same depth.
-#[derive(Debug, Clone, Copy)]
-struct Tree {
-    depth: u32,
-}
-
-impl Tree {
-    fn new(files: u64) -> Self {
-        let leaves = files.div_ceil(FILES_PER_DIR).max(1);
-        let mut depth = 1;
-        while FANOUT.pow(depth) < leaves {
-            depth += 1;
-        }
-        Self { depth }
-    }
-
-    /// The hex digits naming leaf directory `leaf`, most significant first.
-    fn digits(&self, leaf: u64) -> Vec<u64> {
-        (0..self.depth)
-            .rev()
-            .map(|level| leaf / FANOUT.pow(level) % FANOUT)
-            .collect()
-    }
-
-    /// File `index`'s directory, and the directories that must precede it in the tar:
-    /// the first file of a leaf opens every level from the first digit that changed.
-    fn place(&self, top: &str, index: u64) -> (Vec<String>, String) {
-        let leaf = index / FILES_PER_DIR;
-        let digits = self.digits(leaf);
-        let first_new_level = if !index.is_multiple_of(FILES_PER_DIR) {
-            digits.len()
-        } else if leaf == 0 {
-            0
-        } else {
-            let previous = self.digits(leaf - 1);
-            digits
-                .iter()
-                .zip(&previous)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0)
-        };
-        let mut path = top.to_owned();
-        let mut new_dirs = Vec::new();
-        for (level, digit) in digits.iter().enumerate() {
-            path.push_str(&format!("/d{digit:x}"));
-            if level >= first_new_level {
-                new_dirs.push(format!("{path}/"));
-            }
-        }
-        (new_dirs, path)
+                mode: 0o644,
+            })
+        })))
     }
 }
 
@@ -211,13 +315,7 @@ mod tests {
     }
 
     fn paths(layer: &LayerPlan) -> Vec<String> {
-        layer
-            .entries()
-            .map(|e| match e {
-                Entry::Dir(d) => d,
-                Entry::File(f) => f.path,
-            })
-            .collect()
+        layer.entries().map(|e| e.path().to_owned()).collect()
     }
 
     #[test]
@@ -250,8 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn tree_spreads_files_over_sorted_directories() {
-        // 5000 files: 157 leaves of up to 32 files, two hex levels.
+    fn a_tree_is_sorted_whole_and_sums_exactly() {
         let layer = &plan("1MB:tree=5000")[0];
         let all = paths(layer);
         let mut sorted = all.clone();
@@ -263,13 +360,10 @@ mod tests {
         let files: Vec<_> = layer.files().collect();
         assert_eq!(files.len(), 5000);
         assert_eq!(files.iter().map(|f| f.size).sum::<u64>(), 1 << 20);
-        assert_eq!(files[0].path, "layer1/d0/d0/file-0001");
-        assert_eq!(files[32].path, "layer1/d0/d1/file-0033");
-        assert_eq!(files[4999].path, "layer1/d9/dc/file-5000");
+        assert!(files.iter().enumerate().all(|(i, f)| f.index == i as u64));
         // Every file's parent directories come before it.
         let dirs: Vec<&String> = all.iter().filter(|p| p.ends_with('/')).collect();
-        assert_eq!(dirs.len(), 1 + 10 + 157);
-        assert_eq!(layer.dir_count(), 1 + 10 + 157);
+        assert_eq!(layer.dir_count(), dirs.len() as u64);
         for f in &files {
             let mut parent = f.path.as_str();
             while let Some((up, _)) = parent.rsplit_once('/') {
@@ -281,6 +375,13 @@ mod tests {
                 parent = up;
             }
         }
+        // Another platform, encoding or ratio draws the same tree; another layer does not.
+        assert_eq!(
+            paths(&plan("1MB:tree=5000:ratio=2:compression=gzip")[0]),
+            all
+        );
+        assert_ne!(paths(&plan("1KB,1MB:tree=5000")[1]).len(), 0);
+        assert_ne!(paths(&plan("1KB,1MB:tree=5000")[1])[1..], all[1..]);
     }
 
     #[test]
@@ -301,10 +402,7 @@ mod tests {
                 }
                 let tail: Vec<String> = layer
                     .entries_from(index)
-                    .map(|e| match e {
-                        Entry::Dir(d) => d,
-                        Entry::File(f) => f.path,
-                    })
+                    .map(|e| e.path().to_owned())
                     .collect();
                 let skipped = all.len() - tail.len();
                 assert_eq!(all[skipped..], tail, "{list} from {index}");
@@ -320,13 +418,13 @@ mod tests {
 
     #[test]
     fn small_trees() {
-        assert_eq!(
-            paths(&plan("3B:tree=1")[0]),
-            ["layer1/", "layer1/d0/", "layer1/d0/file-1"]
-        );
-        let two_leaves = paths(&plan("40B:tree=33")[0]);
-        assert_eq!(two_leaves.len(), 1 + 2 + 33);
-        assert_eq!(two_leaves[34], "layer1/d1/");
-        assert_eq!(two_leaves[35], "layer1/d1/file-33");
+        let one = paths(&plan("3B:tree=1")[0]);
+        assert_eq!(one.len(), 2, "{one:?}");
+        assert_eq!(one[0], "layer1/");
+        let even = plan("40B:tree=33:sizes=even")[0]
+            .files()
+            .collect::<Vec<_>>();
+        assert!(even.iter().all(|f| f.size == 1 || f.size == 2));
+        assert_eq!(even.iter().map(|f| f.size).sum::<u64>(), 40);
     }
 }

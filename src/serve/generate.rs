@@ -1,6 +1,6 @@
 //! Layer bytes on request: the whole blob through the builders' own tar writer, or any
-//! byte range of it, started in O(log files) from offsets computed from the plan. Nothing
-//! is ever stored.
+//! byte range of it, started from offsets computed from the plan (in O(log files) for a
+//! flat layer, by a walk over a tree's entries). Nothing is ever stored.
 
 use std::io::{self, Write};
 use std::ops::Range;
@@ -8,12 +8,10 @@ use std::sync::Arc;
 
 use crate::digest::{Blob, HashingWriter};
 use crate::layer::{self, TarOptions, TarWriter, CHUNK};
-use crate::plan::{Entry, LayerPlan};
+use crate::plan::LayerPlan;
 use crate::platform::Platform;
 use crate::spec::{Compression, LayerSpec, Spec};
 use crate::{compress, content};
-
-const BLOCK: u64 = 512;
 
 /// One layer of one image: everything its bytes depend on.
 #[derive(Debug, Clone)]
@@ -24,6 +22,8 @@ pub(crate) struct Layer {
     /// 1-based.
     pub number: u32,
     pub mtime: u64,
+    /// The layer's plan, made on first use: a tree's is drawn whole, once per layer.
+    plan: Arc<std::sync::OnceLock<LayerPlan>>,
 }
 
 /// A layer blob's digest and size, and the digest of its tar.
@@ -40,6 +40,7 @@ impl Layer {
             spec,
             number,
             mtime,
+            plan: Arc::default(),
         }
     }
 
@@ -47,11 +48,9 @@ impl Layer {
         self.spec.layers()[self.number as usize - 1]
     }
 
-    fn plan(&self) -> LayerPlan {
-        LayerPlan {
-            number: self.number,
-            spec: self.layer_spec(),
-        }
+    fn plan(&self) -> &LayerPlan {
+        self.plan
+            .get_or_init(|| crate::plan::layer(&self.spec, self.number))
     }
 
     fn options(&self) -> TarOptions {
@@ -60,7 +59,7 @@ impl Layer {
 
     /// The tar's size, without generating it (the blob's, for an uncompressed layer).
     pub fn tar_size(&self) -> u64 {
-        layer::tar_size(&self.plan())
+        layer::tar_size(self.plan())
     }
 
     /// Whether the blob is compressed, and so can only be produced from its start.
@@ -77,10 +76,10 @@ impl Layer {
             let mut tick = |_| Ok(());
             if diff_id {
                 let mut hashing = HashingWriter::new(tar);
-                layer::write_tar(&plan, &self.seed, self.options(), &mut hashing, &mut tick)?;
+                layer::write_tar(plan, &self.seed, self.options(), &mut hashing, &mut tick)?;
                 Ok(Some(hashing.complete().0.digest))
             } else {
-                layer::write_tar(&plan, &self.seed, self.options(), tar, &mut tick)?;
+                layer::write_tar(plan, &self.seed, self.options(), tar, &mut tick)?;
                 Ok(None)
             }
         };
@@ -130,11 +129,11 @@ impl Layer {
             };
         }
         let plan = self.plan();
-        let end = range.end.min(layer::tar_size(&plan));
+        let end = range.end.min(layer::tar_size(plan));
         if range.start >= end {
             return Ok(());
         }
-        let (first, start) = locate(&plan, range.start);
+        let (first, start) = layer::locate(plan, range.start);
         let window = Window {
             out,
             skip: range.start - start,
@@ -147,15 +146,10 @@ impl Layer {
             if tar.out.left == 0 {
                 return Ok(());
             }
-            let file = match entry {
-                Entry::Dir(path) => {
-                    tar.dir(&path)?;
-                    continue;
-                }
-                Entry::File(file) => file,
+            let Some(file) = tar.plan_entry(&entry)? else {
+                continue;
             };
-            tar.begin_file(&file.path, file.size)?;
-            let mut content = plan.content(&self.seed, &file);
+            let mut content = plan.content(&self.seed, file);
             let skip = tar.out.skip.min(file.size);
             content.seek(skip);
             tar.out.skip -= skip;
@@ -171,33 +165,6 @@ impl Layer {
         }
         tar.finish()
     }
-}
-
-/// The file whose part of the tar (the directories it opens, its header, data and padding)
-/// holds `offset`, and where that part starts. File 0's part starts the tar.
-fn locate(plan: &LayerPlan, offset: u64) -> (u64, u64) {
-    let files = plan.spec.files;
-    let (base, larger) = (plan.spec.size / files, plan.spec.size % files);
-    let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
-    let start = |i: u64| -> u64 {
-        if i == 0 {
-            return 0;
-        }
-        let bigger = i.min(larger);
-        let data = bigger * padded(base + 1) + (i - bigger) * padded(base);
-        BLOCK * (plan.dirs_before(i) + i) + data
-    };
-    // The last file whose part starts at or before `offset`.
-    let (mut lo, mut hi) = (0, files - 1);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if start(mid) <= offset {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    (lo, start(lo))
 }
 
 /// Passes on the bytes after the first `skip`, `left` of them. The rest is dropped, so the
@@ -248,9 +215,12 @@ mod tests {
             "100KB:tree=600",
             "40B:tree=33",
             "70KB:files=70",
+            "100KB:tree=600:symlinks=9:hardlinks=5:dirs=4",
+            "64KB:tree=40,2KB:whiteouts=6:symlinks=2",
         ] {
             let spec = Arc::new(Spec::parse(list).expect("valid"));
-            let layer = Layer::new(spec, &Platform::default(), 1, 0);
+            let top = spec.layers().len() as u32;
+            let layer = Layer::new(spec, &Platform::default(), top, 0);
             let all = whole(&layer);
             assert_eq!(all.len() as u64, layer.hash().expect("hashed").blob.size);
             let n = all.len() as u64;

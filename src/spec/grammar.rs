@@ -171,6 +171,52 @@ pub struct LayerSpec {
     pub compression: Option<Compression>,
     /// The encoder's level when it is not the encoding's default.
     pub level: Option<u32>,
+    /// A tree's files of equal size (`sizes=even`) instead of skewed ones.
+    pub even_sizes: bool,
+    /// Entries beyond the regular files: symbolic links, hard links to the layer's own
+    /// files, whiteouts of what lower layers hold, empty directories.
+    pub extra: Extra,
+}
+
+/// How many entries of each kind besides regular files a layer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Extra {
+    /// `symlinks=N`: relative, absolute and dangling targets.
+    pub symlinks: u64,
+    /// `hardlinks=N`: links to regular files earlier in the layer.
+    pub hardlinks: u64,
+    /// `whiteouts=N`: deletions of lower layers' entries, one an opaque directory when N ≥ 2.
+    pub whiteouts: u64,
+    /// `dirs=N`: empty directories.
+    pub dirs: u64,
+}
+
+impl Extra {
+    /// The options as the spec spells them, `(name, count)`, in canonical order.
+    pub fn options(&self) -> [(&'static str, u64); 4] {
+        [
+            ("symlinks", self.symlinks),
+            ("hardlinks", self.hardlinks),
+            ("whiteouts", self.whiteouts),
+            ("dirs", self.dirs),
+        ]
+    }
+
+    /// All of them together.
+    pub fn total(&self) -> u64 {
+        self.options()
+            .iter()
+            .fold(0u64, |total, (_, n)| total.saturating_add(*n))
+    }
+
+    fn set(&mut self, name: &str, count: u64) {
+        match name {
+            "symlinks" => self.symlinks = count,
+            "hardlinks" => self.hardlinks = count,
+            "whiteouts" => self.whiteouts = count,
+            _ => self.dirs = count,
+        }
+    }
 }
 
 impl LayerSpec {
@@ -183,6 +229,8 @@ impl LayerSpec {
             ratio: Ratio::ONE,
             compression: None,
             level: None,
+            even_sizes: false,
+            extra: Extra::default(),
         }
     }
 
@@ -218,6 +266,14 @@ impl LayerSpec {
             self.layout.option(),
             self.files
         );
+        if self.even_sizes {
+            text.push_str(":sizes=even");
+        }
+        for (name, count) in self.extra.options() {
+            if count > 0 {
+                text.push_str(&format!(":{name}={count}"));
+            }
+        }
         if self.ratio != Ratio::ONE {
             text.push_str(&format!(":ratio={}", self.ratio));
         }
@@ -275,7 +331,7 @@ pub enum SpecError {
     /// A size is zero: a layer needs at least one byte.
     #[error("layer size `{0}` is zero")]
     Zero(String),
-    /// An option other than `files`, `tree`, `ratio`, `compression` or `level`.
+    /// An option other than `files`, `tree`, `sizes`, `ratio`, `compression` or `level`.
     #[error("unknown layer option `{option}` in `{token}`")]
     UnknownOption {
         /// The option's name as given.
@@ -305,6 +361,36 @@ pub enum SpecError {
     /// One entry has both `files=` and `tree=`.
     #[error("`files` and `tree` cannot both be given in `{0}`")]
     ConflictingOptions(String),
+    /// `sizes=` is neither `even` nor `skewed`.
+    #[error("`sizes={value}` in `{token}` is neither `even` nor `skewed`")]
+    BadSizes {
+        /// The value as given.
+        value: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// `whiteouts=` on the first layer: there is nothing below it to delete.
+    #[error("`whiteouts` in `{0}`: the first layer has no layer below it to delete from")]
+    WhiteoutsOnFirstLayer(String),
+    /// More whiteouts than the layers below hold entries to delete.
+    #[error("`{token}` asks for {whiteouts} whiteouts but the layers below hold only {available} entries a whiteout can delete")]
+    TooManyWhiteouts {
+        /// The entry as given.
+        token: String,
+        /// The count asked for.
+        whiteouts: u64,
+        /// Files, links and directories below, less those deleted already.
+        available: u64,
+    },
+    /// Two or more whiteouts, one of them an opaque directory, with no directory below the
+    /// lower layers' top directories to make opaque.
+    #[error(
+        "`{0}` needs a directory in a lower layer to make opaque, and the layers below have none"
+    )]
+    NoOpaqueDirectory(String),
+    /// `sizes=` in an entry without `tree=`: a flat layer's files are always equal.
+    #[error("`sizes` applies to `tree=` layers only, in `{0}`")]
+    SizesWithoutTree(String),
     /// A file count has characters other than digits, or does not fit in 64 bits.
     #[error("`{option}={value}` in `{token}` is not a positive whole number")]
     BadFileCount {
@@ -452,7 +538,19 @@ impl SpecError {
             ),
             Self::FractionalBytes(_) => Some("use a smaller unit, e.g. `1536KB` instead of `1.5MB`"),
             Self::UnknownOption { .. } | Self::EmptyOption(_) | Self::MissingValue { .. } => Some(
-                "layer options are `files=N` or `tree=N` (N files, flat or in nested directories), `ratio=R`, `compression=gzip|zstd|none` and `level=N`, e.g. `512MB:tree=1000:compression=gzip`",
+                "layer options are `files=N` or `tree=N` (N files, flat or in nested directories), `sizes=even`, `symlinks=N`, `hardlinks=N`, `whiteouts=N`, `dirs=N`, `ratio=R`, `compression=gzip|zstd|none` and `level=N`, e.g. `512MB:tree=1000:symlinks=20:compression=gzip`",
+            ),
+            Self::WhiteoutsOnFirstLayer(_) | Self::TooManyWhiteouts { .. } => Some(
+                "a whiteout deletes a file, link or directory of a lower layer: give `whiteouts=N` to the second layer or a later one, e.g. `8MB:tree=500,1MB:whiteouts=5`",
+            ),
+            Self::MoreFilesThanBytes { .. } => Some(
+                "a layer holds at least one byte per file: give fewer files or a larger size, e.g. `10KB:tree=20`",
+            ),
+            Self::NoOpaqueDirectory(_) => Some(
+                "with `whiteouts=2` or more one whiteout makes a lower directory opaque: give a lower layer `tree=10` or more, or `dirs=N`",
+            ),
+            Self::BadSizes { .. } | Self::SizesWithoutTree(_) => Some(
+                "a tree's file sizes are skewed (most small, a few large) unless `sizes=even`, e.g. `64MB:tree=5000:sizes=even`",
             ),
             Self::BadFileCount { .. } | Self::ConflictingOptions(_) => Some(
                 "`files=N` puts N files in the layer's directory, `tree=N` spreads them over nested directories, e.g. `512MB:files=1000`",
@@ -509,21 +607,22 @@ impl Spec {
                         list: list.to_owned(),
                     });
                 }
-                parse_entry(token)
+                parse_entry(token).map(|(repeat, layer)| (repeat, layer, token))
             })
             .collect::<Result<Vec<_>, _>>()?;
         // Counted before expanding: `5000x1KB,5001x1KB` must not allocate first.
-        let count = entries
-            .iter()
-            .fold(0usize, |total, (repeat, _)| total.saturating_add(*repeat));
+        let count = entries.iter().fold(0usize, |total, (repeat, _, _)| {
+            total.saturating_add(*repeat)
+        });
         if count > MAX_LAYERS {
             return Err(SpecError::TooManyLayers { count });
         }
-        let layers = entries
+        let named: Vec<(LayerSpec, &str)> = entries
             .into_iter()
-            .flat_map(|(repeat, layer)| std::iter::repeat_n(layer, repeat))
+            .flat_map(|(repeat, layer, token)| std::iter::repeat_n((layer, token), repeat))
             .collect();
-        Self::checked(layers, list)
+        check_whiteouts(&named)?;
+        Self::checked(named.into_iter().map(|(layer, _)| layer).collect(), list)
     }
 
     /// Parses a layer list and checks it against `--num-layers`: a single size repeats.
@@ -556,6 +655,13 @@ impl Spec {
         for layer in &layers {
             check_layer(layer, &layer.canonical())?;
         }
+        let canonical: Vec<String> = layers.iter().map(LayerSpec::canonical).collect();
+        let named: Vec<(LayerSpec, &str)> = layers
+            .iter()
+            .copied()
+            .zip(canonical.iter().map(String::as_str))
+            .collect();
+        check_whiteouts(&named)?;
         let list = layers
             .iter()
             .map(LayerSpec::canonical)
@@ -647,10 +753,14 @@ impl Spec {
 /// An upper bound of the layer's tar size (headers for every file and directory, padding),
 /// or `None` when even that overflows.
 fn max_tar_size(layer: &LayerSpec) -> Option<u64> {
-    // Per file: a header and up to 511 bytes of padding, plus at most one directory header.
+    // Per file: a header and up to 511 bytes of padding, plus at most one directory header;
+    // a tree's long and non-ASCII paths add a PAX header and a block of records to each.
+    // Every other entry is headers only: a link's long target takes a PAX block more, and a
+    // whiteout may bring its parent directories' headers.
     layer
         .files
-        .checked_mul(512 + 511 + 512)?
+        .checked_mul(3 * 512 + 511 + 3 * 512)?
+        .checked_add(layer.extra.total().checked_mul(32 * 512)?)?
         .checked_add(layer.size)?
         .checked_add(4096)
 }
@@ -724,7 +834,8 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
         };
         let name = match key {
             "" => return Err(SpecError::EmptyOption(token.to_owned())),
-            "files" | "tree" | "ratio" | "compression" | "level" => key,
+            "files" | "tree" | "ratio" | "compression" | "level" | "sizes" | "symlinks"
+            | "hardlinks" | "whiteouts" | "dirs" => key,
             _ => return Err(unknown()),
         };
         if value.is_empty() {
@@ -763,6 +874,20 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
                     })?;
                 layer.layout = layout;
             }
+            "symlinks" | "hardlinks" | "whiteouts" | "dirs" => {
+                let count = value
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| value.parse::<u64>().ok())
+                    .flatten()
+                    .filter(|n| *n <= MAX_EXTRA)
+                    .ok_or_else(|| SpecError::BadFileCount {
+                        option: key.to_owned(),
+                        value: value.to_owned(),
+                        token: token.to_owned(),
+                    })?;
+                layer.extra.set(name, count);
+            }
             "ratio" => {
                 layer.ratio = Ratio::parse(value).ok_or_else(|| SpecError::BadRatio {
                     value: value.to_owned(),
@@ -777,9 +902,24 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
                     }
                 })?);
             }
+            "sizes" => {
+                layer.even_sizes = match value.to_ascii_lowercase().as_str() {
+                    "even" => true,
+                    "skewed" => false,
+                    _ => {
+                        return Err(SpecError::BadSizes {
+                            value: value.to_owned(),
+                            token: token.to_owned(),
+                        })
+                    }
+                };
+            }
             // Checked once the whole entry is read: `level` may come before `compression`.
             _ => level = Some(value),
         }
+    }
+    if seen.contains(&"sizes") && layer.layout != Layout::Tree {
+        return Err(SpecError::SizesWithoutTree(token.to_owned()));
     }
     if let Some(value) = level {
         let compression = layer.encoding();
@@ -805,6 +945,45 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
     }
     check_layer(&layer, token)?;
     Ok((repeat, layer))
+}
+
+/// The most entries of one extra kind a layer may ask for.
+const MAX_EXTRA: u64 = 10_000_000;
+
+/// Whiteouts need something below them: not on the first layer, no more than the lower
+/// layers hold (less what earlier whiteouts delete), and with two or more, a directory
+/// below a lower layer's top to make opaque. `token` names each layer as given.
+fn check_whiteouts(layers: &[(LayerSpec, &str)]) -> Result<(), SpecError> {
+    let (mut available, mut subdirs) = (0u64, false);
+    for (i, (layer, token)) in layers.iter().enumerate() {
+        let whiteouts = layer.extra.whiteouts;
+        if whiteouts > 0 {
+            if i == 0 {
+                return Err(SpecError::WhiteoutsOnFirstLayer((*token).to_owned()));
+            }
+            if whiteouts > available {
+                return Err(SpecError::TooManyWhiteouts {
+                    token: (*token).to_owned(),
+                    whiteouts,
+                    available,
+                });
+            }
+            if whiteouts >= 2 && !subdirs {
+                return Err(SpecError::NoOpaqueDirectory((*token).to_owned()));
+            }
+        }
+        // What this layer leaves for the next ones to delete: its files, links and empty
+        // directories. An opaque directory or a deleted directory may take more with it,
+        // which the planner makes room for.
+        available = available
+            .saturating_add(layer.files)
+            .saturating_add(layer.extra.symlinks)
+            .saturating_add(layer.extra.hardlinks)
+            .saturating_add(layer.extra.dirs)
+            .saturating_sub(whiteouts);
+        subdirs |= layer.extra.dirs > 0 || (layer.layout == Layout::Tree && layer.files >= 10);
+    }
+    Ok(())
 }
 
 /// Splits `3x1GB` into `3` and `1GB`. A lowercase `x` always separates; an uppercase `X`
@@ -1069,7 +1248,10 @@ mod tests {
             err("1MB:files=1:files=2"),
             SpecError::DuplicateOption { .. }
         ));
-        assert!(matches!(err("1MB:dirs=3"), SpecError::UnknownOption { .. }));
+        assert!(matches!(
+            err("1MB:depth=3"),
+            SpecError::UnknownOption { .. }
+        ));
         assert_eq!(
             err("10B:files=11"),
             SpecError::MoreFilesThanBytes {
@@ -1095,6 +1277,30 @@ mod tests {
         assert_eq!(
             sizes("0.50000000000000000000000000000000000000000KB"),
             [512]
+        );
+    }
+
+    #[test]
+    fn even_sizes_are_a_tree_option() {
+        let spec = Spec::parse("64MB:tree=5000:sizes=even").expect("valid");
+        assert!(spec.layers()[0].even_sizes);
+        assert_eq!(spec.canonical(), "64MB:tree=5000:sizes=even");
+        assert_eq!(
+            Spec::parse("64MB:sizes=skewed:tree=5")
+                .expect("valid")
+                .canonical(),
+            "64MB:tree=5"
+        );
+        assert_eq!(
+            err("1MB:files=3:sizes=even"),
+            SpecError::SizesWithoutTree("1MB:files=3:sizes=even".into())
+        );
+        assert_eq!(
+            err("1MB:tree=3:sizes=odd"),
+            SpecError::BadSizes {
+                value: "odd".into(),
+                token: "1MB:tree=3:sizes=odd".into()
+            }
         );
     }
 

@@ -12,7 +12,7 @@ mod props;
 mod tag;
 
 pub use grammar::{
-    format_size, parse_byte_size, Compression, LayerSpec, Layout, Ratio, Spec, SpecError,
+    format_size, parse_byte_size, Compression, Extra, LayerSpec, Layout, Ratio, Spec, SpecError,
     MAX_LAYERS,
 };
 pub use tag::{spec_of_tag, spec_text, tag_of, TagError, MAX_TAG_LEN};

@@ -89,7 +89,7 @@ fn entry() -> impl Strategy<Value = String> {
             ":files=0",
             ":files=",
             ":",
-            ":dirs=3",
+            ":depth=3",
             ":files=2:tree=2",
             ":files=+1",
             ":tree=x",

@@ -337,45 +337,48 @@ fn walk(
             read_data(&mut entry, size, &path, &mut buf, at)?;
             continue;
         };
-        let found = describe(kind, size);
-        let file = match plan.next() {
-            None => {
-                return Err(differ(
-                    at(Some(&path), None),
-                    "entry",
-                    "the end of the layer".into(),
-                    format!("`{path}` ({found})"),
-                ));
+        let link = entry
+            .link_name_bytes()
+            .map(|l| String::from_utf8_lossy(&l).into_owned());
+        let found = match &link {
+            Some(target) if kind.is_symlink() || kind.is_hard_link() => {
+                format!("{} to `{target}`", describe(kind, size))
             }
-            Some(Entry::Dir(want)) => {
-                if want != path || !kind.is_dir() {
-                    return Err(differ(
-                        at(Some(&path), None),
-                        "entry",
-                        format!("`{want}` (a directory)"),
-                        format!("`{path}` ({found})"),
-                    ));
+            _ => describe(kind, size),
+        };
+        let Some(want) = plan.next() else {
+            return Err(differ(
+                at(Some(&path), None),
+                "entry",
+                "the end of the layer".into(),
+                format!("`{path}` ({found})"),
+            ));
+        };
+        let same = want.path() == path
+            && match &want {
+                Entry::Dir(_) => kind.is_dir(),
+                Entry::File(f) => {
+                    (kind.is_file() || kind == tar::EntryType::Continuous) && f.size == size
                 }
-                None
-            }
-            Some(Entry::File(want)) => {
-                if want.path != path
-                    || !(kind.is_file() || kind == tar::EntryType::Continuous)
-                    || want.size != size
-                {
-                    return Err(differ(
-                        at(Some(&path), None),
-                        "entry",
-                        format!(
-                            "`{}` ({})",
-                            want.path,
-                            describe(tar::EntryType::Regular, want.size)
-                        ),
-                        format!("`{path}` ({found})"),
-                    ));
+                Entry::Whiteout(_) => kind.is_file() && size == 0,
+                Entry::Symlink { target, .. } => {
+                    kind.is_symlink() && link.as_deref() == Some(target.as_str())
                 }
-                Some(want)
-            }
+                Entry::Hardlink { target, .. } => {
+                    kind.is_hard_link() && link.as_deref() == Some(target.as_str())
+                }
+            };
+        if !same {
+            return Err(differ(
+                at(Some(&path), None),
+                "entry",
+                expected_entry(&want),
+                format!("`{path}` ({found})"),
+            ));
+        }
+        let file = match want {
+            Entry::File(file) => Some(file),
+            _ => None,
         };
         match (file, expected.as_mut()) {
             (Some(file), Some(expected)) => {
@@ -385,22 +388,26 @@ fn walk(
         }
     }
     if let Some(missing) = plan.as_mut().and_then(Iterator::next) {
-        let want = match missing {
-            Entry::Dir(d) => format!("`{d}` (a directory)"),
-            Entry::File(f) => format!(
-                "`{}` ({})",
-                f.path,
-                describe(tar::EntryType::Regular, f.size)
-            ),
-        };
         return Err(differ(
             at(None, None),
             "entry",
-            want,
+            expected_entry(&missing),
             "the end of the layer".into(),
         ));
     }
     Ok(())
+}
+
+/// A planned entry as a mismatch names it.
+fn expected_entry(entry: &Entry) -> String {
+    let what = match entry {
+        Entry::Dir(_) => "a directory".into(),
+        Entry::File(f) => describe(tar::EntryType::Regular, f.size),
+        Entry::Whiteout(_) => "a whiteout".into(),
+        Entry::Symlink { target, .. } => format!("a symlink to `{target}`"),
+        Entry::Hardlink { target, .. } => format!("a hard link to `{target}`"),
+    };
+    format!("`{}` ({what})", entry.path())
 }
 
 fn describe(kind: tar::EntryType, size: u64) -> String {

@@ -11,10 +11,19 @@ const GOLDEN_DIGEST: &str =
 
 /// Pinned as well, for a `tree=` layer, whose history names its layout as the label does
 /// (`3KB:tree=40`). Before, the history said `files=40` and the digest was
-/// sha256:7261ec959202260e97a544b8130ecd96f11a4a1a067f360d75f22486cb179001.
+/// sha256:7261ec959202260e97a544b8130ecd96f11a4a1a067f360d75f22486cb179001; then, before
+/// `tree=N` drew a realistic tree (skewed sizes, varied depth, modes), it was
+/// sha256:d8d11a7722d53248d47a6108bae46cd2be4235acfc99976d6e749aab03ac69c3.
 const GOLDEN_TREE_SPEC: &str = "1MB,3KB:tree=40";
 const GOLDEN_TREE_DIGEST: &str =
-    "sha256:d8d11a7722d53248d47a6108bae46cd2be4235acfc99976d6e749aab03ac69c3";
+    "sha256:ba75ac7b9239005ab86fcfa5b8b8613acb0d49d86d5f078d89c0ef5c8a8d4139";
+
+/// Pinned for every entry kind: symlinks, hard links, empty directories, and whiteouts
+/// (one of them opaque) of the lower layer's tree. Pinned when those kinds came.
+const GOLDEN_KINDS_SPEC: &str =
+    "64KB:tree=40:symlinks=6:hardlinks=3:dirs=2,16KB:whiteouts=3:symlinks=2";
+const GOLDEN_KINDS_DIGEST: &str =
+    "sha256:8fa5e64b9548474e7036b1080686f26188299c59533192638db792d04a9fbfca";
 
 /// Pinned for each encoding: the gzip and zstd streams are part of the digest, so a change
 /// of encoder (or of its settings) shows up here.
@@ -63,6 +72,14 @@ fn golden_manifest_digest_with_a_tree_layer() {
     assert_eq!(
         digest_of(GOLDEN_TREE_SPEC, "any/name:tag"),
         GOLDEN_TREE_DIGEST
+    );
+}
+
+#[test]
+fn golden_manifest_digest_with_links_and_whiteouts() {
+    assert_eq!(
+        digest_of(GOLDEN_KINDS_SPEC, "any/name:tag"),
+        GOLDEN_KINDS_DIGEST
     );
 }
 

@@ -20,6 +20,7 @@ mod oci;
 mod platforms;
 mod registry;
 mod serve;
+mod shapes;
 mod support;
 mod verify;
 mod warm;

@@ -76,10 +76,30 @@ fn write_layer(
                 continue;
             }
             Entry::File(file) => file,
+            // An engine copies links as they are: a symlink keeps its target, hard links
+            // stay one file.
+            Entry::Symlink { path, target } => {
+                let path = dir.join(path);
+                std::os::unix::fs::symlink(&target, &path).map_err(write_error(&path, needed))?;
+                continue;
+            }
+            Entry::Hardlink { path, target } => {
+                let path = dir.join(path);
+                fs::hard_link(dir.join(&target), &path).map_err(write_error(&path, needed))?;
+                continue;
+            }
+            // Refused before a context is written (`check`): a Dockerfile cannot delete.
+            Entry::Whiteout(path) => {
+                return Err(Error::Io {
+                    action: "write a whiteout",
+                    path: dir.join(path),
+                    source: io::ErrorKind::Unsupported.into(),
+                })
+            }
         };
         let path = dir.join(&file.path);
         let mut out = File::create(&path).map_err(write_error(&path, needed))?;
-        out.set_permissions(Permissions::from_mode(0o644))
+        out.set_permissions(Permissions::from_mode(file.mode))
             .map_err(write_error(&path, needed))?;
         let mut content = layer.content(seed, &file);
         while content.remaining() > 0 {

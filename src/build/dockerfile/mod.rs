@@ -63,6 +63,14 @@ pub(crate) fn check(request: &BuildRequest) -> Result<(), Error> {
         }
         .into());
     }
+    if let Some(layer) = request.spec.layers().iter().find(|l| l.extra.whiteouts > 0) {
+        // A Dockerfile adds files; nothing in it deletes a lower layer's.
+        return Err(UsageError::NativeOnly {
+            what: "whiteouts",
+            value: layer.canonical(),
+        }
+        .into());
+    }
     if request.is_multi_platform() {
         return Err(UsageError::NativeOnly {
             what: "a multi-platform image",
