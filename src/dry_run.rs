@@ -94,15 +94,22 @@ pub struct LayerEstimate {
     pub files: u64,
     /// `flat` or `tree`.
     pub layout: &'static str,
-    /// Directory entries, `layerN/` included.
+    /// Directory entries, `layerN/` included (and the lower layers' directories that hold
+    /// this layer's whiteouts).
     pub dirs: u64,
+    /// Symbolic links (`symlinks=`).
+    pub symlinks: u64,
+    /// Hard links (`hardlinks=`).
+    pub hardlinks: u64,
+    /// Whiteouts (`whiteouts=`), the opaque one included.
+    pub whiteouts: u64,
     /// `none`, `gzip` or `zstd`.
     pub encoding: &'static str,
     /// The uncompressed tar's exact size, headers included.
     pub tar_size: u64,
     /// The blob as stored.
     pub blob: BlobSize,
-    /// Entries in the tar (directories and files).
+    /// Entries in the tar, of every kind.
     pub entry_count: u64,
     /// The first [`Options::entries`] of them: paths in tar order, directories ending in `/`.
     pub entries: Vec<String>,
@@ -381,6 +388,9 @@ fn estimate(plan: &LayerPlan, options: &Options) -> LayerEstimate {
             Layout::Tree => "tree",
         },
         dirs: plan.dir_count(),
+        symlinks: spec.extra.symlinks,
+        hardlinks: spec.extra.hardlinks,
+        whiteouts: spec.extra.whiteouts,
         encoding: encoding.name(),
         tar_size,
         blob,

@@ -55,9 +55,19 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 fn layer(out: &mut String, layer: &LayerEstimate) {
+    let mut kinds = String::new();
+    for (count, one, many) in [
+        (layer.symlinks, "symlink", "symlinks"),
+        (layer.hardlinks, "hard link", "hard links"),
+        (layer.whiteouts, "whiteout", "whiteouts"),
+    ] {
+        if count > 0 {
+            kinds.push_str(&format!(", {}", plural(count, one, many)));
+        }
+    }
     let _ = writeln!(
         out,
-        "  layer {}: {} in {}, {}, {}, {}",
+        "  layer {}: {} in {}, {}, {}{kinds}, {}",
         layer.number,
         human_size(layer.payload),
         plural(layer.files, "file", "files"),

@@ -148,6 +148,10 @@ fn plain_blob_sizes_and_output_bytes_equal_a_real_build() {
         ("3KB,1001B:files=3", "linux/amd64"),
         ("64KB:tree=40", "linux/amd64"),
         ("2KB,1KB:files=2", "linux/amd64,linux/arm64"),
+        (
+            "64KB:tree=40:symlinks=5:hardlinks=3:dirs=2,4KB:whiteouts=3",
+            "linux/amd64",
+        ),
     ]
     .into_iter()
     .enumerate()

@@ -153,6 +153,15 @@ fn every_entry_kind_reads_back_through_gnu_tar_skopeo_and_oci_image_tool() {
     assert_eq!(counted[0]["links"], 30);
     assert_eq!(counted[1]["whiteouts"], 5);
     assert_eq!(counted[2]["files"], 50);
+    let dry = stdout(&run_ok(image_maker().args([
+        "-s",
+        SHAPES,
+        "--dry-run",
+        "mock/shapes:1",
+    ])));
+    assert!(dry.contains("500 files, tree, "), "{dry}");
+    assert!(dry.contains(", 20 symlinks, 10 hard links, "), "{dry}");
+    assert!(dry.contains(", 5 whiteouts, "), "{dry}");
     let out = run_ok(image_maker().args(["verify", &source]));
     assert!(stderr(&out).contains("verified"), "{}", stderr(&out));
     assert_valid_layout(oci_image_tool, &dir, "1");
