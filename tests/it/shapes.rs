@@ -214,3 +214,42 @@ fn bad_shapes_exit_2_naming_the_token_and_leave_nothing() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("whiteouts"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_dockerfile_builder_makes_the_same_links_and_directories() {
+    let Some(docker) = engine("docker") else {
+        return;
+    };
+    let spec = "64KB:tree=20:symlinks=4:hardlinks=2:dirs=2,8KB:files=2:symlinks=2";
+    let tmp = tempdir();
+    let mut listings = Vec::new();
+    for builder in ["native", "dockerfile"] {
+        let dir = tmp.path().join(builder);
+        // Removed when the test ends: the dockerfile build leaves it in docker.
+        let image = EngineImage::new(docker, &format!("shapes-{builder}"));
+        let built = json(&run_ok(
+            image_maker()
+                .args(["-q", "--json", "--no-cache", "-b", builder])
+                .args(["-e", docker.name(), "-s", spec, "-o"])
+                .arg(format!("oci:{}", path_str(&dir)))
+                .arg(&image.reference),
+        ));
+        let layers: Vec<Vec<(char, u64, String, Option<String>)>> = layer_blobs(&dir, &built)
+            .iter()
+            .map(|blob| {
+                let mut entries: Vec<_> = list(blob)
+                    .into_iter()
+                    .map(|e| (e.kind, e.size, e.path, e.link))
+                    .collect();
+                entries.sort();
+                entries
+            })
+            .collect();
+        listings.push(layers);
+    }
+    let kinds: Vec<char> = listings[0].iter().flatten().map(|e| e.0).collect();
+    for kind in ['-', 'd', 'l', 'h'] {
+        assert!(kinds.contains(&kind), "no `{kind}` in {:?}", listings[0]);
+    }
+    assert_eq!(listings[0], listings[1], "native, then the engine's");
+}
