@@ -215,6 +215,9 @@ fn bad_shapes_exit_2_naming_the_token_and_leave_nothing() {
     assert!(stderr(&out).contains("whiteouts"), "{}", stderr(&out));
 }
 
+/// A listed entry as two builds can compare it: kind, size, path, link target.
+type Row = (char, u64, String, Option<String>);
+
 #[test]
 fn the_dockerfile_builder_makes_the_same_links_and_directories() {
     let Some(docker) = engine("docker") else {
@@ -234,7 +237,7 @@ fn the_dockerfile_builder_makes_the_same_links_and_directories() {
                 .arg(format!("oci:{}", path_str(&dir)))
                 .arg(&image.reference),
         ));
-        let layers: Vec<Vec<(char, u64, String, Option<String>)>> = layer_blobs(&dir, &built)
+        let layers: Vec<Vec<Row>> = layer_blobs(&dir, &built)
             .iter()
             .map(|blob| {
                 let mut entries: Vec<_> = list(blob)
