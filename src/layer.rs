@@ -106,7 +106,7 @@ pub fn write_tar(
 ) -> io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     let mut tar = TarWriter::new(out, options);
-    for entry in plan.entries() {
+    for entry in plan.entries_borrowed(0) {
         let Some(file) = tar.plan_entry(&entry)? else {
             continue;
         };

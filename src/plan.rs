@@ -1,6 +1,7 @@
 //! Names and sizes of every file in every layer: the one plan both builders follow, so the
 //! native layers and the Dockerfile build context hold the same paths and bytes.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::content::FileContent;
@@ -17,7 +18,58 @@ pub struct LayerPlan {
     pub spec: LayerSpec,
     /// The entries of a tree layer, or of any layer with links, whiteouts or empty
     /// directories, made once; a plain flat layer's are computed as they are read.
-    tree: Option<Arc<Tree>>,
+    tree: Option<Arc<Listing>>,
+}
+
+/// A listed layer's entries in tar order, made once.
+#[derive(Debug, PartialEq, Eq)]
+struct Listing {
+    entries: Vec<Entry>,
+    /// Where each file's part starts in `entries` (see [`Tree`]), and the end.
+    parts: Vec<usize>,
+    dirs: u64,
+}
+
+impl Listing {
+    fn new(tree: Tree) -> Self {
+        let (tree_entries, parts) = tree.into_parts();
+        let mut index = 0;
+        let entries: Vec<Entry> = tree_entries
+            .into_iter()
+            .map(|entry| match entry {
+                TreeEntry::Dir(path) => Entry::Dir(path),
+                TreeEntry::Symlink { path, target } => Entry::Symlink { path, target },
+                TreeEntry::Hardlink { path, target } => Entry::Hardlink { path, target },
+                TreeEntry::Whiteout(path) => Entry::Whiteout(path),
+                TreeEntry::File(file) => {
+                    index += 1;
+                    Entry::File(FilePlan {
+                        index: index - 1,
+                        path: file.path,
+                        size: file.size,
+                        mode: file.mode,
+                    })
+                }
+            })
+            .collect();
+        let dirs = entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Dir(_)))
+            .count() as u64;
+        Self {
+            entries,
+            parts,
+            dirs,
+        }
+    }
+
+    /// Where file `index`'s part starts in `entries` (the file count: the end).
+    fn part_start(&self, index: u64) -> usize {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.parts.get(i).copied())
+            .unwrap_or(self.entries.len())
+    }
 }
 
 /// One regular file of a layer.
@@ -169,7 +221,7 @@ impl LayerPlan {
             // Keyed apart from the tree: adding links to a layer moves none of its files.
             let key = format!("{}\0{number}", spec.content_canonical());
             crate::extra::add(&mut entries, &top, &key, &spec.extra, &below);
-            Arc::new(Tree::sorted(entries))
+            Arc::new(Listing::new(Tree::sorted(entries)))
         });
         Self { number, spec, tree }
     }
@@ -195,7 +247,7 @@ impl LayerPlan {
     pub fn dir_count(&self) -> u64 {
         match &self.tree {
             None => 1,
-            Some(tree) => tree.dirs(),
+            Some(tree) => tree.dirs,
         }
     }
 
@@ -205,12 +257,12 @@ impl LayerPlan {
     pub(crate) fn measures(&self) -> Option<impl Iterator<Item = Measure<'_>> + '_> {
         let tree = self.tree.as_ref()?;
         Some(tree.entries.iter().map(|entry| match entry {
-            TreeEntry::File(f) => Measure {
+            Entry::File(f) => Measure {
                 path: &f.path,
                 link: None,
                 file: Some(f.size),
             },
-            TreeEntry::Symlink { path, target } | TreeEntry::Hardlink { path, target } => Measure {
+            Entry::Symlink { path, target } | Entry::Hardlink { path, target } => Measure {
                 path,
                 link: Some(target),
                 file: None,
@@ -259,37 +311,25 @@ impl LayerPlan {
     /// everything after it (with `layerN/` first when `first` is 0). A reader that starts
     /// in the middle of a layer needs nothing before.
     pub fn entries_from(&self, first: u64) -> Box<dyn Iterator<Item = Entry> + '_> {
+        Box::new(self.entries_borrowed(first).map(Cow::into_owned))
+    }
+
+    /// [`entries_from`](Self::entries_from), a listed layer's borrowed: the tar writers
+    /// copy no path.
+    pub(crate) fn entries_borrowed(
+        &self,
+        first: u64,
+    ) -> Box<dyn Iterator<Item = Cow<'_, Entry>> + '_> {
         let LayerSpec { size, files, .. } = self.spec;
         if let Some(tree) = &self.tree {
             let start = tree.part_start(first);
-            let mut index = first;
-            return Box::new(tree.entries[start..].iter().map(move |entry| match entry {
-                TreeEntry::Dir(path) => Entry::Dir(path.clone()),
-                TreeEntry::Symlink { path, target } => Entry::Symlink {
-                    path: path.clone(),
-                    target: target.clone(),
-                },
-                TreeEntry::Hardlink { path, target } => Entry::Hardlink {
-                    path: path.clone(),
-                    target: target.clone(),
-                },
-                TreeEntry::Whiteout(path) => Entry::Whiteout(path.clone()),
-                TreeEntry::File(file) => {
-                    index += 1;
-                    Entry::File(FilePlan {
-                        index: index - 1,
-                        path: file.path.clone(),
-                        size: file.size,
-                        mode: file.mode,
-                    })
-                }
-            }));
+            return Box::new(tree.entries[start..].iter().map(Cow::Borrowed));
         }
         let base = size / files;
         let larger = size % files;
         let width = files.to_string().len();
         let top = (first == 0).then(|| Entry::Dir(format!("{}/", self.dir())));
-        Box::new(top.into_iter().chain((first..files).map(move |index| {
+        let files = top.into_iter().chain((first..files).map(move |index| {
             let name = if files == 1 {
                 format!("{}-file", format_size(size))
             } else {
@@ -302,7 +342,8 @@ impl LayerPlan {
                 size: base + u64::from(index < larger),
                 mode: 0o644,
             })
-        })))
+        }));
+        Box::new(files.map(Cow::Owned))
     }
 }
 

@@ -7,7 +7,7 @@
 //! The tree is made whole, then sorted into tar order: it costs memory in proportion to the
 //! number of entries (about 100 bytes each), which the layer's size does not bound.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -266,7 +266,13 @@ impl Tree {
         Self { entries, parts }
     }
 
+    /// The entries, and where each file's part starts in them.
+    pub fn into_parts(self) -> (Vec<TreeEntry>, Vec<usize>) {
+        (self.entries, self.parts)
+    }
+
     /// Where file `index`'s part starts in `entries` (the file count: the end).
+    #[cfg(test)]
     pub fn part_start(&self, index: u64) -> usize {
         usize::try_from(index)
             .ok()
@@ -275,6 +281,7 @@ impl Tree {
     }
 
     /// How many directories it holds, its top included.
+    #[cfg(test)]
     pub fn dirs(&self) -> u64 {
         self.entries
             .iter()
@@ -324,7 +331,7 @@ fn directories(rng: &mut ChaCha8Rng, top: &str, files: u64) -> Vec<Dir> {
         long: false,
         bin: false,
     }];
-    let mut taken = HashSet::new();
+    let mut taken = HashSet::default();
     // A tree of ten files or more has its long paths; a smaller one is too small to hide
     // them among ordinary ones.
     if files >= 10 {

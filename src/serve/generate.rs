@@ -142,7 +142,7 @@ impl Layer {
         };
         let mut tar = TarWriter::new(window, self.options());
         let mut buf = vec![0u8; CHUNK.min(usize::try_from(end - range.start).unwrap_or(CHUNK))];
-        for entry in plan.entries_from(first) {
+        for entry in plan.entries_borrowed(first) {
             if tar.out.left == 0 {
                 return Ok(());
             }
