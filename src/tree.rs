@@ -270,24 +270,6 @@ impl Tree {
     pub fn into_parts(self) -> (Vec<TreeEntry>, Vec<usize>) {
         (self.entries, self.parts)
     }
-
-    /// Where file `index`'s part starts in `entries` (the file count: the end).
-    #[cfg(test)]
-    pub fn part_start(&self, index: u64) -> usize {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.parts.get(i).copied())
-            .unwrap_or(self.entries.len())
-    }
-
-    /// How many directories it holds, its top included.
-    #[cfg(test)]
-    pub fn dirs(&self) -> u64 {
-        self.entries
-            .iter()
-            .filter(|e| matches!(e, TreeEntry::Dir(_)))
-            .count() as u64
-    }
 }
 
 impl TreeEntry {
