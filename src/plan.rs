@@ -458,6 +458,21 @@ mod tests {
     }
 
     #[test]
+    fn listings_of_every_kind_are_in_bytewise_order() {
+        for list in [
+            "1MB:tree=3000:symlinks=40:hardlinks=30:dirs=20,64KB:whiteouts=9:symlinks=5",
+            "64KB:files=50:symlinks=5:hardlinks=5:dirs=3,1KB:whiteouts=3:dirs=1",
+        ] {
+            for layer in plan(list) {
+                let all = paths(&layer);
+                let mut sorted = all.clone();
+                sorted.sort();
+                assert_eq!(sorted, all, "{list}, layer {}", layer.number);
+            }
+        }
+    }
+
+    #[test]
     fn small_trees() {
         let one = paths(&plan("3B:tree=1")[0]);
         assert_eq!(one.len(), 2, "{one:?}");

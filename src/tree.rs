@@ -7,7 +7,7 @@
 //! The tree is made whole, then sorted into tar order: it costs memory in proportion to the
 //! number of entries (about 100 bytes each), which the layer's size does not bound.
 
-use rustc_hash::FxHashSet as HashSet;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -223,38 +223,62 @@ impl Tree {
             Sizes::Skewed => skewed_sizes(&mut rng, files, size),
             Sizes::Even => even_sizes(files, size),
         };
-        let mut taken: HashSet<String> = dirs.iter().map(|d| d.path.clone()).collect();
-        let mut entries: Vec<TreeEntry> = dirs
-            .iter()
-            .map(|d| TreeEntry::Dir(format!("{}/", d.path)))
-            .collect();
-        let long: Vec<&Dir> = dirs.iter().filter(|d| d.long).collect();
-        let ordinary: Vec<&Dir> = dirs.iter().filter(|d| !d.long).collect();
+        // A file may not take a subdirectory's name, nor an earlier file's: the second
+        // `index.js` of a directory is `index.js-2`. Counted per directory and name, so that
+        // no path is hashed or copied for it.
+        let mut subdirs: HashMap<&str, Vec<&str>> = HashMap::default();
+        for dir in &dirs {
+            if let Some((parent, name)) = dir.path.rsplit_once('/') {
+                subdirs.entry(parent).or_default().push(name);
+            }
+        }
+        let mut uses: HashMap<(usize, &str, &str), u64> = HashMap::default();
+        let mut entries: Vec<TreeEntry> = Vec::with_capacity(dirs.len() + sizes.len());
+        entries.extend(dirs.iter().map(|d| TreeEntry::Dir(format!("{}/", d.path))));
+        let long: Vec<usize> = (0..dirs.len()).filter(|&d| dirs[d].long).collect();
+        let ordinary: Vec<usize> = (0..dirs.len()).filter(|&d| !dirs[d].long).collect();
         for (i, size) in sizes.into_iter().enumerate() {
             // The first file goes to the deepest long directory (a path over 255 bytes) and
             // the fourth to the second (over 100), whatever the draws; the others favour
             // the earlier, busier directories.
-            let dir = match (i, long.as_slice()) {
-                (0, [.., deepest]) => deepest,
-                (3, [_, second, ..]) => second,
+            let at = match (i, long.as_slice()) {
+                (0, [.., deepest]) => *deepest,
+                (3, [_, second, ..]) => *second,
                 _ => ordinary[pick_dir(&mut rng, ordinary.len())],
             };
+            let dir = &dirs[at];
             let non_ascii = i == 1 || one_in(&mut rng, 50);
-            let (name, mode) = file_name(&mut rng, dir, non_ascii);
-            let mut path = format!("{}/{name}", dir.path);
-            let mut n = 2;
-            while !taken.insert(path.clone()) {
-                path = format!("{}/{name}-{n}", dir.path);
-                n += 1;
-            }
+            let (stem, ext, mode) = file_name(&mut rng, dir, non_ascii);
+            let is_subdir = subdirs.get(dir.path.as_str()).is_some_and(|names| {
+                names.iter().any(|n| {
+                    n.len() == stem.len() + ext.len() && n.starts_with(stem) && n.ends_with(ext)
+                })
+            });
+            let earlier = uses.entry((at, stem, ext)).or_insert(0);
+            let taken = *earlier + u64::from(is_subdir);
+            *earlier += 1;
+            let path = match taken {
+                0 => format!("{}/{stem}{ext}", dir.path),
+                n => format!("{}/{stem}{ext}-{}", dir.path, n + 1),
+            };
             entries.push(TreeEntry::File(TreeFile { path, size, mode }));
         }
         entries
     }
 
     /// `entries` in tar order: sorted by path, bytewise.
-    pub fn sorted(mut entries: Vec<TreeEntry>) -> Self {
-        entries.sort_unstable_by(|a, b| a.path().as_bytes().cmp(b.path().as_bytes()));
+    pub fn sorted(entries: Vec<TreeEntry>) -> Self {
+        let entries = match tar_order(&entries) {
+            Some(order) => {
+                let mut slots: Vec<Option<TreeEntry>> = entries.into_iter().map(Some).collect();
+                order.into_iter().filter_map(|i| slots[i].take()).collect()
+            }
+            None => {
+                let mut entries = entries;
+                entries.sort_unstable_by(|a, b| a.path().as_bytes().cmp(b.path().as_bytes()));
+                entries
+            }
+        };
         let mut parts = vec![0];
         parts.extend(
             entries
@@ -280,6 +304,49 @@ impl TreeEntry {
             Self::Symlink { path, .. } | Self::Hardlink { path, .. } => path,
         }
     }
+}
+
+/// The bytewise order of the entries' paths, found directory by directory: siblings sort
+/// by name (a directory's with its `/`), and a directory's entries follow it. That is the
+/// order of whole paths, since every path below `d/` starts with it and no sibling's name
+/// holds a `/`; and it compares short names, a few at a time, where a sort of whole paths
+/// compares their long shared prefixes a million times. `None` when an entry's directory
+/// is not among the entries (the caller sorts whole paths then).
+fn tar_order(entries: &[TreeEntry]) -> Option<Vec<usize>> {
+    let mut children: HashMap<&str, Vec<usize>> = HashMap::default();
+    for (i, entry) in entries.iter().enumerate() {
+        let path = entry.path();
+        let trimmed = path.strip_suffix('/').unwrap_or(path);
+        let parent = trimmed.rfind('/').map_or("", |at| &trimmed[..at]);
+        children.entry(parent).or_default().push(i);
+    }
+    let name = |i: usize| -> &str {
+        let path = entries[i].path();
+        let trimmed = path.strip_suffix('/').unwrap_or(path);
+        // With its `/`, for a directory.
+        &path[trimmed.rfind('/').map_or(0, |at| at + 1)..]
+    };
+    let mut order = Vec::with_capacity(entries.len());
+    // Depth first: a stack of sibling lists, each sorted and read from its front.
+    let mut stack: Vec<std::vec::IntoIter<usize>> = Vec::new();
+    let mut visit = |dir: &str, stack: &mut Vec<std::vec::IntoIter<usize>>| {
+        if let Some(mut kids) = children.remove(dir) {
+            kids.sort_unstable_by(|&a, &b| name(a).as_bytes().cmp(name(b).as_bytes()));
+            stack.push(kids.into_iter());
+        }
+    };
+    visit("", &mut stack);
+    while let Some(top) = stack.last_mut() {
+        let Some(i) = top.next() else {
+            stack.pop();
+            continue;
+        };
+        order.push(i);
+        if let TreeEntry::Dir(path) = &entries[i] {
+            visit(&path[..path.len() - 1], &mut stack);
+        }
+    }
+    (order.len() == entries.len()).then_some(order)
 }
 
 /// A generator seeded by `domain` and `key`: one per purpose, so that adding draws to one
@@ -371,7 +438,11 @@ fn pick_dir(rng: &mut ChaCha8Rng, count: usize) -> usize {
     ((u * u * count as f64) as usize).min(count - 1)
 }
 
-fn file_name(rng: &mut ChaCha8Rng, dir: &Dir, non_ascii: bool) -> (String, u32) {
+fn file_name(
+    rng: &mut ChaCha8Rng,
+    dir: &Dir,
+    non_ascii: bool,
+) -> (&'static str, &'static str, u32) {
     let stem = if non_ascii {
         NON_ASCII[below(rng, NON_ASCII.len())]
     } else {
@@ -389,7 +460,7 @@ fn file_name(rng: &mut ChaCha8Rng, dir: &Dir, non_ascii: bool) -> (String, u32) 
     } else {
         0o644
     };
-    (format!("{stem}{ext}"), mode)
+    (stem, ext, mode)
 }
 
 /// Log-normal sizes, one in fifty empty, summing exactly to `size`: the rounding is given
