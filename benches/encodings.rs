@@ -20,26 +20,24 @@
 //! the data is written; the system temp dir).
 
 mod support;
+#[path = "support/usage.rs"]
+mod usage;
 
 use std::ffi::OsString;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{median, Settings};
+use usage::{measured, Usage};
 
 use image_maker::units::human_size;
-use nix::sys::resource::{getrusage, UsageWho};
 use serde_json::Value;
-
-/// Set in the child that runs one measured command, to the file that gets its usage.
-const REPORT: &str = "IMAGE_MAKER_BENCH_RUSAGE";
 
 const RATIO_LIST: &str = "256MB:ratio=4";
 
 fn main() -> support::Result<()> {
-    if let Some(report) = std::env::var_os(REPORT) {
-        return report_usage(Path::new(&report));
+    if let Some(reported) = usage::report_if_asked() {
+        return reported;
     }
     let Settings {
         list,
@@ -246,12 +244,6 @@ impl Run {
     }
 }
 
-struct Usage {
-    wall: Duration,
-    cpu: Duration,
-    peak_rss_kib: u64,
-}
-
 /// Builds `list` with `--compression encoding` to `oci:DIR/name`. The output stays only
 /// for the sources the references read; any other is removed before the next run.
 fn build(dir: &Path, list: &str, encoding: &str, name: &str) -> support::Result<Run> {
@@ -309,64 +301,6 @@ fn gzip(dir: &Path, source: &Run, level: &str) -> support::Result<Run> {
         diff_ids: Vec::new(),
         blobs: Vec::new(),
     })
-}
-
-/// Runs `program` in a child of this benchmark that reports its usage alone, since
-/// `RUSAGE_CHILDREN` here would mix every command run so far. The child costs a fork and
-/// an exec, a few milliseconds on either side of every pair.
-fn measured(
-    dir: &Path,
-    program: &std::ffi::OsStr,
-    args: &[OsString],
-    stdout: Option<&Path>,
-) -> support::Result<Usage> {
-    let report = dir.join("rusage");
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg(program).args(args).env(REPORT, &report);
-    if let Some(path) = stdout {
-        cmd.stdout(File::create(path)?);
-    }
-    let start = Instant::now();
-    let status = cmd.status()?;
-    let wall = start.elapsed();
-    if !status.success() {
-        return Err(format!("{} {args:?} failed: {status}", program.to_string_lossy()).into());
-    }
-    let text = fs::read_to_string(&report)?;
-    fs::remove_file(&report)?;
-    let mut fields = text.split_whitespace().map(str::parse::<u64>);
-    let mut next = || -> support::Result<u64> { Ok(fields.next().ok_or("a short usage report")??) };
-    let (peak_rss_kib, cpu_us) = (next()?, next()?);
-    Ok(Usage {
-        wall,
-        cpu: Duration::from_micros(cpu_us),
-        peak_rss_kib,
-    })
-}
-
-/// The child of [`measured`]: runs the command its arguments name and writes the peak RSS
-/// (KiB) and CPU time (µs) of that command, its only child, to `report`.
-fn report_usage(report: &Path) -> support::Result<()> {
-    let mut args = std::env::args_os().skip(1);
-    let program = args.next().ok_or("no command to measure")?;
-    let status = Command::new(&program)
-        .args(args)
-        .stdin(Stdio::null())
-        .status()?;
-    if !status.success() {
-        return Err(format!("{} failed: {status}", program.to_string_lossy()).into());
-    }
-    let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
-    let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
-    fs::write(
-        report,
-        format!(
-            "{} {}\n",
-            usage.max_rss(),
-            micros(usage.user_time()) + micros(usage.system_time())
-        ),
-    )?;
-    Ok(())
 }
 
 /// The layer blobs of the single image in the OCI layout `out`, their sizes and the

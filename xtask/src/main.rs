@@ -14,8 +14,10 @@ commands:
                      versus the single-pass reference), `cache` (fixture() cache-hit latency),
                      `push` (push to a local registry versus skopeo copy), `encodings` (gzip
                      and zstd layers versus gzip -1/-6 of the same tar and the uncompressed
-                     build) or `serve` (serve's digest pass, blob GETs and docker pull versus
-                     openssl sha256 and docker-registry)
+                     build), `serve` (serve's digest pass, blob GETs and docker pull versus
+                     openssl sha256 and docker-registry), `verify` (verify of a 1.5 GiB image
+                     versus sha256sum of its blobs) or `tree` (a 100000-file tree of skewed
+                     sizes versus sizes=even)
   bench downstream [compile|fixture]
                      what a fixture user pays: examples/downstream's cold test build with
                      and without default features; a 256 MB fixture in a debug-profile test
