@@ -32,6 +32,7 @@ pub mod content;
 pub mod digest;
 pub mod dry_run;
 pub mod engine;
+pub mod expect;
 mod error;
 mod extra;
 pub mod fixture;
