@@ -389,6 +389,9 @@ pub enum UsageError {
         /// The spec or platform list that asks for it.
         value: String,
     },
+    /// A command about one image's root filesystem is given a platform list.
+    #[error("`--platform {0}` names more than one platform")]
+    OnePlatform(String),
     /// `--compression` names an encoding other than `gzip`, `zstd` or `none`.
     #[error("unknown compression `{0}`")]
     Compression(String),
@@ -417,6 +420,9 @@ impl UsageError {
                 "an engine's build writes plain layers for one platform, and a Dockerfile cannot delete what a lower layer holds: use the native builder (`--builder native`, the default)",
             ),
             Self::Compression(_) => Some("compression is `gzip`, `zstd` or `none`"),
+            Self::OnePlatform(_) => Some(
+                "each platform's image unpacks to a root filesystem of its own: give one, e.g. `--platform linux/arm64`, and run once per platform",
+            ),
             _ => None,
         }
     }
