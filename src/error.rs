@@ -43,6 +43,10 @@ pub enum Error {
     #[error(transparent)]
     // Boxed: its blob, place and two values would make every `Result<_, Error>` larger.
     Image(Box<crate::verify::ImageError>),
+    /// `verify --rootfs` found the directory different from what the spec's image unpacks to.
+    #[error(transparent)]
+    // Boxed as `Image` is: a path, two values and a root.
+    Rootfs(Box<crate::verify::RootfsMismatch>),
     /// A push failed, or its source or options are invalid.
     #[cfg(feature = "registry")]
     #[error(transparent)]
@@ -265,6 +269,7 @@ impl Error {
             Self::Reference(e) => e.hint().map(str::to_owned),
             Self::Source(e) => e.hint(),
             Self::Image(e) => e.hint(),
+            Self::Rootfs(e) => Some(e.hint()),
             Self::Platform(e) => Some(e.hint().to_owned()),
             Self::Output(e) => Some(e.hint().to_owned()),
             #[cfg(feature = "registry")]

@@ -81,8 +81,7 @@ mod tests {
     #[test]
     fn parses_and_holds_every_entry() {
         let spec = crate::Spec::parse("2KB:tree=4:symlinks=1").expect("valid");
-        let expected =
-            Expected::new(&spec, &crate::Platform::default(), false).expect("computed");
+        let expected = Expected::new(&spec, &crate::Platform::default(), false).expect("computed");
         let mut out = Vec::new();
         write(&expected, &mut out).expect("written");
         let doc: serde_json::Value = serde_json::from_slice(&out).expect("json");
@@ -93,7 +92,10 @@ mod tests {
         assert_eq!(entries[0]["path"], "layer1");
         assert_eq!(entries[0]["mode"], "0755");
         assert!(entries[0].get("size").is_none());
-        let link = entries.iter().find(|e| e["type"] == "symlink").expect("one");
+        let link = entries
+            .iter()
+            .find(|e| e["type"] == "symlink")
+            .expect("one");
         assert!(link["target"].is_string() && link.get("mode").is_none());
         let files = entries.iter().filter(|e| e["type"] == "file").count();
         assert_eq!(files, 4);

@@ -262,11 +262,10 @@ mod tests {
                 Some(".wh..opq") => {
                     let dir = format!("{dir}/");
                     assert!(e.fs.get(&dir).is_some(), "opaque {dir} kept");
-                    let below = e
-                        .fs
-                        .iter()
-                        .filter(|(p, _)| p.starts_with(&dir) && **p != dir)
-                        .count();
+                    let below =
+                        e.fs.iter()
+                            .filter(|(p, _)| p.starts_with(&dir) && **p != dir)
+                            .count();
                     assert_eq!(below, 0, "{dir} is opaque but holds entries");
                 }
                 Some(deleted) => {
@@ -280,7 +279,10 @@ mod tests {
         }
         // The lower layer lost entries; the layers above are whole.
         let lower = layers[0].entry_count();
-        let left = e.fs.iter().filter(|(p, _)| p.starts_with("layer1/")).count() as u64;
+        let left =
+            e.fs.iter()
+                .filter(|(p, _)| p.starts_with("layer1/"))
+                .count() as u64;
         assert!(left < lower, "{left} of {lower} left");
         assert!(e.fs.get("layer3/1KB-file").is_some());
     }

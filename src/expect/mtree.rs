@@ -80,8 +80,7 @@ mod tests {
     #[test]
     fn one_full_path_line_per_entry() {
         let spec = crate::Spec::parse("2KB:tree=3:symlinks=1").expect("valid");
-        let expected =
-            Expected::new(&spec, &crate::Platform::default(), false).expect("computed");
+        let expected = Expected::new(&spec, &crate::Platform::default(), false).expect("computed");
         let mut out = Vec::new();
         write(&expected, &mut out).expect("written");
         let text = String::from_utf8(out).expect("ascii");
@@ -95,7 +94,10 @@ mod tests {
         assert!(files
             .iter()
             .all(|l| l.contains(" size=") && l.contains(" sha256digest=")));
-        let link = lines.iter().find(|l| l.contains("type=link")).expect("link");
+        let link = lines
+            .iter()
+            .find(|l| l.contains("type=link"))
+            .expect("link");
         assert!(!link.contains("mode="), "{link}");
     }
 }
