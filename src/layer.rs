@@ -70,7 +70,9 @@ fn entry_size(entry: &Entry) -> u64 {
 
 fn path_and_link(entry: &Entry) -> (&str, Option<&str>) {
     match entry {
-        Entry::Symlink { path, target } | Entry::Hardlink { path, target } => (path, Some(target)),
+        Entry::Symlink { path, target } | Entry::Hardlink { path, target, .. } => {
+            (path, Some(target))
+        }
         other => (other.path(), None),
     }
 }
@@ -166,9 +168,8 @@ impl<W: Write> TarWriter<W> {
             Entry::Symlink { path, target } => {
                 self.link(path, target, EntryType::Symlink, 0o777)?;
             }
-            // A hard link's mode is its file's; readers take it from there.
-            Entry::Hardlink { path, target } => {
-                self.link(path, target, EntryType::Link, 0o644)?;
+            Entry::Hardlink { path, target, mode } => {
+                self.link(path, target, EntryType::Link, *mode)?;
             }
             Entry::Whiteout(path) => self.entry(path, 0, EntryType::Regular, 0o644)?,
         }

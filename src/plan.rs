@@ -53,6 +53,10 @@ pub enum Entry {
         path: String,
         /// The file's path, relative to the root as every path here.
         target: String,
+        /// The file's permission bits. A link and its file are one inode, so the header
+        /// carries the file's: docker applies a hard link header's mode to the inode,
+        /// and a different one there would change the file's mode under docker alone.
+        mode: u32,
     },
     /// A `.wh.NAME` or `.wh..wh..opq` entry (see [`crate::rootfs::whiteout`]): an empty
     /// regular file in the tar, a deletion when applied.
@@ -240,6 +244,7 @@ impl LayerPlan {
                 TreeEntry::Hardlink { path, target } => Entry::Hardlink {
                     path: path.clone(),
                     target: target.clone(),
+                    mode: tree.file_mode(target).unwrap_or(0o644),
                 },
                 TreeEntry::Whiteout(path) => Entry::Whiteout(path.clone()),
                 TreeEntry::File(file) => {

@@ -274,6 +274,19 @@ impl Tree {
             .unwrap_or(self.entries.len())
     }
 
+    /// The permission bits of the regular file at `path`, found by its place in the
+    /// sorted entries.
+    pub fn file_mode(&self, path: &str) -> Option<u32> {
+        let i = self
+            .entries
+            .binary_search_by(|e| e.path().as_bytes().cmp(path.as_bytes()))
+            .ok()?;
+        match &self.entries[i] {
+            TreeEntry::File(file) => Some(file.mode),
+            _ => None,
+        }
+    }
+
     /// How many directories it holds, its top included.
     pub fn dirs(&self) -> u64 {
         self.entries

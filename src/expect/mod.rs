@@ -126,7 +126,7 @@ impl Expected {
                         replace(&mut fs, &path);
                         fs.add(path, Node::Symlink { target });
                     }
-                    Entry::Hardlink { path, target } => {
+                    Entry::Hardlink { path, target, .. } => {
                         // The target is a file this layer holds earlier: hashed once.
                         let node = fs.get(&target).cloned();
                         replace(&mut fs, &path);
@@ -296,10 +296,14 @@ mod tests {
         let mut links = 0;
         for entry in layer.entries() {
             match entry {
-                Entry::Hardlink { path, target } => {
+                Entry::Hardlink { path, target, mode } => {
                     links += 1;
                     let node = e.fs.get(&path).expect("link kept");
-                    assert!(matches!(node, Node::File { .. }), "{path}: {node:?}");
+                    // The link's header carries its file's mode: docker applies it.
+                    assert!(
+                        matches!(node, Node::File { mode: m, .. } if *m == mode),
+                        "{path}: {node:?}, link mode {mode:o}"
+                    );
                     assert_eq!(Some(node), e.fs.get(&target), "{path} -> {target}");
                 }
                 Entry::Symlink { path, target } => {
