@@ -34,11 +34,16 @@ pub struct VerifyArgs {
     pub rootfs: Option<PathBuf>,
 
     /// The layer list DIR was unpacked from (with `--rootfs`)
-    #[arg(long, value_name = "SPEC", requires = "rootfs")]
+    #[arg(
+        long,
+        value_name = "SPEC",
+        requires = "rootfs",
+        conflicts_with = "source"
+    )]
     pub spec: Option<String>,
 
     /// With `--rootfs`: the image was built with `--shared-layers`
-    #[arg(long, requires = "rootfs")]
+    #[arg(long, requires = "rootfs", conflicts_with = "source")]
     pub shared_layers: bool,
 
     /// The platform of a `cache:SPEC` image, `os/arch[/variant]`, or a comma-separated list
