@@ -41,8 +41,14 @@ fn main() -> support::Result<()> {
     }
     let (oracle, build) = (median(oracle), median(build));
     let ratio = oracle.as_secs_f64() / build.as_secs_f64();
-    println!("expect {list} > /dev/null        {:>8.3} s", oracle.as_secs_f64());
-    println!("build {list} --no-cache to oci:  {:>8.3} s", build.as_secs_f64());
+    println!(
+        "expect {list} > /dev/null        {:>8.3} s",
+        oracle.as_secs_f64()
+    );
+    println!(
+        "build {list} --no-cache to oci:  {:>8.3} s",
+        build.as_secs_f64()
+    );
     println!(
         "ratio {ratio:.2}× (target ≤ {TARGET:.1}×): {}",
         if ratio <= TARGET { "met" } else { "MISSED" }

@@ -74,7 +74,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Print the image tag `serve` knows a spec by
     Tag(serve::TagArgs),
-    /// Read every blob of an image again and check it against its digests and its spec
+    /// Read every blob of an image again and check it against its digests and its spec, or an
+    /// unpacked root filesystem against a spec (`--rootfs DIR --spec SPEC`)
     Verify(verify::VerifyArgs),
     /// Print the root filesystem a spec's image unpacks to (mtree or JSON), without building it
     Expect(expect::ExpectArgs),
