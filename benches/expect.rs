@@ -20,7 +20,10 @@ const TARGET: f64 = 1.0;
 
 fn main() -> support::Result<()> {
     let Settings {
-        list, rounds, work, ..
+        list,
+        spec,
+        rounds,
+        work,
     } = Settings::from_env("expect", "512MB:tree=100000", 3)?;
     let dir = work.path();
     let (mut oracle, mut build) = (Vec::new(), Vec::new());
@@ -48,6 +51,10 @@ fn main() -> support::Result<()> {
     println!(
         "build {list} --no-cache to oci:  {:>8.3} s",
         build.as_secs_f64()
+    );
+    println!(
+        "expect generates and hashes {:.0} MiB/s",
+        spec.total_size() as f64 / oracle.as_secs_f64() / f64::from(1 << 20)
     );
     println!(
         "ratio {ratio:.2}× (target ≤ {TARGET:.1}×): {}",
