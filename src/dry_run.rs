@@ -400,7 +400,7 @@ fn estimate(plan: &LayerPlan, options: &Options) -> LayerEstimate {
             .take(options.entries)
             .map(|e| match e {
                 Entry::Symlink { path, target } => format!("{path} -> {target}"),
-                Entry::Hardlink { path, target } => format!("{path} link to {target}"),
+                Entry::Hardlink { path, target, .. } => format!("{path} link to {target}"),
                 other => other.path().to_owned(),
             })
             .collect(),

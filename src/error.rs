@@ -43,6 +43,10 @@ pub enum Error {
     #[error(transparent)]
     // Boxed: its blob, place and two values would make every `Result<_, Error>` larger.
     Image(Box<crate::verify::ImageError>),
+    /// `verify --rootfs` found the directory different from what the spec's image unpacks to.
+    #[error(transparent)]
+    // Boxed as `Image` is: a path, two values and a root.
+    Rootfs(Box<crate::verify::RootfsMismatch>),
     /// A push failed, or its source or options are invalid.
     #[cfg(feature = "registry")]
     #[error(transparent)]
@@ -265,6 +269,7 @@ impl Error {
             Self::Reference(e) => e.hint().map(str::to_owned),
             Self::Source(e) => e.hint(),
             Self::Image(e) => e.hint(),
+            Self::Rootfs(e) => Some(e.hint()),
             Self::Platform(e) => Some(e.hint().to_owned()),
             Self::Output(e) => Some(e.hint().to_owned()),
             #[cfg(feature = "registry")]
@@ -389,6 +394,9 @@ pub enum UsageError {
         /// The spec or platform list that asks for it.
         value: String,
     },
+    /// A command about one image's root filesystem is given a platform list.
+    #[error("`--platform {0}` names more than one platform")]
+    OnePlatform(String),
     /// `--compression` names an encoding other than `gzip`, `zstd` or `none`.
     #[error("unknown compression `{0}`")]
     Compression(String),
@@ -417,6 +425,9 @@ impl UsageError {
                 "an engine's build writes plain layers for one platform, and a Dockerfile cannot delete what a lower layer holds: use the native builder (`--builder native`, the default)",
             ),
             Self::Compression(_) => Some("compression is `gzip`, `zstd` or `none`"),
+            Self::OnePlatform(_) => Some(
+                "each platform's image unpacks to a root filesystem of its own: give one, e.g. `--platform linux/arm64`, and run once per platform",
+            ),
             _ => None,
         }
     }

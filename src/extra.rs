@@ -40,13 +40,13 @@ pub(crate) fn add(
             _ => None,
         })
         .collect();
-    let files: Vec<String> = entries
+    let (files, modes): (Vec<String>, Vec<u32>) = entries
         .iter()
         .filter_map(|e| match e {
-            TreeEntry::File(f) => Some(f.path.clone()),
+            TreeEntry::File(f) => Some((f.path.clone(), f.mode)),
             _ => None,
         })
-        .collect();
+        .unzip();
 
     for _ in 0..extra.dirs {
         let parent = &dirs[below(&mut rng, dirs.len())];
@@ -88,9 +88,14 @@ pub(crate) fn add(
     }
 
     for k in 0..extra.hardlinks {
-        let target = files[below(&mut rng, files.len())].clone();
+        let at = below(&mut rng, files.len());
+        let target = files[at].clone();
         let path = unique(&mut taken, &format!("{target}.link{}", k + 1));
-        entries.push(TreeEntry::Hardlink { path, target });
+        entries.push(TreeEntry::Hardlink {
+            path,
+            target,
+            mode: modes[at],
+        });
     }
 
     if extra.whiteouts > 0 {

@@ -153,9 +153,8 @@ impl<W: Write> TarWriter<W> {
             Entry::Symlink { path, target } => {
                 self.link(path, target, EntryType::Symlink, 0o777)?;
             }
-            // A hard link's mode is its file's; readers take it from there.
-            Entry::Hardlink { path, target } => {
-                self.link(path, target, EntryType::Link, 0o644)?;
+            Entry::Hardlink { path, target, mode } => {
+                self.link(path, target, EntryType::Link, *mode)?;
             }
             Entry::Whiteout(path) => self.entry(path, 0, EntryType::Regular, 0o644)?,
         }

@@ -33,6 +33,7 @@ pub mod digest;
 pub mod dry_run;
 pub mod engine;
 mod error;
+pub mod expect;
 mod extra;
 pub mod fixture;
 pub(crate) mod image;

@@ -39,7 +39,9 @@ impl Listing {
             .map(|entry| match entry {
                 TreeEntry::Dir(path) => Entry::Dir(path),
                 TreeEntry::Symlink { path, target } => Entry::Symlink { path, target },
-                TreeEntry::Hardlink { path, target } => Entry::Hardlink { path, target },
+                TreeEntry::Hardlink { path, target, mode } => {
+                    Entry::Hardlink { path, target, mode }
+                }
                 TreeEntry::Whiteout(path) => Entry::Whiteout(path),
                 TreeEntry::File(file) => {
                     index += 1;
@@ -105,6 +107,10 @@ pub enum Entry {
         path: String,
         /// The file's path, relative to the root as every path here.
         target: String,
+        /// The file's permission bits. A link and its file are one inode, so the header
+        /// carries the file's: docker applies a hard link header's mode to the inode,
+        /// and a different one there would change the file's mode under docker alone.
+        mode: u32,
     },
     /// A `.wh.NAME` or `.wh..wh..opq` entry (see [`crate::rootfs::whiteout`]): an empty
     /// regular file in the tar, a deletion when applied.
@@ -262,7 +268,7 @@ impl LayerPlan {
                 link: None,
                 file: Some(f.size),
             },
-            Entry::Symlink { path, target } | Entry::Hardlink { path, target } => Measure {
+            Entry::Symlink { path, target } | Entry::Hardlink { path, target, .. } => Measure {
                 path,
                 link: Some(target),
                 file: None,

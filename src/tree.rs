@@ -189,10 +189,12 @@ pub(crate) enum TreeEntry {
         path: String,
         target: String,
     },
-    /// `target`: a regular file of the same layer, which the tar holds before the link.
+    /// `target`: a regular file of the same layer, which the tar holds before the link;
+    /// `mode`: that file's.
     Hardlink {
         path: String,
         target: String,
+        mode: u32,
     },
     /// A `.wh.NAME` or `.wh..wh..opq` entry, in a lower layer's directory.
     Whiteout(String),

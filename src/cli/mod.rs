@@ -3,6 +3,7 @@
 
 mod cache;
 mod dry_run;
+pub mod expect;
 pub mod serve;
 pub mod verify;
 pub mod warm;
@@ -73,8 +74,11 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Print the image tag `serve` knows a spec by
     Tag(serve::TagArgs),
-    /// Read every blob of an image again and check it against its digests and its spec
+    /// Read every blob of an image again and check it against its digests and its spec, or an
+    /// unpacked root filesystem against a spec (`--rootfs DIR --spec SPEC`)
     Verify(verify::VerifyArgs),
+    /// Print the root filesystem a spec's image unpacks to (mtree or JSON), without building it
+    Expect(expect::ExpectArgs),
     /// Show an image's digests, platforms, spec, and each layer's sizes and entry counts
     Inspect(verify::InspectArgs),
 }
@@ -481,6 +485,7 @@ pub fn main(cli: &Cli) -> Result<(), Error> {
         (Some(Command::Tag(args)), _) => serve::tag(args),
         (Some(Command::Verify(args)), _) => verify::run_verify(args),
         (Some(Command::Inspect(args)), _) => verify::run_inspect(args),
+        (Some(Command::Expect(args)), _) => expect::run(args),
         (None, Some(args)) => match &args.emit_context {
             Some(dir) => emit_context(args, dir),
             None if args.dry_run => dry_run::run(args),

@@ -1,19 +1,53 @@
 //! `image-maker verify SOURCE` and `image-maker inspect SOURCE [--json]`.
 
+use std::path::PathBuf;
+
+use crate::expect::Expected;
 use crate::source::Source;
 use crate::units::human_size;
 use crate::verify::{self, Report};
-use crate::{Error, Platform};
+use crate::{Error, Platform, Spec};
 
-/// `image-maker verify SOURCE`.
+const VERIFY_HELP: &str = "\
+With --rootfs DIR --spec SPEC, no image is read: DIR, an unpacked root filesystem (umoci
+unpack's rootfs/, or `docker export` extracted as root), is compared with what SPEC's image
+unpacks to (`image-maker expect SPEC`): type, mode bits, size, bytes (streamed, hashed)
+and link target of every path, links not followed. Below each top directory the image
+holds (layer1, layer2, …) a path the image lacks is an error too: a whiteout the unpacker
+did not apply shows that way. Other top-level entries, such as the /etc, /dev, /proc,
+/sys and /.dockerenv an engine adds, are ignored. Owners and times are not compared.";
+
+/// `image-maker verify SOURCE` or `image-maker verify --rootfs DIR --spec SPEC`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = VERIFY_HELP)]
 pub struct VerifyArgs {
     /// The image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker://REF` or `cache:SPEC`
-    #[arg(value_name = "SOURCE")]
-    pub source: String,
+    #[arg(
+        value_name = "SOURCE",
+        required_unless_present = "rootfs",
+        conflicts_with = "rootfs"
+    )]
+    pub source: Option<String>,
+
+    /// An unpacked root filesystem to check against `--spec` instead of an image
+    #[arg(long, value_name = "DIR", requires = "spec")]
+    pub rootfs: Option<PathBuf>,
+
+    /// The layer list DIR was unpacked from (with `--rootfs`)
+    #[arg(
+        long,
+        value_name = "SPEC",
+        requires = "rootfs",
+        conflicts_with = "source"
+    )]
+    pub spec: Option<String>,
+
+    /// With `--rootfs`: the image was built with `--shared-layers`
+    #[arg(long, requires = "rootfs", conflicts_with = "source")]
+    pub shared_layers: bool,
 
     /// The platform of a `cache:SPEC` image, `os/arch[/variant]`, or a comma-separated list
-    /// for an index
+    /// for an index; with `--rootfs`, the one platform DIR was unpacked from
     #[arg(long, value_name = "P", default_value = "linux/amd64")]
     pub platform: String,
 
@@ -41,13 +75,40 @@ pub struct InspectArgs {
 
 /// Checks every blob; the one-line summary goes to stderr with the other status lines.
 pub fn run_verify(args: &VerifyArgs) -> Result<(), Error> {
-    let source = Source::parse(&args.source)?;
+    let (Some(text), None) = (&args.source, &args.rootfs) else {
+        return run_verify_rootfs(args);
+    };
+    let source = Source::parse(text)?;
     let platforms = Platform::parse_list(&args.platform)?;
     // Per-layer lines only on a terminal: the summary is the answer.
     let mut progress = super::progress(args.quiet);
     let report = verify::verify(&source, &platforms, &mut progress)?;
     if !args.quiet {
         progress.stage(report.summary());
+    }
+    Ok(())
+}
+
+/// `--rootfs DIR --spec SPEC`: the directory against the oracle.
+fn run_verify_rootfs(args: &VerifyArgs) -> Result<(), Error> {
+    // clap's `requires` makes both present here.
+    let (Some(dir), Some(text)) = (&args.rootfs, &args.spec) else {
+        return Ok(());
+    };
+    let spec = Spec::parse(text)?;
+    let platform = super::expect::one_platform(&args.platform)?;
+    let progress = super::progress(args.quiet);
+    let expected = Expected::new(&spec, &platform, args.shared_layers)?;
+    let counts = verify::verify_rootfs(dir, &expected)?;
+    if !args.quiet {
+        progress.stage(format!(
+            "rootfs {} matches {text}: {} entries ({} files, {} dirs, {} links)",
+            dir.display(),
+            counts.total(),
+            counts.files,
+            counts.dirs,
+            counts.links
+        ));
     }
     Ok(())
 }

@@ -4,10 +4,12 @@
 //! decoded tar against the config's `diff_id`, and — for images image-maker made, which
 //! carry their spec in a label — every entry and every byte against what the spec
 //! generates. It stops at the first difference and names the blob, the place and both
-//! values. Inspect reads the same way and reports what it finds.
+//! values. Inspect reads the same way and reports what it finds. [`rootfs`] checks an
+//! unpacked directory rather than an image.
 
 mod error;
 mod layer;
+pub mod rootfs;
 
 use std::io::Read;
 
@@ -16,6 +18,7 @@ use serde_json::Value;
 
 pub use error::{ImageError, Place};
 pub use layer::LayerReport;
+pub use rootfs::{verify_rootfs, RootfsMismatch};
 
 use crate::content::seed;
 use crate::image::SPEC_LABEL;

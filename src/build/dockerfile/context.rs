@@ -83,7 +83,7 @@ fn write_layer(
                 std::os::unix::fs::symlink(&target, &path).map_err(write_error(&path, needed))?;
                 continue;
             }
-            Entry::Hardlink { path, target } => {
+            Entry::Hardlink { path, target, .. } => {
                 let path = dir.join(path);
                 fs::hard_link(dir.join(&target), &path).map_err(write_error(&path, needed))?;
                 continue;
