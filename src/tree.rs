@@ -316,24 +316,24 @@ impl TreeEntry {
 /// is not among the entries (the caller sorts whole paths then).
 fn tar_order(entries: &[TreeEntry]) -> Option<Vec<usize>> {
     let mut children: HashMap<&str, Vec<usize>> = HashMap::default();
+    // Each entry's name within its directory, a directory's with its `/`.
+    let mut names: Vec<&str> = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         let path = entry.path();
         let trimmed = path.strip_suffix('/').unwrap_or(path);
-        let parent = trimmed.rfind('/').map_or("", |at| &trimmed[..at]);
+        let (parent, start) = trimmed
+            .rfind('/')
+            .map_or(("", 0), |at| (&trimmed[..at], at + 1));
+        names.push(&path[start..]);
         children.entry(parent).or_default().push(i);
     }
-    let name = |i: usize| -> &str {
-        let path = entries[i].path();
-        let trimmed = path.strip_suffix('/').unwrap_or(path);
-        // With its `/`, for a directory.
-        &path[trimmed.rfind('/').map_or(0, |at| at + 1)..]
-    };
+    let name = |i: usize| names[i].as_bytes();
     let mut order = Vec::with_capacity(entries.len());
     // Depth first: a stack of sibling lists, each sorted and read from its front.
     let mut stack: Vec<std::vec::IntoIter<usize>> = Vec::new();
     let mut visit = |dir: &str, stack: &mut Vec<std::vec::IntoIter<usize>>| {
         if let Some(mut kids) = children.remove(dir) {
-            kids.sort_unstable_by(|&a, &b| name(a).as_bytes().cmp(name(b).as_bytes()));
+            kids.sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
             stack.push(kids.into_iter());
         }
     };
