@@ -37,19 +37,8 @@ fn the_loaded_image_holds_the_generated_files() {
     let spec = "1MB,3KB:files=3,5KB:tree=70";
     let image = EngineImage::new(docker, "export");
     run_ok(image_maker().args(["-q", "-s", spec, "-o", "engine", &image.reference]));
-    // A container is never started: `create` + `export` reads the filesystem as docker stored it.
-    let id = stdout(&run_ok(docker.cmd().args([
-        "create",
-        &image.reference,
-        "/none",
-    ])))
-    .trim()
-    .to_owned();
     let tmp = tempdir();
-    let tar = tmp.path().join("fs.tar");
-    let exported = run(docker.cmd().args(["export", "-o", path_str(&tar), &id]));
-    let _ = docker.cmd().args(["rm", "-f", &id]).output();
-    assert!(exported.status.success(), "{}", stderr(&exported));
+    let tar = docker_export(docker, &image.reference, tmp.path());
     let root = tmp.path().join("root");
     tar::Archive::new(std::fs::File::open(&tar).expect("tar"))
         .unpack(&root)

@@ -106,18 +106,8 @@ fn docker_export_holds_what_expect_says() {
         "engine",
         &image.reference,
     ]));
-    let id = stdout(&run_ok(docker.cmd().args([
-        "create",
-        &image.reference,
-        "/none",
-    ])))
-    .trim()
-    .to_owned();
     let tmp = tempdir();
-    let tar = tmp.path().join("fs.tar");
-    let exported = run(docker.cmd().args(["export", "-o", path_str(&tar), &id]));
-    let _ = docker.cmd().args(["rm", "-f", &id]).output();
-    assert!(exported.status.success(), "{}", stderr(&exported));
+    let tar = docker_export(docker, &image.reference, tmp.path());
     let root = tmp.path().join("root");
     fs::create_dir(&root).expect("mkdir");
     // GNU tar as root keeps owners and modes, as an unpacker would.

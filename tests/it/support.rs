@@ -451,6 +451,19 @@ pub fn assert_engine_picked(image: &EngineImage, built: &serde_json::Value, plat
 }
 
 /// Asserts that `oci-image-tool validate` passes on the OCI layout at `dir`, image `tag`.
+/// The filesystem of the image `reference` as docker stores it, as a tar in `into`: a
+/// container is created, never started, exported and removed.
+pub fn docker_export(docker: Tool, reference: &str, into: &Path) -> PathBuf {
+    let id = stdout(&run_ok(docker.cmd().args(["create", reference, "/none"])))
+        .trim()
+        .to_owned();
+    let tar = into.join("fs.tar");
+    let exported = run(docker.cmd().args(["export", "-o", path_str(&tar), &id]));
+    let _ = docker.cmd().args(["rm", "-f", &id]).output();
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    tar
+}
+
 pub fn assert_valid_layout(oci_image_tool: Tool, dir: &Path, tag: &str) {
     let out = run_ok(oci_image_tool.cmd().args([
         "validate",
