@@ -394,6 +394,9 @@ pub enum UsageError {
         /// The spec or platform list that asks for it.
         value: String,
     },
+    /// `verify --rootfs DIR` names no directory.
+    #[error("--rootfs `{}` is not a directory", .0.display())]
+    RootfsNotADirectory(std::path::PathBuf),
     /// A command about one image's root filesystem is given a platform list.
     #[error("`--platform {0}` names more than one platform")]
     OnePlatform(String),
@@ -425,6 +428,9 @@ impl UsageError {
                 "an engine's build writes plain layers for one platform, and a Dockerfile cannot delete what a lower layer holds: use the native builder (`--builder native`, the default)",
             ),
             Self::Compression(_) => Some("compression is `gzip`, `zstd` or `none`"),
+            Self::RootfsNotADirectory(_) => Some(
+                "give the unpacked root filesystem, e.g. `bundle/rootfs` after `umoci unpack --image DIR:TAG bundle`",
+            ),
             Self::OnePlatform(_) => Some(
                 "each platform's image unpacks to a root filesystem of its own: give one, e.g. `--platform linux/arm64`, and run once per platform",
             ),

@@ -96,6 +96,9 @@ fn run_verify_rootfs(args: &VerifyArgs) -> Result<(), Error> {
         return Ok(());
     };
     let spec = Spec::parse(text)?;
+    if !dir.is_dir() {
+        return Err(crate::error::UsageError::RootfsNotADirectory(dir.clone()).into());
+    }
     let platform = super::expect::one_platform(&args.platform)?;
     let progress = super::progress(args.quiet);
     let expected = Expected::new(&spec, &platform, args.shared_layers)?;

@@ -373,7 +373,7 @@ pub enum SpecError {
     #[error("`whiteouts` in `{0}`: the first layer has no layer below it to delete from")]
     WhiteoutsOnFirstLayer(String),
     /// More whiteouts than the layers below hold entries to delete.
-    #[error("`{token}` asks for {whiteouts} whiteouts but the layers below hold only {available} entries a whiteout can delete")]
+    #[error("`{token}` asks for {whiteouts} whiteouts, more than the {available} files, links and directories the layers below leave to delete")]
     TooManyWhiteouts {
         /// The entry as given.
         token: String,
@@ -391,6 +391,17 @@ pub enum SpecError {
     /// `sizes=` in an entry without `tree=`: a flat layer's files are always equal.
     #[error("`sizes` applies to `tree=` layers only, in `{0}`")]
     SizesWithoutTree(String),
+    /// A `symlinks=`, `hardlinks=`, `whiteouts=` or `dirs=` count is not a whole number
+    /// (up to ten million).
+    #[error("`{option}={value}` in `{token}` is not a whole number from 0 to 10000000")]
+    BadCount {
+        /// The option's name.
+        option: String,
+        /// The count as given.
+        value: String,
+        /// The entry as given.
+        token: String,
+    },
     /// A file count has characters other than digits, or does not fit in 64 bits.
     #[error("`{option}={value}` in `{token}` is not a positive whole number")]
     BadFileCount {
@@ -542,6 +553,9 @@ impl SpecError {
             ),
             Self::WhiteoutsOnFirstLayer(_) | Self::TooManyWhiteouts { .. } => Some(
                 "a whiteout deletes a file, link or directory of a lower layer: give `whiteouts=N` to the second layer or a later one, e.g. `8MB:tree=500,1MB:whiteouts=5`",
+            ),
+            Self::BadCount { .. } => Some(
+                "`symlinks=N`, `hardlinks=N`, `whiteouts=N` and `dirs=N` count entries of a kind, e.g. `8MB:tree=500:symlinks=20:dirs=5`",
             ),
             Self::MoreFilesThanBytes { .. } => Some(
                 "a layer holds at least one byte per file: give fewer files or a larger size, e.g. `10KB:tree=20`",
@@ -881,7 +895,7 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
                     .then(|| value.parse::<u64>().ok())
                     .flatten()
                     .filter(|n| *n <= MAX_EXTRA)
-                    .ok_or_else(|| SpecError::BadFileCount {
+                    .ok_or_else(|| SpecError::BadCount {
                         option: key.to_owned(),
                         value: value.to_owned(),
                         token: token.to_owned(),

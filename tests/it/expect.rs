@@ -324,6 +324,10 @@ fn usage_errors_exit_2() {
             ],
             "more than one platform",
         ),
+        (
+            vec!["verify", "--rootfs", "/nonexistent/rootfs", "--spec", "1MB"],
+            "`/nonexistent/rootfs` is not a directory",
+        ),
     ] {
         let out = run(image_maker().args(&args));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
