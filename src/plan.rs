@@ -167,13 +167,13 @@ pub fn layer(spec: &Spec, number: u32) -> LayerPlan {
 fn remaining(lower: &[LayerPlan]) -> Vec<String> {
     let mut fs = Rootfs::default();
     for plan in lower {
-        let top = format!("{}/", plan.dir());
         for entry in plan.entries() {
             match entry {
                 Entry::Whiteout(path) => {
                     fs.apply_whiteout(&path);
                 }
-                Entry::Dir(path) if path == top => {}
+                // Any layer's top: a whiteout layer's tar declares the tops it deletes in.
+                Entry::Dir(path) if path.find('/') == Some(path.len() - 1) => {}
                 other => fs.add(other.path().to_owned(), ()),
             }
         }
@@ -476,6 +476,37 @@ mod tests {
                 assert_eq!(sorted, all, "{list}, layer {}", layer.number);
             }
         }
+    }
+
+    #[test]
+    fn whiteouts_never_take_a_layers_top_directory() {
+        // Layer 3 draws from what layers 1 and 2 leave, layer 2's tar declaring `layer1/`.
+        let layers = plan("64KB:tree=40,1KB:whiteouts=3,1KB:whiteouts=30");
+        for layer in &layers[1..] {
+            for entry in layer.entries() {
+                if let Entry::Whiteout(path) = entry {
+                    assert!(path.matches('/').count() >= 1, "{path}");
+                    assert!(
+                        !(path.ends_with("/.wh..wh..opq") && path.matches('/').count() == 1),
+                        "{path}"
+                    );
+                }
+            }
+        }
+        let count = |n: usize| {
+            layers[n]
+                .entries()
+                .filter(|e| matches!(e, Entry::Whiteout(_)))
+                .count()
+        };
+        assert_eq!((count(1), count(2)), (3, 30));
+        let left = remaining(&layers[..2]);
+        assert!(!left.is_empty());
+        assert!(
+            left.iter()
+                .all(|p| p.find('/').is_some_and(|at| at + 1 < p.len())),
+            "a top directory among {left:?}"
+        );
     }
 
     #[test]
