@@ -6,9 +6,10 @@ use std::collections::HashSet;
 
 use rand_chacha::ChaCha8Rng;
 
+use crate::entry::Entry;
 use crate::rootfs::{OPAQUE, WHITEOUT};
 use crate::spec::Extra;
-use crate::tree::{self, below, TreeEntry, EXTENSIONS, FILE_STEMS};
+use crate::tree::{self, below, EXTENSIONS, FILE_STEMS};
 
 /// Names of empty directories, as package managers and base images leave them.
 const EMPTY_NAMES: &[&str] = &[
@@ -18,13 +19,7 @@ const EMPTY_NAMES: &[&str] = &[
 /// Adds `extra`'s entries to `entries`, the listing of the layer whose top directory is
 /// `top`. `lower` holds what the layers below leave (tar-form paths, sorted bytewise, their
 /// top directories left out): what symlinks may point into and whiteouts may delete.
-pub(crate) fn add(
-    entries: &mut Vec<TreeEntry>,
-    top: &str,
-    key: &str,
-    extra: &Extra,
-    lower: &[String],
-) {
+pub(crate) fn add(entries: &mut Vec<Entry>, top: &str, key: &str, extra: &Extra, lower: &[String]) {
     if extra.total() == 0 {
         return;
     }
@@ -36,14 +31,14 @@ pub(crate) fn add(
     let dirs: Vec<String> = entries
         .iter()
         .filter_map(|e| match e {
-            TreeEntry::Dir(d) => Some(d.clone()),
+            Entry::Dir(d) => Some(d.clone()),
             _ => None,
         })
         .collect();
     let (files, modes): (Vec<String>, Vec<u32>) = entries
         .iter()
         .filter_map(|e| match e {
-            TreeEntry::File(f) => Some((f.path.clone(), f.mode)),
+            Entry::File(f) => Some((f.path.clone(), f.mode)),
             _ => None,
         })
         .unzip();
@@ -52,7 +47,7 @@ pub(crate) fn add(
         let parent = &dirs[below(&mut rng, dirs.len())];
         let name = EMPTY_NAMES[below(&mut rng, EMPTY_NAMES.len())];
         let path = unique(&mut taken, &format!("{parent}{name}"));
-        entries.push(TreeEntry::Dir(format!("{path}/")));
+        entries.push(Entry::Dir(format!("{path}/")));
     }
 
     let longest = files.iter().max_by_key(|f| f.len()).cloned();
@@ -84,14 +79,14 @@ pub(crate) fn add(
             }
         };
         let path = unique(&mut taken, &format!("{dir}{stem}{ext}"));
-        entries.push(TreeEntry::Symlink { path, target });
+        entries.push(Entry::Symlink { path, target });
     }
 
     for k in 0..extra.hardlinks {
         let at = below(&mut rng, files.len());
         let target = files[at].clone();
         let path = unique(&mut taken, &format!("{target}.link{}", k + 1));
-        entries.push(TreeEntry::Hardlink {
+        entries.push(Entry::Hardlink {
             path,
             target,
             mode: modes[at],
@@ -136,7 +131,7 @@ fn relative(from: &str, to: &str) -> String {
 /// below another, or below the opaque directory, or above either: each entry is deleted
 /// once, and no directory this layer declares is one it deletes.
 fn whiteouts(
-    entries: &mut Vec<TreeEntry>,
+    entries: &mut Vec<Entry>,
     top: &str,
     rng: &mut ChaCha8Rng,
     count: u64,
@@ -254,10 +249,10 @@ fn whiteouts(
         for (at, _) in entry.match_indices('/') {
             let dir = &entry[..=at];
             if declared.insert(dir.to_owned()) {
-                entries.push(TreeEntry::Dir(dir.to_owned()));
+                entries.push(Entry::Dir(dir.to_owned()));
             }
         }
-        entries.push(TreeEntry::Whiteout(entry));
+        entries.push(Entry::Whiteout(entry));
     }
     debug_assert!(!top.is_empty());
 }
@@ -291,13 +286,13 @@ mod tests {
         .map(|s| (*s).to_owned())
         .collect();
         for seed in 0..20 {
-            let mut entries = vec![TreeEntry::Dir("layer2/".into())];
+            let mut entries = vec![Entry::Dir("layer2/".into())];
             let mut rng = tree::rng("test", &seed.to_string());
             whiteouts(&mut entries, "layer2", &mut rng, 4, &lower);
             let outs: Vec<&str> = entries
                 .iter()
                 .filter_map(|e| match e {
-                    TreeEntry::Whiteout(p) => Some(p.as_str()),
+                    Entry::Whiteout(p) => Some(p.as_str()),
                     _ => None,
                 })
                 .collect();

@@ -32,6 +32,7 @@ pub mod content;
 pub mod digest;
 pub mod dry_run;
 pub mod engine;
+mod entry;
 mod error;
 pub mod expect;
 mod extra;

@@ -5,9 +5,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::content::FileContent;
+pub use crate::entry::{Entry, FilePlan};
 use crate::rootfs::Rootfs;
 use crate::spec::{format_size, LayerSpec, Layout, Spec};
-use crate::tree::{Sizes, Tree, TreeEntry, TreeFile};
+use crate::tree::{self, Sizes, Tree};
 
 /// One layer's directory and files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,114 +19,7 @@ pub struct LayerPlan {
     pub spec: LayerSpec,
     /// The entries of a tree layer, or of any layer with links, whiteouts or empty
     /// directories, made once; a plain flat layer's are computed as they are read.
-    tree: Option<Arc<Listing>>,
-}
-
-/// A listed layer's entries in tar order, made once.
-#[derive(Debug, PartialEq, Eq)]
-struct Listing {
-    entries: Vec<Entry>,
-    /// Where each file's part starts in `entries` (see [`Tree`]), and the end.
-    parts: Vec<usize>,
-    dirs: u64,
-}
-
-impl Listing {
-    fn new(tree: Tree) -> Self {
-        let (tree_entries, parts) = tree.into_parts();
-        let mut index = 0;
-        let entries: Vec<Entry> = tree_entries
-            .into_iter()
-            .map(|entry| match entry {
-                TreeEntry::Dir(path) => Entry::Dir(path),
-                TreeEntry::Symlink { path, target } => Entry::Symlink { path, target },
-                TreeEntry::Hardlink { path, target, mode } => {
-                    Entry::Hardlink { path, target, mode }
-                }
-                TreeEntry::Whiteout(path) => Entry::Whiteout(path),
-                TreeEntry::File(file) => {
-                    index += 1;
-                    Entry::File(FilePlan {
-                        index: index - 1,
-                        path: file.path,
-                        size: file.size,
-                        mode: file.mode,
-                    })
-                }
-            })
-            .collect();
-        let dirs = entries
-            .iter()
-            .filter(|e| matches!(e, Entry::Dir(_)))
-            .count() as u64;
-        Self {
-            entries,
-            parts,
-            dirs,
-        }
-    }
-
-    /// Where file `index`'s part starts in `entries` (the file count: the end).
-    fn part_start(&self, index: u64) -> usize {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.parts.get(i).copied())
-            .unwrap_or(self.entries.len())
-    }
-}
-
-/// One regular file of a layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilePlan {
-    /// 0-based index within the layer; part of the content seed.
-    pub index: u64,
-    /// Path relative to the layer root, e.g. `layer1/1GB-file`.
-    pub path: String,
-    /// Bytes of content.
-    pub size: u64,
-    /// Permission bits: 0644, or a tree's 0755 and 0600.
-    pub mode: u32,
-}
-
-/// A tar entry of a layer, in the order the tar holds them (sorted by path).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    /// A directory path ending in `/`.
-    Dir(String),
-    /// A regular file and its content's size.
-    File(FilePlan),
-    /// A symbolic link and its target, as the link holds it.
-    Symlink {
-        /// Where the link is.
-        path: String,
-        /// Relative, absolute, or dangling.
-        target: String,
-    },
-    /// A hard link to `target`, a regular file the same layer holds earlier.
-    Hardlink {
-        /// Where the link is.
-        path: String,
-        /// The file's path, relative to the root as every path here.
-        target: String,
-        /// The file's permission bits. A link and its file are one inode, so the header
-        /// carries the file's: docker applies a hard link header's mode to the inode,
-        /// and a different one there would change the file's mode under docker alone.
-        mode: u32,
-    },
-    /// A `.wh.NAME` or `.wh..wh..opq` entry (see [`crate::rootfs::whiteout`]): an empty
-    /// regular file in the tar, a deletion when applied.
-    Whiteout(String),
-}
-
-impl Entry {
-    /// The entry's path in the tar.
-    pub fn path(&self) -> &str {
-        match self {
-            Self::Dir(path) | Self::Whiteout(path) => path,
-            Self::File(file) => &file.path,
-            Self::Symlink { path, .. } | Self::Hardlink { path, .. } => path,
-        }
-    }
+    tree: Option<Arc<Tree>>,
 }
 
 /// What an entry's tar bytes depend on: see [`LayerPlan::measures`].
@@ -138,8 +32,13 @@ pub(crate) struct Measure<'a> {
 
 /// The layers of a spec, in order.
 pub fn layers(spec: &Spec) -> Vec<LayerPlan> {
-    let mut plans: Vec<LayerPlan> = Vec::with_capacity(spec.layers().len());
-    for (layer, number) in spec.layers().iter().zip(1..) {
+    planned(spec.layers())
+}
+
+/// The plans of `layers`, bottom first, each made above those before it.
+fn planned(layers: &[LayerSpec]) -> Vec<LayerPlan> {
+    let mut plans: Vec<LayerPlan> = Vec::with_capacity(layers.len());
+    for (layer, number) in layers.iter().zip(1..) {
         let plan = LayerPlan::new(number, *layer, &plans);
         plans.push(plan);
     }
@@ -154,12 +53,9 @@ pub fn layer(spec: &Spec, number: u32) -> LayerPlan {
     if layer.extra.symlinks == 0 && layer.extra.whiteouts == 0 {
         return LayerPlan::new(number, layer, &[]);
     }
-    let mut plans: Vec<LayerPlan> = Vec::with_capacity(number as usize);
-    for (layer, n) in layers[..number as usize].iter().zip(1..) {
-        let plan = LayerPlan::new(n, *layer, &plans);
-        plans.push(plan);
-    }
-    plans.pop().expect("one layer at least")
+    planned(&layers[..number as usize])
+        .pop()
+        .expect("one layer at least")
 }
 
 /// What the layers `lower` leave, as tar-form paths sorted bytewise, their top directories
@@ -196,25 +92,14 @@ impl LayerPlan {
             } else {
                 Sizes::Skewed
             };
-            Some(Tree::draw(&top, &key, spec.files, spec.size, sizes))
+            Some(tree::draw(&top, &key, spec.files, spec.size, sizes))
         } else if spec.extra.total() > 0 {
             let flat = Self {
                 number,
                 spec,
                 tree: None,
             };
-            let listed = flat
-                .entries()
-                .map(|entry| match entry {
-                    Entry::File(f) => TreeEntry::File(TreeFile {
-                        path: f.path,
-                        size: f.size,
-                        mode: f.mode,
-                    }),
-                    other => TreeEntry::Dir(other.path().to_owned()),
-                })
-                .collect();
-            Some(listed)
+            Some(flat.entries().collect())
         } else {
             None
         };
@@ -227,7 +112,7 @@ impl LayerPlan {
             // Keyed apart from the tree: adding links to a layer moves none of its files.
             let key = format!("{}\0{number}", spec.content_canonical());
             crate::extra::add(&mut entries, &top, &key, &spec.extra, &below);
-            Arc::new(Listing::new(Tree::sorted(entries)))
+            Arc::new(Tree::sorted(entries))
         });
         Self { number, spec, tree }
     }

@@ -7,11 +7,12 @@
 //! The tree is made whole, then sorted into tar order: it costs memory in proportion to the
 //! number of entries (about 100 bytes each), which the layer's size does not bound.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use sha2::{Digest, Sha256};
+
+use crate::entry::{Entry, FilePlan};
 
 /// The deepest a file may sit below the layer's directory.
 const MAX_DEPTH: usize = 8;
@@ -162,42 +163,16 @@ const LONG_WORDS: &[&str] = &[
     "transitive",
 ];
 
-/// A regular file of a tree: where it is, how big, its mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TreeFile {
-    /// Path relative to the layer root, `layerN/…`.
-    pub path: String,
-    pub size: u64,
-    pub mode: u32,
-}
-
-/// A tree in tar order: directories (ending in `/`) and files, sorted by path.
+/// A layer's listing in tar order: entries sorted by path, files numbered in that order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Tree {
     /// Every entry; a file's index is its number among the files, in this order.
-    pub entries: Vec<TreeEntry>,
+    pub entries: Vec<Entry>,
     /// Where each file's part starts in `entries`: after the previous file, so with the
-    /// directories the file opens. One more, at the end, for "past the last file".
+    /// entries before it. One more, at the end, for "past the last file".
     parts: Vec<usize>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum TreeEntry {
-    Dir(String),
-    File(TreeFile),
-    Symlink {
-        path: String,
-        target: String,
-    },
-    /// `target`: a regular file of the same layer, which the tar holds before the link;
-    /// `mode`: that file's.
-    Hardlink {
-        path: String,
-        target: String,
-        mode: u32,
-    },
-    /// A `.wh.NAME` or `.wh..wh..opq` entry, in a lower layer's directory.
-    Whiteout(String),
+    /// How many directories it holds, its top included.
+    pub dirs: u64,
 }
 
 /// How a tree's file sizes are drawn.
@@ -209,70 +184,70 @@ pub(crate) enum Sizes {
     Even,
 }
 
-impl Tree {
-    /// The tree of `files` files holding `size` bytes under `top` (`layerN`); `key` names
-    /// the layer (its spec's canonical form and number) and seeds everything.
-    #[cfg(test)]
-    pub fn new(top: &str, key: &str, files: u64, size: u64, sizes: Sizes) -> Self {
-        Self::sorted(Self::draw(top, key, files, size, sizes))
+/// The tree of `files` files holding `size` bytes under `top` (`layerN`), unsorted (more
+/// entries may be added); `key` names the layer and seeds everything. File indexes are
+/// given when the listing is sorted ([`Tree::sorted`]).
+pub(crate) fn draw(top: &str, key: &str, files: u64, size: u64, sizes: Sizes) -> Vec<Entry> {
+    let mut rng = rng("image-maker tree v1", key);
+    let dirs = directories(&mut rng, top, files);
+    let sizes = match sizes {
+        Sizes::Skewed => skewed_sizes(&mut rng, files, size),
+        Sizes::Even => even_sizes(files, size),
+    };
+    // A file may not take a subdirectory's name, nor an earlier file's: the second
+    // `index.js` of a directory is `index.js-2`. Counted per directory and name, so that
+    // no path is hashed or copied for it.
+    let mut subdirs: HashMap<&str, Vec<&str>> = HashMap::default();
+    for dir in &dirs {
+        if let Some((parent, name)) = dir.path.rsplit_once('/') {
+            subdirs.entry(parent).or_default().push(name);
+        }
     }
-
-    /// The entries of [`new`](Self::new), before they are sorted: more may be added.
-    pub fn draw(top: &str, key: &str, files: u64, size: u64, sizes: Sizes) -> Vec<TreeEntry> {
-        let mut rng = rng("image-maker tree v1", key);
-        let dirs = directories(&mut rng, top, files);
-        let sizes = match sizes {
-            Sizes::Skewed => skewed_sizes(&mut rng, files, size),
-            Sizes::Even => even_sizes(files, size),
+    let mut uses: HashMap<(usize, &str, &str), u64> = HashMap::default();
+    let mut entries: Vec<Entry> = Vec::with_capacity(dirs.len() + sizes.len());
+    entries.extend(dirs.iter().map(|d| Entry::Dir(format!("{}/", d.path))));
+    let long: Vec<usize> = (0..dirs.len()).filter(|&d| dirs[d].long).collect();
+    let ordinary: Vec<usize> = (0..dirs.len()).filter(|&d| !dirs[d].long).collect();
+    for (i, size) in sizes.into_iter().enumerate() {
+        // The first file goes to the deepest long directory (a path over 255 bytes) and
+        // the fourth to the second (over 100), whatever the draws; the others favour
+        // the earlier, busier directories.
+        let at = match (i, long.as_slice()) {
+            (0, [.., deepest]) => *deepest,
+            (3, [_, second, ..]) => *second,
+            _ => ordinary[pick_dir(&mut rng, ordinary.len())],
         };
-        // A file may not take a subdirectory's name, nor an earlier file's: the second
-        // `index.js` of a directory is `index.js-2`. Counted per directory and name, so that
-        // no path is hashed or copied for it.
-        let mut subdirs: HashMap<&str, Vec<&str>> = HashMap::default();
-        for dir in &dirs {
-            if let Some((parent, name)) = dir.path.rsplit_once('/') {
-                subdirs.entry(parent).or_default().push(name);
-            }
-        }
-        let mut uses: HashMap<(usize, &str, &str), u64> = HashMap::default();
-        let mut entries: Vec<TreeEntry> = Vec::with_capacity(dirs.len() + sizes.len());
-        entries.extend(dirs.iter().map(|d| TreeEntry::Dir(format!("{}/", d.path))));
-        let long: Vec<usize> = (0..dirs.len()).filter(|&d| dirs[d].long).collect();
-        let ordinary: Vec<usize> = (0..dirs.len()).filter(|&d| !dirs[d].long).collect();
-        for (i, size) in sizes.into_iter().enumerate() {
-            // The first file goes to the deepest long directory (a path over 255 bytes) and
-            // the fourth to the second (over 100), whatever the draws; the others favour
-            // the earlier, busier directories.
-            let at = match (i, long.as_slice()) {
-                (0, [.., deepest]) => *deepest,
-                (3, [_, second, ..]) => *second,
-                _ => ordinary[pick_dir(&mut rng, ordinary.len())],
-            };
-            let dir = &dirs[at];
-            let non_ascii = i == 1 || one_in(&mut rng, 50);
-            let (stem, ext, mode) = file_name(&mut rng, dir, non_ascii);
-            let is_subdir = subdirs.get(dir.path.as_str()).is_some_and(|names| {
-                names.iter().any(|n| {
-                    n.len() == stem.len() + ext.len() && n.starts_with(stem) && n.ends_with(ext)
-                })
-            });
-            let earlier = uses.entry((at, stem, ext)).or_insert(0);
-            let taken = *earlier + u64::from(is_subdir);
-            *earlier += 1;
-            let path = match taken {
-                0 => format!("{}/{stem}{ext}", dir.path),
-                n => format!("{}/{stem}{ext}-{}", dir.path, n + 1),
-            };
-            entries.push(TreeEntry::File(TreeFile { path, size, mode }));
-        }
-        entries
+        let dir = &dirs[at];
+        let non_ascii = i == 1 || one_in(&mut rng, 50);
+        let (stem, ext, mode) = file_name(&mut rng, dir, non_ascii);
+        let is_subdir = subdirs.get(dir.path.as_str()).is_some_and(|names| {
+            names.iter().any(|n| {
+                n.len() == stem.len() + ext.len() && n.starts_with(stem) && n.ends_with(ext)
+            })
+        });
+        let earlier = uses.entry((at, stem, ext)).or_insert(0);
+        let taken = *earlier + u64::from(is_subdir);
+        *earlier += 1;
+        let path = match taken {
+            0 => format!("{}/{stem}{ext}", dir.path),
+            n => format!("{}/{stem}{ext}-{}", dir.path, n + 1),
+        };
+        entries.push(Entry::File(FilePlan {
+            index: 0,
+            path,
+            size,
+            mode,
+        }));
     }
+    entries
+}
 
-    /// `entries` in tar order: sorted by path, bytewise.
-    pub fn sorted(entries: Vec<TreeEntry>) -> Self {
-        let entries = match tar_order(&entries) {
+impl Tree {
+    /// `entries` in tar order: sorted by path, bytewise, files numbered in that order.
+    pub fn sorted(entries: Vec<Entry>) -> Self {
+        let mut entries: Vec<Entry> = match tar_order(&entries) {
             Some(order) => {
-                let mut slots: Vec<Option<TreeEntry>> = entries.into_iter().map(Some).collect();
+                let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
                 order.into_iter().filter_map(|i| slots[i].take()).collect()
             }
             None => {
@@ -282,29 +257,30 @@ impl Tree {
             }
         };
         let mut parts = vec![0];
-        parts.extend(
-            entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| matches!(e, TreeEntry::File(_)))
-                .map(|(i, _)| i + 1),
-        );
-        Self { entries, parts }
-    }
-
-    /// The entries, and where each file's part starts in them.
-    pub fn into_parts(self) -> (Vec<TreeEntry>, Vec<usize>) {
-        (self.entries, self.parts)
-    }
-}
-
-impl TreeEntry {
-    pub fn path(&self) -> &str {
-        match self {
-            Self::Dir(path) | Self::Whiteout(path) => path,
-            Self::File(file) => &file.path,
-            Self::Symlink { path, .. } | Self::Hardlink { path, .. } => path,
+        let mut dirs = 0;
+        for (at, entry) in entries.iter_mut().enumerate() {
+            match entry {
+                Entry::File(file) => {
+                    file.index = parts.len() as u64 - 1;
+                    parts.push(at + 1);
+                }
+                Entry::Dir(_) => dirs += 1,
+                _ => {}
+            }
         }
+        Self {
+            entries,
+            parts,
+            dirs,
+        }
+    }
+
+    /// Where file `index`'s part starts in `entries` (the file count: the end).
+    pub fn part_start(&self, index: u64) -> usize {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.parts.get(i).copied())
+            .unwrap_or(self.entries.len())
     }
 }
 
@@ -314,7 +290,7 @@ impl TreeEntry {
 /// holds a `/`; and it compares short names, a few at a time, where a sort of whole paths
 /// compares their long shared prefixes a million times. `None` when an entry's directory
 /// is not among the entries (the caller sorts whole paths then).
-fn tar_order(entries: &[TreeEntry]) -> Option<Vec<usize>> {
+fn tar_order(entries: &[Entry]) -> Option<Vec<usize>> {
     let mut children: HashMap<&str, Vec<usize>> = HashMap::default();
     // Each entry's name within its directory, a directory's with its `/`.
     let mut names: Vec<&str> = Vec::with_capacity(entries.len());
@@ -344,7 +320,7 @@ fn tar_order(entries: &[TreeEntry]) -> Option<Vec<usize>> {
             continue;
         };
         order.push(i);
-        if let TreeEntry::Dir(path) = &entries[i] {
+        if let Entry::Dir(path) = &entries[i] {
             visit(&path[..path.len() - 1], &mut stack);
         }
     }
@@ -529,11 +505,16 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 mod tests {
     use super::*;
 
-    fn files(tree: &Tree) -> Vec<&TreeFile> {
+    /// A drawn tree, sorted.
+    fn tree(top: &str, key: &str, files: u64, size: u64, sizes: Sizes) -> Tree {
+        Tree::sorted(draw(top, key, files, size, sizes))
+    }
+
+    fn files(tree: &Tree) -> Vec<&FilePlan> {
         tree.entries
             .iter()
             .filter_map(|e| match e {
-                TreeEntry::File(f) => Some(f),
+                Entry::File(f) => Some(f),
                 _ => None,
             })
             .collect()
@@ -541,7 +522,7 @@ mod tests {
 
     #[test]
     fn a_tree_of_500_looks_like_a_filesystem() {
-        let tree = Tree::new(
+        let tree = tree(
             "layer1",
             "8MB:tree=500 layer 1",
             500,
@@ -575,7 +556,7 @@ mod tests {
             assert!(files.iter().any(|f| f.mode == mode), "{mode:o}");
         }
         // Sorted, unique, every parent before its children.
-        let paths: Vec<&str> = tree.entries.iter().map(TreeEntry::path).collect();
+        let paths: Vec<&str> = tree.entries.iter().map(Entry::path).collect();
         let mut sorted = paths.clone();
         sorted.sort_unstable();
         sorted.dedup();
@@ -588,10 +569,10 @@ mod tests {
 
     #[test]
     fn trees_are_deterministic_and_keyed() {
-        let a = Tree::new("layer1", "k", 50, 4096, Sizes::Skewed);
-        assert_eq!(a, Tree::new("layer1", "k", 50, 4096, Sizes::Skewed));
-        assert_ne!(a, Tree::new("layer1", "other", 50, 4096, Sizes::Skewed));
-        let even = Tree::new("layer1", "k", 50, 4096, Sizes::Even);
+        let a = tree("layer1", "k", 50, 4096, Sizes::Skewed);
+        assert_eq!(a, tree("layer1", "k", 50, 4096, Sizes::Skewed));
+        assert_ne!(a, tree("layer1", "other", 50, 4096, Sizes::Skewed));
+        let even = tree("layer1", "k", 50, 4096, Sizes::Even);
         let sizes: Vec<u64> = files(&even).iter().map(|f| f.size).collect();
         assert!(sizes.iter().all(|&s| s == 81 || s == 82), "{sizes:?}");
         assert_eq!(sizes.iter().sum::<u64>(), 4096);
@@ -600,7 +581,7 @@ mod tests {
     #[test]
     fn small_and_tiny_trees_hold_their_files() {
         for (files, size) in [(1, 1), (2, 10), (3, 3), (9, 100), (10, 9), (33, 1 << 20)] {
-            let tree = Tree::new("layer2", "k", files, size, Sizes::Skewed);
+            let tree = tree("layer2", "k", files, size, Sizes::Skewed);
             let found = super::tests::files(&tree);
             assert_eq!(found.len() as u64, files);
             assert_eq!(found.iter().map(|f| f.size).sum::<u64>(), size);
