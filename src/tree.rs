@@ -5,7 +5,8 @@
 //! every platform's image of a spec has the same paths.
 //!
 //! The tree is made whole, then sorted into tar order: it costs memory in proportion to the
-//! number of entries (about 100 bytes each), which the layer's size does not bound.
+//! number of entries (some 300 bytes each, paths included), which the layer's size does
+//! not bound.
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
