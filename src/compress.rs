@@ -3,9 +3,12 @@
 //!
 //! gzip is compressed as pigz does: the input is cut into fixed blocks, each deflated on its
 //! own with the 32 KiB before it as its dictionary and ended on a byte boundary, and the
-//! pieces are joined behind one header. Since the cut points are fixed, so is every byte.
+//! pieces are joined behind one header. Since the cut points are fixed, and each block is
+//! deflated from a state that holds nothing of any earlier block ([`Deflater::restart`]),
+//! so is every byte.
 //! zstd runs its own multi-threaded mode, whose output is the same for any number of
 //! workers from one up (it differs from the single-threaded mode, which is never used here).
+//! Neither encoder sees the producer's flushes: the blob is framed by `encode` alone.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -71,8 +74,28 @@ fn zstd<W: Write, T>(
     encoder.set_parameter(CParameter::JobSize(ZSTD_JOB))?;
     encoder.include_checksum(true)?;
     encoder.set_pledged_src_size(size)?;
-    let value = produce(&mut encoder)?;
+    let mut unflushed = Unflushed(encoder);
+    let value = produce(&mut unflushed)?;
+    let mut encoder = unflushed.0;
+    // One flush before the end, where the tar writer always put it: the released zstd
+    // digests were made that way.
+    encoder.flush()?;
     Ok((value, encoder.finish()?))
+}
+
+/// Passes writes on and swallows flushes. A zstd flush ends the current job early, so a
+/// producer's flush would move the blob's bytes: where a producer flushes (a tar writer at
+/// its end, a hashing layer between) must not matter.
+struct Unflushed<W>(W);
+
+impl<W: Write> Write for Unflushed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One block of a gzip stream, deflated by a worker.
@@ -116,13 +139,78 @@ fn gzip<W: Write, T>(
     .map(|value| (value, out))
 }
 
+/// A raw deflate state that starts every stream from the same memory.
+///
+/// zlib-rs reads window bytes past the end of the input it holds: hashing the last
+/// positions of a dictionary reads the bytes just after it, and the match finder reads
+/// past the end of the lookahead. It takes them to be harmless, but they decide which
+/// hash chain a position joins and which of two valid matches is kept (the class of
+/// zlib-rs#459, which that fix narrowed but did not close). `reset` leaves the window as
+/// the last stream left it, and a new state's window is uninitialised heap memory. So a
+/// block's bytes depended on which blocks its worker had deflated before and on what the
+/// process had freed: on scheduling, thread count and process history. In a 1 GiB
+/// `ratio=3` layer two blocks of 8,193 came out otherwise after a reset than from a new
+/// state (zeroing the 16 bytes after the dictionary was enough to make them agree), so
+/// runs disagreed at random, and `serve`, whose heap is never new, streamed bytes other
+/// than the digest it had computed.
+///
+/// [`Deflater::restart`] fills the whole window with zeros before each stream, so that
+/// everything the finder can read is either this stream's input or those zeros: a block's
+/// output is a function of its dictionary, its bytes and the level alone. Zeros, because a
+/// state in a new process has a zeroed window (fresh pages): the bytes of every image
+/// built so far are kept.
+///
+/// Level 0 is exempt: it stores its input and never looks for a match, so nothing it
+/// writes depends on the window.
+struct Deflater {
+    state: Compress,
+    searches: bool,
+}
+
+impl Deflater {
+    fn new(level: flate2::Compression) -> io::Result<Self> {
+        let mut deflater = Self {
+            state: Compress::new(level, false),
+            searches: level.level() > 0,
+        };
+        deflater.restart()?;
+        Ok(deflater)
+    }
+
+    /// Readies the state for a new stream, as [`Compress::reset`] does, with a window of
+    /// known contents.
+    fn restart(&mut self) -> io::Result<()> {
+        static ZEROS: [u8; DICTIONARY] = [0; DICTIONARY];
+        self.state.reset();
+        if self.searches {
+            // The window is twice the dictionary: two dictionaries fill it, without a slide.
+            for _ in 0..2 {
+                self.state
+                    .set_dictionary(&ZEROS)
+                    .map_err(io::Error::other)?;
+            }
+            self.state.reset();
+        }
+        Ok(())
+    }
+}
+
 /// Deflates blocks from `queue` until it closes.
 fn deflate_jobs(queue: &Mutex<Receiver<Job>>, level: u32) {
-    // One deflate state of each kind per worker, reset between blocks: allocating one costs
-    // more than compressing a block of random data.
-    let mut deflate = Compress::new(flate2::Compression::new(level), false);
-    let mut store = Compress::new(flate2::Compression::none(), false);
-    let mut probe = Compress::new(flate2::Compression::fast(), false);
+    // One deflate state of each kind per worker, restarted between blocks: allocating one
+    // costs more than compressing a block of random data.
+    let states = Deflater::new(flate2::Compression::new(level)).and_then(|deflate| {
+        Ok((
+            deflate,
+            Deflater::new(flate2::Compression::none())?,
+            Deflater::new(flate2::Compression::fast())?,
+        ))
+    });
+    let (mut deflate, mut store, mut probe) = match states {
+        Ok(states) => states,
+        // The writer sees the workers gone and reports it.
+        Err(_) => return,
+    };
     loop {
         let job = match queue.lock() {
             Ok(queue) => match queue.recv() {
@@ -141,15 +229,17 @@ fn deflate_jobs(queue: &Mutex<Receiver<Job>>, level: u32) {
     }
 }
 
-/// Bytes of each sample [`incompressible`] tries.
+/// Bytes of each sample [`incompressible`] tries: less than the window's half, so that a
+/// sample never writes where the probe's restart put its zeros.
 const SAMPLE: usize = 4096;
+const _: () = assert!(SAMPLE + 2 * 258 < DICTIONARY);
 
 /// Whether deflate would gain nothing on `data`: three samples of it (start, middle, end)
 /// do not shrink at the fastest level. Such a block is stored rather than searched for
 /// matches, which on random data is about ten times faster and makes a blob a few bytes
 /// larger per block than the searching would; the choice depends on the bytes alone, so
 /// the stream stays deterministic.
-fn incompressible(probe: &mut Compress, data: &[u8]) -> bool {
+fn incompressible(probe: &mut Deflater, data: &[u8]) -> bool {
     if data.len() < 3 * SAMPLE {
         return false;
     }
@@ -157,18 +247,24 @@ fn incompressible(probe: &mut Compress, data: &[u8]) -> bool {
     [0, data.len() / 2 - SAMPLE / 2, data.len() - SAMPLE]
         .into_iter()
         .all(|start| {
-            probe.reset();
+            // A sample never reaches past the first SAMPLE bytes of the window: the rest
+            // stays as the probe's last restart left it, and a plain reset is enough.
+            probe.state.reset();
             output.clear();
             let sample = &data[start..start + SAMPLE];
-            match probe.compress_vec(sample, &mut output, FlushCompress::Finish) {
+            match probe
+                .state
+                .compress_vec(sample, &mut output, FlushCompress::Finish)
+            {
                 Ok(flate2::Status::StreamEnd) => output.len() >= SAMPLE * 99 / 100,
                 _ => false,
             }
         })
 }
 
-fn deflate_block(deflate: &mut Compress, job: &Job) -> io::Result<Vec<u8>> {
-    deflate.reset();
+fn deflate_block(deflater: &mut Deflater, job: &Job) -> io::Result<Vec<u8>> {
+    deflater.restart()?;
+    let deflate = &mut deflater.state;
     if let Some(previous) = &job.previous {
         let start = previous.len().saturating_sub(DICTIONARY);
         deflate
@@ -294,7 +390,7 @@ mod tests {
     #[test]
     fn random_blocks_are_stored_and_others_compressed() {
         let random = data(GZIP_BLOCK as u64, Ratio::ONE);
-        let mut probe = Compress::new(flate2::Compression::fast(), false);
+        let mut probe = Deflater::new(flate2::Compression::fast()).expect("a new state");
         assert!(incompressible(&mut probe, &random));
         let ratio = "2".parse::<Ratio>().expect("valid");
         assert!(!incompressible(&mut probe, &data(GZIP_BLOCK as u64, ratio)));
@@ -302,6 +398,128 @@ mod tests {
         let mut mixed = random.clone();
         mixed[GZIP_BLOCK / 2 - SAMPLE..GZIP_BLOCK / 2 + SAMPLE].fill(b'a');
         assert!(!incompressible(&mut probe, &mixed));
+    }
+
+    /// Bytes `at..at + len` of the tar of `list`'s first layer.
+    fn tar_bytes(list: &str, at: u64, len: usize) -> Vec<u8> {
+        let spec = crate::Spec::parse(list).expect("valid");
+        let plan = crate::plan::layer(&spec, 1);
+        let seed = crate::content::seed(&spec, &crate::Platform::default(), false);
+        let file = plan.files().next().expect("a file");
+        let mut content = plan.content(&seed, &file);
+        // A directory's header, then the file's.
+        content.seek(at - 1024);
+        let mut bytes = vec![0; len];
+        assert_eq!(content.fill(&mut bytes), len);
+        bytes
+    }
+
+    /// Blocks 5034 to 5036 of `1GB:ratio=3`'s tar, where the last came out otherwise from a
+    /// worker that had deflated the one before it than from a new state.
+    fn telling_blocks() -> Vec<Arc<Vec<u8>>> {
+        let bytes = tar_bytes("1GB:ratio=3", 5034 * GZIP_BLOCK as u64, 3 * GZIP_BLOCK);
+        bytes
+            .chunks(GZIP_BLOCK)
+            .map(|block| Arc::new(block.to_vec()))
+            .collect()
+    }
+
+    fn job(previous: &Arc<Vec<u8>>, data: &Arc<Vec<u8>>) -> Job {
+        Job {
+            previous: Some(Arc::clone(previous)),
+            data: Arc::clone(data),
+            last: false,
+            done: mpsc::channel().0,
+        }
+    }
+
+    #[test]
+    fn a_block_owes_nothing_to_what_its_worker_deflated_before() {
+        let blocks = telling_blocks();
+        let level = flate2::Compression::new(6);
+        let telling = job(&blocks[1], &blocks[2]);
+        let alone = deflate_block(&mut Deflater::new(level).expect("new"), &telling);
+        let alone = alone.expect("deflated");
+        // After its predecessor, after itself, and after a block of another shape.
+        let mut worker = Deflater::new(level).expect("new");
+        for before in [
+            job(&blocks[0], &blocks[1]),
+            job(&blocks[1], &blocks[2]),
+            job(
+                &blocks[2],
+                &Arc::new(data(GZIP_BLOCK as u64 / 3, Ratio::ONE)),
+            ),
+        ] {
+            deflate_block(&mut worker, &before).expect("deflated");
+            let after = deflate_block(&mut worker, &telling).expect("deflated");
+            assert!(
+                after == alone,
+                "{} bytes, alone {}",
+                after.len(),
+                alone.len()
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_bytes_whatever_the_threads_and_write_sizes() {
+        // 64 MiB of compressible tar around the telling blocks: 512 gzip blocks, 64 per
+        // worker at 8 threads, and 32 zstd jobs.
+        let input = tar_bytes("1GB:ratio=3", (5036 - 256) * GZIP_BLOCK as u64, 64 << 20);
+        // One call, 1 MiB, 4 KiB, a prime, and one byte at a time (over the first 4 MiB:
+        // 32 gzip blocks and two zstd jobs; byte by byte throughout costs 7 s a run).
+        let writes = [usize::MAX, 1 << 20, 4096, 7919, 1];
+        // Pinned too: every run agreeing is not enough, since a worker's history could make
+        // them all agree on other bytes.
+        let pinned = [
+            (
+                Compression::Gzip,
+                "sha256:b73ef46affd89b7a998b922e05df160ca8a5387c4c1ce2ddac9dfdb39489efd4",
+                22_875_776,
+            ),
+            (
+                Compression::Zstd,
+                "sha256:e3d03effd2999f9f0522741f7e05d99cd303e5d3c0099645213604a9fe0ccb85",
+                22_517_437,
+            ),
+        ];
+        for (compression, digest, size) in pinned {
+            for threads in 1..=8 {
+                let write = writes[threads % writes.len()];
+                let ((), out) = encode(
+                    compression,
+                    None,
+                    threads,
+                    Some(input.len() as u64),
+                    Vec::new(),
+                    |w| {
+                        let mut rest = &input[..];
+                        if write == 1 {
+                            for byte in rest[..4 << 20].chunks(1) {
+                                w.write_all(byte)?;
+                            }
+                            rest = &rest[4 << 20..];
+                        }
+                        let size = if write == 1 { 1 << 20 } else { write };
+                        for chunk in rest.chunks(size) {
+                            w.write_all(chunk)?;
+                            // A producer's flush must not move a byte either.
+                            if size == 1 << 20 {
+                                w.flush()?;
+                            }
+                        }
+                        w.flush()
+                    },
+                )
+                .expect("in memory");
+                let blob = Blob::of(&out);
+                assert_eq!(
+                    (blob.digest.as_str(), blob.size),
+                    (digest, size),
+                    "{compression:?}, {threads} threads, writes of {write}"
+                );
+            }
+        }
     }
 
     fn data(len: u64, ratio: Ratio) -> Vec<u8> {
@@ -387,7 +605,10 @@ mod tests {
 
     #[test]
     fn pinned_encodings() {
-        // A change to either encoder's bytes changes every compressed image's digest.
+        // A change to either encoder's bytes changes every compressed image's digest. The
+        // zstd pin moved by 3 bytes (an empty block) when `encode` took over the flush
+        // before the end, which only the tar writer had made: images kept their digests,
+        // and this input, written without a flush, now ends as theirs do.
         let input = data(300 << 10, Ratio::ONE);
         let gzip = Blob::of(&compressed(Compression::Gzip, None, 2, &input));
         let zstd = Blob::of(&compressed(Compression::Zstd, None, 2, &input));
@@ -401,8 +622,8 @@ mod tests {
         assert_eq!(
             (zstd.digest.as_str(), zstd.size),
             (
-                "sha256:59eab2d836ef9af3d4d6d10f5c6f37e3cb2a3e7817f5dbc38703d6419fc3f71e",
-                307222
+                "sha256:7d92480ee1ec6def1766962124385d28175ba94b19aaef98540abb9b9cec32fd",
+                307225
             )
         );
     }
