@@ -30,10 +30,33 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 /// bounded: a 1 GiB zstd layer peaked at 36 MiB RSS with 2 MiB jobs, 62 MiB with 4 MiB.
 const ZSTD_JOB: u32 = 2 << 20;
 
-/// How many threads compress: every core this process may use. The output does not depend
-/// on it.
+/// The environment variable that sets how many threads compress.
+pub(crate) const THREADS_VAR: &str = "IMAGE_MAKER_THREADS";
+/// The most threads it may ask for.
+const MAX_THREADS: usize = 256;
+
+/// `IMAGE_MAKER_THREADS`, when set: a whole number from 1 to 256. The output does not depend
+/// on it; it is there so that tests and the soak benchmark can show that it does not.
+pub(crate) fn threads_from_env() -> Result<Option<usize>, crate::UsageError> {
+    let Some(raw) = std::env::var_os(THREADS_VAR).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let text = raw.to_string_lossy();
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_THREADS).contains(n))
+        .map(Some)
+        .ok_or_else(|| crate::UsageError::Threads(text.into_owned()))
+}
+
+/// How many threads compress: `IMAGE_MAKER_THREADS`, or every core this process may use.
+/// The output does not depend on it. A bad value counts as unset here: the command line
+/// refuses it before any build.
 pub(crate) fn workers() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    threads_from_env()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// Runs `produce` with a writer whose bytes reach `out` encoded as `compression` says, at

@@ -377,6 +377,9 @@ pub enum UsageError {
     /// `SOURCE_DATE_EPOCH` is set to something other than whole seconds up to year 9999.
     #[error("SOURCE_DATE_EPOCH `{0}` is not a whole number of seconds from 1970 to 9999")]
     SourceDateEpoch(String),
+    /// `IMAGE_MAKER_THREADS` is set to something other than a thread count.
+    #[error("IMAGE_MAKER_THREADS `{0}` is not a whole number from 1 to 256")]
+    Threads(String),
     /// `--engine` names no supported engine.
     #[error(transparent)]
     Engine(#[from] crate::engine::UnknownEngine),
@@ -428,6 +431,9 @@ impl UsageError {
                 "an engine's build writes plain layers for one platform, and a Dockerfile cannot delete what a lower layer holds: use the native builder (`--builder native`, the default)",
             ),
             Self::Compression(_) => Some("compression is `gzip`, `zstd` or `none`"),
+            Self::Threads(_) => Some(
+                "it sets how many threads compress (the bytes do not depend on it); unset it to use every core",
+            ),
             Self::RootfsNotADirectory(_) => Some(
                 "give the unpacked root filesystem, e.g. `bundle/rootfs` after `umoci unpack --image DIR:TAG bundle`",
             ),

@@ -477,6 +477,7 @@ pub fn push(args: &PushArgs) -> Result<Pushed, Error> {
 
 /// Runs what the command line asks for.
 pub fn main(cli: &Cli) -> Result<(), Error> {
+    crate::compress::threads_from_env()?;
     match (&cli.command, &cli.build) {
         (Some(Command::Cache(command)), _) => cache::run(command),
         (Some(Command::Push(args)), _) => push(args).map(drop),
