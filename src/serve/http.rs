@@ -14,7 +14,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::{self, Auth};
-use super::body::{Body, Logged};
+use super::body::{Body, Check, Logged};
 use super::fault::{Damage, Fault};
 use super::images_file::Named;
 use super::listen::Flushes;
@@ -397,6 +397,19 @@ fn blob(
                     _ => Ok(()),
                 }
             }),
+            // A compressed blob, whole or to its end (made from its first byte anyway), is
+            // checked against its digest before its last byte goes out: its bytes come from
+            // an encoder on several threads. A plain tar is exempt: one thread writes it as
+            // a closed form of the plan, the digest pass through the same code, and hashing
+            // it again doubled the CPU a plain GiB costs (0.71 s against 1.28 s).
+            Stored::Layer(layer, _) if layer.compressed() && range.end == size => {
+                let check = Check {
+                    digest: digest.to_owned(),
+                    size,
+                    spec: layer.spec.canonical(),
+                };
+                Body::checked(start, damage, check, move |out| layer.write(out))
+            }
             Stored::Layer(layer, _) if range == (0..size) => {
                 Body::generated(start, damage, move |out| layer.write(out))
             }
