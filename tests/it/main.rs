@@ -13,6 +13,7 @@ mod dockerfile;
 mod dry_run;
 mod encodings;
 mod engine;
+mod exactness;
 mod expect;
 mod failures;
 mod link;

@@ -14,20 +14,20 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 /// A running `image-maker serve`, killed when dropped; its stderr (the access log) is kept.
-struct Served {
+pub(crate) struct Served {
     child: Option<Child>,
-    host: String,
+    pub(crate) host: String,
     log: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Served {
-    fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         Self::start_in(args, &test_cache())
     }
 
     /// With the digest memo under `cache`.
-    fn start_in(args: &[&str], cache: &Path) -> Self {
+    pub(crate) fn start_in(args: &[&str], cache: &Path) -> Self {
         let mut child = image_maker()
             .env("IMAGE_MAKER_CACHE_DIR", cache)
             .args(["serve", "--addr", "127.0.0.1:0"])
@@ -61,11 +61,11 @@ impl Served {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.host)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().expect("log").clone()
     }
 
@@ -132,7 +132,7 @@ fn build(list: &str, platform: &str, dir: &Path) -> serde_json::Value {
     ])))
 }
 
-fn tag(list: &str) -> String {
+pub(crate) fn tag(list: &str) -> String {
     stdout(&run_ok(image_maker().args(["tag", list])))
         .trim()
         .to_owned()
@@ -1095,4 +1095,65 @@ fn tls_serves_https_with_the_given_certificate() {
         "{}",
         stderr(&missing)
     );
+}
+
+#[test]
+fn a_blob_whose_bytes_are_not_its_digest_is_broken_off_and_named() {
+    let Some(tool) = tool("curl") else {
+        return;
+    };
+    let cache = tempdir();
+    let list = "3MB:ratio=2:compression=gzip";
+    let path = format!("/v2/mock/manifests/{}", tag(list));
+    let layer_of = |server: &Served| {
+        let out = curl(tool, &[&server.url(&path)]);
+        assert!(out.status.success(), "{}", server.log());
+        let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        manifest["layers"][0]["digest"]
+            .as_str()
+            .expect("digest")
+            .to_owned()
+    };
+    let honest = layer_of(&Served::start_in(&[], cache.path()));
+    // The next server trusts the digest memo its predecessor left: one that lies makes it
+    // serve bytes under a digest they do not have, as a generator that drifted would.
+    let memos = cache.path().join("serve/v1");
+    let mut lied = 0;
+    for entry in fs::read_dir(&memos).expect("memos") {
+        let file = entry.expect("entry").path();
+        let text = fs::read_to_string(&file).expect("memo");
+        if text.contains(&honest) {
+            let wrong = format!("sha256:{}", "0".repeat(64));
+            fs::write(&file, text.replace(&honest, &wrong)).expect("rewritten");
+            lied += 1;
+        }
+    }
+    assert_eq!(lied, 1, "no memo in {}", memos.display());
+    let server = Served::start_in(&[], cache.path());
+    let wrong = layer_of(&server);
+    assert_ne!(wrong, honest);
+    let out = curl(tool, &[&server.url(&format!("/v2/mock/blobs/{wrong}"))]);
+    // 18: the transfer closed with bytes outstanding.
+    assert_eq!(out.status.code(), Some(18), "{}", stderr(&out));
+    let log = server.log_with("error: blob");
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("error: blob"))
+        .unwrap_or_else(|| panic!("no error line in {log}"));
+    assert!(
+        line.contains(&wrong) && line.contains("compression=gzip"),
+        "{line}"
+    );
+    // So does a Range to the end of it, which is made from the blob's first byte.
+    let tail = curl(
+        tool,
+        &[
+            "-r",
+            "1000-",
+            &server.url(&format!("/v2/mock/blobs/{wrong}")),
+        ],
+    );
+    assert_eq!(tail.status.code(), Some(18), "{}", stderr(&tail));
+    // And the server goes on serving.
+    assert_eq!(layer_of(&server), wrong);
 }
