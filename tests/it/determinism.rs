@@ -210,3 +210,37 @@ fn source_date_epoch_sets_mtime_and_created() {
     );
     assert_eq!(entries(tmp.path()), ["layout"]);
 }
+
+#[test]
+fn a_thread_count_just_outside_its_bounds_is_refused_naming_it() {
+    let tmp = tempdir();
+    for (threads, ok) in [
+        ("1", true),
+        ("256", true),
+        ("0", false),
+        ("257", false),
+        ("two", false),
+    ] {
+        let out = run(image_maker()
+            .current_dir(tmp.path())
+            .env("IMAGE_MAKER_THREADS", threads)
+            .args(["-q", "-s", "1KB:compression=gzip", "-o", "oci:x", "x"]));
+        if ok {
+            assert_eq!(out.status.code(), Some(0), "{threads}: {}", stderr(&out));
+            std::fs::remove_dir_all(tmp.path().join("x")).expect("removed");
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(2), "{threads}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(
+            text.starts_with(&format!("error: IMAGE_MAKER_THREADS `{threads}`"))
+                && text.contains("hint:"),
+            "{text}"
+        );
+        assert!(
+            entries(tmp.path()).is_empty(),
+            "{threads}: left {:?}",
+            entries(tmp.path())
+        );
+    }
+}

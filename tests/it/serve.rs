@@ -11,6 +11,7 @@ use std::process::{Child, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::registry::Registry;
 use crate::support::*;
 
 /// A running `image-maker serve`, killed when dropped; its stderr (the access log) is kept.
@@ -1156,4 +1157,35 @@ fn a_blob_whose_bytes_are_not_its_digest_is_broken_off_and_named() {
     assert_eq!(tail.status.code(), Some(18), "{}", stderr(&tail));
     // And the server goes on serving.
     assert_eq!(layer_of(&server), wrong);
+}
+
+#[test]
+fn skopeo_copies_a_large_gzip_ratio_layer_into_a_registry_twice_in_a_row() {
+    // 256 MiB of compressible input: 2,048 gzip blocks over every worker, where a reused
+    // deflate state once made the streamed bytes differ from the digest.
+    let (Some(skopeo), Some(registry)) = (tool("skopeo"), Registry::start()) else {
+        return;
+    };
+    let server = Served::start(&[]);
+    let list = "256MB:ratio=3:compression=gzip";
+    let source = format!("docker://{}/mock:{}", server.host, tag(list));
+    let mut digests = Vec::new();
+    for round in 1..=2 {
+        // Another repository each time, so that the registry takes every blob anew.
+        let target = format!("docker://{}/copied/round-{round}:1", registry.host());
+        run_ok(skopeo.cmd().args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &source,
+            &target,
+        ]));
+        digests.push(skopeo_digest(skopeo, &target["docker://".len()..], &[]));
+    }
+    assert_eq!(digests[0], digests[1]);
+    assert_eq!(
+        digests[0],
+        skopeo_digest(skopeo, &source["docker://".len()..], &[])
+    );
+    assert!(!server.log().contains("error:"), "{}", server.log());
 }
