@@ -11,6 +11,7 @@
 use std::fs;
 use std::io::Read;
 use std::path::Path;
+use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
@@ -80,21 +81,28 @@ fn made(out: &std::process::Output) -> Made {
     }
 }
 
-/// `image-maker -q --json -s LIST --platform P ARGS… x:1`.
-fn build(case: &Case, args: &[&str]) -> std::process::Output {
-    run_ok(
-        image_maker()
-            .args([
-                "-q",
-                "--json",
-                "-s",
-                case.list,
-                "--platform",
-                case.platforms,
-            ])
-            .args(args)
-            .arg("exact/image:1"),
-    )
+/// `CLI -q --json -s LIST --platform P ARGS… exact/image:1`: what it made. `cli` is
+/// `image_maker()`, maybe with a variable set, or a command that runs it.
+fn build(mut cli: Command, case: &Case, args: &[&str]) -> Made {
+    made(&run_ok(
+        cli.args([
+            "-q",
+            "--json",
+            "-s",
+            case.list,
+            "--platform",
+            case.platforms,
+        ])
+        .args(args)
+        .arg("exact/image:1"),
+    ))
+}
+
+/// `image_maker()` with its cache in `cache`.
+fn cached_in(cache: &Path) -> Command {
+    let mut cli = image_maker();
+    cli.env("IMAGE_MAKER_CACHE_DIR", cache);
+    cli
 }
 
 fn sha256_of(mut reader: impl Read) -> (String, u64) {
@@ -123,10 +131,11 @@ fn assert_layout_holds(dir: &Path, made: &Made, what: &str) {
 /// The reference: `--no-cache` with the default thread count, its blobs checked.
 fn reference(case: &Case, work: &Path) -> Made {
     let dir = work.join("reference");
-    let made = made(&build(
+    let made = build(
+        image_maker(),
         case,
         &["--no-cache", "-o", &format!("oci:{}", dir.display())],
-    ));
+    );
     assert_layout_holds(&dir, &made, case.list);
     fs::remove_dir_all(&dir).expect("removed");
     made
@@ -141,22 +150,16 @@ fn every_thread_count_and_one_core_build_the_reference_bytes() {
         let out = work.path().join("out");
         let oci = format!("oci:{}", out.display());
         for threads in ["1", "2", "3", "8"] {
-            let built = made(&run_ok(
-                image_maker()
-                    .env("IMAGE_MAKER_THREADS", threads)
-                    .args(["-q", "--json", "--no-cache", "-s", case.list])
-                    .args(["--platform", case.platforms, "-o", &oci, "exact/image:1"]),
-            ));
+            let mut cli = image_maker();
+            cli.env("IMAGE_MAKER_THREADS", threads);
+            let built = build(cli, case, &["--no-cache", "-o", &oci]);
             assert_eq!(built, expected, "{} at {threads} threads", case.list);
             fs::remove_dir_all(&out).expect("removed");
         }
         if let Some(taskset) = taskset {
-            let mut cmd = taskset.cmd();
-            with_test_env(&mut cmd).args(["-c", "0", IMAGE_MAKER]);
-            let built = made(&run_ok(
-                cmd.args(["-q", "--json", "--no-cache", "-s", case.list])
-                    .args(["--platform", case.platforms, "-o", &oci, "exact/image:1"]),
-            ));
+            let mut cli = taskset.cmd();
+            with_test_env(&mut cli).args(["-c", "0", IMAGE_MAKER]);
+            let built = build(cli, case, &["--no-cache", "-o", &oci]);
             assert_eq!(built, expected, "{} under taskset -c 0", case.list);
             fs::remove_dir_all(&out).expect("removed");
         }
@@ -174,32 +177,15 @@ fn the_cache_an_archive_and_a_registry_hold_the_reference_bytes() {
         let cache = work.path().join("cache");
         for what in ["cold", "hit"] {
             let dir = work.path().join(what);
-            let built = made(&run_ok(
-                image_maker()
-                    .env("IMAGE_MAKER_CACHE_DIR", &cache)
-                    .args([
-                        "-q",
-                        "--json",
-                        "-s",
-                        case.list,
-                        "--platform",
-                        case.platforms,
-                    ])
-                    .args(["-o", &format!("oci:{}", dir.display()), "exact/image:1"]),
-            ));
+            let oci = format!("oci:{}", dir.display());
+            let built = build(cached_in(&cache), case, &["-o", &oci]);
             assert_eq!(built, expected, "{}: {what} cache", case.list);
             assert_layout_holds(&dir, &expected, &format!("{}: {what} cache", case.list));
             fs::remove_dir_all(&dir).expect("removed");
         }
         let archive = work.path().join("image.tar");
-        let built = made(&build(
-            case,
-            &[
-                "--no-cache",
-                "-o",
-                &format!("oci-archive:{}", archive.display()),
-            ],
-        ));
+        let oci_archive = format!("oci-archive:{}", archive.display());
+        let built = build(image_maker(), case, &["--no-cache", "-o", &oci_archive]);
         assert_eq!(built, expected, "{}: oci-archive", case.list);
         let mut seen = Vec::new();
         let mut tar = tar::Archive::new(fs::File::open(&archive).expect("archive"));
@@ -228,8 +214,7 @@ fn the_cache_an_archive_and_a_registry_hold_the_reference_bytes() {
         // The registry checks every blob's digest as it takes it.
         let target = format!("{}/exact/case-{n}:1", registry.host());
         let pushed = json(&run_ok(
-            image_maker()
-                .env("IMAGE_MAKER_CACHE_DIR", &cache)
+            cached_in(&cache)
                 .args(["push", "-q", "--json", "--platform", case.platforms])
                 .arg(format!("cache:{}", case.list))
                 .arg(&target),
@@ -264,7 +249,7 @@ fn the_cache_an_archive_and_a_registry_hold_the_reference_bytes() {
 
 /// The SHA-256 and length of what `curl -sSf ARGS` prints.
 fn curl_sha256(curl: Tool, args: &[&str]) -> (String, u64) {
-    let mut child = std::process::Command::new(curl.name())
+    let mut child = Command::new(curl.name())
         .arg("-sSf")
         .args(args)
         .stdout(std::process::Stdio::piped())
@@ -508,12 +493,8 @@ fn random_small_specs_agree_across_the_cli_the_cache_and_serve() {
         );
         for what in ["cold", "hit"] {
             let dir = work.path().join(what);
-            let built = made(&run_ok(
-                image_maker()
-                    .env("IMAGE_MAKER_CACHE_DIR", &cache)
-                    .args(["-q", "--json", "-s", case.list])
-                    .args(["-o", &format!("oci:{}", dir.display()), "exact/image:1"]),
-            ));
+            let oci = format!("oci:{}", dir.display());
+            let built = build(cached_in(&cache), &case, &["-o", &oci]);
             proptest::prop_assert_eq!(&built, &expected, "{}: {} cache", case.list, what);
             assert_layout_holds(&dir, &expected, case.list);
             if what == "hit" {
