@@ -17,8 +17,9 @@ commands:
                      build), `serve` (serve's digest pass, blob GETs and docker pull versus
                      openssl sha256 and docker-registry), `verify` (verify of a 1.5 GiB image
                      versus sha256sum of its blobs), `tree` (a 100000-file tree of skewed
-                     sizes versus sizes=even) or `expect` (the oracle of 512MB:tree=100000
-                     versus building it)
+                     sizes versus sizes=even), `expect` (the oracle of 512MB:tree=100000
+                     versus building it) or `soak` (compressed layers' digests across
+                     thread counts, taskset and serve; not in CI)
   bench downstream [compile|fixture]
                      what a fixture user pays: examples/downstream's cold test build with
                      and without default features; a 256 MB fixture in a debug-profile test
