@@ -1161,13 +1161,14 @@ fn a_blob_whose_bytes_are_not_its_digest_is_broken_off_and_named() {
 
 #[test]
 fn skopeo_copies_a_large_gzip_ratio_layer_into_a_registry_twice_in_a_row() {
-    // 256 MiB of compressible input: 2,048 gzip blocks over every worker, where a reused
-    // deflate state once made the streamed bytes differ from the digest.
+    // 256 MiB of compressible input in 1,000 files: 2,048 gzip blocks over every worker.
+    // When workers reused a deflate state, every GET of this blob streamed bytes other
+    // than its digest, and skopeo refused them.
     let (Some(skopeo), Some(registry)) = (tool("skopeo"), Registry::start()) else {
         return;
     };
     let server = Served::start(&[]);
-    let list = "256MB:ratio=3:compression=gzip";
+    let list = "256MB:tree=1000:ratio=3:compression=gzip";
     let source = format!("docker://{}/mock:{}", server.host, tag(list));
     let mut digests = Vec::new();
     for round in 1..=2 {
