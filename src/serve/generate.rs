@@ -217,6 +217,9 @@ mod tests {
             "70KB:files=70",
             "100KB:tree=600:symlinks=9:hardlinks=5:dirs=4",
             "64KB:tree=40,2KB:whiteouts=6:symlinks=2",
+            // Compressed: produced from the first byte and cut, on every encoder thread.
+            "300KB:ratio=2:compression=gzip",
+            "70KB:tree=30:compression=zstd:level=5",
         ] {
             let spec = Arc::new(Spec::parse(list).expect("valid"));
             let top = spec.layers().len() as u32;
