@@ -14,12 +14,14 @@
 //! `IMAGE_MAKER_BENCH_DIR` where the registry's storage goes. The docker part runs when
 //! `docker info` and `docker-registry` answer.
 
+#[path = "support/serve.rs"]
+mod serve_support;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serve_support::Serve;
 use support::{Result, Settings};
 
 const BIN: &str = env!("CARGO_BIN_EXE_image-maker");
@@ -32,7 +34,7 @@ fn main() -> Result<()> {
         .unwrap_or(4);
     let settings = Settings::from_env("serve", "1GB,512MB", 3)?;
     let cache = settings.work.path().join("cache");
-    let server = Serve::start(&cache)?;
+    let server = Serve::start(&cache, None)?;
     let size = gb << 30;
 
     // The digest pass: a fresh cache, so nothing is memoized.
@@ -77,7 +79,7 @@ fn main() -> Result<()> {
         "two concurrent {gb} GiB streams: {:.2} s ({:.2} GB/s together), server peak RSS {} MiB",
         two.as_secs_f64(),
         (2 * size) as f64 / two.as_secs_f64() / 1e9,
-        server.peak_rss_kib()? / 1024
+        peak_rss_kib(&server)? / 1024
     );
     docker_pull(&server, &settings)?;
     Ok(())
@@ -125,49 +127,14 @@ fn curl_text(url: &str) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
-/// The release CLI's `serve` on a port the system picks, with a cache of its own.
-struct Serve {
-    child: Child,
-    host: String,
-}
-
-impl Serve {
-    fn start(cache: &std::path::Path) -> Result<Self> {
-        let mut child = Command::new(BIN)
-            .args(["serve", "-q", "--addr", "127.0.0.1:0"])
-            .env("IMAGE_MAKER_CACHE_DIR", cache)
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let mut first = String::new();
-        BufReader::new(child.stderr.take().ok_or("no stderr")?).read_line(&mut first)?;
-        let host = first
-            .split("://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .ok_or_else(|| format!("no address in `{first}`"))?
-            .to_owned();
-        Ok(Self { child, host })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.host)
-    }
-
-    fn peak_rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| "no VmHWM".into())
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The most memory the server has held.
+fn peak_rss_kib(server: &Serve) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmHWM".into())
 }
 
 /// `docker pull` of the spec from serve and from a docker-registry holding the same image.

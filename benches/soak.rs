@@ -29,18 +29,21 @@
 //! of the list (the first line printed names the list's first spec otherwise), and
 //! `IMAGE_MAKER_BENCH_DIR` is where the outputs go (the system temp dir).
 
+#[path = "support/serve.rs"]
+mod serve_support;
 mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use image_maker::units::human_size;
 use image_maker::Spec;
 use serde_json::Value;
+use serve_support::Serve;
 use sha2::{Digest, Sha256};
 use support::{median, Result, Settings};
 
@@ -145,9 +148,9 @@ fn main() -> Result<()> {
         }
         for get in 1..=SERVE_GETS.min(rounds) {
             let started = Instant::now();
-            let layers = server.manifest_layers(name)?;
+            let layers = manifest_layers(&server, name)?;
             for (layer, (listed, size)) in layers.into_iter().enumerate() {
-                let streamed = server.stream_sha256(name, &listed)?;
+                let streamed = stream_sha256(&server, name, &listed)?;
                 // A stream broken off is a digest of its own, seen on a path of its own:
                 // the soak goes on, and fails at the end.
                 let path = match &streamed.failure {
@@ -374,98 +377,57 @@ struct Streamed {
     failure: Option<String>,
 }
 
-/// The release CLI's `serve` on a port the system picks, with a cache of its own.
-struct Serve {
-    child: Child,
-    host: String,
-}
-
-impl Serve {
-    fn start(cache: &Path, images: Option<&Path>) -> Result<Self> {
-        let mut command = Command::new(BIN);
-        command.args(["serve", "-q", "--addr", "127.0.0.1:0"]);
-        if let Some(images) = images {
-            command.arg("--images").arg(images);
-        }
-        let mut child = command
-            .env("IMAGE_MAKER_CACHE_DIR", cache)
-            .env_remove(THREADS_VAR)
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let mut first = String::new();
-        BufReader::new(child.stderr.take().ok_or("no stderr")?).read_line(&mut first)?;
-        let host = first
-            .split("://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .ok_or_else(|| format!("no address in `{first}`"))?
-            .to_owned();
-        Ok(Self { child, host })
+/// The digest and size of each layer the manifest of `name` lists.
+fn manifest_layers(server: &Serve, name: &Name) -> Result<Vec<(String, u64)>> {
+    let url = server.url(&format!("/v2/{}/manifests/{}", name.repository, name.tag));
+    let out = Command::new("curl").args(["-sSf", &url]).output()?;
+    if !out.status.success() {
+        return Err(format!("curl {url}: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.host)
-    }
-
-    /// The digest and size of each layer the manifest of `name` lists.
-    fn manifest_layers(&self, name: &Name) -> Result<Vec<(String, u64)>> {
-        let url = self.url(&format!("/v2/{}/manifests/{}", name.repository, name.tag));
-        let out = Command::new("curl").args(["-sSf", &url]).output()?;
-        if !out.status.success() {
-            return Err(format!("curl {url}: {}", String::from_utf8_lossy(&out.stderr)).into());
-        }
-        let manifest: Value = serde_json::from_slice(&out.stdout)?;
-        manifest["layers"]
-            .as_array()
-            .ok_or_else(|| format!("{url}: a manifest without layers"))?
-            .iter()
-            .map(|layer| {
-                Ok((
-                    string(&layer["digest"])?,
-                    layer["size"].as_u64().ok_or("a layer without a size")?,
-                ))
-            })
-            .collect()
-    }
-
-    /// The SHA-256 of the bytes `curl` streams from the blob `digest` of `name`, hashed as
-    /// they come, so nothing is stored.
-    fn stream_sha256(&self, name: &Name, digest: &str) -> Result<Streamed> {
-        let url = self.url(&format!("/v2/{}/blobs/{digest}", name.repository));
-        let mut curl = Command::new("curl")
-            .args(["-sSf", &url])
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut body = curl.stdout.take().ok_or("no stdout from curl")?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0; 1 << 20];
-        let mut bytes = 0;
-        loop {
-            let n = body.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            bytes += n as u64;
-        }
-        let status = curl.wait()?;
-        let failure = (!status.success()).then(|| format!("broken off ({status})"));
-        let hex: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(Streamed {
-            digest: format!("sha256:{hex}"),
-            bytes,
-            failure,
+    let manifest: Value = serde_json::from_slice(&out.stdout)?;
+    manifest["layers"]
+        .as_array()
+        .ok_or_else(|| format!("{url}: a manifest without layers"))?
+        .iter()
+        .map(|layer| {
+            Ok((
+                string(&layer["digest"])?,
+                layer["size"].as_u64().ok_or("a layer without a size")?,
+            ))
         })
-    }
+        .collect()
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The SHA-256 of the bytes `curl` streams from the blob `digest` of `name`, hashed as
+/// they come, so nothing is stored.
+fn stream_sha256(server: &Serve, name: &Name, digest: &str) -> Result<Streamed> {
+    let url = server.url(&format!("/v2/{}/blobs/{digest}", name.repository));
+    let mut curl = Command::new("curl")
+        .args(["-sSf", &url])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut body = curl.stdout.take().ok_or("no stdout from curl")?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; 1 << 20];
+    let mut bytes = 0;
+    loop {
+        let n = body.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
     }
+    let status = curl.wait()?;
+    let failure = (!status.success()).then(|| format!("broken off ({status})"));
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Streamed {
+        digest: format!("sha256:{hex}"),
+        bytes,
+        failure,
+    })
 }

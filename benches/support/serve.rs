@@ -1,0 +1,52 @@
+//! The release CLI's `serve` for the benchmarks that measure it: on a port the system
+//! picks, with a cache of its own, killed when dropped. Included on its own (`#[path]`),
+//! only by the benchmarks that serve.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The same as `support::Result`.
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+pub struct Serve {
+    pub child: Child,
+    pub host: String,
+}
+
+impl Serve {
+    /// `image-maker serve` with its digest memo under `cache` and, when given, an images
+    /// file; with the machine's thread count whatever the benchmark forces on its builds.
+    pub fn start(cache: &Path, images: Option<&Path>) -> Result<Self> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_image-maker"));
+        command.args(["serve", "-q", "--addr", "127.0.0.1:0"]);
+        if let Some(images) = images {
+            command.arg("--images").arg(images);
+        }
+        let mut child = command
+            .env("IMAGE_MAKER_CACHE_DIR", cache)
+            .env_remove("IMAGE_MAKER_THREADS")
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut first = String::new();
+        BufReader::new(child.stderr.take().ok_or("no stderr")?).read_line(&mut first)?;
+        let host = first
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .ok_or_else(|| format!("no address in `{first}`"))?
+            .to_owned();
+        Ok(Self { child, host })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.host)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
