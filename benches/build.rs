@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use support::{median, Settings};
 
 use image_maker::content::FileContent;
-use image_maker::Spec;
+use image_maker::spec::{Spec, SpecHash as _};
 use nix::sys::resource::{getrusage, UsageWho};
 use sha2::{Digest, Sha256};
 

@@ -169,6 +169,7 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+    use crate::spec::SpecHash as _;
     use crate::digest::hex;
 
     fn read_all(mut content: FileContent, chunk: usize) -> Vec<u8> {

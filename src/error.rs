@@ -275,7 +275,7 @@ impl Error {
             #[cfg(feature = "registry")]
             Self::Registry(e) => e.hint(),
             Self::FeatureDisabled { feature, .. } => Some(format!(
-                "enable it: `image-maker = {{ version = \"0.1\", features = [\"{feature}\"] }}`"
+                "enable it: `oci-image-maker = {{ version = \"0.1\", features = [\"{feature}\"] }}`"
             )),
             Self::Usage(UsageError::Size { .. }) => Some(
                 "a size is a number and a unit: B, KB, MB, GB, TB (powers of 1024; K..T too), e.g. `20GB`"

@@ -366,6 +366,7 @@ mod tests {
 
     use super::*;
     use crate::plan;
+    use crate::spec::SpecHash as _;
     use crate::spec::Spec;
 
     fn build(list: &str, mtime: u64) -> Vec<u8> {

@@ -42,9 +42,7 @@ pub mod interrupt;
 pub(crate) mod layer;
 pub(crate) mod pipeline;
 pub mod plan;
-pub mod platform;
 pub mod progress;
-pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod request;
@@ -53,6 +51,7 @@ pub mod rootfs;
 pub mod serve;
 pub(crate) mod sink;
 pub mod source;
+pub use image_maker_spec::{platform, reference};
 pub mod spec;
 mod speed;
 mod tree;

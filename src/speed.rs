@@ -90,7 +90,7 @@ fn probe() -> Duration {
 fn hint(rate: u64) -> String {
     format!(
         "hint: image-maker generates test data unoptimised here ({rate} MiB/s, about 800 \
-         optimised): set `opt-level = 3` for image-maker, sha2, rand_chacha and rand_core in \
+         optimised): set `opt-level = 3` for oci-image-maker, sha2, rand_chacha and rand_core in \
          the dev profile of your Cargo.toml, e.g. `[profile.dev.package.sha2] opt-level = 3` \
          (image-maker's README, \"Test fixtures\")"
     )
@@ -104,7 +104,7 @@ mod tests {
     fn the_hint_says_what_to_add() {
         let text = hint(20);
         assert!(text.starts_with("hint: "), "{text}");
-        for package in ["image-maker", "sha2", "rand_chacha", "rand_core"] {
+        for package in ["oci-image-maker", "sha2", "rand_chacha", "rand_core"] {
             assert!(text.contains(package), "{text}");
         }
         assert!(!text.contains('\n'));

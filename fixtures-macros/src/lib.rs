@@ -2,8 +2,8 @@
 //! shared through image-maker's cache. Use it through `image_maker::mock_image`.
 //!
 //! The macro only parses and checks: the layer list, platform and reference are validated
-//! here, at compile time, by the same grammar the CLI uses (`src/grammar/` links to the
-//! runtime crate's files), and the test calls into `image_maker::__private` at run time.
+//! here, at compile time, by the same grammar the CLI uses (the `image-maker-spec` crate),
+//! and the test calls into `image_maker::__private` at run time.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -11,15 +11,7 @@ use quote::{quote, ToTokens};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, FnArg, ItemFn, Lit, LitStr, MetaNameValue, Token};
 
-#[allow(dead_code, unreachable_pub)]
-#[path = "grammar/platform.rs"]
-mod platform;
-#[allow(dead_code, unreachable_pub)]
-#[path = "grammar/reference.rs"]
-mod reference;
-#[allow(dead_code, unreachable_pub)]
-#[path = "grammar/spec.rs"]
-mod spec;
+use image_maker_spec::{platform, reference, spec};
 
 /// Turns `fn t(img: MockImage) { … }` into a test that builds (or takes from the cache)
 /// the image and passes it in.

@@ -1,31 +1,31 @@
-//! Layer specs: the grammar (in `grammar`, shared with the attribute macro), their tag form
-//! (in `tag`, for served images) and the spec hash, SHA-256 of the canonical form, that
-//! seeds the content and keys the cache.
+//! Layer specs: the grammar and their tag form (the `image-maker-spec` crate, shared with the
+//! attribute macro) and the spec hash, SHA-256 of the canonical form, that seeds the content
+//! and keys the cache.
 
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::hex;
 
-mod grammar;
-#[cfg(test)]
-mod props;
-mod tag;
-
-pub use grammar::{
-    format_size, parse_byte_size, Compression, Extra, LayerSpec, Layout, Ratio, Spec, SpecError,
-    MAX_LAYERS,
+pub use image_maker_spec::{
+    format_size, parse_byte_size, spec_of_tag, spec_text, tag_of, Compression, Extra, LayerSpec,
+    Layout, Ratio, Spec, SpecError, TagError, MAX_LAYERS, MAX_TAG_LEN,
 };
-pub use tag::{spec_of_tag, spec_text, tag_of, TagError, MAX_TAG_LEN};
 
-impl Spec {
+/// The spec hash. A trait because the grammar crate stays free of hashing: the attribute
+/// macro compiles it at every test build.
+pub trait SpecHash {
     /// SHA-256 of the canonical form: seeds the content, keys the cache.
-    pub fn hash(&self) -> [u8; 32] {
-        Sha256::digest(self.canonical().as_bytes()).into()
-    }
+    fn hash(&self) -> [u8; 32];
 
     /// The spec hash as lowercase hex.
-    pub fn hash_hex(&self) -> String {
+    fn hash_hex(&self) -> String {
         hex(&self.hash())
+    }
+}
+
+impl SpecHash for Spec {
+    fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.canonical().as_bytes()).into()
     }
 }
 

@@ -18,7 +18,7 @@ use xshell::{cmd, Shell};
 use crate::Task;
 
 /// The packages the README tells fixture users to optimise in their dev profile.
-pub const OPTIMISED: [&str; 4] = ["image-maker", "sha2", "rand_chacha", "rand_core"];
+pub const OPTIMISED: [&str; 4] = ["oci-image-maker", "sha2", "rand_chacha", "rand_core"];
 
 /// The spec of the `fixture` comparison.
 const SPEC: &str = "256MB";
@@ -51,7 +51,7 @@ impl BenchDownstream {
 impl Task for BenchDownstream {
     fn run(&self, sh: &Shell) -> Result<()> {
         if self.compile {
-            let before = compile(sh, &["--features", "image-maker/default"])?;
+            let before = compile(sh, &["--features", "oci-image-maker/default"])?;
             let after = compile(sh, &[])?;
             println!("examples/downstream, cold `cargo test --no-run` (2 builds in one run):");
             println!(
@@ -144,7 +144,7 @@ fn fixture_crate(root: &Path, dir: &Path) -> Result<()> {
     let manifest = format!(
         "[package]\nname = \"bench-fixture-user\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
          publish = false\n\n[workspace]\n\n[dev-dependencies]\n\
-         image-maker = {{ path = {:?}, default-features = false }}\n\n\
+         oci-image-maker = {{ path = {:?}, default-features = false }}\n\n\
          # As the README advises fixture users.\n{}",
         root.display().to_string(),
         profile_toml()

@@ -7,7 +7,7 @@
 //! has no tag form (a decimal size, more than 128 characters) is named in an images file
 //! instead (`image-maker serve --images FILE`).
 
-use super::{format_size, Spec, SpecError};
+use crate::spec::{format_size, Spec, SpecError};
 
 /// The most characters a tag may have (OCI distribution spec).
 pub const MAX_TAG_LEN: usize = 128;
@@ -81,7 +81,7 @@ pub fn tag_of(text: &str) -> Result<String, TagError> {
         }
         // A size, after its `Nx`.
         let size = token.rsplit(['x', 'X']).next().unwrap_or(token);
-        let bytes = super::parse_byte_size(size)?;
+        let bytes = crate::spec::parse_byte_size(size)?;
         return Err(TagError::Decimal {
             size: size.to_owned(),
             instead: format_size(bytes),

@@ -8,11 +8,7 @@
 //! powers of 1024 in any letter case (`512MB`, `512mb`, `512M`, `512MiB`); a bare number
 //! means MB, as in the original command line. The canonical form spells the layout out and
 //! the other options only when they differ from their defaults (so that specs written before
-//! those options existed keep their hash); its SHA-256 (in `super`) keys the cache.
-//!
-//! This file needs nothing but std and `thiserror`: the attribute macro compiles it too
-//! (`fixtures-macros/src/grammar/spec.rs` links here), so a spec the macro accepts is one
-//! the CLI accepts, with the same error text.
+//! those options existed keep their hash); its SHA-256 (in image-maker) keys the cache.
 
 use std::fmt;
 

@@ -1,1 +1,0 @@
-../../../src/spec/grammar.rs
