@@ -17,8 +17,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{median, Settings};
 
-use image_maker::content::FileContent;
-use image_maker::spec::{Spec, SpecHash as _};
+use image_maker::testing::FileContent;
+use image_maker::testing::SpecHash as _;
+use image_maker::Spec;
 use nix::sys::resource::{getrusage, UsageWho};
 use sha2::{Digest, Sha256};
 

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{median, Settings};
 
-use image_maker::cache::Cache;
+use image_maker::Cache;
 use image_maker::Fixture;
 
 const CHILD: &str = "IMAGE_MAKER_BENCH_CHILD";

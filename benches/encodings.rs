@@ -30,7 +30,7 @@ use std::time::Duration;
 use support::{median, Settings};
 use usage::{measured, Usage};
 
-use image_maker::units::human_size;
+use image_maker::testing::human_size;
 use serde_json::Value;
 
 const RATIO_LIST: &str = "256MB:ratio=4";

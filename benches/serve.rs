@@ -173,7 +173,7 @@ fn docker_pull(server: &Serve, settings: &Settings) -> Result<()> {
         .stderr(Stdio::null())
         .spawn()?;
     std::thread::sleep(Duration::from_secs(1));
-    let tag = image_maker::spec::tag_of(&settings.list)?;
+    let tag = image_maker::testing::tag_of(&settings.list)?;
     let stored = format!("127.0.0.1:{port}/mock:{tag}");
     let pushed = Command::new(BIN)
         .args(["-q", "-s", &settings.list, "-o", "registry", &stored])
@@ -238,7 +238,7 @@ fn docker_pull(server: &Serve, settings: &Settings) -> Result<()> {
     report(
         &format!(
             "docker pull of {tag} ({}) from serve (median of {})",
-            image_maker::units::human_size(settings.spec.total_size()),
+            image_maker::testing::human_size(settings.spec.total_size()),
             settings.rounds
         ),
         support::median(ours),

@@ -40,7 +40,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use image_maker::units::human_size;
+use image_maker::testing::human_size;
 use image_maker::Spec;
 use serde_json::Value;
 use serve_support::Serve;
@@ -351,14 +351,14 @@ fn served_names(specs: &[(String, Spec)]) -> Result<Vec<Name>> {
         .iter()
         .enumerate()
         .map(|(index, (text, _))| {
-            Ok(match image_maker::spec::tag_of(text) {
+            Ok(match image_maker::testing::tag_of(text) {
                 Ok(tag) => Name {
                     repository: "mock".into(),
                     tag,
                     untagged: false,
                 },
                 // Only the spec's having no tag form: serve would refuse anything else too.
-                Err(image_maker::spec::TagError::Spec(e)) => return Err(e.into()),
+                Err(image_maker::testing::TagError::Spec(e)) => return Err(e.into()),
                 Err(_) => Name {
                     repository: format!("soak/untagged-{}", index + 1),
                     tag: "v1".into(),

@@ -37,7 +37,9 @@ static IN_PROCESS: LazyLock<Mutex<HashMap<String, Slot>>> = LazyLock::new(Defaul
 /// failing disk) is found only by hashing: `image-maker cache verify`.
 #[derive(Debug, Clone)]
 pub struct MockImage {
-    reference: String,
+    reference: Reference,
+    spec: Spec,
+    platform: Platform,
     stored: Stored,
 }
 
@@ -57,8 +59,25 @@ struct InEngine {
 impl MockImage {
     /// `name:tag`: the `reference` asked for, or `image-maker/mock:<key>`. An engine's image
     /// is tagged so in the engine (podman and buildah show `localhost/` in front).
-    pub fn reference(&self) -> &str {
+    ///
+    /// The cached layout is shared by every fixture of the spec, whatever its reference, so
+    /// its `index.json` names the image by the cache key instead: to name the image in it,
+    /// use [`oci_reference`](Self::oci_reference).
+    pub fn reference(&self) -> &Reference {
         &self.reference
+    }
+
+    /// `oci:DIR:TAG`, the image in its cached layout, as skopeo, umoci and image-maker take
+    /// it (`skopeo copy oci:DIR:TAG …`). [`Error::EngineOnly`] for an image of the
+    /// dockerfile builder.
+    pub fn oci_reference(&self) -> Result<String, Error> {
+        match &self.stored {
+            Stored::Cache(cached) => {
+                let tag = cache::cache_reference(&cached.entry.key)?;
+                Ok(format!("oci:{}:{}", cached.dir.display(), tag.tag()))
+            }
+            Stored::Engine(image) => Err(self.engine_only(image, "OCI layout")),
+        }
     }
 
     /// Digest of the manifest, or of the index for a multi-platform image: what
@@ -98,20 +117,14 @@ impl MockImage {
         }
     }
 
-    /// The spec in canonical form.
-    pub fn spec(&self) -> &str {
-        match &self.stored {
-            Stored::Cache(cached) => &cached.entry.spec,
-            Stored::Engine(image) => &image.built.spec,
-        }
+    /// The spec (`spec().canonical()` is its canonical form).
+    pub fn spec(&self) -> &Spec {
+        &self.spec
     }
 
-    /// `os/arch[/variant]`; the first platform of a multi-platform image.
-    pub fn platform(&self) -> &str {
-        match &self.stored {
-            Stored::Cache(cached) => &cached.entry.platform,
-            Stored::Engine(image) => &image.built.platform,
-        }
+    /// The platform; the first platform of a multi-platform image.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
     }
 
     /// The engine an image of the dockerfile builder lives in; `None` for a cached image.
@@ -184,7 +197,7 @@ impl MockImage {
                 return crate::build::dockerfile::retag(
                     &engine,
                     self.config_digest(),
-                    &self.reference,
+                    &self.reference.to_string(),
                 );
             }
             Stored::Engine(image) => {
@@ -196,7 +209,7 @@ impl MockImage {
             return Ok(());
         }
         let mut request = cached
-            .request(Reference::parse(&self.reference)?)?
+            .request(self.reference.clone())?
             .output(Output::Engine);
         request.engine = Some(engine.kind);
         cached.export(&request, &mut Progress::hidden())?;
@@ -211,13 +224,13 @@ impl MockImage {
         let configs: Vec<&str> = std::iter::once(self.config_digest())
             .chain(self.manifests().iter().map(|m| m.config_digest.as_str()))
             .collect();
-        crate::build::dockerfile::inspect::inspect(engine, &self.reference)
+        crate::build::dockerfile::inspect::inspect(engine, &self.reference.to_string())
             .is_ok_and(|image| configs.contains(&image.id.as_str()) || image.id == self.digest())
     }
 
     fn engine_only(&self, image: &InEngine, what: &'static str) -> Error {
         Error::EngineOnly {
-            reference: self.reference.clone(),
+            reference: self.reference.to_string(),
             engine: image.engine.name(),
             what,
         }
@@ -359,7 +372,9 @@ impl Fixture {
             }
         };
         Ok(MockImage {
-            reference: request.reference.to_string(),
+            reference: request.reference.clone(),
+            spec: request.spec.clone(),
+            platform: request.platform.clone(),
             stored,
         })
     }

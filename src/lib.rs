@@ -17,64 +17,90 @@
 //! `serve` (a registry that makes images as they are pulled, and [`MockRegistry`]), and
 //! `cli` (the `image-maker` command, which needs them all).
 //!
-//! Modules, from the bottom up: [`spec`] (the grammar) → plan → [`content`] → layer →
-//! image → sinks; the builders ([`mod@build`]) beneath the [`cache`], the [`mod@fixture`]s and the
+//! Checking: [`expect()`] gives the root filesystem an unpack must produce, [`verify()`]
+//! re-reads an image (or [`verify_rootfs`] an unpacked one) against its spec, and
+//! [`inspect()`] reports what an image holds. [`serve`] is a registry that makes images as
+//! they are pulled.
+//!
+//! Inside, from the bottom up: spec (the `image-maker-spec` grammar) → plan → content →
+//! layer → compress → image → sinks; the builders beneath the cache, the fixtures and the
 //! command line on top. Nothing imports upward.
 
 #![warn(missing_docs)]
 
-pub mod build;
-pub mod cache;
+// Every module is the crate's own: the public API is the names re-exported below, and a
+// new public item is a decision `tests/public-api.txt` records.
+pub(crate) mod build;
+pub(crate) mod cache;
+/// The `image-maker` command. Not an API: it is public for `src/main.rs` and xtask only.
 #[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
 pub(crate) mod compress;
-pub mod content;
-pub mod digest;
-pub mod dry_run;
-pub mod engine;
+pub(crate) mod content;
+pub(crate) mod digest;
+pub(crate) mod engine;
 mod entry;
 mod error;
-pub mod expect;
+// What a build will write and need, for the command line's `--dry-run`.
+#[cfg(feature = "cli")]
+pub(crate) mod estimate;
+pub(crate) mod expect;
 mod extra;
-pub mod fixture;
+pub(crate) mod fixture;
 pub(crate) mod image;
-pub mod interrupt;
+pub(crate) mod interrupt;
 pub(crate) mod layer;
 pub(crate) mod pipeline;
-pub mod plan;
-pub mod progress;
+pub(crate) mod plan;
+pub(crate) mod progress;
 #[cfg(feature = "registry")]
-pub mod registry;
-pub mod request;
-pub mod rootfs;
+pub(crate) mod registry;
+pub(crate) mod request;
+pub(crate) mod rootfs;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub(crate) mod sink;
-pub mod source;
-pub use image_maker_spec::{platform, reference};
-pub mod spec;
+pub(crate) mod source;
+pub(crate) mod spec;
 mod speed;
+#[doc(hidden)]
+pub mod testing;
 mod tree;
-pub mod units;
-pub mod verify;
+pub(crate) mod units;
+pub(crate) mod verify;
 
+pub(crate) use image_maker_spec::{platform, reference};
+
+// The fixtures.
+#[doc(hidden)]
+pub use fixture::__private;
+pub use fixture::{fixture, Fixture, MockImage};
+/// `#[mock_image(layers = "1GB,512MB")] fn t(img: MockImage) { … }`: a test that receives
+/// a mock image, built once per spec and shared through the cache.
+pub use image_maker_macros::mock_image;
+#[cfg(feature = "serve")]
+pub use serve::MockRegistry;
+
+// Building.
 pub use build::build;
 pub use cache::Cache;
 #[cfg(feature = "engine")]
 pub use engine::Engine;
 pub use engine::EngineKind;
-pub use error::{Error, UsageError};
-pub use fixture::{__private, fixture, Fixture, MockImage};
 pub use image::{LayerInfo, SPEC_LABEL};
-/// `#[mock_image(layers = "1GB,512MB")] fn t(img: MockImage) { … }`: a test that receives
-/// a mock image, built once per spec and shared through the cache.
-pub use image_maker_macros::mock_image;
-pub use platform::Platform;
+pub use image_maker_spec::{LayerSpec, Platform, Reference, Spec};
 pub use progress::Progress;
-pub use reference::Reference;
 pub use request::{
-    BuildRequest, Builder, Built, LinkMode, Output, OutputError, PlatformImage, PushOptions, Pushed,
+    BuildRequest, Builder, Built, LinkMode, Output, PlatformImage, PushOptions, Pushed,
 };
-#[cfg(feature = "serve")]
-pub use serve::MockRegistry;
-pub use spec::{LayerSpec, Spec};
+
+// Checking.
+pub use expect::{expect, Counts, Expected};
+pub use source::Source;
+pub use verify::{inspect, verify, verify_rootfs, Report};
+
+// The errors.
+pub use error::{Error, UsageError};
+pub use image_maker_spec::{PlatformError, ReferenceError, SpecError};
+pub use request::OutputError;

@@ -6,7 +6,7 @@ use image_maker::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = image_maker::interrupt::install() {
+    if let Err(e) = image_maker::testing::install_signal_handlers() {
         eprintln!("error: cannot install signal handlers: {e}");
         return ExitCode::from(1);
     }

@@ -47,6 +47,7 @@ fn planned(layers: &[LayerSpec]) -> Vec<LayerPlan> {
 
 /// Layer `number` (1-based) of a spec, with the layers below it planned only when its
 /// links or whiteouts need to know what they hold.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub fn layer(spec: &Spec, number: u32) -> LayerPlan {
     let layers = spec.layers();
     let layer = layers[number as usize - 1];

@@ -55,44 +55,44 @@ impl fmt::Display for LinkMode {
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
     /// The layers.
-    pub spec: Spec,
+    pub(crate) spec: Spec,
     /// The image's name and tag.
-    pub reference: Reference,
+    pub(crate) reference: Reference,
     /// The platform the config names; linux/amd64 by default. With `more_platforms`, the
     /// first image of an index.
-    pub platform: Platform,
+    pub(crate) platform: Platform,
     /// The other platforms of a multi-platform image: an index with one image per platform,
     /// `platform` first and these after it, in order. Empty for a single image.
-    pub more_platforms: Vec<Platform>,
+    pub(crate) more_platforms: Vec<Platform>,
     /// Every platform gets the `linux/amd64` layers instead of bytes of its own.
-    pub shared_layers: bool,
+    pub(crate) shared_layers: bool,
     /// Modification time of every tar entry and the config's `created`, in seconds.
-    pub mtime: u64,
+    pub(crate) mtime: u64,
     /// Where the image goes, in the order given.
-    pub outputs: Vec<Output>,
+    pub(crate) outputs: Vec<Output>,
     /// The engine for `Output::Engine`; detected when `None`.
-    pub engine: Option<EngineKind>,
+    pub(crate) engine: Option<EngineKind>,
     /// Which builder makes the image.
-    pub builder: Builder,
+    pub(crate) builder: Builder,
     /// Dockerfile builder: keep the build directory instead of removing it.
-    pub keep: bool,
+    pub(crate) keep: bool,
     /// Dockerfile builder: where to make the build directory (the system temp dir if `None`).
-    pub build_dir: Option<PathBuf>,
+    pub(crate) build_dir: Option<PathBuf>,
     /// Dockerfile builder: show the engine's output as it runs.
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// Build even when an earlier image can be reused: the dockerfile builder ignores the
-    /// engine's images labelled with the cache key, and [`cache::build`](crate::cache::build)
+    /// engine's images labelled with the cache key, and [`Cache::build`](crate::Cache::build)
     /// goes past the cache (the CLI's `--no-cache`).
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
     /// How `oci:` outputs get blobs from the cache.
-    pub link_mode: LinkMode,
+    pub(crate) link_mode: LinkMode,
     /// Hash every cached blob again before using it, instead of trusting the checks of its
     /// size, inode and modification time against what was recorded when it was hashed.
-    pub verify: bool,
+    pub(crate) verify: bool,
     /// One more output the library writes for itself (the cache's copy), not reported.
     pub(crate) internal: Option<Output>,
     /// How `Output::Registry` pushes.
-    pub push: PushOptions,
+    pub(crate) push: PushOptions,
 }
 
 impl BuildRequest {
@@ -166,6 +166,78 @@ impl BuildRequest {
     pub fn mtime(mut self, mtime: u64) -> Self {
         self.mtime = mtime;
         self
+    }
+
+    /// Every platform gets the `linux/amd64` layers instead of bytes of its own.
+    pub fn shared_layers(mut self, shared: bool) -> Self {
+        self.shared_layers = shared;
+        self
+    }
+
+    /// Which builder makes the image.
+    pub fn builder(mut self, builder: Builder) -> Self {
+        self.builder = builder;
+        self
+    }
+
+    /// The engine for [`Output::Engine`] and the dockerfile builder; detected when unset.
+    pub fn engine(mut self, engine: EngineKind) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// Build even when an earlier image can be reused (the CLI's `--no-cache`).
+    pub fn no_cache(mut self, no_cache: bool) -> Self {
+        self.no_cache = no_cache;
+        self
+    }
+
+    /// How `oci:` outputs get blobs from the cache.
+    pub fn link_mode(mut self, mode: LinkMode) -> Self {
+        self.link_mode = mode;
+        self
+    }
+
+    /// Hash every cached blob again before using it (the CLI's `--verify`), instead of
+    /// trusting the checks of its size, inode and modification time.
+    pub fn rehash_cached(mut self, rehash: bool) -> Self {
+        self.verify = rehash;
+        self
+    }
+
+    /// How [`Output::Registry`] pushes.
+    pub fn push(mut self, options: PushOptions) -> Self {
+        self.push = options;
+        self
+    }
+
+    /// Dockerfile builder: make the build directory under `dir` and keep it afterwards
+    /// when `keep`.
+    pub fn build_dir(mut self, dir: Option<PathBuf>, keep: bool) -> Self {
+        self.build_dir = dir;
+        self.keep = keep;
+        self
+    }
+
+    /// Dockerfile builder: show the engine's output as it runs.
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
+    /// The layers, normalised as [`new`](Self::new) normalises them.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The image's name and tag.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// Where the image goes, in the order given.
+    pub fn outputs(&self) -> &[Output] {
+        &self.outputs
     }
 }
 

@@ -96,16 +96,6 @@ impl<T> Rootfs<T> {
     pub fn iter(&self) -> impl Iterator<Item = (&String, &T)> {
         self.entries.iter()
     }
-
-    /// How many entries it holds.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether it holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use image_maker::units::human_size;
+use image_maker::testing::human_size;
 use image_maker::Spec;
 use tempfile::TempDir;
 

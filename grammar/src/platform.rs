@@ -168,6 +168,15 @@ impl Platform {
     }
 }
 
+/// `platform == "linux/arm64"` compares the text form.
+impl PartialEq<str> for Platform {
+    // Through the text form: the one spelling that `parse` and `Display` agree on.
+    #[allow(clippy::cmp_owned)]
+    fn eq(&self, other: &str) -> bool {
+        self.to_string() == other
+    }
+}
+
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;

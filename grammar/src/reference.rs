@@ -194,6 +194,15 @@ impl Reference {
     }
 }
 
+/// `reference == "mock/big:1"` compares the text form (`mock/big` is `mock/big:latest`).
+impl PartialEq<str> for Reference {
+    // Through the text form: the one spelling that `parse` and `Display` agree on.
+    #[allow(clippy::cmp_owned)]
+    fn eq(&self, other: &str) -> bool {
+        self.to_string() == other
+    }
+}
+
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.name(), self.tag)

@@ -13,7 +13,8 @@ use crate::progress::Progress;
 use crate::request::{BuildRequest, Builder, Built, Output};
 use crate::{interrupt, Error};
 
-/// Builds the image `request` describes with the builder it names, writing every output.
+/// Builds the image `request` describes with the builder it names, writing every output,
+/// without the cache: [`Cache::build`](crate::Cache::build) builds once and exports after.
 pub fn build(request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
     request.check_features()?;
     match request.builder {

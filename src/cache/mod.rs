@@ -38,9 +38,10 @@ use sha2::{Digest as _, Sha256};
 
 use entry::Checked;
 pub use entry::{Entry, Stamp};
-pub use gc::{GcOptions, GcReport, Listed};
+pub use gc::GcOptions;
+#[cfg(feature = "cli")]
+pub use gc::GcReport;
 pub(crate) use lock::KeyLock;
-pub use verify::Verified;
 
 use crate::build::{self, Source};
 use crate::interrupt;
@@ -76,6 +77,22 @@ impl Cache {
     /// The cache under `root`, whatever the environment says.
     pub fn at(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
+    }
+
+    /// Builds `request`'s image into the cache once, then exports it to the request's
+    /// outputs by link where it can; [`build`](crate::build) is the same without a cache.
+    ///
+    /// ```no_run
+    /// use image_maker::{BuildRequest, Cache, Output, Progress, Reference, Spec};
+    ///
+    /// let request = BuildRequest::new(Spec::parse("5MB")?, Reference::parse("mock/small:1")?)
+    ///     .output(Output::OciDir("target/mock-small".into()));
+    /// let built = Cache::from_env()?.build(&request, &mut Progress::hidden())?;
+    /// println!("{}", built.digest);
+    /// # Ok::<(), image_maker::Error>(())
+    /// ```
+    pub fn build(&self, request: &BuildRequest, progress: &mut Progress) -> Result<Built, Error> {
+        build(self, request, progress)
     }
 
     /// The root directory, as `image-maker cache path` prints it.
@@ -116,7 +133,7 @@ impl Cache {
     /// inode and modification time are those recorded when it was hashed. A blob that was
     /// written to or replaced since is hashed again; a damaged entry is built again, with a
     /// `warning:` line.
-    pub fn acquire(
+    pub(crate) fn acquire(
         &self,
         request: &BuildRequest,
         progress: &mut Progress,
@@ -455,6 +472,7 @@ fn remove_stale(tmp: &Path, key: &str) {
 }
 
 /// Builds through the user's cache ([`Cache::from_env`]), or without one when there is none.
+#[cfg(feature = "cli")]
 pub fn build_in_user_cache(
     request: &BuildRequest,
     progress: &mut Progress,

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{print_json, print_stdout, Args};
-use crate::dry_run::{self, BlobSize, DryRun, LayerEstimate, Options};
+use crate::estimate::{self, BlobSize, DryRun, LayerEstimate, Options};
 use crate::units::human_size;
 use crate::Error;
 
@@ -17,7 +17,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         entries: if args.verbose { usize::MAX } else { 5 },
         use_cache: !args.no_cache,
     };
-    let plan = dry_run::plan(&request, &options)?;
+    let plan = estimate::plan(&request, &options)?;
     if args.json {
         print_json(&plan)?;
     } else {

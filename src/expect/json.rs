@@ -88,7 +88,7 @@ mod tests {
         assert_eq!(doc["platform"], "linux/amd64");
         assert_eq!(doc["spec"], spec.canonical());
         let entries = doc["entries"].as_array().expect("array");
-        assert_eq!(entries.len(), expected.fs.len());
+        assert_eq!(entries.len(), expected.fs.iter().count());
         assert_eq!(entries[0]["path"], "layer1");
         assert_eq!(entries[0]["mode"], "0755");
         assert!(entries[0].get("size").is_none());

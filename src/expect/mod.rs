@@ -56,17 +56,33 @@ pub struct Origin {
     pub index: u64,
 }
 
+/// The root filesystem an unpack of `spec`'s image for `platform` must give; `shared` is
+/// `--shared-layers` (every platform holds the linux/amd64 bytes).
+///
+/// ```
+/// use image_maker::{expect, Platform, Spec};
+///
+/// let expected = expect(&Spec::parse("1KB:files=2")?, &Platform::default(), false)?;
+/// assert_eq!(expected.counts().files, 2);
+/// let mut mtree = Vec::new();
+/// expected.write_mtree(&mut mtree)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn expect(spec: &Spec, platform: &Platform, shared: bool) -> Result<Expected, Error> {
+    Expected::new(spec, platform, shared)
+}
+
 /// The expected root filesystem of one platform's image of a spec.
 #[derive(Debug, Clone)]
 pub struct Expected {
     /// The spec the image is made of.
-    pub spec: Spec,
+    pub(crate) spec: Spec,
     /// The image's platform.
-    pub platform: Platform,
+    pub(crate) platform: Platform,
     /// The content seed of that image's files.
-    pub seed: [u8; 32],
+    pub(crate) seed: [u8; 32],
     /// Paths in tar form (directories end in `/`), the root itself left out.
-    pub fs: Rootfs<Node>,
+    pub(crate) fs: Rootfs<Node>,
 }
 
 /// How many of each kind an [`Expected`] holds.
@@ -164,14 +180,35 @@ impl Expected {
         counts
     }
 
+    /// The spec the image is made of.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The image's platform.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// Writes the tree as an mtree(5) specification (`mtree -f FILE -p DIR` checks an
+    /// unpack against it).
+    pub fn write_mtree(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        mtree::write(self, out)
+    }
+
+    /// Writes the tree as JSON, one object per entry.
+    pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        json::write(self, out)
+    }
+
     /// The bytes of the generated file `origin`, `size` of them.
-    pub fn content(&self, origin: Origin, size: u64) -> FileContent {
+    pub(crate) fn content(&self, origin: Origin, size: u64) -> FileContent {
         let ratio = self.spec.layers()[origin.layer as usize - 1].ratio;
         FileContent::with_ratio(&self.seed, origin.layer, origin.index, size, ratio)
     }
 
     /// The top directories (`layerN`) it holds, without their `/`.
-    pub fn tops(&self) -> Vec<String> {
+    pub(crate) fn tops(&self) -> Vec<String> {
         self.fs
             .iter()
             .filter_map(|(path, _)| path.strip_suffix('/').filter(|p| !p.contains('/')))

@@ -87,7 +87,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(lines[0], ". type=dir mode=0755 uid=0 gid=0");
         assert_eq!(lines[1], "./layer1 type=dir mode=0755 uid=0 gid=0");
-        assert_eq!(lines.len(), expected.fs.len() + 1);
+        assert_eq!(lines.len(), expected.fs.iter().count() + 1);
         assert!(lines.iter().all(|l| l.starts_with('.')));
         let files: Vec<&&str> = lines.iter().filter(|l| l.contains("type=file")).collect();
         assert_eq!(files.len(), 3);

@@ -9,6 +9,7 @@ mod link;
 mod oci_dir;
 mod place;
 
+#[cfg(feature = "cli")]
 pub(crate) use archive::metadata_files;
 
 use std::path::{Path, PathBuf};
@@ -219,6 +220,7 @@ fn check_duplicates(outputs: &[Output]) -> Result<(), Error> {
 /// What opening the file sinks for `outputs` would check, without creating anything: no
 /// output twice, each parent directory there, no destination taken by something else.
 /// Engines and registries are not contacted here.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) fn check(outputs: &[Output]) -> Result<(), Error> {
     check_duplicates(outputs)?;
     for output in outputs {

@@ -6,9 +6,11 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::hex;
 
+// Which of these a build uses depends on its features (serve reads tags, the CLI sizes).
+#[allow(unused_imports)]
 pub use image_maker_spec::{
-    format_size, parse_byte_size, spec_of_tag, spec_text, tag_of, Compression, Extra, LayerSpec,
-    Layout, Ratio, Spec, SpecError, TagError, MAX_LAYERS, MAX_TAG_LEN,
+    format_size, parse_byte_size, spec_of_tag, tag_of, Compression, Extra, LayerSpec, Layout,
+    Ratio, Spec, SpecError, TagError, MAX_TAG_LEN,
 };
 
 /// The spec hash. A trait because the grammar crate stays free of hashing: the attribute

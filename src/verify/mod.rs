@@ -16,7 +16,7 @@ use std::io::Read;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use error::{ImageError, Place};
+pub use error::ImageError;
 pub use layer::LayerReport;
 pub use rootfs::{verify_rootfs, RootfsMismatch};
 

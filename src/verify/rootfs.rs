@@ -338,7 +338,7 @@ mod tests {
         let root = dir.path();
         unpack(&e, root);
         let counts = verify_rootfs(root, &e).expect("matches");
-        assert_eq!(counts.total(), e.fs.len() as u64);
+        assert_eq!(counts.total(), e.fs.iter().count() as u64);
 
         let (file, size) =
             e.fs.iter()

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use image_maker::cache::{Cache, GcOptions};
+use image_maker::testing::GcOptions;
+use image_maker::Cache;
 use image_maker::Fixture;
 
 use crate::support::*;
@@ -178,12 +179,7 @@ fn the_cached_layout_is_a_valid_image() {
         .cache(Cache::at(tmp.path().join("cache")))
         .get()
         .expect("fixture");
-    let tag = image
-        .reference()
-        .rsplit(':')
-        .next()
-        .expect("tag")
-        .to_owned();
+    let tag = image.reference().tag().to_owned();
     run_ok(oci_image_tool.cmd().args([
         "validate",
         "--type",
@@ -221,12 +217,13 @@ fn identical_layers_of_two_images_are_stored_once() {
         .get()
         .expect("arm64");
     assert_ne!(amd.layers(), arm.layers());
-    let mut shared = Fixture::new("1MB")
+    let shared = Fixture::new("1MB")
         .platform("linux/arm64")
         .request()
-        .expect("request");
-    shared.shared_layers = true;
-    let shared = image_maker::cache::build(&cache, &shared, &mut image_maker::Progress::hidden())
+        .expect("request")
+        .shared_layers(true);
+    let shared = cache
+        .build(&shared, &mut image_maker::Progress::hidden())
         .expect("shared arm64");
     assert_ne!(amd.digest(), shared.digest);
     assert_eq!(amd.layers(), shared.layers);

@@ -571,7 +571,7 @@ pub(crate) fn dockerfile_key(list: &str, epoch: u64) -> String {
         image_maker::Reference::parse("mock/x:1").expect("valid reference"),
     )
     .mtime(epoch);
-    image_maker::build::dockerfile::key(&request)
+    image_maker::testing::dockerfile_key(&request)
 }
 
 /// A `SOURCE_DATE_EPOCH` no other test or run uses: the mtime is part of the cache key, so

@@ -134,7 +134,7 @@ fn verbose_lists_every_entry() {
     ]));
     let text = stdout(&out);
     let spec = image_maker::Spec::parse("4KB:tree=40").expect("valid");
-    for entry in image_maker::plan::layers(&spec)[0].entries() {
+    for entry in image_maker::testing::plan_layers(&spec)[0].entries() {
         let path = entry.path();
         assert!(text.contains(path), "{path} not in {text}");
     }

@@ -86,7 +86,7 @@ fn a_tree_layer_unpacks_to_nested_directories() {
     let root = umoci_unpack(umoci, &dir, "1");
     assert_rootfs(&root, spec);
     // The deepest file of the tree, at least four directories down.
-    let layers = image_maker::plan::layers(&image_maker::Spec::parse(spec).expect("valid"));
+    let layers = image_maker::testing::plan_layers(&image_maker::Spec::parse(spec).expect("valid"));
     let deepest = layers[0]
         .files()
         .max_by_key(|f| f.path.matches('/').count())
@@ -155,4 +155,28 @@ fn an_existing_layout_is_replaced() {
     // Only the new image's blobs remain: config, manifest and two layers.
     assert_eq!(entries(&dir.join("blobs/sha256")).len(), 4);
     assert_eq!(entries(tmp.path()), ["layout"]);
+}
+
+/// A fixture's own reference is not the name its shared cached layout gives the image;
+/// `oci_reference` is, and skopeo resolves it to the fixture's image.
+#[test]
+fn a_fixtures_oci_reference_names_its_image_in_the_cached_layout() {
+    let Some(skopeo) = tool("skopeo") else {
+        return;
+    };
+    let tmp = tempdir();
+    let image = image_maker::Fixture::new("1KB:files=2")
+        .reference("mock/own-name:1")
+        .cache(image_maker::Cache::at(tmp.path().join("cache")))
+        .get()
+        .expect("fixture");
+    assert_eq!(image.reference(), "mock/own-name:1");
+    let source = image.oci_reference().expect("a cached image has a layout");
+    assert!(source.starts_with(&format!("oci:{}:", path_str(image.oci_dir()))));
+    let out = run_ok(skopeo.cmd().args(["inspect", "--raw", &source]));
+    let manifest = json(&out);
+    assert_eq!(
+        manifest["config"]["digest"].as_str(),
+        Some(image.config_digest())
+    );
 }

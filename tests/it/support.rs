@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use image_maker::{plan, Spec};
+use image_maker::testing::plan_layers;
+use image_maker::Spec;
 
 pub use nix::sys::signal::Signal;
 
@@ -412,8 +413,8 @@ pub fn expected_files(list: &str) -> Vec<(String, Vec<u8>)> {
 /// The generator's files of each layer of `list`, by path, in the plan's order.
 pub fn expected_layers(list: &str) -> Vec<Vec<(String, Vec<u8>)>> {
     let spec = Spec::parse(list).expect("valid spec");
-    let seed = image_maker::content::seed(&spec, &image_maker::Platform::default(), false);
-    plan::layers(&spec)
+    let seed = image_maker::testing::seed(&spec, &image_maker::Platform::default(), false);
+    plan_layers(&spec)
         .iter()
         .map(|layer| {
             layer

@@ -297,7 +297,7 @@ fn inspect_shows_media_types_sizes_and_counts() {
     );
     assert_eq!(column("files"), [1, 40, 1]);
     let tree = image_maker::Spec::parse("1MB:tree=40").expect("valid");
-    let tree_dirs = image_maker::plan::layers(&tree)[0].dir_count();
+    let tree_dirs = image_maker::testing::plan_layers(&tree)[0].dir_count();
     assert_eq!(column("dirs"), [1, tree_dirs, 1]);
     assert_eq!(column("links"), [0, 0, 0]);
     assert_eq!(column("whiteouts"), [0, 0, 0]);

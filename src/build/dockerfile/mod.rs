@@ -36,14 +36,12 @@ use crate::{cache, Error};
 
 use inspect::Inspected;
 
-pub use context::text as dockerfile_text;
-
 /// The label that carries the image's cache key ([`key`]), in every Dockerfile this
 /// builder writes, `--emit-context` included.
 pub const KEY_LABEL: &str = "dev.image-maker.key";
 
 /// The cache key of the image the dockerfile builder makes for `request`: that of
-/// [`cache::key`] for the dockerfile builder, never the native image's.
+/// the cache key for the dockerfile builder, never the native image's.
 pub fn key(request: &BuildRequest) -> String {
     if request.builder == Builder::Dockerfile {
         return cache::key(request);
@@ -428,6 +426,7 @@ fn shown(engine: &Engine, args: &[OsString]) -> String {
 /// exist or be empty. Written beside it under a temporary name and renamed into place when
 /// complete. Its Dockerfile carries the [`KEY_LABEL`] a build would: an image built from it
 /// for the request's platform is found and reused by `-b dockerfile`, as one it built.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub fn emit_context(
     request: &BuildRequest,
     dest: &Path,
