@@ -2,19 +2,6 @@
 //! build checks before its first byte is checked the same way (the same functions), and
 //! nothing is created: no output, no cache entry, no temporary directory.
 //!
-//! ```no_run
-//! use image_maker::{dry_run, BuildRequest, Output, Reference, Spec};
-//!
-//! let request = BuildRequest::new(Spec::parse("1GB,512MB:compression=gzip")?,
-//!     Reference::parse("mock/a:1")?)
-//!     .output(Output::OciDir("/tmp/x".into()));
-//! let plan = dry_run::plan(&request, &dry_run::Options::default())?;
-//! for space in &plan.space {
-//!     println!("{}: {} needed, {:?} free", space.path.display(), space.needed, space.free);
-//! }
-//! # Ok::<(), image_maker::Error>(())
-//! ```
-//!
 //! Sizes are exact where the bytes are known before encoding: a plain tar's size follows
 //! from the plan in closed form, and metadata holds digests of fixed length. A compressed
 //! blob's size is known only once it is encoded: it gets an upper bound ([`blob_bound`]),
