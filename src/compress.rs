@@ -427,7 +427,7 @@ mod tests {
     /// Bytes `at..at + len` of the tar of `list`'s first layer.
     fn tar_bytes(list: &str, at: u64, len: usize) -> Vec<u8> {
         let spec = crate::Spec::parse(list).expect("valid");
-        let plan = crate::plan::layer(&spec, 1);
+        let plan = crate::plan::layers(&spec).swap_remove(0);
         let seed = crate::content::seed(&spec, &crate::Platform::default(), false);
         let file = plan.files().next().expect("a file");
         let mut content = plan.content(&seed, &file);

@@ -35,54 +35,49 @@ pub fn layers(spec: &Spec) -> Vec<LayerPlan> {
     planned(spec.layers())
 }
 
-/// The plans of `layers`, bottom first, each made above those before it.
+/// The one planner: the plans of `layers`, bottom first, each made once above what those
+/// before it leave. What they leave is kept up to date layer by layer rather than replayed
+/// from the bottom, so the work is linear in the layers.
 fn planned(layers: &[LayerSpec]) -> Vec<LayerPlan> {
     let mut plans: Vec<LayerPlan> = Vec::with_capacity(layers.len());
+    let mut below = Below::default();
     for (layer, number) in layers.iter().zip(1..) {
-        let plan = LayerPlan::new(number, *layer, &plans);
+        let plan = LayerPlan::new(number, *layer, &below);
+        below.apply(&plan);
         plans.push(plan);
     }
     plans
 }
 
-/// Layer `number` (1-based) of a spec, with the layers below it planned only when its
-/// links or whiteouts need to know what they hold.
-#[cfg_attr(not(feature = "cli"), allow(dead_code))]
-pub fn layer(spec: &Spec, number: u32) -> LayerPlan {
-    let layers = spec.layers();
-    let layer = layers[number as usize - 1];
-    if layer.extra.symlinks == 0 && layer.extra.whiteouts == 0 {
-        return LayerPlan::new(number, layer, &[]);
-    }
-    planned(&layers[..number as usize])
-        .pop()
-        .expect("one layer at least")
-}
+/// What the layers planned so far leave, as tar-form paths, their top directories left
+/// out: what a whiteout may delete, and a link point at.
+#[derive(Debug, Default)]
+pub(crate) struct Below(Rootfs<()>);
 
-/// What the layers `lower` leave, as tar-form paths sorted bytewise, their top directories
-/// left out: what a whiteout may delete, and a link point at.
-fn remaining(lower: &[LayerPlan]) -> Vec<String> {
-    let mut fs = Rootfs::default();
-    for plan in lower {
+impl Below {
+    fn apply(&mut self, plan: &LayerPlan) {
         for entry in plan.entries() {
             match entry {
                 Entry::Whiteout(path) => {
-                    fs.apply_whiteout(&path);
+                    self.0.apply_whiteout(&path);
                 }
                 // Any layer's top: a whiteout layer's tar declares the tops it deletes in.
                 Entry::Dir(path) if path.find('/') == Some(path.len() - 1) => {}
-                other => fs.add(other.path().to_owned(), ()),
+                other => self.0.add(other.path().to_owned(), ()),
             }
         }
     }
-    fs.iter().map(|(path, ())| path.clone()).collect()
+
+    /// The paths, sorted bytewise.
+    fn paths(&self) -> Vec<String> {
+        self.0.iter().map(|(path, ())| path.clone()).collect()
+    }
 }
 
 impl LayerPlan {
-    /// Layer `number` of a spec, above the layers `lower` (all of them, bottom first, when
-    /// it has links or whiteouts; none needed otherwise). A tree's or any listed layer's
-    /// entries are drawn here, once.
-    pub fn new(number: u32, spec: LayerSpec, lower: &[LayerPlan]) -> Self {
+    /// Layer `number` of a spec, above what the layers below leave (read only when it has
+    /// links or whiteouts). A tree's or any listed layer's entries are drawn here, once.
+    fn new(number: u32, spec: LayerSpec, lower: &Below) -> Self {
         let top = format!("layer{number}");
         let tree = if spec.layout == Layout::Tree {
             // The shape depends on what the layer holds and where, not on its encoding or
@@ -106,7 +101,7 @@ impl LayerPlan {
         };
         let tree = tree.map(|mut entries| {
             let below = if spec.extra.symlinks > 0 || spec.extra.whiteouts > 0 {
-                remaining(lower)
+                lower.paths()
             } else {
                 Vec::new()
             };
@@ -386,7 +381,9 @@ mod tests {
                 .count()
         };
         assert_eq!((count(1), count(2)), (3, 30));
-        let left = remaining(&layers[..2]);
+        let mut below = Below::default();
+        layers[..2].iter().for_each(|layer| below.apply(layer));
+        let left = below.paths();
         assert!(!left.is_empty());
         assert!(
             left.iter()

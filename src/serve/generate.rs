@@ -22,9 +22,13 @@ pub(crate) struct Layer {
     /// 1-based.
     pub number: u32,
     pub mtime: u64,
-    /// The layer's plan, made on first use: a tree's is drawn whole, once per layer.
-    plan: Arc<std::sync::OnceLock<LayerPlan>>,
+    /// The image's plans, made on first use and shared by its layers, so that links and
+    /// whiteouts see the layers below without planning them again.
+    plans: Plans,
 }
+
+/// The plans of one spec's layers, shared by the [`Layer`]s of its images.
+pub(crate) type Plans = Arc<std::sync::OnceLock<Vec<LayerPlan>>>;
 
 /// A layer blob's digest and size, and the digest of its tar.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,13 +38,21 @@ pub(crate) struct Hashed {
 }
 
 impl Layer {
-    pub fn new(spec: Arc<Spec>, platform: &Platform, number: u32, mtime: u64) -> Self {
+    /// Layer `number` of `spec`'s image for `platform`; `plans` is shared by the layers of
+    /// every image of the spec.
+    pub fn new(
+        spec: Arc<Spec>,
+        plans: Plans,
+        platform: &Platform,
+        number: u32,
+        mtime: u64,
+    ) -> Self {
         Self {
             seed: content::seed(&spec, platform, false),
             spec,
             number,
             mtime,
-            plan: Arc::default(),
+            plans,
         }
     }
 
@@ -49,8 +61,7 @@ impl Layer {
     }
 
     fn plan(&self) -> &LayerPlan {
-        self.plan
-            .get_or_init(|| crate::plan::layer(&self.spec, self.number))
+        &self.plans.get_or_init(|| crate::plan::layers(&self.spec))[self.number as usize - 1]
     }
 
     fn options(&self) -> TarOptions {
@@ -223,7 +234,7 @@ mod tests {
         ] {
             let spec = Arc::new(Spec::parse(list).expect("valid"));
             let top = spec.layers().len() as u32;
-            let layer = Layer::new(spec, &Platform::default(), top, 0);
+            let layer = Layer::new(spec, Plans::default(), &Platform::default(), top, 0);
             let all = whole(&layer);
             assert_eq!(all.len() as u64, layer.hash().expect("hashed").blob.size);
             let n = all.len() as u64;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
-use super::generate::{Hashed, Layer};
+use super::generate::{Hashed, Layer, Plans};
 use crate::digest::{hex, Blob};
 use crate::image::{self, LayerInfo};
 use crate::platform::Platform;
@@ -100,7 +100,8 @@ impl Store {
             spec.with_defaults(None, None)
                 .unwrap_or_else(|_| spec.clone()),
         );
-        let blobs = self.layer_blobs(&spec, platform)?;
+        let plans = Plans::default();
+        let blobs = self.layer_blobs(&spec, &plans, platform)?;
         let infos: Vec<LayerInfo> = blobs
             .iter()
             .zip(spec.layers())
@@ -126,7 +127,8 @@ impl Store {
         );
         for (hashed, number) in blobs.iter().zip(1..) {
             known.entry(hashed.blob.digest.clone()).or_insert_with(|| {
-                let layer = Layer::new(Arc::clone(&spec), platform, number, self.mtime);
+                let plans = Arc::clone(&plans);
+                let layer = Layer::new(Arc::clone(&spec), plans, platform, number, self.mtime);
                 Stored::Layer(layer, hashed.blob.size)
             });
         }
@@ -183,6 +185,7 @@ impl Store {
     fn layer_blobs(
         &self,
         spec: &Arc<Spec>,
+        plans: &Plans,
         platform: &Platform,
     ) -> Result<Arc<Vec<Hashed>>, Error> {
         let key = self.key(spec, platform);
@@ -195,7 +198,8 @@ impl Store {
             if let Some(blobs) = self.read_memo_file(&key, spec, platform) {
                 return Ok(Arc::new(blobs));
             }
-            let blobs = hash_layers(spec, platform, self.mtime).map_err(|e| e.to_string())?;
+            let blobs =
+                hash_layers(spec, plans, platform, self.mtime).map_err(|e| e.to_string())?;
             self.write_memo_file(&key, spec, platform, &blobs);
             Ok(Arc::new(blobs))
         });
@@ -341,7 +345,12 @@ fn parse_memo(text: &str) -> Option<Memo> {
 }
 
 /// Hashes every layer of `spec`, as many at once as there are cores.
-fn hash_layers(spec: &Arc<Spec>, platform: &Platform, mtime: u64) -> std::io::Result<Vec<Hashed>> {
+fn hash_layers(
+    spec: &Arc<Spec>,
+    plans: &Plans,
+    platform: &Platform,
+    mtime: u64,
+) -> std::io::Result<Vec<Hashed>> {
     let count = spec.layers().len();
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -357,7 +366,8 @@ fn hash_layers(spec: &Arc<Spec>, platform: &Platform, mtime: u64) -> std::io::Re
                     return;
                 }
                 let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
-                let blob = Layer::new(Arc::clone(spec), platform, number, mtime).hash();
+                let blob =
+                    Layer::new(Arc::clone(spec), Arc::clone(plans), platform, number, mtime).hash();
                 results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(blob);
             });
         }
