@@ -4,7 +4,7 @@
 //!
 //! Sizes are exact where the bytes are known before encoding: a plain tar's size follows
 //! from the plan in closed form, and metadata holds digests of fixed length. A compressed
-//! blob's size is known only once it is encoded: it gets an upper bound ([`blob_bound`]),
+//! blob's size is known only once it is encoded: it gets an upper bound ([`compress::blob_bound`](crate::compress::blob_bound)),
 //! and for `ratio=R` content an expected size of about tar/R.
 
 use std::collections::BTreeMap;
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cache::Cache;
+use crate::compress::blob_bound;
 use crate::image::{self, ImageSet, LayerInfo, PlatformMetadata, OCI_LAYOUT};
 use crate::plan::{self, Entry, LayerPlan};
 use crate::request::{BuildRequest, Builder, Output};
@@ -107,7 +108,7 @@ pub struct LayerEstimate {
 pub struct BlobSize {
     /// The size, when it is known before encoding (a plain tar).
     pub exact: Option<u64>,
-    /// The most it can be: `exact`, or [`blob_bound`] for a compressed blob.
+    /// The most it can be: `exact`, or `compress::blob_bound` for a compressed blob.
     pub at_most: u64,
     /// What to expect for `ratio=R` content, about tar/R; `None` when nothing better than
     /// `at_most` is known (random data barely changes size when compressed).
@@ -394,55 +395,6 @@ fn estimate(plan: &LayerPlan, options: &Options) -> LayerEstimate {
     }
 }
 
-/// Input per gzip block and per zstd job, as `compress` cuts them.
-const GZIP_BLOCK: u64 = 128 * 1024;
-const ZSTD_JOB: u64 = 2 << 20;
-
-/// The most a blob of a `tar_size`-byte tar can take encoded as `compression`, whatever the
-/// data: a little over the tar, since random data cannot shrink.
-///
-/// - gzip: 10 bytes of header and 8 of trailer; each 128 KiB block is deflated on its own
-///   and ends in a sync flush, so each gets zlib's `compressBound` for a raw stream
-///   (n + n/4096 + n/16384 + n/2^25 + 13, what stored blocks cost at worst) plus 5 bytes
-///   for the flush's empty stored block. Level 1 is the exception: zlib-rs (as zlib-ng)
-///   runs it as `deflate_quick`, which writes fixed-Huffman codes without falling back to
-///   stored blocks, up to 9 bits a byte; a block the encoder probes as compressible (the
-///   first of a file, which holds tar headers) can grow by up to 1/8. It gets zlib's
-///   conservative bound, n + n/8 + n/64 + 11.
-/// - zstd: each 2 MiB job bounded as `ZSTD_compressBound` bounds one input (n + n/256, plus
-///   up to 64 bytes when n < 128 KiB), plus 18 bytes of frame header and 4 of checksum.
-///
-/// `level` is the layer's, `None` for the encoding's default.
-pub fn blob_bound(compression: Compression, level: Option<u32>, tar_size: u64) -> u64 {
-    let quick = level.or(compression.default_level()) == Some(1);
-    let pieces = |piece: u64, each: &dyn Fn(u64) -> u64| {
-        let whole = tar_size / piece;
-        let rest = tar_size % piece;
-        whole * each(piece) + if rest > 0 { each(rest) } else { each(0) }
-    };
-    match compression {
-        Compression::None => tar_size,
-        Compression::Gzip => {
-            let deflate = |n: u64| match quick {
-                true => n + n.div_ceil(8) + n.div_ceil(64) + 11,
-                false => n + (n >> 12) + (n >> 14) + (n >> 25) + 13,
-            };
-            10 + 8 + pieces(GZIP_BLOCK, &|n| deflate(n) + 5)
-        }
-        Compression::Zstd => {
-            18 + 4
-                + pieces(ZSTD_JOB, &|n| {
-                    n + (n >> 8)
-                        + if n < 128 * 1024 {
-                            ((128 * 1024) - n) >> 11
-                        } else {
-                            0
-                        }
-                })
-        }
-    }
-}
-
 /// The archive's size: its layout's files as tar entries, with docker's `manifest.json`.
 fn archive_size(
     sets: &[LayerSet],
@@ -615,22 +567,6 @@ mod tests {
             path: None,
         };
         assert!(space(&[registry], |_| Some((1, 0))).is_empty());
-    }
-
-    #[test]
-    fn bounds_cover_what_each_encoding_adds() {
-        assert_eq!(blob_bound(Compression::None, None, 12345), 12345);
-        for size in [0, 1, 1024, GZIP_BLOCK, GZIP_BLOCK + 1, ZSTD_JOB * 3 + 7] {
-            let gzip = blob_bound(Compression::Gzip, None, size);
-            let zstd = blob_bound(Compression::Zstd, Some(1), size);
-            assert!(gzip > size && zstd > size, "{size}");
-            // Slightly larger: under 1% and 100 bytes per piece.
-            assert!(gzip <= size + size / 100 + 100 * (size / GZIP_BLOCK + 1));
-            assert!(zstd <= size + size / 100 + 100 * (size / ZSTD_JOB + 1));
-            // gzip -1 may spend 9 bits on a byte.
-            let quick = blob_bound(Compression::Gzip, Some(1), size);
-            assert!(quick >= size + size / 8, "{size}");
-        }
     }
 
     #[test]
