@@ -98,8 +98,7 @@ pub struct BuildRequest {
 impl BuildRequest {
     /// Linux/amd64, mtime 0, no outputs: add them with `output`.
     pub fn new(spec: Spec, reference: Reference) -> Self {
-        // `compression=none` and a default level said out loud are the same image as unsaid.
-        let spec = spec.with_defaults(None, None).unwrap_or(spec);
+        let spec = spec.normalized();
         Self {
             spec,
             reference,

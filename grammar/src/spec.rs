@@ -694,6 +694,13 @@ impl Spec {
         &self.layers
     }
 
+    /// The spec as builds, caches and serve key it: `compression=none` and default levels
+    /// said out loud are the same image as unsaid, so they are dropped.
+    pub fn normalized(&self) -> Spec {
+        self.with_defaults(None, None)
+            .unwrap_or_else(|_| self.clone())
+    }
+
     /// Resolves what the layers leave unsaid: `compression` is the encoding of every layer
     /// without `compression=` (`--compression`), `level` the level of every compressed
     /// layer without `level=` (`--compression-level`). The result says nothing twice:
@@ -1664,5 +1671,18 @@ mod tests {
             Some("give each layer one count: `9x1MB`, not `3x3x1MB`")
         );
         assert!(err("1q").hint().is_some_and(|h| h.contains("K..T")));
+    }
+
+    #[test]
+    fn normalized_drops_what_says_the_default() {
+        let plain = Spec::parse("1MB,2MB:compression=gzip").expect("valid");
+        for said in [
+            "1MB:compression=none,2MB:compression=gzip:level=6",
+            "1MB,2MB:compression=gzip",
+        ] {
+            let spec = Spec::parse(said).expect("valid");
+            assert_eq!(spec.normalized(), plain, "{said}");
+            assert_eq!(spec.normalized().canonical(), plain.canonical(), "{said}");
+        }
     }
 }

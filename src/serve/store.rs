@@ -95,11 +95,8 @@ impl Store {
     /// The manifest of `spec` for `platform`: the one `image-maker -s SPEC --platform P -o oci:`
     /// writes. The first call for a spec hashes its layers; call it off the async threads.
     pub fn manifest(&self, spec: &Spec, platform: &Platform) -> Result<Arc<Manifest>, Error> {
-        // As a build request spells it: `compression=none` and default levels left out.
-        let spec = Arc::new(
-            spec.with_defaults(None, None)
-                .unwrap_or_else(|_| spec.clone()),
-        );
+        // As a build request spells it.
+        let spec = Arc::new(spec.normalized());
         let plans = Plans::default();
         let blobs = self.layer_blobs(&spec, &plans, platform)?;
         let infos: Vec<LayerInfo> = blobs
