@@ -475,7 +475,7 @@ mod tests {
         let plan = crate::plan::layers(&spec).swap_remove(0);
         let seed = crate::content::seed(&spec, &crate::Platform::default(), false);
         let file = plan.files().next().expect("a file");
-        let mut content = plan.content(&seed, &file);
+        let mut content = crate::content::FileContent::of(&plan, &seed, &file);
         // A directory's header, then the file's.
         content.seek(at - 1024);
         let mut bytes = vec![0; len];

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use sha2::{Digest as _, Sha256};
 
+use crate::plan::{FilePlan, LayerPlan};
 use crate::platform::Platform;
 use crate::spec::{Ratio, Spec};
 
@@ -53,6 +54,12 @@ pub struct FileContent {
 }
 
 impl FileContent {
+    /// The bytes of `file`, a file of `layer`, in the image whose content seed is `seed`
+    /// ([`seed`]).
+    pub fn of(layer: &LayerPlan, seed: &[u8; 32], file: &FilePlan) -> Self {
+        Self::with_ratio(seed, layer.number, file.index, file.size, layer.spec.ratio)
+    }
+
     /// The content of file `file` (0-based) in layer `layer` (1-based) of the image whose
     /// [`seed`] is `seed`, with random bytes (ratio 1:1).
     pub fn new(seed: &[u8; 32], layer: u32, file: u64, len: u64) -> Self {

@@ -110,7 +110,7 @@ pub fn write_tar(
         let Some(file) = tar.plan_entry(&entry)? else {
             continue;
         };
-        let mut content = plan.content(seed, file);
+        let mut content = crate::content::FileContent::of(plan, seed, file);
         while content.remaining() > 0 {
             let n = content.fill(&mut buf);
             tar.data(&buf[..n])?;

@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::content::FileContent;
 pub use crate::entry::{Entry, FilePlan};
 use crate::rootfs::Rootfs;
 use crate::spec::{format_size, LayerSpec, Layout, Spec};
@@ -122,12 +121,6 @@ impl LayerPlan {
     /// The layer's top directory, `layerN`.
     pub fn dir(&self) -> String {
         format!("layer{}", self.number)
-    }
-
-    /// The bytes of `file`, a file of this layer, in the image whose content seed is
-    /// `seed` ([`crate::content::seed`]).
-    pub fn content(&self, seed: &[u8; 32], file: &FilePlan) -> FileContent {
-        FileContent::with_ratio(seed, self.number, file.index, file.size, self.spec.ratio)
     }
 
     /// How many directory entries `entries` yields, `layerN/` included.

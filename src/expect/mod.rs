@@ -256,7 +256,7 @@ fn hash_files(
                     if crate::interrupt::check().is_err() {
                         break;
                     }
-                    let mut content = layer.content(seed, file);
+                    let mut content = FileContent::of(layer, seed, file);
                     let _ = slots[i].set(hash(&mut content, &mut buf));
                 }
             });

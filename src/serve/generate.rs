@@ -160,7 +160,7 @@ impl Layer {
             let Some(file) = tar.plan_entry(&entry)? else {
                 continue;
             };
-            let mut content = plan.content(&self.seed, file);
+            let mut content = content::FileContent::of(plan, &self.seed, file);
             let skip = tar.out.skip.min(file.size);
             content.seek(skip);
             tar.out.skip -= skip;

@@ -487,7 +487,12 @@ fn compare_file(
     let mut generators: Vec<_> = expected
         .seeds
         .iter()
-        .map(|seed| (*seed, expected.plan.content(seed, file)))
+        .map(|seed| {
+            (
+                *seed,
+                crate::content::FileContent::of(expected.plan, seed, file),
+            )
+        })
         .collect();
     // An entry reads no more than its size: a small file needs no full chunk zeroed.
     let mut want = vec![0; usize::try_from(file.size).map_or(buf.len(), |s| s.min(buf.len()))];

@@ -421,8 +421,7 @@ pub fn expected_layers(list: &str) -> Vec<Vec<(String, Vec<u8>)>> {
                 .files()
                 .map(|f| {
                     let mut bytes = Vec::new();
-                    layer
-                        .content(&seed, &f)
+                    image_maker::testing::FileContent::of(layer, &seed, &f)
                         .read_to_end(&mut bytes)
                         .expect("in memory");
                     (f.path, bytes)

@@ -101,7 +101,7 @@ fn write_layer(
         let mut out = File::create(&path).map_err(write_error(&path, needed))?;
         out.set_permissions(Permissions::from_mode(file.mode))
             .map_err(write_error(&path, needed))?;
-        let mut content = layer.content(seed, &file);
+        let mut content = crate::content::FileContent::of(layer, seed, &file);
         while content.remaining() > 0 {
             interrupt::check()?;
             let n = content.fill(buf);
