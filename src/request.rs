@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 
 use crate::engine::EngineKind;
 use crate::image::LayerInfo;
@@ -432,6 +433,34 @@ pub struct Pushed {
     pub mounted: usize,
     /// Blobs the repository had already.
     pub skipped: usize,
+}
+
+/// The cache key of the image `request` describes.
+///
+/// An engine's build of a spec is another image than the native one (its own tars and
+/// config), so the dockerfile builder's key hashes the builder and the version of its build
+/// context too; native keys hash neither and stay as they were.
+pub(crate) fn key(request: &BuildRequest) -> String {
+    let mut hasher = Sha256::new();
+    // One platform hashes as it always has; a list hashes all of it, in order.
+    hasher.update(format!(
+        // `v1` is the cache layout's version (`Cache`'s `v1/`): every key, and every image
+        // users recorded by it, follows this text.
+        "image-maker cache v1\n{}\n{}\n{}\n",
+        request.spec.canonical(),
+        request.platform_list(),
+        request.mtime
+    ));
+    let amd64 = crate::Platform::default();
+    if request.shared_layers && request.all_platforms().iter().any(|p| *p != amd64) {
+        // Other platforms' bytes are linux/amd64's then; linux/amd64's are the same either way.
+        hasher.update("shared layers\n");
+    }
+    if request.builder == Builder::Dockerfile {
+        // Bumped when the build context (files or Dockerfile) changes.
+        hasher.update("builder dockerfile 1\n");
+    }
+    crate::digest::hex(&hasher.finalize())
 }
 
 #[cfg(test)]

@@ -34,8 +34,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
 use entry::Checked;
 pub use entry::{Entry, Stamp};
 pub use gc::GcOptions;
@@ -409,31 +407,7 @@ impl Cached {
     }
 }
 
-/// The cache key of the image `request` describes.
-///
-/// An engine's build of a spec is another image than the native one (its own tars and
-/// config), so the dockerfile builder's key hashes the builder and the version of its build
-/// context too; native keys hash neither and stay as they were.
-pub fn key(request: &BuildRequest) -> String {
-    let mut hasher = Sha256::new();
-    // One platform hashes as it always has; a list hashes all of it, in order.
-    hasher.update(format!(
-        "image-maker cache {FORMAT}\n{}\n{}\n{}\n",
-        request.spec.canonical(),
-        request.platform_list(),
-        request.mtime
-    ));
-    let amd64 = crate::Platform::default();
-    if request.shared_layers && request.all_platforms().iter().any(|p| *p != amd64) {
-        // Other platforms' bytes are linux/amd64's then; linux/amd64's are the same either way.
-        hasher.update("shared layers\n");
-    }
-    if request.builder == Builder::Dockerfile {
-        // Bumped when the build context (files or Dockerfile) changes.
-        hasher.update("builder dockerfile 1\n");
-    }
-    crate::digest::hex(&hasher.finalize())
-}
+pub(crate) use crate::request::key;
 
 /// The name a cache entry's own `index.json` gives its image, and fixtures default to.
 pub fn cache_reference(key: &str) -> Result<Reference, Error> {

@@ -32,7 +32,7 @@ use crate::progress::Progress;
 use crate::request::{BuildRequest, Builder, Built, Output};
 use crate::sink::{self, Sink};
 use crate::units::human_size;
-use crate::{cache, Error};
+use crate::Error;
 
 use inspect::Inspected;
 
@@ -44,11 +44,11 @@ pub const KEY_LABEL: &str = "dev.image-maker.key";
 /// the cache key for the dockerfile builder, never the native image's.
 pub fn key(request: &BuildRequest) -> String {
     if request.builder == Builder::Dockerfile {
-        return cache::key(request);
+        return crate::request::key(request);
     }
     let mut dockerfile = request.clone();
     dockerfile.builder = Builder::Dockerfile;
-    cache::key(&dockerfile)
+    crate::request::key(&dockerfile)
 }
 
 /// What this builder cannot make, found before anything runs: compressed layers, an index,
@@ -572,13 +572,17 @@ mod tests {
         let request = BuildRequest::new(spec, Reference::parse("mock/x:1").expect("valid"));
         // What the cache has always called `1KB` for linux/amd64 at mtime 0.
         let native = "fa8ba0c5deab2634a51c1f93e743921a7236fe2dfae6fb766ce44ea98ee84ed9";
-        assert_eq!(cache::key(&request), native);
+        assert_eq!(crate::request::key(&request), native);
         let dockerfile = key(&request);
         assert_ne!(dockerfile, native);
         let mut asked = request.clone();
         asked.builder = Builder::Dockerfile;
         asked.reference = Reference::parse("other/name:2").expect("valid");
-        assert_eq!(cache::key(&asked), dockerfile, "the name is not part of it");
+        assert_eq!(
+            crate::request::key(&asked),
+            dockerfile,
+            "the name is not part of it"
+        );
         assert_ne!(key(&asked.clone().mtime(1)), dockerfile);
     }
 
