@@ -12,9 +12,59 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct Archive {
     path: PathBuf,
-    /// Path inside the archive → (offset of its data, size).
-    members: HashMap<String, (u64, u64)>,
+    members: Members,
     top: Descriptor,
+}
+
+/// Where a member's bytes are in the archive.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// The regular files of a tar of files (an OCI layout's, or `docker save`'s), by path
+/// without `./`, and the bytes of the one member read on the way (its `index.json` or
+/// `manifest.json`): the one pass that finds where everything is, seeking past the data.
+#[derive(Debug, Default)]
+pub(crate) struct Members {
+    pub spans: HashMap<String, Span>,
+    pub top: Option<Vec<u8>>,
+}
+
+impl Members {
+    pub fn index(file: impl Read + Seek, top: &str) -> std::io::Result<Self> {
+        let mut members = Self::default();
+        let mut archive = tar::Archive::new(file);
+        for entry in archive.entries_with_seek()? {
+            let mut entry = entry?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = String::from_utf8_lossy(&entry.path_bytes())
+                .trim_start_matches("./")
+                .to_owned();
+            if path == top {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes)?;
+                members.top = Some(bytes);
+            }
+            let span = Span {
+                offset: entry.raw_file_position(),
+                size: entry.size(),
+            };
+            members.spans.insert(path, span);
+        }
+        Ok(members)
+    }
+
+    /// The bytes of `span`, read from `file`, the archive indexed.
+    pub fn read(file: &mut File, span: Span) -> std::io::Result<Vec<u8>> {
+        file.seek(SeekFrom::Start(span.offset))?;
+        let mut bytes = Vec::new();
+        file.take(span.size).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
 }
 
 impl Archive {
@@ -28,28 +78,12 @@ impl Archive {
             name: name.clone(),
             detail,
         };
-        let mut archive = tar::Archive::new(file);
-        let mut members = HashMap::new();
-        let mut index = None;
-        // Seeking past each member's data: the layers are never read here.
-        for entry in archive
-            .entries_with_seek()
-            .map_err(|e| unreadable(e.to_string()))?
-        {
-            let mut entry = entry.map_err(|e| unreadable(e.to_string()))?;
-            let member = String::from_utf8_lossy(&entry.path_bytes())
-                .trim_start_matches("./")
-                .to_owned();
-            if member == "index.json" {
-                let mut bytes = Vec::new();
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| unreadable(e.to_string()))?;
-                index = Some(bytes);
-            }
-            members.insert(member, (entry.raw_file_position(), entry.size()));
-        }
-        let index = index.ok_or_else(|| unreadable("the archive holds no `index.json`".into()))?;
+        let mut members =
+            Members::index(file, "index.json").map_err(|e| unreadable(e.to_string()))?;
+        let index = members
+            .top
+            .take()
+            .ok_or_else(|| unreadable("the archive holds no `index.json`".into()))?;
         let top = layout::choose(&name, &index, tag)?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -66,7 +100,7 @@ impl Blobs for Archive {
 
     fn open(&mut self, descriptor: &Descriptor) -> Result<Box<dyn Read + '_>, OpenError> {
         let member = format!("blobs/sha256/{}", descriptor.hex());
-        let Some(&(offset, size)) = self.members.get(&member) else {
+        let Some(&Span { offset, size }) = self.members.spans.get(&member) else {
             return Err(OpenError::Missing(format!(
                 "the archive holds no `{member}`"
             )));

@@ -2,7 +2,7 @@
 //! the cache. A source hands out blobs as streams by descriptor, so that `verify` and
 //! `inspect` read each blob once, in order, without storing it.
 
-mod archive;
+pub(crate) mod archive;
 mod cache;
 mod layout;
 mod oci_dir;

@@ -2,7 +2,6 @@
 //! docker-archive, whose layer tars and config stream through the same sinks as a native
 //! build's. The engine's config is kept byte for byte, so the image ID stays the engine's.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -18,6 +17,7 @@ use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::sink::{Committed, Finished, LayerStart, Sink};
+use crate::source::archive::Members;
 use crate::spec::Compression;
 use crate::{interrupt, pipeline, Error};
 
@@ -28,13 +28,6 @@ struct ArchiveManifest {
     config: String,
     #[serde(rename = "Layers")]
     layers: Vec<String>,
-}
-
-/// Where a file's bytes are in the archive.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    offset: u64,
-    size: u64,
 }
 
 /// Saves `image` (a reference or an image ID) from the engine into `dir/image.tar`; buildah
@@ -83,7 +76,10 @@ pub(crate) fn export(
     progress: &mut Progress,
 ) -> Result<(Metadata, Vec<LayerInfo>, Vec<Committed>), Error> {
     let mut file = File::open(archive_path).map_err(Error::io("open", archive_path))?;
-    let Index { spans, manifest } = index(&mut file).map_err(Error::io("read", archive_path))?;
+    let Members {
+        spans,
+        top: manifest,
+    } = Members::index(&mut file, "manifest.json").map_err(Error::io("read", archive_path))?;
     let unreadable = |detail: String| Error::EngineFailed {
         command: format!("read {}", archive_path.display()),
         detail,
@@ -101,8 +97,8 @@ pub(crate) fn export(
             .copied()
             .ok_or_else(|| unreadable(format!("`{path}` is missing")))
     };
-    let config =
-        read_span(&mut file, span(&manifest.config)?).map_err(Error::io("read", archive_path))?;
+    let config = Members::read(&mut file, span(&manifest.config)?)
+        .map_err(Error::io("read", archive_path))?;
     if manifest.layers.len() != diff_ids.len() {
         return Err(unreadable(format!(
             "it has {} layers, the built image {}",
@@ -186,50 +182,6 @@ pub(crate) fn export(
         }
     }
     Ok((metadata, infos, committed))
-}
-
-/// What a pass over the archive finds: every regular file's span, and `manifest.json`.
-#[derive(Debug, Default)]
-struct Index {
-    spans: HashMap<String, Span>,
-    manifest: Option<Vec<u8>>,
-}
-
-fn index(file: &mut File) -> io::Result<Index> {
-    let mut spans = HashMap::new();
-    let mut manifest = None;
-    let mut archive = tar::Archive::new(&mut *file);
-    for entry in archive.entries_with_seek()? {
-        let mut entry = entry?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let path = entry
-            .path()?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_owned();
-        if path == "manifest.json" {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes)?;
-            manifest = Some(bytes);
-        }
-        spans.insert(
-            path,
-            Span {
-                offset: entry.raw_file_position(),
-                size: entry.size(),
-            },
-        );
-    }
-    Ok(Index { spans, manifest })
-}
-
-fn read_span(file: &mut File, span: Span) -> io::Result<Vec<u8>> {
-    file.seek(SeekFrom::Start(span.offset))?;
-    let mut bytes = Vec::new();
-    file.take(span.size).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 fn copy(from: &mut impl Read, to: &mut impl io::Write, progress: &Progress) -> io::Result<()> {
