@@ -15,18 +15,18 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::{self, Auth};
 use super::body::{Body, Check, Logged};
+use super::catalog::{Catalog, Stored};
 use super::fault::{Damage, Fault};
 use super::images_file::Named;
 use super::listen::Flushes;
 use super::name::Name;
-use super::store::{Store, Stored};
 use crate::platform::Platform;
 use crate::spec::{spec_of_tag, Spec};
 
 /// What every request shares.
 #[derive(Debug)]
 pub(crate) struct State {
-    pub store: Store,
+    pub catalog: Catalog,
     pub named: Named,
     pub auth: Option<Auth>,
     pub tls: bool,
@@ -213,7 +213,7 @@ async fn manifest(
     head: bool,
 ) -> Response<Body> {
     let found = if reference.starts_with("sha256:") {
-        match state.store.manifest_by_digest(reference) {
+        match state.catalog.manifest_by_digest(reference) {
             Some(manifest) => manifest,
             None => {
                 return error(
@@ -232,8 +232,8 @@ async fn manifest(
         let shared = Arc::clone(state);
         let computed = tokio::task::spawn_blocking(move || {
             match platforms.as_slice() {
-                [platform] => shared.store.manifest(&spec, platform),
-                list => shared.store.index(&spec, list),
+                [platform] => shared.catalog.manifest(&spec, platform),
+                list => shared.catalog.index(&spec, list),
             }
             .map_err(|e| e.to_string())
         })
@@ -343,7 +343,7 @@ fn blob(
             "every blob is missing here on purpose (faults/missing)",
         );
     }
-    let Some(stored) = state.store.blob(digest) else {
+    let Some(stored) = state.catalog.blob(digest) else {
         return error(
             StatusCode::NOT_FOUND,
             "BLOB_UNKNOWN",

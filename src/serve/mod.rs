@@ -19,6 +19,7 @@
 
 mod auth;
 mod body;
+mod catalog;
 mod fault;
 mod generate;
 mod http;
@@ -26,7 +27,6 @@ mod images_file;
 mod listen;
 mod mock;
 mod name;
-mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -171,7 +171,7 @@ impl Server {
             .build()
             .map_err(ServeError::Runtime)?;
         let state = Arc::new(http::State {
-            store: store::Store::new(
+            catalog: catalog::Catalog::new(
                 options.mtime,
                 options.cache_dir.map(|dir| dir.join("serve").join("v1")),
             ),

@@ -1,4 +1,4 @@
-//! What the server knows how to make: manifests computed from a spec and platform through
+//! The catalog of what the server can make and has made: manifests computed from a spec and platform through
 //! the builders' own metadata code, and every digest it has handed out, so that a client
 //! can come back by digest.
 //!
@@ -67,7 +67,7 @@ type Digests = Arc<OnceLock<Result<Arc<Vec<Hashed>>, String>>>;
 
 /// Every manifest and blob the server has made, by digest.
 #[derive(Debug)]
-pub(crate) struct Store {
+pub(crate) struct Catalog {
     mtime: u64,
     memo: Option<PathBuf>,
     digests: Mutex<HashMap<String, Digests>>,
@@ -76,11 +76,11 @@ pub(crate) struct Store {
     memo_warned: std::sync::Once,
 }
 
-impl Store {
+impl Catalog {
     /// `memo`: the directory of the digest memo, read back here; `None` keeps digests in
     /// memory only.
     pub fn new(mtime: u64, memo: Option<PathBuf>) -> Self {
-        let store = Self {
+        let catalog = Self {
             mtime,
             memo,
             digests: Mutex::default(),
@@ -88,8 +88,8 @@ impl Store {
             manifests: RwLock::default(),
             memo_warned: std::sync::Once::new(),
         };
-        store.read_memo();
-        store
+        catalog.read_memo();
+        catalog
     }
 
     /// The manifest of `spec` for `platform`: the one `image-maker -s SPEC --platform P -o oci:`
@@ -385,7 +385,7 @@ mod tests {
     fn the_memo_is_written_once_and_read_back_by_the_next_server() {
         let dir = tempfile::tempdir().expect("temp dir");
         let spec = Spec::parse("3KB,1KB:files=2").expect("valid");
-        let first = Store::new(0, Some(dir.path().to_path_buf()));
+        let first = Catalog::new(0, Some(dir.path().to_path_buf()));
         let manifest = first
             .manifest(&spec, &Platform::default())
             .expect("manifest");
@@ -399,7 +399,7 @@ mod tests {
             "{text}"
         );
         assert!(text.len() < 250, "{text}");
-        let second = Store::new(0, Some(dir.path().to_path_buf()));
+        let second = Catalog::new(0, Some(dir.path().to_path_buf()));
         let again = second
             .manifest_by_digest(&manifest.digest)
             .expect("known at start");
@@ -408,7 +408,7 @@ mod tests {
         let layer = doc["layers"][1]["digest"].as_str().expect("digest");
         assert!(matches!(second.blob(layer), Some(Stored::Layer(..))));
         // Another mtime is another image: not taken from this memo.
-        let other = Store::new(5, Some(dir.path().to_path_buf()));
+        let other = Catalog::new(5, Some(dir.path().to_path_buf()));
         assert!(other.manifest_by_digest(&manifest.digest).is_none());
     }
 
@@ -417,7 +417,7 @@ mod tests {
     #[test]
     fn memo_salt_follows_the_layer_bytes() {
         let digest = |list: &str| {
-            Store::new(0, None)
+            Catalog::new(0, None)
                 .manifest(&Spec::parse(list).expect("valid"), &Platform::default())
                 .expect("manifest")
                 .digest
