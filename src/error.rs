@@ -13,6 +13,7 @@ use crate::spec::SpecError;
 /// Why a build, push or cache operation failed; [`Error::hint`] and [`Error::exit_code`]
 /// say what to do and how the command line exits.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The layer list does not parse.
     #[error(transparent)]
@@ -68,6 +69,14 @@ pub enum Error {
         path: PathBuf,
         /// The operating system's error.
         source: io::Error,
+    },
+    /// Generating the layers of a served image failed.
+    #[error("cannot generate the layers of `{spec}`: {detail}")]
+    Generate {
+        /// The spec, in canonical form.
+        spec: String,
+        /// What went wrong.
+        detail: String,
     },
     /// The directory an output would be written into does not exist; image-maker creates
     /// only the destination itself.
@@ -373,6 +382,7 @@ impl Error {
 
 #[derive(Debug, thiserror::Error)]
 /// A request that cannot be carried out as given: bad usage, exit code 2.
+#[non_exhaustive]
 pub enum UsageError {
     /// `SOURCE_DATE_EPOCH` is set to something other than whole seconds up to year 9999.
     #[error("SOURCE_DATE_EPOCH `{0}` is not a whole number of seconds from 1970 to 9999")]

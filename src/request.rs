@@ -299,6 +299,7 @@ pub enum Output {
 
 /// An `--output` that cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OutputError {
     /// Neither `engine`, `registry`, `oci:` nor `oci-archive:`.
     #[error("unknown output `{0}`")]

@@ -38,6 +38,7 @@ pub struct Platform {
 
 /// What is wrong with a `--platform` value; each variant holds the value as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlatformError {
     /// The value has fewer than two or more than three `/`-separated parts, or an empty
     /// variant.

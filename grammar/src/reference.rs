@@ -13,6 +13,7 @@ pub struct Reference {
 
 /// What is wrong with an image name; each variant holds the name as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReferenceError {
     /// The name is the empty string.
     #[error("the image name is empty")]

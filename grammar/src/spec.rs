@@ -285,6 +285,7 @@ pub struct Spec {
 
 /// What is wrong with a layer list, naming the offending text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpecError {
     /// The list is empty or only whitespace.
     #[error("the layer list is empty")]

@@ -14,6 +14,7 @@ pub const MAX_TAG_LEN: usize = 128;
 
 /// Why a spec has no tag form; each variant says what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TagError {
     /// The spec does not parse.
     #[error(transparent)]

@@ -200,10 +200,9 @@ impl Catalog {
             self.write_memo_file(&key, spec, platform, &blobs);
             Ok(Arc::new(blobs))
         });
-        result.clone().map_err(|detail| Error::Io {
-            action: "generate",
-            path: PathBuf::from(spec.canonical()),
-            source: std::io::Error::other(detail),
+        result.clone().map_err(|detail| Error::Generate {
+            spec: spec.canonical(),
+            detail,
         })
     }
 

@@ -75,6 +75,7 @@ impl ServeOptions {
 
 /// Why a server cannot start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
     /// `--addr` is not `IP:PORT`.
     #[error("`--addr` value `{0}` is not an address and port, e.g. `127.0.0.1:5000`")]

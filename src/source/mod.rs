@@ -197,6 +197,7 @@ impl From<Error> for OpenError {
 
 /// Why a source cannot be used as given (exit 2), or cannot be read at all (exit 1).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
     /// The source has none of the known prefixes, or lacks its path or tag.
     #[error("source `{0}` is not `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker://REF` or `cache:SPEC`")]

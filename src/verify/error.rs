@@ -2,6 +2,7 @@
 
 /// The first thing found wrong with an image (exit 1).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImageError {
     /// A descriptor names a blob the source does not have.
     #[error("blob `{blob}` is missing: {detail}")]
