@@ -417,6 +417,7 @@ impl<W: Write> Write for GzipWriter<'_, W> {
 ///   up to 64 bytes when n < 128 KiB), plus 18 bytes of frame header and 4 of checksum.
 ///
 /// `level` is the layer's, `None` for the encoding's default.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) fn blob_bound(compression: Compression, level: Option<u32>, tar_size: u64) -> u64 {
     let quick = level.or(compression.default_level()) == Some(1);
     let pieces = |piece: u64, each: &dyn Fn(u64) -> u64| {

@@ -90,7 +90,7 @@ pub use engine::Engine;
 pub use engine::EngineKind;
 pub use image::{LayerInfo, SPEC_LABEL};
 pub use image_maker_spec::{LayerSpec, Platform, Reference, Spec};
-pub use progress::Progress;
+pub use progress::{set_log_hook, LogLevel, Progress};
 pub use request::{
     BuildRequest, Builder, Built, LinkMode, Output, PlatformImage, PushOptions, Pushed,
 };

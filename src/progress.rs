@@ -125,3 +125,76 @@ impl Counter {
         }
     }
 }
+
+/// What kind of line the library reports outside any [`Progress`]: serve's access log and
+/// stream checks, a cache warning, the hint that data generation runs unoptimised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogLevel {
+    /// Something failed: printed as `error: …`.
+    Error,
+    /// Something was worked around: `warning: …`.
+    Warning,
+    /// Advice: `hint: …`.
+    Hint,
+    /// A plain line: an access log line, a path kept as asked.
+    Note,
+}
+
+type Hook = std::sync::Arc<dyn Fn(LogLevel, &str) + Send + Sync>;
+
+static HOOK: std::sync::RwLock<Option<Hook>> = std::sync::RwLock::new(None);
+
+/// Sends the library's log lines to `hook` instead of stderr, for the rest of the process
+/// (or until it is set again): a test harness or service can put them in its own log.
+///
+/// ```
+/// image_maker::set_log_hook(|level, line| println!("image-maker {level:?}: {line}"));
+/// ```
+pub fn set_log_hook(hook: impl Fn(LogLevel, &str) + Send + Sync + 'static) {
+    *HOOK.write().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(hook));
+}
+
+/// The one way the library tells something outside a [`Progress`]: through the hook, or
+/// by default as one line on the process's stderr. Not `eprintln!`: a test harness
+/// captures that for a passing test, and these lines are meant to be seen; one write per
+/// line keeps concurrent lines whole.
+pub(crate) fn log(level: LogLevel, line: &str) {
+    let hook = HOOK.read().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(hook) = hook {
+        return hook(level, line);
+    }
+    let prefix = match level {
+        LogLevel::Error => "error: ",
+        LogLevel::Warning => "warning: ",
+        LogLevel::Hint => "hint: ",
+        LogLevel::Note => "",
+    };
+    let _ = std::io::stderr().write_all(format!("{prefix}{line}\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_reach_the_hook_once_one_is_set() {
+        static SEEN: std::sync::Mutex<Vec<(LogLevel, String)>> = std::sync::Mutex::new(Vec::new());
+        set_log_hook(|level, line| {
+            if line.starts_with("hook test") {
+                SEEN.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((level, line.to_owned()));
+            }
+        });
+        log(LogLevel::Warning, "hook test: a warning");
+        log(LogLevel::Note, "hook test: a note");
+        assert_eq!(
+            *SEEN.lock().unwrap_or_else(|e| e.into_inner()),
+            [
+                (LogLevel::Warning, "hook test: a warning".to_owned()),
+                (LogLevel::Note, "hook test: a note".to_owned())
+            ]
+        );
+    }
+}

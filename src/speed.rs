@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::content::FileContent;
 use crate::digest::HashingWriter;
+use crate::progress::LogLevel;
 
 /// Builds this large are worth a word about speed; smaller ones stay well under a second
 /// even unoptimised.
@@ -41,9 +42,7 @@ pub(crate) fn check(bytes: u64) {
     }
     ONCE.call_once(|| {
         if let Some(rate) = unoptimised() {
-            // Straight to the process's stderr: a test harness captures `eprintln!` of a
-            // passing test, and this is the place where a user has to see it.
-            let _ = writeln!(std::io::stderr(), "{}", hint(rate));
+            crate::progress::log(LogLevel::Hint, &hint(rate));
         }
     });
 }
@@ -89,7 +88,7 @@ fn probe() -> Duration {
 
 fn hint(rate: u64) -> String {
     format!(
-        "hint: image-maker generates test data unoptimised here ({rate} MiB/s, about 800 \
+        "image-maker generates test data unoptimised here ({rate} MiB/s, about 800 \
          optimised): set `opt-level = 3` for oci-image-maker, sha2, rand_chacha and rand_core in \
          the dev profile of your Cargo.toml, e.g. `[profile.dev.package.sha2] opt-level = 3` \
          (image-maker's README, \"Test fixtures\")"
@@ -103,7 +102,7 @@ mod tests {
     #[test]
     fn the_hint_says_what_to_add() {
         let text = hint(20);
-        assert!(text.starts_with("hint: "), "{text}");
+        assert!(text.starts_with("image-maker generates"), "{text}");
         for package in ["oci-image-maker", "sha2", "rand_chacha", "rand_core"] {
             assert!(text.contains(package), "{text}");
         }

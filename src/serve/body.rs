@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::fault::Damage;
 use super::listen::Flushes;
 use crate::digest::HashingWriter;
+use crate::progress::LogLevel;
 /// Bytes per chunk handed from a generator thread to its response. Each chunk costs two
 /// thread wake-ups: 1 MiB chunks used about a fifth less CPU per GiB sent than 256 KiB
 /// ones (0.50 s against 0.64 s, 2 cores).
@@ -205,12 +206,13 @@ impl Sender {
         if made.size == check.size && made.digest == check.digest {
             return Ok(());
         }
-        let line = format!(
-            "error: blob {} of `{}` was generated as {} bytes hashing to {}; its stream was broken off before the end\n",
-            check.digest, check.spec, made.size, made.digest
+        crate::progress::log(
+            LogLevel::Error,
+            &format!(
+                "blob {} of `{}` was generated as {} bytes hashing to {}; its stream was broken off before the end",
+                check.digest, check.spec, made.size, made.digest
+            ),
         );
-        // One write per line, as the access log does.
-        let _ = io::stderr().write_all(line.as_bytes());
         Err(io::Error::other(format!(
             "blob {} generated with another digest",
             check.digest
@@ -348,12 +350,11 @@ impl Drop for Logged {
         if let Some(line) = self.line.take() {
             let broken = if self.failed { " (broken off)" } else { "" };
             let line = format!(
-                "{line} {} {:.3}s{broken}\n",
+                "{line} {} {:.3}s{broken}",
                 self.sent,
                 self.started.elapsed().as_secs_f64()
             );
-            // One write per line: lines of concurrent requests stay whole.
-            let _ = io::stderr().write_all(line.as_bytes());
+            crate::progress::log(LogLevel::Note, &line);
         }
     }
 }

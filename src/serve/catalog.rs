@@ -21,6 +21,7 @@ use super::generate::{Hashed, Layer, Plans};
 use crate::digest::{hex, Blob};
 use crate::image::{self, LayerInfo};
 use crate::platform::Platform;
+use crate::progress::LogLevel;
 use crate::spec::Spec;
 use crate::Error;
 
@@ -252,9 +253,12 @@ impl Catalog {
         if let Err(e) = written {
             let _ = fs::remove_file(&part);
             self.memo_warned.call_once(|| {
-                eprintln!(
-                    "warning: cannot keep layer digests in `{}` ({e}); they are kept in memory",
-                    dir.display()
+                crate::progress::log(
+                    LogLevel::Warning,
+                    &format!(
+                        "cannot keep layer digests in `{}` ({e}); they are kept in memory",
+                        dir.display()
+                    ),
                 );
             });
         }

@@ -59,6 +59,7 @@ impl Members {
     }
 
     /// The bytes of `span`, read from `file`, the archive indexed.
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     pub fn read(file: &mut File, span: Span) -> std::io::Result<Vec<u8>> {
         file.seek(SeekFrom::Start(span.offset))?;
         let mut bytes = Vec::new();

@@ -16,7 +16,6 @@ mod run;
 mod save;
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -28,7 +27,7 @@ use crate::error::UsageError;
 use crate::image::{self, LayerInfo};
 use crate::layer::TarOptions;
 use crate::plan;
-use crate::progress::Progress;
+use crate::progress::{log, LogLevel, Progress};
 use crate::request::{BuildRequest, Builder, Built, Output};
 use crate::sink::{self, Sink};
 use crate::units::human_size;
@@ -189,10 +188,12 @@ fn reuse(
     ));
     if request.keep {
         // Asked for explicitly, so said even with `-q`.
-        let _ = writeln!(
-            std::io::stderr(),
-            "no build directory to keep: the image was found in {}; `--no-cache` builds it",
-            engine.kind
+        log(
+            LogLevel::Note,
+            &format!(
+                "no build directory to keep: the image was found in {}; `--no-cache` builds it",
+                engine.kind
+            ),
         );
     }
     let mut built = built(request, &image);
@@ -512,10 +513,9 @@ impl BuildDir {
         if self.keep {
             let path: PathBuf = self.dir.keep();
             // Asked for explicitly, so printed even with `-q`.
-            let _ = writeln!(
-                std::io::stderr(),
-                "kept the build directory {}",
-                path.display()
+            log(
+                LogLevel::Note,
+                &format!("kept the build directory {}", path.display()),
             );
             return;
         }
@@ -523,10 +523,9 @@ impl BuildDir {
         match self.dir.close() {
             Ok(()) => progress.stage(format!("removed the build directory {}", path.display())),
             Err(e) => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "warning: cannot remove the build directory {}: {e}",
-                    path.display()
+                log(
+                    LogLevel::Warning,
+                    &format!("cannot remove the build directory {}: {e}", path.display()),
                 );
             }
         }
