@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use flate2::{Compress, FlushCompress};
 
+use crate::digest::HashingWriter;
+use crate::layer::{self, TarOptions};
+use crate::plan::LayerPlan;
 use crate::spec::Compression;
 
 /// Input per gzip block: pigz's default. Large enough that the restart at each block
@@ -57,6 +60,35 @@ pub(crate) fn workers() -> usize {
         .ok()
         .flatten()
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// The one way a layer's blob is made from its plan, for builds and serve alike: tar
+/// (hashed into the diff_id when `diff_id`) → the layer's encoder on every core → `out`.
+/// `tick` hears of each chunk of tar written. Returns the diff_id and `out`.
+pub(crate) fn encode_layer<W: Write>(
+    plan: &LayerPlan,
+    seed: &[u8; 32],
+    options: TarOptions,
+    out: W,
+    diff_id: bool,
+    tick: &mut dyn FnMut(u64) -> io::Result<()>,
+) -> io::Result<(Option<String>, W)> {
+    encode(
+        plan.spec.encoding(),
+        plan.spec.effective_level(),
+        workers(),
+        Some(layer::tar_size(plan)),
+        out,
+        |encoder| {
+            if !diff_id {
+                layer::write_tar(plan, seed, options, encoder, tick)?;
+                return Ok(None);
+            }
+            let mut tar = HashingWriter::new(encoder);
+            layer::write_tar(plan, seed, options, &mut tar, tick)?;
+            Ok(Some(tar.complete().0.digest))
+        },
+    )
 }
 
 /// Runs `produce` with a writer whose bytes reach `out` encoded as `compression` says, at

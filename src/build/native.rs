@@ -266,23 +266,18 @@ fn stream_layer(
         progress.inc(n);
         interrupt::check().map_err(|_| std::io::Error::other("interrupted"))
     };
-    let compression = start.compression;
     let (blob, diff_id) = match source {
         Source::Generate => pipeline::write_layer(sinks, |out| {
             // tar → SHA-256 (diff_id) → encoder → SHA-256 (digest) → outputs, in one pass.
-            let (diff_id, hashing) = compress::encode(
-                compression,
-                layer.spec.effective_level(),
-                compress::workers(),
-                Some(start.tar_size),
+            let (diff_id, hashing) = compress::encode_layer(
+                layer,
+                seed,
+                options,
                 HashingWriter::new(out),
-                |encoder| {
-                    let mut tar = HashingWriter::new(encoder);
-                    layer::write_tar(layer, seed, options, &mut tar, &mut tick)?;
-                    Ok(tar.complete().0.digest)
-                },
+                true,
+                &mut tick,
             )?;
-            Ok((hashing.complete().0, diff_id))
+            Ok((hashing.complete().0, diff_id.unwrap_or_default()))
         })?
         .map_err(Error::io("generate", layer.dir()))?,
         Source::Blobs { layout, sets } => {

@@ -68,11 +68,6 @@ impl Layer {
         TarOptions { mtime: self.mtime }
     }
 
-    /// The tar's size, without generating it (the blob's, for an uncompressed layer).
-    pub fn tar_size(&self) -> u64 {
-        layer::tar_size(self.plan())
-    }
-
     /// Whether the blob is compressed, and so can only be produced from its start.
     pub fn compressed(&self) -> bool {
         self.layer_spec().encoding() != Compression::None
@@ -81,26 +76,14 @@ impl Layer {
     /// The whole blob, encoded as the layer says: the one way whole layers are generated
     /// here. With `diff_id`, the tar is hashed on the way and its digest returned.
     fn encode(&self, out: &mut dyn Write, diff_id: bool) -> io::Result<Option<String>> {
-        let spec = self.layer_spec();
-        let plan = self.plan();
-        let tar = |tar: &mut dyn Write| -> io::Result<Option<String>> {
-            let mut tick = |_| Ok(());
-            if diff_id {
-                let mut hashing = HashingWriter::new(tar);
-                layer::write_tar(plan, &self.seed, self.options(), &mut hashing, &mut tick)?;
-                Ok(Some(hashing.complete().0.digest))
-            } else {
-                layer::write_tar(plan, &self.seed, self.options(), tar, &mut tick)?;
-                Ok(None)
-            }
-        };
-        compress::encode(
-            spec.encoding(),
-            spec.effective_level(),
-            compress::workers(),
-            Some(self.tar_size()),
+        let mut tick = |_| Ok(());
+        compress::encode_layer(
+            self.plan(),
+            &self.seed,
+            self.options(),
             out,
-            tar,
+            diff_id,
+            &mut tick,
         )
         .map(|(diff_id, _)| diff_id)
     }
