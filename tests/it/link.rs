@@ -403,17 +403,49 @@ fn a_damaged_stored_blob_is_not_linked_into_a_new_entry() {
     assert!(build(&cache, "2MB", &tmp.path().join("amd"), &["-q"])
         .status
         .success());
-    let entry = entry(&cache);
-    let layer = blobs(&entry)[0].clone();
-    flip_byte(&cache.join("v1/blobs/sha256").join(&layer), false);
-    // The same layer for another platform: its entry must not take the stored copy.
+    let amd_entry = entry(&cache);
+    let layer = blobs(&amd_entry)[0].clone();
+    let stored = cache.join("v1/blobs/sha256").join(&layer);
+    flip_byte(&stored, false);
+    let damaged = ino(&stored);
+    // With --shared-layers an arm64 image holds the amd64 layer bytes: another entry (its
+    // own config and key) whose layer is the very blob the store holds damaged.
+    let arm = tmp.path().join("arm");
     let out = run(cli(&cache)
-        .args(["-q", "-s", "2MB", "--platform", "linux/arm64", "-o"])
-        .arg(format!("oci:{}", path_str(&tmp.path().join("arm"))))
+        .args([
+            "-q",
+            "-s",
+            "2MB",
+            "--platform",
+            "linux/arm64",
+            "--shared-layers",
+        ])
+        .args(["-o", &format!("oci:{}", path_str(&arm))])
         .arg("mock/link:v1"));
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = run_ok(cli(&cache).args(["cache", "verify", "2MB", "--platform", "linux/arm64"]));
-    assert!(stdout(&out).starts_with("ok "), "{}", stdout(&out));
+    let entries_dir = cache.join("v1/entries");
+    let keys = entries(&entries_dir);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let arm_entry = keys
+        .iter()
+        .map(|k| entries_dir.join(k))
+        .find(|dir| *dir != amd_entry)
+        .expect("the arm64 entry");
+    let linked = arm_entry.join("blobs/sha256").join(&layer);
+    assert!(linked.is_file(), "the arm64 entry holds the amd64 layer");
+    assert_ne!(ino(&linked), damaged, "the damaged file was linked in");
+    // Instead the new entry wrote the layer itself, and the store took its sound copy.
+    assert_eq!(ino(&stored), ino(&linked), "the store keeps the fresh copy");
+    assert_eq!(sha256_hex(&linked), layer, "the new entry's layer bytes");
+}
+
+fn sha256_hex(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A read-only bind mount of a directory, which root cannot write through either.
