@@ -250,19 +250,30 @@ fn removing_an_output_or_evicting_the_entry_leaves_the_other_whole() {
 }
 
 /// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs(PathBuf);
+struct Tmpfs {
+    at: PathBuf,
+    umount: Tool,
+}
 
 impl Tmpfs {
-    fn mount(at: &Path, options: &str) -> Self {
+    fn mount(_: Root, at: &Path, options: &str) -> Option<Self> {
+        let (mount, umount) = (tool("mount")?, tool("umount")?);
         fs::create_dir_all(at).expect("mount point");
-        run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs", path_str(at)]));
-        Self(at.to_path_buf())
+        run_ok(
+            mount
+                .cmd()
+                .args(["-t", "tmpfs", "-o", options, "tmpfs", path_str(at)]),
+        );
+        Some(Self {
+            at: at.to_path_buf(),
+            umount,
+        })
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).output();
+        let _ = self.umount.cmd().arg(&self.at).output();
     }
 }
 
@@ -298,9 +309,13 @@ fn copy_mode_and_another_filesystem_copy_and_say_so() {
     );
     assert_valid(&copied, spec);
 
-    let mnt = Tmpfs::mount(&tmp.path().join("mnt"), "size=64m");
+    let Some(mnt) = root("mounting a tmpfs")
+        .and_then(|root| Tmpfs::mount(root, &tmp.path().join("mnt"), "size=64m"))
+    else {
+        return;
+    };
     for mode in ["clone", "hardlink"] {
-        let elsewhere = mnt.0.join(mode);
+        let elsewhere = mnt.at.join(mode);
         let out = build(&cache, spec, &elsewhere, &["--link-mode", mode]);
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(
@@ -518,40 +533,52 @@ fn sha256_hex(path: &Path) -> String {
 }
 
 /// A read-only bind mount of a directory, which root cannot write through either.
-struct ReadOnly(PathBuf);
+struct ReadOnly {
+    at: PathBuf,
+    umount: Tool,
+}
 
 impl ReadOnly {
-    fn mount(dir: &Path, at: &Path) -> Self {
+    fn mount(_: Root, dir: &Path, at: &Path) -> Option<Self> {
+        let (mount, umount) = (tool("mount")?, tool("umount")?);
         fs::create_dir_all(at).expect("mount point");
-        run_ok(Command::new("mount").args(["--bind", path_str(dir), path_str(at)]));
-        let guard = Self(at.to_path_buf());
-        run_ok(Command::new("mount").args(["-o", "remount,bind,ro", path_str(at)]));
-        guard
+        run_ok(mount.cmd().args(["--bind", path_str(dir), path_str(at)]));
+        let guard = Self {
+            at: at.to_path_buf(),
+            umount,
+        };
+        run_ok(mount.cmd().args(["-o", "remount,bind,ro", path_str(at)]));
+        Some(guard)
     }
 }
 
 impl Drop for ReadOnly {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).output();
+        let _ = self.umount.cmd().arg(&self.at).output();
     }
 }
 
 #[test]
 fn a_read_only_cache_serves_its_entries_and_builds_a_miss_without_it() {
+    let Some(root) = root("a read-only bind mount") else {
+        return;
+    };
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
     let spec = "2MB:files=2";
     assert!(build(&cache, spec, &tmp.path().join("warm"), &["-q"])
         .status
         .success());
-    let ro = ReadOnly::mount(&cache, &tmp.path().join("ro"));
+    let Some(ro) = ReadOnly::mount(root, &cache, &tmp.path().join("ro")) else {
+        return;
+    };
     assert!(
-        fs::write(ro.0.join("probe"), b"").is_err(),
+        fs::write(ro.at.join("probe"), b"").is_err(),
         "root writes through the mount"
     );
 
     let hit = tmp.path().join("hit");
-    let out = build(&ro.0, spec, &hit, &[]);
+    let out = build(&ro.at, spec, &hit, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("exporting cached"),
@@ -562,7 +589,7 @@ fn a_read_only_cache_serves_its_entries_and_builds_a_miss_without_it() {
     assert_valid(&hit, spec);
 
     let miss = tmp.path().join("miss");
-    let out = build(&ro.0, "1MB", &miss, &[]);
+    let out = build(&ro.at, "1MB", &miss, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let warnings = warnings(&out);
     assert_eq!(warnings.len(), 1, "{}", stderr(&out));

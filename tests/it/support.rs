@@ -1,5 +1,5 @@
 //! What every test shares: the CLI with a cache of the test's own, the gate every external
-//! tool goes through (and its skip log), bounded waits, and guards that clean up after a
+//! tool and every root-only step goes through (and its skip log), bounded waits, and guards that clean up after a
 //! test, also when it panics.
 
 use std::fs;
@@ -192,6 +192,27 @@ pub fn engine(name: &'static str) -> Option<Tool> {
         Ok(_) => return Some(Tool { name }),
     };
     skip(name, &why);
+    None
+}
+
+/// Proof that the tests run as root, for a step only root can take (a mount, an unpack that
+/// keeps owners). Only [`root`] makes one, so such a step has been through the gate first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Root(());
+
+/// Root, when the tests run as root; otherwise the test skips (or fails, as for a missing
+/// tool), saying which step needs it.
+pub fn root(step: &str) -> Option<Root> {
+    use std::os::unix::fs::MetadataExt;
+    // A new file is owned by the effective uid: asked without unsafe code.
+    let uid = tempfile::tempfile()
+        .and_then(|f| f.metadata())
+        .expect("a temporary file")
+        .uid();
+    if uid == 0 {
+        return Some(Root(()));
+    }
+    skip("root", &format!("{step} needs root, and this is uid {uid}"));
     None
 }
 
