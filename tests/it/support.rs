@@ -329,6 +329,16 @@ impl Running {
             .expect("stderr is piped")
     }
 
+    /// Whether the child has exited; its status stays for `finish`.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .expect("running")
+            .try_wait()
+            .expect("try_wait")
+            .is_some()
+    }
+
     pub fn signal(&self, signal: Signal) {
         send(self.id(), signal);
     }
