@@ -95,10 +95,11 @@ fn holds(filefrag: Tool, output: &Path, cached: &Path) -> Holds {
 }
 
 /// Whether copy-on-write clones work in `dir`, as `cp --reflink=always` finds.
-fn can_clone(dir: &Path) -> bool {
+fn can_clone(cp: Tool, dir: &Path) -> bool {
     let probe = dir.join(".probe");
     fs::write(&probe, b"probe").expect("write probe");
-    let cloned = Command::new("cp")
+    let cloned = cp
+        .cmd()
         .arg("--reflink=always")
         .arg(&probe)
         .arg(dir.join(".probe.clone"))
@@ -150,7 +151,7 @@ fn lines_with(out: &Output, text: &str) -> usize {
 
 #[test]
 fn a_cache_hit_links_the_blobs_and_a_cold_build_writes_them_once() {
-    let Some(filefrag) = tool("filefrag") else {
+    let (Some(filefrag), Some(cp)) = (tool("filefrag"), tool("cp")) else {
         return;
     };
     let tmp = tempdir();
@@ -160,7 +161,7 @@ fn a_cache_hit_links_the_blobs_and_a_cold_build_writes_them_once() {
     let out = build(&cache, spec, &cold, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let entry = entry(&cache);
-    let clone = can_clone(tmp.path());
+    let clone = can_clone(cp, tmp.path());
     let hit = tmp.path().join("hit");
     let out = build(&cache, spec, &hit, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -600,7 +601,7 @@ fn a_read_only_cache_serves_its_entries_and_builds_a_miss_without_it() {
 
 #[test]
 fn eight_exports_at_once_build_once_and_all_link() {
-    let Some(filefrag) = tool("filefrag") else {
+    let (Some(filefrag), Some(cp)) = (tool("filefrag"), tool("cp")) else {
         return;
     };
     let tmp = tempdir();
@@ -630,7 +631,7 @@ fn eight_exports_at_once_build_once_and_all_link() {
     );
     let entry = entry(&cache);
     let big = blobs(&entry)[0].clone();
-    let clone = can_clone(tmp.path());
+    let clone = can_clone(cp, tmp.path());
     for i in 0..8 {
         let out = tmp.path().join(format!("out{i}"));
         let held = holds(
