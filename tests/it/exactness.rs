@@ -249,7 +249,8 @@ fn the_cache_an_archive_and_a_registry_hold_the_reference_bytes() {
 
 /// The SHA-256 and length of what `curl -sSf ARGS` prints.
 fn curl_sha256(curl: Tool, args: &[&str]) -> (String, u64) {
-    let mut child = Command::new(curl.name())
+    let mut child = curl
+        .cmd()
         .arg("-sSf")
         .args(args)
         .stdout(std::process::Stdio::piped())

@@ -40,6 +40,9 @@ fn verify_rootfs(root: &Path) -> Output {
 
 /// Builds SPEC to `oci:DIR:1` and unpacks it with umoci: the bundle's `rootfs/`.
 fn umoci_rootfs(tmp: &Path) -> Option<std::path::PathBuf> {
+    // Not `--rootless`: that unpacks as the caller, and the oracle's mtree says uid=0 gid=0
+    // for every entry, which only an unpack as root reproduces.
+    root("umoci unpack keeping owners")?;
     let umoci = tool("umoci")?;
     let layout = tmp.join("img");
     run_ok(image_maker().args([
@@ -93,7 +96,12 @@ fn umoci_unpacks_what_expect_says() {
 
 #[test]
 fn docker_export_holds_what_expect_says() {
-    let (Some(mtree), Some(docker)) = (tool("mtree"), engine("docker")) else {
+    let (Some(mtree), Some(docker), Some(tar), Some(_)) = (
+        tool("mtree"),
+        engine("docker"),
+        tool("tar"),
+        root("tar -x keeping owners"),
+    ) else {
         return;
     };
     let image = EngineImage::new(docker, "expect");
@@ -107,11 +115,14 @@ fn docker_export_holds_what_expect_says() {
         &image.reference,
     ]));
     let tmp = tempdir();
-    let tar = docker_export(docker, &image.reference, tmp.path());
+    let exported = docker_export(docker, &image.reference, tmp.path());
     let root = tmp.path().join("root");
     fs::create_dir(&root).expect("mkdir");
     // GNU tar as root keeps owners and modes, as an unpacker would.
-    run_ok(std::process::Command::new("tar").args(["-xf", path_str(&tar), "-C", path_str(&root)]));
+    run_ok(
+        tar.cmd()
+            .args(["-xf", path_str(&exported), "-C", path_str(&root)]),
+    );
     // verify --rootfs ignores what docker adds at the top (/etc, /dev, /proc, /sys,
     // /.dockerenv); mtree would list each as extra, so they go before it runs.
     let out = verify_rootfs(&root);

@@ -1,7 +1,6 @@
 //! A failed or interrupted build leaves nothing at the destination and no temporary files.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
@@ -163,10 +162,13 @@ fn a_write_failing_mid_layer_leaves_nothing() {
     // The file size limit makes a write fail partway through the first layer; SIGXFSZ is
     // ignored so the failure arrives as an error, as a full disk's would. Through the cache,
     // the cache's copy is written in the same pass and may be the one that fails.
+    let Some(sh) = tool("sh") else {
+        return;
+    };
     let tmp = tempdir();
     for cache in [&["--no-cache"][..], &[]] {
         for output in ["oci:out", "oci-archive:out.tar"] {
-            let out = run(with_test_env(&mut Command::new("sh"))
+            let out = run(with_test_env(&mut sh.cmd())
                 .current_dir(tmp.path())
                 .args([
                     "-c",

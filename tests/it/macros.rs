@@ -135,16 +135,39 @@ fn load_skips_an_image_the_engine_has() {
     assert_eq!(image.inspect("{{.Id}} {{.Metadata.LastTagTime}}"), first);
 }
 
-/// The layers of `dockerfile_fixture`, whose attribute needs them as a literal.
-const DOCKERFILE_FIXTURE: &str = "3KB:files=2,1KB";
+/// How the parent tells `dockerfile_fixture` the layers of this run.
+const FIXTURE_SPEC_VAR: &str = "IMAGE_MAKER_TEST_DOCKERFILE_FIXTURE";
+
+/// Layers no other run asks for: the engine finds a dockerfile fixture by a label that hashes
+/// its spec, so with a fixed spec two runs on one daemon would find, and remove, each
+/// other's image. The second layer's size (1 KiB to 1 KiB + 1 MiB) is this run's.
+fn dockerfile_fixture_spec() -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    unique().hash(&mut hasher);
+    format!("3KB:files=2,{}B", 1024 + hasher.finish() % (1 << 20))
+}
 
 /// A fixture of the dockerfile builder, run only in the child processes of
 /// `a_dockerfile_fixture_is_built_once_across_processes` (alone it would leave its image in
-/// docker). It prints its image for the parent.
-#[mock_image(layers = "3KB:files=2,1KB", builder = "dockerfile", engine = "docker")]
+/// docker). It prints its image for the parent. What
+/// `#[mock_image(layers = "…", builder = "dockerfile", engine = "docker")]` expands to, with
+/// the parent's layers, which no literal can be.
+#[test]
 #[ignore = "run in child processes by a_dockerfile_fixture_is_built_once_across_processes"]
-fn dockerfile_fixture(img: MockImage) {
-    assert_eq!(img.spec().canonical(), "3KB:files=2,1KB:files=1");
+fn dockerfile_fixture() {
+    let layers = std::env::var(FIXTURE_SPEC_VAR).expect("the parent's layers");
+    let img =
+        image_maker::__private::mock_image(&layers, None, None, Some("dockerfile"), Some("docker"));
+    let canonical = image_maker::Spec::parse(&layers)
+        .expect("valid spec")
+        .canonical();
+    assert_eq!(img.spec().canonical(), canonical);
+    assert!(
+        img.spec().canonical().starts_with("3KB:files=2,"),
+        "{}",
+        img.spec()
+    );
     assert_eq!(img.engine(), Some(EngineKind::Docker));
     assert_eq!(img.layers().len(), 2);
     assert_eq!(img.layers()[0].files, 2);
@@ -167,7 +190,7 @@ fn dockerfile_fixture(img: MockImage) {
         Err(Error::EngineOnly { .. })
     ));
     // Asked again in this process: the same image, without asking docker.
-    let again = Fixture::new(DOCKERFILE_FIXTURE)
+    let again = Fixture::new(&layers)
         .builder(Builder::Dockerfile)
         .engine(EngineKind::Docker)
         .get()
@@ -181,15 +204,16 @@ fn a_dockerfile_fixture_is_built_once_across_processes() {
     let Some(docker) = engine("docker") else {
         return;
     };
-    let labelled = crate::dockerfile::Labelled::new(
-        docker,
-        crate::dockerfile::dockerfile_key(DOCKERFILE_FIXTURE, 0),
-    );
+    let layers = dockerfile_fixture_spec();
+    // Removes the images with this run's label when the test ends, also one that fails.
+    let labelled =
+        crate::dockerfile::Labelled::new(docker, crate::dockerfile::dockerfile_key(&layers, 0));
     // The test binary again, running only the fixture's test.
     let child = || {
         let out = run_ok(
             Command::new(std::env::current_exe().expect("test binary"))
                 .args(["--exact", "macros::dockerfile_fixture", "--ignored"])
+                .env(FIXTURE_SPEC_VAR, &layers)
                 .arg("--nocapture"),
         );
         stdout(&out)
@@ -205,7 +229,7 @@ fn a_dockerfile_fixture_is_built_once_across_processes() {
     let (reference, id) = first.split_once(' ').expect("reference and ID");
     assert_eq!(labelled.ids(), [id]);
     // Named by the dockerfile builder's key, never the native image's name.
-    let native = Fixture::new(DOCKERFILE_FIXTURE).request().expect("request");
+    let native = Fixture::new(&layers).request().expect("request");
     assert!(reference.starts_with("image-maker/mock:"), "{reference}");
     assert_ne!(reference, native.reference().to_string());
     let tagged = run_ok(

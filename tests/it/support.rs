@@ -1,5 +1,5 @@
 //! What every test shares: the CLI with a cache of the test's own, the gate every external
-//! tool goes through (and its skip log), bounded waits, and guards that clean up after a
+//! tool and every root-only step goes through (and its skip log), bounded waits, and guards that clean up after a
 //! test, also when it panics.
 
 use std::fs;
@@ -196,6 +196,27 @@ pub fn engine(name: &'static str) -> Option<Tool> {
     None
 }
 
+/// Proof that the tests run as root, for a step only root can take (a mount, an unpack that
+/// keeps owners). Only [`root`] makes one, so such a step has been through the gate first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Root(());
+
+/// Root, when the tests run as root; otherwise the test skips (or fails, as for a missing
+/// tool), saying which step needs it.
+pub fn root(step: &str) -> Option<Root> {
+    use std::os::unix::fs::MetadataExt;
+    // A new file is owned by the effective uid: asked without unsafe code.
+    let uid = tempfile::tempfile()
+        .and_then(|f| f.metadata())
+        .expect("a temporary file")
+        .uid();
+    if uid == 0 {
+        return Some(Root(()));
+    }
+    skip("root", &format!("{step} needs root, and this is uid {uid}"));
+    None
+}
+
 /// An image in an engine, removed when dropped: at the end of the test, also one that
 /// panics.
 #[derive(Debug)]
@@ -307,6 +328,16 @@ impl Running {
             .as_mut()
             .and_then(|c| c.stderr.take())
             .expect("stderr is piped")
+    }
+
+    /// Whether the child has exited; its status stays for `finish`.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .expect("running")
+            .try_wait()
+            .expect("try_wait")
+            .is_some()
     }
 
     pub fn signal(&self, signal: Signal) {
