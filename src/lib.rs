@@ -30,6 +30,8 @@ pub mod cli;
 pub(crate) mod compress;
 pub mod content;
 pub mod digest;
+#[cfg(doctest)]
+mod doctests;
 pub mod dry_run;
 pub mod engine;
 mod entry;
