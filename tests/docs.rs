@@ -30,16 +30,6 @@ const UNCHECKED: &[(&str, &str, &str)] = &[
         "test and benchmark runs, minutes each",
     ),
     (
-        "docs/cli.md",
-        "# Build and push to the registry named in IMAGE",
-        "needs a registry at a fixed address (tests/it/push.rs runs pushes against docker-registry)",
-    ),
-    (
-        "docs/serve.md",
-        "image-maker serve --addr 127.0.0.1:5000",
-        "a server that runs until stopped (tests/it/serve.rs runs it, with docker, podman, skopeo and ctr)",
-    ),
-    (
         "docs/serve.md",
         "# /etc/systemd/system/image-maker-serve.service",
         "a systemd unit, for a machine of your own",
@@ -54,9 +44,34 @@ const UNCHECKED: &[(&str, &str, &str)] = &[
 /// Info strings that hold no command or code: diagrams and sample output.
 const PROSE: &[&str] = &["text"];
 
+/// Where the pages' registry examples find one: docker's and distribution's usual port,
+/// which the tests' own registries (ports 20000 to 32000) never take.
+const ADDR: &str = "127.0.0.1:5000";
+
+/// A registry some pages' examples talk to, started at `ADDR` before them and stopped after.
+#[derive(Debug, Clone, Copy)]
+enum Service {
+    /// Debian's docker-registry (CNCF distribution), storing in the page's directory.
+    Registry,
+    /// `image-maker serve`.
+    Serve,
+}
+
+const SERVICES: &[(&str, Service)] = &[
+    ("docs/cli.md", Service::Registry),
+    ("docs/serve.md", Service::Serve),
+];
+
 /// Programs the ```console blocks may run besides `image-maker`; a file that runs one that
 /// is missing here is skipped (and fails where tools are required, as in CI).
-const TOOLS: &[&str] = &["mkdir", "cat", "docker", "skopeo", "umoci"];
+const TOOLS: &[&str] = &[
+    "mkdir",
+    "cat",
+    "docker",
+    "skopeo",
+    "umoci",
+    "docker-registry",
+];
 
 #[test]
 fn examples() {
@@ -83,6 +98,10 @@ fn examples() {
         for block in blocks(&text) {
             check_block(&name, &block, &mut tools, &mut listed, &mut problems);
         }
+        let service = SERVICES.iter().find(|(f, _)| *f == name).map(|(_, s)| *s);
+        if let Some(Service::Registry) = service {
+            tools.insert("docker-registry");
+        }
         if let Some((tool, why)) = tools.iter().find_map(|t| missing(t).map(|why| (*t, why))) {
             skip(&name, tool, &why);
             continue;
@@ -93,7 +112,7 @@ fn examples() {
         let case = work.path().join(&stem);
         fs::write(&case, &text).expect("copy the markdown");
         fs::create_dir(work.path().join(stem.replace(".md", ".in"))).expect("its directory");
-        cases.push((name, case, tools));
+        cases.push((name, case, tools, service));
     }
     for (file, first, _) in UNCHECKED {
         if !listed.contains(&(file.to_string(), first.to_string())) {
@@ -105,17 +124,25 @@ fn examples() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
     let mut failed = Vec::new();
-    for (name, case, tools) in cases {
+    for (name, case, tools, service) in cases {
         let cache = work
             .path()
             .join(format!("{}.cache", name.replace('/', "-")));
+        let _running = match service.map(|s| Running::start(s, work.path(), &cache)) {
+            Some(Err(why)) => {
+                skip(&name, ADDR, &why);
+                continue;
+            }
+            Some(Ok(running)) => Some(running),
+            None => None,
+        };
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let t = trycmd::TestCases::new();
             t.register_bin("image-maker", Path::new(env!("CARGO_BIN_EXE_image-maker")))
                 .env("IMAGE_MAKER_CACHE_DIR", cache.to_string_lossy())
                 .env("NO_COLOR", "1")
                 .timeout(Duration::from_secs(60));
-            for tool in &tools {
+            for tool in tools.iter().filter(|t| **t != "docker-registry") {
                 t.register_bin(*tool, which(tool).expect("checked above"));
             }
             t.case(&case);
@@ -359,5 +386,57 @@ fn skip(file: &str, tool: &str, why: &str) {
             .open(&log)
             .and_then(|mut f| f.write_all(line.as_bytes()))
             .unwrap_or_else(|e| panic!("cannot append to the skip log {log:?}: {e}"));
+    }
+}
+
+/// A service this test started, killed when dropped.
+struct Running(std::process::Child);
+
+impl Running {
+    fn start(service: Service, work: &Path, cache: &Path) -> Result<Self, String> {
+        if std::net::TcpListener::bind(ADDR).is_err() {
+            return Err("something else listens there".into());
+        }
+        let mut command = match service {
+            Service::Registry => {
+                let config = work.join("registry.yml");
+                let yaml = format!(
+                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    \
+                     rootdirectory: {}\nhttp:\n  addr: {ADDR}\n",
+                    work.join("registry").display()
+                );
+                fs::write(&config, yaml).map_err(|e| e.to_string())?;
+                let mut command = Command::new("docker-registry");
+                command.arg("serve").arg(config);
+                command
+            }
+            Service::Serve => {
+                let mut command = Command::new(env!("CARGO_BIN_EXE_image-maker"));
+                command.args(["serve", "-q", "--addr", ADDR]);
+                command
+            }
+        };
+        let child = command
+            .env("IMAGE_MAKER_CACHE_DIR", cache)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{service:?} does not start: {e}"))?;
+        let running = Self(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(ADDR).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("{service:?} did not answer within 20 s"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(running)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
