@@ -39,6 +39,8 @@ pub mod cli;
 pub(crate) mod compress;
 pub(crate) mod content;
 pub(crate) mod digest;
+#[cfg(doctest)]
+mod doctests;
 pub(crate) mod engine;
 mod entry;
 mod error;
