@@ -12,8 +12,8 @@ use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
+use super::conn::Flushes;
 use super::fault::Damage;
-use super::listen::Flushes;
 use crate::digest::HashingWriter;
 use crate::progress::LogLevel;
 /// Bytes per chunk handed from a generator thread to its response. Each chunk costs two

@@ -20,6 +20,7 @@
 mod auth;
 mod body;
 mod catalog;
+mod conn;
 mod fault;
 mod generate;
 mod http;
