@@ -169,8 +169,8 @@ mod tests {
     use std::io::Read;
 
     use super::*;
-    use crate::spec::SpecHash as _;
     use crate::digest::hex;
+    use crate::spec::SpecHash as _;
 
     fn read_all(mut content: FileContent, chunk: usize) -> Vec<u8> {
         let mut out = Vec::new();

@@ -366,8 +366,8 @@ mod tests {
 
     use super::*;
     use crate::plan;
-    use crate::spec::SpecHash as _;
     use crate::spec::Spec;
+    use crate::spec::SpecHash as _;
 
     fn build(list: &str, mtime: u64) -> Vec<u8> {
         let spec = Spec::parse(list).expect("valid");
