@@ -69,11 +69,20 @@ pub enum Error {
         /// The operating system's error.
         source: io::Error,
     },
-    /// The directory an output would be written into does not exist; image-maker creates
-    /// only the destination itself.
+    /// The directory the dockerfile builder's context would be written into does not
+    /// exist; it creates only the destination itself.
     #[error("the directory `{}` for output `{output}` does not exist", path.display())]
     MissingParent {
         /// The directory that is missing.
+        path: PathBuf,
+        /// The output as the user gave it, e.g. `oci:out/img`.
+        output: String,
+    },
+    /// An output's path runs through something that is not a directory, so its missing
+    /// parents cannot be created.
+    #[error("`{}` (on the way to output `{output}`) is not a directory", path.display())]
+    ParentNotDirectory {
+        /// The ancestor that exists but is not a directory.
         path: PathBuf,
         /// The output as the user gave it, e.g. `oci:out/img`.
         output: String,
@@ -306,6 +315,7 @@ impl Error {
                 "free space there, or put the build directory elsewhere with `--build-dir DIR`".into(),
             ),
             Self::MissingParent { .. } => Some("create the directory first, or choose another path".into()),
+            Self::ParentNotDirectory { .. } => Some("choose another path".into()),
             Self::DestinationTaken { .. } => Some("remove it or choose another path".into()),
             Self::DoesNotFit { .. } => {
                 Some("free space there, choose another path, or build fewer or smaller layers".into())

