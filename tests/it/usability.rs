@@ -117,8 +117,10 @@ fn a_new_tag_is_added_to_an_existing_layout() {
         &["--platform", "linux/amd64,linux/arm64"],
     );
     assert_eq!(umoci_tags(umoci, &dir), ["1", "2", "multi"]);
+    // Not oci-image-tool here: Debian's keeps an index's descriptor whatever tag it is
+    // asked for ("descriptor retrieved by refs [name=1] is not unique").
     for tag in ["1", "2", "multi"] {
-        assert_valid_layout(oci_image_tool, &dir, tag);
+        run_ok(skopeo.cmd().args(["inspect", &format!("{dest}:{tag}")]));
         run_ok(image_maker().args(["verify", "-q", &format!("{dest}:{tag}")]));
     }
     run_ok(skopeo.cmd().args([
