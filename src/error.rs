@@ -286,6 +286,9 @@ impl Error {
             Self::FeatureDisabled { feature, .. } => Some(format!(
                 "enable it: `oci-image-maker = {{ version = \"0.1\", features = [\"{feature}\"] }}`"
             )),
+            Self::Usage(UsageError::NearCommand { given, .. }) => Some(format!(
+                "to build an image of that name, give it a tag: `{given}:latest`"
+            )),
             Self::Usage(UsageError::Size { .. }) => Some(
                 "a size is a number and a unit: B, KB, MB, GB, TB (powers of 1024; K..T too), e.g. `20GB`"
                     .into(),
@@ -416,6 +419,15 @@ pub enum UsageError {
     /// `--compression` names an encoding other than `gzip`, `zstd` or `none`.
     #[error("unknown compression `{0}`")]
     Compression(String),
+    /// The first word of a command line, or the IMAGE of a build, is a near miss of a
+    /// command (`verfy`).
+    #[error("`{given}` is not a command: did you mean `{meant}`?")]
+    NearCommand {
+        /// What was typed.
+        given: String,
+        /// The command it is close to.
+        meant: &'static str,
+    },
     /// A size flag (`cache gc --max-size`) is not a size in bytes.
     #[error("{flag} `{value}` {reason}")]
     Size {
