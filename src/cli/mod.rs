@@ -96,7 +96,12 @@ pub enum Command {
 #[derive(Debug, Clone, Subcommand)]
 pub enum CacheCommand {
     /// List cached images, least recently used first
-    Ls,
+    Ls {
+        /// One JSON array on stdout instead of the table: each image's `key`, `spec`,
+        /// `digest`, `platforms`, `size` (bytes), `last_used` and `created` (RFC 3339)
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove leftovers of killed builds, then evict least recently used images
     Gc {
         /// Evict until the cache holds at most this much, e.g. `10GB`
