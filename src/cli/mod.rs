@@ -442,6 +442,10 @@ pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
 /// Runs the command line; status goes to stderr, the `--json` summary to stdout.
 pub fn run(args: &Args) -> Result<Built, Error> {
     let request = args.request()?;
+    if request.outputs.contains(&Output::Registry) {
+        // A push that cannot connect fails the build anyway: say so before building.
+        registry::check_reachable(&request.reference, &request.push)?;
+    }
     let mut progress = progress(args.quiet);
     let built = if args.no_cache {
         build(&request, &mut progress)?
@@ -476,6 +480,8 @@ pub fn push(args: &PushArgs) -> Result<Pushed, Error> {
     let (path, tag) = match source {
         PushSource::OciDir { path, tag } => (path, tag),
         PushSource::Cached { spec } => {
+            // Before building (`registry::push` checks it too, once a layout is read).
+            registry::check_reachable(&target, &options)?;
             let request =
                 BuildRequest::new(Spec::parse(&spec)?, target.clone()).platforms(platforms);
             cached = Cache::from_env()?.acquire(&request, &mut progress)?.0;

@@ -138,6 +138,15 @@ pub enum RegistryError {
         /// The last failure.
         detail: String,
     },
+    /// Nothing listens at the registry's address: every address it resolves to refused the
+    /// connection.
+    #[error("registry `{registry}` refuses connections at {address}")]
+    Refused {
+        /// The registry host, as the image names it.
+        registry: String,
+        /// The addresses tried.
+        address: String,
+    },
     /// The registry answered with OCI error codes, or the connection failed in a way not
     /// worth retrying (TLS, a malformed answer).
     #[error("cannot talk to registry `{registry}` ({what}): {detail}")]
@@ -174,6 +183,9 @@ impl RegistryError {
             Self::Unauthorized { .. } => "check the credentials: `docker login` (~/.docker/config.json, credential helpers) or IMAGE_MAKER_USERNAME and IMAGE_MAKER_PASSWORD".into(),
             Self::RepositoryNotFound { .. } => {
                 "some registries (ECR, Harbor projects) need the repository created before a push".into()
+            }
+            Self::Refused { .. } => {
+                "start the registry, or check the host and port in IMAGE (`host[:port]/name[:tag]`); nothing was built".into()
             }
             Self::GaveUp { .. } => {
                 "check that the registry runs and answers; blobs already pushed are skipped next time".into()

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::request::{PushOptions, Pushed};
+pub use client::check_reachable;
 pub use error::RegistryError;
 
 use crate::units::human_size;
@@ -88,6 +89,8 @@ pub fn push(
     for warning in &session.auth_warnings {
         progress.stage(format!("warning: {warning}"));
     }
+    // One connection, to fail at once where nothing listens, instead of after the retries.
+    check_reachable(target, options)?;
     let verbose = options.verbose && progress.is_verbose();
     let say = |progress: &Progress, message: String| {
         if verbose {

@@ -312,7 +312,7 @@ fn a_refused_push_fails_before_anything_is_built() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
-    assert!(err.contains("refused"), "{err}");
+    assert!(err.contains("refuses connections"), "{err}");
     assert!(err.contains("hint:"), "{err}");
     assert!(!err.contains("retrying"), "{err}");
     assert_eq!(
