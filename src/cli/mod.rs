@@ -134,8 +134,9 @@ pub enum CacheCommand {
 /// `image-maker push SOURCE IMAGE`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PushArgs {
-    /// What to push: `oci:DIR`, `oci:DIR:TAG` to pick one image of the layout, or
-    /// `cache:SPEC` for the cached image of a layer list (built first if missing)
+    /// What to push: `oci:DIR`, `oci:DIR:TAG` to pick one image of the layout (`oci:` may be
+    /// left out when DIR holds `oci-layout`), or `cache:SPEC` for the cached image of a
+    /// layer list (built first if missing)
     #[arg(value_name = "SOURCE")]
     pub source: String,
 

@@ -173,7 +173,7 @@ impl RegistryError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             Self::BadSource(_) => {
-                "e.g. `oci:out/layout`, `oci:out/layout:1` or `cache:1GB,512MB`".into()
+                "e.g. `oci:out/layout`, `oci:out/layout:1` or `cache:1GB,512MB`; a directory needs no `oci:` when it holds `oci-layout`".into()
             }
             Self::BadChunkSize { .. } => "sizes are like `4MB` or `512KB` (powers of 1024)".into(),
             Self::Ambiguous { path, .. } => format!(
