@@ -4,8 +4,8 @@
 //!
 //! - [`spec`]: layer lists, `1GB,512MB:files=1000,3x64MB:tree=5000:compression=gzip`;
 //! - [`tag`]: a spec as an image tag and back, `mock:1GB_512MB`;
-//! - [`platform`]: `os/arch[/variant]`;
-//! - [`reference`]: `[host[:port]/]path[:tag]`.
+//! - [`platform`][]: `os/arch[/variant]`;
+//! - [`reference`][]: `[host[:port]/]path[:tag]`.
 //!
 //! ```
 //! use image_maker_spec::{spec_of_tag, tag_of, Platform, Reference, Spec};
