@@ -78,11 +78,20 @@ pub enum Error {
         /// What went wrong.
         detail: String,
     },
-    /// The directory an output would be written into does not exist; image-maker creates
-    /// only the destination itself.
+    /// The directory the dockerfile builder's context would be written into does not
+    /// exist; it creates only the destination itself.
     #[error("the directory `{}` for output `{output}` does not exist", path.display())]
     MissingParent {
         /// The directory that is missing.
+        path: PathBuf,
+        /// The output as the user gave it, e.g. `oci:out/img`.
+        output: String,
+    },
+    /// An output's path runs through something that is not a directory, so its missing
+    /// parents cannot be created.
+    #[error("`{}` (on the way to output `{output}`) is not a directory", path.display())]
+    ParentNotDirectory {
+        /// The ancestor that exists but is not a directory.
         path: PathBuf,
         /// The output as the user gave it, e.g. `oci:out/img`.
         output: String,
@@ -231,7 +240,7 @@ pub enum Error {
         /// How many images were found.
         total: usize,
     },
-    /// SIGINT, SIGTERM or SIGHUP arrived once [`crate::interrupt::install`] had run.
+    /// SIGINT, SIGTERM or SIGHUP arrived once the signal handlers were installed.
     #[error("interrupted")]
     Interrupted {
         /// 128 + the signal number, e.g. 130 for SIGINT.
@@ -286,6 +295,9 @@ impl Error {
             Self::FeatureDisabled { feature, .. } => Some(format!(
                 "enable it: `oci-image-maker = {{ version = \"0.1\", features = [\"{feature}\"] }}`"
             )),
+            Self::Usage(UsageError::NearCommand { given, .. }) => Some(format!(
+                "to build an image of that name, give it a tag: `{given}:latest`"
+            )),
             Self::Usage(UsageError::Size { .. }) => Some(
                 "a size is a number and a unit: B, KB, MB, GB, TB (powers of 1024; K..T too), e.g. `20GB`"
                     .into(),
@@ -315,6 +327,7 @@ impl Error {
                 "free space there, or put the build directory elsewhere with `--build-dir DIR`".into(),
             ),
             Self::MissingParent { .. } => Some("create the directory first, or choose another path".into()),
+            Self::ParentNotDirectory { .. } => Some("choose another path".into()),
             Self::DestinationTaken { .. } => Some("remove it or choose another path".into()),
             Self::DoesNotFit { .. } => {
                 Some("free space there, choose another path, or build fewer or smaller layers".into())
@@ -416,6 +429,15 @@ pub enum UsageError {
     /// `--compression` names an encoding other than `gzip`, `zstd` or `none`.
     #[error("unknown compression `{0}`")]
     Compression(String),
+    /// The first word of a command line, or the IMAGE of a build, is a near miss of a
+    /// command (`verfy`).
+    #[error("`{given}` is not a command: did you mean `{meant}`?")]
+    NearCommand {
+        /// What was typed.
+        given: String,
+        /// The command it is close to.
+        meant: &'static str,
+    },
     /// A size flag (`cache gc --max-size`) is not a size in bytes.
     #[error("{flag} `{value}` {reason}")]
     Size {

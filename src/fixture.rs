@@ -216,6 +216,19 @@ impl MockImage {
         Ok(())
     }
 
+    /// Without the `engine` feature there is no engine to load into: this says so, naming
+    /// the feature and the `Cargo.toml` line that enables it (`oci-image-maker = { version =
+    /// "0.1", features = ["engine"] }`), instead of leaving the call to fail to compile with
+    /// no word of why.
+    #[cfg(not(feature = "engine"))]
+    pub fn load(&self, engine: EngineKind) -> Result<(), Error> {
+        let _ = engine;
+        Err(Error::FeatureDisabled {
+            feature: "engine",
+            what: "`MockImage::load`",
+        })
+    }
+
     /// Whether the engine's image under this reference is this image: docker shows the
     /// config digest as the ID, or with the containerd store the manifest digest.
     #[cfg(feature = "engine")]
@@ -444,5 +457,27 @@ pub mod __private {
                 None => panic!("mock image `{layers}`: {e}"),
             },
         }
+    }
+}
+
+#[cfg(all(test, not(feature = "engine")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_without_the_engine_feature_names_it() {
+        let image = Fixture::new("1KB").get().expect("a native fixture");
+        let error = image
+            .load(EngineKind::Docker)
+            .expect_err("no engine feature");
+        assert_eq!(
+            error.to_string(),
+            "`MockImage::load` needs image-maker's `engine` feature, which this build leaves out"
+        );
+        assert_eq!(
+            error.hint().as_deref(),
+            Some(r#"enable it: `oci-image-maker = { version = "0.1", features = ["engine"] }`"#)
+        );
+        assert_eq!(error.exit_code(), 2);
     }
 }

@@ -61,6 +61,33 @@ pub(crate) fn choose_tagged<'a>(
     }
 }
 
+/// The `index.json` of a layout that held `existing` and takes the images of `new` (the
+/// index of a fresh layout): as skopeo and umoci do, a manifest with a tag `new` brings
+/// is replaced and every other one stays, before the new ones in their order.
+pub(crate) fn merge_layout_index(existing: &[u8], new: &[u8]) -> Result<Vec<u8>, MetadataError> {
+    let existing: serde_json::Value = serde_json::from_slice(existing)?;
+    let mut merged: serde_json::Value = serde_json::from_slice(new)?;
+    let manifests = |index: &serde_json::Value| -> Result<Vec<serde_json::Value>, MetadataError> {
+        match &index["manifests"] {
+            serde_json::Value::Array(list) => Ok(list.clone()),
+            serde_json::Value::Null => Ok(Vec::new()),
+            _ => Err(MetadataError(
+                "`manifests` of an index is not a list".into(),
+            )),
+        }
+    };
+    let added = manifests(&merged)?;
+    let tag_of = |m: &serde_json::Value| m["annotations"][REF_NAME].as_str().map(str::to_owned);
+    let tags: Vec<String> = added.iter().filter_map(tag_of).collect();
+    let mut list: Vec<serde_json::Value> = manifests(&existing)?
+        .into_iter()
+        .filter(|m| tag_of(m).is_none_or(|t| !tags.contains(&t)))
+        .collect();
+    list.extend(added);
+    merged["manifests"] = serde_json::Value::Array(list);
+    canonical_json(&merged)
+}
+
 /// One finished layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LayerInfo {
@@ -407,6 +434,31 @@ pub fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_merged_index_replaces_only_the_same_tag() {
+        let tagged =
+            |t: &str, d: &str| serde_json::json!({ "annotations": { REF_NAME: t }, "digest": d });
+        let index = |m: Vec<serde_json::Value>| {
+            serde_json::to_vec(&serde_json::json!({ "schemaVersion": 2, "manifests": m }))
+                .expect("json")
+        };
+        let existing = index(vec![
+            tagged("1", "a"),
+            serde_json::json!({"digest": "u"}),
+            tagged("2", "b"),
+        ]);
+        let merged = merge_layout_index(&existing, &index(vec![tagged("2", "c")])).expect("merged");
+        let merged: serde_json::Value = serde_json::from_slice(&merged).expect("json");
+        let digests: Vec<&str> = merged["manifests"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|m| m["digest"].as_str())
+            .collect();
+        assert_eq!(digests, ["a", "u", "c"]);
+        assert!(merge_layout_index(b"{", &index(vec![])).is_err());
+    }
 
     #[test]
     fn a_tag_or_the_only_image_is_chosen() {

@@ -6,7 +6,6 @@
 pub use crate::build::dockerfile::key as dockerfile_key;
 pub use crate::cache::GcOptions;
 pub use crate::content::{seed, FileContent};
-pub use crate::interrupt::install as install_signal_handlers;
 pub use crate::plan::{layers as plan_layers, LayerPlan};
 pub use crate::spec::{tag_of, SpecHash, TagError};
 pub use crate::units::human_size;

@@ -26,6 +26,8 @@ pub struct Listed {
     pub size: u64,
     /// When a build or fixture last used it.
     pub last_used: SystemTime,
+    /// When it was built, in seconds since 1970.
+    pub created: u64,
 }
 
 /// What to evict; with neither limit, only leftovers (killed builds, damaged entries, unused
@@ -73,6 +75,7 @@ impl Cache {
                 size: entry.size() + archive,
                 last_used: entry::last_used(&item.path()),
                 platform: entry.platforms(),
+                created: entry.created,
                 key: entry.key,
                 spec: entry.spec,
                 digest: entry.digest,

@@ -14,7 +14,8 @@ pub(crate) fn run(command: &CacheCommand) -> Result<(), Error> {
     let cache = Cache::from_env()?;
     match command {
         CacheCommand::Path => print_stdout(&format!("{}\n", cache.root().display())),
-        CacheCommand::Ls => print_stdout(&table(&cache)?),
+        CacheCommand::Ls { json: false } => print_stdout(&table(&cache)?),
+        CacheCommand::Ls { json: true } => super::print_json(&listing(&cache)?),
         CacheCommand::Clear => report(&cache.clear()?),
         CacheCommand::Gc { max_size, max_age } => {
             let options = GcOptions {
@@ -75,6 +76,39 @@ fn verify(cache: &Cache, spec: Option<&str>, platform: &str) -> Result<(), Error
     }
 }
 
+/// One image of `cache ls --json`. The field names are a contract, as the table's columns.
+#[derive(Debug, serde::Serialize)]
+struct ListedJson {
+    key: String,
+    spec: String,
+    digest: String,
+    platforms: Vec<String>,
+    size: u64,
+    last_used: String,
+    created: String,
+}
+
+fn listing(cache: &Cache) -> Result<Vec<ListedJson>, Error> {
+    Ok(cache
+        .list()?
+        .into_iter()
+        .map(|item| ListedJson {
+            platforms: item.platform.split(',').map(str::to_owned).collect(),
+            size: item.size,
+            last_used: rfc3339(seconds(item.last_used)),
+            created: rfc3339(item.created),
+            key: item.key,
+            spec: item.spec,
+            digest: item.digest,
+        })
+        .collect())
+}
+
+fn seconds(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn table(cache: &Cache) -> Result<String, Error> {
     let listed = cache.list()?;
     let mut out = format!(
@@ -82,10 +116,7 @@ fn table(cache: &Cache) -> Result<String, Error> {
         "KEY", "SIZE", "LAST USED", "PLATFORM"
     );
     for item in &listed {
-        let used = item
-            .last_used
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let used = seconds(item.last_used);
         out += &format!(
             "{:<12}  {:>10}  {:<20}  {:<12}  {}\n",
             item.key.get(..12).unwrap_or(&item.key),

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub use crate::interrupt::install as install_signal_handlers;
+
 use crate::cache::{build_in_user_cache, Cache};
 use crate::error::UsageError;
 use crate::registry::{self, PushSource, RegistryError};
@@ -81,13 +83,27 @@ pub enum Command {
     Expect(expect::ExpectArgs),
     /// Show an image's digests, platforms, spec, and each layer's sizes and entry counts
     Inspect(verify::InspectArgs),
+    /// Print a completion script for SHELL on stdout, e.g. `image-maker completions bash >
+    /// ~/.local/share/bash-completion/completions/image-maker`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout, e.g. `image-maker man | man -l -`
+    Man,
 }
 
 /// `image-maker cache …`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum CacheCommand {
     /// List cached images, least recently used first
-    Ls,
+    Ls {
+        /// One JSON array on stdout instead of the table: each image's `key`, `spec`,
+        /// `digest`, `platforms`, `size` (bytes), `last_used` and `created` (RFC 3339)
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove leftovers of killed builds, then evict least recently used images
     Gc {
         /// Evict until the cache holds at most this much, e.g. `10GB`
@@ -120,8 +136,9 @@ pub enum CacheCommand {
 /// `image-maker push SOURCE IMAGE`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PushArgs {
-    /// What to push: `oci:DIR`, `oci:DIR:TAG` to pick one image of the layout, or
-    /// `cache:SPEC` for the cached image of a layer list (built first if missing)
+    /// What to push: `oci:DIR`, `oci:DIR:TAG` to pick one image of the layout (`oci:` may be
+    /// left out when DIR holds `oci-layout`), or `cache:SPEC` for the cached image of a
+    /// layer list (built first if missing)
     #[arg(value_name = "SOURCE")]
     pub source: String,
 
@@ -232,7 +249,9 @@ pub struct Args {
     pub num_layers: Option<usize>,
 
     /// Comma-separated layer sizes, each optionally `Nx` (N times) and `:files=N` or `:tree=N`, e.g. `1GB,512MB:files=1000,3x64M`
-    #[arg(short = 's', long, value_name = "LIST")]
+    // A list starting with `-` (`-s -1MB`) is the grammar's to refuse, naming it: clap's
+    // "use `-- -1`" would be no help, as no list starting with `-` is valid.
+    #[arg(short = 's', long, value_name = "LIST", allow_hyphen_values = true)]
     pub layer_sizes: String,
 
     /// Where the image goes: `engine`, `registry` (IMAGE names it), `oci:DIR` or `oci-archive:FILE` (repeatable)
@@ -426,6 +445,10 @@ pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
 /// Runs the command line; status goes to stderr, the `--json` summary to stdout.
 pub fn run(args: &Args) -> Result<Built, Error> {
     let request = args.request()?;
+    if request.outputs.contains(&Output::Registry) {
+        // A push that cannot connect fails the build anyway: say so before building.
+        registry::check_reachable(&request.reference, &request.push)?;
+    }
     let mut progress = progress(args.quiet);
     let built = if args.no_cache {
         build(&request, &mut progress)?
@@ -460,6 +483,8 @@ pub fn push(args: &PushArgs) -> Result<Pushed, Error> {
     let (path, tag) = match source {
         PushSource::OciDir { path, tag } => (path, tag),
         PushSource::Cached { spec } => {
+            // Before building (`registry::push` checks it too, once a layout is read).
+            registry::check_reachable(&target, &options)?;
             let request =
                 BuildRequest::new(Spec::parse(&spec)?, target.clone()).platforms(platforms);
             cached = Cache::from_env()?.acquire(&request, &mut progress)?.0;
@@ -475,9 +500,71 @@ pub fn push(args: &PushArgs) -> Result<Pushed, Error> {
     Ok(pushed)
 }
 
+/// `image-maker completions SHELL`.
+fn completions(shell: clap_complete::Shell) -> Result<(), Error> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "image-maker", &mut script);
+    print_stdout(&String::from_utf8_lossy(&script))
+}
+
+/// `image-maker man`: the page of the command line, which lists the commands; each
+/// command's own options are in its `--help`.
+fn man() -> Result<(), Error> {
+    use clap::CommandFactory;
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut roff)
+        .map_err(Error::io("write", "stdout"))?;
+    print_stdout(&String::from_utf8_lossy(&roff))
+}
+
+/// The command that `word` is a near miss of (`verfy` → `verify`), for a word in the place
+/// of a command or of a build's IMAGE.
+///
+/// A word with a `:`, `/` or `@` is an image reference (`verfy:1`, `mock/verfy`), and so is
+/// one far from every command. Close is one edit from a command of four or five letters
+/// (`sevre`, `pussh`), two from a longer one (`verfy`, `inpsect`), Damerau–Levenshtein, so
+/// a swap is one edit; the three-letter commands (`tag`, `man`) have too many one-edit
+/// neighbours that are plausible image names (`tar`, `map`) to count. A word that is a
+/// command is no near miss either.
+pub fn near_command(word: &str) -> Option<&'static str> {
+    use clap::CommandFactory;
+    if word.contains([':', '/', '@']) || word.starts_with('-') {
+        return None;
+    }
+    let word = word.to_ascii_lowercase();
+    static NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        Cli::command()
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| c.get_name().to_owned())
+            .collect()
+    });
+    NAMES
+        .iter()
+        .map(|name| (strsim::damerau_levenshtein(&word, name), name.as_str()))
+        .filter(|(distance, name)| match name.len() {
+            ..=3 => false,
+            4 | 5 => *distance <= 1,
+            _ => *distance <= 2,
+        })
+        .min_by_key(|(distance, _)| *distance)
+        .filter(|(distance, _)| *distance > 0)
+        .map(|(_, name)| name)
+}
+
 /// Runs what the command line asks for.
 pub fn main(cli: &Cli) -> Result<(), Error> {
     crate::compress::threads_from_env()?;
+    if let (None, Some(args)) = (&cli.command, &cli.build) {
+        if let Some(meant) = near_command(&args.image) {
+            return Err(Error::Usage(UsageError::NearCommand {
+                given: args.image.clone(),
+                meant,
+            }));
+        }
+    }
     match (&cli.command, &cli.build) {
         (Some(Command::Cache(command)), _) => cache::run(command),
         (Some(Command::Push(args)), _) => push(args).map(drop),
@@ -487,6 +574,8 @@ pub fn main(cli: &Cli) -> Result<(), Error> {
         (Some(Command::Verify(args)), _) => verify::run_verify(args),
         (Some(Command::Inspect(args)), _) => verify::run_inspect(args),
         (Some(Command::Expect(args)), _) => expect::run(args),
+        (Some(Command::Completions { shell }), _) => completions(*shell),
+        (Some(Command::Man), _) => man(),
         (None, Some(args)) => match &args.emit_context {
             Some(dir) => emit_context(args, dir),
             None if args.dry_run => dry_run::run(args),

@@ -14,7 +14,8 @@ Naming:
     1GB,512MB            127.0.0.1:5000/mock:1GB_512MB
     100x1MB              127.0.0.1:5000/mock:100x1MB
     64MB:tree=5000       127.0.0.1:5000/mock:64MB.tree-5000
-  The repository name is free; prefixes choose a platform and faults:
+  The repository name is free (lowercase: docker and skopeo refuse any other case);
+  prefixes choose a platform and faults:
     platform/linux-arm64/NAME   another platform (`-` for `/`; default linux/amd64)
     platform/linux-amd64_linux-arm64/NAME
                                 an index of one image per platform (`_` for `,`)
@@ -22,7 +23,7 @@ Naming:
     faults/corrupt/NAME         one byte of each blob differs from its digest
     faults/flaky/NAME           503 for the first request of each blob and manifest
     faults/missing/NAME         404 for every blob
-    faults/slow-1MB/NAME        blobs at 1 MiB/s (any size: slow-512KB, slow-10MB)
+    faults/slow-1mb/NAME        blobs at 1 MiB/s (any size: slow-512kb, slow-10mb)
     faults/wrong-size/NAME      each blob's Content-Length is one byte too many
   A spec without a tag form (a decimal size, more than 128 characters) is named in
   `--images FILE`:

@@ -21,7 +21,8 @@ did not apply shows that way. Other top-level entries, such as the /etc, /dev, /
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = VERIFY_HELP)]
 pub struct VerifyArgs {
-    /// The image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker://REF` or `cache:SPEC`
+    /// The image: `oci:DIR[:TAG]` (or a bare DIR that holds `oci-layout`),
+    /// `oci-archive:FILE[:TAG]`, `docker://REF` or `cache:SPEC`
     #[arg(
         value_name = "SOURCE",
         required_unless_present = "rootfs",
@@ -59,7 +60,8 @@ pub struct VerifyArgs {
 /// `image-maker inspect SOURCE`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InspectArgs {
-    /// The image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker://REF` or `cache:SPEC`
+    /// The image: `oci:DIR[:TAG]` (or a bare DIR that holds `oci-layout`),
+    /// `oci-archive:FILE[:TAG]`, `docker://REF` or `cache:SPEC`
     #[arg(value_name = "SOURCE")]
     pub source: String,
 

@@ -51,6 +51,63 @@ pub(crate) fn is_loopback(registry: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Connects once to `target`'s registry before anything is built for it. A registry that
+/// refuses the connection (nothing listens there) does not start listening during the
+/// retries' few seconds, and the build before the push would be wasted; any other outcome
+/// (connected, timed out, a name that does not resolve) is left to the push and its
+/// retries. Through a proxy the registry's own address says nothing, so none is tried.
+pub fn check_reachable(target: &Reference, options: &PushOptions) -> Result<(), RegistryError> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let proxied = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+    if proxied {
+        return Ok(());
+    }
+    let registry = target.domain().unwrap_or("docker.io").to_owned();
+    let Ok(image) = target.normalized().parse::<oci_client::Reference>() else {
+        return Ok(());
+    };
+    let host = image.resolve_registry().to_owned();
+    let has_port = match host.strip_prefix('[') {
+        Some(rest) => rest.contains("]:"),
+        None => host.contains(':'),
+    };
+    let address = match (has_port, options.insecure || is_loopback(&registry)) {
+        (true, _) => host,
+        (false, true) => format!("{host}:80"),
+        (false, false) => format!("{host}:443"),
+    };
+    let Ok(addrs) = address.to_socket_addrs() else {
+        return Ok(());
+    };
+    let mut refused = Vec::new();
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused.push(addr),
+            _ => return Ok(()),
+        }
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(RegistryError::Refused {
+        registry,
+        address: refused
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
 impl Session {
     pub fn new(target: &Reference, options: &PushOptions) -> Result<Self, RegistryError> {
         let client_error = |e: &dyn std::fmt::Display| RegistryError::Client(e.to_string());

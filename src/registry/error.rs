@@ -138,6 +138,15 @@ pub enum RegistryError {
         /// The last failure.
         detail: String,
     },
+    /// Nothing listens at the registry's address: every address it resolves to refused the
+    /// connection.
+    #[error("registry `{registry}` refuses connections at {address}")]
+    Refused {
+        /// The registry host, as the image names it.
+        registry: String,
+        /// The addresses tried.
+        address: String,
+    },
     /// The registry answered with OCI error codes, or the connection failed in a way not
     /// worth retrying (TLS, a malformed answer).
     #[error("cannot talk to registry `{registry}` ({what}): {detail}")]
@@ -164,7 +173,7 @@ impl RegistryError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             Self::BadSource(_) => {
-                "e.g. `oci:out/layout`, `oci:out/layout:1` or `cache:1GB,512MB`".into()
+                "e.g. `oci:out/layout`, `oci:out/layout:1` or `cache:1GB,512MB`; a directory needs no `oci:` when it holds `oci-layout`".into()
             }
             Self::BadChunkSize { .. } => "sizes are like `4MB` or `512KB` (powers of 1024)".into(),
             Self::Ambiguous { path, .. } => format!(
@@ -174,6 +183,9 @@ impl RegistryError {
             Self::Unauthorized { .. } => "check the credentials: `docker login` (~/.docker/config.json, credential helpers) or IMAGE_MAKER_USERNAME and IMAGE_MAKER_PASSWORD".into(),
             Self::RepositoryNotFound { .. } => {
                 "some registries (ECR, Harbor projects) need the repository created before a push".into()
+            }
+            Self::Refused { .. } => {
+                "start the registry, or check the host and port in IMAGE (`host[:port]/name[:tag]`); nothing was built".into()
             }
             Self::GaveUp { .. } => {
                 "check that the registry runs and answers; blobs already pushed are skipped next time".into()

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::request::{PushOptions, Pushed};
+pub use client::check_reachable;
 pub use error::RegistryError;
 
 use crate::units::human_size;
@@ -42,30 +43,18 @@ pub enum PushSource {
 }
 
 impl PushSource {
-    /// Parses `oci:DIR`, `oci:DIR:TAG` (as skopeo spells them) or `cache:SPEC`.
+    /// Parses `oci:DIR`, `oci:DIR:TAG` (as skopeo spells them), a layout directory without
+    /// `oci:`, or `cache:SPEC`: the sources [`Source::parse`](crate::source::Source::parse)
+    /// reads that a push can take.
     pub fn parse(input: &str) -> Result<Self, RegistryError> {
-        let bad = || RegistryError::BadSource(input.to_owned());
-        if let Some(spec) = input.strip_prefix("cache:") {
-            return match spec {
-                "" => Err(bad()),
-                spec => Ok(Self::Cached {
-                    spec: spec.to_owned(),
-                }),
-            };
+        use crate::source::Source;
+        match Source::parse(input) {
+            Ok(Source::OciDir { path, tag }) => Ok(Self::OciDir { path, tag }),
+            Ok(Source::Cache { spec }) => Ok(Self::Cached { spec }),
+            Ok(Source::OciArchive { .. } | Source::Registry(_)) | Err(_) => {
+                Err(RegistryError::BadSource(input.to_owned()))
+            }
         }
-        let rest = input.strip_prefix("oci:").ok_or_else(bad)?;
-        // skopeo's `oci:DIR:TAG`: a tag has no `/`, so a colon followed by one is a path's.
-        let (path, tag) = match rest.rsplit_once(':') {
-            Some((path, tag)) if !tag.contains('/') => (path, Some(tag)),
-            _ => (rest, None),
-        };
-        if path.is_empty() || tag.is_some_and(str::is_empty) {
-            return Err(bad());
-        }
-        Ok(Self::OciDir {
-            path: path.into(),
-            tag: tag.map(str::to_owned),
-        })
     }
 }
 
@@ -88,6 +77,8 @@ pub fn push(
     for warning in &session.auth_warnings {
         progress.stage(format!("warning: {warning}"));
     }
+    // One connection, to fail at once where nothing listens, instead of after the retries.
+    check_reachable(target, options)?;
     let verbose = options.verbose && progress.is_verbose();
     let say = |progress: &Progress, message: String| {
         if verbose {

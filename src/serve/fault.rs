@@ -16,7 +16,9 @@ pub enum Fault {
     Flaky,
     /// `missing`: every blob is answered 404.
     Missing,
-    /// `slow-<RATE>`: blobs are sent at most at RATE bytes a second (`slow-1MB`).
+    /// `slow-<RATE>`: blobs are sent at most at RATE bytes a second (`slow-1mb`). The rate
+    /// is written in lowercase, since docker and skopeo refuse repository names in any other
+    /// case; the grammar reads sizes in any case (`slow-1MB` is the same fault).
     Slow(u64),
     /// `wrong-size`: a blob's `Content-Length` is one more than the bytes that follow.
     WrongSize,
@@ -40,7 +42,7 @@ impl Fault {
                 match parse_byte_size(rate) {
                     Ok(0) | Err(_) => {
                         return Err(format!(
-                            "fault `{segment}` needs a rate in bytes a second, e.g. `slow-1MB`"
+                            "fault `{segment}` needs a rate in bytes a second, e.g. `slow-1mb`"
                         ))
                     }
                     Ok(bytes) => Self::Slow(bytes),
@@ -57,7 +59,8 @@ impl fmt::Display for Fault {
             Self::Corrupt => f.write_str("corrupt"),
             Self::Flaky => f.write_str("flaky"),
             Self::Missing => f.write_str("missing"),
-            Self::Slow(rate) => write!(f, "slow-{}", format_size(*rate)),
+            // Lowercase, to stay a repository name clients accept.
+            Self::Slow(rate) => write!(f, "slow-{}", format_size(*rate).to_ascii_lowercase()),
             Self::WrongSize => f.write_str("wrong-size"),
         }
     }
@@ -101,12 +104,13 @@ mod tests {
             "corrupt",
             "flaky",
             "missing",
-            "slow-1MB",
+            "slow-1mb",
             "wrong-size",
         ] {
             assert_eq!(Fault::parse(name).expect(name).to_string(), name);
         }
         assert_eq!(Fault::parse("slow-512k"), Ok(Fault::Slow(512 << 10)));
+        assert_eq!(Fault::parse("slow-1MB"), Fault::parse("slow-1mb"));
         assert!(Fault::parse("slow-0")
             .expect_err("zero")
             .contains("`slow-0`"));

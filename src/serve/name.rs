@@ -73,7 +73,7 @@ mod tests {
             (0, None, "mock/app")
         );
         let both =
-            Name::parse("faults/slow-1MB/faults/flaky/platform/linux-arm-v7/mock").expect("valid");
+            Name::parse("faults/slow-1mb/faults/flaky/platform/linux-arm-v7/mock").expect("valid");
         assert_eq!(both.faults, [Fault::Slow(1 << 20), Fault::Flaky]);
         assert_eq!(
             both.platforms.expect("platform"),

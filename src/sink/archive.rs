@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 use tempfile::NamedTempFile;
 
-use super::{parent_dir, taken, temp_prefix, Committed, Finished, LayerStart, Sink};
+use super::{parent_dir, taken, temp_prefix, Committed, Finished, LayerStart, Parents, Sink};
 use crate::digest::Blob;
 use crate::image::{self, OCI_LAYOUT};
 use crate::layer::{header, TarOptions, TarWriter};
@@ -64,11 +64,14 @@ pub(crate) struct OciArchive {
     layer_paths: Vec<String>,
     /// The set of the layer being written.
     set: usize,
+    /// Last, so that the temporary file goes before the directories made for it.
+    parents: Parents,
 }
 
 impl OciArchive {
     pub fn create(dest: &Path, output: &Output, options: TarOptions) -> Result<Self, Error> {
         let parent = check(dest, output)?;
+        let parents = Parents::create(&parent)?;
         let file = tempfile::Builder::new()
             .prefix(&temp_prefix(dest))
             .suffix(".partial")
@@ -85,6 +88,7 @@ impl OciArchive {
             announced: None,
             layer_paths: Vec::new(),
             set: 0,
+            parents,
         };
         sink.io(|t| {
             t.dir("blobs/")?;
@@ -163,6 +167,7 @@ impl Sink for OciArchive {
             output,
             temp_path,
             tar,
+            parents,
             ..
         } = *self;
         let file = tar
@@ -175,7 +180,7 @@ impl Sink for OciArchive {
         let (file, guard) = file.into_parts();
         drop(file);
         let staged = guard.to_path_buf();
-        Committed::place(&staged, &dest, output, Box::new(guard))
+        Committed::place(&staged, &dest, output, Box::new((guard, parents)))
     }
 }
 

@@ -218,7 +218,7 @@ fn check_duplicates(outputs: &[Output]) -> Result<(), Error> {
 }
 
 /// What opening the file sinks for `outputs` would check, without creating anything: no
-/// output twice, each parent directory there, no destination taken by something else.
+/// output twice, no parent that is not a directory, no destination taken by something else.
 /// Engines and registries are not contacted here.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) fn check(outputs: &[Output]) -> Result<(), Error> {
@@ -233,20 +233,84 @@ pub(crate) fn check(outputs: &[Output]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Where a temporary sibling of `dest` goes; the parent must exist already.
+/// Where a temporary sibling of `dest` goes. Missing parents are fine, as for skopeo: the
+/// sink creates them when it opens ([`Parents::create`]); only an ancestor that exists but
+/// is not a directory is an error, found here so that `--dry-run` reports it too.
 fn parent_dir(dest: &Path, output: &Output) -> Result<PathBuf, Error> {
     let parent = match dest.parent() {
         Some(p) if p.as_os_str().is_empty() => Path::new("."),
         Some(p) => p,
         None => Path::new("/"),
     };
-    if !parent.is_dir() {
-        return Err(Error::MissingParent {
-            path: parent.to_path_buf(),
-            output: output.to_string(),
-        });
+    if let Some(existing) = parent
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| a.exists())
+    {
+        if !existing.is_dir() {
+            return Err(Error::ParentNotDirectory {
+                path: existing.to_path_buf(),
+                output: output.to_string(),
+            });
+        }
     }
     Ok(parent.to_path_buf())
+}
+
+/// The parent directories a sink created for its destination. Dropped, it removes those
+/// that are empty, innermost first: after a failed build (or an output taken back out)
+/// nothing is left, while a directory that holds the committed output, or anything another
+/// process put there meanwhile, stays.
+#[derive(Debug, Default)]
+pub(crate) struct Parents {
+    created: Vec<PathBuf>,
+}
+
+/// The directories the open sinks of this process created, with how many sinks use each:
+/// `-o oci:made/a -o oci:made/b` share `made`, which only the last of them may remove, since
+/// sinks are dropped in any order.
+static CREATED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<PathBuf, usize>>> =
+    std::sync::LazyLock::new(Default::default);
+
+impl Parents {
+    /// Creates `parent` and every missing ancestor of it.
+    fn create(parent: &Path) -> Result<Self, Error> {
+        let mut shared = CREATED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let created: Vec<PathBuf> = parent
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .take_while(|a| a.symlink_metadata().is_err() || shared.contains_key(*a))
+            .map(Path::to_path_buf)
+            .collect();
+        if !created.is_empty() {
+            std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+        }
+        for dir in &created {
+            *shared.entry(dir.clone()).or_default() += 1;
+        }
+        Ok(Self { created })
+    }
+}
+
+impl Drop for Parents {
+    fn drop(&mut self) {
+        let mut shared = CREATED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for dir in &self.created {
+            let Some(users) = shared.get_mut(dir) else {
+                continue;
+            };
+            *users -= 1;
+            if *users == 0 {
+                shared.remove(dir);
+                // Fails, as it should, for a directory that holds anything.
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
 }
 
 /// Something other than an earlier output of ours sits at the destination.

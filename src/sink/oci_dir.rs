@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
 use super::link::Linker;
-use super::{parent_dir, taken, temp_prefix, Committed, Finished, LayerStart, Sink};
+use super::{parent_dir, taken, temp_prefix, Committed, Finished, LayerStart, Parents, Sink};
 use crate::digest::Blob;
 use crate::image::OCI_LAYOUT;
 use crate::request::Output;
@@ -31,11 +31,14 @@ pub(crate) struct OciDir {
     layer: Option<(File, PathBuf)>,
     /// Where the blobs come from instead of the stream.
     link: Option<Linker>,
+    /// Last, so that the temporary directory goes before the directories made for it.
+    parents: Parents,
 }
 
 impl OciDir {
     pub fn create(dest: &Path, output: &Output) -> Result<Self, Error> {
         let parent = check(dest, output)?;
+        let parents = Parents::create(&parent)?;
         // Created with the mode a plain `mkdir` would give, as it becomes the destination.
         let temp = tempfile::Builder::new()
             .prefix(&temp_prefix(dest))
@@ -50,6 +53,7 @@ impl OciDir {
             temp,
             layer: None,
             link: None,
+            parents,
         })
     }
 
@@ -138,15 +142,63 @@ impl Sink for OciDir {
 
     fn commit(self: Box<Self>) -> Result<Committed, Error> {
         let Self {
-            dest, output, temp, ..
+            dest,
+            output,
+            temp,
+            parents,
+            ..
         } = *self;
         // Checked again: a build can be long, and the destination may have changed meanwhile.
         if dest.exists() && !is_layout_or_empty(&dest) {
             return Err(taken(&dest, EXPECTED));
         }
         let staged = temp.path().to_path_buf();
-        Committed::place(&staged, &dest, output, Box::new(temp))
+        if dest.join("index.json").is_file() {
+            add_to_layout(&dest, &staged)?;
+        }
+        Committed::place(&staged, &dest, output, Box::new((temp, parents)))
     }
+}
+
+/// Makes the layout staged at `staged` the layout at `dest` plus the new image: the index
+/// keeps the images `dest` has under other tags, and `dest`'s blobs are linked in (or copied
+/// where links cannot be made), so that the rename replaces the layout with a superset of it.
+fn add_to_layout(dest: &Path, staged: &Path) -> Result<(), Error> {
+    let old_index = dest.join("index.json");
+    let existing = fs::read(&old_index).map_err(Error::io("read", &old_index))?;
+    let new_index = staged.join("index.json");
+    let fresh = fs::read(&new_index).map_err(Error::io("read", &new_index))?;
+    let merged = crate::image::merge_layout_index(&existing, &fresh).map_err(|e| {
+        Error::io("read", &old_index)(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not an OCI image index: {e}"),
+        ))
+    })?;
+    let blobs = dest.join("blobs/sha256");
+    let list = match fs::read_dir(&blobs) {
+        Ok(list) => list,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fs::write(&new_index, merged).map_err(Error::io("write", new_index));
+        }
+        Err(e) => return Err(Error::io("read", &blobs)(e)),
+    };
+    for entry in list {
+        let entry = entry.map_err(Error::io("read", &blobs))?;
+        let name = entry.file_name();
+        // Leftovers of another writer's partial blobs are not blobs.
+        if name.to_string_lossy().starts_with('.') || !entry.path().is_file() {
+            continue;
+        }
+        let to = staged.join("blobs/sha256").join(&name);
+        if to.exists() {
+            continue;
+        }
+        let from = entry.path();
+        fs::hard_link(&from, &to)
+            .or_else(|_| reflink_copy::reflink_or_copy(&from, &to).map(drop))
+            .map_err(Error::io("link", &from))?;
+    }
+    fs::write(&new_index, merged).map_err(Error::io("write", new_index))
 }
 
 const EXPECTED: &str = "an OCI image layout or an empty directory";

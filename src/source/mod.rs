@@ -78,7 +78,22 @@ impl Source {
             let (path, tag) = path_and_tag(rest)?;
             return Ok(Self::OciDir { path, tag });
         }
-        Err(bad())
+        // Without a prefix, only a directory that holds `oci-layout` is read as a layout
+        // (`DIR`, or `DIR:TAG` when `DIR` is one): nothing else on disk can be mistaken for
+        // one, and a mistyped path still gets the error listing the prefixes.
+        if is_layout(input) {
+            return Ok(Self::OciDir {
+                path: input.into(),
+                tag: None,
+            });
+        }
+        match path_and_tag(input) {
+            Ok((path, Some(tag))) if is_layout(&path) => Ok(Self::OciDir {
+                path,
+                tag: Some(tag),
+            }),
+            _ => Err(bad()),
+        }
     }
 
     /// Opens the source. `platforms` is the platform list of a `cache:` image; a missing
@@ -105,6 +120,12 @@ impl Source {
             }
         })
     }
+}
+
+/// Whether `path` is a directory holding an OCI layout's `oci-layout` file.
+fn is_layout(path: impl AsRef<std::path::Path>) -> bool {
+    let path = path.as_ref();
+    path.is_dir() && path.join("oci-layout").is_file()
 }
 
 impl std::fmt::Display for Source {
@@ -199,7 +220,8 @@ impl From<Error> for OpenError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SourceError {
-    /// The source has none of the known prefixes, or lacks its path or tag.
+    /// The source has none of the known prefixes (and is no layout directory), or lacks its
+    /// path or tag.
     #[error("source `{0}` is not `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker://REF` or `cache:SPEC`")]
     BadSource(String),
     /// The layout, archive or its `index.json` is not there.
@@ -244,7 +266,7 @@ impl SourceError {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::BadSource(_) => Some(
-                "e.g. `oci:out/img`, `oci:out/img:1`, `oci-archive:img.tar`, `docker://localhost:5000/mock/img:1`, `cache:1GB,512MB`".into(),
+                "e.g. `oci:out/img`, `oci:out/img:1`, `oci-archive:img.tar`, `docker://localhost:5000/mock/img:1`, `cache:1GB,512MB`; a directory needs no `oci:` when it holds `oci-layout`".into(),
             ),
             Self::Missing { .. } => Some("check the path; an `oci:` source is a directory holding `index.json`".into()),
             Self::NoSuchTag { .. } | Self::Ambiguous { .. } => {
@@ -288,6 +310,19 @@ mod tests {
             Source::parse("cache:1MB"),
             Ok(Source::Cache { .. })
         ));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let layout = tmp.path().join("lay");
+        std::fs::create_dir(&layout).expect("mkdir");
+        let bare = layout.to_str().expect("utf-8");
+        // Not a layout yet: a bare path is no source.
+        assert!(Source::parse(bare).is_err());
+        std::fs::write(layout.join("oci-layout"), "{}").expect("write");
+        assert_eq!(Source::parse(bare).ok(), Some(dir(bare, None)));
+        assert_eq!(
+            Source::parse(&format!("{bare}:1")).ok(),
+            Some(dir(bare, Some("1")))
+        );
+        assert!(Source::parse(&format!("{bare}/nope")).is_err());
         for bad in [
             "out",
             "oci:",

@@ -290,7 +290,9 @@ fn a_build_that_does_not_fit_exits_1_naming_the_place() {
 #[test]
 fn errors_are_those_of_a_real_build() {
     let tmp = tempdir();
-    let missing = tmp.path().join("missing/out");
+    // A missing parent is created; one that is a file cannot be.
+    std::fs::write(tmp.path().join("file"), "").expect("write");
+    let missing = tmp.path().join("file/out");
     let same = tmp.path().join("same");
     let cases: [(Vec<String>, &str); 3] = [
         (vec!["-s".into(), "1XB".into()], "1XB"),
@@ -301,7 +303,7 @@ fn errors_are_those_of_a_real_build() {
                 "-o".into(),
                 format!("oci:{}", path_str(&missing)),
             ],
-            "missing",
+            "not a directory",
         ),
         (
             vec![
@@ -325,5 +327,5 @@ fn errors_are_those_of_a_real_build() {
         assert!(stderr(&dry).contains(named), "{args:?}: {}", stderr(&dry));
         assert!(stdout(&dry).is_empty(), "{args:?}");
     }
-    assert!(entries(tmp.path()).is_empty());
+    assert_eq!(entries(tmp.path()), ["file"]);
 }

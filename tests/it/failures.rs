@@ -53,24 +53,45 @@ fn umask() -> u32 {
 }
 
 #[test]
-fn missing_parent_fails_cleanly() {
+fn parents_made_for_a_failed_build_are_removed_again() {
+    // The second output cannot be opened (/proc takes no new entries), after the first has
+    // made its parents: they go again, with nothing else left behind.
     let tmp = tempdir();
-    let dest = tmp.path().join("missing/out");
-    let out = run(image_maker().args([
+    let out = run(image_maker().current_dir(tmp.path()).args([
+        "-q",
         "-s",
         "1KB",
         "-o",
-        &format!("oci:{}", path_str(&dest)),
+        "oci:made/for/it",
+        "-o",
+        "oci-archive:made/too/x.tar",
+        "-o",
+        "oci:/proc/image-maker-test",
         "x:1",
     ]));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+}
+
+#[test]
+fn a_parent_that_is_a_file_is_an_error_naming_it() {
+    let tmp = tempdir();
+    std::fs::write(tmp.path().join("file"), "").expect("write");
+    let out = run(image_maker().current_dir(tmp.path()).args([
+        "-q",
+        "-s",
+        "1KB",
+        "-o",
+        "oci:file/sub/out",
+        "x:1",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("does not exist") && err.contains("missing"),
+        err.contains("`file`") && err.contains("not a directory"),
         "{err}"
     );
-    assert!(err.contains("hint: create the directory first"), "{err}");
-    assert_empty(tmp.path());
+    assert_eq!(entries(tmp.path()), ["file"]);
 }
 
 /// Nothing in the test's cache: no entry, no temporary directory, no build in its log.
@@ -114,17 +135,18 @@ fn unwritable_parent_fails_cleanly() {
 fn an_output_that_cannot_be_opened_stops_every_output() {
     let tmp = tempdir();
     let good = tmp.path().join("good");
+    std::fs::write(tmp.path().join("file"), "").expect("write");
     let out = run(image_maker().args([
         "-s",
         "1KB",
         "-o",
         &format!("oci:{}", path_str(&good)),
         "-o",
-        &format!("oci-archive:{}", path_str(&tmp.path().join("nope/x.tar"))),
+        &format!("oci-archive:{}", path_str(&tmp.path().join("file/x.tar"))),
         "x:1",
     ]));
     assert_eq!(out.status.code(), Some(1));
-    assert_empty(tmp.path());
+    assert_eq!(entries(tmp.path()), ["file"]);
 }
 
 #[test]

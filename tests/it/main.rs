@@ -24,5 +24,6 @@ mod registry;
 mod serve;
 mod shapes;
 mod support;
+mod usability;
 mod verify;
 mod warm;

@@ -412,21 +412,31 @@ impl Silent {
         )
     }
 
-    /// Waits for the first connection and returns it.
+    /// Waits for the first connection that sends a request and returns it; one that closes
+    /// without a byte is the check the CLI makes before building, and is passed over.
     fn accept(&self) -> TcpStream {
-        let mut stream = None;
-        wait_for(
-            "the push to connect",
-            Duration::from_secs(120),
-            || match self.listener.accept() {
-                Ok((s, _)) => {
-                    stream = Some(s);
-                    true
-                }
-                Err(_) => false,
-            },
-        );
-        stream.expect("a connection")
+        loop {
+            let mut stream = None;
+            wait_for(
+                "the push to connect",
+                Duration::from_secs(120),
+                || match self.listener.accept() {
+                    Ok((s, _)) => {
+                        stream = Some(s);
+                        true
+                    }
+                    Err(_) => false,
+                },
+            );
+            let stream = stream.expect("a connection");
+            stream.set_nonblocking(false).expect("blocking");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(120)))
+                .expect("timeout");
+            if stream.peek(&mut [0; 1]).is_ok_and(|n| n > 0) {
+                return stream;
+            }
+        }
     }
 }
 
@@ -523,7 +533,8 @@ fn a_failed_push_of_the_dockerfile_builder_removes_its_staging() {
 #[test]
 fn a_failed_push_leaves_no_files_and_bad_input_is_a_usage_error() {
     let tmp = tempdir();
-    // Nothing listens on port 1: the push fails after its retries, before any output lands.
+    // Nothing listens on port 1: the push fails before anything is built, also with another
+    // output asked for.
     let out = run(anonymous(tmp.path())
         .env("IMAGE_MAKER_PUSH_RETRIES", "1")
         .env("IMAGE_MAKER_PUSH_BACKOFF_MS", "10")
@@ -539,7 +550,7 @@ fn a_failed_push_leaves_no_files_and_bad_input_is_a_usage_error() {
         ]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("giving up on GET /v2/"),
+        stderr(&out).contains("registry `127.0.0.1:1` refuses connections"),
         "{}",
         stderr(&out)
     );
@@ -560,6 +571,7 @@ fn a_failed_push_leaves_no_files_and_bad_input_is_a_usage_error() {
     );
     usage(&["push", "oci:out", "Bad/Name"], "must be lowercase");
     let missing = run(anonymous(tmp.path()).args(["push", "oci:nowhere", "127.0.0.1:1/x:1"]));
+    // The source is read before the registry is tried.
     assert_eq!(missing.status.code(), Some(1));
     assert!(
         stderr(&missing).contains("`nowhere` is not an OCI image layout"),

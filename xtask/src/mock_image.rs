@@ -23,7 +23,7 @@ impl Task for MockImage {
             std::iter::once("cargo xtask mock-image".to_owned()).chain(self.args.iter().cloned()),
         )
         .unwrap_or_else(|e| e.exit());
-        image_maker::testing::install_signal_handlers()?;
+        image_maker::cli::install_signal_handlers()?;
         cli::run(&args).map_err(with_hint)?;
         Ok(())
     }
@@ -36,7 +36,7 @@ pub struct Warm {
 
 impl Task for Warm {
     fn run(&self, _sh: &Shell) -> Result<()> {
-        image_maker::testing::install_signal_handlers()?;
+        image_maker::cli::install_signal_handlers()?;
         let args = WarmArgs {
             dir: self.root.clone(),
             json: false,
