@@ -10,6 +10,7 @@ static FLAG: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
 
 /// Installs the handlers; call it once per process. Until it is called, signals keep their
 /// default effect (library users keep control of their own process).
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub fn install() -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook::flag;

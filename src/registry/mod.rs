@@ -12,7 +12,9 @@ mod error;
 mod layout;
 mod upload;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "cli")]
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::request::{PushOptions, Pushed};
@@ -25,6 +27,7 @@ use client::Session;
 use upload::{Failure, Outcome};
 
 /// What `image-maker push` reads: `oci:DIR`, `oci:DIR:TAG` or `cache:SPEC`.
+#[cfg(feature = "cli")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushSource {
     /// `oci:DIR[:TAG]`: an image in an OCI image layout on disk.
@@ -42,6 +45,7 @@ pub enum PushSource {
     },
 }
 
+#[cfg(feature = "cli")]
 impl PushSource {
     /// Parses `oci:DIR`, `oci:DIR:TAG` (as skopeo spells them), a layout directory without
     /// `oci:`, or `cache:SPEC`: the sources [`Source::parse`](crate::source::Source::parse)
