@@ -94,7 +94,7 @@ pub use image::{LayerInfo, SPEC_LABEL};
 pub use image_maker_spec::{LayerSpec, Platform, Reference, Spec};
 pub use progress::{set_log_hook, LogLevel, Progress};
 pub use request::{
-    BuildRequest, Builder, Built, LinkMode, Output, PlatformImage, PushOptions, Pushed,
+    BuildRequest, Builder, Built, LinkMode, Output, PlatformImage, Pushed, RegistryOptions,
 };
 
 // Checking.

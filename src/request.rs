@@ -93,7 +93,7 @@ pub struct BuildRequest {
     /// One more output the library writes for itself (the cache's copy), not reported.
     pub(crate) internal: Option<Output>,
     /// How `Output::Registry` pushes.
-    pub(crate) push: PushOptions,
+    pub(crate) push: RegistryOptions,
 }
 
 impl BuildRequest {
@@ -117,7 +117,7 @@ impl BuildRequest {
             link_mode: LinkMode::default(),
             verify: false,
             internal: None,
-            push: PushOptions::default(),
+            push: RegistryOptions::default(),
         }
     }
 
@@ -205,8 +205,8 @@ impl BuildRequest {
         self
     }
 
-    /// How [`Output::Registry`] pushes.
-    pub fn push(mut self, options: PushOptions) -> Self {
+    /// How [`Output::Registry`] talks to the registry.
+    pub fn registry_options(mut self, options: RegistryOptions) -> Self {
         self.push = options;
         self
     }
@@ -388,9 +388,10 @@ impl std::str::FromStr for Output {
     }
 }
 
-/// How to push.
+/// How image-maker talks to a registry: the pushes of [`Output::Registry`] and the pulls of
+/// a `docker://` source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushOptions {
+pub struct RegistryOptions {
     /// Upload blobs in PATCH chunks of this many bytes; `None` is one streaming PUT.
     pub chunk_size: Option<u64>,
     /// A repository on the same registry to mount blobs from.
@@ -407,7 +408,7 @@ pub struct PushOptions {
     pub verbose: bool,
 }
 
-impl Default for PushOptions {
+impl Default for RegistryOptions {
     fn default() -> Self {
         Self {
             chunk_size: None,

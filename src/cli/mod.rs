@@ -18,7 +18,7 @@ pub use crate::interrupt::install as install_signal_handlers;
 use crate::cache::{build_in_user_cache, Cache};
 use crate::error::UsageError;
 use crate::registry::{self, PushSource, RegistryError};
-use crate::request::{Builder, LinkMode, PushOptions, Pushed};
+use crate::request::{Builder, LinkMode, Pushed, RegistryOptions};
 use crate::spec::Compression;
 use crate::{
     build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec,
@@ -195,7 +195,7 @@ pub struct RegistryArgs {
 
 impl RegistryArgs {
     /// `verbose`: say how the registry is reached and authenticated (never the secrets).
-    pub fn options(&self, verbose: bool) -> Result<PushOptions, Error> {
+    pub fn options(&self, verbose: bool) -> Result<RegistryOptions, Error> {
         let chunk_size = self
             .chunk_size
             .as_deref()
@@ -212,13 +212,13 @@ impl RegistryArgs {
                     })
             })
             .transpose()?;
-        let mut options = PushOptions {
+        let mut options = RegistryOptions {
             chunk_size,
             mount_from: self.mount_from.clone(),
             insecure: self.insecure,
             retries: self.retries,
             verbose,
-            ..PushOptions::default()
+            ..RegistryOptions::default()
         };
         // Test-only (README, Development): the first wait before a retry, shortened by the
         // tests that stop a registry. Not an option users are meant to set.

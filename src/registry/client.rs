@@ -9,7 +9,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::RegistryOperation;
 
 use super::auth::{self, Credentials};
-use super::{PushOptions, RegistryError};
+use super::{RegistryError, RegistryOptions};
 use crate::Reference;
 
 pub(crate) struct Session {
@@ -56,7 +56,7 @@ pub(crate) fn is_loopback(registry: &str) -> bool {
 /// retries' few seconds, and the build before the push would be wasted; any other outcome
 /// (connected, timed out, a name that does not resolve) is left to the push and its
 /// retries. Through a proxy the registry's own address says nothing, so none is tried.
-pub fn check_reachable(target: &Reference, options: &PushOptions) -> Result<(), RegistryError> {
+pub fn check_reachable(target: &Reference, options: &RegistryOptions) -> Result<(), RegistryError> {
     use std::net::{TcpStream, ToSocketAddrs};
     let proxied = [
         "HTTPS_PROXY",
@@ -109,7 +109,7 @@ pub fn check_reachable(target: &Reference, options: &PushOptions) -> Result<(), 
 }
 
 impl Session {
-    pub fn new(target: &Reference, options: &PushOptions) -> Result<Self, RegistryError> {
+    pub fn new(target: &Reference, options: &RegistryOptions) -> Result<Self, RegistryError> {
         let client_error = |e: &dyn std::fmt::Display| RegistryError::Client(e.to_string());
         // reqwest is built without a bundled provider; the process-wide default may already
         // be installed (by an earlier push, or by the embedding program), which is fine.

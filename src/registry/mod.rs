@@ -17,7 +17,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::request::{PushOptions, Pushed};
+pub use crate::request::{Pushed, RegistryOptions};
 pub use client::check_reachable;
 pub use error::RegistryError;
 
@@ -68,7 +68,7 @@ pub fn push(
     layout: &Path,
     tag: Option<&str>,
     target: &Reference,
-    options: &PushOptions,
+    options: &RegistryOptions,
     progress: &mut Progress,
 ) -> Result<Pushed, Error> {
     let image = layout::read(layout, tag)?;
@@ -161,7 +161,7 @@ pub fn push(
 /// Pushes the blobs of `image` (none for an index), counting each in `pushed`.
 fn push_image(
     session: &Session,
-    options: &PushOptions,
+    options: &RegistryOptions,
     progress: &mut Progress,
     image: &layout::Image,
     mount_from: Option<&oci_client::Reference>,
@@ -185,7 +185,7 @@ fn push_image(
 /// Puts the manifest (or index) of `image` at `reference`: the target's tag, or a digest.
 fn push_manifest(
     session: &Session,
-    options: &PushOptions,
+    options: &RegistryOptions,
     progress: &mut Progress,
     image: &layout::Image,
     reference: &oci_client::Reference,
@@ -220,7 +220,7 @@ fn push_manifest(
 
 fn push_blob(
     session: &Session,
-    options: &PushOptions,
+    options: &RegistryOptions,
     progress: &mut Progress,
     blob: &layout::BlobFile,
     mount_from: Option<&oci_client::Reference>,
@@ -259,7 +259,7 @@ fn push_blob(
 /// times with doubling waits.
 fn retrying<T>(
     session: &Session,
-    options: &PushOptions,
+    options: &RegistryOptions,
     progress: &mut Progress,
     what: &str,
     mut step: impl FnMut(&Session, &mut Progress) -> Result<T, oci_client::errors::OciDistributionError>,

@@ -9,7 +9,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use super::{Blobs, Descriptor, OpenError, SourceError};
 use crate::digest::Blob;
 use crate::registry::client::Session;
-use crate::registry::PushOptions;
+use crate::registry::RegistryOptions;
 use crate::{Error, Reference};
 
 /// What a manifest request accepts: every manifest and index type `verify` knows.
@@ -34,7 +34,7 @@ impl Remote {
             name: name.clone(),
             detail,
         };
-        let mut session = Session::new(reference, &PushOptions::default())?;
+        let mut session = Session::new(reference, &RegistryOptions::default())?;
         session.authorization = session
             .runtime
             .block_on(async { session.authenticate_for(RegistryOperation::Pull).await })
