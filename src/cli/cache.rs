@@ -1,8 +1,8 @@
-//! `image-maker cache ls | gc | clear | verify | path`.
+//! `image-maker cache ls | gc | clear | rehash | path`.
 
 use std::time::{Duration, SystemTime};
 
-use super::{print_stdout, CacheCommand};
+use super::{print_stderr, print_stdout, CacheCommand};
 use crate::cache::{self, Cache, GcOptions, GcReport};
 use crate::error::UsageError;
 use crate::image::rfc3339;
@@ -24,12 +24,13 @@ pub(crate) fn run(command: &CacheCommand) -> Result<(), Error> {
             };
             report(&cache.gc(options)?)
         }
-        CacheCommand::Verify { spec, platform } => verify(&cache, spec.as_deref(), platform),
+        CacheCommand::Rehash { spec, platform } => rehash(&cache, spec.as_deref(), platform),
     }
 }
 
-/// `cache verify [SPEC]`: one line per image on stdout; damage found is an error.
-fn verify(cache: &Cache, spec: Option<&str>, platform: &str) -> Result<(), Error> {
+/// `cache rehash [SPEC]`: one line per sound image on stdout, one per damaged image on
+/// stderr; damage found is an error.
+fn rehash(cache: &Cache, spec: Option<&str>, platform: &str) -> Result<(), Error> {
     let key = match spec {
         Some(spec) => {
             let request = BuildRequest::new(
@@ -43,10 +44,13 @@ fn verify(cache: &Cache, spec: Option<&str>, platform: &str) -> Result<(), Error
         None => None,
     };
     let verified = cache.verify(key.as_deref(), &Progress::stderr())?;
-    let mut out = String::new();
+    let (mut out, mut damaged) = (String::new(), String::new());
     for item in &verified {
-        out += &match (&item.damage, item.removed) {
-            (None, _) => format!("ok       {}  {}\n", short(&item.key), item.spec),
+        let line = match (&item.damage, item.removed) {
+            (None, _) => {
+                out += &format!("ok       {}  {}\n", short(&item.key), item.spec);
+                continue;
+            }
             (Some(why), true) => format!(
                 "damaged  {}  {}: {why}; removed\n",
                 short(&item.key),
@@ -58,7 +62,9 @@ fn verify(cache: &Cache, spec: Option<&str>, platform: &str) -> Result<(), Error
                 item.spec
             ),
         };
+        damaged += &line;
     }
+    print_stderr(&damaged)?;
     match (&key, verified.is_empty()) {
         (Some(key), true) => out += &format!("{} is not cached\n", short(key)),
         _ => {
@@ -137,10 +143,12 @@ fn table(cache: &Cache) -> Result<String, Error> {
 }
 
 fn report(report: &GcReport) -> Result<(), Error> {
-    let mut out = String::new();
+    let mut damaged = String::new();
     for (key, why) in &report.damaged {
-        out += &format!("removed damaged {}: {why}\n", short(key));
+        damaged += &format!("removed damaged {}: {why}\n", short(key));
     }
+    print_stderr(&damaged)?;
+    let mut out = String::new();
     for item in &report.evicted {
         out += &format!("evicted {}  {}\n", short(&item.key), item.spec);
     }

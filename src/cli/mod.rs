@@ -116,7 +116,9 @@ pub enum CacheCommand {
     /// Evict every image not in use by a running process
     Clear,
     /// Hash every cached image's blobs again, and remove the damaged images
-    Verify {
+    // `cache verify` was its first name; scripts may still say it.
+    #[command(alias = "verify")]
+    Rehash {
         /// Only the image of this layer list
         #[arg(value_name = "SPEC")]
         spec: Option<String>,
@@ -320,8 +322,9 @@ pub struct Args {
     pub link_mode: LinkMode,
 
     /// Hash every cached blob again before using it
-    #[arg(long, conflicts_with = "no_cache")]
-    pub verify: bool,
+    // `--verify` was its first name; scripts may still say it.
+    #[arg(long = "rehash", alias = "verify", conflicts_with = "no_cache")]
+    pub rehash: bool,
 
     /// Print a JSON summary (reference, digest, layers) on stdout
     #[arg(long)]
@@ -385,7 +388,7 @@ impl Args {
         request.verbose = self.verbose;
         request.no_cache = self.no_cache;
         request.link_mode = self.link_mode;
-        request.verify = self.verify;
+        request.verify = self.rehash;
         request.shared_layers = self.shared_layers;
         request.push = self.registry.options(self.verbose)?;
         Ok(request)
@@ -434,6 +437,15 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
 }
 
 /// Data for pipes goes to stdout; a closed stdout is an error, not a panic.
+/// Writes `text` to stderr at once: failures found, as opposed to the report on stdout.
+pub(crate) fn print_stderr(text: &str) -> Result<(), Error> {
+    let mut stderr = std::io::stderr().lock();
+    stderr
+        .write_all(text.as_bytes())
+        .and_then(|()| stderr.flush())
+        .map_err(Error::io("write to", "stderr"))
+}
+
 pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
     let mut stdout = std::io::stdout().lock();
     stdout

@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{Expr, ExprLit, Lit, MetaNameValue, Token};
 
-use super::{print_json, print_stdout, progress};
+use super::{print_json, print_stderr, print_stdout, progress};
 use crate::cache::Cache;
 use crate::engine::EngineKind;
 use crate::progress::Progress;
@@ -260,7 +260,11 @@ pub fn run(args: &WarmArgs) -> Result<(), Error> {
         if args.json {
             return Ok(());
         }
-        print_stdout(&format!("{}\n", warmed.line()))
+        let line = format!("{}\n", warmed.line());
+        match warmed.status {
+            Status::Failed => print_stderr(&line),
+            _ => print_stdout(&line),
+        }
     })?;
     let count = |status| report.iter().filter(|w| w.status == status).count();
     let failed = count(Status::Failed);

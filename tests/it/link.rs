@@ -233,7 +233,7 @@ fn removing_an_output_or_evicting_the_entry_leaves_the_other_whole() {
             .arg("mock/link:v1"),
     );
     fs::remove_dir_all(&first).expect("rm -rf the output");
-    let out = run_ok(cli(&cache).args(["cache", "verify"]));
+    let out = run_ok(cli(&cache).args(["cache", "rehash"]));
     assert!(stdout(&out).starts_with("ok "), "{}", stdout(&out));
 
     let second = tmp.path().join("second");
@@ -393,7 +393,7 @@ fn assert_heals(cache: &Path, spec: &str, out_dir: &Path) {
         warnings[0]
     );
     assert_eq!(builds(cache), before + 1, "not built again");
-    let verified = run_ok(cli(cache).args(["cache", "verify"]));
+    let verified = run_ok(cli(cache).args(["cache", "rehash"]));
     assert!(
         stdout(&verified).starts_with("ok "),
         "{}",
@@ -410,7 +410,7 @@ fn a_flipped_byte_fails_verify_naming_the_blob_and_the_next_build_heals() {
     flip_byte(&blob, true);
     // The cheap checks cannot see it; hashing does.
     let dest = tmp.path().join("verified");
-    let out = build(&cache, spec, &dest, &["--verify"]);
+    let out = build(&cache, spec, &dest, &["--rehash"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!("blob {digest} hashes to")),
@@ -432,13 +432,16 @@ fn cache_verify_names_and_removes_a_damaged_entry() {
         .status
         .success());
     flip_byte(&blob, true);
-    let out = run(cli(&cache).args(["cache", "verify"]));
+    let out = run(cli(&cache).args(["cache", "rehash"]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let report = stdout(&out);
+    // The damage is a failure: on stderr, the sound image's line on stdout.
+    let damage = stderr(&out);
     assert!(
-        report.contains(&format!("blob {digest} hashes to")) && report.contains("removed"),
-        "{report}"
+        damage.contains(&format!("blob {digest} hashes to")) && damage.contains("removed"),
+        "{damage}"
     );
+    let report = stdout(&out);
+    assert!(!report.contains("damaged"), "{report}");
     assert_eq!(
         report.lines().filter(|l| l.starts_with("ok ")).count(),
         1,
@@ -446,9 +449,9 @@ fn cache_verify_names_and_removes_a_damaged_entry() {
     );
     assert_eq!(entries(&cache.join("v1/entries")).len(), 1);
     // SPEC alone: now not cached; the other is fine.
-    let out = run_ok(cli(&cache).args(["cache", "verify", spec]));
+    let out = run_ok(cli(&cache).args(["cache", "rehash", spec]));
     assert!(stdout(&out).contains("is not cached"), "{}", stdout(&out));
-    let out = run_ok(cli(&cache).args(["cache", "verify", "1KB"]));
+    let out = run_ok(cli(&cache).args(["cache", "rehash", "1KB"]));
     assert!(stdout(&out).starts_with("ok "), "{}", stdout(&out));
 }
 
@@ -478,7 +481,7 @@ fn gc_removes_damaged_entries_it_can_see_cheaply() {
     let (cache, blob, _) = damaged_cache(tmp.path(), spec);
     flip_byte(&blob, false);
     let out = run_ok(cli(&cache).args(["cache", "gc"]));
-    assert!(stdout(&out).contains("removed damaged"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("removed damaged"), "{}", stderr(&out));
     assert!(entries(&cache.join("v1/entries")).is_empty());
     assert!(entries(&cache.join("v1/blobs/sha256")).is_empty());
 }

@@ -248,7 +248,7 @@ fn a_cached_index_exports_the_same_bytes() {
         &tmp.path().join("again"),
         THREE,
         &[
-            "--verify",
+            "--rehash",
             "-o",
             &format!("oci-archive:{}", path_str(&archive)),
         ],

@@ -352,3 +352,25 @@ fn a_layout_directory_needs_no_prefix() {
         &format!("{}/mock/x:1", registry.host()),
     ]));
 }
+
+/// `--verify` and `cache verify`, the first names of `--rehash` and `cache rehash`, still
+/// work for scripts that say them, and help no longer shows them.
+#[test]
+fn the_first_names_of_rehash_still_work_unlisted() {
+    let tmp = tempdir();
+    run_ok(in_dir(tmp.path()).args(["-q", "-s", "1KB", "--verify", "-o", "oci:a", "x:1"]));
+    let new = run_ok(image_maker().args(["cache", "rehash"]));
+    let old = run_ok(image_maker().args(["cache", "verify"]));
+    assert!(stdout(&new).starts_with("ok "), "{}", stdout(&new));
+    assert_eq!(stdout(&new), stdout(&old));
+    let help = stdout(&run_ok(image_maker().args(["cache", "--help"])));
+    assert!(
+        help.contains("rehash") && !help.contains("verify"),
+        "{help}"
+    );
+    let help = stdout(&run_ok(image_maker().arg("--help")));
+    assert!(
+        help.contains("--rehash") && !help.contains("--verify"),
+        "{help}"
+    );
+}

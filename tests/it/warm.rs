@@ -97,9 +97,9 @@ fn lists_invalid_attributes_as_skipped_and_fails_on_a_failed_build() {
     let out = run(&mut warm(&blocked.join("cache"), &[dir.path().as_os_str()]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("failed  3KB  tests/t.rs:2: "),
+        stderr(&out).contains("failed  3KB  tests/t.rs:2: "),
         "{}",
-        stdout(&out)
+        stderr(&out)
     );
     assert!(
         stderr(&out).contains("error: 1 of the 2 mock images failed to build"),
