@@ -30,24 +30,6 @@ pub enum RegistryError {
         /// What is missing or malformed.
         detail: String,
     },
-    /// `oci:DIR:TAG` names a tag that no manifest in the layout's index carries.
-    #[error("the OCI layout `{}` has no image tagged `{tag}` (it has: {available})", path.display())]
-    NoSuchTag {
-        /// The layout's directory.
-        path: PathBuf,
-        /// The tag asked for.
-        tag: String,
-        /// The tags the layout has, comma-separated, or `no tags`.
-        available: String,
-    },
-    /// `oci:DIR` without a tag names a layout whose index lists more than one manifest.
-    #[error("the OCI layout `{}` holds {count} images: name one", path.display())]
-    Ambiguous {
-        /// The layout's directory.
-        path: PathBuf,
-        /// How many manifests its index lists.
-        count: usize,
-    },
     /// The docker config file exists but cannot be read or parsed, or holds an `auth` that
     /// is not base64 of `user:password`.
     #[error("cannot read the docker config `{}`: {detail}", path.display())]
@@ -176,10 +158,6 @@ impl RegistryError {
                 "e.g. `oci:out/layout`, `oci:out/layout:1` or `cache:1GB,512MB`; a directory needs no `oci:` when it holds `oci-layout`".into()
             }
             Self::BadChunkSize { .. } => "sizes are like `4MB` or `512KB` (powers of 1024)".into(),
-            Self::Ambiguous { path, .. } => format!(
-                "pick one by its tag: `oci:{}:TAG`",
-                path.display()
-            ),
             Self::Unauthorized { .. } => "check the credentials: `docker login` (~/.docker/config.json, credential helpers) or IMAGE_MAKER_USERNAME and IMAGE_MAKER_PASSWORD".into(),
             Self::RepositoryNotFound { .. } => {
                 "some registries (ECR, Harbor projects) need the repository created before a push".into()

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use super::RegistryError;
 use crate::digest::Blob;
-use crate::image::{choose_tagged, Unchosen};
+use crate::source::{Blobs as _, Descriptor, OciDir};
+use crate::Error;
 
 /// A blob of the image: where it is on disk, and its descriptor's digest and size.
 #[derive(Debug, Clone)]
@@ -35,41 +36,26 @@ fn is_index(media_type: &str) -> bool {
     media_type.contains("index") || media_type.contains("manifest.list")
 }
 
-pub(crate) fn read(layout: &Path, tag: Option<&str>) -> Result<Image, RegistryError> {
-    let bad = |detail: String| RegistryError::BadLayout {
-        path: layout.to_path_buf(),
-        detail,
-    };
-    let index_path = layout.join("index.json");
-    let index: Value = fs::read(&index_path)
-        .map_err(|e| bad(format!("cannot read index.json: {e}")))
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| bad(format!("index.json: {e}"))))?;
-    let manifests = index["manifests"]
-        .as_array()
-        .ok_or_else(|| bad("index.json has no `manifests`".into()))?;
-    let chosen = choose_tagged(manifests, tag).map_err(|why| match why {
-        Unchosen::NoSuchTag(available) => RegistryError::NoSuchTag {
+/// The image of the layout at `layout` that `tag` names (or its only one), read through the
+/// one layout reader, [`OciDir`], every small blob checked against its descriptor.
+pub(crate) fn read(layout: &Path, tag: Option<&str>) -> Result<Image, Error> {
+    let top = OciDir::open(layout, tag)?.top().clone();
+    Ok(
+        read_manifest(layout, &top, true).map_err(|detail| RegistryError::BadLayout {
             path: layout.to_path_buf(),
-            tag: tag.unwrap_or_default().to_owned(),
-            available,
-        },
-        Unchosen::Empty => bad("index.json lists no image".into()),
-        Unchosen::Ambiguous(count) => RegistryError::Ambiguous {
-            path: layout.to_path_buf(),
-            count,
-        },
-    })?;
-    read_manifest(layout, chosen, true).map_err(bad)
+            detail,
+        })?,
+    )
 }
 
 /// The manifest `chosen` describes, with its blobs; an index (when `nested` allows one),
 /// with its images.
-fn read_manifest(layout: &Path, chosen: &Value, nested: bool) -> Result<Image, String> {
-    let manifest_ref = descriptor(layout, chosen)?;
-    let media_type = chosen["mediaType"]
-        .as_str()
-        .unwrap_or("application/vnd.oci.image.manifest.v1+json")
-        .to_owned();
+fn read_manifest(layout: &Path, chosen: &Descriptor, nested: bool) -> Result<Image, String> {
+    let manifest_ref = blob_file(layout, chosen);
+    let media_type = match chosen.media_type.as_str() {
+        "" => "application/vnd.oci.image.manifest.v1+json".to_owned(),
+        given => given.to_owned(),
+    };
     let manifest = read_blob(&manifest_ref)?;
     let parsed: Value = serde_json::from_slice(&manifest)
         .map_err(|e| format!("manifest {}: {e}", manifest_ref.digest))?;
@@ -84,7 +70,7 @@ fn read_manifest(layout: &Path, chosen: &Value, nested: bool) -> Result<Image, S
             .as_array()
             .ok_or_else(|| format!("index {} has no `manifests`", manifest_ref.digest))?
             .iter()
-            .map(|m| read_manifest(layout, m, false))
+            .map(|m| read_manifest(layout, &Descriptor::parse(m)?, false))
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Image {
             manifest,
@@ -94,9 +80,9 @@ fn read_manifest(layout: &Path, chosen: &Value, nested: bool) -> Result<Image, S
             images,
         });
     }
-    let mut blobs = vec![descriptor(layout, &parsed["config"])?];
+    let mut blobs = vec![blob_file(layout, &Descriptor::parse(&parsed["config"])?)];
     for layer in parsed["layers"].as_array().into_iter().flatten() {
-        let blob = descriptor(layout, layer)?;
+        let blob = blob_file(layout, &Descriptor::parse(layer)?);
         let on_disk = fs::metadata(&blob.path)
             .map_err(|e| format!("blob {}: {e}", blob.digest))?
             .len();
@@ -119,22 +105,12 @@ fn read_manifest(layout: &Path, chosen: &Value, nested: bool) -> Result<Image, S
     })
 }
 
-fn descriptor(layout: &Path, value: &Value) -> Result<BlobFile, String> {
-    let digest = value["digest"]
-        .as_str()
-        .ok_or_else(|| "a descriptor has no digest".to_owned())?;
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| format!("digest `{digest}` is not sha256"))?;
-    let size = value["size"]
-        .as_u64()
-        .ok_or_else(|| format!("descriptor {digest} has no size"))?;
-    Ok(BlobFile {
-        digest: digest.to_owned(),
-        size,
-        path: layout.join("blobs/sha256").join(hex),
-    })
+fn blob_file(layout: &Path, descriptor: &Descriptor) -> BlobFile {
+    BlobFile {
+        digest: descriptor.digest.clone(),
+        size: descriptor.size,
+        path: layout.join("blobs/sha256").join(descriptor.hex()),
+    }
 }
 
 /// A small blob, read whole and checked against its digest.

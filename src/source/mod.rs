@@ -14,6 +14,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+pub(crate) use oci_dir::OciDir;
+
 use crate::{Error, Platform, Progress, Reference};
 
 /// Where an image is read from: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker://REF`
