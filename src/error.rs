@@ -104,25 +104,6 @@ pub enum Error {
         /// What could be replaced there, e.g. `an empty directory`.
         expected: &'static str,
     },
-    /// `--dry-run`: a destination's filesystem has less free space than the build would
-    /// write there.
-    #[error(
-        "not enough space at `{}` for {uses}: {} needed, {} free ({} short)",
-        path.display(),
-        crate::units::human_size(*needed),
-        crate::units::human_size(*free),
-        crate::units::human_size(needed.saturating_sub(*free))
-    )]
-    DoesNotFit {
-        /// A directory on the filesystem that lacks room.
-        path: PathBuf,
-        /// What would be written there, e.g. `` oci:/tmp/x, the cache ``.
-        uses: String,
-        /// Bytes the build would write to that filesystem.
-        needed: u64,
-        /// Bytes free there for this user.
-        free: u64,
-    },
     /// Two outputs name the same destination, or one output is given twice.
     #[error("output `{0}` is given twice")]
     DuplicateOutput(String),
@@ -222,24 +203,10 @@ pub enum Error {
         /// The cache's root directory.
         path: PathBuf,
     },
-    /// `cache verify` found damaged entries (it names each and removes it).
-    #[error("{count} cached image{} damaged", if *count == 1 { " was" } else { "s were" })]
-    CacheDamaged {
-        /// How many entries were damaged.
-        count: usize,
-    },
     /// The cache is used but neither `IMAGE_MAKER_CACHE_DIR` nor a user cache directory
     /// (`~/.cache` on Linux) is known.
     #[error("no cache directory: neither IMAGE_MAKER_CACHE_DIR nor a user cache directory is set")]
     NoCacheDir,
-    /// `image-maker warm` could not build some of the images it found.
-    #[error("{failed} of the {total} mock images failed to build")]
-    WarmFailed {
-        /// How many failed.
-        failed: usize,
-        /// How many images were found.
-        total: usize,
-    },
     /// SIGINT, SIGTERM or SIGHUP arrived once the signal handlers were installed.
     #[error("interrupted")]
     Interrupted {
@@ -329,9 +296,6 @@ impl Error {
             Self::MissingParent { .. } => Some("create the directory first, or choose another path".into()),
             Self::ParentNotDirectory { .. } => Some("choose another path".into()),
             Self::DestinationTaken { .. } => Some("remove it or choose another path".into()),
-            Self::DoesNotFit { .. } => {
-                Some("free space there, choose another path, or build fewer or smaller layers".into())
-            }
             Self::NoEngine { .. } => Some(
                 "start dockerd (or podman), check DOCKER_HOST, or write the image to disk with `--output oci:DIR`"
                     .into(),
@@ -349,15 +313,9 @@ impl Error {
             Self::EngineOnly { engine, .. } => Some(format!(
                 "the native builder (the fixture's default) makes an OCI layout and archive, and `load` puts it in any engine; `{engine} save` writes this one to a file"
             )),
-            Self::WarmFailed { .. } => {
-                Some("each `failed` line (or the JSON's `reason`) says why".into())
-            }
             Self::NoCacheDir => Some("set IMAGE_MAKER_CACHE_DIR, or build with `--no-cache`".into()),
             Self::CacheCorrupt { .. } => Some(
-                "the entry is marked damaged: the next build of this image replaces it; `image-maker cache verify` checks every entry".into(),
-            ),
-            Self::CacheDamaged { .. } => Some(
-                "each was removed, or marked when in use: the next build of it makes it again".into(),
+                "the entry is marked damaged: the next build of this image replaces it; `image-maker cache rehash` checks every entry".into(),
             ),
             Self::CacheReadOnly { .. } => Some(
                 "point IMAGE_MAKER_CACHE_DIR at a writable directory, or build with `--no-cache`".into(),

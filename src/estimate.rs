@@ -301,17 +301,9 @@ pub fn plan(request: &BuildRequest, options: &Options) -> Result<DryRun, Error> 
 }
 
 impl DryRun {
-    /// The first filesystem without room, as the error a build would end with.
-    pub fn check_fits(&self) -> Result<(), Error> {
-        match self.space.iter().find(|s| !s.fits) {
-            None => Ok(()),
-            Some(space) => Err(Error::DoesNotFit {
-                path: space.path.clone(),
-                uses: space.uses.clone(),
-                needed: space.needed,
-                free: space.free.unwrap_or(0),
-            }),
-        }
+    /// The first filesystem without room, if any.
+    pub fn shortfall(&self) -> Option<&Space> {
+        self.space.iter().find(|s| !s.fits)
     }
 }
 
@@ -544,15 +536,9 @@ mod tests {
             fits: false,
             space: over,
         };
-        let error = plan.check_fits().expect_err("does not fit");
-        assert_eq!(error.exit_code(), 1);
-        let message = error.to_string();
-        assert!(
-            message.contains("`/a`") && message.contains("oci:/a, cache"),
-            "{message}"
-        );
-        assert!(message.contains("1 B short"), "{message}");
-        assert!(error.hint().is_some());
+        let short = plan.shortfall().expect("does not fit");
+        assert_eq!(short.path, std::path::Path::new("/a"));
+        assert_eq!((short.needed, short.free), (101, Some(100)));
     }
 
     #[test]

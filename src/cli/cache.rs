@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{print_stderr, print_stdout, CacheCommand};
+use super::{print_stderr, print_stdout, CacheCommand, CliError};
 use crate::cache::{self, Cache, GcOptions, GcReport};
 use crate::error::UsageError;
 use crate::image::rfc3339;
@@ -10,9 +10,9 @@ use crate::spec::parse_byte_size;
 use crate::units::human_size;
 use crate::{BuildRequest, Error, Platform, Progress, Reference, Spec};
 
-pub(crate) fn run(command: &CacheCommand) -> Result<(), Error> {
+pub(crate) fn run(command: &CacheCommand) -> Result<(), CliError> {
     let cache = Cache::from_env()?;
-    match command {
+    let done: Result<(), Error> = match command {
         CacheCommand::Path => print_stdout(&format!("{}\n", cache.root().display())),
         CacheCommand::Ls { json: false } => print_stdout(&table(&cache)?),
         CacheCommand::Ls { json: true } => super::print_json(&listing(&cache)?),
@@ -24,13 +24,16 @@ pub(crate) fn run(command: &CacheCommand) -> Result<(), Error> {
             };
             report(&cache.gc(options)?)
         }
-        CacheCommand::Rehash { spec, platform } => rehash(&cache, spec.as_deref(), platform),
-    }
+        CacheCommand::Rehash { spec, platform } => {
+            return rehash(&cache, spec.as_deref(), platform)
+        }
+    };
+    Ok(done?)
 }
 
 /// `cache rehash [SPEC]`: one line per sound image on stdout, one per damaged image on
 /// stderr; damage found is an error.
-fn rehash(cache: &Cache, spec: Option<&str>, platform: &str) -> Result<(), Error> {
+fn rehash(cache: &Cache, spec: Option<&str>, platform: &str) -> Result<(), CliError> {
     let key = match spec {
         Some(spec) => {
             let request = BuildRequest::new(
@@ -78,7 +81,7 @@ fn rehash(cache: &Cache, spec: Option<&str>, platform: &str) -> Result<(), Error
     print_stdout(&out)?;
     match verified.iter().filter(|v| v.damage.is_some()).count() {
         0 => Ok(()),
-        count => Err(Error::CacheDamaged { count }),
+        count => Err(CliError::CacheDamaged { count }),
     }
 }
 

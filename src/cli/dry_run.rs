@@ -4,13 +4,12 @@
 
 use std::fmt::Write as _;
 
-use super::{print_json, print_stdout, Args};
+use super::{print_json, print_stdout, Args, CliError};
 use crate::estimate::{self, BlobSize, DryRun, LayerEstimate, Options};
 use crate::units::human_size;
-use crate::Error;
 
 /// Checks and plans the build `args` describe; writes nothing.
-pub fn run(args: &Args) -> Result<(), Error> {
+pub fn run(args: &Args) -> Result<(), CliError> {
     let request = args.request()?;
     let options = Options {
         // `-v` lists every entry; otherwise a few show what the paths look like.
@@ -23,7 +22,15 @@ pub fn run(args: &Args) -> Result<(), Error> {
     } else {
         print_stdout(&text(&plan))?;
     }
-    plan.check_fits()
+    match plan.shortfall() {
+        None => Ok(()),
+        Some(space) => Err(CliError::DoesNotFit {
+            path: space.path.clone(),
+            uses: space.uses.clone(),
+            needed: space.needed,
+            free: space.free.unwrap_or(0),
+        }),
+    }
 }
 
 /// `1073742848 B (1.00 GiB)`: exact bytes for scripts and eyes alike.

@@ -3,6 +3,7 @@
 
 mod cache;
 mod dry_run;
+mod error;
 pub mod expect;
 pub mod serve;
 pub mod verify;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub use crate::interrupt::install as install_signal_handlers;
+pub use error::CliError;
 
 use crate::cache::{build_in_user_cache, Cache};
 use crate::error::UsageError;
@@ -567,20 +569,24 @@ pub fn near_command(word: &str) -> Option<&'static str> {
 }
 
 /// Runs what the command line asks for.
-pub fn main(cli: &Cli) -> Result<(), Error> {
+pub fn main(cli: &Cli) -> Result<(), CliError> {
     crate::compress::threads_from_env()?;
     if let (None, Some(args)) = (&cli.command, &cli.build) {
         if let Some(meant) = near_command(&args.image) {
-            return Err(Error::Usage(UsageError::NearCommand {
+            return Err(UsageError::NearCommand {
                 given: args.image.clone(),
                 meant,
-            }));
+            }
+            .into());
         }
     }
-    match (&cli.command, &cli.build) {
-        (Some(Command::Cache(command)), _) => cache::run(command),
+    let done: Result<(), Error> = match (&cli.command, &cli.build) {
+        (Some(Command::Cache(command)), _) => return cache::run(command),
+        (Some(Command::Warm(args)), _) => return warm::run(args),
+        (None, Some(args)) if args.emit_context.is_none() && args.dry_run => {
+            return dry_run::run(args)
+        }
         (Some(Command::Push(args)), _) => push(args).map(drop),
-        (Some(Command::Warm(args)), _) => warm::run(args),
         (Some(Command::Serve(args)), _) => serve::run(args),
         (Some(Command::Tag(args)), _) => serve::tag(args),
         (Some(Command::Verify(args)), _) => verify::run_verify(args),
@@ -590,10 +596,10 @@ pub fn main(cli: &Cli) -> Result<(), Error> {
         (Some(Command::Man), _) => man(),
         (None, Some(args)) => match &args.emit_context {
             Some(dir) => emit_context(args, dir),
-            None if args.dry_run => dry_run::run(args),
             None => run(args).map(drop),
         },
         // clap requires the build arguments when no subcommand is given.
         (None, None) => Ok(()),
-    }
+    };
+    Ok(done?)
 }

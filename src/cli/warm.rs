@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{Expr, ExprLit, Lit, MetaNameValue, Token};
 
-use super::{print_json, print_stderr, print_stdout, progress};
+use super::{print_json, print_stderr, print_stdout, progress, CliError};
 use crate::cache::Cache;
 use crate::engine::EngineKind;
 use crate::progress::Progress;
@@ -252,7 +252,7 @@ fn in_engine(spec: &FoundSpec, resolved: Resolved) -> Result<Warmed, Error> {
 
 /// Runs `image-maker warm`: the report on stdout (lines, or JSON with `--json`), build
 /// status on stderr. Fails when any image failed to build.
-pub fn run(args: &WarmArgs) -> Result<(), Error> {
+pub fn run(args: &WarmArgs) -> Result<(), CliError> {
     let found = find_specs(&args.dir)?;
     let cache = Cache::from_env()?;
     let mut progress = progress(args.quiet);
@@ -285,7 +285,7 @@ pub fn run(args: &WarmArgs) -> Result<(), Error> {
     }
     match failed {
         0 => Ok(()),
-        failed => Err(Error::WarmFailed {
+        failed => Err(CliError::WarmFailed {
             failed,
             total: report.len(),
         }),

@@ -24,7 +24,7 @@ impl Task for MockImage {
         )
         .unwrap_or_else(|e| e.exit());
         image_maker::cli::install_signal_handlers()?;
-        cli::run(&args).map_err(with_hint)?;
+        cli::run(&args).map_err(|e| with_hint(e.into()))?;
         Ok(())
     }
 }
@@ -46,7 +46,7 @@ impl Task for Warm {
     }
 }
 
-fn with_hint(e: image_maker::Error) -> anyhow::Error {
+fn with_hint(e: cli::CliError) -> anyhow::Error {
     match e.hint() {
         Some(hint) => anyhow::anyhow!("{e}\nhint: {hint}"),
         None => anyhow::anyhow!("{e}"),
