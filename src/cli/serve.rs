@@ -91,14 +91,9 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
         .parse()
         .map_err(|_| ServeError::Addr(args.addr.clone()))?;
     let mut options = ServeOptions::new(addr);
-    options.auth = args
-        .auth
-        .as_deref()
-        .map(Auth::parse)
-        .transpose()
-        .map_err(ServeError::Auth)?;
+    options.auth = args.auth.as_deref().map(Auth::parse).transpose()?;
     if let Some(path) = &args.images {
-        options.named = serve::read_images(path).map_err(ServeError::Images)?;
+        options.named = serve::read_images(path)?;
     }
     options.tls = args.tls_cert.clone().zip(args.tls_key.clone());
     options.mtime = super::source_date_epoch()?;

@@ -37,7 +37,9 @@ use tokio::sync::watch;
 
 pub use auth::Auth;
 pub use fault::Fault;
-pub use images_file::{parse as parse_images, read as read_images, Named, NamedImage};
+pub use images_file::{
+    parse as parse_images, read as read_images, ImagesProblem, Named, NamedImage,
+};
 pub use mock::MockRegistry;
 
 /// How a server runs.
@@ -89,13 +91,29 @@ pub enum ServeError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// `--auth` is not `basic:USER:PASS` or `bearer:USER:PASS` (the message never holds
-    /// the password).
-    #[error("{0}")]
-    Auth(String),
-    /// The images file cannot be read or is not valid.
-    #[error("{0}")]
-    Images(String),
+    /// `--auth` is not `KIND:USER:PASS` with a user and a password. Nothing given is
+    /// repeated: any field could be the password.
+    #[error("`--auth` is not KIND:USER:PASS with a user and a password")]
+    AuthShape,
+    /// `--auth` names a kind other than `basic` and `bearer`.
+    #[error("`--auth` kind `{0}` is neither `basic` nor `bearer`")]
+    AuthKind(String),
+    /// The images file cannot be read.
+    #[error("cannot read the images file `{}`: {source}", path.display())]
+    ImagesRead {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The images file is not valid.
+    #[error("images file `{}`: {problem}", path.display())]
+    Images {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong in it (boxed: the spec's errors are large).
+        problem: Box<ImagesProblem>,
+    },
     /// A TLS certificate or key file cannot be used.
     #[error("cannot use `{}` for TLS: {detail}", path.display())]
     Tls {
@@ -117,10 +135,10 @@ impl ServeError {
             Self::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
                 Some("another process listens there: choose another port with `--addr`".into())
             }
-            Self::Auth(_) => {
+            Self::AuthShape | Self::AuthKind(_) => {
                 Some("write `--auth basic:USER:PASS` or `--auth bearer:USER:PASS`".into())
             }
-            Self::Images(_) => Some(
+            Self::Images { .. } => Some(
                 "each line is `\"repo/name:tag\" = { layers = \"1GB,512MB\", platform = \"linux/amd64\" }` (platform optional; a list serves an index)"
                     .into(),
             ),
@@ -134,7 +152,12 @@ impl ServeError {
     /// 2 for bad usage, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Addr(_) | Self::Auth(_) | Self::Images(_) | Self::Tls { .. } => 2,
+            Self::Addr(_)
+            | Self::AuthShape
+            | Self::AuthKind(_)
+            | Self::ImagesRead { .. }
+            | Self::Images { .. }
+            | Self::Tls { .. } => 2,
             Self::Bind { .. } | Self::Runtime(_) => 1,
         }
     }

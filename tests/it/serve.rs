@@ -250,7 +250,10 @@ fn bad_serve_options_are_usage_errors_that_never_show_a_password() {
     for (args, says) in [
         (vec!["--addr", "nowhere"], "`--addr` value `nowhere`"),
         (vec!["--auth", "digest:alice:hunter2"], "`digest`"),
-        (vec!["--auth", "basic:alice"], "`basic:…`"),
+        (vec!["--auth", "basic:alice"], "KIND:USER:PASS"),
+        // A password given alone, or with its colon, is not repeated either.
+        (vec!["--auth", "hunter2"], "KIND:USER:PASS"),
+        (vec!["--auth", "hunter2:"], "KIND:USER:PASS"),
     ] {
         let out = run(image_maker().arg("serve").args(&args));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
