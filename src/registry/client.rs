@@ -110,18 +110,25 @@ pub fn check_reachable(target: &Reference, options: &RegistryOptions) -> Result<
 
 impl Session {
     pub fn new(target: &Reference, options: &RegistryOptions) -> Result<Self, RegistryError> {
-        let client_error = |e: &dyn std::fmt::Display| RegistryError::Client(e.to_string());
+        let client_error = |step: &'static str| {
+            move |e: &dyn std::fmt::Display| RegistryError::Client {
+                step,
+                detail: e.to_string(),
+            }
+        };
         // reqwest is built without a bundled provider; the process-wide default may already
         // be installed (by an earlier push, or by the embedding program), which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let registry = target.domain().unwrap_or("docker.io").to_owned();
-        let image: oci_client::Reference =
-            target.normalized().parse().map_err(|e| client_error(&e))?;
+        let image: oci_client::Reference = target
+            .normalized()
+            .parse()
+            .map_err(|e| client_error("the image's name")(&e))?;
         let resolved = image.resolve_registry().to_owned();
         let plain = options.insecure || is_loopback(&registry);
         let scheme = if plain { "http" } else { "https" };
-        let base =
-            reqwest::Url::parse(&format!("{scheme}://{resolved}")).map_err(|e| client_error(&e))?;
+        let base = reqwest::Url::parse(&format!("{scheme}://{resolved}"))
+            .map_err(|e| client_error("the registry's URL")(&e))?;
         let connect_timeout = Duration::from_secs(10);
         let config = ClientConfig {
             protocol: if plain {
@@ -141,11 +148,11 @@ impl Session {
             .read_timeout(options.timeout)
             .user_agent(concat!("image-maker/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| client_error(&e))?;
+            .map_err(|e| client_error("the HTTP client")(&e))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| client_error(&e))?;
+            .map_err(|e| client_error("the async runtime")(&e))?;
         let auth::Found {
             credentials,
             warnings: auth_warnings,
@@ -215,7 +222,10 @@ impl Session {
     pub fn uploads_url(&self) -> Result<reqwest::Url, RegistryError> {
         self.base
             .join(&format!("/v2/{}/blobs/uploads/", self.image.repository()))
-            .map_err(|e| RegistryError::Client(e.to_string()))
+            .map_err(|e| RegistryError::Client {
+                step: "the upload URL",
+                detail: e.to_string(),
+            })
     }
 }
 

@@ -51,8 +51,13 @@ pub enum RegistryError {
         detail: String,
     },
     /// The HTTP client or its runtime cannot be set up, or the target gives no valid URL.
-    #[error("cannot set up the registry client: {0}")]
-    Client(String),
+    #[error("cannot set up the registry client: {step}: {detail}")]
+    Client {
+        /// What was being made: `the registry's URL`, `the HTTP client`, ….
+        step: &'static str,
+        /// The HTTP library's words.
+        detail: String,
+    },
     /// The registry answered 401 or 403: credentials are missing, wrong, or lack push
     /// rights.
     #[error(

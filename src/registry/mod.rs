@@ -192,8 +192,12 @@ fn push_manifest(
     target: &Reference,
 ) -> Result<(), Error> {
     interrupt::check()?;
-    let content_type = reqwest::header::HeaderValue::from_str(&image.media_type)
-        .map_err(|e| RegistryError::Client(e.to_string()))?;
+    let content_type = reqwest::header::HeaderValue::from_str(&image.media_type).map_err(|e| {
+        RegistryError::Client {
+            step: "the manifest's media type",
+            detail: e.to_string(),
+        }
+    })?;
     retrying(session, options, progress, "the manifest push", |s, _| {
         s.runtime.block_on(s.client.push_manifest_raw(
             reference,
