@@ -12,6 +12,15 @@ use crate::spec::SpecError;
 
 /// Why a build, push or cache operation failed; [`Error::hint`] and [`Error::exit_code`]
 /// say what to do and how the command line exits.
+///
+/// ```
+/// let e = image_maker::fixture("1XB").expect_err("no such unit");
+/// assert_eq!(e.exit_code(), 2);
+/// eprintln!("error: {e}");
+/// if let Some(hint) = e.hint() {
+///     eprintln!("hint: {hint}");
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

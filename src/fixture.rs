@@ -34,7 +34,18 @@ static IN_PROCESS: LazyLock<Mutex<HashMap<String, Slot>>> = LazyLock::new(Defaul
 /// blob of the entry is checked to be there with its size, inode and modification time as
 /// recorded when its bytes were hashed; a blob that changed since is hashed again, and a
 /// damaged entry is built again. A change that keeps a file's size and modification time (a
-/// failing disk) is found only by hashing: `image-maker cache verify`.
+/// failing disk) is found only by hashing: `image-maker cache rehash`.
+///
+/// ```no_run
+/// let image = image_maker::fixture("1MB,2KB:files=3")?;
+/// // `oci:DIR:TAG` as skopeo, umoci and image-maker take it.
+/// let source = image.oci_reference()?;
+/// let status = std::process::Command::new("skopeo")
+///     .args(["inspect", "--raw", &source])
+///     .status()?;
+/// assert!(status.success());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct MockImage {
     reference: Reference,
@@ -252,11 +263,29 @@ impl MockImage {
 
 /// A fixture for a layer list, e.g. `fixture("1GB,512MB")`: built on first use, then
 /// taken from the cache (`IMAGE_MAKER_CACHE_DIR`, else `~/.cache/image-maker`).
+///
+/// ```no_run
+/// let image = image_maker::fixture("64MB,1KB:files=3")?;
+/// assert_eq!(image.layers().len(), 2);
+/// println!("{} in {}", image.digest(), image.oci_dir().display());
+/// # Ok::<(), image_maker::Error>(())
+/// ```
 pub fn fixture(layers: &str) -> Result<MockImage, Error> {
     Fixture::new(layers).get()
 }
 
-/// A fixture with options: `Fixture::new("64MB").platform("linux/arm64").get()`.
+/// A fixture with options.
+///
+/// ```no_run
+/// use image_maker::Fixture;
+///
+/// let image = Fixture::new("64MB:tree=500")
+///     .platform("linux/arm64")
+///     .reference("mock/arm:1")
+///     .get()?;
+/// assert_eq!(image.platform(), "linux/arm64");
+/// # Ok::<(), image_maker::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Fixture {
     layers: String,

@@ -53,6 +53,18 @@ impl fmt::Display for LinkMode {
 }
 
 /// What to build and where to put it.
+///
+/// ```
+/// use image_maker::{BuildRequest, Output, Platform, Reference, Spec};
+///
+/// let request = BuildRequest::new(Spec::parse("1GB,512MB:compression=none")?, Reference::parse("mock/big:1")?)
+///     .platforms(Platform::parse_list("linux/amd64,linux/arm64")?)
+///     .mtime(1_700_000_000)
+///     .output(Output::OciDir("target/mock-big".into()));
+/// // `compression=none` said out loud is the same image as unsaid.
+/// assert_eq!(request.spec().canonical(), "1GB:files=1,512MB:files=1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
     /// The layers.
@@ -285,6 +297,14 @@ pub struct PlatformImage {
 }
 
 /// An `--output` destination.
+///
+/// ```
+/// use image_maker::Output;
+///
+/// assert_eq!(Output::parse("oci:out/small")?, Output::OciDir("out/small".into()));
+/// assert_eq!(Output::parse("oci-archive:small.tar")?.to_string(), "oci-archive:small.tar");
+/// # Ok::<(), image_maker::OutputError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Output {
     /// Load into a container engine (`docker load`).

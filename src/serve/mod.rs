@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Names: the tag is the spec with `_` for `,`, `.` for `:` and `-` for `=`
-//! ([`crate::spec::tag_of`]); the repository name is free, but for its prefixes:
+//! (`image-maker tag SPEC` prints it); the repository name is free, but for its prefixes:
 //! `faults/<fault>/…` plays a [`Fault`], `platform/<os-arch[-variant]>/…` picks the platform
 //! (`platform/linux-amd64_linux-arm64/…` serves the index of both).
 //! Any number of servers serve the same bytes for a name: everything is a function of it.
@@ -43,6 +43,16 @@ pub use images_file::{
 pub use mock::MockRegistry;
 
 /// How a server runs.
+///
+/// ```no_run
+/// use image_maker::serve::{Auth, ServeOptions, Server};
+///
+/// let mut options = ServeOptions::new("127.0.0.1:0".parse()?);
+/// options.auth = Some(Auth::parse("bearer:ci:change-me")?);
+/// let server = Server::start(options)?;
+/// println!("serving on {}", server.addr());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Where to listen; port 0 picks a free one ([`Server::addr`] says which).

@@ -19,7 +19,16 @@ pub(crate) use oci_dir::OciDir;
 use crate::{Error, Platform, Progress, Reference};
 
 /// Where an image is read from: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker://REF`
-/// or `cache:SPEC`.
+/// or `cache:SPEC` (and a directory holding `oci-layout`, without `oci:`).
+///
+/// ```
+/// use image_maker::Source;
+///
+/// let source = Source::parse("oci:out/small:1")?;
+/// assert_eq!(source.to_string(), "oci:out/small:1");
+/// assert!(Source::parse("cache:1GB,512MB").is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// `oci:DIR[:TAG]`: an OCI image layout on disk.

@@ -109,6 +109,15 @@ impl Report {
 
 /// Reads every blob of the image at `source` and checks it; the first difference is the
 /// error. `platforms` is the platform list of a `cache:` source.
+///
+/// ```no_run
+/// use image_maker::{verify, Progress, Source};
+///
+/// let source = Source::parse("oci:target/mock-small:1")?;
+/// let report = verify(&source, &[], &mut Progress::hidden())?;
+/// println!("{}", report.summary()); // verified oci:target/mock-small:1: 2 layers, …
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn verify(
     source: &Source,
     platforms: &[Platform],
@@ -119,6 +128,16 @@ pub fn verify(
 
 /// Reads every blob of the image at `source` and reports what it holds, checking only
 /// what it must to read on.
+///
+/// ```no_run
+/// use image_maker::{inspect, Progress, Source};
+///
+/// let report = inspect(&Source::parse("oci-archive:image.tar")?, &[], &mut Progress::hidden())?;
+/// for layer in report.layers() {
+///     println!("{layer:?}");
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn inspect(
     source: &Source,
     platforms: &[Platform],

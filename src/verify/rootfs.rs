@@ -45,6 +45,16 @@ impl RootfsMismatch {
 }
 
 /// Checks `root` against `expected`; the first difference is the error.
+///
+/// ```no_run
+/// use image_maker::{expect, verify_rootfs, Platform, Spec};
+///
+/// // After `umoci unpack --image oci:out:1 bundle`, say.
+/// let expected = expect(&Spec::parse("5MB,2KB:files=3")?, &Platform::default(), false)?;
+/// let counts = verify_rootfs("bundle/rootfs".as_ref(), &expected)?;
+/// println!("{} files, {} directories", counts.files, counts.dirs);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn verify_rootfs(root: &Path, expected: &Expected) -> Result<Counts, Error> {
     let meta = fs::symlink_metadata(root).map_err(Error::io("read", root))?;
     if !meta.is_dir() {
