@@ -6,10 +6,12 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+#[path = "it/support/skip_log.rs"]
+mod skip_log;
 
 /// Blocks that no test runs, by file and first line, each with the reason. Kept few: an
 /// example that can run here belongs in a ```console block.
@@ -368,25 +370,9 @@ fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// As tests/it/support.rs skips: a line on stderr and in `IMAGE_MAKER_SKIP_LOG`, or a
-/// failure when `CI` or `IMAGE_MAKER_REQUIRE_ENGINES` says tools are required.
+/// As the integration tests skip: `skipped: examples: FILE: TOOL: why`.
 fn skip(file: &str, tool: &str, why: &str) {
-    let on =
-        |v: &str| std::env::var_os(v).is_some_and(|v| !v.is_empty() && v != "0" && v != "false");
-    assert!(
-        !(on("CI") || on("IMAGE_MAKER_REQUIRE_ENGINES")),
-        "{file}: its examples need {tool}, which is required here, but it is {why}"
-    );
-    let line = format!("skipped: examples: {file}: {tool}: {why}\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
-    if let Some(log) = std::env::var_os("IMAGE_MAKER_SKIP_LOG").filter(|v| !v.is_empty()) {
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-            .unwrap_or_else(|e| panic!("cannot append to the skip log {log:?}: {e}"));
-    }
+    skip_log::skip(&format!("examples: {file}"), tool, why);
 }
 
 /// A service this test started, killed when dropped.

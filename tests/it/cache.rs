@@ -116,25 +116,6 @@ fn largest_blob(dir: &Path) -> PathBuf {
         .0
 }
 
-/// Flips the bits of the middle byte of `path` and puts its modification time back; twice
-/// restores the file.
-fn flip_byte_in_place(path: &Path) {
-    use std::os::unix::fs::FileExt;
-    let mtime = fs::metadata(path)
-        .and_then(|m| m.modified())
-        .expect("mtime");
-    let file = fs::File::options()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open");
-    let middle = file.metadata().expect("stat").len() / 2;
-    let mut byte = [0];
-    file.read_exact_at(&mut byte, middle).expect("read");
-    file.write_all_at(&[!byte[0]], middle).expect("write");
-    file.set_modified(mtime).expect("set mtime");
-}
-
 /// The bytes of the member `name` of the tar at `archive`.
 fn archived(archive: &Path, name: &str) -> Vec<u8> {
     use std::io::Read;
@@ -168,7 +149,7 @@ fn a_cached_image_is_exported_without_regenerating() {
     // A byte of the stored layer changed where the cheap checks cannot see it (same size,
     // inode and mtime): an export that reads the cache copies the change, one that
     // regenerates writes the generator's bytes instead.
-    flip_byte_in_place(&blob);
+    flip_byte(&blob, true);
     let marked = fs::read(&blob).expect("stored layer");
     // Every kind of file output, from the cache.
     let archive = tmp.path().join("b.tar");
@@ -183,7 +164,7 @@ fn a_cached_image_is_exported_without_regenerating() {
         archived(&archive, &format!("blobs/sha256/{name}")) == marked,
         "the archive's layer is not the cache's bytes: the export regenerated it"
     );
-    flip_byte_in_place(&blob);
+    flip_byte(&blob, true);
     assert_eq!(builds(&cache), 1, "the second build regenerated the data");
     assert_eq!(first["digest"], second["digest"]);
     assert_eq!(

@@ -6,7 +6,6 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::SystemTime;
 
 use crate::support::*;
 
@@ -334,33 +333,6 @@ fn copy_mode_and_another_filesystem_copy_and_say_so() {
         assert_valid(&elsewhere, spec);
     }
     assert_eq!(builds(&cache), 1);
-}
-
-/// Flips one byte in the middle of `path`; `keep_mtime` puts its modification time back,
-/// as damage that no write explains (a bad disk) would leave it.
-fn flip_byte(path: &Path, keep_mtime: bool) {
-    use std::io::{Read, Seek, SeekFrom, Write};
-    let mtime = fs::metadata(path)
-        .and_then(|m| m.modified())
-        .expect("mtime");
-    let mut file = fs::File::options()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open");
-    let middle = file.metadata().expect("stat").len() / 2;
-    let mut byte = [0];
-    file.seek(SeekFrom::Start(middle)).expect("seek");
-    file.read_exact(&mut byte).expect("read");
-    file.seek(SeekFrom::Start(middle)).expect("seek");
-    file.write_all(&[byte[0] ^ 0x20]).expect("write");
-    if keep_mtime {
-        file.set_modified(mtime).expect("set mtime");
-    } else {
-        // Later than the build, even on a filesystem with coarse timestamps.
-        file.set_modified(SystemTime::now() + std::time::Duration::from_secs(5))
-            .expect("set mtime");
-    }
 }
 
 /// A cache with `spec` in it; returns it and the path of the entry's largest blob.

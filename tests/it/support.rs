@@ -3,7 +3,7 @@
 //! test, also when it panics.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,6 +16,8 @@ use image_maker::Spec;
 pub use nix::sys::signal::Signal;
 
 pub mod registry;
+#[path = "support/skip_log.rs"]
+mod skip_log;
 
 /// The CLI, with a clean environment for determinism and the calling test's own cache.
 pub fn image_maker() -> Command {
@@ -115,41 +117,9 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Whether the environment variable `name` is set to anything but empty, `0` or `false`.
-fn flag(name: &str) -> bool {
-    is_on(std::env::var_os(name).as_deref())
-}
-
-fn is_on(value: Option<&std::ffi::OsStr>) -> bool {
-    value.is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// Under `CI` or `IMAGE_MAKER_REQUIRE_ENGINES`, a missing tool fails the test.
-fn required() -> bool {
-    flag("CI") || flag("IMAGE_MAKER_REQUIRE_ENGINES")
-}
-
-/// Skips (or, when tools are required, fails) for want of `what`. The line goes to the
-/// process's stderr itself, since libtest hides what a passing test prints with
-/// `eprintln!`, and is appended to `IMAGE_MAKER_SKIP_LOG` when set: `.ci/run` lists and
-/// counts those lines, whatever runner captured the output.
+/// Skips (or, when tools are required, fails) for want of `what`.
 fn skip(what: &str, why: &str) {
-    let test = test_name();
-    assert!(
-        !required(),
-        "{test}: {what} is required here (CI or IMAGE_MAKER_REQUIRE_ENGINES is set) but {why}"
-    );
-    let line = format!("skipped: {test}: {what}: {why}\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
-    if let Some(log) = std::env::var_os("IMAGE_MAKER_SKIP_LOG").filter(|v| !v.is_empty()) {
-        // One write to a file opened for appending: lines from concurrent tests stay whole.
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-            .unwrap_or_else(|e| panic!("cannot append to the skip log {log:?}: {e}"));
-    }
+    skip_log::skip(&test_name(), what, why);
 }
 
 /// An external program that answered the gate. Only [`tool`] and [`engine`] make one, so
@@ -596,9 +566,9 @@ fn each_test_has_a_cache_of_its_own() {
 #[test]
 fn the_gate_reads_its_variables_as_flags() {
     // The parsing alone: the variables themselves belong to the whole run.
-    let on = |v: &str| is_on(Some(std::ffi::OsStr::new(v)));
+    let on = |v: &str| skip_log::is_on(Some(std::ffi::OsStr::new(v)));
     assert!(on("1") && on("true") && on("yes"));
-    assert!(!on("") && !on("0") && !on("false") && !is_on(None));
+    assert!(!on("") && !on("0") && !on("false") && !skip_log::is_on(None));
 }
 
 /// How many images the cache at `cache` has built, from its log.
@@ -608,4 +578,31 @@ pub fn builds(cache: &Path) -> usize {
         .lines()
         .filter(|l| l.split(' ').nth(2) == Some("built"))
         .count()
+}
+
+/// Flips one byte in the middle of `path`; `keep_mtime` puts its modification time back,
+/// as damage that no write explains (a bad disk) would leave it.
+pub fn flip_byte(path: &Path, keep_mtime: bool) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mtime = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let mut file = fs::File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open");
+    let middle = file.metadata().expect("stat").len() / 2;
+    let mut byte = [0];
+    file.seek(SeekFrom::Start(middle)).expect("seek");
+    file.read_exact(&mut byte).expect("read");
+    file.seek(SeekFrom::Start(middle)).expect("seek");
+    file.write_all(&[byte[0] ^ 0x20]).expect("write");
+    if keep_mtime {
+        file.set_modified(mtime).expect("set mtime");
+    } else {
+        // Later than the build, even on a filesystem with coarse timestamps.
+        file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+            .expect("set mtime");
+    }
 }
