@@ -432,8 +432,9 @@ fn a_truncated_blob_is_caught_without_verify_and_rebuilt() {
     let tmp = tempdir();
     let spec = "2MB:files=2,1KB";
     let (cache, blob, _) = damaged_cache(tmp.path(), spec);
-    let file = fs::File::options().write(true).open(&blob).expect("open");
-    file.set_len(1000).expect("truncate");
+    open_read_only_for_writing(&blob)
+        .set_len(1000)
+        .expect("truncate");
     assert_heals(&cache, spec, &tmp.path().join("healed"));
 }
 

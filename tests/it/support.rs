@@ -582,16 +582,28 @@ pub fn builds(cache: &Path) -> usize {
 
 /// Flips one byte in the middle of `path`; `keep_mtime` puts its modification time back,
 /// as damage that no write explains (a bad disk) would leave it.
+/// `path` opened to read and write, though the cache made it read-only: as root the mode
+/// is no obstacle, and as anyone else the write bit is given back for the damage and taken
+/// away again at once (a mode change moves neither size, inode nor mtime).
+pub fn open_read_only_for_writing(path: &Path) -> fs::File {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path).expect("stat").permissions();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode.mode() | 0o200)).expect("chmod u+w");
+    let file = fs::File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open");
+    fs::set_permissions(path, mode).expect("chmod back");
+    file
+}
+
 pub fn flip_byte(path: &Path, keep_mtime: bool) {
     use std::io::{Read, Seek, SeekFrom, Write};
     let mtime = fs::metadata(path)
         .and_then(|m| m.modified())
         .expect("mtime");
-    let mut file = fs::File::options()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open");
+    let mut file = open_read_only_for_writing(path);
     let middle = file.metadata().expect("stat").len() / 2;
     let mut byte = [0];
     file.seek(SeekFrom::Start(middle)).expect("seek");
