@@ -40,9 +40,16 @@ pub fn layers(spec: &Spec) -> Vec<LayerPlan> {
 fn planned(layers: &[LayerSpec]) -> Vec<LayerPlan> {
     let mut plans: Vec<LayerPlan> = Vec::with_capacity(layers.len());
     let mut below = Below::default();
-    for (layer, number) in layers.iter().zip(1..) {
+    // Only layers beneath the last one with links or whiteouts are ever looked at.
+    let looked_at = layers
+        .iter()
+        .rposition(|l| l.extra.symlinks > 0 || l.extra.whiteouts > 0)
+        .unwrap_or(0);
+    for (index, (layer, number)) in layers.iter().zip(1..).enumerate() {
         let plan = LayerPlan::new(number, *layer, &below);
-        below.apply(&plan);
+        if index < looked_at {
+            below.apply(&plan);
+        }
         plans.push(plan);
     }
     plans
