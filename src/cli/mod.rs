@@ -541,12 +541,13 @@ fn man() -> Result<(), Error> {
 /// (`sevre`, `pussh`), two from a longer one (`verfy`, `inpsect`), Damerau–Levenshtein, so
 /// a swap is one edit; the three-letter commands (`tag`, `man`) have too many one-edit
 /// neighbours that are plausible image names (`tar`, `map`) to count. A word that is a
-/// command is no near miss either.
+/// command is no near miss either, but one in another case is (`Verify`).
 pub fn near_command(word: &str) -> Option<&'static str> {
     use clap::CommandFactory;
     if word.contains([':', '/', '@']) || word.starts_with('-') {
         return None;
     }
+    let typed = word;
     let word = word.to_ascii_lowercase();
     static NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
         Cli::command()
@@ -564,7 +565,8 @@ pub fn near_command(word: &str) -> Option<&'static str> {
             _ => *distance <= 2,
         })
         .min_by_key(|(distance, _)| *distance)
-        .filter(|(distance, _)| *distance > 0)
+        // `Cache` is a near miss of `cache`, which clap matches by case.
+        .filter(|(distance, name)| *distance > 0 || typed != *name)
         .map(|(_, name)| name)
 }
 
@@ -602,4 +604,35 @@ pub fn main(cli: &Cli) -> Result<(), CliError> {
         (None, None) => Ok(()),
     };
     Ok(done?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::near_command;
+
+    #[test]
+    fn near_misses_of_commands_and_what_is_clearly_an_image() {
+        for (typed, meant) in [
+            ("verfy", "verify"),
+            ("inpsect", "inspect"),
+            ("sevre", "serve"),
+            ("pussh", "push"),
+            ("Cache", "cache"),
+            ("completion", "completions"),
+        ] {
+            assert_eq!(near_command(typed), Some(meant), "{typed}");
+        }
+        for image in [
+            "verify",
+            "verfy:1",
+            "mock/verfy",
+            "tar",
+            "map",
+            "mock",
+            "app",
+            "--json",
+        ] {
+            assert_eq!(near_command(image), None, "{image}");
+        }
+    }
 }
