@@ -3,25 +3,21 @@
 //! can come back by digest.
 //!
 //! A layer's digest needs one pass over its bytes. That pass runs once per spec: layers in
-//! parallel on every core, the result kept in memory and, as one small file per spec, in
-//! the cache directory (`serve/v1/KEY`, KEY the SHA-256 of the canonical spec and mtime),
-//! which the next server reads back at start. Blobs are never stored.
+//! parallel on every core, the result kept in memory and in the memo (`memo`). Blobs are
+//! never stored.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
-use sha2::{Digest as _, Sha256};
 
 use super::generate::{Hashed, Layer, Plans};
-use crate::digest::{hex, Blob};
+use super::memo::{self, MemoDir};
+use crate::digest::Blob;
 use crate::image::{self, LayerInfo};
 use crate::platform::Platform;
-use crate::progress::LogLevel;
 use crate::spec::Spec;
 use crate::Error;
 
@@ -29,13 +25,6 @@ use crate::Error;
 pub(crate) const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// The media type of a multi-platform image's index.
 pub(crate) const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-
-/// Salts the memo's keys. A memo holds digests, not bytes, so it must change whenever the
-/// bytes of a layer do (tar layout, content, an encoder or its settings): a server would
-/// otherwise hand out digests its blobs no longer match. v3: zstd jobs of 2 MiB. v4: every
-/// gzip block deflated from a known window; a memo made before may hold the digest of bytes
-/// that depended on the process that made them.
-const MEMO_SALT: &[u8] = b"image-maker serve digests v4\0";
 
 /// A manifest, ready to send.
 #[derive(Debug)]
@@ -70,11 +59,10 @@ type Digests = Arc<OnceLock<Result<Arc<Vec<Hashed>>, String>>>;
 #[derive(Debug)]
 pub(crate) struct Catalog {
     mtime: u64,
-    memo: Option<PathBuf>,
+    memo: Option<MemoDir>,
     digests: Mutex<HashMap<String, Digests>>,
     blobs: RwLock<HashMap<String, Stored>>,
     manifests: RwLock<HashMap<String, Arc<Manifest>>>,
-    memo_warned: std::sync::Once,
 }
 
 impl Catalog {
@@ -83,11 +71,10 @@ impl Catalog {
     pub fn new(mtime: u64, memo: Option<PathBuf>) -> Self {
         let catalog = Self {
             mtime,
-            memo,
+            memo: memo.map(MemoDir::new),
             digests: Mutex::default(),
             blobs: RwLock::default(),
             manifests: RwLock::default(),
-            memo_warned: std::sync::Once::new(),
         };
         catalog.read_memo();
         catalog
@@ -186,19 +173,22 @@ impl Catalog {
         plans: &Plans,
         platform: &Platform,
     ) -> Result<Arc<Vec<Hashed>>, Error> {
-        let key = self.key(spec, platform);
+        let key = memo::key(spec, platform, self.mtime);
         let cell = {
             let mut digests = self.digests.lock().unwrap_or_else(|e| e.into_inner());
             Arc::clone(digests.entry(key.clone()).or_default())
         };
         // Whoever comes first computes; the others wait for that one pass.
         let result = cell.get_or_init(|| {
-            if let Some(blobs) = self.read_memo_file(&key, spec, platform) {
+            let memo = self.memo.as_ref();
+            if let Some(blobs) = memo.and_then(|m| m.read(&key, spec, platform, self.mtime)) {
                 return Ok(Arc::new(blobs));
             }
             let blobs =
                 hash_layers(spec, plans, platform, self.mtime).map_err(|e| e.to_string())?;
-            self.write_memo_file(&key, spec, platform, &blobs);
+            if let Some(memo) = memo {
+                memo.write(&key, spec, platform, self.mtime, &blobs);
+            }
             Ok(Arc::new(blobs))
         });
         result.clone().map_err(|detail| Error::Generate {
@@ -207,141 +197,14 @@ impl Catalog {
         })
     }
 
-    /// What the layers' bytes depend on: the spec, the platform (through the content
-    /// seed) and the mtime.
-    fn key(&self, spec: &Spec, platform: &Platform) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(MEMO_SALT);
-        hasher.update(spec.canonical().as_bytes());
-        hasher.update(b"\0");
-        hasher.update(crate::content::seed(spec, platform, false));
-        hasher.update(self.mtime.to_le_bytes());
-        hex(&hasher.finalize())
-    }
-
-    /// `spec CANONICAL`, `platform P`, `mtime N`, then `layer DIGEST SIZE [DIFF_ID]` per
-    /// layer (the diff_id of compressed layers only): about 85 bytes a layer.
-    fn write_memo_file(&self, key: &str, spec: &Spec, platform: &Platform, blobs: &[Hashed]) {
-        let Some(dir) = &self.memo else { return };
-        let mut text = format!(
-            "spec {}\nplatform {platform}\nmtime {}\n",
-            spec.canonical(),
-            self.mtime
-        );
-        for hashed in blobs {
-            text.push_str(&format!(
-                "layer {} {}",
-                hashed.blob.digest, hashed.blob.size
-            ));
-            // A plain tar is its own diff_id.
-            if hashed.diff_id != hashed.blob.digest {
-                text.push_str(&format!(" {}", hashed.diff_id));
-            }
-            text.push('\n');
-        }
-        // Written beside its name and renamed: a reader never sees half a file.
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let part = dir.join(format!(
-            ".{key}.{}.{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = fs::create_dir_all(dir)
-            .and_then(|()| fs::File::create(&part))
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .and_then(|()| fs::rename(&part, dir.join(key)));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&part);
-            self.memo_warned.call_once(|| {
-                crate::progress::log(
-                    LogLevel::Warning,
-                    &format!(
-                        "cannot keep layer digests in `{}` ({e}); they are kept in memory",
-                        dir.display()
-                    ),
-                );
-            });
-        }
-    }
-
-    fn read_memo_file(&self, key: &str, spec: &Spec, platform: &Platform) -> Option<Vec<Hashed>> {
-        let text = fs::read_to_string(self.memo.as_ref()?.join(key)).ok()?;
-        let memo = parse_memo(&text)?;
-        (memo.spec == spec.canonical()
-            && memo.platform == *platform
-            && memo.mtime == self.mtime
-            && memo.layers.len() == spec.layers().len())
-        .then_some(memo.layers)
-    }
-
     /// Every image an earlier server memoized: its layers become known blobs, and its
     /// manifest a known manifest.
     fn read_memo(&self) {
-        let Some(dir) = &self.memo else { return };
-        let Ok(items) = fs::read_dir(dir) else { return };
-        for item in items.flatten() {
-            let name = item.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let Some(memo) = fs::read_to_string(item.path())
-                .ok()
-                .as_deref()
-                .and_then(parse_memo)
-            else {
-                continue;
-            };
-            if memo.mtime != self.mtime {
-                continue;
-            }
-            if let Ok(spec) = Spec::parse(&memo.spec) {
-                if self.key(&spec, &memo.platform) == name {
-                    let _ = self.manifest(&spec, &memo.platform);
-                }
-            }
+        let Some(memo) = &self.memo else { return };
+        for (spec, platform) in memo.images(self.mtime) {
+            let _ = self.manifest(&spec, &platform);
         }
     }
-}
-
-/// One memo file.
-struct Memo {
-    spec: String,
-    platform: Platform,
-    mtime: u64,
-    layers: Vec<Hashed>,
-}
-
-fn parse_memo(text: &str) -> Option<Memo> {
-    let digest = |text: &str| {
-        let valid = text.len() == 71
-            && text.starts_with("sha256:")
-            && text[7..].bytes().all(|b| b.is_ascii_hexdigit());
-        valid.then(|| text.to_owned())
-    };
-    let mut lines = text.lines();
-    let spec = lines.next()?.strip_prefix("spec ")?.to_owned();
-    let platform = Platform::parse(lines.next()?.strip_prefix("platform ")?).ok()?;
-    let mtime = lines.next()?.strip_prefix("mtime ")?.parse().ok()?;
-    let layers = lines
-        .map(|line| {
-            let mut parts = line.strip_prefix("layer ")?.split(' ');
-            let blob = Blob {
-                digest: digest(parts.next()?)?,
-                size: parts.next()?.parse().ok()?,
-            };
-            let diff_id = match parts.next() {
-                Some(diff_id) => digest(diff_id)?,
-                None => blob.digest.clone(),
-            };
-            Some(Hashed { blob, diff_id })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(Memo {
-        spec,
-        platform,
-        mtime,
-        layers,
-    })
 }
 
 /// Hashes every layer of `spec`, as many at once as there are cores.
@@ -382,6 +245,8 @@ fn hash_layers(
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]
@@ -429,7 +294,7 @@ mod tests {
         let gzip = digest("2MB:compression=gzip:ratio=3,300KB:files=3:compression=gzip");
         let zstd = digest("2MB:compression=zstd:ratio=3,300KB:files=3:compression=zstd");
         assert_eq!(
-            (MEMO_SALT, gzip.as_str(), zstd.as_str()),
+            (memo::MEMO_SALT, gzip.as_str(), zstd.as_str()),
             (
                 &b"image-maker serve digests v4\0"[..],
                 "sha256:54d6d3409eea07fd6e0191211c7685f5e089ee4edfdc0e59b4f2cb70780da935",

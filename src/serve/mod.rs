@@ -26,6 +26,7 @@ mod generate;
 mod http;
 mod images_file;
 mod listen;
+mod memo;
 mod mock;
 mod name;
 
