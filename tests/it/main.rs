@@ -22,6 +22,7 @@ mod oci;
 mod platforms;
 mod registry;
 mod serve;
+mod serve_auth;
 mod shapes;
 mod support;
 mod usability;
