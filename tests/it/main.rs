@@ -22,6 +22,7 @@ mod oci;
 mod platforms;
 mod registry;
 mod serve;
+mod serve_disk;
 mod shapes;
 mod support;
 mod usability;
