@@ -4,6 +4,12 @@ use std::io::{self, Write};
 
 use sha2::{Digest as _, Sha256};
 
+/// Whether `text` is a digest as this crate writes them: `sha256:` and 64 hex digits.
+pub(crate) fn is_sha256(text: &str) -> bool {
+    text.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Hashes and counts every byte written, passing them on to `inner`.
 #[derive(Debug)]
 pub struct HashingWriter<W> {

@@ -326,10 +326,7 @@ fn blob(
     request: &Request<Incoming>,
     head: bool,
 ) -> Response<Body> {
-    let well_formed = digest.len() == 71
-        && digest.starts_with("sha256:")
-        && digest[7..].bytes().all(|b| b.is_ascii_hexdigit());
-    if !well_formed {
+    if !crate::digest::is_sha256(digest) {
         return error(
             StatusCode::BAD_REQUEST,
             "DIGEST_INVALID",

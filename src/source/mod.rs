@@ -174,10 +174,9 @@ impl Descriptor {
         let digest = value["digest"]
             .as_str()
             .ok_or_else(|| "a descriptor has no `digest`".to_owned())?;
-        digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| format!("digest `{digest}` is not sha256"))?;
+        if !crate::digest::is_sha256(digest) {
+            return Err(format!("digest `{digest}` is not sha256"));
+        }
         let size = value["size"]
             .as_u64()
             .ok_or_else(|| format!("descriptor {digest} has no `size`"))?;
