@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::serve::{self, Auth, ServeError, ServeOptions, Server};
+use crate::serve::{self, Auth, MetricsAccess, ServeError, ServeOptions, Server};
 use crate::{Cache, Error};
 
 pub(crate) const NAMING: &str = "\
@@ -68,6 +68,18 @@ pub struct ServeArgs {
     /// No access log on stderr
     #[arg(short, long)]
     pub quiet: bool,
+
+    // `/metrics`.
+    /// Who may read `GET /metrics` (Prometheus text): `open` to anyone, `auth` with the
+    /// `--auth` credentials as basic auth, `off` for a 404
+    #[arg(
+        long,
+        value_name = "ACCESS",
+        default_value = "open",
+        value_parser = ["open", "auth", "off"],
+        requires_if("auth", "auth")
+    )]
+    pub metrics: String,
 }
 
 /// `image-maker tag SPEC`.
@@ -98,6 +110,11 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
     options.tls = args.tls_cert.clone().zip(args.tls_key.clone());
     options.mtime = super::source_date_epoch()?;
     options.access_log = !args.quiet;
+    options.metrics = match args.metrics.as_str() {
+        "auth" => MetricsAccess::Auth,
+        "off" => MetricsAccess::Off,
+        _ => MetricsAccess::Open,
+    };
     options.cache_dir = match Cache::from_env() {
         Ok(cache) => Some(cache.root().to_path_buf()),
         Err(e) => {

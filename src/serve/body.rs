@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::conn::Flushes;
 use super::fault::Damage;
+use super::metrics::{GaugeGuard, Metrics, Route};
 use crate::digest::HashingWriter;
 use crate::progress::LogLevel;
 /// Bytes per chunk handed from a generator thread to its response. Each chunk costs two
@@ -288,6 +289,17 @@ pub(crate) struct Logged {
     pub flushes: Option<Arc<Flushes>>,
     /// The last item, held back, and the flush count when it came.
     pub held: Option<(Option<io::Result<Frame<Bytes>>>, u64)>,
+    /// What `/metrics` is told when the body is done; taken then.
+    pub recording: Option<Recording>,
+}
+
+/// A response's part in the metrics, once its body is done.
+#[derive(Debug)]
+pub(crate) struct Recording {
+    pub metrics: Arc<Metrics>,
+    pub route: Route,
+    /// A blob body's place in the active-streams gauge, given up at its end.
+    pub stream: Option<GaugeGuard>,
 }
 
 impl hyper::body::Body for Logged {
@@ -333,6 +345,12 @@ impl hyper::body::Body for Logged {
             Poll::Ready(Some(Err(_))) => this.failed = true,
             _ => {}
         }
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            // The stream is over, though hyper may hold the body a while longer.
+            if let Some(recording) = &mut this.recording {
+                recording.stream = None;
+            }
+        }
         polled
     }
 
@@ -347,6 +365,11 @@ impl hyper::body::Body for Logged {
 
 impl Drop for Logged {
     fn drop(&mut self) {
+        // Before the log line: whoever has read the line finds the request in `/metrics`.
+        if let Some(recording) = self.recording.take() {
+            let elapsed = self.started.elapsed();
+            recording.metrics.done(recording.route, self.sent, elapsed);
+        }
         if let Some(line) = self.line.take() {
             let broken = if self.failed { " (broken off)" } else { "" };
             let line = format!(

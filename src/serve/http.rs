@@ -14,11 +14,12 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::{self, Auth};
-use super::body::{Body, Check, Logged};
+use super::body::{Body, Check, Logged, Recording};
 use super::catalog::{Catalog, Stored};
 use super::conn::Flushes;
 use super::fault::{Damage, Fault};
 use super::images_file::Named;
+use super::metrics::{Metrics, Route};
 use super::name::Name;
 use crate::platform::Platform;
 use crate::spec::{spec_of_tag, Spec};
@@ -33,6 +34,8 @@ pub(crate) struct State {
     pub log: bool,
     /// `faults/flaky/…`: the manifests and blobs asked for once already.
     pub flaky: Mutex<HashSet<String>>,
+    /// What `/metrics` says.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The OCI endpoints this server has.
@@ -79,12 +82,20 @@ pub(crate) async fn handle(
     );
     let log = state.log;
     let flushes = request.extensions().get::<Arc<Flushes>>().cloned();
+    let took = route_of(request.uri().path());
     let mut response = route(&state, request).await;
     response.headers_mut().insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
     let status = response.status().as_u16();
+    state.metrics.answered(took, status);
+    let stream = matches!(response.body(), Body::Stream(..)).then(|| state.metrics.stream());
+    let recording = Recording {
+        metrics: Arc::clone(&state.metrics),
+        route: took,
+        stream,
+    };
     let declared = response
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -98,11 +109,32 @@ pub(crate) async fn handle(
         declared,
         flushes,
         held: None,
+        recording: Some(recording),
     })
+}
+
+/// The `route` label of a path: one of a few, whatever the path.
+fn route_of(path: &str) -> Route {
+    match path {
+        "/token" => return Route::Token,
+        "/metrics" => return Route::Metrics,
+        _ => {}
+    }
+    let rest = path.strip_prefix("/v2/").or((path == "/v2").then_some(""));
+    match rest.and_then(endpoint) {
+        Some(Endpoint::Base) => Route::Base,
+        Some(Endpoint::Tags(_)) => Route::Tags,
+        Some(Endpoint::Manifest(..)) => Route::Manifest,
+        Some(Endpoint::Blob(..)) => Route::Blob,
+        Some(Endpoint::Upload(_)) | None => Route::Other,
+    }
 }
 
 async fn route(state: &Arc<State>, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_owned();
+    if path == "/metrics" {
+        return state.metrics.respond(&request, state.auth.as_ref());
+    }
     if path == "/token" {
         return match &state.auth {
             Some(auth) if auth.has_tokens() => token(auth, request).await,

@@ -27,6 +27,7 @@ mod http;
 mod images_file;
 mod listen;
 mod memo;
+mod metrics;
 mod mock;
 mod name;
 
@@ -41,6 +42,7 @@ pub use fault::Fault;
 pub use images_file::{
     parse as parse_images, read as read_images, ImagesProblem, Named, NamedImage,
 };
+pub use metrics::MetricsAccess;
 pub use mock::MockRegistry;
 
 /// How a server runs.
@@ -70,10 +72,14 @@ pub struct ServeOptions {
     pub cache_dir: Option<PathBuf>,
     /// One access-log line per request on stderr.
     pub access_log: bool,
+    // `/metrics`.
+    /// Who may read `GET /metrics` (the Prometheus text format): anyone by default.
+    pub metrics: MetricsAccess,
 }
 
 impl ServeOptions {
-    /// Plain HTTP on `addr`, no auth, no names file, digests in memory, no access log.
+    /// Plain HTTP on `addr`, no auth, no names file, digests in memory, no access log,
+    /// `/metrics` open.
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
@@ -83,6 +89,7 @@ impl ServeOptions {
             mtime: 0,
             cache_dir: None,
             access_log: false,
+            metrics: MetricsAccess::Open,
         }
     }
 }
@@ -216,6 +223,7 @@ impl Server {
             tls: tls.is_some(),
             log: options.access_log,
             flaky: Mutex::default(),
+            metrics: Arc::new(metrics::Metrics::new(options.metrics)),
         });
         let (stop, stopped) = watch::channel(false);
         // The runtime lives on a thread of its own, so that a server started (or dropped)

@@ -23,6 +23,7 @@ mod oci;
 mod platforms;
 mod registry;
 mod serve;
+mod serve_metrics;
 mod shapes;
 mod support;
 mod usability;
