@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::serve::{self, Auth, MetricsAccess, ServeError, ServeOptions, Server};
+use crate::serve::{self, Auth, MetricsAccess, ServeError, ServeOptions, Server, TokenSecret};
 use crate::{Cache, Error};
 
 pub(crate) const NAMING: &str = "\
@@ -48,10 +48,11 @@ pub struct ServeArgs {
     pub images: Option<PathBuf>,
 
     /// Require credentials: `basic:USER:PASS`, or `bearer:USER:PASS` for docker's token flow
-    /// (the token endpoint is `/token`)
+    /// (the token endpoint is `/token`); `htpasswd:FILE` or `bearer-htpasswd:FILE` for the
+    /// users of an htpasswd file of bcrypt hashes (`htpasswd -B`)
     #[arg(
         long,
-        value_name = "KIND:USER:PASS",
+        value_name = "KIND:USER:PASS|KIND:FILE",
         env = "IMAGE_MAKER_SERVE_AUTH",
         hide_env_values = true
     )]
@@ -80,6 +81,28 @@ pub struct ServeArgs {
         requires_if("auth", "auth")
     )]
     pub metrics: String,
+    // Auth behind a balancer and across replicas.
+    /// The URL clients reach the server by, whose `/token` bearer challenges name (default:
+    /// `http(s)://` and `--addr`, with the machine's name for 0.0.0.0); e.g.
+    /// `https://registry.example.com` behind a TLS-terminating balancer
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// The key of bearer tokens, at least 32 bytes (`openssl rand -hex 32`): replicas given
+    /// the same one accept each other's tokens (default: random at each start)
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "IMAGE_MAKER_SERVE_TOKEN_SECRET",
+        hide_env_values = true,
+        conflicts_with = "token_secret_file"
+    )]
+    pub token_secret: Option<String>,
+
+    /// Read the token secret from FILE (e.g. a mounted Kubernetes Secret), whitespace
+    /// around it dropped
+    #[arg(long, value_name = "FILE")]
+    pub token_secret_file: Option<PathBuf>,
 }
 
 /// `image-maker tag SPEC`.
@@ -104,6 +127,17 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
         .map_err(|_| ServeError::Addr(args.addr.clone()))?;
     let mut options = ServeOptions::new(addr);
     options.auth = args.auth.as_deref().map(Auth::parse).transpose()?;
+    options.public_url = args.public_url.clone();
+    options.token_secret = match (&args.token_secret, &args.token_secret_file) {
+        (Some(secret), _) => Some(TokenSecret::new(secret.as_bytes())?),
+        (None, Some(path)) => Some(TokenSecret::read(path)?),
+        (None, None) => None,
+    };
+    let bearer = options.auth.as_ref().is_some_and(Auth::has_tokens);
+    if options.token_secret.is_some() && !bearer {
+        eprintln!("warning: the token secret is unused: only `--auth bearer…` issues tokens");
+    }
+    let guessed_url = bearer && options.public_url.is_none() && addr.ip().is_unspecified();
     if let Some(path) = &args.images {
         options.named = serve::read_images(path)?;
     }
@@ -137,6 +171,12 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
             n => format!("{n} named image{}; ", if n == 1 { "" } else { "s" }),
         }
     );
+    if guessed_url {
+        eprintln!(
+            "note: bearer challenges send clients to {}/token (the machine's name); give `--public-url` the URL clients use",
+            server.public_url()
+        );
+    }
     while crate::interrupt::check().is_ok() {
         std::thread::sleep(Duration::from_millis(50));
     }

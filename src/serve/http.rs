@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::auth::{self, Auth};
+use super::auth::{Gate, Presented, Verdict};
 use super::body::{Body, Check, Logged, Recording};
 use super::catalog::{Catalog, Stored};
 use super::conn::Flushes;
@@ -29,8 +29,7 @@ use crate::spec::{spec_of_tag, Spec};
 pub(crate) struct State {
     pub catalog: Catalog,
     pub named: Named,
-    pub auth: Option<Auth>,
-    pub tls: bool,
+    pub auth: Option<Gate>,
     pub log: bool,
     /// `faults/flaky/…`: the manifests and blobs asked for once already.
     pub flaky: Mutex<HashSet<String>>,
@@ -83,7 +82,7 @@ pub(crate) async fn handle(
     let log = state.log;
     let flushes = request.extensions().get::<Arc<Flushes>>().cloned();
     let took = route_of(request.uri().path());
-    let mut response = route(&state, request).await;
+    let mut response = route(&state, request, peer).await;
     response.headers_mut().insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
@@ -130,17 +129,27 @@ fn route_of(path: &str) -> Route {
     }
 }
 
-async fn route(state: &Arc<State>, request: Request<Incoming>) -> Response<Body> {
+async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = request.uri().path().to_owned();
     if path == "/metrics" {
-        return state.metrics.respond(&request, state.auth.as_ref());
+        let admitted = match &state.auth {
+            Some(gate) if state.metrics.wants_auth() => {
+                let header = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                gate.admit_either(header, peer.ip()).await == Verdict::Allowed
+            }
+            _ => false,
+        };
+        return state.metrics.respond(&request, admitted);
     }
     if path == "/token" {
         return match &state.auth {
-            Some(auth) if auth.has_tokens() => token(auth, request).await,
+            Some(gate) if gate.has_tokens() => token(gate, request, peer).await,
             _ => plain(
                 StatusCode::NOT_FOUND,
-                "no token endpoint: the server runs without `--auth bearer:…`",
+                "no token endpoint: the server runs without `--auth bearer…`",
             ),
         };
     }
@@ -151,12 +160,13 @@ async fn route(state: &Arc<State>, request: Request<Incoming>) -> Response<Body>
         );
     };
     let found = endpoint(rest);
-    if let Some(auth) = &state.auth {
+    if let Some(gate) = &state.auth {
         let header = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if !auth.allows(header) {
+        let verdict = gate.admit(header, peer.ip()).await;
+        if verdict != Verdict::Allowed {
             let repository = match &found {
                 Some(
                     Endpoint::Tags(name)
@@ -166,26 +176,7 @@ async fn route(state: &Arc<State>, request: Request<Incoming>) -> Response<Body>
                 ) => Some(*name),
                 _ => None,
             };
-            let base = format!(
-                "{}://{}",
-                if state.tls { "https" } else { "http" },
-                request
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("localhost")
-            );
-            let mut response = error(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "authentication required",
-            );
-            if let Ok(value) = HeaderValue::from_str(&auth.challenge(&base, repository)) {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, value);
-            }
-            return response;
+            return refused(&verdict, &gate.challenge(repository));
         }
     }
     let head = request.method() == Method::HEAD;
@@ -485,9 +476,9 @@ fn parse_range(text: &str, size: u64) -> Ranged {
 
 /// `/token`: a bearer token for the credentials, by GET with basic auth or by a POSTed
 /// OAuth2 password grant, as docker, containerd and skopeo ask.
-async fn token(auth: &Auth, request: Request<Incoming>) -> Response<Body> {
-    let granted = match *request.method() {
-        Method::GET => auth.basic_matches(
+async fn token(gate: &Gate, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let presented = match *request.method() {
+        Method::GET => Presented::basic(
             request
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -497,33 +488,52 @@ async fn token(auth: &Auth, request: Request<Incoming>) -> Response<Body> {
             // A form of a few fields; more is not a token request.
             let limited = http_body_util::Limited::new(request.into_body(), 64 * 1024);
             match limited.collect().await {
-                Ok(body) => auth.form_matches(&body.to_bytes()),
-                Err(_) => false,
+                Ok(body) => Presented::form(&body.to_bytes()),
+                Err(_) => Presented::Garbled,
             }
         }
-        _ => false,
+        _ => Presented::Nothing,
     };
-    if !granted {
-        let mut response = error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "the token endpoint wants the server's credentials",
-        );
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"image-maker\""),
-        );
-        return response;
-    }
-    let now = auth::now();
-    let token = auth.token(now);
+    let token = match gate.grant(presented, peer.ip()).await {
+        Ok(token) => token,
+        Err(verdict) => return refused(&verdict, "Basic realm=\"image-maker\""),
+    };
+    let now = super::auth::now();
     let body = serde_json::json!({
         "token": token,
         "access_token": token,
-        "expires_in": Auth::token_lifetime(),
+        "expires_in": Gate::token_lifetime(),
         "issued_at": crate::image::rfc3339(now),
     });
     json(false, Bytes::from(body.to_string()))
+}
+
+/// A 401 with `challenge`, or a 429 for a client throttled after failed attempts. Neither
+/// says anything of what the request presented.
+fn refused(verdict: &Verdict, challenge: &str) -> Response<Body> {
+    if let Verdict::Throttled(after) = verdict {
+        let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+            &format!("too many failed attempts from this address: retry in {seconds} s"),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return response;
+    }
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        "authentication required",
+    );
+    if let Ok(value) = HeaderValue::from_str(challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 fn json(head: bool, bytes: Bytes) -> Response<Body> {

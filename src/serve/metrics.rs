@@ -27,7 +27,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::auth::Auth;
 use super::body::Body;
 
 /// Who may read `/metrics`.
@@ -346,7 +345,13 @@ impl Metrics {
     }
 
     /// `GET /metrics`, or a refusal, as [`MetricsAccess`] says.
-    pub fn respond(&self, request: &Request<Incoming>, auth: Option<&Auth>) -> Response<Body> {
+    /// Whether `/metrics` asks for the server's credentials (`--metrics auth`).
+    pub fn wants_auth(&self) -> bool {
+        self.access == MetricsAccess::Auth
+    }
+
+    /// `admitted`: whether the request carries the server's credentials, when that matters.
+    pub fn respond(&self, request: &Request<Incoming>, admitted: bool) -> Response<Body> {
         let allowed = match self.access {
             MetricsAccess::Open => true,
             MetricsAccess::Off => {
@@ -355,13 +360,7 @@ impl Metrics {
                     "no metrics here: the server runs with `--metrics off`",
                 )
             }
-            MetricsAccess::Auth => {
-                let header = request
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok());
-                auth.is_some_and(|auth| auth.basic_matches(header) || auth.allows(header))
-            }
+            MetricsAccess::Auth => admitted,
         };
         if !allowed {
             let mut response = plain(

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-pub use auth::Auth;
+pub use auth::{Auth, Htpasswd, TokenSecret};
 pub use fault::Fault;
 pub use images_file::{
     parse as parse_images, read as read_images, ImagesProblem, Named, NamedImage,
@@ -75,6 +75,14 @@ pub struct ServeOptions {
     // `/metrics`.
     /// Who may read `GET /metrics` (the Prometheus text format): anyone by default.
     pub metrics: MetricsAccess,
+    // Auth behind a balancer and across replicas.
+    /// The URL clients reach the server by, e.g. `https://registry.example` behind a
+    /// TLS-terminating balancer: bearer challenges send clients to its `/token`. `None`:
+    /// `http(s)://` and the listening address ([`Server::public_url`] says which).
+    pub public_url: Option<String>,
+    /// The key of bearer tokens: replicas given the same one accept each other's tokens.
+    /// `None`: a random one at each start, so tokens die with the process.
+    pub token_secret: Option<TokenSecret>,
 }
 
 impl ServeOptions {
@@ -90,6 +98,8 @@ impl ServeOptions {
             cache_dir: None,
             access_log: false,
             metrics: MetricsAccess::Open,
+            public_url: None,
+            token_secret: None,
         }
     }
 }
@@ -109,13 +119,58 @@ pub enum ServeError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// `--auth` is not `KIND:USER:PASS` with a user and a password. Nothing given is
-    /// repeated: any field could be the password.
-    #[error("`--auth` is not KIND:USER:PASS with a user and a password")]
+    /// `--auth` is not `KIND:USER:PASS` with a user and a password, nor `htpasswd:FILE`.
+    /// Nothing given is repeated: any field could be the password.
+    #[error("`--auth` is not KIND:USER:PASS with a user and a password, nor htpasswd:FILE")]
     AuthShape,
-    /// `--auth` names a kind other than `basic` and `bearer`.
-    #[error("`--auth` kind `{0}` is neither `basic` nor `bearer`")]
+    /// `--auth` names a kind other than `basic`, `bearer`, `htpasswd` and
+    /// `bearer-htpasswd`.
+    #[error("`--auth` kind `{0}` is none of `basic`, `bearer`, `htpasswd`, `bearer-htpasswd`")]
     AuthKind(String),
+    /// The htpasswd file of `--auth htpasswd:FILE` cannot be read.
+    #[error("cannot read the htpasswd file `{}`: {source}", path.display())]
+    HtpasswdRead {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A line of the htpasswd file is not a user and a bcrypt hash. The line's contents
+    /// are never repeated: it may hold a hash or a password.
+    #[error("htpasswd file `{}`{}: {detail}", path.display(), line_of(*line))]
+    Htpasswd {
+        /// The file.
+        path: PathBuf,
+        /// The line (from 1), 0 for the file as a whole.
+        line: usize,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// `--public-url` is not an `http(s)://HOST[:PORT]` URL.
+    #[error("`--public-url` value `{value}` {detail}")]
+    PublicUrl {
+        /// The value, user information left out.
+        value: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The token secret is too short to be one.
+    #[error("the token secret is shorter than {min} bytes")]
+    TokenSecretShort {
+        /// The fewest bytes it may have.
+        min: usize,
+    },
+    /// `--token-secret-file` cannot be read.
+    #[error("cannot read the token secret file `{}`: {source}", path.display())]
+    TokenSecretRead {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The operating system gave no random bytes for a token secret.
+    #[error("cannot get a random token secret from the operating system: {0}")]
+    Entropy(std::io::Error),
     /// The images file cannot be read.
     #[error("cannot read the images file `{}`: {source}", path.display())]
     ImagesRead {
@@ -153,9 +208,22 @@ impl ServeError {
             Self::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
                 Some("another process listens there: choose another port with `--addr`".into())
             }
-            Self::AuthShape | Self::AuthKind(_) => {
-                Some("write `--auth basic:USER:PASS` or `--auth bearer:USER:PASS`".into())
-            }
+            Self::AuthShape | Self::AuthKind(_) => Some(
+                "write `--auth basic:USER:PASS`, `--auth bearer:USER:PASS`, or `htpasswd:FILE` / `bearer-htpasswd:FILE` for the users of an htpasswd file"
+                    .into(),
+            ),
+            Self::Htpasswd { .. } | Self::HtpasswdRead { .. } => Some(
+                "each line is `USER:HASH` with a bcrypt hash: `htpasswd -B FILE USER` (Debian's apache2-utils) adds one"
+                    .into(),
+            ),
+            Self::PublicUrl { .. } => Some(
+                "give the scheme and host clients use, e.g. `--public-url https://registry.example.com`"
+                    .into(),
+            ),
+            Self::TokenSecretShort { .. } | Self::TokenSecretRead { .. } => Some(
+                "make one with `openssl rand -hex 32`; give it in IMAGE_MAKER_SERVE_TOKEN_SECRET or with `--token-secret-file FILE`, out of `ps`"
+                    .into(),
+            ),
             Self::Images { .. } => Some(
                 "each line is `\"repo/name:tag\" = { layers = \"1GB,512MB\", platform = \"linux/amd64\" }` (platform optional; a list serves an index)"
                     .into(),
@@ -173,11 +241,24 @@ impl ServeError {
             Self::Addr(_)
             | Self::AuthShape
             | Self::AuthKind(_)
+            | Self::HtpasswdRead { .. }
+            | Self::Htpasswd { .. }
+            | Self::PublicUrl { .. }
+            | Self::TokenSecretShort { .. }
+            | Self::TokenSecretRead { .. }
             | Self::ImagesRead { .. }
             | Self::Images { .. }
             | Self::Tls { .. } => 2,
-            Self::Bind { .. } | Self::Runtime(_) => 1,
+            Self::Bind { .. } | Self::Runtime(_) | Self::Entropy(_) => 1,
         }
+    }
+}
+
+/// `, line N` for a line of a file, nothing for the file as a whole.
+fn line_of(line: usize) -> String {
+    match line {
+        0 => String::new(),
+        n => format!(", line {n}"),
     }
 }
 
@@ -186,6 +267,7 @@ impl ServeError {
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    public_url: String,
     stop: watch::Sender<bool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -199,6 +281,22 @@ impl Server {
             .as_ref()
             .map(|(cert, key)| listen::tls_acceptor(cert, key))
             .transpose()?;
+        // Checked before anything starts: a bad URL is a usage error.
+        let public_url = options
+            .public_url
+            .as_deref()
+            .map(auth::public_url)
+            .transpose()?;
+        let gate = match options.auth {
+            Some(auth) => {
+                let secret = match options.token_secret {
+                    Some(secret) => secret,
+                    None => TokenSecret::random()?,
+                };
+                Some((auth, secret))
+            }
+            None => None,
+        };
         let listener =
             std::net::TcpListener::bind(options.addr).map_err(|source| ServeError::Bind {
                 addr: options.addr,
@@ -208,6 +306,10 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(ServeError::Runtime)?;
+        // From the address bound, which port 0 makes known only now; never from a request's
+        // `Host`, which its client chooses.
+        let public_url =
+            public_url.unwrap_or_else(|| auth::default_public_url(addr, tls.is_some()));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("image-maker-serve")
@@ -219,8 +321,7 @@ impl Server {
                 options.cache_dir.map(|dir| dir.join("serve").join("v1")),
             ),
             named: options.named,
-            auth: options.auth,
-            tls: tls.is_some(),
+            auth: gate.map(|(auth, secret)| auth::Gate::new(auth, secret, &public_url)),
             log: options.access_log,
             flaky: Mutex::default(),
             metrics: Arc::new(metrics::Metrics::new(options.metrics)),
@@ -238,6 +339,7 @@ impl Server {
             .map_err(ServeError::Runtime)?;
         Ok(Self {
             addr,
+            public_url,
             stop,
             thread: Mutex::new(Some(thread)),
         })
@@ -246,6 +348,13 @@ impl Server {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The URL clients are told to reach it by (the realm of bearer challenges is its
+    /// `/token`): [`ServeOptions::public_url`], else `http(s)://` and the address, with the
+    /// machine's name for an unspecified one (`0.0.0.0`).
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     /// Stops accepting, lets responses under way finish for a few seconds, and returns once
