@@ -505,6 +505,8 @@ impl Gate {
         let fingerprint = credentials.as_ref().map(|c| self.fingerprint(c));
         if let (Some(print), Some(c)) = (&fingerprint, &credentials) {
             if self.remembers(print) {
+                // Known good credentials: no guess, and its client is forgiven.
+                self.throttle.forgive(peer);
                 return (Verdict::Allowed, Some(c.user.clone()));
             }
         }

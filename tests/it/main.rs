@@ -24,6 +24,7 @@ mod platforms;
 mod registry;
 mod serve;
 mod serve_metrics;
+mod serve_auth;
 mod shapes;
 mod support;
 mod usability;
