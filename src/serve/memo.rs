@@ -151,7 +151,12 @@ struct Memo {
 }
 
 fn parse(text: &str) -> Option<Memo> {
-    let digest = |text: &str| crate::digest::is_sha256(text).then(|| text.to_owned());
+    let digest = |text: &str| {
+        let valid = text.len() == 71
+            && text.starts_with("sha256:")
+            && text[7..].bytes().all(|b| b.is_ascii_hexdigit());
+        valid.then(|| text.to_owned())
+    };
     let mut lines = text.lines();
     let spec = lines.next()?.strip_prefix("spec ")?.to_owned();
     let platform = Platform::parse(lines.next()?.strip_prefix("platform ")?).ok()?;
