@@ -212,6 +212,25 @@ pub enum Error {
         /// The cache's root directory.
         path: PathBuf,
     },
+    /// The cache directory belongs to another user, who could put any image in it (as ssh
+    /// refuses a `~/.ssh` of someone else's).
+    #[error("the cache directory `{}` is owned by uid {owner}, not you (uid {uid})", path.display())]
+    CacheNotYours {
+        /// The cache's root directory.
+        path: PathBuf,
+        /// The uid that owns it.
+        owner: u32,
+        /// This process's effective uid.
+        uid: u32,
+    },
+    /// Every user can write to the cache directory, and so put any image in it.
+    #[error("the cache directory `{}` can be written by every user (mode {mode:o})", path.display())]
+    CacheWorldWritable {
+        /// The cache's root directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The cache is used but neither `IMAGE_MAKER_CACHE_DIR` nor a user cache directory
     /// (`~/.cache` on Linux) is known.
     #[error("no cache directory: neither IMAGE_MAKER_CACHE_DIR nor a user cache directory is set")]
@@ -326,6 +345,13 @@ impl Error {
             Self::CacheCorrupt { .. } => Some(
                 "the entry is marked damaged: the next build of this image replaces it; `image-maker cache rehash` checks every entry".into(),
             ),
+            Self::CacheNotYours { .. } => Some(
+                "use a cache directory of your own: IMAGE_MAKER_CACHE_DIR=DIR (image-maker creates it), or build with `--no-cache`".into(),
+            ),
+            Self::CacheWorldWritable { path, .. } => Some(format!(
+                "anyone on this machine could put images in it: `chmod go-w {}`, or use a cache directory of your own: IMAGE_MAKER_CACHE_DIR=DIR",
+                path.display()
+            )),
             Self::CacheReadOnly { .. } => Some(
                 "point IMAGE_MAKER_CACHE_DIR at a writable directory, or build with `--no-cache`".into(),
             ),

@@ -119,8 +119,12 @@ impl Entry {
             Err(_) if !dir.exists() => return Checked::Missing,
             Err(e) => return Checked::Damaged(format!("{ENTRY_FILE} cannot be read: {e}")),
         };
-        if let Ok(why) = fs::read_to_string(dir.join(DAMAGED_FILE)) {
-            return Checked::Damaged(why.trim().to_owned());
+        // Any file of that name marks the entry, whatever it is; only a small regular
+        // one is read for the reason.
+        match super::files::read_small(&dir.join(DAMAGED_FILE), 4096) {
+            Ok(why) => return Checked::Damaged(String::from_utf8_lossy(&why).trim().to_owned()),
+            Err(super::files::Unfit::Missing) => {}
+            Err(e) => return Checked::Damaged(format!("marked damaged ({DAMAGED_FILE}: {e})")),
         }
         let entry: Self = match serde_json::from_slice(&text) {
             Ok(entry) => entry,
@@ -235,7 +239,8 @@ impl Entry {
             image::index_of_index(&manifest, reference)?
         };
         let index_path = layout.join("index.json");
-        fs::write(&index_path, index).map_err(Error::io("write", &index_path))?;
+        super::files::replace(layout, "index.json", &index)
+            .map_err(Error::io("write", &index_path))?;
         Ok(Self {
             format: FORMAT,
             key: key.to_owned(),
@@ -268,12 +273,7 @@ impl Entry {
             .collect::<Result<_, _>>()?;
         let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Metadata(e.into()))?;
         let path = dir.join(ENTRY_FILE);
-        let partial = dir.join(format!(".{ENTRY_FILE}.{}", std::process::id()));
-        fs::write(&partial, json).map_err(Error::io("write", &partial))?;
-        fs::rename(&partial, &path).map_err(|e| {
-            let _ = fs::remove_file(&partial);
-            Error::io("rename into", &path)(e)
-        })
+        super::files::replace(dir, ENTRY_FILE, &json).map_err(Error::io("write", &path))
     }
 
     /// The platforms, as `--platform` lists them.
@@ -303,16 +303,16 @@ impl Entry {
 /// Marks the entry in `dir` damaged, saying `why`, so that the next build replaces it.
 /// Best effort: a read-only cache cannot be marked, and is not changed either.
 pub(super) fn mark_damaged(dir: &Path, why: &str) {
-    let _ = fs::write(dir.join(DAMAGED_FILE), format!("{why}\n"));
+    let _ = super::files::replace(dir, DAMAGED_FILE, format!("{why}\n").as_bytes());
 }
 
 /// Marks the entry in `dir` as used now: gc evicts the least recently used first.
 pub(super) fn touch(dir: &Path) {
-    // Best effort: a read-only cache still serves its entries.
-    let _ = fs::File::options()
-        .write(true)
-        .open(dir.join(ENTRY_FILE))
-        .and_then(|f| f.set_modified(SystemTime::now()));
+    // Best effort: a read-only cache still serves its entries. The owner may set the
+    // times of a file opened to read; a symlink or FIFO there is not opened.
+    if let Ok((file, _)) = super::files::open_small(&dir.join(ENTRY_FILE), u64::MAX) {
+        let _ = file.set_modified(SystemTime::now());
+    }
 }
 
 /// When the entry in `dir` was last used.

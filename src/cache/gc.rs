@@ -53,6 +53,8 @@ pub struct GcReport {
     pub remaining: u64,
     /// Damaged entries removed: key, and what was wrong.
     pub damaged: Vec<(String, String)>,
+    /// How many of the server's digest memos (`serve/v1/`) were removed.
+    pub memos: usize,
 }
 
 impl Cache {
@@ -85,23 +87,37 @@ impl Cache {
         Ok(listed)
     }
 
-    /// Bytes on disk: the shared store (each blob once) and the archives.
+    /// Bytes on disk: the shared store (each blob once), the archives, and the server's
+    /// digest memos.
     pub fn disk_usage(&self) -> u64 {
+        let memos = [super::MEMOS, super::MEMO_INDEX].map(|part| self.root.join(part));
         ["blobs/sha256", "archives"]
             .iter()
-            .map(|part| dir_size(&self.dir(part)))
+            .map(|part| self.dir(part))
+            .chain(memos)
+            .map(|dir| dir_size(&dir))
             .sum()
     }
 
-    /// Removes leftovers, then evicts entries as `options` say, oldest use first.
+    /// Removes leftovers, then evicts entries as `options` say, oldest use first, then
+    /// the server's digest memos by the same rules.
     pub fn gc(&self, options: GcOptions) -> Result<GcReport, Error> {
-        if !self.root.join(super::FORMAT).exists() {
-            return Ok(GcReport::default());
-        }
-        self.prepare()?;
         let before = self.disk_usage();
         let mut report = GcReport::default();
-        self.remove_leftovers(&mut report)?;
+        let mut usage = before;
+        if self.root.join(super::FORMAT).exists() {
+            usage = self.gc_entries(options, &mut report)?;
+        }
+        self.gc_memos(options, &mut usage, &mut report);
+        report.remaining = usage;
+        report.freed = before.saturating_sub(report.remaining);
+        Ok(report)
+    }
+
+    /// The entries' part of [`Cache::gc`]: returns the bytes the cache holds after it.
+    fn gc_entries(&self, options: GcOptions, report: &mut GcReport) -> Result<u64, Error> {
+        self.prepare()?;
+        self.remove_leftovers(report)?;
         // Builds add blobs to the store while they hold it shared: none is half-added now.
         let store_lock = KeyLock::open(&self.dir("locks"), super::STORE_LOCK)?;
         store_lock.exclusive(&Progress::hidden())?;
@@ -128,9 +144,60 @@ impl Cache {
             }
         }
         store_lock.unlock();
-        report.remaining = usage;
-        report.freed = before.saturating_sub(report.remaining);
-        Ok(report)
+        Ok(usage)
+    }
+
+    /// The server's digest memos: each is one small file, used when a server reads it (which
+    /// moves its modification time), so age and size evict them as they do entries, oldest
+    /// first, after the entries. A pointer of the digest index whose memo is gone goes too,
+    /// and so do temporary files a killed server left. Best effort: a server may write a
+    /// memo meanwhile, and a memo that cannot be removed is only kept.
+    fn gc_memos(&self, options: GcOptions, usage: &mut u64, report: &mut GcReport) {
+        let dir = self.root.join(super::MEMOS);
+        let now = SystemTime::now();
+        let idle = |m: &fs::Metadata| {
+            m.modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default()
+        };
+        let everything = options.max_size == Some(0);
+        // A memo is written in well under a second: a temporary file older than this one
+        // belongs to no server still writing it.
+        let stale = |m: &fs::Metadata| everything || idle(m) > Duration::from_secs(600);
+        let mut memos = Vec::new();
+        for (path, meta) in items(&dir) {
+            if is_temporary(&path) {
+                if stale(&meta) && remove(&path, &meta) {
+                    *usage = usage.saturating_sub(size_of(&meta));
+                }
+                continue;
+            }
+            memos.push((
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                path,
+                meta,
+            ));
+        }
+        memos.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        for (_, path, meta) in memos {
+            let too_old = options.max_age.is_some_and(|age| idle(&meta) > age);
+            let too_big = options.max_size.is_some_and(|max| *usage > max);
+            if (too_old || too_big) && remove(&path, &meta) {
+                *usage = usage.saturating_sub(size_of(&meta));
+                report.memos += 1;
+            }
+        }
+        for (path, meta) in items(&self.root.join(super::MEMO_INDEX)) {
+            let gone = if is_temporary(&path) {
+                stale(&meta)
+            } else {
+                everything || !points_to_memos(&path, &dir)
+            };
+            if gone && remove(&path, &meta) {
+                *usage = usage.saturating_sub(size_of(&meta));
+            }
+        }
     }
 
     /// Evicts every entry not in use.
@@ -273,9 +340,61 @@ fn dir_size(dir: &Path) -> u64 {
             items
                 .flatten()
                 .filter_map(|i| i.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
+                .map(|m| size_of(&m))
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// What a directory entry counts for: the bytes of a regular file, nothing for the rest.
+fn size_of(meta: &fs::Metadata) -> u64 {
+    if meta.is_file() {
+        meta.len()
+    } else {
+        0
+    }
+}
+
+/// Every name in `dir` with its own metadata (a symlink's, not its target's).
+fn items(dir: &Path) -> Vec<(std::path::PathBuf, fs::Metadata)> {
+    fs::read_dir(dir)
+        .map(|items| {
+            items
+                .flatten()
+                .filter_map(|i| Some((i.path(), i.metadata().ok()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Temporary files of the memo's writes start with a dot.
+fn is_temporary(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// Whether the pointer at `path` (words, each a memo's key) names memos that are all in
+/// `memos`: one that names none, or cannot be read as a small file, is a dangling one.
+fn points_to_memos(path: &Path, memos: &Path) -> bool {
+    let Ok(text) = super::files::read_small(path, 64 << 10) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&text);
+    let keys: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    !keys.is_empty()
+        && keys
+            .iter()
+            .all(|key| fs::symlink_metadata(memos.join(key)).is_ok_and(|m| m.is_file()))
+}
+
+/// Removes what is at `path` (a directory with what it holds; a symlink, not its target).
+fn remove(path: &Path, meta: &fs::Metadata) -> bool {
+    if meta.is_dir() {
+        fs::remove_dir_all(path).is_ok()
+    } else {
+        fs::remove_file(path).is_ok()
+    }
 }

@@ -24,14 +24,9 @@ pub(crate) struct KeyLock {
 impl KeyLock {
     pub fn open(dir: &Path, key: &str) -> Result<Self, Error> {
         let path = dir.join(format!("{key}.lock"));
-        let file = match File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-        {
+        let file = match super::files::open_lock(&path, true) {
             Ok(file) => Some(file),
-            Err(e) if super::cannot_write(&e) => match File::open(&path) {
+            Err(e) if super::cannot_write(&e) => match super::files::open_lock(&path, false) {
                 Ok(file) => Some(file),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(Error::io("open the lock", &path)(e)),

@@ -10,7 +10,13 @@
 //!   tmp/KEY.XXXXXX/   builds in progress; what a killed builder leaves is removed by the next
 //!   archives/KEY.tar  oci-archives made on request
 //!   log               one line per build
+//! ROOT/serve/v1/KEY   `image-maker serve`'s digest memo of one image (not an entry: no blobs)
+//! ROOT/serve/v1-by-digest/HEX   which memo holds a digest, for replicas sharing the root
 //! ```
+//!
+//! Every directory is created 0700, and a root that another user owns, or that every user
+//! can write to, is refused. Files are written under a temporary name created exclusively
+//! and renamed into place; nothing is opened through a symlink (see `files`).
 //!
 //! KEY is the SHA-256 of the format version, the spec's canonical form, the platform (or
 //! the list of them, for an index) and the mtime: everything the image's digest depends on. The reference is not part of it. The
@@ -25,6 +31,7 @@
 //! at all when there is none) and a miss is built without it.
 
 mod entry;
+pub(crate) mod files;
 mod gc;
 mod lock;
 mod verify;
@@ -55,6 +62,12 @@ const FORMAT: &str = "v1";
 /// The lock that keeps gc's sweep of the store and builds adding to it apart.
 const STORE_LOCK: &str = "store";
 
+/// Under the root: `image-maker serve`'s digest memos, one small file per image, which gc
+/// ages out as it does entries.
+pub(crate) const MEMOS: &str = "serve/v1";
+/// Under the root: the memos' index by digest (a file per digest, holding memo keys).
+pub(crate) const MEMO_INDEX: &str = "serve/v1-by-digest";
+
 /// The cache under one root directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cache {
@@ -63,13 +76,57 @@ pub struct Cache {
 
 impl Cache {
     /// `IMAGE_MAKER_CACHE_DIR`, else the user's cache directory (`~/.cache/image-maker`).
+    /// A directory there that another user owns, or that every user can write to, is
+    /// refused: whoever can write to it decides what the cache's images hold.
     pub fn from_env() -> Result<Self, Error> {
-        if let Some(dir) = std::env::var_os("IMAGE_MAKER_CACHE_DIR").filter(|d| !d.is_empty()) {
-            return Ok(Self::at(dir));
+        let cache = match std::env::var_os("IMAGE_MAKER_CACHE_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => Self::at(dir),
+            None => dirs::cache_dir()
+                .map(|d| Self::at(d.join("image-maker")))
+                .ok_or(Error::NoCacheDir)?,
+        };
+        cache.check_owner()?;
+        Ok(cache)
+    }
+
+    /// Refuses a root that is someone else's or that anyone can write to, as ssh refuses
+    /// such a `~/.ssh`. A group-writable one is only warned about: with a group of one's
+    /// own (the usual `umask 002` set-up) that is nobody else, and refusing would lock
+    /// those users out of the caches they have. A root that is not there yet is created
+    /// 0700 when first used.
+    fn check_owner(&self) -> Result<(), Error> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = fs::metadata(&self.root) else {
+            return Ok(());
+        };
+        let uid = nix::unistd::geteuid().as_raw();
+        if meta.uid() != uid {
+            return Err(Error::CacheNotYours {
+                path: self.root.clone(),
+                owner: meta.uid(),
+                uid,
+            });
         }
-        dirs::cache_dir()
-            .map(|d| Self::at(d.join("image-maker")))
-            .ok_or(Error::NoCacheDir)
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o002 != 0 {
+            return Err(Error::CacheWorldWritable {
+                path: self.root.clone(),
+                mode,
+            });
+        }
+        if mode & 0o020 != 0 {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                crate::progress::log(
+                    crate::progress::LogLevel::Warning,
+                    &format!(
+                        "the cache directory `{}` can be written by its group (mode {mode:o}); `chmod g-w` it unless that group is you alone",
+                        self.root.display()
+                    ),
+                );
+            });
+        }
+        Ok(())
     }
 
     /// The cache under `root`, whatever the environment says.
@@ -113,9 +170,10 @@ impl Cache {
     fn prepare(&self) -> Result<(), Error> {
         for part in ["entries", "blobs/sha256", "locks", "tmp", "archives"] {
             let dir = self.dir(part);
-            fs::create_dir_all(&dir).map_err(Error::io("create the cache directory", dir))?;
+            files::create_dir(&dir).map_err(Error::io("create the cache directory", dir))?;
         }
-        Ok(())
+        // The root may have been made by someone else since `from_env` looked.
+        self.check_owner()
     }
 
     /// Whether the cache holds `request`'s image, complete.
@@ -310,16 +368,13 @@ impl Cache {
     }
 
     /// Appends a line to the cache's log. Lines are short single writes to a file opened
-    /// for appending, so concurrent processes do not interleave within a line.
+    /// for appending, so concurrent processes do not interleave within a line. A log that
+    /// is not a regular file (a symlink, a FIFO) is not written to.
     fn log(&self, line: &str) {
         let path = self.root.join(FORMAT).join("log");
         let text = format!("{} {} {line}\n", entry::now(), std::process::id());
         // The log is for people and tests; a build does not fail over it.
-        let _ = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(text.as_bytes()));
+        let _ = files::append(&path).and_then(|mut f| f.write_all(text.as_bytes()));
     }
 }
 
@@ -453,6 +508,8 @@ pub fn build_in_user_cache(
 ) -> Result<Built, Error> {
     match Cache::from_env() {
         Ok(cache) => build(&cache, request, progress),
+        // Refused, not skipped: a warning on every build would be read past.
+        Err(e @ (Error::CacheNotYours { .. } | Error::CacheWorldWritable { .. })) => Err(e),
         Err(e) => {
             progress.stage(format!("warning: building without the cache: {e}"));
             build::build(request, progress)
@@ -473,6 +530,12 @@ pub fn build(
     }
     // A read-only home or a full cache disk should not stop a build that needs no cache.
     if let Err(e) = cache.prepare() {
+        if matches!(
+            e,
+            Error::CacheNotYours { .. } | Error::CacheWorldWritable { .. }
+        ) {
+            return Err(e);
+        }
         progress.stage(format!("warning: building without the cache: {e}"));
         return build::build(request, progress);
     }

@@ -158,6 +158,13 @@ fn report(report: &GcReport) -> Result<(), Error> {
     for item in &report.in_use {
         out += &format!("in use, kept {}  {}\n", short(&item.key), item.spec);
     }
+    if report.memos > 0 {
+        out += &format!(
+            "removed {} digest memo{} of `serve`\n",
+            report.memos,
+            if report.memos == 1 { "" } else { "s" }
+        );
+    }
     out += &format!(
         "freed {}, {} left\n",
         human_size(report.freed),

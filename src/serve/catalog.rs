@@ -66,18 +66,16 @@ pub(crate) struct Catalog {
 }
 
 impl Catalog {
-    /// `memo`: the directory of the digest memo, read back here; `None` keeps digests in
-    /// memory only.
+    /// `memo`: the directory of the digest memo, read as images are asked for (never all
+    /// at start); `None` keeps digests in memory only.
     pub fn new(mtime: u64, memo: Option<PathBuf>) -> Self {
-        let catalog = Self {
+        Self {
             mtime,
             memo: memo.map(MemoDir::new),
             digests: Mutex::default(),
             blobs: RwLock::default(),
             manifests: RwLock::default(),
-        };
-        catalog.read_memo();
-        catalog
+        }
     }
 
     /// The manifest of `spec` for `platform`: the one `image-maker -s SPEC --platform P -o oci:`
@@ -146,6 +144,15 @@ impl Catalog {
             bytes: Bytes::from(bytes),
             media_type: INDEX_TYPE,
         });
+        // A replica asked for this index by digest finds its images' memos through it.
+        if let Some(memo) = &self.memo {
+            let spec = spec.normalized();
+            let keys: Vec<String> = platforms
+                .iter()
+                .map(|platform| memo::key(&spec, platform, self.mtime))
+                .collect();
+            memo.write_index(&index.digest, &keys);
+        }
         self.manifests
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -153,16 +160,57 @@ impl Catalog {
         Ok(index)
     }
 
-    /// A manifest handed out before, by its digest.
+    /// A manifest handed out before, by this server or (through the memo) by another.
     pub fn manifest_by_digest(&self, digest: &str) -> Option<Arc<Manifest>> {
-        let known = self.manifests.read().unwrap_or_else(|e| e.into_inner());
-        known.get(digest).cloned()
+        let found = || {
+            let known = self.manifests.read().unwrap_or_else(|e| e.into_inner());
+            known.get(digest).cloned()
+        };
+        // Only a well-formed digest is looked for on disk.
+        found()
+            .or_else(|| (memo::digest_hex(digest).is_some() && self.recall(digest)).then(found)?)
     }
 
-    /// A blob of a manifest handed out before (or memoized by an earlier server).
+    /// A blob of a manifest handed out before, by this server or (through the memo) by
+    /// another.
     pub fn blob(&self, digest: &str) -> Option<Stored> {
-        let known = self.blobs.read().unwrap_or_else(|e| e.into_inner());
-        known.get(digest).cloned()
+        let found = || {
+            let known = self.blobs.read().unwrap_or_else(|e| e.into_inner());
+            known.get(digest).cloned()
+        };
+        found().or_else(|| self.recall(digest).then(found)?)
+    }
+
+    /// On a digest this server has not made: the image another server memoized with it,
+    /// made known here (its memo is not hashed again). `false` when there is none.
+    fn recall(&self, digest: &str) -> bool {
+        let Some(memo) = &self.memo else { return false };
+        let Some(recalled) = memo.recall(digest, self.mtime) else {
+            return false;
+        };
+        let made = MemoDir::with_recalled(&recalled, || {
+            let platforms: Vec<Platform> =
+                recalled.images.iter().map(|(p, ..)| p.clone()).collect();
+            match (recalled.index, platforms.as_slice()) {
+                (false, [platform]) => self.manifest(&recalled.spec, platform).is_ok(),
+                _ => self.index(&recalled.spec, &platforms).is_ok(),
+            }
+        });
+        let known = made
+            && (self
+                .blobs
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(digest)
+                || self
+                    .manifests
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains_key(digest));
+        if !known {
+            memo.missed(digest);
+        }
+        known
     }
 
     /// Digest, size and diff_id of each layer of `spec` for `platform`: from memory, the
@@ -195,15 +243,6 @@ impl Catalog {
             spec: spec.canonical(),
             detail,
         })
-    }
-
-    /// Every image an earlier server memoized: its layers become known blobs, and its
-    /// manifest a known manifest.
-    fn read_memo(&self) {
-        let Some(memo) = &self.memo else { return };
-        for (spec, platform) in memo.images(self.mtime) {
-            let _ = self.manifest(&spec, &platform);
-        }
     }
 }
 
@@ -250,14 +289,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_memo_is_written_once_and_read_back_by_the_next_server() {
+    fn the_memo_is_written_once_and_read_by_the_next_server_on_a_miss() {
         let dir = tempfile::tempdir().expect("temp dir");
+        let memos = dir.path().join("v1");
         let spec = Spec::parse("3KB,1KB:files=2").expect("valid");
-        let first = Catalog::new(0, Some(dir.path().to_path_buf()));
+        let first = Catalog::new(0, Some(memos.clone()));
         let manifest = first
             .manifest(&spec, &Platform::default())
             .expect("manifest");
-        let files: Vec<_> = fs::read_dir(dir.path()).expect("memo").flatten().collect();
+        let files: Vec<_> = fs::read_dir(&memos).expect("memo").flatten().collect();
         assert_eq!(files.len(), 1, "one small file, no leftovers");
         let text = fs::read_to_string(files[0].path()).expect("memo");
         assert!(
@@ -267,17 +307,67 @@ mod tests {
             "{text}"
         );
         assert!(text.len() < 250, "{text}");
-        let second = Catalog::new(0, Some(dir.path().to_path_buf()));
-        let again = second
-            .manifest_by_digest(&manifest.digest)
-            .expect("known at start");
-        assert_eq!(again.bytes, manifest.bytes);
+        // Every digest of the image points at it: two layers, the config, the manifest.
+        let key = files[0].file_name().to_string_lossy().into_owned();
+        let pointers: Vec<_> = fs::read_dir(dir.path().join("v1-by-digest"))
+            .expect("index")
+            .flatten()
+            .collect();
+        assert_eq!(pointers.len(), 4, "{pointers:?}");
+        for pointer in &pointers {
+            let text = fs::read_to_string(pointer.path()).expect("pointer");
+            assert_eq!(text, format!("image {key}\n"));
+        }
         let doc: serde_json::Value = serde_json::from_slice(&manifest.bytes).expect("json");
+        let named = |digest: &str| {
+            let hex = digest.trim_start_matches("sha256:");
+            pointers.iter().any(|p| p.file_name() == hex)
+        };
+        assert!(named(&manifest.digest));
+        assert!(named(doc["config"]["digest"].as_str().expect("config")));
+        // Nothing is read at start: the memo is read on the first miss.
+        let second = Catalog::new(0, Some(memos.clone()));
+        assert!(second.manifests.read().expect("map").is_empty());
         let layer = doc["layers"][1]["digest"].as_str().expect("digest");
         assert!(matches!(second.blob(layer), Some(Stored::Layer(..))));
+        let again = second
+            .manifest_by_digest(&manifest.digest)
+            .expect("found through the memo");
+        assert_eq!(again.bytes, manifest.bytes);
+        let config = doc["config"]["digest"].as_str().expect("config");
+        assert!(matches!(
+            Catalog::new(0, Some(memos.clone())).blob(config),
+            Some(Stored::Config(_))
+        ));
         // Another mtime is another image: not taken from this memo.
-        let other = Catalog::new(5, Some(dir.path().to_path_buf()));
+        let other = Catalog::new(5, Some(memos.clone()));
         assert!(other.manifest_by_digest(&manifest.digest).is_none());
+        assert!(other.blob(layer).is_none());
+        // Nor is what is not a digest, or one nobody made.
+        assert!(second.manifest_by_digest("sha256:../../etc").is_none());
+        assert!(second.blob(&format!("sha256:{}", "0".repeat(64))).is_none());
+    }
+
+    #[test]
+    fn an_index_is_found_by_digest_with_its_images() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let memos = dir.path().join("v1");
+        let spec = Spec::parse("2KB,1KB:compression=gzip").expect("valid");
+        let platforms = Platform::parse_list("linux/arm64,linux/amd64").expect("platforms");
+        let index = Catalog::new(0, Some(memos.clone()))
+            .index(&spec, &platforms)
+            .expect("index");
+        let replica = Catalog::new(0, Some(memos));
+        let found = replica
+            .manifest_by_digest(&index.digest)
+            .expect("found through the memo");
+        assert_eq!(found.bytes, index.bytes);
+        assert_eq!(found.media_type, INDEX_TYPE);
+        let doc: serde_json::Value = serde_json::from_slice(&index.bytes).expect("json");
+        for image in doc["manifests"].as_array().expect("manifests") {
+            let digest = image["digest"].as_str().expect("digest");
+            assert!(replica.manifest_by_digest(digest).is_some(), "{digest}");
+        }
     }
 
     /// The determinism test's golden images. When one of these digests changes, the layer
