@@ -25,6 +25,7 @@ mod registry;
 mod serve;
 mod serve_metrics;
 mod serve_auth;
+mod serve_disk;
 mod shapes;
 mod support;
 mod usability;
