@@ -197,7 +197,7 @@ fn gc_ages_memos_out_and_keeps_a_used_one_and_clear_removes_them() {
     let left: Vec<String> = memos(cache.path()).into_iter().map(|(k, _)| k).collect();
     assert_eq!(
         left,
-        [used_key.clone()],
+        std::slice::from_ref(&used_key),
         "the old memo goes, the used one stays"
     );
     // The old memo's pointers went with it; the used one's stay.
