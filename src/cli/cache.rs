@@ -189,7 +189,7 @@ fn parse_max_size(text: &str) -> Result<u64, Error> {
 }
 
 /// `30d`, `12h`, `90m`, `3600s`, `2w`.
-fn parse_duration(text: &str) -> Result<Duration, Error> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, Error> {
     let bad = || Error::Usage(UsageError::Duration(text.to_owned()));
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;

@@ -23,7 +23,7 @@ Naming:
     faults/corrupt/NAME         one byte of each blob differs from its digest
     faults/flaky/NAME           503 for the first request of each blob and manifest
     faults/missing/NAME         404 for every blob
-    faults/slow-1mb/NAME        blobs at 1 MiB/s (any size: slow-512kb, slow-10mb)
+    faults/slow-1mb/NAME        blobs at 1 MiB/s (any rate from slow-1kb: slow-512kb)
     faults/wrong-size/NAME      each blob's Content-Length is one byte too many
   A spec without a tag form (a decimal size, more than 128 characters) is named in
   `--images FILE`:
@@ -103,6 +103,43 @@ pub struct ServeArgs {
     /// around it dropped
     #[arg(long, value_name = "FILE")]
     pub token_secret_file: Option<PathBuf>,
+
+    // What one client can hold (durations: 30s, 2m; 0s turns a timeout off).
+    /// Blob streams generated at once; a quarter of them at most paced (`faults/slow-…`).
+    /// A request that finds none free within 5 s is answered 429 with `Retry-After`
+    #[arg(long, value_name = "N", default_value_t = ServeOptions::MAX_STREAMS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_streams: usize,
+
+    /// Close a connection whose writes make no progress for this long (a client that
+    /// stopped reading); its stream stops and frees its slot
+    #[arg(long, value_name = "DUR", default_value = "30s")]
+    pub write_timeout: String,
+
+    /// Close a connection whose request headers take longer than this, from their first
+    /// byte or the connection's start
+    #[arg(long, value_name = "DUR", default_value = "10s")]
+    pub header_timeout: String,
+
+    /// Close a keep-alive connection idle this long between requests
+    #[arg(long, value_name = "DUR", default_value = "60s")]
+    pub idle_timeout: String,
+
+    /// Close a connection whose TLS handshake takes longer than this
+    #[arg(long, value_name = "DUR", default_value = "10s")]
+    pub tls_handshake_timeout: String,
+
+    /// Connections at once; more are closed as soon as accepted. The open-file limit,
+    /// raised to its hard limit at start, may leave room for fewer: the start line says
+    #[arg(long, value_name = "N", default_value_t = ServeOptions::MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+}
+
+/// A timeout flag's value; `0s` is none.
+fn timeout(text: &str) -> Result<Option<Duration>, Error> {
+    let duration = super::cache::parse_duration(text)?;
+    Ok((!duration.is_zero()).then_some(duration))
 }
 
 /// `image-maker tag SPEC`.
@@ -149,6 +186,12 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
         "off" => MetricsAccess::Off,
         _ => MetricsAccess::Open,
     };
+    options.max_streams = args.max_streams;
+    options.write_timeout = timeout(&args.write_timeout)?;
+    options.header_timeout = timeout(&args.header_timeout)?;
+    options.idle_timeout = timeout(&args.idle_timeout)?;
+    options.tls_handshake_timeout = timeout(&args.tls_handshake_timeout)?;
+    options.max_connections = args.max_connections;
     options.cache_dir = match Cache::from_env() {
         Ok(cache) => Some(cache.root().to_path_buf()),
         Err(e) => {
@@ -164,8 +207,9 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
     };
     let server = Server::start(options)?;
     eprintln!(
-        "serving on {scheme}://{} ({}Ctrl-C stops)",
+        "serving on {scheme}://{} ({} connections at most; {}Ctrl-C stops)",
         server.addr(),
+        server.max_connections(),
         match named {
             0 => String::new(),
             n => format!("{n} named image{}; ", if n == 1 { "" } else { "s" }),

@@ -2,17 +2,18 @@
 //! bounded channel (a few chunks per stream, whatever the blob's size), and the access-log
 //! line each response writes once it has been sent or abandoned.
 
+use std::future::Future;
 use std::io::{self, Write};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::conn::Flushes;
+use super::conn::{Activity, Flushes};
 use super::fault::Damage;
 use super::metrics::{GaugeGuard, Metrics, Route};
 use crate::digest::HashingWriter;
@@ -24,12 +25,195 @@ const CHUNK: usize = 1 << 20;
 /// Chunks in flight per stream, besides the one being filled: 2 MiB per client.
 const DEPTH: usize = 2;
 
+/// The generator threads of blob streams: at most `max` at once, a quarter of them at
+/// most for paced (`slow-`) streams, so that those, which hold their thread for as long as
+/// their rate says, always leave most slots to normal pulls.
+#[derive(Debug)]
+pub(crate) struct Streams {
+    all: Arc<Semaphore>,
+    paced: Arc<Semaphore>,
+    /// The connections of the streams that hold a slot, to find a stalled one to cut
+    /// when a request waits.
+    holders: Holders,
+    max: usize,
+}
+
+type Holders = Arc<Mutex<Vec<Weak<Activity>>>>;
+
+/// How long a stream request waits for a slot before it is refused.
+pub(crate) const QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// While requests wait, a stream whose writes have made no progress for this long is cut
+/// to free its slot: a reader that keeps up is never stuck that long, and one that
+/// stopped reading is then cut well before the write timeout.
+pub(crate) const STALL_GRACE: Duration = Duration::from_secs(2);
+/// How often a waiting request looks for a stalled stream to cut.
+const CUT_TICK: Duration = Duration::from_millis(200);
+
+/// A stream's slot, held by its generator thread; freed when that ends.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    _all: OwnedSemaphorePermit,
+    _paced: Option<OwnedSemaphorePermit>,
+    holder: Option<(Holders, Weak<Activity>)>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some((holders, held)) = self.holder.take() {
+            let mut holders = holders.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = holders.iter().position(|h| h.ptr_eq(&held)) {
+                holders.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// No slot came free in [`QUEUE_WAIT`].
+#[derive(Debug)]
+pub(crate) struct Full {
+    /// The cap that was full: `--max-streams`, or the paced streams' share of it.
+    pub max: usize,
+    pub paced: bool,
+}
+
+impl Streams {
+    /// `max` is at least 1.
+    pub fn new(max: usize) -> Self {
+        let max = max.max(1);
+        Self {
+            all: Arc::new(Semaphore::new(max)),
+            paced: Arc::new(Semaphore::new(Self::paced_max(max))),
+            holders: Arc::default(),
+            max,
+        }
+    }
+
+    /// The paced streams' share of `max`.
+    pub fn paced_max(max: usize) -> usize {
+        (max / 4).max(1)
+    }
+
+    /// A slot for a stream on the connection of `activity`, within [`QUEUE_WAIT`].
+    pub async fn acquire(
+        &self,
+        activity: Option<&Arc<Activity>>,
+        paced: bool,
+    ) -> Result<Ticket, Full> {
+        let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
+        let paced_permit = if paced {
+            // A paced stream is never cut for a waiting one: its slowness is on purpose.
+            match tokio::time::timeout_at(deadline, Arc::clone(&self.paced).acquire_owned()).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => {
+                    return Err(Full {
+                        max: Self::paced_max(self.max),
+                        paced: true,
+                    })
+                }
+            }
+        } else {
+            None
+        };
+        let acquire = Arc::clone(&self.all).acquire_owned();
+        tokio::pin!(acquire);
+        let permit = loop {
+            let tick = (tokio::time::Instant::now() + CUT_TICK).min(deadline);
+            match tokio::time::timeout_at(tick, &mut acquire).await {
+                Ok(Ok(permit)) => break permit,
+                Ok(Err(_)) => return Err(self.full()),
+                Err(_) if tick >= deadline => return Err(self.full()),
+                Err(_) => self.cut_one(),
+            }
+        };
+        let holder = activity.filter(|_| !paced).map(|activity| {
+            let held = Arc::downgrade(activity);
+            let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+            holders.push(held.clone());
+            (Arc::clone(&self.holders), held)
+        });
+        Ok(Ticket {
+            _all: permit,
+            _paced: paced_permit,
+            holder,
+        })
+    }
+
+    fn full(&self) -> Full {
+        Full {
+            max: self.max,
+            paced: false,
+        }
+    }
+
+    /// Cuts the stream stalled longest, if any has been for [`STALL_GRACE`].
+    fn cut_one(&self) {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        holders.retain(|held| held.strong_count() > 0);
+        let stalled = holders
+            .iter()
+            .enumerate()
+            .filter_map(|(i, held)| Some((i, held.upgrade()?.stalled_for()?)))
+            .filter(|(_, stalled)| *stalled >= STALL_GRACE)
+            .max_by_key(|(_, stalled)| *stalled);
+        if let Some((i, _)) = stalled {
+            if let Some(activity) = holders.swap_remove(i).upgrade() {
+                activity.cut();
+            }
+        }
+    }
+}
+
 /// A response body.
 #[derive(Debug)]
 pub(crate) enum Body {
     Empty,
     Full(Option<Bytes>),
-    Stream(mpsc::Receiver<io::Result<Bytes>>),
+    Stream(mpsc::Receiver<io::Result<Bytes>>, Option<Pace>),
+}
+
+/// `faults/slow-RATE` on the response's side: a chunk is held on an async timer until the
+/// rate lets it go, so that waiting costs a timer, not a thread.
+#[derive(Debug)]
+pub(crate) struct Pace {
+    rate: u64,
+    started: Option<Instant>,
+    sent: u64,
+    held: Option<(Bytes, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Self {
+        Self {
+            rate,
+            started: None,
+            sent: 0,
+            held: None,
+        }
+    }
+
+    /// The next chunk once it is due.
+    fn poll(
+        &mut self,
+        rx: &mut mpsc::Receiver<io::Result<Bytes>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Bytes>>> {
+        if self.held.is_none() {
+            let chunk = match ready!(rx.poll_recv(cx)) {
+                Some(Ok(chunk)) => chunk,
+                other => return Poll::Ready(other),
+            };
+            let started = *self.started.get_or_insert_with(Instant::now);
+            // Paced by the total so far: no drift from rounding each wait.
+            self.sent += chunk.len() as u64;
+            let due = started + Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
+            let sleep = Box::pin(tokio::time::sleep_until(due.into()));
+            self.held = Some((chunk, sleep));
+        }
+        let (_, sleep) = self.held.as_mut().expect("held");
+        ready!(sleep.as_mut().poll(cx));
+        let (chunk, _) = self.held.take().expect("held");
+        Poll::Ready(Some(Ok(chunk)))
+    }
 }
 
 impl Body {
@@ -37,14 +221,28 @@ impl Body {
         Self::Full(Some(bytes.into()))
     }
 
-    /// Bytes `start..` of a blob, as `write` makes them on a blocking thread, with `damage`
-    /// done on the way. `write` stops at its first failed write: when the client is gone.
+    /// Bytes `start..` of a blob, as `write` makes them on a blocking thread that holds
+    /// `ticket`, with `damage` done on the way. `write` stops at its first failed write:
+    /// when the client is gone.
     pub fn generated(
+        ticket: Ticket,
         start: u64,
         damage: Damage,
         write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
     ) -> Self {
-        Self::spawn(start, 0, damage, None, write)
+        Self::spawn(ticket, start, 0..u64::MAX, damage, None, write)
+    }
+
+    /// Bytes `range` of a blob that `write` can only make from its first byte (a
+    /// compressed one): those before the range are made and dropped, and the making
+    /// stops at the range's end, or as soon as the client is gone.
+    pub fn windowed(
+        ticket: Ticket,
+        range: std::ops::Range<u64>,
+        damage: Damage,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
+    ) -> Self {
+        Self::spawn(ticket, 0, range, damage, None, write)
     }
 
     /// Bytes `start..` of a blob that `write` makes whole, from its first byte, on a
@@ -53,14 +251,16 @@ impl Body {
     /// Otherwise the stream fails short of its length, so that no client or cache keeps
     /// it, and one `error:` line names the digest and the spec.
     pub fn checked(
+        ticket: Ticket,
         start: u64,
         damage: Damage,
         check: Check,
         write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
     ) -> Self {
         Self::spawn(
+            ticket,
             0,
-            start,
+            start..u64::MAX,
             damage,
             Some((check, HashingWriter::new(io::sink()))),
             write,
@@ -68,31 +268,41 @@ impl Body {
     }
 
     fn spawn(
+        ticket: Ticket,
         at: u64,
-        skip: u64,
+        window: std::ops::Range<u64>,
         damage: Damage,
         check: Option<(Check, HashingWriter<io::Sink>)>,
         write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
     ) -> Self {
         let (tx, rx) = mpsc::channel(DEPTH);
+        let pace = damage.rate.map(Pace::new);
         tokio::task::spawn_blocking(move || {
+            // The slot is the thread's: freed when the generator ends, however it ends.
+            let _ticket = ticket;
             let mut sender = Sender {
                 tx,
                 buf: Vec::with_capacity(CHUNK),
                 at,
-                skip,
+                skip: window.start.saturating_sub(at),
+                until: window.end,
                 damage,
                 check,
-                started: Instant::now(),
-                sent: 0,
             };
-            let result = write(&mut sender).and_then(|()| sender.finish());
+            let result = match write(&mut sender) {
+                // The window is full: the rest is not wanted.
+                Err(e) if sender.at >= sender.until && e.kind() == io::ErrorKind::WriteZero => {
+                    Ok(())
+                }
+                other => other,
+            };
+            let result = result.and_then(|()| sender.finish());
             if let Err(e) = result {
                 // The client may be gone: then nobody hears it.
                 let _ = sender.tx.blocking_send(Err(e));
             }
         });
-        Self::Stream(rx)
+        Self::Stream(rx, pace)
     }
 }
 
@@ -107,16 +317,18 @@ impl hyper::body::Body for Body {
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream(rx) => rx
-                .poll_recv(cx)
-                .map(|item| item.map(|r| r.map(Frame::data))),
+            Self::Stream(rx, pace) => match pace {
+                Some(pace) => pace.poll(rx, cx),
+                None => rx.poll_recv(cx),
+            }
+            .map(|item| item.map(|r| r.map(Frame::data))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Empty | Self::Full(None) => true,
-            Self::Full(Some(_)) | Self::Stream(_) => false,
+            Self::Full(Some(_)) | Self::Stream(..) => false,
         }
     }
 
@@ -124,7 +336,7 @@ impl hyper::body::Body for Body {
         match self {
             Self::Empty | Self::Full(None) => SizeHint::with_exact(0),
             Self::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            Self::Stream(_) => SizeHint::default(),
+            Self::Stream(..) => SizeHint::default(),
         }
     }
 }
@@ -140,6 +352,10 @@ pub(crate) struct Check {
     pub spec: String,
 }
 
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the client is gone")
+}
+
 /// Collects a generator's bytes into chunks and hands them to the response.
 struct Sender {
     tx: mpsc::Sender<io::Result<Bytes>>,
@@ -148,10 +364,10 @@ struct Sender {
     at: u64,
     /// Bytes at the start that are hashed but not sent: the part before a Range.
     skip: u64,
+    /// Blob offset of the end of the range: bytes from there on are not wanted.
+    until: u64,
     damage: Damage,
     check: Option<(Check, HashingWriter<io::Sink>)>,
-    started: Instant,
-    sent: u64,
 }
 
 impl Sender {
@@ -160,18 +376,9 @@ impl Sender {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        let len = chunk.len() as u64;
-        if let Some(rate) = self.damage.rate {
-            // Paced by the total so far: no drift from rounding each wait.
-            let due = Duration::from_secs_f64((self.sent + len) as f64 / rate as f64);
-            if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        self.sent += len;
         self.tx
             .blocking_send(Ok(Bytes::from(chunk)))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client is gone"))
+            .map_err(|_| gone())
     }
 
     /// Chunks small enough that a slow stream is paced smoothly.
@@ -224,6 +431,10 @@ impl Sender {
 impl Write for Sender {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.skip > 0 {
+            // Nothing is sent while a range's prefix is made: a gone client is seen here.
+            if self.tx.is_closed() {
+                return Err(gone());
+            }
             let n = usize::try_from(self.skip).map_or(data.len(), |s| s.min(data.len()));
             if let Some((_, hashing)) = &mut self.check {
                 hashing.write_all(&data[..n])?;
@@ -232,8 +443,15 @@ impl Write for Sender {
             self.at += n as u64;
             return Ok(n);
         }
+        if self.at >= self.until {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the range is full",
+            ));
+        }
         let room = self.chunk_len().saturating_sub(self.buf.len()).max(1);
-        let mut n = room.min(data.len());
+        let left = usize::try_from(self.until - self.at).unwrap_or(usize::MAX);
+        let mut n = room.min(data.len()).min(left);
         if let Some((_, hashing)) = &mut self.check {
             // The generated bytes, before any damage a fault does on purpose.
             hashing.write_all(&data[..n])?;
@@ -389,7 +607,7 @@ mod tests {
 
     /// Everything a body yields: its bytes, and whether it ended in an error.
     async fn drain(body: Body) -> (Vec<u8>, bool) {
-        let Body::Stream(mut rx) = body else {
+        let Body::Stream(mut rx, _) = body else {
             panic!("a stream")
         };
         let mut bytes = Vec::new();
@@ -407,14 +625,15 @@ mod tests {
         (0..3 * CHUNK + 17).map(|i| (i * 7 % 251) as u8).collect()
     }
 
-    fn checked(digest: &str, start: u64) -> Body {
+    async fn checked(digest: &str, start: u64) -> Body {
         let bytes = blob();
+        let ticket = Streams::new(1).acquire(None, false).await.expect("a slot");
         let check = Check {
             digest: digest.into(),
             size: bytes.len() as u64,
             spec: "1MB".into(),
         };
-        Body::checked(start, Damage::default(), check, move |out| {
+        Body::checked(ticket, start, Damage::default(), check, move |out| {
             // Odd writes, and flushes that are not the end, as an encoder's are.
             for piece in bytes.chunks(65_537) {
                 out.write_all(piece)?;
@@ -428,10 +647,13 @@ mod tests {
     async fn a_blob_that_hashes_to_its_digest_is_sent_whole_or_from_its_range() {
         let bytes = blob();
         let digest = Blob::of(&bytes).digest;
-        assert_eq!(drain(checked(&digest, 0)).await, (bytes.clone(), false));
+        assert_eq!(
+            drain(checked(&digest, 0).await).await,
+            (bytes.clone(), false)
+        );
         let start = CHUNK as u64 + 5;
         assert_eq!(
-            drain(checked(&digest, start)).await,
+            drain(checked(&digest, start).await).await,
             (bytes[start as usize..].to_vec(), false)
         );
     }
@@ -441,7 +663,7 @@ mod tests {
         let bytes = blob();
         let other = Blob::of(b"other").digest;
         for start in [0, CHUNK as u64 + 5, bytes.len() as u64 - 1] {
-            let (sent, failed) = drain(checked(&other, start)).await;
+            let (sent, failed) = drain(checked(&other, start).await).await;
             assert!(failed, "from {start}");
             assert!(
                 sent.len() < bytes.len() - start as usize,

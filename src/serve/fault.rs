@@ -5,6 +5,12 @@ use std::fmt;
 
 use crate::spec::{format_size, parse_byte_size};
 
+/// The slowest `slow-` rate, in bytes a second. A paced stream keeps a generator slot (of
+/// the paced streams' share) until its last byte: at 1 B/s a MiB would hold it for twelve
+/// days, at 1 KiB/s for seventeen minutes. Paced chunks are at least 1 KiB, so at the
+/// floor one leaves every second and a paced stream buffers about 3 KiB.
+pub(crate) const SLOW_FLOOR: u64 = 1024;
+
 /// A failure the server plays for the names under `faults/<fault>/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Fault {
@@ -43,6 +49,11 @@ impl Fault {
                     Ok(0) | Err(_) => {
                         return Err(format!(
                             "fault `{segment}` needs a rate in bytes a second, e.g. `slow-1mb`"
+                        ))
+                    }
+                    Ok(bytes) if bytes < SLOW_FLOOR => {
+                        return Err(format!(
+                            "fault `{segment}` is slower than the floor of 1kb a second (`slow-1kb`): a paced stream holds a generator slot for as long as its rate says"
                         ))
                     }
                     Ok(bytes) => Self::Slow(bytes),
@@ -114,6 +125,12 @@ mod tests {
         assert!(Fault::parse("slow-0")
             .expect_err("zero")
             .contains("`slow-0`"));
+        let floor = Fault::parse("slow-1b").expect_err("below the floor");
+        assert!(
+            floor.contains("`slow-1b`") && floor.contains("`slow-1kb`"),
+            "{floor}"
+        );
+        assert_eq!(Fault::parse("slow-1kb"), Ok(Fault::Slow(1024)));
         assert!(Fault::parse("slow")
             .expect_err("no rate")
             .contains("unknown fault `slow`"));

@@ -14,9 +14,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::{Gate, Presented, Verdict};
-use super::body::{Body, Check, Logged, Recording};
+use super::body::{Body, Check, Logged, Recording, Streams, Ticket, QUEUE_WAIT};
 use super::catalog::{Catalog, Stored};
-use super::conn::Flushes;
+use super::conn::{Activity, Flushes};
 use super::fault::{Damage, Fault};
 use super::images_file::Named;
 use super::metrics::{Metrics, Route};
@@ -224,7 +224,7 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
     if is_manifest {
         manifest(state, &name, reference, &request, head).await
     } else {
-        blob(state, &name, reference, &request, head)
+        blob(state, &name, reference, &request, head).await
     }
 }
 
@@ -342,7 +342,7 @@ fn accepts(request: &Request<Incoming>, media_type: &str) -> bool {
     !any
 }
 
-fn blob(
+async fn blob(
     state: &State,
     name: &Name,
     digest: &str,
@@ -408,9 +408,13 @@ fn blob(
         Body::Empty
     } else {
         let damage = Damage::of(&name.faults, size);
+        let ticket = match stream_slot(request, damage.rate.is_some()).await {
+            Ok(ticket) => ticket,
+            Err(refused) => return refused,
+        };
         let start = range.start;
         match stored {
-            Stored::Config(bytes) => Body::generated(start, damage, move |out| {
+            Stored::Config(bytes) => Body::generated(ticket, start, damage, move |out| {
                 let (a, b) = (usize::try_from(range.start), usize::try_from(range.end));
                 match (a, b) {
                     (Ok(a), Ok(b)) => out.write_all(&bytes[a..b]),
@@ -428,19 +432,57 @@ fn blob(
                     size,
                     spec: layer.spec.canonical(),
                 };
-                Body::checked(start, damage, check, move |out| layer.write(out))
+                Body::checked(ticket, start, damage, check, move |out| layer.write(out))
+            }
+            // Any other compressed range is made from the first byte too; the stream's own
+            // window drops the prefix, so that it sees a client that left meanwhile.
+            Stored::Layer(layer, _) if layer.compressed() => {
+                Body::windowed(ticket, range, damage, move |out| layer.write(out))
             }
             Stored::Layer(layer, _) if range == (0..size) => {
-                Body::generated(start, damage, move |out| layer.write(out))
+                Body::generated(ticket, start, damage, move |out| layer.write(out))
             }
-            Stored::Layer(layer, _) => {
-                Body::generated(start, damage, move |out| layer.write_range(range, out))
-            }
+            Stored::Layer(layer, _) => Body::generated(ticket, start, damage, move |out| {
+                layer.write_range(range, out)
+            }),
         }
     };
     response
         .body(body)
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad header"))
+}
+
+/// A generator slot for a blob stream, or the 429 that says to come back: the stream
+/// pool and the connection come with the request, from the listener.
+async fn stream_slot(request: &Request<Incoming>, paced: bool) -> Result<Ticket, Response<Body>> {
+    let Some(streams) = request.extensions().get::<Arc<Streams>>() else {
+        // Every connection the listener serves has one; a request without is a bug.
+        return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "no stream pool"));
+    };
+    let activity = request.extensions().get::<Arc<Activity>>();
+    streams.acquire(activity, paced).await.map_err(|full| {
+        let (what, flag) = if full.paced {
+            (
+                "paced (faults/slow-…) streams",
+                "a quarter of `--max-streams`",
+            )
+        } else {
+            ("streams", "`--max-streams`")
+        };
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+            &format!(
+                "all {} {what} are busy ({flag}) and none came free in {} s; try again",
+                full.max,
+                QUEUE_WAIT.as_secs()
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+    })
 }
 
 #[derive(Debug, PartialEq, Eq)]

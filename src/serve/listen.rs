@@ -7,28 +7,41 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::sync::watch;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::rustls;
 
-use super::conn::{Flushes, Stream, Watched};
+use super::body::Streams;
+use super::conn::{Activity, Flushes, Stream, Timeouts, Tracked, Watched};
 use super::http::{handle, State};
 use super::ServeError;
 
 /// How long a stop waits for responses under way (a blob stream, say) before cutting them.
 const GRACE: Duration = Duration::from_secs(3);
 
+/// What bounds the connections: their time limits and how many at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub timeouts: Timeouts,
+    pub tls_handshake: Option<Duration>,
+    /// Connections at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+}
+
 /// Serves `listener` until `stop` says so.
 pub(crate) async fn serve(
     listener: std::net::TcpListener,
     state: Arc<State>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    streams: Arc<Streams>,
+    limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         return;
     };
+    let connections_allowed = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -43,29 +56,65 @@ pub(crate) async fn serve(
             _ = stop.changed() => break,
         };
         while connections.try_join_next().is_some() {}
+        // Over the cap, the cheapest refusal: closed at once, before any buffer, task or
+        // TLS handshake; the client sees a reset and can retry. Leaving it in the backlog
+        // instead would let a flood of idle sockets fill the backlog for everyone.
+        let Ok(admitted) = Arc::clone(&connections_allowed).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
+        let streams = Arc::clone(&streams);
         let tls = tls.clone();
         let mut stop = stop.clone();
         connections.spawn(async move {
+            let _admitted = admitted;
             let flushes = Arc::new(Flushes::default());
+            let activity = Arc::new(Activity::default());
             let watched = Arc::clone(&flushes);
+            let active = Arc::clone(&activity);
             let service = service_fn(move |mut request: hyper::Request<_>| {
                 let state = Arc::clone(&state);
+                let busy = active.begin();
                 request.extensions_mut().insert(Arc::clone(&watched));
-                async move { Ok::<_, Infallible>(handle(state, request, peer).await) }
+                request.extensions_mut().insert(Arc::clone(&active));
+                request.extensions_mut().insert(Arc::clone(&streams));
+                async move {
+                    let response = handle(state, request, peer).await;
+                    Ok::<_, Infallible>(response.map(|inner| Tracked { inner, _busy: busy }))
+                }
             });
-            let builder = hyper::server::conn::http1::Builder::new();
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            // hyper's header timer starts when a connection is ready for a request: at
+            // its start, and on keep-alive once a response is done, so it bounds the
+            // idle wait and the headers together. `Watched` times the two apart (the
+            // idle wait, then the headers from their first byte); hyper's timer is a
+            // backstop over both.
+            let t = limits.timeouts;
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(t.header.zip(t.idle).map(|(h, i)| h + i));
             // One path for both: a boxed stream costs a virtual call per read or write,
             // and writes here are chunks of a megabyte.
             let io: Box<dyn Stream> = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => Box::new(stream),
-                    Err(_) => return,
-                },
+                Some(acceptor) => {
+                    let accept = acceptor.accept(stream);
+                    let accepted = match limits.tls_handshake {
+                        Some(limit) => match tokio::time::timeout(limit, accept).await {
+                            Ok(accepted) => accepted,
+                            Err(_) => return,
+                        },
+                        None => accept.await,
+                    };
+                    match accepted {
+                        Ok(stream) => Box::new(stream),
+                        Err(_) => return,
+                    }
+                }
                 None => Box::new(stream),
             };
-            let stream = Watched { io, flushes };
+            let stream = Watched::new(io, flushes, activity, limits.timeouts);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             tokio::select! {

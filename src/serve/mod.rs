@@ -34,6 +34,7 @@ mod name;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -83,6 +84,37 @@ pub struct ServeOptions {
     /// The key of bearer tokens: replicas given the same one accept each other's tokens.
     /// `None`: a random one at each start, so tokens die with the process.
     pub token_secret: Option<TokenSecret>,
+
+    // What one client can hold: generator threads, time, connections.
+    /// Blob streams generated at once (`--max-streams`); a quarter of them at most paced.
+    pub max_streams: usize,
+    /// How long a connection's writes may make no progress (`--write-timeout`).
+    pub write_timeout: Option<Duration>,
+    /// How long a request's headers may take (`--header-timeout`).
+    pub header_timeout: Option<Duration>,
+    /// How long a connection may wait idle for its next request (`--idle-timeout`).
+    pub idle_timeout: Option<Duration>,
+    /// How long a TLS handshake may take (`--tls-handshake-timeout`).
+    pub tls_handshake_timeout: Option<Duration>,
+    /// Connections at once (`--max-connections`), within what the open-file limit allows.
+    pub max_connections: usize,
+}
+
+/// Defaults of the limits; the measurements behind them are in docs/serve.md.
+impl ServeOptions {
+    /// Streams at once: a stream whose client stopped reading holds about 4 MiB (its
+    /// chunks in flight) until it is cut, so 64 of them hold about 256 MiB.
+    pub const MAX_STREAMS: usize = 64;
+    /// Writes stuck this long close the connection.
+    pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Request headers, from their first byte (or the connection's start).
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Between requests on a keep-alive connection.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// A TLS handshake.
+    pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Connections at once: an idle one costs about 10 KiB (20 KiB over TLS).
+    pub const MAX_CONNECTIONS: usize = 4096;
 }
 
 impl ServeOptions {
@@ -100,6 +132,12 @@ impl ServeOptions {
             metrics: MetricsAccess::Open,
             public_url: None,
             token_secret: None,
+            max_streams: Self::MAX_STREAMS,
+            write_timeout: Some(Self::WRITE_TIMEOUT),
+            header_timeout: Some(Self::HEADER_TIMEOUT),
+            idle_timeout: Some(Self::IDLE_TIMEOUT),
+            tls_handshake_timeout: Some(Self::TLS_HANDSHAKE_TIMEOUT),
+            max_connections: Self::MAX_CONNECTIONS,
         }
     }
 }
@@ -268,6 +306,7 @@ fn line_of(line: usize) -> String {
 pub struct Server {
     addr: SocketAddr,
     public_url: String,
+    max_connections: usize,
     stop: watch::Sender<bool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -310,11 +349,29 @@ impl Server {
         // `Host`, which its client chooses.
         let public_url =
             public_url.unwrap_or_else(|| auth::default_public_url(addr, tls.is_some()));
+        let max_connections = options.max_connections.min(connection_room()).max(1);
+        let max_streams = options.max_streams.max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("image-maker-serve")
+            // Everything on the blocking pool: the stream generators, bounded by
+            // `max_streams` (paced ones within it), and the manifests' digest passes,
+            // which are bounded elsewhere; DIGEST_ROOM leaves them room, so that a full
+            // stream pool never queues a manifest behind it. A bound on passes above
+            // DIGEST_ROOM must raise it.
+            .max_blocking_threads(max_streams + DIGEST_ROOM)
             .build()
             .map_err(ServeError::Runtime)?;
+        let streams = Arc::new(body::Streams::new(max_streams));
+        let limits = listen::Limits {
+            timeouts: conn::Timeouts {
+                write: options.write_timeout,
+                header: options.header_timeout,
+                idle: options.idle_timeout,
+            },
+            tls_handshake: options.tls_handshake_timeout,
+            max_connections,
+        };
         let state = Arc::new(http::State {
             catalog: catalog::Catalog::new(
                 options.mtime,
@@ -332,7 +389,9 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("image-maker-serve".into())
             .spawn(move || {
-                runtime.block_on(listen::serve(listener, state, tls, stopped));
+                runtime.block_on(listen::serve(
+                    listener, state, tls, streams, limits, stopped,
+                ));
                 // Generators of streams that were cut stop at their next chunk.
                 runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             })
@@ -340,6 +399,7 @@ impl Server {
         Ok(Self {
             addr,
             public_url,
+            max_connections,
             stop,
             thread: Mutex::new(Some(thread)),
         })
@@ -357,6 +417,12 @@ impl Server {
         &self.public_url
     }
 
+    /// The connections it takes at once: [`ServeOptions::max_connections`], or less if
+    /// the open-file limit leaves less room.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
     /// Stops accepting, lets responses under way finish for a few seconds, and returns once
     /// everything has stopped.
     pub fn stop(&self) {
@@ -366,6 +432,27 @@ impl Server {
             let _ = thread.join();
         }
     }
+}
+
+/// Blocking threads kept beside the stream generators for the digest passes of manifests.
+const DIGEST_ROOM: usize = 32;
+/// Descriptors kept for everything but connections: the listener, the runtime's, the
+/// cache's files and memos, stdio.
+const FD_RESERVE: u64 = 64;
+
+/// The connections the open-file limit leaves room for, once raised to its hard limit:
+/// each connection is one descriptor.
+fn connection_room() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return usize::MAX;
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    usize::try_from(soft.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX)
 }
 
 impl Drop for Server {
