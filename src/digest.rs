@@ -4,10 +4,16 @@ use std::io::{self, Write};
 
 use sha2::{Digest as _, Sha256};
 
-/// Whether `text` is a digest as this crate writes them: `sha256:` and 64 hex digits.
+/// Whether `text` is a sha256 digest as the image spec writes them: `sha256:` and 64
+/// lowercase hex digits.
 pub(crate) fn is_sha256(text: &str) -> bool {
-    text.strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    sha256_hex(text).is_some()
+}
+
+/// The hex digits of a sha256 digest as the image spec writes them.
+pub(crate) fn sha256_hex(text: &str) -> Option<&str> {
+    let hex = text.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
 }
 
 /// Hashes and counts every byte written, passing them on to `inner`.

@@ -134,12 +134,47 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = ServeOptions::MAX_CONNECTIONS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
+
+    // What one request may cost: docs/serve.md gives the measurements behind the defaults.
+    /// Refuse (403) an image whose layers' sizes (the spec's, per platform) sum to more;
+    /// its digest pass costs about 0.7 CPU s per GiB plain, 1.7 gzip, 1.1 zstd
+    #[arg(long, value_name = "SIZE", default_value = "16GB", value_parser = parse_size)]
+    pub max_image_size: u64,
+
+    /// Refuse (403) an image of more layers
+    #[arg(long, value_name = "N", default_value_t = serve::limits::MAX_LAYERS)]
+    pub max_layers: u64,
+
+    /// Refuse (403) an image of more tar entries (files, directories, links, whiteouts);
+    /// planning keeps about 150 bytes an entry and peaks at about 330
+    #[arg(long, value_name = "N", default_value_t = serve::limits::MAX_ENTRIES)]
+    pub max_entries: u64,
+
+    /// Digest passes at once (default: a quarter of the cores, at least 2), each on the
+    /// cores shared out among them
+    #[arg(long, value_name = "N", default_value_t = serve::limits::max_digest_passes() as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_digest_passes: u64,
+
+    /// Digest passes waiting for one (default: 4 per pass); beyond, 429 with Retry-After
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=65536))]
+    pub digest_queue: Option<u64>,
+
+    /// Bytes of layer plans kept for streams once no stream uses them (a plan dropped is
+    /// made again on demand)
+    #[arg(long, value_name = "SIZE", default_value = "64MB", value_parser = parse_size)]
+    pub plan_cache: u64,
 }
 
 /// A timeout flag's value; `0s` is none.
 fn timeout(text: &str) -> Result<Option<Duration>, Error> {
     let duration = super::cache::parse_duration(text)?;
     Ok((!duration.is_zero()).then_some(duration))
+}
+
+/// `--max-image-size 64GB`, `--plan-cache 16MB`: the units of a spec.
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::spec::parse_byte_size(text)
+        .map_err(|e| format!("{e} (hint: a size as a spec writes it, e.g. `64GB` or `512MB`)"))
 }
 
 /// `image-maker tag SPEC`.
@@ -192,6 +227,15 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
     options.idle_timeout = timeout(&args.idle_timeout)?;
     options.tls_handshake_timeout = timeout(&args.tls_handshake_timeout)?;
     options.max_connections = args.max_connections;
+    options.max_image_size = args.max_image_size;
+    options.max_layers = args.max_layers;
+    options.max_entries = args.max_entries;
+    options.max_digest_passes = usize::try_from(args.max_digest_passes).unwrap_or(usize::MAX);
+    options.digest_queue = match args.digest_queue {
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => serve::limits::digest_queue(options.max_digest_passes),
+    };
+    options.plan_cache = args.plan_cache;
     options.cache_dir = match Cache::from_env() {
         Ok(cache) => Some(cache.root().to_path_buf()),
         Err(e) => {

@@ -2,19 +2,21 @@
 //! the builders' own metadata code, and every digest it has handed out, so that a client
 //! can come back by digest.
 //!
-//! A layer's digest needs one pass over its bytes. That pass runs once per spec: layers in
-//! parallel on every core, the result kept in memory and in the memo (`memo`). Blobs are
-//! never stored.
+//! A layer's digest needs one pass over its bytes. That pass runs once per spec (on the
+//! bounded pool of `passes`): layers in parallel on the pass's threads, the result kept in
+//! memory and in the memo (`memo`). Blobs are never stored. What is kept in memory is
+//! bounded (`bounded`): a digest forgotten is found again from its tag, or the memo.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::generate::{Hashed, Layer, Plans};
+use super::bounded::Bounded;
+use super::generate::{Hashed, Layer, PlanCache, Plans};
 use super::memo::{self, MemoDir};
+use super::passes::Cancel;
 use crate::digest::Blob;
 use crate::image::{self, LayerInfo};
 use crate::platform::Platform;
@@ -52,39 +54,133 @@ impl Stored {
     }
 }
 
-/// Layer digests of one image, computed once however many ask at the same time.
-type Digests = Arc<OnceLock<Result<Arc<Vec<Hashed>>, String>>>;
+/// How much the catalog keeps in memory, and the work one pass may do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// Bytes of plans kept when no stream uses them (`--plan-cache`).
+    pub plans: u64,
+    /// Bytes of layer digests kept, by image (`~200` a layer).
+    pub digests: u64,
+    /// Bytes of known blobs kept, by digest (`~300` a layer, a config's size).
+    pub blobs: u64,
+    /// Bytes of manifests and indexes kept, by digest.
+    pub manifests: u64,
+}
+
+/// 16 MiB each of digests and manifests, 32 of blobs: tens of thousands of images, each a
+/// pass of seconds, before anything is forgotten; and at most 64 MiB in all.
+pub(crate) const MAP_BUDGETS: (u64, u64, u64) = (16 << 20, 32 << 20, 16 << 20);
+
+impl Bounds {
+    pub fn with_plans(plans: u64) -> Self {
+        let (digests, blobs, manifests) = MAP_BUDGETS;
+        Self {
+            plans,
+            digests,
+            blobs,
+            manifests,
+        }
+    }
+}
+
+/// The threads a pass hashes on and the flag that stops it.
+#[derive(Debug, Clone)]
+pub(crate) struct Work {
+    pub threads: usize,
+    pub cancel: Cancel,
+}
+
+impl Default for Work {
+    /// Every core, never stopped: a call from outside a pass (a test, the memo at start).
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cancel: Cancel::default(),
+        }
+    }
+}
+
+/// What an entry of the maps costs besides its value: the key, the LRU's links, the
+/// allocator's rounding.
+const ENTRY: u64 = 160;
 
 /// Every manifest and blob the server has made, by digest.
 #[derive(Debug)]
 pub(crate) struct Catalog {
     mtime: u64,
     memo: Option<MemoDir>,
-    digests: Mutex<HashMap<String, Digests>>,
-    blobs: RwLock<HashMap<String, Stored>>,
-    manifests: RwLock<HashMap<String, Arc<Manifest>>>,
+    plans: Arc<PlanCache>,
+    /// Layer digests of images, by memo key. A pass is not shared here but on the pool
+    /// (`passes`), which joins requesters of one image: a cancelled pass leaves nothing.
+    digests: Bounded<String, Arc<Vec<Hashed>>>,
+    blobs: Bounded<String, Stored>,
+    manifests: Bounded<String, Arc<Manifest>>,
 }
 
 impl Catalog {
     /// `memo`: the directory of the digest memo, read as images are asked for (never all
     /// at start); `None` keeps digests in memory only.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new(mtime: u64, memo: Option<PathBuf>) -> Self {
+        Self::bounded(mtime, memo, Bounds::with_plans(super::limits::PLAN_CACHE))
+    }
+
+    /// [`new`](Self::new), keeping within `bounds`.
+    pub fn bounded(mtime: u64, memo: Option<PathBuf>, bounds: Bounds) -> Self {
         Self {
             mtime,
             memo: memo.map(MemoDir::new),
-            digests: Mutex::default(),
-            blobs: RwLock::default(),
-            manifests: RwLock::default(),
+            plans: Arc::new(PlanCache::new(bounds.plans)),
+            digests: Bounded::new(bounds.digests, |key, blobs| {
+                ENTRY + key.len() as u64 + 200 * blobs.len() as u64
+            }),
+            blobs: Bounded::new(bounds.blobs, |key, stored| {
+                ENTRY
+                    + key.len() as u64
+                    + match stored {
+                        Stored::Layer(..) => std::mem::size_of::<Stored>() as u64 + 64,
+                        Stored::Config(bytes) => bytes.len() as u64,
+                    }
+            }),
+            manifests: Bounded::new(bounds.manifests, |key, manifest| {
+                ENTRY + key.len() as u64 + (manifest.bytes.len() + manifest.digest.len()) as u64
+            }),
         }
     }
 
     /// The manifest of `spec` for `platform`: the one `image-maker -s SPEC --platform P -o oci:`
     /// writes. The first call for a spec hashes its layers; call it off the async threads.
     pub fn manifest(&self, spec: &Spec, platform: &Platform) -> Result<Arc<Manifest>, Error> {
+        self.image(spec, std::slice::from_ref(platform), Some(&Work::default()))
+            .and_then(|found| found.ok_or_else(|| unreachable_miss(spec)))
+    }
+
+    /// The manifest of `spec` for one platform, or the index of several: with `work`, a
+    /// pass on its threads (stopped by its flag) for digests not known; without, only from
+    /// the digests in memory (`None` when one is not there), which costs no pass.
+    pub fn image(
+        &self,
+        spec: &Spec,
+        platforms: &[Platform],
+        work: Option<&Work>,
+    ) -> Result<Option<Arc<Manifest>>, Error> {
+        match platforms {
+            [platform] => self.manifest_with(spec, platform, work),
+            list => self.index_with(spec, list, work),
+        }
+    }
+
+    fn manifest_with(
+        &self,
+        spec: &Spec,
+        platform: &Platform,
+        work: Option<&Work>,
+    ) -> Result<Option<Arc<Manifest>>, Error> {
         // As a build request spells it.
         let spec = Arc::new(spec.normalized());
-        let plans = Plans::default();
-        let blobs = self.layer_blobs(&spec, &plans, platform)?;
+        let Some(blobs) = self.layer_blobs(&spec, platform, work)? else {
+            return Ok(None);
+        };
         let infos: Vec<LayerInfo> = blobs
             .iter()
             .zip(spec.layers())
@@ -103,33 +199,39 @@ impl Catalog {
             digest: metadata.manifest_blob.digest,
             media_type: MANIFEST_TYPE,
         });
-        let mut known = self.blobs.write().unwrap_or_else(|e| e.into_inner());
-        known.insert(
-            metadata.config_blob.digest,
-            Stored::Config(Bytes::from(metadata.config)),
-        );
+        // Layers first, so that the manifest is never known without its blobs.
         for (hashed, number) in blobs.iter().zip(1..) {
-            known.entry(hashed.blob.digest.clone()).or_insert_with(|| {
-                let plans = Arc::clone(&plans);
+            self.blobs.put_new(hashed.blob.digest.clone(), || {
+                // No plan held: what is kept per blob costs no memory for a plan.
+                let plans = Plans::new(&self.plans);
                 let layer = Layer::new(Arc::clone(&spec), plans, platform, number, self.mtime);
                 Stored::Layer(layer, hashed.blob.size)
             });
         }
-        drop(known);
+        self.blobs.put(
+            metadata.config_blob.digest,
+            Stored::Config(Bytes::from(metadata.config)),
+        );
         self.manifests
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(manifest.digest.clone(), Arc::clone(&manifest));
-        Ok(manifest)
+            .put(manifest.digest.clone(), Arc::clone(&manifest));
+        Ok(Some(manifest))
     }
 
     /// The index of `spec` for `platforms`: the one `image-maker -s SPEC --platform A,B -o
     /// oci:` writes, naming each platform's manifest (which clients then ask for by digest).
-    pub fn index(&self, spec: &Spec, platforms: &[Platform]) -> Result<Arc<Manifest>, Error> {
-        let manifests = platforms
-            .iter()
-            .map(|platform| self.manifest(spec, platform))
-            .collect::<Result<Vec<_>, _>>()?;
+    fn index_with(
+        &self,
+        spec: &Spec,
+        platforms: &[Platform],
+        work: Option<&Work>,
+    ) -> Result<Option<Arc<Manifest>>, Error> {
+        let mut manifests = Vec::with_capacity(platforms.len());
+        for platform in platforms {
+            match self.manifest_with(spec, platform, work)? {
+                Some(manifest) => manifests.push(manifest),
+                None => return Ok(None),
+            }
+        }
         let blobs: Vec<Blob> = manifests
             .iter()
             .map(|m| Blob {
@@ -153,31 +255,22 @@ impl Catalog {
                 .collect();
             memo.write_index(&index.digest, &keys);
         }
-        self.manifests
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(index.digest.clone(), Arc::clone(&index));
-        Ok(index)
+        self.manifests.put(index.digest.clone(), Arc::clone(&index));
+        Ok(Some(index))
     }
 
     /// A manifest handed out before, by this server or (through the memo) by another.
     pub fn manifest_by_digest(&self, digest: &str) -> Option<Arc<Manifest>> {
-        let found = || {
-            let known = self.manifests.read().unwrap_or_else(|e| e.into_inner());
-            known.get(digest).cloned()
-        };
+        let found = || self.manifests.get(&digest.to_owned());
         // Only a well-formed digest is looked for on disk.
         found()
-            .or_else(|| (memo::digest_hex(digest).is_some() && self.recall(digest)).then(found)?)
+            .or_else(|| (crate::digest::is_sha256(digest) && self.recall(digest)).then(found)?)
     }
 
     /// A blob of a manifest handed out before, by this server or (through the memo) by
     /// another.
     pub fn blob(&self, digest: &str) -> Option<Stored> {
-        let found = || {
-            let known = self.blobs.read().unwrap_or_else(|e| e.into_inner());
-            known.get(digest).cloned()
-        };
+        let found = || self.blobs.get(&digest.to_owned());
         found().or_else(|| self.recall(digest).then(found)?)
     }
 
@@ -191,22 +284,12 @@ impl Catalog {
         let made = MemoDir::with_recalled(&recalled, || {
             let platforms: Vec<Platform> =
                 recalled.images.iter().map(|(p, ..)| p.clone()).collect();
-            match (recalled.index, platforms.as_slice()) {
-                (false, [platform]) => self.manifest(&recalled.spec, platform).is_ok(),
-                _ => self.index(&recalled.spec, &platforms).is_ok(),
-            }
+            // From the memos alone: never a pass.
+            self.image(&recalled.spec, &platforms, None)
+            .is_ok_and(|made| made.is_some())
         });
-        let known = made
-            && (self
-                .blobs
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(digest)
-                || self
-                    .manifests
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains_key(digest));
+        let key = digest.to_owned();
+        let known = made && (self.blobs.get(&key).is_some() || self.manifests.get(&key).is_some());
         if !known {
             memo.missed(digest);
         }
@@ -218,45 +301,62 @@ impl Catalog {
     fn layer_blobs(
         &self,
         spec: &Arc<Spec>,
-        plans: &Plans,
         platform: &Platform,
-    ) -> Result<Arc<Vec<Hashed>>, Error> {
+        work: Option<&Work>,
+    ) -> Result<Option<Arc<Vec<Hashed>>>, Error> {
         let key = memo::key(spec, platform, self.mtime);
-        let cell = {
-            let mut digests = self.digests.lock().unwrap_or_else(|e| e.into_inner());
-            Arc::clone(digests.entry(key.clone()).or_default())
-        };
-        // Whoever comes first computes; the others wait for that one pass.
-        let result = cell.get_or_init(|| {
-            let memo = self.memo.as_ref();
-            if let Some(blobs) = memo.and_then(|m| m.read(&key, spec, platform, self.mtime)) {
-                return Ok(Arc::new(blobs));
-            }
+        if let Some(blobs) = self.digests.get(&key) {
+            return Ok(Some(blobs));
+        }
+        let memo = self.memo.as_ref();
+        // A memo is one small file, read without blocking: no pass.
+        if let Some(blobs) = memo.and_then(|m| m.read(&key, spec, platform, self.mtime)) {
+            let blobs = Arc::new(blobs);
+            self.digests.put(key, Arc::clone(&blobs));
+            return Ok(Some(blobs));
+        }
+        let Some(work) = work else { return Ok(None) };
+        let result = (|| {
+            let plans = Plans::new(&self.plans);
             let blobs =
-                hash_layers(spec, plans, platform, self.mtime).map_err(|e| e.to_string())?;
+                hash_layers(spec, &plans, platform, self.mtime, work).map_err(|e| e.to_string())?;
             if let Some(memo) = memo {
                 memo.write(&key, spec, platform, self.mtime, &blobs);
             }
             Ok(Arc::new(blobs))
-        });
-        result.clone().map_err(|detail| Error::Generate {
+        })();
+        let blobs = result.map_err(|detail| Error::Generate {
             spec: spec.canonical(),
             detail,
-        })
+        })?;
+        self.digests.put(key, Arc::clone(&blobs));
+        Ok(Some(blobs))
     }
 }
 
-/// Hashes every layer of `spec`, as many at once as there are cores.
+/// A pass with work always finds digests: never seen, but not a panic if it were.
+fn unreachable_miss(spec: &Spec) -> Error {
+    Error::Generate {
+        spec: spec.canonical(),
+        detail: "no digests after a pass".into(),
+    }
+}
+
+/// Hashes every layer of `spec` on `work.threads` threads: that many layers at once, and
+/// a layer's encoder on the threads left over (one layer of a one-layer image gets them
+/// all). Every layer stops at its next chunk once the pass is cancelled.
 fn hash_layers(
     spec: &Arc<Spec>,
     plans: &Plans,
     platform: &Platform,
     mtime: u64,
+    work: &Work,
 ) -> std::io::Result<Vec<Hashed>> {
     let count = spec.layers().len();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(count);
+    let workers = work.threads.max(1).min(count.max(1));
+    let encoders = (work.threads / workers).max(1);
+    // Planned once, here, and held by every layer of the pass while it runs.
+    plans.of(spec);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<std::io::Result<Hashed>>>> =
         Mutex::new((0..count).map(|_| None).collect());
@@ -264,12 +364,12 @@ fn hash_layers(
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= count {
+                if index >= count || work.cancel.load(Ordering::Relaxed) {
                     return;
                 }
                 let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
-                let blob =
-                    Layer::new(Arc::clone(spec), Arc::clone(plans), platform, number, mtime).hash();
+                let layer = Layer::new(Arc::clone(spec), plans.clone(), platform, number, mtime);
+                let blob = layer.hash(encoders, &work.cancel);
                 results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(blob);
             });
         }

@@ -1,11 +1,16 @@
 //! Layer bytes on request: the whole blob through the builders' own tar writer, or any
 //! byte range of it, started from offsets computed from the plan (in O(log files) for a
-//! flat layer, by a walk over a tree's entries). Nothing is ever stored.
+//! flat layer, by a walk over a tree's entries). Nothing is ever stored but plans, and those
+//! within a byte budget ([`PlanCache`]).
 
 use std::io::{self, Write};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use rustc_hash::FxHashMap;
+
+use super::passes::Cancel;
 use crate::digest::{Blob, HashingWriter};
 use crate::layer::{self, TarOptions, TarWriter, CHUNK};
 use crate::plan::LayerPlan;
@@ -22,13 +27,136 @@ pub(crate) struct Layer {
     /// 1-based.
     pub number: u32,
     pub mtime: u64,
-    /// The image's plans, made on first use and shared by its layers, so that links and
-    /// whiteouts see the layers below without planning them again.
+    /// The image's plans, taken from the cache on first use and then held by this layer
+    /// (and its clones made after), so that links and whiteouts see the layers below
+    /// without planning them again.
     plans: Plans,
 }
 
-/// The plans of one spec's layers, shared by the [`Layer`]s of its images.
-pub(crate) type Plans = Arc<std::sync::OnceLock<Vec<LayerPlan>>>;
+/// Where a [`Layer`] gets its image's plans: the cache, once, then kept while the layer
+/// lives. A clone made before first use takes them from the cache again: what the catalog
+/// keeps per blob holds none, so a plan no stream uses is the cache's to drop.
+#[derive(Debug, Clone)]
+pub(crate) struct Plans {
+    cache: Arc<PlanCache>,
+    got: OnceLock<Arc<Vec<LayerPlan>>>,
+}
+
+impl Plans {
+    pub fn new(cache: &Arc<PlanCache>) -> Self {
+        Self {
+            cache: Arc::clone(cache),
+            got: OnceLock::new(),
+        }
+    }
+
+    /// The plans of `spec`'s layers, from the cache (or made there) on first use.
+    pub fn of(&self, spec: &Spec) -> &Arc<Vec<LayerPlan>> {
+        self.got.get_or_init(|| self.cache.get(spec))
+    }
+}
+
+/// Plans of specs by their canonical form (a plan depends on the spec alone, not the
+/// platform or mtime), least recently used dropped first beyond `budget` bytes. A plan
+/// dropped here lives on while a stream holds it and is made again when asked for; a plan
+/// larger than the whole budget is made for its users and never kept.
+#[derive(Debug)]
+pub(crate) struct PlanCache {
+    budget: u64,
+    inner: Mutex<PlanInner>,
+}
+
+#[derive(Debug)]
+struct PlanInner {
+    kept: lru::LruCache<String, (Arc<Vec<LayerPlan>>, u64)>,
+    weight: u64,
+    /// Plans being made, so that requesters of the same spec wait for one.
+    making: FxHashMap<String, Arc<OnceLock<Arc<Vec<LayerPlan>>>>>,
+}
+
+impl PlanCache {
+    pub fn new(budget: u64) -> Self {
+        Self {
+            budget,
+            inner: Mutex::new(PlanInner {
+                kept: lru::LruCache::unbounded(),
+                weight: 0,
+                making: FxHashMap::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PlanInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The plans of `spec`'s layers: kept, being made by another request, or made here.
+    pub fn get(&self, spec: &Spec) -> Arc<Vec<LayerPlan>> {
+        let key = spec.canonical();
+        let cell = {
+            let mut inner = self.lock();
+            if let Some((plans, _)) = inner.kept.get(&key) {
+                return Arc::clone(plans);
+            }
+            Arc::clone(inner.making.entry(key.clone()).or_default())
+        };
+        let plans = Arc::clone(cell.get_or_init(|| Arc::new(crate::plan::layers(spec))));
+        let mut inner = self.lock();
+        if inner
+            .making
+            .get(&key)
+            .is_some_and(|c| Arc::ptr_eq(c, &cell))
+        {
+            inner.making.remove(&key);
+            let weight = plan_weight(&plans);
+            if weight <= self.budget {
+                inner.weight += weight;
+                if let Some((_, old)) = inner.kept.put(key, (Arc::clone(&plans), weight)) {
+                    inner.weight -= old;
+                }
+                while inner.weight > self.budget {
+                    let Some((_, (_, dropped))) = inner.kept.pop_lru() else {
+                        break;
+                    };
+                    inner.weight -= dropped;
+                }
+            }
+        }
+        plans
+    }
+
+    /// Bytes of the plans kept.
+    #[cfg(test)]
+    pub fn weight(&self) -> u64 {
+        self.lock().weight
+    }
+}
+
+/// Roughly what `plans` hold in memory: a listed layer's entries, their paths and link
+/// targets, and the index of its files; a flat layer's are computed as they are read.
+/// Counted as allocated (a `String`'s bytes in blocks of 16, as malloc rounds them).
+pub(crate) fn plan_weight(plans: &[LayerPlan]) -> u64 {
+    let round = |len: usize| len.div_ceil(16) as u64 * 16;
+    let entry = std::mem::size_of::<crate::plan::Entry>() as u64;
+    let per_plan = std::mem::size_of::<LayerPlan>() as u64;
+    plans
+        .iter()
+        .map(|plan| {
+            let listed = plan.measures().map_or(0, |measures| {
+                measures
+                    .map(|m| {
+                        // The entry, its path, its target, and a file's place in the index.
+                        entry
+                            + round(m.path.len())
+                            + m.link.map_or(0, |l| round(l.len()))
+                            + if m.file.is_some() { 8 } else { 0 }
+                    })
+                    .sum()
+            });
+            per_plan + listed
+        })
+        .sum()
+}
 
 /// A layer blob's digest and size, and the digest of its tar.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +189,7 @@ impl Layer {
     }
 
     fn plan(&self) -> &LayerPlan {
-        &self.plans.get_or_init(|| crate::plan::layers(&self.spec))[self.number as usize - 1]
+        &self.plans.of(&self.spec)[self.number as usize - 1]
     }
 
     fn options(&self) -> TarOptions {
@@ -93,10 +221,39 @@ impl Layer {
         self.encode(out, false).map(drop)
     }
 
-    /// Digest, size and diff_id: one pass over the generated bytes.
-    pub fn hash(&self) -> io::Result<Hashed> {
+    /// Digest, size and diff_id: one pass over the generated bytes, compressed (when the
+    /// layer is) on `threads` threads, stopped at the next chunk once `cancel` is set. The
+    /// bytes do not depend on the threads.
+    pub fn hash(&self, threads: usize, cancel: &Cancel) -> io::Result<Hashed> {
         let mut hashing = HashingWriter::new(io::sink());
-        let diff_id = self.encode(&mut hashing, self.compressed())?;
+        let plan = self.plan();
+        let mut tick = |_| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "the digest pass was cancelled: its requesters left",
+                ));
+            }
+            Ok(())
+        };
+        let diff_id = compress::encode(
+            plan.spec.encoding(),
+            plan.spec.effective_level(),
+            threads,
+            Some(layer::tar_size(plan)),
+            &mut hashing,
+            |encoder| {
+                let (seed, options) = (&self.seed, self.options());
+                if !self.compressed() {
+                    layer::write_tar(plan, seed, options, encoder, &mut tick)?;
+                    return Ok(None);
+                }
+                let mut tar = HashingWriter::new(encoder);
+                layer::write_tar(plan, seed, options, &mut tar, &mut tick)?;
+                Ok(Some(tar.complete().0.digest))
+            },
+        )?
+        .0;
         let blob = hashing.complete().0;
         Ok(Hashed {
             diff_id: diff_id.unwrap_or_else(|| blob.digest.clone()),
@@ -195,6 +352,29 @@ impl Write for Window<'_> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn plans_beyond_the_budget_are_dropped_once_unused_and_made_again() {
+        let tree = Spec::parse("1MB:tree=2000").expect("valid");
+        let one = plan_weight(&crate::plan::layers(&tree));
+        // About 100 bytes an entry, counted as allocated.
+        assert!((150_000..400_000).contains(&one), "{one}");
+        let cache = PlanCache::new(one * 3 / 2);
+        let held = cache.get(&tree);
+        assert!(Arc::ptr_eq(&held, &cache.get(&tree)), "kept");
+        assert_eq!(cache.weight(), one);
+        // Another tree: over the budget, so the first goes, though a stream still holds it.
+        let other = Spec::parse("1MB:tree=2001").expect("valid");
+        cache.get(&other);
+        assert_eq!(cache.weight(), one.max(plan_weight(&cache.get(&other))));
+        let again = cache.get(&tree);
+        assert!(!Arc::ptr_eq(&held, &again), "made again");
+        assert_eq!(*held, *again, "the same plan");
+        // Larger than the whole budget: made for its users, never kept.
+        let small = PlanCache::new(1000);
+        small.get(&tree);
+        assert_eq!(small.weight(), 0);
+    }
+
     fn whole(layer: &Layer) -> Vec<u8> {
         let mut out = Vec::new();
         layer.write(&mut out).expect("in memory");
@@ -217,9 +397,11 @@ mod tests {
         ] {
             let spec = Arc::new(Spec::parse(list).expect("valid"));
             let top = spec.layers().len() as u32;
-            let layer = Layer::new(spec, Plans::default(), &Platform::default(), top, 0);
+            let cache = Arc::new(PlanCache::new(1 << 30));
+            let layer = Layer::new(spec, Plans::new(&cache), &Platform::default(), top, 0);
             let all = whole(&layer);
-            assert_eq!(all.len() as u64, layer.hash().expect("hashed").blob.size);
+            let hashed = layer.hash(2, &Cancel::default()).expect("hashed");
+            assert_eq!(all.len() as u64, hashed.blob.size);
             let n = all.len() as u64;
             let mut points = vec![
                 0,

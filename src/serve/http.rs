@@ -1,10 +1,9 @@
 //! The read side of the OCI distribution API, answered from specs: routes, content
 //! negotiation, ranges, faults, auth and the access log.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,12 +14,15 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::{Gate, Presented, Verdict};
 use super::body::{Body, Check, Logged, Recording, Streams, Ticket, QUEUE_WAIT};
-use super::catalog::{Catalog, Stored};
+use super::bounded::Bounded;
+use super::catalog::{Catalog, Stored, Work};
 use super::conn::{Activity, Flushes};
 use super::fault::{Damage, Fault};
 use super::images_file::Named;
+use super::limits::{self, Limits, Over};
 use super::metrics::{Metrics, Route};
 use super::name::Name;
+use super::passes::{Busy, Failed, Passes};
 use crate::platform::Platform;
 use crate::spec::{spec_of_tag, Spec};
 
@@ -32,9 +34,54 @@ pub(crate) struct State {
     pub auth: Option<Gate>,
     pub log: bool,
     /// `faults/flaky/…`: the manifests and blobs asked for once already.
-    pub flaky: Mutex<HashSet<String>>,
+    pub flaky: Flaky,
     /// What `/metrics` says.
     pub metrics: Arc<Metrics>,
+    // What one request may cost: the limits on the image a tag names, and the pool its
+    // digest pass runs on.
+    pub limits: Limits,
+    pub passes: Passes,
+}
+
+/// The `faults/flaky/…` requests seen, as SHA-256 of name and reference: 48 bytes or so
+/// each, the least recently seen forgotten beyond 64 Ki of them (about 8 MiB with the
+/// map's own), when a request fails once more.
+#[derive(Debug)]
+pub(crate) struct Flaky(Bounded<[u8; 32], ()>);
+
+/// How many `flaky` requests are remembered.
+const FLAKY_KEPT: u64 = 64 * 1024;
+
+impl Default for Flaky {
+    fn default() -> Self {
+        Self(Bounded::new(FLAKY_KEPT, |_, ()| 1))
+    }
+}
+
+impl Flaky {
+    /// Whether this is the first time `repository` and `reference` are asked for.
+    fn first(&self, repository: &str, reference: &str) -> bool {
+        use sha2::{Digest as _, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(repository.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(reference.as_bytes());
+        self.0.put(hasher.finalize().into(), ())
+    }
+}
+
+/// Whether `reference` can name anything: a sha256 digest, or a tag as the distribution
+/// spec spells them (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`).
+fn well_formed(reference: &str) -> bool {
+    if reference.starts_with("sha256:") {
+        return crate::digest::is_sha256(reference);
+    }
+    let mut bytes = reference.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && reference.len() <= 128
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// The OCI endpoints this server has.
@@ -206,20 +253,15 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
         let body = serde_json::json!({ "name": repository, "tags": tags });
         return json(head, Bytes::from(body.to_string()));
     };
-    if name.has(Fault::Flaky) {
-        let key = format!("{repository}\0{reference}");
-        let first = state
-            .flaky
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key);
-        if first {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "the first request for this fails on purpose (faults/flaky); try again",
-            );
-        }
+    // Remembered only for a reference that can name something: anything else fails on its
+    // own, and would only fill the set.
+    if name.has(Fault::Flaky) && well_formed(reference) && state.flaky.first(repository, reference)
+    {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "the first request for this fails on purpose (faults/flaky); try again",
+        );
     }
     if is_manifest {
         manifest(state, &name, reference, &request, head).await
@@ -247,24 +289,38 @@ async fn manifest(
             }
         }
     } else {
-        let (spec, platforms) = match image_of(state, name, reference) {
+        let (spec, platforms, named) = match image_of(state, name, reference) {
             Ok(image) => image,
             Err(message) => return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", &message),
         };
-        // The first manifest of a spec hashes its layers: not on the async threads.
-        let shared = Arc::clone(state);
-        let computed = tokio::task::spawn_blocking(move || {
-            match platforms.as_slice() {
-                [platform] => shared.catalog.manifest(&spec, platform),
-                list => shared.catalog.index(&spec, list),
+        // The operator's own images are exempt: the limits are on what anyone can type.
+        if !named {
+            if let Err(over) = limits::check(&state.limits, &spec, platforms.len()) {
+                return refused(&over);
             }
-            .map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        match computed {
-            Ok(manifest) => manifest,
-            Err(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &message),
+        }
+        let what = || format!("the manifest of `{}`", spec.canonical());
+        // Digests in memory: the manifest costs no pass, whatever the pool is doing.
+        match state.catalog.image(&spec, &platforms, None) {
+            Ok(Some(manifest)) => manifest,
+            Ok(None) => match pass(state, spec.clone(), platforms).await {
+                Ok(manifest) => manifest,
+                Err(Pass::Busy(busy)) => return too_many(busy),
+                Err(Pass::Failed(detail)) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "UNKNOWN",
+                        limits::internal(&what(), &detail),
+                    )
+                }
+            },
+            Err(e) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN",
+                    limits::internal(&what(), &e.to_string()),
+                )
+            }
         }
     };
     if !accepts(request, found.media_type) {
@@ -291,6 +347,77 @@ async fn manifest(
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad header"))
 }
 
+/// Why a pass gave no manifest.
+enum Pass {
+    Busy(Busy),
+    Failed(String),
+}
+
+/// The manifest of `spec` for `platforms` from a digest pass on the pool, shared with
+/// whoever asks for the same image meanwhile. Dropped (the client left), this request no
+/// longer waits for it, and a pass nobody waits for stops.
+async fn pass(
+    state: &Arc<State>,
+    spec: Spec,
+    platforms: Vec<Platform>,
+) -> Result<Arc<super::catalog::Manifest>, Pass> {
+    let mut key = spec.canonical();
+    for platform in &platforms {
+        key.push_str(&format!("\0{platform}"));
+    }
+    let seconds = limits::pass_seconds(&spec, platforms.len());
+    let shared = Arc::clone(state);
+    let threads = state.passes.threads();
+    let ticket = state
+        .passes
+        .join(key, seconds, move |cancel| {
+            let work = Work {
+                threads,
+                cancel: Arc::clone(cancel),
+            };
+            match shared.catalog.image(&spec, &platforms, Some(&work)) {
+                Ok(Some(manifest)) => Ok(manifest),
+                Ok(None) => Err(Failed::Error("no manifest after a pass".into())),
+                Err(_) if cancel.load(std::sync::atomic::Ordering::Relaxed) => {
+                    Err(Failed::Cancelled)
+                }
+                Err(e) => Err(Failed::Error(e.to_string())),
+            }
+        })
+        .map_err(Pass::Busy)?;
+    ticket.wait().await.map_err(|failed| {
+        Pass::Failed(match failed {
+            // Only at a stop: a pass is cancelled once nobody waits for it.
+            Failed::Cancelled => "the digest pass was cancelled".into(),
+            Failed::Error(detail) => detail,
+        })
+    })
+}
+
+/// 403 `DENIED`, at once, for an image over a limit: a policy of this server, which no
+/// retry changes (docker and skopeo print the message, and retry neither 403 nor 4xx
+/// but 429). The one place a limit refuses a request.
+fn refused(over: &Over) -> Response<Body> {
+    error(StatusCode::FORBIDDEN, "DENIED", &over.message)
+}
+
+/// 429 `TOOMANYREQUESTS` with `Retry-After`: every digest pass is busy and the queue full.
+/// The one place the pool refuses a request.
+fn too_many(busy: Busy) -> Response<Body> {
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TOOMANYREQUESTS",
+        &format!(
+            "every digest pass is busy and the queue is full (--max-digest-passes, --digest-queue); retry in {} s",
+            busy.retry_after
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(busy.retry_after));
+    response
+}
+
 /// 405 `UNSUPPORTED` for a write or an upload: nothing here is stored.
 fn read_only() -> Response<Body> {
     let mut response = error(
@@ -304,14 +431,15 @@ fn read_only() -> Response<Body> {
     response
 }
 
-/// The spec and platforms a tag names: from the images file, else the tag itself.
-fn image_of(state: &State, name: &Name, tag: &str) -> Result<(Spec, Vec<Platform>), String> {
+/// The spec and platforms a tag names, and whether the images file names it (else the tag
+/// itself is the spec).
+fn image_of(state: &State, name: &Name, tag: &str) -> Result<(Spec, Vec<Platform>, bool), String> {
     if let Some(image) = state.named.get(&name.base).and_then(|tags| tags.get(tag)) {
         let platforms = name
             .platforms
             .clone()
             .unwrap_or_else(|| image.platforms.clone());
-        return Ok((image.spec.clone(), platforms));
+        return Ok((image.spec.clone(), platforms, true));
     }
     let spec = spec_of_tag(tag).map_err(|e| {
         format!(
@@ -323,6 +451,7 @@ fn image_of(state: &State, name: &Name, tag: &str) -> Result<(Spec, Vec<Platform
         name.platforms
             .clone()
             .unwrap_or_else(|| vec![Platform::default()]),
+        false,
     ))
 }
 

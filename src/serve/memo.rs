@@ -160,7 +160,7 @@ impl MemoDir {
 
     /// Points the digest of an index at the memos of its images (`keys`, in its order).
     pub fn write_index(&self, digest: &str, keys: &[String]) {
-        let Some(hex) = digest_hex(digest) else {
+        let Some(hex) = crate::digest::sha256_hex(digest) else {
             return;
         };
         if fs::symlink_metadata(self.index.join(hex)).is_ok() {
@@ -178,7 +178,7 @@ impl MemoDir {
     /// made), read and checked against `mtime`; `None` when there are none. One small file
     /// is read per digest, and a digest found nowhere is not looked for again for a while.
     pub fn recall(&self, digest: &str, mtime: u64) -> Option<Recalled> {
-        let hex = digest_hex(digest)?;
+        let hex = crate::digest::sha256_hex(digest)?;
         let now = Instant::now();
         {
             let misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
@@ -253,7 +253,7 @@ impl MemoDir {
         let mut spec: Option<Spec> = None;
         let mut images = Vec::new();
         for key in keys {
-            digest_hex(&format!("sha256:{key}"))?;
+            crate::digest::sha256_hex(&format!("sha256:{key}"))?;
             let memo = self.load(key)?;
             if memo.mtime != mtime {
                 return None;
@@ -323,7 +323,7 @@ impl MemoDir {
         let text = format!("image {key}\n");
         let mut written = files::create_dir(&self.index);
         for digest in digests {
-            let Some(hex) = digest_hex(digest) else {
+            let Some(hex) = crate::digest::sha256_hex(digest) else {
                 continue;
             };
             if written.is_err() {
@@ -360,13 +360,6 @@ impl MemoDir {
             );
         }
     }
-}
-
-/// The 64 hex digits of a well-formed `sha256:` digest, lowercase as the server writes
-/// them: the only names looked up on disk.
-pub(crate) fn digest_hex(digest: &str) -> Option<&str> {
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
 }
 
 /// The config's and the manifest's digests of the image whose layers are `blobs`, as

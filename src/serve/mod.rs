@@ -19,17 +19,20 @@
 
 mod auth;
 mod body;
+mod bounded;
 mod catalog;
 mod conn;
 mod fault;
 mod generate;
 mod http;
 mod images_file;
+pub(crate) mod limits;
 mod listen;
 mod memo;
 mod metrics;
 mod mock;
 mod name;
+mod passes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -98,6 +101,22 @@ pub struct ServeOptions {
     pub tls_handshake_timeout: Option<Duration>,
     /// Connections at once (`--max-connections`), within what the open-file limit allows.
     pub max_connections: usize,
+
+    // What one request may cost (the CLI's `--max-…`, `--digest-queue`, `--plan-cache`).
+    /// The largest image a tag may name: its layers' payload bytes (the spec's sizes),
+    /// once per platform. Images of the images file are exempt.
+    pub max_image_size: u64,
+    /// The most layers an image a tag names may have.
+    pub max_layers: u64,
+    /// The most tar entries (files, directories, links, whiteouts) such an image may have.
+    pub max_entries: u64,
+    /// Digest passes at once; more wait in a queue of `digest_queue`, beyond which a
+    /// request gets `429 TOOMANYREQUESTS`.
+    pub max_digest_passes: usize,
+    /// Digest passes waiting for one of `max_digest_passes`.
+    pub digest_queue: usize,
+    /// Bytes of layer plans kept when no stream uses them.
+    pub plan_cache: u64,
 }
 
 /// Defaults of the limits; the measurements behind them are in docs/serve.md.
@@ -138,6 +157,12 @@ impl ServeOptions {
             idle_timeout: Some(Self::IDLE_TIMEOUT),
             tls_handshake_timeout: Some(Self::TLS_HANDSHAKE_TIMEOUT),
             max_connections: Self::MAX_CONNECTIONS,
+            max_image_size: limits::MAX_IMAGE_SIZE,
+            max_layers: limits::MAX_LAYERS,
+            max_entries: limits::MAX_ENTRIES,
+            max_digest_passes: limits::max_digest_passes(),
+            digest_queue: limits::digest_queue(limits::max_digest_passes()),
+            plan_cache: limits::PLAN_CACHE,
         }
     }
 }
@@ -373,15 +398,26 @@ impl Server {
             max_connections,
         };
         let state = Arc::new(http::State {
-            catalog: catalog::Catalog::new(
+            catalog: catalog::Catalog::bounded(
                 options.mtime,
                 options.cache_dir.map(|dir| dir.join("serve").join("v1")),
+                catalog::Bounds::with_plans(options.plan_cache),
             ),
             named: options.named,
             auth: gate.map(|(auth, secret)| auth::Gate::new(auth, secret, &public_url)),
             log: options.access_log,
-            flaky: Mutex::default(),
+            flaky: http::Flaky::default(),
             metrics: Arc::new(metrics::Metrics::new(options.metrics)),
+            limits: limits::Limits {
+                image_size: options.max_image_size,
+                layers: options.max_layers,
+                entries: options.max_entries,
+            },
+            passes: passes::Passes::new(
+                options.max_digest_passes,
+                options.digest_queue,
+                limits::pass_threads(options.max_digest_passes),
+            ),
         });
         let (stop, stopped) = watch::channel(false);
         // The runtime lives on a thread of its own, so that a server started (or dropped)
