@@ -2,6 +2,7 @@
 
 mod bench_downstream;
 mod mock_image;
+mod serve_attack;
 
 use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
@@ -46,6 +47,9 @@ impl Task for Bench {
         };
         if name == "downstream" {
             return bench_downstream::BenchDownstream::from_args(args)?.run(sh);
+        }
+        if name == "serve-attack" {
+            return serve_attack::run(args, sh);
         }
         cmd!(sh, "cargo bench --bench {name} {args...}").run()?;
         Ok(())
