@@ -193,7 +193,7 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
     }
     if path == "/token" {
         return match &state.auth {
-            Some(gate) if gate.has_tokens() => token(gate, request, peer).await,
+            Some(gate) if gate.has_tokens() => token(gate, &state.metrics, request, peer).await,
             _ => plain(
                 StatusCode::NOT_FOUND,
                 "no token endpoint: the server runs without `--auth bearer…`",
@@ -214,6 +214,10 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
             .and_then(|v| v.to_str().ok());
         let verdict = gate.admit(header, peer.ip()).await;
         if verdict != Verdict::Allowed {
+            if header.is_some() {
+                let kind = if gate.has_tokens() { "bearer" } else { "basic" };
+                state.metrics.auth_failure(kind);
+            }
             let repository = match &found {
                 Some(
                     Endpoint::Tags(name)
@@ -296,7 +300,8 @@ async fn manifest(
         // The operator's own images are exempt: the limits are on what anyone can type.
         if !named {
             if let Err(over) = limits::check(&state.limits, &spec, platforms.len()) {
-                return refused(&over);
+                state.metrics.refused(over.limit.name());
+                return over_limit(&over);
             }
         }
         let what = || format!("the manifest of `{}`", spec.canonical());
@@ -305,7 +310,10 @@ async fn manifest(
             Ok(Some(manifest)) => manifest,
             Ok(None) => match pass(state, spec.clone(), platforms).await {
                 Ok(manifest) => manifest,
-                Err(Pass::Busy(busy)) => return too_many(busy),
+                Err(Pass::Busy(busy)) => {
+                    state.metrics.refused("digest-queue");
+                    return too_many(busy);
+                }
                 Err(Pass::Failed(detail)) => {
                     return error(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -397,7 +405,7 @@ async fn pass(
 /// 403 `DENIED`, at once, for an image over a limit: a policy of this server, which no
 /// retry changes (docker and skopeo print the message, and retry neither 403 nor 4xx
 /// but 429). The one place a limit refuses a request.
-fn refused(over: &Over) -> Response<Body> {
+fn over_limit(over: &Over) -> Response<Body> {
     error(StatusCode::FORBIDDEN, "DENIED", &over.message)
 }
 
@@ -537,7 +545,7 @@ async fn blob(
         Body::Empty
     } else {
         let damage = Damage::of(&name.faults, size);
-        let ticket = match stream_slot(request, damage.rate.is_some()).await {
+        let ticket = match stream_slot(state, request, damage.rate.is_some()).await {
             Ok(ticket) => ticket,
             Err(refused) => return refused,
         };
@@ -583,13 +591,18 @@ async fn blob(
 
 /// A generator slot for a blob stream, or the 429 that says to come back: the stream
 /// pool and the connection come with the request, from the listener.
-async fn stream_slot(request: &Request<Incoming>, paced: bool) -> Result<Ticket, Response<Body>> {
+async fn stream_slot(
+    state: &State,
+    request: &Request<Incoming>,
+    paced: bool,
+) -> Result<Ticket, Response<Body>> {
     let Some(streams) = request.extensions().get::<Arc<Streams>>() else {
         // Every connection the listener serves has one; a request without is a bug.
         return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "no stream pool"));
     };
     let activity = request.extensions().get::<Arc<Activity>>();
     streams.acquire(activity, paced).await.map_err(|full| {
+        state.metrics.refused("max-streams");
         let (what, flag) = if full.paced {
             (
                 "paced (faults/slow-…) streams",
@@ -647,7 +660,12 @@ fn parse_range(text: &str, size: u64) -> Ranged {
 
 /// `/token`: a bearer token for the credentials, by GET with basic auth or by a POSTed
 /// OAuth2 password grant, as docker, containerd and skopeo ask.
-async fn token(gate: &Gate, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn token(
+    gate: &Gate,
+    metrics: &Metrics,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let presented = match *request.method() {
         Method::GET => Presented::basic(
             request
@@ -665,9 +683,15 @@ async fn token(gate: &Gate, request: Request<Incoming>, peer: SocketAddr) -> Res
         }
         _ => Presented::Nothing,
     };
+    let sent = !matches!(presented, Presented::Nothing);
     let token = match gate.grant(presented, peer.ip()).await {
         Ok(token) => token,
-        Err(verdict) => return refused(&verdict, "Basic realm=\"image-maker\""),
+        Err(verdict) => {
+            if sent {
+                metrics.auth_failure("token");
+            }
+            return refused(&verdict, "Basic realm=\"image-maker\"");
+        }
     };
     let now = super::auth::now();
     let body = serde_json::json!({

@@ -72,6 +72,13 @@ impl Limit {
             Self::Entries => "--max-entries",
         }
     }
+
+    /// The flag without its dashes: the label of its refusals in `/metrics`.
+    pub fn name(self) -> &'static str {
+        &self.flag()[2..]
+    }
+
+    pub const ALL: [Self; 3] = [Self::ImageSize, Self::Layers, Self::Entries];
 }
 
 /// A refusal: the limit and a message that names it, the value and the flag.

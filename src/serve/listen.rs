@@ -61,6 +61,7 @@ pub(crate) async fn serve(
         // instead would let a flood of idle sockets fill the backlog for everyone.
         let Ok(admitted) = Arc::clone(&connections_allowed).try_acquire_owned() else {
             drop(stream);
+            state.metrics.connection_refused();
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -70,6 +71,7 @@ pub(crate) async fn serve(
         let mut stop = stop.clone();
         connections.spawn(async move {
             let _admitted = admitted;
+            let _open = state.metrics.connection();
             let flushes = Arc::new(Flushes::default());
             let activity = Arc::new(Activity::default());
             let watched = Arc::clone(&flushes);

@@ -288,21 +288,18 @@ impl Metrics {
     }
 
     /// A digest pass waits in the pool's queue until the guard is dropped.
-    #[allow(dead_code)] // for the digest-pass pool
     pub fn pass_queued(&self) -> GaugeGuard {
         GaugeGuard::new(&self.passes_queued)
     }
 
     /// A digest pass runs until the guard is dropped.
-    #[allow(dead_code)] // for the digest-pass pool
     pub fn pass_running(&self) -> GaugeGuard {
         GaugeGuard::new(&self.passes_running)
     }
 
     /// A request is refused by the limit `limit`: its flag's name without `--`
-    /// (`max-image-size`), or `pass-queue` for a 429 of a full pool. `'static`, so that no
+    /// (`max-image-size`, `digest-queue` for a 429 of a full pool, `max-streams`). `'static`, so that no
     /// client's text becomes a label.
-    #[allow(dead_code)] // for the limits and the pool
     pub fn refused(&self, limit: &'static str) {
         self.refusals.get_or_create(&ByLimit { limit }).inc();
     }
@@ -310,7 +307,6 @@ impl Metrics {
     /// Shows a zero for each of these limits (flag names, as [`Metrics::refused`] takes
     /// them) until their first refusal: a series that appears only then is missed by
     /// `rate()`, and a limit nobody hit yet would not be listed at all.
-    #[allow(dead_code)] // for the limits, once at start
     pub fn limits(&self, limits: &[&'static str]) {
         for &limit in limits {
             let _ = self.refusals.get_or_create(&ByLimit { limit });
@@ -319,19 +315,16 @@ impl Metrics {
 
     /// Credentials of kind `kind` (`basic`, `bearer` or `token`: a `/token` request) were
     /// given and rejected.
-    #[allow(dead_code)] // for auth
     pub fn auth_failure(&self, kind: &'static str) {
         self.auth_failures.get_or_create(&ByKind { kind }).inc();
     }
 
     /// A client connection is open until the guard is dropped.
-    #[allow(dead_code)] // for the connection cap
     pub fn connection(&self) -> GaugeGuard {
         GaugeGuard::new(&self.connections_open)
     }
 
     /// A client connection was closed at once, over the cap.
-    #[allow(dead_code)] // for the connection cap
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
     }

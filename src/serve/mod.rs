@@ -397,6 +397,10 @@ impl Server {
             tls_handshake: options.tls_handshake_timeout,
             max_connections,
         };
+        let metrics = Arc::new(metrics::Metrics::new(options.metrics));
+        let mut limited: Vec<&'static str> = limits::Limit::ALL.iter().map(|l| l.name()).collect();
+        limited.extend(["digest-queue", "max-streams"]);
+        metrics.limits(&limited);
         let state = Arc::new(http::State {
             catalog: catalog::Catalog::bounded(
                 options.mtime,
@@ -407,7 +411,7 @@ impl Server {
             auth: gate.map(|(auth, secret)| auth::Gate::new(auth, secret, &public_url)),
             log: options.access_log,
             flaky: http::Flaky::default(),
-            metrics: Arc::new(metrics::Metrics::new(options.metrics)),
+            metrics: Arc::clone(&metrics),
             limits: limits::Limits {
                 image_size: options.max_image_size,
                 layers: options.max_layers,
@@ -417,6 +421,7 @@ impl Server {
                 options.max_digest_passes,
                 options.digest_queue,
                 limits::pass_threads(options.max_digest_passes),
+                metrics,
             ),
         });
         let (stop, stopped) = watch::channel(false);

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::catalog::Manifest;
+use super::metrics::{GaugeGuard, Metrics};
 
 /// What a pass found: the manifest, or why not (a message for the log, never a client).
 pub(crate) type Outcome = Result<Arc<Manifest>, Failed>;
@@ -48,6 +49,7 @@ struct Shared {
     queue: usize,
     threads: usize,
     inner: Mutex<Inner>,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +69,8 @@ struct Pass {
     cancel: Cancel,
     job: Mutex<Option<Job>>,
     done: watch::Sender<Option<Outcome>>,
+    /// Counts it in the queue's gauge while it waits.
+    queued: Mutex<Option<GaugeGuard>>,
 }
 
 impl std::fmt::Debug for Pass {
@@ -91,14 +95,16 @@ pub(crate) struct Ticket {
 }
 
 impl Passes {
-    /// `max` passes at once (at least 1), `queue` waiting, each pass on `threads` threads.
-    pub fn new(max: usize, queue: usize, threads: usize) -> Self {
+    /// `max` passes at once (at least 1), `queue` waiting, each pass on `threads` threads;
+    /// counted in `metrics`.
+    pub fn new(max: usize, queue: usize, threads: usize, metrics: Arc<Metrics>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 max: max.max(1),
                 queue,
                 threads: threads.max(1),
                 inner: Mutex::default(),
+                metrics,
             }),
         }
     }
@@ -144,6 +150,7 @@ impl Passes {
             cancel: Cancel::default(),
             job: Mutex::new(Some(Box::new(job))),
             done,
+            queued: Mutex::new((!start).then(|| shared.metrics.pass_queued())),
         });
         inner.by_key.insert(key, Arc::clone(&pass));
         inner.seconds += seconds;
@@ -195,6 +202,7 @@ impl Shared {
 impl Inner {
     /// `pass` is over: forgotten, if it is still the one of its key.
     fn finish(&mut self, pass: &Arc<Pass>) {
+        pass.queued.lock().unwrap_or_else(|e| e.into_inner()).take();
         if self
             .by_key
             .get(&pass.key)
@@ -210,6 +218,8 @@ impl Inner {
 fn run(shared: &Arc<Shared>, mut pass: Arc<Pass>) {
     loop {
         let job = pass.job.lock().unwrap_or_else(|e| e.into_inner()).take();
+        pass.queued.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let running = shared.metrics.pass_running();
         let outcome = match job {
             Some(job) if !pass.cancel.load(Ordering::Relaxed) => {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&pass.cancel)))
@@ -217,6 +227,7 @@ fn run(shared: &Arc<Shared>, mut pass: Arc<Pass>) {
             }
             _ => Err(Failed::Cancelled),
         };
+        drop(running);
         let _ = pass.done.send(Some(outcome));
         let mut inner = shared.lock();
         inner.finish(&pass);
@@ -302,6 +313,10 @@ mod tests {
 
     use super::*;
 
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new(super::super::MetricsAccess::Open))
+    }
+
     fn manifest() -> Arc<Manifest> {
         Arc::new(Manifest {
             bytes: bytes::Bytes::from_static(b"{}"),
@@ -332,7 +347,7 @@ mod tests {
 
     #[test]
     fn beyond_the_pool_and_its_queue_requests_are_refused_and_left_passes_go() {
-        let passes = Passes::new(1, 1, 1);
+        let passes = Passes::new(1, 1, 1, metrics());
         let ran = Arc::new(AtomicUsize::new(0));
         let running = passes.join("a".into(), 10.0, spinning(&ran)).expect("runs");
         until(|| ran.load(Ordering::SeqCst) == 1);
@@ -367,7 +382,7 @@ mod tests {
 
     #[test]
     fn a_pass_is_shared_and_its_panic_is_an_error() {
-        let passes = Passes::new(2, 0, 1);
+        let passes = Passes::new(2, 0, 1, metrics());
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let wait = Mutex::new(wait);
         let first = passes
