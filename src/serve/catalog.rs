@@ -18,7 +18,7 @@ use super::generate::{Hashed, Layer, PlanCache, Plans};
 use super::memo::{self, MemoDir};
 use super::passes::Cancel;
 use crate::digest::Blob;
-use crate::image::{self, LayerInfo};
+use crate::image;
 use crate::platform::Platform;
 use crate::spec::Spec;
 use crate::Error;
@@ -182,19 +182,7 @@ impl Catalog {
         let Some(blobs) = self.layer_blobs(&spec, platform, work)? else {
             return Ok(None);
         };
-        let infos: Vec<LayerInfo> = blobs
-            .iter()
-            .zip(spec.layers())
-            .map(|(hashed, layer)| LayerInfo {
-                digest: hashed.blob.digest.clone(),
-                size: hashed.blob.size,
-                diff_id: hashed.diff_id.clone(),
-                files: layer.files,
-                payload: layer.size,
-                media_type: image::layer_media_type(layer.encoding()).to_string(),
-            })
-            .collect();
-        let metadata = image::metadata(&spec, platform, self.mtime, &infos)?;
+        let metadata = memo::image_metadata(&spec, platform, self.mtime, &blobs)?;
         let manifest = Arc::new(Manifest {
             bytes: Bytes::from(metadata.manifest),
             digest: metadata.manifest_blob.digest,
@@ -264,8 +252,7 @@ impl Catalog {
     pub fn manifest_by_digest(&self, digest: &str) -> Option<Arc<Manifest>> {
         let found = || self.manifests.get(&digest.to_owned());
         // Only a well-formed digest is looked for on disk.
-        found()
-            .or_else(|| (crate::digest::is_sha256(digest) && self.recall(digest)).then(found)?)
+        found().or_else(|| (crate::digest::is_sha256(digest) && self.recall(digest)).then(found)?)
     }
 
     /// A blob of a manifest handed out before, by this server or (through the memo) by

@@ -370,6 +370,18 @@ fn image_digests(
     mtime: u64,
     blobs: &[Hashed],
 ) -> Option<(String, String)> {
+    let metadata = image_metadata(spec, platform, mtime, blobs).ok()?;
+    Some((metadata.config_blob.digest, metadata.manifest_blob.digest))
+}
+
+/// The config and manifest of `spec`'s image for `platform` whose layers hashed to `blobs`:
+/// what the catalog serves, and what a memo's digests are checked against.
+pub(crate) fn image_metadata(
+    spec: &Spec,
+    platform: &Platform,
+    mtime: u64,
+    blobs: &[Hashed],
+) -> Result<image::Metadata, image::MetadataError> {
     let infos: Vec<LayerInfo> = blobs
         .iter()
         .zip(spec.layers())
@@ -382,8 +394,7 @@ fn image_digests(
             media_type: image::layer_media_type(layer.encoding()).to_string(),
         })
         .collect();
-    let metadata = image::metadata(spec, platform, mtime, &infos).ok()?;
-    Some((metadata.config_blob.digest, metadata.manifest_blob.digest))
+    image::metadata(spec, platform, mtime, &infos)
 }
 
 /// One memo file.

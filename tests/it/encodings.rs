@@ -22,11 +22,6 @@ fn blob(dir: &Path, digest: &str) -> std::path::PathBuf {
         .join(digest.trim_start_matches("sha256:"))
 }
 
-fn sha256_of(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
-}
-
 #[test]
 fn gzip_zstd_and_plain_layers_decompress_to_their_diff_ids() {
     let (Some(gzip), Some(zstd), Some(skopeo)) = (tool("gzip"), tool("zstd"), tool("skopeo"))
@@ -77,7 +72,7 @@ fn gzip_zstd_and_plain_layers_decompress_to_their_diff_ids() {
             }
             None => std::fs::read(&path).expect("plain blob"),
         };
-        let diff_id = sha256_of(&tar);
+        let diff_id = sha256(&tar);
         assert_eq!(
             config["rootfs"]["diff_ids"][i],
             diff_id.as_str(),

@@ -499,16 +499,11 @@ fn a_damaged_stored_blob_is_not_linked_into_a_new_entry() {
     assert_ne!(ino(&linked), damaged, "the damaged file was linked in");
     // Instead the new entry wrote the layer itself, and the store took its sound copy.
     assert_eq!(ino(&stored), ino(&linked), "the store keeps the fresh copy");
-    assert_eq!(sha256_hex(&linked), layer, "the new entry's layer bytes");
-}
-
-fn sha256_hex(path: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    assert_eq!(
+        sha256(&fs::read(&linked).expect("the linked blob"))["sha256:".len()..],
+        layer,
+        "the new entry's layer bytes"
+    );
 }
 
 /// A read-only bind mount of a directory, which root cannot write through either.

@@ -82,7 +82,7 @@ impl Served {
         self.log()
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 
@@ -184,12 +184,8 @@ fn error_code(body: &[u8]) -> String {
 /// A `skopeo copy … dir:` copy holds the manifest `digest` and every blob of it byte for
 /// byte as the OCI layout `layout` has them.
 fn assert_same_blobs(kept: &Path, layout: &Path, digest: &str) {
-    use sha2::Digest as _;
     let manifest = fs::read(kept.join("manifest.json")).expect("manifest");
-    assert_eq!(
-        format!("sha256:{}", hex(&sha2::Sha256::digest(&manifest))),
-        digest
-    );
+    assert_eq!(sha256(&manifest), digest);
     let hex_of = |d: &str| d.trim_start_matches("sha256:").to_owned();
     let mut blobs = manifest_layers(layout, digest);
     let doc: serde_json::Value = serde_json::from_slice(&manifest).expect("json");
@@ -199,10 +195,6 @@ fn assert_same_blobs(kept: &Path, layout: &Path, digest: &str) {
         let theirs = fs::read(kept.join(hex_of(&blob))).expect("copied");
         assert!(ours == theirs, "blob {blob} differs");
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn manifest_layers(layout: &Path, digest: &str) -> Vec<String> {
@@ -362,9 +354,8 @@ fn a_platform_list_is_an_index_that_skopeo_copies_and_docker_resolves() {
         &format!("docker://{image}"),
     ]));
     {
-        use sha2::Digest as _;
         assert_eq!(
-            format!("sha256:{}", hex(&sha2::Sha256::digest(&raw.stdout))),
+            sha256(&raw.stdout),
             expected["digest"].as_str().expect("index digest")
         );
     }
@@ -947,11 +938,7 @@ fn two_servers_serve_the_same_bytes_for_a_name() {
             .each_ref()
             .map(|s| fetch(s, &format!("/v2/any/name/blobs/{digest}")));
         assert!(blobs[0] == blobs[1], "{digest}");
-        use sha2::Digest as _;
-        assert_eq!(
-            format!("sha256:{}", hex(&sha2::Sha256::digest(&blobs[0]))),
-            digest
-        );
+        assert_eq!(sha256(&blobs[0]), digest);
     }
 }
 

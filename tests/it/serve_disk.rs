@@ -104,15 +104,6 @@ impl Server {
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    let hash = sha2::Sha256::digest(bytes);
-    format!(
-        "sha256:{}",
-        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
-
 fn memo_dir(cache: &Path) -> PathBuf {
     cache.join("serve/v1")
 }

@@ -10,10 +10,10 @@ use crate::serve::{tag, Served};
 use crate::support::*;
 
 /// Each sample of a scrape: `name{labels}` and its value.
-type Samples = BTreeMap<String, f64>;
+pub(crate) type Samples = BTreeMap<String, f64>;
 
 /// The text of `/metrics`, which must answer 200.
-fn metrics_text(curl: Tool, server: &Served) -> String {
+pub(crate) fn metrics_text(curl: Tool, server: &Served) -> String {
     stdout(&run_ok(curl.cmd().args([
         "-sS",
         "--fail",
@@ -21,7 +21,7 @@ fn metrics_text(curl: Tool, server: &Served) -> String {
     ])))
 }
 
-fn parse(text: &str) -> Samples {
+pub(crate) fn parse(text: &str) -> Samples {
     text.lines()
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(|line| {
@@ -37,7 +37,7 @@ fn parse(text: &str) -> Samples {
 }
 
 /// The sum of every sample of `name` (any labels) but those whose labels hold `except`.
-fn sum(samples: &Samples, name: &str, except: Option<&str>) -> f64 {
+pub(crate) fn sum(samples: &Samples, name: &str, except: Option<&str>) -> f64 {
     samples
         .iter()
         .filter(|(key, _)| key.split('{').next() == Some(name))
@@ -74,7 +74,7 @@ fn settled(curl: Tool, server: &Served) -> Samples {
 }
 
 /// curl `url` with extra `args`, body to /dev/null: its status and the body bytes it got.
-fn fetch(curl: Tool, url: &str, args: &[&str]) -> (u16, u64) {
+pub(crate) fn fetch(curl: Tool, url: &str, args: &[&str]) -> (u16, u64) {
     let out = run_ok(
         curl.cmd()
             .args([
@@ -97,7 +97,7 @@ fn fetch(curl: Tool, url: &str, args: &[&str]) -> (u16, u64) {
     )
 }
 
-fn first_layer(curl: Tool, server: &Served, repository: &str, tag: &str) -> String {
+pub(crate) fn first_layer(curl: Tool, server: &Served, repository: &str, tag: &str) -> String {
     let out = run_ok(curl.cmd().args([
         "-sS",
         "--fail",

@@ -26,6 +26,12 @@ pub fn image_maker() -> Command {
     cmd
 }
 
+/// `sha256:HEX` of `bytes`, as a descriptor names them.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
+
 /// The binary under test, for commands that run it in another way (through `sh`).
 pub const IMAGE_MAKER: &str = env!("CARGO_BIN_EXE_image-maker");
 

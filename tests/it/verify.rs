@@ -41,11 +41,6 @@ fn assert_fails_naming(source: &str, needles: &[&str]) -> String {
     err
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
-}
-
 #[test]
 fn verify_passes_on_oci_archive_and_cache_images() {
     let tmp = tempdir();
