@@ -29,6 +29,12 @@ impl Served {
 
     /// With the digest memo under `cache`.
     pub(crate) fn start_in(args: &[&str], cache: &Path) -> Self {
+        Self::start_within(args, cache, Duration::from_secs(60))
+    }
+
+    /// Fails the test when the server has not said where it listens within `bound`: a
+    /// server that reads its cache directory at start may never get there.
+    pub(crate) fn start_within(args: &[&str], cache: &Path, bound: Duration) -> Self {
         let mut child = image_maker()
             .env("IMAGE_MAKER_CACHE_DIR", cache)
             .args(["serve", "--addr", "127.0.0.1:0"])
@@ -38,28 +44,74 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .expect("image-maker serve starts");
-        let mut lines = BufReader::new(child.stderr.take().expect("piped"));
-        let mut first = String::new();
-        lines.read_line(&mut first).expect("a first line");
-        let host = first
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in `{first}`"))
-            .to_owned();
-        let log = Arc::new(Mutex::new(first));
+        let lines = BufReader::new(child.stderr.take().expect("piped"));
+        let log = Arc::new(Mutex::new(String::new()));
         let shared = Arc::clone(&log);
         let reader = std::thread::spawn(move || {
             for line in lines.lines().map_while(Result::ok) {
                 shared.lock().expect("log").push_str(&(line + "\n"));
             }
         });
+        let started = Instant::now();
+        let host = loop {
+            let said = log.lock().expect("log").clone();
+            if let Some(rest) = said
+                .split_once("serving on ")
+                .and_then(|(_, r)| r.split_once("://"))
+            {
+                break rest
+                    .1
+                    .split_whitespace()
+                    .next()
+                    .expect("an address")
+                    .to_owned();
+            }
+            let exited = child.try_wait().expect("try_wait").is_some();
+            assert!(
+                started.elapsed() < bound && !exited,
+                "serve did not start within {bound:?}; it said:\n{said}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
         Self {
             child: Some(child),
             host,
             log,
             reader: Some(reader),
         }
+    }
+
+    /// `GET path` with curl: the status and the body. curl's own minute is a guard against
+    /// a server that never answers.
+    pub(crate) fn get(&self, curl: Tool, path: &str) -> (u16, Vec<u8>) {
+        let work = tempdir();
+        let body = work.path().join("body");
+        let out = run(curl.cmd().args([
+            "-sS",
+            "--max-time",
+            "60",
+            "-o",
+            path_str(&body),
+            "-w",
+            "%{http_code}",
+            &self.url(path),
+        ]));
+        assert!(out.status.success(), "curl {path}: {}", stderr(&out));
+        let status = stdout(&out).trim().parse().expect("a status");
+        (status, fs::read(&body).unwrap_or_default())
+    }
+
+    /// `GET path`, which must answer 200: its body.
+    pub(crate) fn get_ok(&self, curl: Tool, path: &str) -> Vec<u8> {
+        let (status, body) = self.get(curl, path);
+        assert_eq!(
+            status,
+            200,
+            "{path}: {}\n{}",
+            String::from_utf8_lossy(&body),
+            self.log()
+        );
+        body
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -861,37 +913,7 @@ fn basic_and_bearer_auth_let_skopeo_and_docker_in_and_never_log_a_secret() {
         let digest = skopeo_digest(skopeo, &image, &["--creds", &creds]);
         assert!(digest.starts_with("sha256:"), "{digest}");
         if let Some(docker) = docker {
-            // A docker config of the test's own, so that the login is forgotten with it.
-            let config = tempdir();
-            let mut child = docker
-                .cmd()
-                .env("DOCKER_CONFIG", config.path())
-                .args(["login", &server.host, "-u", "alice", "--password-stdin"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("docker login");
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(password.as_bytes())
-                .expect("password");
-            let out = child.wait_with_output().expect("docker login");
-            assert!(
-                out.status.success(),
-                "{kind}: docker login: {}",
-                stderr(&out)
-            );
-            let pulled = EngineImage::named(docker, image.clone());
-            run_ok(docker.cmd().env("DOCKER_CONFIG", config.path()).args([
-                "pull",
-                "-q",
-                &pulled.reference,
-            ]));
-            assert!(pulled.exists());
+            docker_login_and_pull(docker, &server.host, "alice", &password, &image, kind);
         }
         let log = server.log();
         assert!(log.contains(" 401 "), "{log}");
@@ -908,6 +930,42 @@ fn basic_and_bearer_auth_let_skopeo_and_docker_in_and_never_log_a_secret() {
             assert!(!log.contains("access_token") && !log.contains('?'), "{log}");
         }
     }
+}
+
+/// `docker login` to `host` as `user` (the password on stdin, as docker wants it), then a
+/// pull of `image`, with a docker config of the test's own so that the login is forgotten
+/// with it.
+pub(crate) fn docker_login_and_pull(
+    docker: Tool,
+    host: &str,
+    user: &str,
+    password: &str,
+    image: &str,
+    kind: &str,
+) {
+    let config = tempdir();
+    let out = run_with_stdin(
+        docker.cmd().env("DOCKER_CONFIG", config.path()).args([
+            "login",
+            host,
+            "-u",
+            user,
+            "--password-stdin",
+        ]),
+        password.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{kind}: docker login: {}",
+        stderr(&out)
+    );
+    let pulled = EngineImage::named(docker, image.to_owned());
+    run_ok(docker.cmd().env("DOCKER_CONFIG", config.path()).args([
+        "pull",
+        "-q",
+        &pulled.reference,
+    ]));
+    assert!(pulled.exists());
 }
 
 #[test]
@@ -1011,7 +1069,7 @@ fn an_images_file_names_images_and_ctrl_c_stops_the_server_cleanly() {
     .expect("write");
     let server = Served::start(&["--images", path_str(&file)]);
     assert!(
-        server.log().contains("(2 named images; Ctrl-C stops)"),
+        server.log().contains("; 2 named images; Ctrl-C stops)"),
         "{}",
         server.log()
     );

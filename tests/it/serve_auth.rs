@@ -4,13 +4,12 @@
 //! get slower, and no credential shows in an error or the log. Real clients on loopback.
 
 use std::fs;
-use std::io::Write as _;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use hmac::Mac as _;
 
-use crate::serve::Served;
+use crate::serve::{docker_login_and_pull, Served};
 use crate::support::*;
 
 /// A secret as `openssl rand -hex 32` makes one.
@@ -74,21 +73,7 @@ fn htpasswd_b(htpasswd: Tool, file: &std::path::Path, user: &str, password: &str
     if create {
         cmd.arg("-c");
     }
-    let mut child = cmd
-        .arg(file)
-        .arg(user)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("htpasswd");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(password.as_bytes())
-        .expect("password");
-    let out = child.wait_with_output().expect("htpasswd");
+    let out = run_with_stdin(cmd.arg(file).arg(user), password.as_bytes());
     assert!(out.status.success(), "htpasswd: {}", stderr(&out));
 }
 
@@ -271,36 +256,8 @@ fn skopeo_and_docker_get_in_with_an_htpasswd_file() {
             assert!(!inspect(wrong).status.success(), "{kind}: in as {wrong}");
         }
         if let Some(docker) = docker {
-            // A docker config of the test's own, so that the login is forgotten with it.
-            let config = tempdir();
-            let mut child = docker
-                .cmd()
-                .env("DOCKER_CONFIG", config.path())
-                .args(["login", &server.host, "-u", "alice", "--password-stdin"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("docker login");
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(password.as_bytes())
-                .expect("password");
-            let out = child.wait_with_output().expect("docker login");
-            assert!(
-                out.status.success(),
-                "{kind}: docker login: {}",
-                stderr(&out)
-            );
-            let pulled = EngineImage::named(docker, format!("{}/mock:1MB_1KB", server.host));
-            run_ok(docker.cmd().env("DOCKER_CONFIG", config.path()).args([
-                "pull",
-                "-q",
-                &pulled.reference,
-            ]));
-            assert!(pulled.exists());
+            let image = format!("{}/mock:1MB_1KB", server.host);
+            docker_login_and_pull(docker, &server.host, "alice", &password, &image, kind);
         }
         let log = server.log();
         assert!(

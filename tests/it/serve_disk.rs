@@ -5,104 +5,12 @@
 //! are the clients.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::serve::tag;
+use crate::serve::{tag, Served};
 use crate::support::*;
-
-/// A running `image-maker serve` on `cache`, killed when dropped.
-struct Server {
-    running: Running,
-    host: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    /// Fails the test when the server has not said where it listens within `bound`: a
-    /// server that reads its cache directory at start may never get there.
-    fn start_within(cache: &Path, bound: Duration) -> Self {
-        let mut running = spawn(image_maker().env("IMAGE_MAKER_CACHE_DIR", cache).args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-        ]));
-        let lines = BufReader::new(running.take_stderr());
-        let log = Arc::new(Mutex::new(String::new()));
-        let shared = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                shared.lock().expect("log").push_str(&(line + "\n"));
-            }
-        });
-        let said = |log: &Mutex<String>| log.lock().expect("log").contains("serving on");
-        let started = std::time::Instant::now();
-        while !said(&log) {
-            assert!(
-                started.elapsed() < bound && !running.exited(),
-                "serve did not start within {bound:?}; it said:\n{}",
-                log.lock().expect("log")
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let host = log
-            .lock()
-            .expect("log")
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("an address")
-            .to_owned();
-        Self { running, host, log }
-    }
-
-    fn start(cache: &Path) -> Self {
-        Self::start_within(cache, Duration::from_secs(60))
-    }
-
-    fn pid(&self) -> u32 {
-        self.running.id()
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    /// `GET path`: the status and the body. curl's own minute is a guard against a server
-    /// that never answers.
-    fn get(&self, curl: Tool, path: &str) -> (u16, Vec<u8>) {
-        let work = tempdir();
-        let body = work.path().join("body");
-        let out = run(curl.cmd().args([
-            "-sS",
-            "--max-time",
-            "60",
-            "-o",
-            path_str(&body),
-            "-w",
-            "%{http_code}",
-            &format!("http://{}{path}", self.host),
-        ]));
-        assert!(out.status.success(), "curl {path}: {}", stderr(&out));
-        let status = stdout(&out).trim().parse().expect("a status");
-        (status, fs::read(&body).unwrap_or_default())
-    }
-
-    fn get_ok(&self, curl: Tool, path: &str) -> Vec<u8> {
-        let (status, body) = self.get(curl, path);
-        assert_eq!(
-            status,
-            200,
-            "{path}: {}\n{}",
-            String::from_utf8_lossy(&body),
-            self.log()
-        );
-        body
-    }
-}
 
 fn memo_dir(cache: &Path) -> PathBuf {
     cache.join("serve/v1")
@@ -157,7 +65,7 @@ fn gc_ages_memos_out_and_keeps_a_used_one_and_clear_removes_them() {
     let cache = tempdir();
     let (old, used) = ("1KB,2KB", "3KB");
     {
-        let server = Server::start(cache.path());
+        let server = Served::start_in(&[], cache.path());
         for list in [old, used] {
             server.get_ok(curl, &format!("/v2/mock/manifests/{}", tag(list)));
         }
@@ -175,7 +83,7 @@ fn gc_ages_memos_out_and_keeps_a_used_one_and_clear_removes_them() {
             set_mtime(&item.path(), long_ago);
         }
     }
-    Server::start(cache.path()).get_ok(curl, &format!("/v2/mock/manifests/{}", tag(used)));
+    Served::start_in(&[], cache.path()).get_ok(curl, &format!("/v2/mock/manifests/{}", tag(used)));
     let before = stdout(&cache_cmd(cache.path(), &["ls"]));
     assert!(!before.contains(", 0 B on disk"), "{before}");
     let gc = cache_cmd(cache.path(), &["gc", "--max-age", "1d"]);
@@ -222,7 +130,7 @@ fn junk_in_the_memo_directory_neither_hangs_nor_slows_start_and_requests_still_w
     let (fifo_list, huge_list) = ("2KB,1KB:files=2", "4KB");
     let manifest_path = |list: &str| format!("/v2/mock/manifests/{}", tag(list));
     let (fifo_manifest, huge_manifest) = {
-        let server = Server::start(cache.path());
+        let server = Served::start_in(&[], cache.path());
         (
             server.get_ok(curl, &manifest_path(fifo_list)),
             server.get_ok(curl, &manifest_path(huge_list)),
@@ -259,7 +167,7 @@ fn junk_in_the_memo_directory_neither_hangs_nor_slows_start_and_requests_still_w
     );
     // Ten seconds is what the debug binary needs on a loaded machine many times over; a
     // server that reads the FIFO at start never starts.
-    let server = Server::start_within(cache.path(), Duration::from_secs(10));
+    let server = Served::start_within(&[], cache.path(), Duration::from_secs(10));
     assert_eq!(
         server.get_ok(curl, &manifest_path(fifo_list)),
         fifo_manifest
@@ -283,7 +191,7 @@ fn junk_in_the_memo_directory_neither_hangs_nor_slows_start_and_requests_still_w
     // The memo is written again in place of the FIFO.
     assert!(fs::metadata(dir.join(&fifo_key)).expect("memo").is_file());
     // A replica asked for the layer whose pointer is a FIFO answers at once, without it.
-    let replica = Server::start_within(cache.path(), Duration::from_secs(10));
+    let replica = Served::start_within(&[], cache.path(), Duration::from_secs(10));
     let (status, _) = replica.get(curl, &format!("/v2/mock/blobs/{layer}"));
     assert_eq!(status, 404, "{}", replica.log());
     assert!(replica.log().contains("a FIFO"), "{}", replica.log());
@@ -302,10 +210,10 @@ fn symlinks_planted_where_the_cache_writes_are_not_followed() {
     let cache = tempdir();
     let list = "1KB,1KB:files=2";
     let path = format!("/v2/mock/manifests/{}", tag(list));
-    let manifest = Server::start(cache.path()).get_ok(curl, &path);
+    let manifest = Served::start_in(&[], cache.path()).get_ok(curl, &path);
     let key = memo_of(cache.path(), "1KB:files=1,1KB:files=2");
     fs::remove_file(memo_dir(cache.path()).join(&key)).expect("memo removed");
-    let server = Server::start(cache.path());
+    let server = Served::start_in(&[], cache.path());
     let planted = memo_dir(cache.path()).join(format!(".{key}.{}.0", server.pid()));
     std::os::unix::fs::symlink(&target, &planted).expect("symlink");
     assert_eq!(server.get_ok(curl, &path), manifest);
@@ -387,7 +295,7 @@ fn cache_directories_are_private_and_another_users_is_refused() {
     }
     // And by a server.
     let served = work.path().join("served");
-    Server::start(&served).get_ok(curl, &format!("/v2/mock/manifests/{}", tag("1KB")));
+    Served::start_in(&[], &served).get_ok(curl, &format!("/v2/mock/manifests/{}", tag("1KB")));
     for dir in ["", "serve", "serve/v1", "serve/v1-by-digest"] {
         assert_eq!(mode(&served.join(dir)), 0o700, "{dir}");
     }
@@ -459,8 +367,8 @@ fn replicas_on_one_cache_directory_answer_each_others_digests() {
     };
     let cache = tempdir();
     // Both up before either has made anything: B learns A's digests only from the disk.
-    let a = Server::start(cache.path());
-    let b = Server::start(cache.path());
+    let a = Served::start_in(&[], cache.path());
+    let b = Served::start_in(&[], cache.path());
     let list = "1MB:compression=gzip,2KB:files=3,3KB:compression=zstd";
     let manifest = a.get_ok(curl, &format!("/v2/mock/manifests/{}", tag(list)));
     let digest = sha256(&manifest);
@@ -488,7 +396,7 @@ fn replicas_on_one_cache_directory_answer_each_others_digests() {
             tag("2KB,1KB:compression=gzip")
         ),
     );
-    let c = Server::start(cache.path());
+    let c = Served::start_in(&[], cache.path());
     assert_eq!(
         c.get_ok(curl, &format!("/v2/mock/manifests/{}", sha256(&index))),
         index
@@ -518,7 +426,7 @@ fn replicas_on_one_cache_directory_answer_each_others_digests() {
         return;
     };
     let copied = tempdir();
-    let fresh = Server::start(cache.path());
+    let fresh = Served::start_in(&[], cache.path());
     run_ok(skopeo.cmd().args([
         "copy",
         "--src-tls-verify=false",

@@ -26,6 +26,22 @@ pub fn image_maker() -> Command {
     cmd
 }
 
+/// Runs `cmd` with `input` on its stdin, its output captured.
+pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} starts: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // A command that exits without reading all of it is its own failure, seen in its status.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    child.wait_with_output().expect("output")
+}
+
 /// `sha256:HEX` of `bytes`, as a descriptor names them.
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;
