@@ -71,12 +71,13 @@ pub(crate) fn encode_layer<W: Write>(
     options: TarOptions,
     out: W,
     diff_id: bool,
+    threads: usize,
     tick: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> io::Result<(Option<String>, W)> {
     encode(
         plan.spec.encoding(),
         plan.spec.effective_level(),
-        workers(),
+        threads,
         Some(layer::tar_size(plan)),
         out,
         |encoder| {

@@ -275,6 +275,7 @@ fn stream_layer(
                 options,
                 HashingWriter::new(out),
                 true,
+                compress::workers(),
                 &mut tick,
             )?;
             Ok((hashing.complete().0, diff_id.unwrap_or_default()))

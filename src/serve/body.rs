@@ -22,8 +22,10 @@ use crate::progress::LogLevel;
 /// thread wake-ups: 1 MiB chunks used about a fifth less CPU per GiB sent than 256 KiB
 /// ones (0.50 s against 0.64 s, 2 cores).
 const CHUNK: usize = 1 << 20;
-/// Chunks in flight per stream, besides the one being filled: 2 MiB per client.
-const DEPTH: usize = 2;
+/// Chunks in flight per stream, besides the one being filled and the one being written:
+/// with one, a client that stopped reading holds about 3 MiB (5 with two), at the same
+/// throughput over loopback.
+const DEPTH: usize = 1;
 
 /// The generator threads of blob streams: at most `max` at once, a quarter of them at
 /// most for paced (`slow-`) streams, so that those, which hold their thread for as long as
@@ -55,6 +57,17 @@ pub(crate) struct Ticket {
     _all: OwnedSemaphorePermit,
     _paced: Option<OwnedSemaphorePermit>,
     holder: Option<(Holders, Weak<Activity>)>,
+    encoders: usize,
+}
+
+impl Ticket {
+    /// The threads its stream may compress on: the cores shared out among the streams
+    /// running when it started (all of them for a stream alone). An encoder's buffers grow
+    /// with its threads (a 2-thread zstd stream holds about 30 MiB), so many streams at
+    /// once each compress on one, and memory stays about `--max-streams` × 5 MiB.
+    pub fn encoders(&self) -> usize {
+        self.encoders
+    }
 }
 
 impl Drop for Ticket {
@@ -131,10 +144,13 @@ impl Streams {
             holders.push(held.clone());
             (Arc::clone(&self.holders), held)
         });
+        let running = self.max.saturating_sub(self.all.available_permits()).max(1);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Ticket {
             _all: permit,
             _paced: paced_permit,
             holder,
+            encoders: (cores / running).max(1),
         })
     }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::bounded::Bounded;
-use super::generate::{Hashed, Layer, PlanCache, Plans};
+use super::generate::{image_seed, Hashed, Layer, PlanCache, Plans};
 use super::memo::{self, MemoDir};
 use super::passes::Cancel;
 use crate::digest::Blob;
@@ -189,11 +189,12 @@ impl Catalog {
             media_type: MANIFEST_TYPE,
         });
         // Layers first, so that the manifest is never known without its blobs.
+        let seed = image_seed(&spec, platform);
         for (hashed, number) in blobs.iter().zip(1..) {
             self.blobs.put_new(hashed.blob.digest.clone(), || {
                 // No plan held: what is kept per blob costs no memory for a plan.
                 let plans = Plans::new(&self.plans);
-                let layer = Layer::new(Arc::clone(&spec), plans, platform, number, self.mtime);
+                let layer = Layer::new(Arc::clone(&spec), plans, seed, number, self.mtime);
                 Stored::Layer(layer, hashed.blob.size)
             });
         }
@@ -338,8 +339,9 @@ fn hash_layers(
     let count = spec.layers().len();
     let workers = work.threads.max(1).min(count.max(1));
     let encoders = (work.threads / workers).max(1);
-    // Planned once, here, and held by every layer of the pass while it runs.
+    // Planned and seeded once, here, and held by every layer of the pass while it runs.
     plans.of(spec);
+    let seed = image_seed(spec, platform);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<std::io::Result<Hashed>>>> =
         Mutex::new((0..count).map(|_| None).collect());
@@ -351,7 +353,7 @@ fn hash_layers(
                     return;
                 }
                 let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
-                let layer = Layer::new(Arc::clone(spec), plans.clone(), platform, number, mtime);
+                let layer = Layer::new(Arc::clone(spec), plans.clone(), seed, number, mtime);
                 let blob = layer.hash(encoders, &work.cancel);
                 results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(blob);
             });

@@ -564,20 +564,24 @@ async fn blob(
             // a closed form of the plan, the digest pass through the same code, and hashing
             // it again doubled the CPU a plain GiB costs (0.71 s against 1.28 s).
             Stored::Layer(layer, _) if layer.compressed() && range.end == size => {
+                let threads = ticket.encoders();
                 let check = Check {
                     digest: digest.to_owned(),
                     size,
                     spec: layer.spec.canonical(),
                 };
-                Body::checked(ticket, start, damage, check, move |out| layer.write(out))
+                Body::checked(ticket, start, damage, check, move |out| {
+                    layer.write(out, threads)
+                })
             }
             // Any other compressed range is made from the first byte too; the stream's own
             // window drops the prefix, so that it sees a client that left meanwhile.
             Stored::Layer(layer, _) if layer.compressed() => {
-                Body::windowed(ticket, range, damage, move |out| layer.write(out))
+                let threads = ticket.encoders();
+                Body::windowed(ticket, range, damage, move |out| layer.write(out, threads))
             }
             Stored::Layer(layer, _) if range == (0..size) => {
-                Body::generated(ticket, start, damage, move |out| layer.write(out))
+                Body::generated(ticket, start, damage, move |out| layer.write(out, 1))
             }
             Stored::Layer(layer, _) => Body::generated(ticket, start, damage, move |out| {
                 layer.write_range(range, out)

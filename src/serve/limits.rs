@@ -9,17 +9,17 @@
 use crate::progress::LogLevel;
 use crate::spec::{format_size, Compression, LayerSpec, Layout, Spec};
 
-/// `--max-image-size`: 16 GiB. A digest pass over it costs about 16 × 0.7 ≈ 11 CPU seconds
-/// plain, 16 × 1.7 ≈ 28 gzip, 16 × 1.1 ≈ 18 zstd (release build, see docs/serve.md); the
-/// largest images teams pull (CUDA, ML stacks) are 10–15 GB.
+/// `--max-image-size`: 16 GiB. A digest pass over it costs about 16 × 1.1 ≈ 18 CPU seconds
+/// plain, 16 × 4.1 ≈ 66 gzip, 16 × 2.9 ≈ 46 zstd (`ratio=3`: 160 gzip, 57 zstd; release
+/// build, see docs/serve.md); the largest images teams pull (CUDA, ML stacks) are 10–15 GB.
 pub(crate) const MAX_IMAGE_SIZE: u64 = 16 << 30;
 /// `--max-layers`: 1000. Docker's overlay driver refuses images of more than 125 layers
 /// when it runs them, registries rarely keep more than a few hundred; the limit stops specs
 /// like `100000x1B` whose metadata alone (config, manifest) is megabytes.
 pub(crate) const MAX_LAYERS: u64 = 1000;
-/// `--max-entries`: 200 000. A listed plan keeps about 150 bytes an entry and peaks at
-/// about 330 while it is drawn (`mock:1MB.tree-1000000`: see docs/serve.md), so one
-/// request's planning peaks near 64 MiB; large real images hold 50 000–150 000 files.
+/// `--max-entries`: 200 000. Planning peaks at about 360 bytes an entry while a tree is
+/// drawn (`1MB:tree=50000` and `tree=150000`: see docs/serve.md), so one request's planning
+/// peaks near 70 MiB; large real images hold 50 000–150 000 files.
 pub(crate) const MAX_ENTRIES: u64 = 200_000;
 
 /// `--plan-cache`: 64 MiB of plans kept when no stream uses them, a little over one plan
@@ -205,9 +205,9 @@ pub(crate) fn layer_entries(layer: &LayerSpec) -> u64 {
 /// the measured costs per GiB (release build, one core; docs/serve.md).
 pub(crate) fn pass_seconds(spec: &Spec, platforms: usize) -> f64 {
     let per_gib = |layer: &LayerSpec| match layer.encoding() {
-        Compression::None => 0.7,
-        Compression::Gzip => 1.7,
-        Compression::Zstd => 1.1,
+        Compression::None => 1.1,
+        Compression::Gzip => 4.1,
+        Compression::Zstd => 2.9,
     };
     let one: f64 = spec
         .layers()

@@ -298,7 +298,7 @@ impl Metrics {
     }
 
     /// A request is refused by the limit `limit`: its flag's name without `--`
-    /// (`max-image-size`, `digest-queue` for a 429 of a full pool, `max-streams`). `'static`, so that no
+    /// (`max-image-size`; `digest-queue` or `max-streams` for a 429 of a full pool). `'static`, so that no
     /// client's text becomes a label.
     pub fn refused(&self, limit: &'static str) {
         self.refusals.get_or_create(&ByLimit { limit }).inc();

@@ -121,9 +121,11 @@ pub struct ServeOptions {
 
 /// Defaults of the limits; the measurements behind them are in docs/serve.md.
 impl ServeOptions {
-    /// Streams at once: a stream whose client stopped reading holds about 4 MiB (its
-    /// chunks in flight) until it is cut, so 64 of them hold about 256 MiB.
-    pub const MAX_STREAMS: usize = 64;
+    /// Streams at once: a stream whose client stopped reading holds about 5 MiB (its
+    /// chunks in flight and in the socket) until it is cut, so 32 of them hold about 170
+    /// MiB (64 held 340 MiB, release build), which leaves room under 256 MiB for planning
+    /// a tree at `--max-entries`.
+    pub const MAX_STREAMS: usize = 32;
     /// Writes stuck this long close the connection.
     pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     /// Request headers, from their first byte (or the connection's start).

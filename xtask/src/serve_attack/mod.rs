@@ -1,5 +1,5 @@
 //! `cargo xtask bench serve-attack`: well-behaved clients pulling from `image-maker serve`,
-//! alone and then while an attack set runs (issue 21's benchmark; not in CI).
+//! alone and then while an attack set runs (not in CI: it takes minutes and both cores).
 //!
 //! The server runs on loopback with a fresh cache; the well-behaved clients pull a mix of
 //! plain, gzip, zstd and `tree=` images, Range GETs, and `docker pull` when a docker daemon
