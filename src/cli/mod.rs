@@ -75,7 +75,7 @@ pub enum Command {
     /// Build every image the `#[mock_image(...)]` tests under DIR use into the cache
     Warm(warm::WarmArgs),
     /// Serve images made on request as they are pulled: the tag names the spec
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print the image tag `serve` knows a spec by
     Tag(serve::TagArgs),
     /// Read every blob of an image again and check it against its digests and its spec, or an

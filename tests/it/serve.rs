@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1089,13 +1089,9 @@ fn an_images_file_names_images_and_ctrl_c_stops_the_server_cleanly() {
     );
 }
 
-#[test]
-fn tls_serves_https_with_the_given_certificate() {
-    let (Some(openssl), Some(tool)) = (tool("openssl"), tool("curl")) else {
-        return;
-    };
-    let dir = tempdir();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+/// A self-signed certificate for 127.0.0.1 and its key, in `dir`.
+pub(crate) fn self_signed(openssl: Tool, dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     run_ok(openssl.cmd().args([
         "req",
         "-x509",
@@ -1113,6 +1109,16 @@ fn tls_serves_https_with_the_given_certificate() {
         "-out",
         path_str(&cert),
     ]));
+    (cert, key)
+}
+
+#[test]
+fn tls_serves_https_with_the_given_certificate() {
+    let (Some(openssl), Some(tool)) = (tool("openssl"), tool("curl")) else {
+        return;
+    };
+    let dir = tempdir();
+    let (cert, key) = self_signed(openssl, dir.path());
     let server = Served::start(&["--tls-cert", path_str(&cert), "--tls-key", path_str(&key)]);
     assert!(
         server.log().starts_with("serving on https://"),

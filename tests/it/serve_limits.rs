@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::serve::{tag, Served};
+use crate::serve::{self_signed, tag, Served};
 use crate::serve_metrics::{first_layer, metrics_text, parse, sum};
 use crate::support::*;
 
@@ -231,6 +231,27 @@ fn a_half_sent_request_and_an_idle_connection_are_closed_on_time() {
     );
     let took = closed_after(&mut idle).expect("an idle connection is closed");
     assert!(took < Duration::from_secs(5), "closed after {took:?}");
+}
+
+#[test]
+fn a_tls_handshake_that_never_starts_is_closed_on_time() {
+    let Some(openssl) = tool("openssl") else {
+        return;
+    };
+    let dir = tempdir();
+    let (cert, key) = self_signed(openssl, dir.path());
+    let server = Served::start(&[
+        "--tls-cert",
+        path_str(&cert),
+        "--tls-key",
+        path_str(&key),
+        "--tls-handshake-timeout",
+        "1s",
+    ]);
+    // A client that connects and never says hello.
+    let mut silent = connect(&server, Duration::from_secs(8));
+    let took = closed_after(&mut silent).expect("a silent TLS client is closed");
+    assert!(took < Duration::from_secs(4), "closed after {took:?}");
 }
 
 #[test]
