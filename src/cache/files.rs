@@ -37,6 +37,7 @@ pub(crate) fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 
 /// As [`replace`], but leaves a file already at `dir/name` alone (`link`, which never
 /// replaces a name): `Ok(false)` then.
+#[cfg_attr(not(feature = "serve"), allow(dead_code))] // the memo index's
 pub(crate) fn create(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<bool> {
     let mut part = tempfile::Builder::new()
         .prefix(&format!(".{name}."))

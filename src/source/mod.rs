@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+#[cfg(feature = "registry")]
 pub(crate) use oci_dir::OciDir;
 
 use crate::{Error, Platform, Progress, Reference};
