@@ -29,6 +29,9 @@ use attack::{Part, Target};
 use http::{Client, Ctx, Fail};
 use server::{Sample, Server, TICKS};
 
+/// One request of a pull: path, `START-END` range, and whether to keep the body.
+type Fetch<'a> = dyn FnMut(&str, Option<&str>, bool) -> Result<http::Response, Fail> + 'a;
+
 /// What a registry client sends for a manifest.
 pub(crate) const ACCEPT: (&str, &str) = (
     "Accept",
@@ -636,8 +639,18 @@ impl Bench<'_> {
             round += 1;
             let done = match (kind, self.opts.client.as_str()) {
                 (Kind::Docker, _) => self.docker_pull(load, over),
-                (_, "curl") => self.pull_curl(kind, load, over, &mut random),
-                _ => self.pull(&mut client, kind, load, over, &mut random),
+                (_, "curl") => self.pull(kind, load, &mut random, &mut |path, range, keep| {
+                    self.curl(path, range, keep, load, over)
+                }),
+                _ => self.pull(kind, load, &mut random, &mut |path, range, keep| {
+                    let range = range.map(|r| format!("bytes={r}"));
+                    let headers: Vec<(&str, &str)> = match &range {
+                        Some(range) => vec![("Range", range.as_str())],
+                        None => vec![ACCEPT],
+                    };
+                    let limit = if keep { 1 << 20 } else { 0 };
+                    client.get(path, &headers, limit, &self.ctx(load, over))
+                }),
             };
             match done {
                 Ok(()) => *lock(&load.pulls).entry(kind).or_default() += 1,
@@ -676,66 +689,19 @@ impl Bench<'_> {
         result
     }
 
+    /// One pull of `kind`: its manifest, then its config and layers (four 1 MiB ranges of
+    /// its layer for `Kind::Range`). `fetch(path, range, keep)` makes one request, `range`
+    /// as `START-END`, keeping the body when `keep`.
     fn pull(
         &self,
-        client: &mut Client,
         kind: Kind,
         load: &Load,
-        over: &AtomicBool,
         random: &mut Random,
+        fetch: &mut Fetch<'_>,
     ) -> Result<(), Fail> {
         let path = format!("/v2/mock/manifests/{}", kind.tag(&self.opts.size));
         let asked = Instant::now();
-        let got = client.get(&path, &[ACCEPT], 1 << 20, &self.ctx(load, over));
-        let manifest = self.manifest_timed(load, got, asked)?;
-        expect(&manifest, 200)?;
-        let layers = layers(&manifest.body);
-        if kind == Kind::Range {
-            let (digest, size) = layers.first().ok_or_else(|| Fail::Bad("no layer".into()))?;
-            for _ in 0..4 {
-                let length = (1u64 << 20).min(*size);
-                let start = random.below(size - length + 1);
-                let range = format!("bytes={start}-{}", start + length - 1);
-                let got = client.get(
-                    &format!("/v2/mock/blobs/{digest}"),
-                    &[("Range", &range)],
-                    0,
-                    &self.ctx(load, over),
-                )?;
-                expect(&got, 206)?;
-                if got.bytes != length {
-                    return Err(Fail::Bad(format!("{} bytes of {length}", got.bytes)));
-                }
-            }
-            return Ok(());
-        }
-        let blobs = config(&manifest.body).into_iter().chain(layers);
-        for (digest, size) in blobs {
-            let got = client.get(
-                &format!("/v2/mock/blobs/{digest}"),
-                &[],
-                0,
-                &self.ctx(load, over),
-            )?;
-            expect(&got, 200)?;
-            if got.bytes != size {
-                return Err(Fail::Bad(format!("{} bytes of {size}", got.bytes)));
-            }
-        }
-        Ok(())
-    }
-
-    /// The same pull, a curl process per request.
-    fn pull_curl(
-        &self,
-        kind: Kind,
-        load: &Load,
-        over: &AtomicBool,
-        random: &mut Random,
-    ) -> Result<(), Fail> {
-        let path = format!("/v2/mock/manifests/{}", kind.tag(&self.opts.size));
-        let asked = Instant::now();
-        let got = self.curl(&path, None, true, load, over);
+        let got = fetch(&path, None, true);
         let manifest = self.manifest_timed(load, got, asked)?;
         expect(&manifest, 200)?;
         let layers = layers(&manifest.body);
@@ -757,13 +723,7 @@ impl Bench<'_> {
                 .collect()
         };
         for (digest, range, size) in blobs {
-            let got = self.curl(
-                &format!("/v2/mock/blobs/{digest}"),
-                range.as_deref(),
-                false,
-                load,
-                over,
-            )?;
+            let got = fetch(&format!("/v2/mock/blobs/{digest}"), range.as_deref(), false)?;
             expect(&got, if range.is_some() { 206 } else { 200 })?;
             if got.bytes != size {
                 return Err(Fail::Bad(format!("{} bytes of {size}", got.bytes)));
