@@ -381,12 +381,11 @@ impl Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("image-maker-serve")
-            // Everything on the blocking pool: the stream generators, bounded by
-            // `max_streams` (paced ones within it), and the manifests' digest passes,
-            // which are bounded elsewhere; DIGEST_ROOM leaves them room, so that a full
-            // stream pool never queues a manifest behind it. A bound on passes above
-            // DIGEST_ROOM must raise it.
-            .max_blocking_threads(max_streams + DIGEST_ROOM)
+            // On the blocking pool: the stream generators, bounded by `max_streams`
+            // (paced ones within it), and bcrypt checks, at most one per core; AUTH_ROOM
+            // leaves those room, so that a full stream pool never queues a login behind
+            // it. Digest passes run on threads of their own (`passes`).
+            .max_blocking_threads(max_streams + AUTH_ROOM)
             .build()
             .map_err(ServeError::Runtime)?;
         let streams = Arc::new(body::Streams::new(max_streams));
@@ -477,8 +476,9 @@ impl Server {
     }
 }
 
-/// Blocking threads kept beside the stream generators for the digest passes of manifests.
-const DIGEST_ROOM: usize = 32;
+/// Blocking threads kept beside the stream generators for bcrypt checks (one per core at
+/// most, see `auth::Gate`).
+const AUTH_ROOM: usize = 32;
 /// Descriptors kept for everything but connections: the listener, the runtime's, the
 /// cache's files and memos, stdio.
 const FD_RESERVE: u64 = 64;
