@@ -296,26 +296,44 @@ fn over_max_connections_a_connection_is_closed_at_once_and_the_start_line_says_t
 }
 
 #[test]
-fn stalled_readers_are_cut_and_a_normal_pull_still_gets_its_bytes() {
+fn six_hundred_stalled_readers_and_paced_streams_leave_curl_and_skopeo_their_bytes() {
     let (Some(curl), Some(skopeo)) = (tool("curl"), tool("skopeo")) else {
         return;
     };
-    let server = Served::start(&["--max-streams", "4", "--write-timeout", "2s"]);
+    // The default pool; a short write timeout, so that the end of the test comes soon.
+    let server = Served::start(&["--write-timeout", "3s"]);
     let spec = tag("64MB");
     let digest = first_layer(curl, &server, "mock", &spec);
-    // Three times the pool of clients that ask for the blob and never read a byte.
-    let request = format!("GET /v2/mock/blobs/{digest} HTTP/1.1\r\nHost: a\r\n\r\n");
-    let stalled: Vec<TcpStream> = (0..12)
-        .map(|_| {
-            let mut s = connect(&server, Duration::from_secs(1));
-            s.write_all(request.as_bytes()).expect("write");
-            s
-        })
+    // Room in this process for 600 sockets besides what other tests hold.
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    let _ = nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_NOFILE,
+        hard.min(65536),
+        hard,
+    );
+    // 600 clients that ask for the blob and never read a byte, and paced streams at the
+    // slowest rate there is; a slower one is refused, naming the floor.
+    let (status, body) = server.get(curl, &format!("/v2/faults/slow-1b/mock/manifests/{spec}"));
+    let (_, message) = error_of(&String::from_utf8_lossy(&body));
+    assert_eq!(status, 404, "{message}");
+    assert!(message.contains("slow-1kb"), "{message}");
+    let open = |path: String| {
+        let mut s = connect(&server, Duration::from_secs(1));
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .expect("write");
+        s
+    };
+    let stalled: Vec<TcpStream> = (0..600)
+        .map(|_| open(format!("/v2/mock/blobs/{digest}")))
+        .collect();
+    let paced: Vec<TcpStream> = (0..8)
+        .map(|_| open(format!("/v2/faults/slow-1kb/mock/blobs/{digest}")))
         .collect();
     wait_for(
         "the pool to fill with stalled streams",
         Duration::from_secs(20),
-        || metric(curl, &server, "image_maker_blob_streams_active") >= 4.0,
+        || metric(curl, &server, "image_maker_blob_streams_active") >= 32.0,
     );
     // A well-behaved client gets the whole blob (after a 429 it retries, as it is told),
     // and skopeo the whole image.
@@ -344,10 +362,12 @@ fn stalled_readers_are_cut_and_a_normal_pull_still_gets_its_bytes() {
         &format!("docker://{}/mock:{spec}", server.host),
         &format!("oci:{}:x", path_str(&work.path().join("copy"))),
     ]));
-    // The stalled ones were cut: the server holds no stream for them.
+    // The stalled ones were cut, and the paced ones end with their clients: the server
+    // holds no stream for any of them.
+    drop(paced);
     wait_for(
         "the stalled streams to be cut",
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         || metric(curl, &server, "image_maker_blob_streams_active") == 0.0,
     );
     drop(stalled);
