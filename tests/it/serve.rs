@@ -1047,9 +1047,11 @@ fn two_clients_of_a_large_layer_cost_no_disk_and_little_memory() {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM");
     assert!(peak_kib < 100 << 10, "peak RSS {peak_kib} KiB");
-    // The digest memo alone: a page or two.
+    // The digest memo and its index (a small file per digest, each made under a temporary
+    // name, and their directories): a few dozen pages, where one stored blob would be
+    // 256 MiB.
     let wrote = written() - before;
-    assert!(wrote <= 64 << 10, "the server wrote {wrote} bytes to disk");
+    assert!(wrote <= 256 << 10, "the server wrote {wrote} bytes to disk");
     let memo: u64 = files_under(cache.path()).iter().map(|(_, len)| len).sum();
     assert!(memo < 1024, "the cache holds {memo} bytes");
 }
