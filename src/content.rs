@@ -12,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::plan::{FilePlan, LayerPlan};
 use crate::platform::Platform;
-use crate::spec::{Ratio, Spec};
+use crate::spec::{LayerSpec, Ratio, Spec};
 
 /// ChaCha's block: reads are served in whole blocks so the stream does not depend on how
 /// the caller slices it (`fill_bytes` drops the tail of a partly used word).
@@ -57,7 +57,24 @@ impl FileContent {
     /// The bytes of `file`, a file of `layer`, in the image whose content seed is `seed`
     /// ([`seed`]).
     pub fn of(layer: &LayerPlan, seed: &[u8; 32], file: &FilePlan) -> Self {
-        Self::with_ratio(seed, layer.number, file.index, file.size, layer.spec.ratio)
+        Self::in_layer(&layer.spec, layer.number, seed, file.index, file.size)
+    }
+
+    /// File `file` of layer `number`, whose spec is `layer`, in the image whose content seed
+    /// is `seed`; `len` bytes of it. A `seed=NAME` layer's bytes are its own: drawn from its
+    /// name and options, whatever image and place it is in.
+    pub fn in_layer(layer: &LayerSpec, number: u32, seed: &[u8; 32], file: u64, len: u64) -> Self {
+        match layer.seed {
+            None => Self::with_ratio(seed, number, file, len, layer.ratio),
+            Some(_) => {
+                let own: [u8; 32] = Sha256::new()
+                    .chain_update(b"image-maker seeded layer v1\0")
+                    .chain_update(layer.content_canonical().as_bytes())
+                    .finalize()
+                    .into();
+                Self::with_ratio(&own, 0, file, len, layer.ratio)
+            }
+        }
     }
 
     /// The content of file `file` (0-based) in layer `layer` (1-based) of the image whose

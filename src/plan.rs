@@ -55,6 +55,15 @@ fn planned(layers: &[LayerSpec]) -> Vec<LayerPlan> {
     plans
 }
 
+/// The top directory of layer `number`: named after its place, or after its `seed=` name,
+/// which no place's name can be.
+fn top(number: u32, spec: &LayerSpec) -> String {
+    match spec.seed {
+        Some(seed) => format!("seed-{seed}"),
+        None => format!("layer{number}"),
+    }
+}
+
 /// What the layers planned so far leave, as tar-form paths, their top directories left
 /// out: what a whiteout may delete, and a link point at.
 #[derive(Debug, Default)]
@@ -84,11 +93,16 @@ impl LayerPlan {
     /// Layer `number` of a spec, above what the layers below leave (read only when it has
     /// links or whiteouts). A tree's or any listed layer's entries are drawn here, once.
     fn new(number: u32, spec: LayerSpec, lower: &Below) -> Self {
-        let top = format!("layer{number}");
+        let top = top(number, &spec);
+        // A `seed=` layer's draws follow its name where others follow their place.
+        let place = match spec.seed {
+            Some(seed) => format!("seed\0{seed}"),
+            None => number.to_string(),
+        };
         let tree = if spec.layout == Layout::Tree {
             // The shape depends on what the layer holds and where, not on its encoding or
             // content ratio: those change no path.
-            let key = format!("{}\0{}\0{number}", spec.size, spec.files);
+            let key = format!("{}\0{}\0{place}", spec.size, spec.files);
             let sizes = if spec.even_sizes {
                 Sizes::Even
             } else {
@@ -106,13 +120,16 @@ impl LayerPlan {
             None
         };
         let tree = tree.map(|mut entries| {
-            let below = if spec.extra.symlinks > 0 || spec.extra.whiteouts > 0 {
-                lower.paths()
-            } else {
-                Vec::new()
-            };
+            // A `seed=` layer's links point within it alone: the rest of the image is not
+            // its to know.
+            let below =
+                if (spec.extra.symlinks > 0 || spec.extra.whiteouts > 0) && spec.seed.is_none() {
+                    lower.paths()
+                } else {
+                    Vec::new()
+                };
             // Keyed apart from the tree: adding links to a layer moves none of its files.
-            let key = format!("{}\0{number}", spec.content_canonical());
+            let key = format!("{}\0{place}", spec.content_canonical());
             crate::extra::add(&mut entries, &top, &key, &spec.extra, &below);
             Arc::new(Tree::sorted(entries))
         });
@@ -125,9 +142,9 @@ impl LayerPlan {
         self.tree.is_some()
     }
 
-    /// The layer's top directory, `layerN`.
+    /// The layer's top directory: `layerN`, or `seed-NAME` for a `seed=NAME` layer.
     pub fn dir(&self) -> String {
-        format!("layer{}", self.number)
+        top(self.number, &self.spec)
     }
 
     /// How many directory entries `entries` yields, `layerN/` included.

@@ -172,6 +172,8 @@ pub struct LayerSpec {
     /// Entries beyond the regular files: symbolic links, hard links to the layer's own
     /// files, whiteouts of what lower layers hold, empty directories.
     pub extra: Extra,
+    /// `seed=NAME`: the layer's own identity instead of its place in the image.
+    pub seed: Option<SeedName>,
 }
 
 /// How many entries of each kind besides regular files a layer holds.
@@ -215,6 +217,57 @@ impl Extra {
     }
 }
 
+/// The most bytes a `seed=` name holds.
+pub const MAX_SEED_NAME: usize = 64;
+
+/// A layer's identity of its own (`seed=NAME`): its bytes and paths then follow the name and
+/// the layer's own options alone, so that images sharing it share the blob byte for byte.
+/// Letters, digits and `._-`, starting with a letter or digit, at most [`MAX_SEED_NAME`]
+/// bytes. Held inline so that a layer stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeedName {
+    len: u8,
+    bytes: [u8; MAX_SEED_NAME],
+}
+
+impl SeedName {
+    /// The name, if `text` is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let ok = !text.is_empty()
+            && text.len() <= MAX_SEED_NAME
+            && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        ok.then(|| {
+            let mut bytes = [0; MAX_SEED_NAME];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            Self {
+                len: text.len() as u8,
+                bytes,
+            }
+        })
+    }
+
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for SeedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for SeedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
 impl LayerSpec {
     /// One file of `size` bytes.
     pub fn new(size: u64) -> Self {
@@ -227,6 +280,7 @@ impl LayerSpec {
             level: None,
             even_sizes: false,
             extra: Extra::default(),
+            seed: None,
         }
     }
 
@@ -272,6 +326,9 @@ impl LayerSpec {
         }
         if self.ratio != Ratio::ONE {
             text.push_str(&format!(":ratio={}", self.ratio));
+        }
+        if let Some(seed) = self.seed {
+            text.push_str(&format!(":seed={seed}"));
         }
         text
     }
@@ -435,6 +492,18 @@ pub enum SpecError {
         /// The entry as given.
         token: String,
     },
+    /// `seed=` is not a name of letters, digits and `._-`.
+    #[error("`seed={value}` in `{token}` is not a name (letters, digits and `._-`, starting with a letter or digit, at most 64)")]
+    BadSeed {
+        /// The name as given.
+        value: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// `seed=` with `whiteouts=`: what a whiteout deletes is the rest of the image's, so
+    /// such a layer cannot stand on its own.
+    #[error("`seed=` and `whiteouts=` cannot both be given in `{0}`: whiteouts delete what the image's other layers hold")]
+    SeedWithWhiteouts(String),
     /// `compression=` names an encoding other than `gzip`, `zstd` or `none`.
     #[error("unknown compression `{value}` in `{token}`")]
     UnknownCompression {
@@ -546,7 +615,7 @@ impl SpecError {
             ),
             Self::FractionalBytes(_) => Some("use a smaller unit, e.g. `1536KB` instead of `1.5MB`"),
             Self::UnknownOption { .. } | Self::EmptyOption(_) | Self::MissingValue { .. } => Some(
-                "layer options are `files=N` or `tree=N` (N files, flat or in nested directories), `sizes=even`, `symlinks=N`, `hardlinks=N`, `whiteouts=N`, `dirs=N`, `ratio=R`, `compression=gzip|zstd|none` and `level=N`, e.g. `512MB:tree=1000:symlinks=20:compression=gzip`",
+                "layer options are `files=N` or `tree=N` (N files, flat or in nested directories), `sizes=even`, `symlinks=N`, `hardlinks=N`, `whiteouts=N`, `dirs=N`, `ratio=R`, `seed=NAME`, `compression=gzip|zstd|none` and `level=N`, e.g. `512MB:tree=1000:symlinks=20:compression=gzip`",
             ),
             Self::WhiteoutsOnFirstLayer(_) | Self::TooManyWhiteouts { .. } => Some(
                 "a whiteout deletes a file, link or directory of a lower layer: give `whiteouts=N` to the second layer or a later one, e.g. `8MB:tree=500,1MB:whiteouts=5`",
@@ -565,6 +634,9 @@ impl SpecError {
             ),
             Self::BadFileCount { .. } | Self::ConflictingOptions(_) => Some(
                 "`files=N` puts N files in the layer's directory, `tree=N` spreads them over nested directories, e.g. `512MB:files=1000`",
+            ),
+            Self::BadSeed { .. } | Self::SeedWithWhiteouts(_) => Some(
+                "`seed=NAME` gives a layer bytes of its own that every image naming it shares, e.g. `256MB:seed=base,16MB`",
             ),
             Self::BadRatio { .. } => Some(
                 "`ratio=R` makes file bytes that gzip and zstd shrink about R:1, from 1 (random) to 100, e.g. `ratio=4` or `ratio=2.5`",
@@ -853,7 +925,7 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
         let name = match key {
             "" => return Err(SpecError::EmptyOption(token.to_owned())),
             "files" | "tree" | "ratio" | "compression" | "level" | "sizes" | "symlinks"
-            | "hardlinks" | "whiteouts" | "dirs" => key,
+            | "hardlinks" | "whiteouts" | "dirs" | "seed" => key,
             _ => return Err(unknown()),
         };
         if value.is_empty() {
@@ -920,6 +992,12 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
                     }
                 })?);
             }
+            "seed" => {
+                layer.seed = Some(SeedName::parse(value).ok_or_else(|| SpecError::BadSeed {
+                    value: value.to_owned(),
+                    token: token.to_owned(),
+                })?);
+            }
             "sizes" => {
                 layer.even_sizes = match value.to_ascii_lowercase().as_str() {
                     "even" => true,
@@ -935,6 +1013,9 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
             // Checked once the whole entry is read: `level` may come before `compression`.
             _ => level = Some(value),
         }
+    }
+    if layer.seed.is_some() && layer.extra.whiteouts > 0 {
+        return Err(SpecError::SeedWithWhiteouts(token.to_owned()));
     }
     if seen.contains(&"sizes") && layer.layout != Layout::Tree {
         return Err(SpecError::SizesWithoutTree(token.to_owned()));
@@ -1423,6 +1504,50 @@ mod tests {
         );
         // Same canonical form, same spec.
         assert_eq!(Spec::parse(&spec.canonical()), Ok(spec));
+    }
+
+    #[test]
+    fn a_seed_name_is_part_of_the_layers_canonical_and_content_form() {
+        let spec = Spec::parse("1GB:seed=base:compression=gzip,64MB").expect("valid");
+        assert_eq!(
+            spec.canonical(),
+            "1GB:files=1:seed=base:compression=gzip,64MB:files=1"
+        );
+        assert_eq!(
+            spec.content_canonical(),
+            "1GB:files=1:seed=base,64MB:files=1"
+        );
+        assert_eq!(
+            spec.layers()[0].seed.map(|s| s.to_string()).as_deref(),
+            Some("base")
+        );
+        assert_eq!(
+            Spec::parse("2x1MB:tree=5:seed=a.b-C_9")
+                .expect("valid")
+                .canonical(),
+            "1MB:tree=5:seed=a.b-C_9,1MB:tree=5:seed=a.b-C_9"
+        );
+        let long = "n".repeat(MAX_SEED_NAME);
+        assert!(Spec::parse(&format!("1MB:seed={long}")).is_ok());
+        for bad in [
+            format!("1MB:seed={long}n"),
+            "1MB:seed=-a".into(),
+            "1MB:seed=a/b".into(),
+            "1MB:seed=é".into(),
+        ] {
+            assert!(
+                matches!(Spec::parse(&bad), Err(SpecError::BadSeed { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            Spec::parse("1MB:tree=5,1MB:whiteouts=1:seed=x"),
+            Err(SpecError::SeedWithWhiteouts(_))
+        ));
+        assert!(matches!(
+            Spec::parse("1MB:seed=x:seed=y"),
+            Err(SpecError::DuplicateOption { .. })
+        ));
     }
 
     #[test]

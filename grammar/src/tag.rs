@@ -80,6 +80,10 @@ pub fn tag_of(text: &str) -> Result<String, TagError> {
         if let Some(ratio) = token.strip_prefix("ratio=") {
             return Err(TagError::DecimalRatio(ratio.to_owned()));
         }
+        // A tag reads `.` as `:`, so such a name has no tag form.
+        if token.starts_with("seed=") {
+            return Err(TagError::Characters(text.to_owned()));
+        }
         // A size, after its `Nx`.
         let size = token.rsplit(['x', 'X']).next().unwrap_or(token);
         let bytes = crate::spec::parse_byte_size(size)?;
@@ -168,6 +172,7 @@ mod tests {
             ("64MB:tree=5000", "64MB.tree-5000"),
             ("3x1G, 100x4k:files=2", "3x1G_100x4k.files-2"),
             ("8MB:compression=gzip", "8MB.compression-gzip"),
+            ("1GB:seed=base,64MB", "1GB.seed-base_64MB"),
             (
                 "2x1MB:ratio=4:compression=zstd:level=9,1KB",
                 "2x1MB.ratio-4.compression-zstd.level-9_1KB",

@@ -203,8 +203,8 @@ impl Expected {
 
     /// The bytes of the generated file `origin`, `size` of them.
     pub(crate) fn content(&self, origin: Origin, size: u64) -> FileContent {
-        let ratio = self.spec.layers()[origin.layer as usize - 1].ratio;
-        FileContent::with_ratio(&self.seed, origin.layer, origin.index, size, ratio)
+        let layer = &self.spec.layers()[origin.layer as usize - 1];
+        FileContent::in_layer(layer, origin.layer, &self.seed, origin.index, size)
     }
 
     /// The top directories (`layerN`) it holds, without their `/`.

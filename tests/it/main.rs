@@ -17,6 +17,7 @@ mod engine;
 mod exactness;
 mod expect;
 mod failures;
+mod families;
 mod link;
 mod macros;
 mod oci;
