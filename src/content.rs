@@ -5,6 +5,7 @@
 //! reached directly (`seek`): ChaCha is a counter-mode stream.
 
 use std::io;
+use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -51,13 +52,32 @@ pub struct FileContent {
     spare_pos: usize,
     /// Random bytes per segment; `None` for incompressible (all random) content.
     literal: Option<usize>,
+    /// The bytes themselves, for a file that is given rather than generated.
+    given: Option<Arc<[u8]>>,
 }
 
 impl FileContent {
     /// The bytes of `file`, a file of `layer`, in the image whose content seed is `seed`
     /// ([`seed`]).
     pub fn of(layer: &LayerPlan, seed: &[u8; 32], file: &FilePlan) -> Self {
-        Self::in_layer(&layer.spec, layer.number, seed, file.index, file.size)
+        match layer.given(file.index) {
+            Some(bytes) => Self::given(Arc::clone(bytes)),
+            None => Self::in_layer(&layer.spec, layer.number, seed, file.index, file.size),
+        }
+    }
+
+    /// A file whose bytes are given: the `run` layer's.
+    pub(crate) fn given(bytes: Arc<[u8]>) -> Self {
+        let len = bytes.len() as u64;
+        Self {
+            rng: ChaCha8Rng::from_seed([0; 32]),
+            len,
+            remaining: len,
+            spare: Vec::new(),
+            spare_pos: 0,
+            literal: None,
+            given: Some(bytes),
+        }
     }
 
     /// File `file` of layer `number`, whose spec is `layer`, in the image whose content seed
@@ -104,6 +124,7 @@ impl FileContent {
             spare,
             spare_pos,
             literal,
+            given: None,
         }
     }
 
@@ -117,6 +138,9 @@ impl FileContent {
     pub fn seek(&mut self, offset: u64) {
         let offset = offset.min(self.len);
         self.remaining = self.len - offset;
+        if self.given.is_some() {
+            return;
+        }
         let unit = self.spare.len() as u64;
         let (index, within) = (offset / unit, (offset % unit) as usize);
         // ChaCha counts 32-bit words: 16 to a block.
@@ -160,6 +184,12 @@ impl FileContent {
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let buf = &mut buf[..want];
+        if let Some(given) = &self.given {
+            let at = (self.len - self.remaining) as usize;
+            buf.copy_from_slice(&given[at..at + want]);
+            self.remaining -= want as u64;
+            return want;
+        }
         let mut done = 0;
         while done < want {
             if self.spare_pos == self.spare.len() {

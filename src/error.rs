@@ -390,6 +390,9 @@ impl Error {
 /// A request that cannot be carried out as given: bad usage, exit code 2.
 #[non_exhaustive]
 pub enum UsageError {
+    /// A runnable image for a platform the entrypoint program is not built for.
+    #[error(transparent)]
+    Runnable(#[from] crate::runnable::Unsupported),
     /// `SOURCE_DATE_EPOCH` is set to something other than whole seconds up to year 9999.
     #[error("SOURCE_DATE_EPOCH `{0}` is not a whole number of seconds from 1970 to 9999")]
     SourceDateEpoch(String),
@@ -452,6 +455,7 @@ impl UsageError {
                 Some("add `.builder(Builder::Dockerfile)`")
             }
             Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
+            Self::Runnable(e) => Some(e.hint()),
             Self::NativeOnly { .. } => Some(
                 "an engine's build writes plain layers for one platform, and a Dockerfile cannot delete what a lower layer holds: use the native builder (`--builder native`, the default)",
             ),

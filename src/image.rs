@@ -182,15 +182,17 @@ pub fn metadata(
         .created(created)
         .architecture(Arch::from(platform.architecture.as_str()))
         .os(Os::from(platform.os.as_str()))
-        .config(
-            ConfigBuilder::default()
-                .labels(
-                    [(SPEC_LABEL.to_owned(), spec.canonical())]
-                        .into_iter()
-                        .collect::<std::collections::HashMap<_, _>>(),
-                )
-                .build()?,
-        )
+        .config({
+            let mut config = ConfigBuilder::default().labels(
+                [(SPEC_LABEL.to_owned(), spec.canonical())]
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            );
+            if let Some(argv) = crate::runnable::entrypoint(spec, platform) {
+                config = config.entrypoint(argv);
+            }
+            config.build()?
+        })
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")

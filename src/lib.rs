@@ -60,6 +60,7 @@ pub(crate) mod progress;
 pub(crate) mod registry;
 pub(crate) mod request;
 pub(crate) mod rootfs;
+pub(crate) mod runnable;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub(crate) mod sink;

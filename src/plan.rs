@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 pub use crate::entry::{Entry, FilePlan};
 use crate::rootfs::Rootfs;
-use crate::spec::{format_size, LayerSpec, Layout, Spec};
+use crate::runnable::Given;
+use crate::spec::{format_size, LayerSpec, Layout, Run, Spec};
 use crate::tree::{self, Sizes, Tree};
 
 /// One layer's directory and files.
@@ -19,6 +20,8 @@ pub struct LayerPlan {
     /// The entries of a tree layer, or of any layer with links, whiteouts or empty
     /// directories, made once; a plain flat layer's are computed as they are read.
     tree: Option<Arc<Tree>>,
+    /// The bytes of the `run` layer's files, which are given, not generated.
+    given: Option<Arc<Given>>,
 }
 
 /// What an entry's tar bytes depend on: see [`LayerPlan::measures`].
@@ -45,12 +48,34 @@ fn planned(layers: &[LayerSpec]) -> Vec<LayerPlan> {
         .iter()
         .rposition(|l| l.extra.symlinks > 0 || l.extra.whiteouts > 0)
         .unwrap_or(0);
+    let mut run = None;
     for (index, (layer, number)) in layers.iter().zip(1..).enumerate() {
+        if let Some(options) = layer.run {
+            run = Some((index, number, options));
+            continue;
+        }
         let plan = LayerPlan::new(number, *layer, &below);
         if index < looked_at {
             below.apply(&plan);
         }
         plans.push(plan);
+    }
+    // The program's layer lists the files of all the others, wherever it sits.
+    if let Some((index, number, options)) = run {
+        let files = if options.read > 0 {
+            crate::runnable::surviving_files(plans.iter().map(|p| p.entries().collect()))
+        } else {
+            Vec::new()
+        };
+        let key: Vec<String> = layers
+            .iter()
+            .filter(|l| l.run.is_none())
+            .map(LayerSpec::content_canonical)
+            .collect();
+        plans.insert(
+            index,
+            LayerPlan::run(number, &options, files, &key.join(",")),
+        );
     }
     plans
 }
@@ -58,9 +83,10 @@ fn planned(layers: &[LayerSpec]) -> Vec<LayerPlan> {
 /// The top directory of layer `number`: named after its place, or after its `seed=` name,
 /// which no place's name can be.
 fn top(number: u32, spec: &LayerSpec) -> String {
-    match spec.seed {
-        Some(seed) => format!("seed-{seed}"),
-        None => format!("layer{number}"),
+    match (spec.seed, spec.run) {
+        (_, Some(_)) => crate::runnable::DIR.to_owned(),
+        (Some(seed), None) => format!("seed-{seed}"),
+        (None, None) => format!("layer{number}"),
     }
 }
 
@@ -90,6 +116,45 @@ impl Below {
 }
 
 impl LayerPlan {
+    /// The `run` layer, number `number`: the programs and, when they read, the list of
+    /// `files`; `key` seeds a random order. Its spec gets the size and file count it has.
+    fn run(number: u32, options: &Run, files: Vec<String>, key: &str) -> Self {
+        let mut bytes: Vec<(String, Arc<[u8]>)> = Vec::new();
+        let entries = crate::runnable::entries(options, files, key)
+            .into_iter()
+            .map(|(entry, data)| {
+                bytes.push((entry.path().to_owned(), data));
+                entry
+            })
+            .collect();
+        let tree = Tree::sorted(entries);
+        let given: Vec<Arc<[u8]>> = tree
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::File(f) => bytes
+                    .iter()
+                    .find(|(p, _)| *p == f.path)
+                    .map(|(_, b)| Arc::clone(b)),
+                _ => None,
+            })
+            .collect();
+        let mut spec = LayerSpec::run(*options);
+        spec.files = given.len() as u64;
+        spec.size = given.iter().map(|b| b.len() as u64).sum();
+        Self {
+            number,
+            spec,
+            tree: Some(Arc::new(tree)),
+            given: Some(Arc::new(Given(given))),
+        }
+    }
+
+    /// The bytes of file `index` when the layer's files are given (the `run` layer).
+    pub(crate) fn given(&self, index: u64) -> Option<&Arc<[u8]>> {
+        self.given.as_ref()?.0.get(usize::try_from(index).ok()?)
+    }
+
     /// Layer `number` of a spec, above what the layers below leave (read only when it has
     /// links or whiteouts). A tree's or any listed layer's entries are drawn here, once.
     fn new(number: u32, spec: LayerSpec, lower: &Below) -> Self {
@@ -114,6 +179,7 @@ impl LayerPlan {
                 number,
                 spec,
                 tree: None,
+                given: None,
             };
             Some(flat.entries().collect())
         } else {
@@ -133,7 +199,12 @@ impl LayerPlan {
             crate::extra::add(&mut entries, &top, &key, &spec.extra, &below);
             Arc::new(Tree::sorted(entries))
         });
-        Self { number, spec, tree }
+        Self {
+            number,
+            spec,
+            tree,
+            given: None,
+        }
     }
 
     /// Whether the entries are listed (a tree, or links, whiteouts or empty directories),

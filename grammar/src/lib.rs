@@ -31,7 +31,7 @@ pub mod tag;
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
 pub use spec::{
-    format_size, parse_byte_size, Compression, Extra, LayerSpec, Layout, Ratio, SeedName, Spec,
-    SpecError, MAX_LAYERS, MAX_SEED_NAME,
+    format_size, parse_byte_size, Compression, Extra, LayerSpec, Layout, Ratio, Run, Spec,
+    SpecError, Word, MAX_LAYERS, MAX_WORD,
 };
 pub use tag::{spec_of_tag, spec_text, tag_of, TagError, MAX_TAG_LEN};

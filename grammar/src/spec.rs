@@ -173,7 +173,55 @@ pub struct LayerSpec {
     /// files, whiteouts of what lower layers hold, empty directories.
     pub extra: Extra,
     /// `seed=NAME`: the layer's own identity instead of its place in the image.
-    pub seed: Option<SeedName>,
+    pub seed: Option<Word>,
+    /// The `run` entry: not generated files but the image's entrypoint program, and the
+    /// list of files it reads. Its size and file count are the planner's to give; here
+    /// they are 0.
+    pub run: Option<Run>,
+}
+
+/// The `run` entry's options: `run:ready=LINE:read=all:order=random`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Run {
+    /// What the program writes to stdout once it is ready; `ready` unless `ready=` says.
+    pub ready: Word,
+    /// The percentage of the image's files it reads first (`read=N`, `read=all` = 100);
+    /// 0 reads none.
+    pub read: u8,
+    /// It reads them in a seeded order (`order=random`) rather than the tars'.
+    pub random: bool,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Self {
+            ready: Word::parse(Run::READY).unwrap_or_else(|| unreachable!("a word")),
+            read: 0,
+            random: false,
+        }
+    }
+}
+
+impl Run {
+    /// The default ready line.
+    pub const READY: &'static str = "ready";
+
+    /// `run`, then the options that are not the defaults.
+    pub fn canonical(&self) -> String {
+        let mut text = "run".to_owned();
+        if self.ready.as_str() != Self::READY {
+            text.push_str(&format!(":ready={}", self.ready));
+        }
+        match self.read {
+            0 => {}
+            100 => text.push_str(":read=all"),
+            n => text.push_str(&format!(":read={n}")),
+        }
+        if self.random {
+            text.push_str(":order=random");
+        }
+        text
+    }
 }
 
 /// How many entries of each kind besides regular files a layer holds.
@@ -217,30 +265,29 @@ impl Extra {
     }
 }
 
-/// The most bytes a `seed=` name holds.
-pub const MAX_SEED_NAME: usize = 64;
+/// The most bytes a [`Word`] holds.
+pub const MAX_WORD: usize = 64;
 
-/// A layer's identity of its own (`seed=NAME`): its bytes and paths then follow the name and
-/// the layer's own options alone, so that images sharing it share the blob byte for byte.
-/// Letters, digits and `._-`, starting with a letter or digit, at most [`MAX_SEED_NAME`]
+/// A name an option takes: a `seed=` layer's identity, the runnable program's ready line.
+/// Letters, digits and `._-`, starting with a letter or digit, at most [`MAX_WORD`]
 /// bytes. Held inline so that a layer stays `Copy`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SeedName {
+pub struct Word {
     len: u8,
-    bytes: [u8; MAX_SEED_NAME],
+    bytes: [u8; MAX_WORD],
 }
 
-impl SeedName {
+impl Word {
     /// The name, if `text` is one.
     pub fn parse(text: &str) -> Option<Self> {
         let ok = !text.is_empty()
-            && text.len() <= MAX_SEED_NAME
+            && text.len() <= MAX_WORD
             && text.starts_with(|c: char| c.is_ascii_alphanumeric())
             && text
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         ok.then(|| {
-            let mut bytes = [0; MAX_SEED_NAME];
+            let mut bytes = [0; MAX_WORD];
             bytes[..text.len()].copy_from_slice(text.as_bytes());
             Self {
                 len: text.len() as u8,
@@ -256,13 +303,13 @@ impl SeedName {
     }
 }
 
-impl fmt::Display for SeedName {
+impl fmt::Display for Word {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl fmt::Debug for SeedName {
+impl fmt::Debug for Word {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.as_str())
     }
@@ -281,6 +328,17 @@ impl LayerSpec {
             even_sizes: false,
             extra: Extra::default(),
             seed: None,
+            run: None,
+        }
+    }
+
+    /// The `run` entry with `run`'s options.
+    pub fn run(run: Run) -> Self {
+        Self {
+            size: 0,
+            files: 0,
+            run: Some(run),
+            ..Self::new(0)
         }
     }
 
@@ -297,6 +355,9 @@ impl LayerSpec {
     /// `512MB:files=1000`, then `ratio=`, `compression=` and `level=` where they are not
     /// the defaults.
     pub fn canonical(&self) -> String {
+        if let Some(run) = self.run {
+            return run.canonical();
+        }
         let mut text = self.content_canonical();
         if let Some(compression) = self.compression {
             text.push_str(&format!(":compression={compression}"));
@@ -310,6 +371,9 @@ impl LayerSpec {
     /// The canonical form of what the files hold, whatever the encoding: the same
     /// files come out of a gzip, a zstd and a plain layer of one spec.
     pub fn content_canonical(&self) -> String {
+        if let Some(run) = self.run {
+            return run.canonical();
+        }
         let mut text = format!(
             "{}:{}={}",
             format_size(self.size),
@@ -504,6 +568,30 @@ pub enum SpecError {
     /// such a layer cannot stand on its own.
     #[error("`seed=` and `whiteouts=` cannot both be given in `{0}`: whiteouts delete what the image's other layers hold")]
     SeedWithWhiteouts(String),
+    /// More than one `run` entry, or a repeated one.
+    #[error("`{0}` has more than one `run` entry: an image has one entrypoint")]
+    RunTwice(String),
+    /// An option of `run` other than `ready`, `read` or `order`.
+    #[error("unknown option `{option}` of `run` in `{token}`")]
+    UnknownRunOption {
+        /// The option's name as given.
+        option: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// A `run` option's value is not one it takes.
+    #[error("`{option}={value}` in `{token}` is not a value `{option}` takes")]
+    BadRunOption {
+        /// The option's name.
+        option: String,
+        /// The value as given.
+        value: String,
+        /// The entry as given.
+        token: String,
+    },
+    /// `order=` without `read=`: there is nothing to read in an order.
+    #[error("`order=` in `{0}` needs `read=`: the program reads no file otherwise")]
+    OrderWithoutRead(String),
     /// `compression=` names an encoding other than `gzip`, `zstd` or `none`.
     #[error("unknown compression `{value}` in `{token}`")]
     UnknownCompression {
@@ -635,6 +723,12 @@ impl SpecError {
             Self::BadFileCount { .. } | Self::ConflictingOptions(_) => Some(
                 "`files=N` puts N files in the layer's directory, `tree=N` spreads them over nested directories, e.g. `512MB:files=1000`",
             ),
+            Self::RunTwice(_)
+            | Self::UnknownRunOption { .. }
+            | Self::BadRunOption { .. }
+            | Self::OrderWithoutRead(_) => Some(
+                "`run` adds the entrypoint program: `run:ready=LINE` (letters, digits, `._-`) sets its ready line, `read=N` (percent, or `all`) the share of the image's files it reads first, `order=tar|random` their order, e.g. `64MB:tree=500,run:read=all:order=random`",
+            ),
             Self::BadSeed { .. } | Self::SeedWithWhiteouts(_) => Some(
                 "`seed=NAME` gives a layer bytes of its own that every image naming it shares, e.g. `256MB:seed=base,16MB`",
             ),
@@ -753,8 +847,12 @@ impl Spec {
         Self::checked(layers, &list)
     }
 
-    /// Whole-image limits: every size must fit in 64 bits with its tar overhead included.
+    /// Whole-image limits: every size must fit in 64 bits with its tar overhead included;
+    /// one `run` entry at most.
     fn checked(layers: Vec<LayerSpec>, list: &str) -> Result<Self, SpecError> {
+        if layers.iter().filter(|l| l.run.is_some()).count() > 1 {
+            return Err(SpecError::RunTwice(list.to_owned()));
+        }
         layers
             .iter()
             .try_fold(0u64, |total, l| total.checked_add(max_tar_size(l)?))
@@ -784,7 +882,8 @@ impl Spec {
         level: Option<u32>,
     ) -> Result<Self, SpecError> {
         let mut layers = self.layers.clone();
-        for layer in &mut layers {
+        // The program's layer is a plain tar: a few KB, and a list that is mostly names.
+        for layer in layers.iter_mut().filter(|l| l.run.is_none()) {
             let encoding = layer.compression.or(compression).unwrap_or_default();
             layer.compression = (encoding != Compression::None).then_some(encoding);
             if let (Some(level), None, Some((low, high))) = (level, layer.level, encoding.levels())
@@ -816,9 +915,12 @@ impl Spec {
 
     /// The canonical form of what the files hold, without the encodings: the key of the
     /// content, so that one spec gives the same files gzipped, zstd-compressed or plain.
+    /// The `run` entry is left out: adding the program to an image changes none of its
+    /// other layers' bytes.
     pub fn content_canonical(&self) -> String {
         self.layers
             .iter()
+            .filter(|l| l.run.is_none())
             .map(LayerSpec::content_canonical)
             .collect::<Vec<_>>()
             .join(",")
@@ -909,6 +1011,12 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
             (parse_repeat(count.trim(), size, token)?, size)
         }
     };
+    if size.eq_ignore_ascii_case("run") {
+        if repeat > 1 {
+            return Err(SpecError::RunTwice(token.to_owned()));
+        }
+        return Ok((1, LayerSpec::run(parse_run(parts, token)?)));
+    }
     let size = parse_size(size, token)?;
     let mut layer = LayerSpec::new(size);
     let mut seen: Vec<&str> = Vec::new();
@@ -993,7 +1101,7 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
                 })?);
             }
             "seed" => {
-                layer.seed = Some(SeedName::parse(value).ok_or_else(|| SpecError::BadSeed {
+                layer.seed = Some(Word::parse(value).ok_or_else(|| SpecError::BadSeed {
                     value: value.to_owned(),
                     token: token.to_owned(),
                 })?);
@@ -1044,6 +1152,77 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
     }
     check_layer(&layer, token)?;
     Ok((repeat, layer))
+}
+
+/// The options of a `run` entry, after `run`.
+fn parse_run<'a>(parts: impl Iterator<Item = &'a str>, token: &str) -> Result<Run, SpecError> {
+    let mut run = Run::default();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut order = None;
+    for option in parts {
+        let (key, value) = match option.split_once('=') {
+            Some((k, v)) => (k.trim(), v.trim()),
+            None => (option.trim(), ""),
+        };
+        let name = match key {
+            "" => return Err(SpecError::EmptyOption(token.to_owned())),
+            "ready" | "read" | "order" => key,
+            _ => {
+                return Err(SpecError::UnknownRunOption {
+                    option: key.to_owned(),
+                    token: token.to_owned(),
+                })
+            }
+        };
+        let bad = || SpecError::BadRunOption {
+            option: name.to_owned(),
+            value: value.to_owned(),
+            token: token.to_owned(),
+        };
+        if value.is_empty() {
+            return Err(SpecError::MissingValue {
+                option: key.to_owned(),
+                token: token.to_owned(),
+            });
+        }
+        if seen.contains(&name) {
+            return Err(SpecError::DuplicateOption {
+                option: key.to_owned(),
+                token: token.to_owned(),
+            });
+        }
+        seen.push(name);
+        match name {
+            "ready" => run.ready = Word::parse(value).ok_or_else(bad)?,
+            "read" => {
+                run.read = match value.to_ascii_lowercase().as_str() {
+                    "all" => 100,
+                    "none" => 0,
+                    digits => digits
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                        .then(|| digits.parse::<u8>().ok())
+                        .flatten()
+                        .filter(|n| *n <= 100)
+                        .ok_or_else(bad)?,
+                }
+            }
+            _ => {
+                order = Some(match value.to_ascii_lowercase().as_str() {
+                    "tar" => false,
+                    "random" => true,
+                    _ => return Err(bad()),
+                })
+            }
+        }
+    }
+    if let Some(random) = order {
+        if run.read == 0 {
+            return Err(SpecError::OrderWithoutRead(token.to_owned()));
+        }
+        run.random = random;
+    }
+    Ok(run)
 }
 
 /// The most entries of one extra kind a layer may ask for.
@@ -1138,6 +1317,9 @@ fn parse_repeat(count: &str, size: &str, token: &str) -> Result<usize, SpecError
 }
 
 fn check_layer(layer: &LayerSpec, token: &str) -> Result<(), SpecError> {
+    if layer.run.is_some() {
+        return Ok(());
+    }
     if layer.size == 0 {
         return Err(SpecError::Zero(token.to_owned()));
     }
@@ -1507,6 +1689,46 @@ mod tests {
     }
 
     #[test]
+    fn a_run_entry_is_the_program_and_leaves_the_content_key_alone() {
+        let spec = Spec::parse("1MB, RUN:read=all:order=random").expect("valid");
+        assert_eq!(spec.canonical(), "1MB:files=1,run:read=all:order=random");
+        assert_eq!(spec.content_canonical(), "1MB:files=1");
+        let run = spec.layers()[1].run.expect("run");
+        assert_eq!(
+            (run.ready.as_str(), run.read, run.random),
+            ("ready", 100, true)
+        );
+        assert_eq!(
+            Spec::parse("run:ready=up:read=25:order=tar")
+                .expect("valid")
+                .canonical(),
+            "run:ready=up:read=25"
+        );
+        // Encodings never reach it.
+        let gzip = Spec::parse("1MB,run")
+            .expect("valid")
+            .with_defaults(Some(Compression::Gzip), None)
+            .expect("valid");
+        assert_eq!(gzip.canonical(), "1MB:files=1:compression=gzip,run");
+        for (bad, want) in [
+            ("1MB,run,run", "more than one `run`"),
+            ("2xrun", "more than one `run`"),
+            ("run:files=2", "unknown option `files` of `run`"),
+            ("run:read=101", "`read=101`"),
+            ("run:ready=a b", "`ready=a b`"),
+            (
+                "run:order=random",
+                "`order=` in `run:order=random` needs `read=`",
+            ),
+            ("run:order=up:read=1", "`order=up`"),
+        ] {
+            let e = Spec::parse(bad).expect_err(bad);
+            assert!(e.to_string().contains(want), "{bad}: {e}");
+            assert!(e.hint().is_some(), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_seed_name_is_part_of_the_layers_canonical_and_content_form() {
         let spec = Spec::parse("1GB:seed=base:compression=gzip,64MB").expect("valid");
         assert_eq!(
@@ -1527,7 +1749,7 @@ mod tests {
                 .canonical(),
             "1MB:tree=5:seed=a.b-C_9,1MB:tree=5:seed=a.b-C_9"
         );
-        let long = "n".repeat(MAX_SEED_NAME);
+        let long = "n".repeat(MAX_WORD);
         assert!(Spec::parse(&format!("1MB:seed={long}")).is_ok());
         for bad in [
             format!("1MB:seed={long}n"),

@@ -11,7 +11,7 @@ pub(crate) use native::{deliver, Source};
 
 use crate::progress::Progress;
 use crate::request::{BuildRequest, Builder, Built, Output};
-use crate::{interrupt, Error};
+use crate::{interrupt, Error, UsageError};
 
 /// Builds the image `request` describes with the builder it names, writing every output,
 /// without the cache: [`Cache::build`](crate::Cache::build) builds once and exports after.
@@ -42,6 +42,7 @@ fn dockerfile_build(_: &BuildRequest, _: &mut Progress) -> Result<Built, Error> 
 impl BuildRequest {
     /// Whether this build of image-maker can do what the request asks.
     pub(crate) fn check_features(&self) -> Result<(), Error> {
+        crate::runnable::check(&self.spec, &self.all_platforms()).map_err(UsageError::from)?;
         let needs = |output: &Output| match output {
             Output::Engine => {
                 (!cfg!(feature = "engine")).then_some(("engine", "`--output engine`"))

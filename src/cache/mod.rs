@@ -523,6 +523,7 @@ pub fn build(
     request: &BuildRequest,
     progress: &mut Progress,
 ) -> Result<Built, Error> {
+    request.check_features()?;
     // The cache holds what the native builder makes; an engine's build stays in the engine,
     // where the dockerfile builder finds it again by the key's label.
     if request.builder == Builder::Dockerfile || request.no_cache {

@@ -83,6 +83,8 @@ pub struct Expected {
     pub(crate) seed: [u8; 32],
     /// Paths in tar form (directories end in `/`), the root itself left out.
     pub(crate) fs: Rootfs<Node>,
+    /// The `run` layer's plan, whose files' bytes are given rather than drawn.
+    run: Option<plan::LayerPlan>,
 }
 
 /// How many of each kind an [`Expected`] holds.
@@ -112,8 +114,12 @@ impl Expected {
     pub fn new(spec: &Spec, platform: &Platform, shared: bool) -> Result<Self, Error> {
         let seed = seed(spec, platform, shared);
         let mut fs: Rootfs<Node> = Rootfs::default();
+        let mut run = None;
         for layer in plan::layers(spec) {
             crate::interrupt::check()?;
+            if layer.spec.run.is_some() {
+                run = Some(layer.clone());
+            }
             let entries: Vec<Entry> = layer.entries().collect();
             let mut hashes = hash_files(&layer, &seed, &entries)?.into_iter();
             for entry in entries {
@@ -164,6 +170,7 @@ impl Expected {
             platform: platform.clone(),
             seed,
             fs,
+            run,
         })
     }
 
@@ -203,6 +210,14 @@ impl Expected {
 
     /// The bytes of the generated file `origin`, `size` of them.
     pub(crate) fn content(&self, origin: Origin, size: u64) -> FileContent {
+        if let Some(bytes) = self
+            .run
+            .as_ref()
+            .filter(|run| run.number == origin.layer)
+            .and_then(|run| run.given(origin.index))
+        {
+            return FileContent::given(std::sync::Arc::clone(bytes));
+        }
         let layer = &self.spec.layers()[origin.layer as usize - 1];
         FileContent::in_layer(layer, origin.layer, &self.seed, origin.index, size)
     }

@@ -23,6 +23,7 @@ mod macros;
 mod oci;
 mod platforms;
 mod registry;
+mod runnable;
 mod serve;
 mod serve_auth;
 mod serve_disk;
