@@ -377,3 +377,37 @@ fn a_platform_without_a_program_is_refused_and_nothing_is_written() {
     );
     assert!(!dest.exists());
 }
+
+/// A tag names a runnable image too: serve makes it as it is pulled, the same image the
+/// CLI builds, and docker runs it.
+#[test]
+fn a_served_run_tag_pulls_and_runs_under_docker() {
+    let Some(docker) = engine("docker") else {
+        return;
+    };
+    let server = crate::serve::Served::start(&[]);
+    let spec = "64KB:tree=5,run:ready=served:read=all";
+    let tmp = tempdir();
+    let built = json(&run_ok(image_maker().args([
+        "-q",
+        "--json",
+        "-s",
+        spec,
+        "-o",
+        &format!("oci:{}", path_str(&tmp.path().join("oci"))),
+        "mock/expected:1",
+    ])));
+    let image = EngineImage::named(
+        docker,
+        format!("{}/mock:64KB.tree-5_run.ready-served.read-all", server.host),
+    );
+    let pulled = run_ok(docker.cmd().args(["pull", &image.reference]));
+    let digest = built["digest"].as_str().expect("digest");
+    assert!(stdout(&pulled).contains(digest), "{}", stdout(&pulled));
+    let container = Container::start(docker, &image.reference, &[]);
+    let logs = container.wait_for("served");
+    assert_eq!(logs, "read 5 files, 65536 bytes\nserved\n");
+    let (took, code) = container.stop();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(code, "0");
+}
