@@ -185,3 +185,75 @@ fn pushes_and_pulls_move_a_shared_layer_once() {
     assert!(said.contains(&format!("{short}: Already exists")), "{said}");
     assert_eq!(said.matches("Pull complete").count(), 2, "{said}");
 }
+
+/// 127 and 128 layers load into podman; docker's overlay driver stops at 125, and one over
+/// gets a hint naming the limit; 500 layers push to a registry and serve, digest for digest.
+#[test]
+fn many_layers_build_load_push_and_serve() {
+    let (Some(podman), Some(docker), Some(skopeo)) =
+        (engine("podman"), engine("docker"), tool("skopeo"))
+    else {
+        return;
+    };
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    for n in [127, 128] {
+        let image = EngineImage::new(podman, "many");
+        let list = format!("{n}x1KB");
+        run_ok(image_maker().args([
+            "-q",
+            "-s",
+            &list,
+            "-o",
+            "engine",
+            "-e",
+            "podman",
+            &image.reference,
+        ]));
+        assert_eq!(
+            image.inspect("{{len .RootFS.Layers}}"),
+            n.to_string(),
+            "{list}"
+        );
+    }
+    let image = EngineImage::new(docker, "many");
+    let out = run(image_maker().args(["-q", "-s", "126x1KB", "-e", "docker", &image.reference]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("hint: docker stores at most 125 layers"),
+        "{}",
+        stderr(&out)
+    );
+
+    let tmp = tempdir();
+    let layout = tmp.path().join("layout");
+    let target = format!("{}/image-maker-test/many:500", registry.host());
+    let built = json(&run_ok(image_maker().args([
+        "-q",
+        "--json",
+        "-s",
+        "500x1KB",
+        "-o",
+        &format!("oci:{}", path_str(&layout)),
+        "-o",
+        "registry",
+        &target,
+    ])));
+    let digest = built["digest"].as_str().expect("digest");
+    assert_eq!(built["pushed"]["uploaded"], 501, "{}", built["pushed"]);
+    let server = crate::serve::Served::start(&[]);
+    for source in [target.clone(), format!("{}/mock:500x1KB", server.host)] {
+        let seen = json(&run_ok(skopeo.cmd().args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{source}"),
+        ])));
+        assert_eq!(seen["Digest"], digest, "{source}");
+        assert_eq!(
+            seen["Layers"].as_array().map(Vec::len),
+            Some(500),
+            "{source}"
+        );
+    }
+}
