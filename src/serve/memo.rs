@@ -394,7 +394,7 @@ pub(crate) fn image_metadata(
             media_type: image::layer_media_type(layer.encoding()).to_string(),
         })
         .collect();
-    image::metadata(spec, platform, mtime, &infos)
+    image::metadata(spec, platform, mtime, &infos, &crate::ImageConfig::new())
 }
 
 /// One memo file.

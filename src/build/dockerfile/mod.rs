@@ -68,6 +68,7 @@ pub(crate) fn check(request: &BuildRequest) -> Result<(), Error> {
         }
         .into());
     }
+    check_config(request)?;
     if request.is_multi_platform() {
         return Err(UsageError::NativeOnly {
             what: "a multi-platform image",
@@ -84,6 +85,19 @@ pub(crate) fn check(request: &BuildRequest) -> Result<(), Error> {
         return Err(Error::DuplicateOutput(Output::Engine.to_string()));
     }
     Ok(())
+}
+
+/// Annotations are the manifest's, and an engine's build keeps no manifest of its own: a
+/// Dockerfile has no instruction for them.
+fn check_config(request: &BuildRequest) -> Result<(), Error> {
+    match request.config.annotations().keys().next() {
+        Some(key) => Err(UsageError::NativeOnly {
+            what: "manifest annotations",
+            value: key.clone(),
+        }
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// Builds `request` with a container engine from a generated Dockerfile, or takes the image
@@ -270,7 +284,7 @@ fn build_in(
         human_size(spec.total_size()),
         dir.display()
     ));
-    context::write(spec, &seed(request), key, dir, progress)?;
+    context::write(spec, &request.config, &seed(request), key, dir, progress)?;
 
     let reference = request.reference.to_string();
     let args: Vec<OsString> =
@@ -471,7 +485,15 @@ pub fn emit_context(
         human_size(spec.total_size()),
         dest.display()
     ));
-    context::write(spec, &seed(request), &key(request), temp.path(), progress)?;
+    check_config(request)?;
+    context::write(
+        spec,
+        &request.config,
+        &seed(request),
+        &key(request),
+        temp.path(),
+        progress,
+    )?;
     crate::interrupt::check()?;
     // rename(2) replaces an empty directory, and fails on one that filled up meanwhile.
     std::fs::rename(temp.path(), dest).map_err(Error::io("rename into", dest))?;
