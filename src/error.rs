@@ -458,7 +458,7 @@ impl UsageError {
             }
             Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
             Self::NativeOnly { .. } => Some(
-                "an engine's build writes plain layers for one platform, and a Dockerfile can neither delete what a lower layer holds nor annotate a manifest: use the native builder (`--builder native`, the default)",
+                "an engine's build writes plain layers for one platform, and a Dockerfile can neither delete what a lower layer holds, annotate a manifest, nor set a working directory without a layer: use the native builder (`--builder native`, the default)",
             ),
             Self::Compression(_) => Some("compression is `gzip`, `zstd` or `none`"),
             Self::Threads(_) => Some(

@@ -63,6 +63,7 @@ pub fn text(layers: &[LayerPlan], config: &ImageConfig, key: &str) -> String {
 
 /// The Dockerfile instructions of `config`: JSON (exec) form for `ENTRYPOINT` and `CMD`, so
 /// that no shell is added; every other value quoted, `$` escaped so nothing is expanded.
+/// No `WORKDIR`: it would add a layer (`check_config` refuses one).
 fn config_lines(config: &ImageConfig) -> String {
     let json = |args: &[String]| serde_json::to_string(args).unwrap_or_else(|_| "[]".into());
     let mut lines = String::new();
@@ -76,9 +77,6 @@ fn config_lines(config: &ImageConfig) -> String {
         if let Some((k, v)) = entry.split_once('=') {
             lines.push_str(&format!("ENV {}={}\n", quoted(k), quoted(v)));
         }
-    }
-    if let Some(dir) = config.working_dir() {
-        lines.push_str(&format!("WORKDIR {}\n", quoted(dir)));
     }
     if let Some(user) = config.user_name() {
         lines.push_str(&format!("USER {}\n", quoted(user)));
@@ -191,7 +189,6 @@ mod tests {
             .entrypoint("/bin/app -v")
             .and_then(|c| c.cmd(r#"["a \"b\""]"#))
             .and_then(|c| c.env("P=$HOME x"))
-            .and_then(|c| c.workdir("/srv"))
             .and_then(|c| c.user("1:2"))
             .and_then(|c| c.label("a.b=c"))
             .and_then(|c| c.expose("53/udp"))
@@ -204,7 +201,6 @@ mod tests {
                 "ENTRYPOINT [\"/bin/app\",\"-v\"]\n",
                 "CMD [\"a \\\"b\\\"\"]\n",
                 "ENV \"P\"=\"\\$HOME x\"\n",
-                "WORKDIR \"/srv\"\n",
                 "USER \"1:2\"\n",
                 "LABEL \"a.b\"=\"c\"\n",
                 "EXPOSE 53/udp\n",

@@ -87,17 +87,25 @@ pub(crate) fn check(request: &BuildRequest) -> Result<(), Error> {
     Ok(())
 }
 
-/// Annotations are the manifest's, and an engine's build keeps no manifest of its own: a
-/// Dockerfile has no instruction for them.
+/// What of the config a Dockerfile cannot say: annotations are the manifest's, and an
+/// engine's build keeps no manifest of its own; `WORKDIR` creates its directory, which
+/// adds a layer the spec does not have.
 fn check_config(request: &BuildRequest) -> Result<(), Error> {
-    match request.config.annotations().keys().next() {
-        Some(key) => Err(UsageError::NativeOnly {
+    if let Some(key) = request.config.annotations().keys().next() {
+        return Err(UsageError::NativeOnly {
             what: "manifest annotations",
             value: key.clone(),
         }
-        .into()),
-        None => Ok(()),
+        .into());
     }
+    if let Some(dir) = request.config.working_dir() {
+        return Err(UsageError::NativeOnly {
+            what: "a working directory without a layer of its own",
+            value: dir.to_owned(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Builds `request` with a container engine from a generated Dockerfile, or takes the image
