@@ -259,3 +259,43 @@ fn a_fixture_with_a_config_is_another_image() {
         plain.reference()
     );
 }
+
+#[test]
+fn serve_makes_the_same_image_from_an_images_file_entry() {
+    let Some(skopeo) = tool("skopeo") else {
+        return;
+    };
+    let tmp = tempdir();
+    let file = tmp.path().join("images.toml");
+    std::fs::write(
+        &file,
+        r#""mock/app:cfg" = { layers = "1KB,2KB:files=2", entrypoint = ["/bin/app", "-v"], cmd = "serve --port 8080", env = ["MODE=test", "GREETING=hello world"], workdir = "/srv", user = "1000:1000", labels = { team = "storage", "org.example.empty" = "" }, annotations = ["org.example.built-by=tests"], expose = ["8080", "53/udp"], stop_signal = "term" }"#,
+    )
+    .expect("write");
+    let server = crate::serve::Served::start(&["--images", path_str(&file)]);
+    let served = format!("docker://{}/mock/app:cfg", server.host);
+    let dir = tmp.path().join("layout");
+    build_to(
+        &dir,
+        "mock/config:v1",
+        &["--annotation", "org.example.built-by=tests"],
+    );
+    let built = format!("oci:{}:v1", path_str(&dir));
+    let raw = |source: &str| {
+        stdout(&run_ok(skopeo.cmd().args([
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            source,
+        ])))
+    };
+    // Byte for byte the manifest the command line writes: the same config blob too.
+    assert_eq!(raw(&served), raw(&built));
+    let config = json(&run_ok(skopeo.cmd().args([
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        &served,
+    ])));
+    assert_eq!(config["config"], expected_config("1KB:files=1,2KB:files=2"));
+}
