@@ -369,7 +369,7 @@ pub struct ConfigArgs {
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
 
-    /// The working directory, an absolute path
+    /// The working directory, an absolute path (native builder only: `WORKDIR` adds a layer)
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<String>,
 
