@@ -288,6 +288,20 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
             ));
         }
     }
+    // What a Dockerfile cannot say, as the dockerfile builder refuses it at run time.
+    if options.builder.as_ref().map(LitStr::value).as_deref() == Some("dockerfile") {
+        for (key, lit) in &options.config {
+            let what = match *key {
+                "annotation" => "manifest annotations",
+                "workdir" => "a working directory without a layer of its own",
+                _ => continue,
+            };
+            errors.push(syn::Error::new(
+                lit.span(),
+                format!("the dockerfile builder cannot make {what}: `{}`\nhint: use the native builder (the default)", lit.value()),
+            ));
+        }
+    }
     if options.layers.is_none() && !pairs.iter().any(|p| p.path.is_ident("layers")) {
         errors.push(syn::Error::new(
             Span::call_site(),

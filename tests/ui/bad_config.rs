@@ -17,4 +17,14 @@ fn wrong_shapes(img: MockImage) {
     let _ = img;
 }
 
+#[mock_image(
+    layers = "1MB",
+    builder = "dockerfile",
+    annotations = ["a=b"],
+    workdir = "/srv"
+)]
+fn not_in_a_dockerfile(img: MockImage) {
+    let _ = img;
+}
+
 fn main() {}
