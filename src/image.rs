@@ -591,6 +591,39 @@ mod tests {
     }
 
     #[test]
+    fn a_config_stays_canonical_and_annotates_the_manifest() {
+        let spec = Spec::parse("1KB").expect("valid");
+        let layer = LayerInfo {
+            digest: format!("sha256:{}", "a".repeat(64)),
+            size: 2560,
+            diff_id: format!("sha256:{}", "a".repeat(64)),
+            files: 1,
+            payload: 1024,
+            media_type: plain_tar(),
+        };
+        let user = ImageConfig::new()
+            .expose("80")
+            .and_then(|c| c.expose("53/udp"))
+            .and_then(|c| c.label("z=1"))
+            .and_then(|c| c.annotation("b=2"))
+            .and_then(|c| c.annotation("a=1"))
+            .expect("valid");
+        let meta = metadata(&spec, &Platform::default(), 0, &[layer], &user).expect("metadata");
+        let config: serde_json::Value = serde_json::from_slice(&meta.config).expect("json");
+        assert_eq!(canonical_json(&config).expect("json"), meta.config);
+        assert_eq!(
+            config["config"]["ExposedPorts"],
+            serde_json::json!({ "53/udp": {}, "80/tcp": {} })
+        );
+        assert_eq!(config["config"]["Labels"][SPEC_LABEL], "1KB:files=1");
+        let manifest = String::from_utf8(meta.manifest).expect("utf8");
+        assert!(
+            manifest.starts_with(r#"{"annotations":{"a":"1","b":"2"},"config":"#),
+            "{manifest}"
+        );
+    }
+
+    #[test]
     fn history_names_each_layers_layout_as_the_label_does() {
         let spec = Spec::parse("2KB:tree=5,1KB:files=2").expect("valid");
         let layer = |d: char| LayerInfo {
