@@ -27,6 +27,9 @@ pub enum Error {
     /// The layer list does not parse.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// A config value (`--env`, `--expose`, …) does not parse.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// A spec has no tag form (`image-maker tag`).
     #[error(transparent)]
     Tag(#[from] crate::spec::TagError),
@@ -277,6 +280,7 @@ impl Error {
         match self {
             Self::Spec(e) => e.hint().map(str::to_owned),
             Self::Tag(e) => e.hint(),
+            Self::Config(e) => e.hint().map(str::to_owned),
             #[cfg(feature = "serve")]
             Self::Serve(e) => e.hint(),
             Self::Reference(e) => e.hint().map(str::to_owned),
@@ -366,6 +370,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Spec(_)
+            | Self::Config(_)
             | Self::Tag(_)
             | Self::Reference(_)
             | Self::Platform(_)
@@ -457,7 +462,7 @@ impl UsageError {
             Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
             Self::Runnable(e) => Some(e.hint()),
             Self::NativeOnly { .. } => Some(
-                "an engine's build writes plain layers for one platform, and a Dockerfile cannot delete what a lower layer holds: use the native builder (`--builder native`, the default)",
+                "an engine's build writes plain layers for one platform, and a Dockerfile can neither delete what a lower layer holds, annotate a manifest, nor set a working directory without a layer: use the native builder (`--builder native`, the default)",
             ),
             Self::Compression(_) => Some("compression is `gzip`, `zstd` or `none`"),
             Self::Threads(_) => Some(

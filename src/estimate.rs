@@ -199,7 +199,13 @@ pub fn plan(request: &BuildRequest, options: &Options) -> Result<DryRun, Error> 
             let set = if shared { 0 } else { i };
             Ok(PlatformMetadata {
                 platform: platform.clone(),
-                metadata: image::metadata(spec, platform, request.mtime, &infos[set])?,
+                metadata: image::metadata(
+                    spec,
+                    platform,
+                    request.mtime,
+                    &infos[set],
+                    &request.config,
+                )?,
                 set,
             })
         })

@@ -14,7 +14,9 @@ use crate::engine::{self, Engine};
 use crate::error::UsageError;
 use crate::image::LayerInfo;
 use crate::request::PlatformImage;
-use crate::{BuildRequest, Builder, Built, Error, Output, Platform, Progress, Reference, Spec};
+use crate::{
+    BuildRequest, Builder, Built, Error, ImageConfig, Output, Platform, Progress, Reference, Spec,
+};
 
 /// One slot per image, so a process asks the disk (or the engine) once per spec; a slot's
 /// own lock makes concurrent tests wait for the first one's build instead of starting their
@@ -295,6 +297,7 @@ pub struct Fixture {
     cache: Option<Cache>,
     builder: Builder,
     engine: Option<EngineKind>,
+    config: ImageConfig,
 }
 
 impl Fixture {
@@ -308,7 +311,24 @@ impl Fixture {
             cache: None,
             builder: Builder::Native,
             engine: None,
+            config: ImageConfig::new(),
         }
+    }
+
+    /// The image's config beyond its layers: entrypoint, command, env, labels, ports, … and
+    /// the manifest's annotations. Part of what the image is: a fixture with a config is
+    /// another image, cached apart, from one without.
+    ///
+    /// ```no_run
+    /// use image_maker::{Fixture, ImageConfig};
+    ///
+    /// let config = ImageConfig::new().entrypoint("/bin/app -v")?.env("MODE=test")?;
+    /// let image = Fixture::new("1MB").config(config).get()?;
+    /// # Ok::<(), image_maker::Error>(())
+    /// ```
+    pub fn config(mut self, config: ImageConfig) -> Self {
+        self.config = config;
+        self
     }
 
     /// `os/arch[/variant]`; linux/amd64 by default. A comma-separated list
@@ -368,7 +388,9 @@ impl Fixture {
         }
         // The cache's own name until the key is known: the key does not depend on it.
         let provisional = Reference::parse("image-maker/mock:latest")?;
-        let mut request = BuildRequest::new(spec, provisional).platforms(platforms);
+        let mut request = BuildRequest::new(spec, provisional)
+            .platforms(platforms)
+            .config(self.config.clone());
         request.shared_layers = self.shared_layers;
         request.builder = self.builder;
         request.engine = self.engine;
@@ -460,8 +482,16 @@ pub mod __private {
         reference: Option<&str>,
         builder: Option<&str>,
         engine: Option<&str>,
+        config: &[(&str, &str)],
     ) -> MockImage {
-        let mut fixture = Fixture::new(layers);
+        let mut image_config = crate::ImageConfig::new();
+        for (key, value) in config {
+            image_config = match image_config.set(key, value) {
+                Ok(c) => c,
+                Err(e) => panic!("mock image `{layers}`: {e}"),
+            };
+        }
+        let mut fixture = Fixture::new(layers).config(image_config);
         if let Some(platform) = platform {
             fixture = fixture.platform(platform);
         }

@@ -7,6 +7,7 @@ use oci_spec::image::{
 };
 use serde::Serialize;
 
+use crate::config::ImageConfig;
 use crate::digest::Blob;
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -164,6 +165,7 @@ pub fn metadata(
     platform: &Platform,
     mtime: u64,
     layers: &[LayerInfo],
+    user: &ImageConfig,
 ) -> Result<Metadata, MetadataError> {
     let created = rfc3339(mtime);
     let history = spec
@@ -182,17 +184,7 @@ pub fn metadata(
         .created(created)
         .architecture(Arch::from(platform.architecture.as_str()))
         .os(Os::from(platform.os.as_str()))
-        .config({
-            let mut config = ConfigBuilder::default().labels(
-                [(SPEC_LABEL.to_owned(), spec.canonical())]
-                    .into_iter()
-                    .collect::<std::collections::HashMap<_, _>>(),
-            );
-            if let Some(argv) = crate::runnable::entrypoint(spec, platform) {
-                config = config.entrypoint(argv);
-            }
-            config.build()?
-        })
+        .config(config_object(spec, platform, user)?)
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
@@ -204,22 +196,78 @@ pub fn metadata(
         builder = builder.variant(variant.clone());
     }
     let config = canonical_json(&builder.build()?)?;
-    with_config(config, layers)
+    with_config(config, layers, user.annotations())
 }
 
-/// A manifest for `config` (kept byte for byte, e.g. as an engine wrote it) and `layers`.
-pub fn with_config(config: Vec<u8>, layers: &[LayerInfo]) -> Result<Metadata, MetadataError> {
+/// The config's `config` object: what `user` sets, and the spec label, which no user label
+/// replaces (the grammar refuses one of its name). Fields not set are left out, so that an
+/// empty `user` gives the object images had before it existed.
+fn config_object(
+    spec: &Spec,
+    platform: &Platform,
+    user: &ImageConfig,
+) -> Result<oci_spec::image::Config, MetadataError> {
+    let mut labels: std::collections::HashMap<String, String> = user
+        .labels()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert(SPEC_LABEL.to_owned(), spec.canonical());
+    let mut config = ConfigBuilder::default().labels(labels);
+    // An entrypoint the user names wins over the `run` layer's program.
+    if let Some(args) = user.entrypoint_args() {
+        config = config.entrypoint(args.to_vec());
+    } else if let Some(argv) = crate::runnable::entrypoint(spec, platform) {
+        config = config.entrypoint(argv);
+    }
+    if let Some(args) = user.cmd_args() {
+        config = config.cmd(args.to_vec());
+    }
+    let env = user.env_entries();
+    if !env.is_empty() {
+        config = config.env(env);
+    }
+    if let Some(dir) = user.working_dir() {
+        config = config.working_dir(dir.to_owned());
+    }
+    if let Some(name) = user.user_name() {
+        config = config.user(name.to_owned());
+    }
+    if !user.exposed_ports().is_empty() {
+        config = config.exposed_ports(user.exposed_ports().to_vec());
+    }
+    if let Some(signal) = user.stop_signal_name() {
+        config = config.stop_signal(signal.to_owned());
+    }
+    Ok(config.build()?)
+}
+
+/// A manifest for `config` (kept byte for byte, e.g. as an engine wrote it) and `layers`,
+/// with `annotations` when there are any.
+pub fn with_config(
+    config: Vec<u8>,
+    layers: &[LayerInfo],
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<Metadata, MetadataError> {
     let config_blob = Blob::of(&config);
     let layer_descriptors = layers
         .iter()
         .map(|l| descriptor(&l.blob(), MediaType::from(l.media_type.as_str())))
         .collect::<Result<Vec<_>, _>>()?;
-    let manifest = ImageManifestBuilder::default()
+    let mut manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(descriptor(&config_blob, MediaType::ImageConfig)?)
         .layers(layer_descriptors)
         .build()?;
+    if !annotations.is_empty() {
+        manifest.set_annotations(Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ));
+    }
     let manifest = canonical_json(&manifest)?;
     Ok(Metadata {
         manifest_blob: Blob::of(&manifest),
@@ -518,7 +566,14 @@ mod tests {
             payload: 1024,
             media_type: plain_tar(),
         };
-        let meta = metadata(&spec, &Platform::default(), 0, &[layer]).expect("metadata");
+        let meta = metadata(
+            &spec,
+            &Platform::default(),
+            0,
+            &[layer],
+            &ImageConfig::new(),
+        )
+        .expect("metadata");
         let config = String::from_utf8(meta.config).expect("utf8");
         assert!(config.starts_with(r#"{"architecture":"amd64","config":{"Labels":{"dev.image-maker.spec":"1KB:files=1"}},"created":"1970-01-01T00:00:00Z""#), "{config}");
         // A fixed point of parse-and-serialize: nothing left to canonicalize.
@@ -540,6 +595,39 @@ mod tests {
     }
 
     #[test]
+    fn a_config_stays_canonical_and_annotates_the_manifest() {
+        let spec = Spec::parse("1KB").expect("valid");
+        let layer = LayerInfo {
+            digest: format!("sha256:{}", "a".repeat(64)),
+            size: 2560,
+            diff_id: format!("sha256:{}", "a".repeat(64)),
+            files: 1,
+            payload: 1024,
+            media_type: plain_tar(),
+        };
+        let user = ImageConfig::new()
+            .expose("80")
+            .and_then(|c| c.expose("53/udp"))
+            .and_then(|c| c.label("z=1"))
+            .and_then(|c| c.annotation("b=2"))
+            .and_then(|c| c.annotation("a=1"))
+            .expect("valid");
+        let meta = metadata(&spec, &Platform::default(), 0, &[layer], &user).expect("metadata");
+        let config: serde_json::Value = serde_json::from_slice(&meta.config).expect("json");
+        assert_eq!(canonical_json(&config).expect("json"), meta.config);
+        assert_eq!(
+            config["config"]["ExposedPorts"],
+            serde_json::json!({ "53/udp": {}, "80/tcp": {} })
+        );
+        assert_eq!(config["config"]["Labels"][SPEC_LABEL], "1KB:files=1");
+        let manifest = String::from_utf8(meta.manifest).expect("utf8");
+        assert!(
+            manifest.starts_with(r#"{"annotations":{"a":"1","b":"2"},"config":"#),
+            "{manifest}"
+        );
+    }
+
+    #[test]
     fn history_names_each_layers_layout_as_the_label_does() {
         let spec = Spec::parse("2KB:tree=5,1KB:files=2").expect("valid");
         let layer = |d: char| LayerInfo {
@@ -550,8 +638,14 @@ mod tests {
             payload: 1024,
             media_type: plain_tar(),
         };
-        let meta =
-            metadata(&spec, &Platform::default(), 0, &[layer('a'), layer('b')]).expect("metadata");
+        let meta = metadata(
+            &spec,
+            &Platform::default(),
+            0,
+            &[layer('a'), layer('b')],
+            &ImageConfig::new(),
+        )
+        .expect("metadata");
         let config: serde_json::Value = serde_json::from_slice(&meta.config).expect("json");
         assert_eq!(
             config["config"]["Labels"][SPEC_LABEL],

@@ -37,6 +37,7 @@ pub(crate) mod cache;
 #[doc(hidden)]
 pub mod cli;
 pub(crate) mod compress;
+pub(crate) mod config;
 pub(crate) mod content;
 pub(crate) mod digest;
 #[cfg(doctest)]
@@ -88,6 +89,7 @@ pub use serve::MockRegistry;
 // Building.
 pub use build::build;
 pub use cache::Cache;
+pub use config::ImageConfig;
 #[cfg(feature = "engine")]
 pub use engine::Engine;
 pub use engine::EngineKind;
@@ -104,6 +106,7 @@ pub use source::Source;
 pub use verify::{inspect, verify, verify_rootfs, Report};
 
 // The errors.
+pub use config::ConfigError;
 pub use error::{Error, UsageError};
 pub use image_maker_spec::{PlatformError, ReferenceError, SpecError};
 pub use request::OutputError;

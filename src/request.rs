@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+use crate::config::ImageConfig;
 use crate::engine::EngineKind;
 use crate::image::LayerInfo;
 use crate::platform::Platform;
@@ -71,6 +72,8 @@ pub struct BuildRequest {
     pub(crate) spec: Spec,
     /// The image's name and tag.
     pub(crate) reference: Reference,
+    /// What the image's config (and manifest annotations) carry beyond the layers.
+    pub(crate) config: ImageConfig,
     /// The platform the config names; linux/amd64 by default. With `more_platforms`, the
     /// first image of an index.
     pub(crate) platform: Platform,
@@ -115,6 +118,7 @@ impl BuildRequest {
         Self {
             spec,
             reference,
+            config: ImageConfig::default(),
             platform: Platform::default(),
             more_platforms: Vec::new(),
             shared_layers: false,
@@ -136,6 +140,13 @@ impl BuildRequest {
     /// Adds an output.
     pub fn output(mut self, output: Output) -> Self {
         self.outputs.push(output);
+        self
+    }
+
+    /// Sets the config: entrypoint, command, env, labels, ports, … and the manifest's
+    /// annotations. Empty by default.
+    pub fn config(mut self, config: ImageConfig) -> Self {
+        self.config = config;
         self
     }
 
@@ -245,6 +256,11 @@ impl BuildRequest {
     /// The image's name and tag.
     pub fn reference(&self) -> &Reference {
         &self.reference
+    }
+
+    /// The config set with [`config`](Self::config).
+    pub fn image_config(&self) -> &ImageConfig {
+        &self.config
     }
 
     /// Where the image goes, in the order given.
@@ -478,6 +494,10 @@ pub(crate) fn key(request: &BuildRequest) -> String {
         // Other platforms' bytes are linux/amd64's then; linux/amd64's are the same either way.
         hasher.update("shared layers\n");
     }
+    if !request.config.is_empty() {
+        // Only when set: the keys of images without one stay as they were.
+        hasher.update(format!("config {}\n", request.config.canonical()));
+    }
     if request.builder == Builder::Dockerfile {
         // Bumped when the build context (files or Dockerfile) changes.
         hasher.update("builder dockerfile 1\n");
@@ -488,6 +508,25 @@ pub(crate) fn key(request: &BuildRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_changes_with_the_config_and_not_without_one() {
+        let request = || {
+            BuildRequest::new(
+                Spec::parse("1KB").expect("valid"),
+                Reference::parse("a/b:1").expect("valid"),
+            )
+        };
+        let plain = key(&request());
+        assert_eq!(key(&request().config(ImageConfig::new())), plain);
+        let env = key(&request().config(ImageConfig::new().env("A=1").expect("valid")));
+        let other = key(&request().config(ImageConfig::new().env("A=2").expect("valid")));
+        let annotated =
+            key(&request().config(ImageConfig::new().annotation("a=1").expect("valid")));
+        assert_ne!(env, plain);
+        assert_ne!(env, other);
+        assert_ne!(annotated, plain);
+    }
 
     #[test]
     fn parses_outputs() {

@@ -11,7 +11,7 @@ use quote::{quote, ToTokens};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, FnArg, ItemFn, Lit, LitStr, MetaNameValue, Token};
 
-use image_maker_spec::{platform, reference, spec};
+use image_maker_spec::{config, platform, reference, spec};
 
 /// Turns `fn t(img: MockImage) { … }` into a test that builds (or takes from the cache)
 /// the image and passes it in.
@@ -21,7 +21,10 @@ use image_maker_spec::{platform, reference, spec};
 /// per platform), `tag = "mock/big:1"` (the image's reference), `builder = "native"` (the default: an OCI layout in the cache) or `"dockerfile"` (an
 /// image built, or found by its cache key, in a container engine), and with the dockerfile
 /// builder `engine = "docker"` (or `podman`, `finch`, `nerdctl`, `buildah`; default: the
-/// first that answers). With another test attribute such as `#[tokio::test]` below it, no
+/// first that answers). The image's config: `entrypoint = "/bin/app -v"` and `cmd = "…"` (a
+/// JSON array of strings, or words split on whitespace), `workdir = "/srv"`, `user =
+/// "1000:1000"`, `stop_signal = "SIGTERM"`, and lists `env = ["K=V"]`, `labels = ["K=V"]`,
+/// `annotations = ["K=V"]`, `expose = ["80/tcp"]`. With another test attribute such as `#[tokio::test]` below it, no
 /// `#[test]` is added; put `#[mock_image]` first.
 #[proc_macro_attribute]
 pub fn mock_image(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -44,7 +47,26 @@ struct Options {
     tag: Option<LitStr>,
     builder: Option<LitStr>,
     engine: Option<LitStr>,
+    /// The config's values, in order: the grammar's key (`env`, `label`, …) and the value.
+    config: Vec<(&'static str, LitStr)>,
 }
+
+/// The config keys that take one string, and those that take a list: the attribute's
+/// spelling, and the grammar's key for each value.
+const CONFIG_ONE: &[(&str, &str)] = &[
+    ("entrypoint", "entrypoint"),
+    ("cmd", "cmd"),
+    ("workdir", "workdir"),
+    ("user", "user"),
+    ("stop_signal", "stop_signal"),
+];
+const CONFIG_LIST: &[(&str, &str)] = &[
+    ("env", "env"),
+    ("labels", "label"),
+    ("annotations", "annotation"),
+    ("expose", "expose"),
+];
+const KEYS: &str = "`layers`, `platform`, `tag`, `builder`, `engine`, `entrypoint`, `cmd`, `env`, `workdir`, `user`, `labels`, `annotations`, `expose` and `stop_signal`";
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let mut errors = Errors::default();
@@ -71,8 +93,14 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let tag = optional(options.tag.as_ref());
     let builder = optional(options.builder.as_ref());
     let engine = optional(options.engine.as_ref());
+    let config = options
+        .config
+        .iter()
+        .map(|(key, lit)| quote! { (#key, #lit) });
     let acquire = quote! {
-        ::image_maker::__private::mock_image(#layers, #platform, #tag, #builder, #engine)
+        ::image_maker::__private::mock_image(
+            #layers, #platform, #tag, #builder, #engine, &[#(#config),*]
+        )
     };
     let setup = match binding {
         Some((pat, ty)) => quote! { let #pat: #ty = #acquire; },
@@ -140,8 +168,77 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
     })?;
     let mut options = Options::default();
     let mut errors = Errors::default();
+    let mut config_seen: Vec<String> = Vec::new();
     for pair in &pairs {
         let key = pair.path.get_ident().map(ToString::to_string);
+        if let Some((name, setting)) = key.as_deref().and_then(|k| {
+            CONFIG_ONE
+                .iter()
+                .chain(CONFIG_LIST)
+                .find(|(name, _)| *name == k)
+                .copied()
+        }) {
+            if config_seen.iter().any(|seen| seen == name) {
+                errors.push(syn::Error::new_spanned(
+                    &pair.path,
+                    format!("`{name}` is given twice"),
+                ));
+                continue;
+            }
+            config_seen.push(name.to_owned());
+            let list = CONFIG_LIST.iter().any(|(n, _)| *n == name);
+            let lits = match (&pair.value, list) {
+                (
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(lit), ..
+                    }),
+                    false,
+                ) => vec![lit.clone()],
+                (Expr::Array(array), true) => {
+                    let mut lits = Vec::new();
+                    for element in &array.elems {
+                        match element {
+                            Expr::Lit(ExprLit {
+                                lit: Lit::Str(lit), ..
+                            }) => lits.push(lit.clone()),
+                            other => errors.push(syn::Error::new_spanned(
+                                other,
+                                format!(
+                                    "`{name}` takes a list of string literals, e.g. {}",
+                                    example(name)
+                                ),
+                            )),
+                        }
+                    }
+                    lits
+                }
+                (value, list) => {
+                    let what = if list {
+                        "a list of string literals"
+                    } else {
+                        "a string literal"
+                    };
+                    errors.push(syn::Error::new_spanned(
+                        value,
+                        format!("`{name}` takes {what}, e.g. {}", example(name)),
+                    ));
+                    continue;
+                }
+            };
+            for lit in lits {
+                match config::Setting::parse(setting, &lit.value()) {
+                    Ok(_) => options.config.push((setting, lit)),
+                    Err(e) => errors.push(syn::Error::new(
+                        lit.span(),
+                        match e.hint() {
+                            Some(hint) => format!("{e}\nhint: {hint}"),
+                            None => e.to_string(),
+                        },
+                    )),
+                }
+            }
+            continue;
+        }
         let slot = match key.as_deref() {
             Some("layers") => &mut options.layers,
             Some("platform") => &mut options.platform,
@@ -152,7 +249,7 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
                 errors.push(syn::Error::new_spanned(
                     &pair.path,
                     format!(
-                        "unknown key `{}`: the keys are `layers`, `platform`, `tag`, `builder` and `engine`",
+                        "unknown key `{}`: the keys are {KEYS}",
                         pair.path.to_token_stream()
                     ),
                 ));
@@ -191,6 +288,20 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
             ));
         }
     }
+    // What a Dockerfile cannot say, as the dockerfile builder refuses it at run time.
+    if options.builder.as_ref().map(LitStr::value).as_deref() == Some("dockerfile") {
+        for (key, lit) in &options.config {
+            let what = match *key {
+                "annotation" => "manifest annotations",
+                "workdir" => "a working directory without a layer of its own",
+                _ => continue,
+            };
+            errors.push(syn::Error::new(
+                lit.span(),
+                format!("the dockerfile builder cannot make {what}: `{}`\nhint: use the native builder (the default)", lit.value()),
+            ));
+        }
+    }
     if options.layers.is_none() && !pairs.iter().any(|p| p.path.is_ident("layers")) {
         errors.push(syn::Error::new(
             Span::call_site(),
@@ -207,6 +318,15 @@ fn example(key: &str) -> &'static str {
         "platform" => "`platform = \"linux/arm64\"`",
         "builder" => "`builder = \"dockerfile\"`",
         "engine" => "`engine = \"docker\"`",
+        "entrypoint" => "`entrypoint = \"/bin/app -v\"`",
+        "cmd" => "`cmd = \"--port 8080\"`",
+        "workdir" => "`workdir = \"/srv\"`",
+        "user" => "`user = \"1000:1000\"`",
+        "stop_signal" => "`stop_signal = \"SIGTERM\"`",
+        "env" => "`env = [\"MODE=test\"]`",
+        "labels" => "`labels = [\"team=storage\"]`",
+        "annotations" => "`annotations = [\"org.example.a=b\"]`",
+        "expose" => "`expose = [\"80/tcp\"]`",
         _ => "`tag = \"mock/big:1\"`",
     }
 }

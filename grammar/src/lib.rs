@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod platform;
 #[cfg(test)]
 mod props;

@@ -155,7 +155,8 @@ fn build_once(
         .enumerate()
         .map(|(i, platform)| {
             let set = if request.shared_layers { 0 } else { i };
-            let metadata = image::metadata(spec, platform, request.mtime, &infos[set])?;
+            let metadata =
+                image::metadata(spec, platform, request.mtime, &infos[set], &request.config)?;
             Ok(PlatformMetadata {
                 platform: platform.clone(),
                 metadata,

@@ -54,6 +54,10 @@ pub struct Entry {
     /// Whether every platform holds the linux/amd64 layers (`--shared-layers`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_layers: bool,
+    /// What the image's config and manifest carry beyond the layers; absent when empty,
+    /// as in entries written before there was one.
+    #[serde(default, skip_serializing_if = "crate::ImageConfig::is_empty")]
+    pub config: crate::ImageConfig,
     /// Every blob of the layout: manifest, config and layers.
     pub blobs: Vec<Blob>,
     /// When it was built, in seconds since 1970.
@@ -252,6 +256,7 @@ impl Entry {
             layers: built.layers.clone(),
             manifests: built.manifests.clone(),
             shared_layers: request.shared_layers,
+            config: request.config.clone(),
             blobs,
             created: now(),
             stamps: Vec::new(),

@@ -443,6 +443,7 @@ impl Cached {
             .platforms(crate::Platform::parse_list(&self.entry.platforms())?)
             .mtime(self.entry.mtime);
         request.shared_layers = self.entry.shared_layers;
+        request.config = self.entry.config.clone();
         Ok(request)
     }
 

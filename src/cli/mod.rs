@@ -23,7 +23,8 @@ use crate::registry::{self, PushSource, RegistryError};
 use crate::request::{Builder, LinkMode, Pushed, RegistryOptions};
 use crate::spec::Compression;
 use crate::{
-    build, BuildRequest, Built, EngineKind, Error, Output, Platform, Progress, Reference, Spec,
+    build, BuildRequest, Built, EngineKind, Error, ImageConfig, Output, Platform, Progress,
+    Reference, Spec,
 };
 
 const EXAMPLES: &str = "\
@@ -344,6 +345,78 @@ pub struct Args {
     /// How `--output registry` pushes.
     #[command(flatten)]
     pub registry: RegistryArgs,
+
+    /// What the image's config says beyond its layers.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// The image's config: `Entrypoint`, `Cmd`, `Env`, … as docker and podman read them.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Image config")]
+pub struct ConfigArgs {
+    /// The entrypoint: a JSON array of strings (`'["/bin/app","-v"]'`), or a plain string
+    /// split on whitespace (`"/bin/app -v"`)
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub entrypoint: Option<String>,
+
+    /// The command (`Cmd`, the entrypoint's default arguments): a JSON array of strings, or a
+    /// plain string split on whitespace
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub cmd: Option<String>,
+
+    /// An environment variable, `KEY=VALUE` (repeatable)
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+
+    /// The working directory, an absolute path (native builder only: `WORKDIR` adds a layer)
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// The user the container runs as, `USER[:GROUP]` (names or numbers)
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
+    /// A label of the config, `KEY=VALUE` (repeatable)
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+
+    /// An annotation of the manifest, `KEY=VALUE` (repeatable; native builder only)
+    #[arg(long = "annotation", value_name = "K=V")]
+    pub annotations: Vec<String>,
+
+    /// An exposed port, `PORT[/PROTO]`: tcp (the default), udp or sctp (repeatable)
+    #[arg(long = "expose", value_name = "PORT[/PROTO]")]
+    pub expose: Vec<String>,
+
+    /// The signal that stops the container: `SIGTERM`, `TERM`, or a number from 1 to 64
+    #[arg(long, value_name = "SIG")]
+    pub stop_signal: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The config the flags set, each value checked.
+    pub fn config(&self) -> Result<ImageConfig, Error> {
+        let one = |value: &Option<String>| value.iter().cloned().collect::<Vec<_>>();
+        let flags: [(&str, Vec<String>); 9] = [
+            ("entrypoint", one(&self.entrypoint)),
+            ("cmd", one(&self.cmd)),
+            ("env", self.env.clone()),
+            ("workdir", one(&self.workdir)),
+            ("user", one(&self.user)),
+            ("label", self.labels.clone()),
+            ("annotation", self.annotations.clone()),
+            ("expose", self.expose.clone()),
+            ("stop_signal", one(&self.stop_signal)),
+        ];
+        let mut config = ImageConfig::new();
+        for (key, values) in flags {
+            for value in values {
+                config = config.set(key, &value)?;
+            }
+        }
+        Ok(config)
+    }
 }
 
 impl Args {
@@ -369,6 +442,7 @@ impl Args {
             .map(str::parse::<EngineKind>)
             .transpose()
             .map_err(|e| Error::Usage(e.into()))?;
+        let config = self.config.config()?;
         let mtime = source_date_epoch()?;
         if self.builder != Builder::Dockerfile {
             let only = [
@@ -381,7 +455,8 @@ impl Args {
         }
         let mut request = BuildRequest::new(spec, reference)
             .platforms(platforms)
-            .mtime(mtime);
+            .mtime(mtime)
+            .config(config);
         request.outputs = outputs;
         request.engine = engine;
         request.builder = self.builder;

@@ -54,6 +54,10 @@ pub struct FoundSpec {
     /// The `engine` key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// The config keys (`entrypoint`, `env`, …), each value with the grammar's key (`env`,
+    /// `label`, …), in order: part of the image, so of its cache key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<(String, String)>,
     /// Where it was first seen, `path:line`, the path relative to the directory searched.
     pub location: String,
 }
@@ -61,11 +65,14 @@ pub struct FoundSpec {
 impl FoundSpec {
     /// The layer list, and what else sets the image apart.
     pub fn describe(&self) -> String {
-        let extra: Vec<&str> = [&self.platform, &self.builder, &self.engine]
+        let mut extra: Vec<&str> = [&self.platform, &self.builder, &self.engine]
             .into_iter()
             .flatten()
             .map(String::as_str)
             .collect();
+        if !self.config.is_empty() {
+            extra.push("with a config");
+        }
         match extra.as_slice() {
             [] => self.layers.clone(),
             extra => format!("{} ({})", self.layers, extra.join(", ")),
@@ -86,7 +93,13 @@ impl FoundSpec {
             .map(str::parse::<EngineKind>)
             .transpose()
             .map_err(|e| e.to_string())?;
-        let mut fixture = Fixture::new(&self.layers).cache(cache.clone());
+        let mut config = crate::ImageConfig::new();
+        for (key, value) in &self.config {
+            config = config.set(key, value).map_err(|e| e.to_string())?;
+        }
+        let mut fixture = Fixture::new(&self.layers)
+            .cache(cache.clone())
+            .config(config);
         if let Some(platform) = &self.platform {
             fixture = fixture.platform(platform);
         }
@@ -322,6 +335,7 @@ pub fn find_specs(root: &Path) -> Result<Vec<FoundSpec>, Error> {
                 spec.platform.clone(),
                 spec.builder.clone(),
                 spec.engine.clone(),
+                spec.config.clone(),
             );
             if seen.insert(image) {
                 found.push(spec);
@@ -349,6 +363,19 @@ fn collect_rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// The attribute's config keys and the grammar's key of each value.
+const CONFIG_KEYS: &[(&str, &str)] = &[
+    ("entrypoint", "entrypoint"),
+    ("cmd", "cmd"),
+    ("workdir", "workdir"),
+    ("user", "user"),
+    ("stop_signal", "stop_signal"),
+    ("env", "env"),
+    ("labels", "label"),
+    ("annotations", "annotation"),
+    ("expose", "expose"),
+];
 
 /// Collects the `#[mock_image(...)]` attributes of one file, wherever they sit.
 struct Finder {
@@ -391,12 +418,36 @@ impl<'ast> Visit<'ast> for Finder {
         let [Some(Some(layers)), platform, tag, builder, engine] = keys else {
             return;
         };
+        // As the attribute reads them: one string, or a list of strings for the plural keys.
+        let mut config = Vec::new();
+        for pair in &pairs {
+            let Some((_, key)) = CONFIG_KEYS
+                .iter()
+                .find(|(name, _)| pair.path.is_ident(name))
+            else {
+                continue;
+            };
+            let strings = match &pair.value {
+                Expr::Array(array) => array.elems.iter().collect(),
+                single => vec![single],
+            };
+            for value in strings {
+                let Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) = value
+                else {
+                    return;
+                };
+                config.push(((*key).to_owned(), s.value()));
+            }
+        }
         self.found.push(FoundSpec {
             layers,
             platform: platform.flatten(),
             tag: tag.flatten(),
             builder: builder.flatten(),
             engine: engine.flatten(),
+            config,
             location: format!("{}:{}", self.file, attr.span().start().line),
         });
     }
@@ -432,6 +483,8 @@ mod tests {
                 fn not_a_string(img: MockImage) {}
                 #[mock_image]
                 fn no_layers(img: MockImage) {}
+                #[mock_image(layers = "1GB,512MB", env = ["A=1", "B=2"], cmd = "x y")]
+                fn configured(img: MockImage) {}
             }
             #[other(layers = "5MB")]
             fn not_ours() {}
@@ -450,8 +503,14 @@ mod tests {
             [
                 "1GB,512MB",
                 "64MB (linux/arm64)",
-                "64MB (dockerfile, podman)"
+                "64MB (dockerfile, podman)",
+                "1GB,512MB (with a config)"
             ]
+        );
+        assert_eq!(
+            found[3].config,
+            [("env", "A=1"), ("env", "B=2"), ("cmd", "x y")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
         );
         assert_eq!(found[0].location, "tests/a.rs:3");
         assert_eq!(found[0].tag, None);
@@ -467,6 +526,7 @@ mod tests {
             tag: None,
             builder: None,
             engine: None,
+            config: Vec::new(),
             location: "tests/t.rs:1".to_owned(),
         }
     }

@@ -21,7 +21,7 @@ use crate::digest::Blob;
 use crate::image;
 use crate::platform::Platform;
 use crate::spec::Spec;
-use crate::Error;
+use crate::{Error, ImageConfig};
 
 /// The manifest media type served.
 pub(crate) const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -152,28 +152,38 @@ impl Catalog {
     /// writes. The first call for a spec hashes its layers; call it off the async threads.
     #[cfg(test)]
     pub fn manifest(&self, spec: &Spec, platform: &Platform) -> Result<Arc<Manifest>, Error> {
-        self.image(spec, std::slice::from_ref(platform), Some(&Work::default()))
-            .map(|found| found.expect("a pass always finds digests"))
+        self.image(
+            spec,
+            &ImageConfig::new(),
+            std::slice::from_ref(platform),
+            Some(&Work::default()),
+        )
+        .map(|found| found.expect("a pass always finds digests"))
     }
 
     /// The manifest of `spec` for one platform, or the index of several: with `work`, a
     /// pass on its threads (stopped by its flag) for digests not known; without, only from
     /// the digests in memory (`None` when one is not there), which costs no pass.
+    ///
+    /// `config` is what an images file's entry sets beyond the layers; the memo holds layer
+    /// digests only, so an image with a config is recalled by its tag, not by its digest.
     pub fn image(
         &self,
         spec: &Spec,
+        config: &ImageConfig,
         platforms: &[Platform],
         work: Option<&Work>,
     ) -> Result<Option<Arc<Manifest>>, Error> {
         match platforms {
-            [platform] => self.manifest_with(spec, platform, work),
-            list => self.index_with(spec, list, work),
+            [platform] => self.manifest_with(spec, config, platform, work),
+            list => self.index_with(spec, config, list, work),
         }
     }
 
     fn manifest_with(
         &self,
         spec: &Spec,
+        config: &ImageConfig,
         platform: &Platform,
         work: Option<&Work>,
     ) -> Result<Option<Arc<Manifest>>, Error> {
@@ -182,7 +192,7 @@ impl Catalog {
         let Some(blobs) = self.layer_blobs(&spec, platform, work)? else {
             return Ok(None);
         };
-        let metadata = memo::image_metadata(&spec, platform, self.mtime, &blobs)?;
+        let metadata = memo::image_metadata(&spec, platform, self.mtime, &blobs, config)?;
         let manifest = Arc::new(Manifest {
             bytes: Bytes::from(metadata.manifest),
             digest: metadata.manifest_blob.digest,
@@ -212,12 +222,13 @@ impl Catalog {
     fn index_with(
         &self,
         spec: &Spec,
+        config: &ImageConfig,
         platforms: &[Platform],
         work: Option<&Work>,
     ) -> Result<Option<Arc<Manifest>>, Error> {
         let mut manifests = Vec::with_capacity(platforms.len());
         for platform in platforms {
-            match self.manifest_with(spec, platform, work)? {
+            match self.manifest_with(spec, config, platform, work)? {
                 Some(manifest) => manifests.push(manifest),
                 None => return Ok(None),
             }
@@ -236,8 +247,9 @@ impl Catalog {
             bytes: Bytes::from(bytes),
             media_type: INDEX_TYPE,
         });
-        // A replica asked for this index by digest finds its images' memos through it.
-        if let Some(memo) = &self.memo {
+        // A replica asked for this index by digest finds its images' memos through it
+        // (those of images without a config: a memo holds none).
+        if let (Some(memo), true) = (&self.memo, config.is_empty()) {
             let spec = spec.normalized();
             let keys: Vec<String> = platforms
                 .iter()
@@ -275,8 +287,10 @@ impl Catalog {
                 recalled.images.iter().map(|(p, ..)| p.clone()).collect();
             // From the memos alone: never a pass.
             match (recalled.index, platforms.as_slice()) {
-                (false, [platform]) => self.manifest_with(&recalled.spec, platform, None),
-                _ => self.index_with(&recalled.spec, &platforms, None),
+                (false, [platform]) => {
+                    self.manifest_with(&recalled.spec, &ImageConfig::new(), platform, None)
+                }
+                _ => self.index_with(&recalled.spec, &ImageConfig::new(), &platforms, None),
             }
             .is_ok_and(|made| made.is_some())
         });
@@ -440,7 +454,12 @@ mod tests {
         let spec = Spec::parse("2KB,1KB:compression=gzip").expect("valid");
         let platforms = Platform::parse_list("linux/arm64,linux/amd64").expect("platforms");
         let index = Catalog::new(0, Some(memos.clone()))
-            .image(&spec, &platforms, Some(&Work::default()))
+            .image(
+                &spec,
+                &ImageConfig::new(),
+                &platforms,
+                Some(&Work::default()),
+            )
             .expect("index")
             .expect("made by a pass");
         let replica = Catalog::new(0, Some(memos));

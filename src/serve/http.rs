@@ -293,7 +293,7 @@ async fn manifest(
             }
         }
     } else {
-        let (spec, platforms, named) = match image_of(state, name, reference) {
+        let (spec, config, platforms, named) = match image_of(state, name, reference) {
             Ok(image) => image,
             Err(message) => return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", &message),
         };
@@ -306,9 +306,9 @@ async fn manifest(
         }
         let what = || format!("the manifest of `{}`", spec.canonical());
         // Digests in memory: the manifest costs no pass, whatever the pool is doing.
-        match state.catalog.image(&spec, &platforms, None) {
+        match state.catalog.image(&spec, &config, &platforms, None) {
             Ok(Some(manifest)) => manifest,
-            Ok(None) => match pass(state, spec.clone(), platforms).await {
+            Ok(None) => match pass(state, spec.clone(), config, platforms).await {
                 Ok(manifest) => manifest,
                 Err(Pass::Busy(busy)) => {
                     state.metrics.refused("digest-queue");
@@ -367,11 +367,15 @@ enum Pass {
 async fn pass(
     state: &Arc<State>,
     spec: Spec,
+    config: crate::ImageConfig,
     platforms: Vec<Platform>,
 ) -> Result<Arc<super::catalog::Manifest>, Pass> {
     let mut key = spec.canonical();
     for platform in &platforms {
         key.push_str(&format!("\0{platform}"));
+    }
+    if !config.is_empty() {
+        key.push_str(&format!("\0{}", config.canonical()));
     }
     let seconds = limits::pass_seconds(&spec, platforms.len());
     let shared = Arc::clone(state);
@@ -383,7 +387,10 @@ async fn pass(
                 threads,
                 cancel: Arc::clone(cancel),
             };
-            match shared.catalog.image(&spec, &platforms, Some(&work)) {
+            match shared
+                .catalog
+                .image(&spec, &config, &platforms, Some(&work))
+            {
                 Ok(Some(manifest)) => Ok(manifest),
                 Ok(None) => Err(Failed::Error("no manifest after a pass".into())),
                 Err(_) if cancel.load(std::sync::atomic::Ordering::Relaxed) => {
@@ -439,15 +446,17 @@ fn read_only() -> Response<Body> {
     response
 }
 
-/// The spec and platforms a tag names, and whether the images file names it (else the tag
-/// itself is the spec).
-fn image_of(state: &State, name: &Name, tag: &str) -> Result<(Spec, Vec<Platform>, bool), String> {
+type Image = (Spec, crate::ImageConfig, Vec<Platform>, bool);
+
+/// The spec, config and platforms a tag names, and whether the images file names it (else
+/// the tag itself is the spec, and the config is empty).
+fn image_of(state: &State, name: &Name, tag: &str) -> Result<Image, String> {
     if let Some(image) = state.named.get(&name.base).and_then(|tags| tags.get(tag)) {
         let platforms = name
             .platforms
             .clone()
             .unwrap_or_else(|| image.platforms.clone());
-        return Ok((image.spec.clone(), platforms, true));
+        return Ok((image.spec.clone(), image.config.clone(), platforms, true));
     }
     let spec = spec_of_tag(tag).map_err(|e| {
         format!(
@@ -456,6 +465,7 @@ fn image_of(state: &State, name: &Name, tag: &str) -> Result<(Spec, Vec<Platform
     })?;
     Ok((
         spec,
+        crate::ImageConfig::new(),
         name.platforms
             .clone()
             .unwrap_or_else(|| vec![Platform::default()]),

@@ -4,7 +4,12 @@
 //! ```toml
 //! "mock/app:v1" = { layers = "1GB,512MB", platform = "linux/amd64" }
 //! "mock/app:v2" = { layers = "1.5GB" }
+//! "mock/app:v3" = { layers = "1MB", entrypoint = ["/bin/app", "-v"], env = ["MODE=test"], labels = { team = "storage" }, expose = ["8080"] }
 //! ```
+//!
+//! An entry's config keys are the command line's flags: `entrypoint` and `cmd` (an array of
+//! strings, or a string split on whitespace), `env = ["K=V"]`, `workdir`, `user`, `labels`
+//! and `annotations` (a table, or `["K=V"]`), `expose = ["80/tcp"]`, `stop_signal`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -14,6 +19,7 @@ use serde::Deserialize;
 use super::ServeError;
 use crate::platform::Platform;
 use crate::spec::Spec;
+use crate::ImageConfig;
 
 /// One image of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +29,8 @@ pub struct NamedImage {
     /// The platform, or several for an index (`platform = "linux/amd64,linux/arm64"`);
     /// `linux/amd64` unless the file says otherwise.
     pub platforms: Vec<Platform>,
+    /// The config beyond the layers (`entrypoint`, `env`, …); empty unless the entry sets it.
+    pub config: ImageConfig,
 }
 
 /// Images by repository, then tag.
@@ -33,6 +41,85 @@ pub type Named = HashMap<String, BTreeMap<String, NamedImage>>;
 struct Raw {
     layers: String,
     platform: Option<String>,
+    entrypoint: Option<Words>,
+    cmd: Option<Words>,
+    #[serde(default)]
+    env: Vec<String>,
+    workdir: Option<String>,
+    user: Option<String>,
+    #[serde(default)]
+    labels: Pairs,
+    #[serde(default)]
+    annotations: Pairs,
+    #[serde(default)]
+    expose: Vec<String>,
+    stop_signal: Option<String>,
+}
+
+/// `entrypoint` and `cmd`: the arguments, or one string split on whitespace.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Words {
+    Text(String),
+    List(Vec<String>),
+}
+
+/// `labels` and `annotations`: a table, or a list of `K=V`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Pairs {
+    Table(BTreeMap<String, String>),
+    List(Vec<String>),
+}
+
+impl Default for Pairs {
+    fn default() -> Self {
+        Self::List(Vec::new())
+    }
+}
+
+impl Pairs {
+    fn entries(&self) -> Vec<String> {
+        match self {
+            Self::Table(map) => map.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            Self::List(list) => list.clone(),
+        }
+    }
+}
+
+impl Raw {
+    /// The entry's config, through the one parser the command line's flags go through (an
+    /// array of arguments as the JSON text `--entrypoint` takes).
+    fn config(&self) -> Result<ImageConfig, crate::ConfigError> {
+        let words = |words: &Option<Words>| -> Vec<String> {
+            match words {
+                None => Vec::new(),
+                Some(Words::Text(text)) => vec![text.clone()],
+                Some(Words::List(list)) => {
+                    vec![serde_json::to_string(list).unwrap_or_else(|_| "[]".into())]
+                }
+            }
+        };
+        let one = |value: &Option<String>| value.iter().cloned().collect::<Vec<_>>();
+        let keys: [(&str, Vec<String>); 9] = [
+            ("entrypoint", words(&self.entrypoint)),
+            ("cmd", words(&self.cmd)),
+            ("env", self.env.clone()),
+            ("workdir", one(&self.workdir)),
+            ("user", one(&self.user)),
+            ("label", self.labels.entries()),
+            ("annotation", self.annotations.entries()),
+            ("expose", self.expose.clone()),
+            ("stop_signal", one(&self.stop_signal)),
+        ];
+        let mut config = ImageConfig::new();
+        for (key, values) in keys {
+            for value in values {
+                config = config.set(key, &value)?;
+            }
+        }
+        Ok(config)
+    }
 }
 
 /// What is wrong in an images file.
@@ -68,6 +155,14 @@ pub enum ImagesProblem {
         name: String,
         /// Why.
         source: crate::SpecError,
+    },
+    /// An entry's config value (`env`, `expose`, …) does not parse.
+    #[error("`{name}`: {source}")]
+    Config {
+        /// The entry's name.
+        name: String,
+        /// Why.
+        source: crate::ConfigError,
     },
     /// An entry's `platform` is not a platform list.
     #[error("`{name}`: {source}")]
@@ -115,10 +210,18 @@ pub fn parse(text: &str) -> Result<Named, ImagesProblem> {
             })?,
             None => vec![Platform::default()],
         };
-        named
-            .entry(repository.to_owned())
-            .or_default()
-            .insert(tag.to_owned(), NamedImage { spec, platforms });
+        let config = image.config().map_err(|source| ImagesProblem::Config {
+            name: name.clone(),
+            source,
+        })?;
+        named.entry(repository.to_owned()).or_default().insert(
+            tag.to_owned(),
+            NamedImage {
+                spec,
+                platforms,
+                config,
+            },
+        );
     }
     Ok(named)
 }
@@ -176,6 +279,24 @@ mod tests {
             [Platform::parse("linux/arm64").expect("valid")]
         );
         assert_eq!(app["v2"].platforms, [Platform::default()]);
+        assert!(app["v2"].config.is_empty());
+        let named = parse(
+            r#""m:a" = { layers = "1KB", entrypoint = ["/bin/a b", "-v"], cmd = "x  y", env = ["A=1"], labels = { team = "s" }, annotations = ["o.a=b"], expose = ["80", "53/udp"], stop_signal = "TERM", workdir = "/w", user = "u" }
+"m:b" = { layers = "1KB", labels = ["team=s"] }"#,
+        )
+        .expect("valid");
+        let config = &named["m"]["a"].config;
+        assert_eq!(
+            config.entrypoint_args(),
+            Some(&["/bin/a b".to_owned(), "-v".to_owned()][..])
+        );
+        assert_eq!(
+            config.cmd_args(),
+            Some(&["x".to_owned(), "y".to_owned()][..])
+        );
+        assert_eq!(config.exposed_ports(), ["53/udp", "80/tcp"]);
+        assert_eq!(config.annotations()["o.a"], "b");
+        assert_eq!(config.labels(), named["m"]["b"].config.labels());
         let e = parse(r#""mock/app" = { layers = "1GB" }"#)
             .expect_err("no tag")
             .to_string();
@@ -198,6 +319,18 @@ mod tests {
             e.starts_with("`m:v1`: ") && e.contains("listed twice"),
             "{e}"
         );
+        let e = parse(r#""m:v1" = { layers = "1GB", expose = ["0"] }"#)
+            .expect_err("port 0")
+            .to_string();
+        assert_eq!(e, "`m:v1`: port `0` is not a port number from 1 to 65535");
+        let e = parse(r#""m:v1" = { layers = "1GB", labels = { "" = "x" } }"#)
+            .expect_err("empty key")
+            .to_string();
+        assert_eq!(e, "`m:v1`: label `=x` has an empty key");
+        let e = parse(r#""m:v1" = { layers = "1GB", entrypoint = "{}" }"#)
+            .expect_err("not an array")
+            .to_string();
+        assert_eq!(e, "`m:v1`: entrypoint `{}` is not a JSON array of strings");
         let e = parse(r#""Mock:v1" = { layers = "1GB" }"#)
             .expect_err("uppercase")
             .to_string();

@@ -370,7 +370,8 @@ fn image_digests(
     mtime: u64,
     blobs: &[Hashed],
 ) -> Option<(String, String)> {
-    let metadata = image_metadata(spec, platform, mtime, blobs).ok()?;
+    // An image's config is not in its memo: these are the digests without one.
+    let metadata = image_metadata(spec, platform, mtime, blobs, &crate::ImageConfig::new()).ok()?;
     Some((metadata.config_blob.digest, metadata.manifest_blob.digest))
 }
 
@@ -381,6 +382,7 @@ pub(crate) fn image_metadata(
     platform: &Platform,
     mtime: u64,
     blobs: &[Hashed],
+    config: &crate::ImageConfig,
 ) -> Result<image::Metadata, image::MetadataError> {
     let infos: Vec<LayerInfo> = blobs
         .iter()
@@ -394,7 +396,7 @@ pub(crate) fn image_metadata(
             media_type: image::layer_media_type(layer.encoding()).to_string(),
         })
         .collect();
-    image::metadata(spec, platform, mtime, &infos)
+    image::metadata(spec, platform, mtime, &infos, config)
 }
 
 /// One memo file.

@@ -157,8 +157,14 @@ fn dockerfile_fixture_spec() -> String {
 #[ignore = "run in child processes by a_dockerfile_fixture_is_built_once_across_processes"]
 fn dockerfile_fixture() {
     let layers = std::env::var(FIXTURE_SPEC_VAR).expect("the parent's layers");
-    let img =
-        image_maker::__private::mock_image(&layers, None, None, Some("dockerfile"), Some("docker"));
+    let img = image_maker::__private::mock_image(
+        &layers,
+        None,
+        None,
+        Some("dockerfile"),
+        Some("docker"),
+        &[],
+    );
     let canonical = image_maker::Spec::parse(&layers)
         .expect("valid spec")
         .canonical();
@@ -271,5 +277,49 @@ fn a_platform_list_gives_an_index(img: MockImage) {
     assert_eq!(
         index["manifests"][1]["digest"],
         img.manifest("linux/arm64").expect("arm64").digest.as_str()
+    );
+}
+
+#[mock_image(
+    layers = "1KB",
+    entrypoint = r#"["/bin/app","-v"]"#,
+    cmd = "serve --port 8080",
+    env = ["MODE=macro", "EMPTY="],
+    workdir = "/srv",
+    user = "app",
+    labels = ["team=storage"],
+    annotations = ["org.example.a=b"],
+    expose = ["8080", "53/udp"],
+    stop_signal = "INT"
+)]
+fn the_attribute_sets_the_config(img: MockImage) {
+    let blob = |digest: &str| {
+        let path = img
+            .oci_dir()
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        let bytes = std::fs::read(&path).expect("blob");
+        serde_json::from_slice::<serde_json::Value>(&bytes).expect("json")
+    };
+    let config = blob(img.config_digest());
+    let config = &config["config"];
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/bin/app", "-v"]));
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["serve", "--port", "8080"])
+    );
+    assert_eq!(config["Env"], serde_json::json!(["MODE=macro", "EMPTY="]));
+    assert_eq!(config["WorkingDir"], "/srv");
+    assert_eq!(config["User"], "app");
+    assert_eq!(config["Labels"]["team"], "storage");
+    assert_eq!(config["Labels"]["dev.image-maker.spec"], "1KB:files=1");
+    assert_eq!(
+        config["ExposedPorts"],
+        serde_json::json!({ "8080/tcp": {}, "53/udp": {} })
+    );
+    assert_eq!(config["StopSignal"], "SIGINT");
+    assert_eq!(
+        blob(img.digest())["annotations"],
+        serde_json::json!({ "org.example.a": "b" })
     );
 }

@@ -8,6 +8,7 @@ mod archive;
 mod benches;
 mod cache;
 mod cli;
+mod config;
 mod deploy;
 mod determinism;
 mod dockerfile;

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::KEY_LABEL;
+use crate::config::ImageConfig;
 use crate::plan::{self, Entry, LayerPlan};
 use crate::progress::Progress;
 use crate::spec::Spec;
@@ -20,6 +21,7 @@ const CHUNK: usize = 1 << 20;
 /// ([`crate::content::seed`]).
 pub fn write(
     spec: &Spec,
+    config: &ImageConfig,
     seed: &[u8; 32],
     key: &str,
     dir: &Path,
@@ -34,7 +36,7 @@ pub fn write(
     }
     progress.finish();
     let dockerfile = dir.join("Dockerfile");
-    fs::write(&dockerfile, text(&layers, key)).map_err(write_error(&dockerfile, needed))?;
+    fs::write(&dockerfile, text(&layers, config, key)).map_err(write_error(&dockerfile, needed))?;
     progress.stage(format!(
         "wrote {} ({} ADD line{})",
         dockerfile.display(),
@@ -45,16 +47,63 @@ pub fn write(
 }
 
 /// `FROM scratch`, then one `ADD` per layer (each is one layer of the image), then the
-/// [`KEY_LABEL`] with `key`. The label comes last, so that only the finished image carries
-/// it, not the intermediate images a classic docker build keeps; it adds no layer.
-pub fn text(layers: &[LayerPlan], key: &str) -> String {
+/// config's instructions, then the [`KEY_LABEL`] with `key`. The label comes last, so that
+/// only the finished image carries it, not the intermediate images a classic docker build
+/// keeps; none of these add a layer.
+pub fn text(layers: &[LayerPlan], config: &ImageConfig, key: &str) -> String {
     let mut text = String::from("FROM scratch\n");
     for layer in layers {
         let dir = layer.dir();
         text.push_str(&format!("ADD {dir} /{dir}\n"));
     }
+    text.push_str(&config_lines(config));
     text.push_str(&format!("LABEL {KEY_LABEL}={key}\n"));
     text
+}
+
+/// The Dockerfile instructions of `config`: JSON (exec) form for `ENTRYPOINT` and `CMD`, so
+/// that no shell is added; every other value quoted, `$` escaped so nothing is expanded.
+/// No `WORKDIR`: it would add a layer (`check_config` refuses one).
+fn config_lines(config: &ImageConfig) -> String {
+    let json = |args: &[String]| serde_json::to_string(args).unwrap_or_else(|_| "[]".into());
+    let mut lines = String::new();
+    if let Some(args) = config.entrypoint_args() {
+        lines.push_str(&format!("ENTRYPOINT {}\n", json(args)));
+    }
+    if let Some(args) = config.cmd_args() {
+        lines.push_str(&format!("CMD {}\n", json(args)));
+    }
+    for entry in config.env_entries() {
+        if let Some((k, v)) = entry.split_once('=') {
+            lines.push_str(&format!("ENV {}={}\n", quoted(k), quoted(v)));
+        }
+    }
+    if let Some(user) = config.user_name() {
+        lines.push_str(&format!("USER {}\n", quoted(user)));
+    }
+    for (k, v) in config.labels() {
+        lines.push_str(&format!("LABEL {}={}\n", quoted(k), quoted(v)));
+    }
+    for port in config.exposed_ports() {
+        lines.push_str(&format!("EXPOSE {port}\n"));
+    }
+    if let Some(signal) = config.stop_signal_name() {
+        lines.push_str(&format!("STOPSIGNAL {signal}\n"));
+    }
+    lines
+}
+
+/// `"…"` with `\`, `"` and `$` escaped, as the Dockerfile's word parser reads it back.
+fn quoted(value: &str) -> String {
+    let mut out = String::from('"');
+    for c in value.chars() {
+        if matches!(c, '\\' | '"' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 fn write_layer(
@@ -134,10 +183,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_config_as_instructions() {
+        let spec = Spec::parse("1KB").expect("valid");
+        let config = ImageConfig::new()
+            .entrypoint("/bin/app -v")
+            .and_then(|c| c.cmd(r#"["a \"b\""]"#))
+            .and_then(|c| c.env("P=$HOME x"))
+            .and_then(|c| c.user("1:2"))
+            .and_then(|c| c.label("a.b=c"))
+            .and_then(|c| c.expose("53/udp"))
+            .and_then(|c| c.stop_signal("INT"))
+            .expect("valid");
+        assert_eq!(
+            text(&plan::layers(&spec), &config, "k"),
+            concat!(
+                "FROM scratch\nADD layer1 /layer1\n",
+                "ENTRYPOINT [\"/bin/app\",\"-v\"]\n",
+                "CMD [\"a \\\"b\\\"\"]\n",
+                "ENV \"P\"=\"\\$HOME x\"\n",
+                "USER \"1:2\"\n",
+                "LABEL \"a.b\"=\"c\"\n",
+                "EXPOSE 53/udp\n",
+                "STOPSIGNAL SIGINT\n",
+                "LABEL dev.image-maker.key=k\n"
+            )
+        );
+    }
+
+    #[test]
     fn one_add_per_layer() {
         let spec = Spec::parse("2MB:files=3,1KB").expect("valid");
         assert_eq!(
-            text(&plan::layers(&spec), "abc123"),
+            text(&plan::layers(&spec), &ImageConfig::new(), "abc123"),
             "FROM scratch\nADD layer1 /layer1\nADD layer2 /layer2\nLABEL dev.image-maker.key=abc123\n"
         );
     }

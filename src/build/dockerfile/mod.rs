@@ -68,6 +68,7 @@ pub(crate) fn check(request: &BuildRequest) -> Result<(), Error> {
         }
         .into());
     }
+    check_config(request)?;
     if request.is_multi_platform() {
         return Err(UsageError::NativeOnly {
             what: "a multi-platform image",
@@ -82,6 +83,27 @@ pub(crate) fn check(request: &BuildRequest) -> Result<(), Error> {
         .count();
     if engines > 1 {
         return Err(Error::DuplicateOutput(Output::Engine.to_string()));
+    }
+    Ok(())
+}
+
+/// What of the config a Dockerfile cannot say: annotations are the manifest's, and an
+/// engine's build keeps no manifest of its own; `WORKDIR` creates its directory, which
+/// adds a layer the spec does not have.
+fn check_config(request: &BuildRequest) -> Result<(), Error> {
+    if let Some(key) = request.config.annotations().keys().next() {
+        return Err(UsageError::NativeOnly {
+            what: "manifest annotations",
+            value: key.clone(),
+        }
+        .into());
+    }
+    if let Some(dir) = request.config.working_dir() {
+        return Err(UsageError::NativeOnly {
+            what: "a working directory without a layer of its own",
+            value: dir.to_owned(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -270,7 +292,7 @@ fn build_in(
         human_size(spec.total_size()),
         dir.display()
     ));
-    context::write(spec, &seed(request), key, dir, progress)?;
+    context::write(spec, &request.config, &seed(request), key, dir, progress)?;
 
     let reference = request.reference.to_string();
     let args: Vec<OsString> =
@@ -471,7 +493,15 @@ pub fn emit_context(
         human_size(spec.total_size()),
         dest.display()
     ));
-    context::write(spec, &seed(request), &key(request), temp.path(), progress)?;
+    check_config(request)?;
+    context::write(
+        spec,
+        &request.config,
+        &seed(request),
+        &key(request),
+        temp.path(),
+        progress,
+    )?;
     crate::interrupt::check()?;
     // rename(2) replaces an empty directory, and fails on one that filled up meanwhile.
     std::fs::rename(temp.path(), dest).map_err(Error::io("rename into", dest))?;

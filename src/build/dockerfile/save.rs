@@ -158,7 +158,8 @@ pub(crate) fn export(
     }
     progress.finish();
     interrupt::check()?;
-    let metadata = image::with_config(config, &infos)?;
+    // The dockerfile builder refuses annotations (`check`): none to add.
+    let metadata = image::with_config(config, &infos, &Default::default())?;
     let set = image::ImageSet::new(vec![image::PlatformMetadata {
         platform: platform.clone(),
         metadata: metadata.clone(),
