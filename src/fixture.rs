@@ -298,6 +298,8 @@ pub struct Fixture {
     builder: Builder,
     engine: Option<EngineKind>,
     config: ImageConfig,
+    /// The `run` entry's options, when the image is to run.
+    runnable: Option<String>,
 }
 
 impl Fixture {
@@ -312,7 +314,31 @@ impl Fixture {
             builder: Builder::Native,
             engine: None,
             config: ImageConfig::new(),
+            runnable: None,
         }
+    }
+
+    /// Makes the image run: our entrypoint program (linux/amd64 and linux/arm64) writes
+    /// `ready` and waits for SIGTERM, as the layer list's `run` entry does. Options as that
+    /// entry takes them with [`runnable_with`](Self::runnable_with).
+    ///
+    /// ```no_run
+    /// use image_maker::{EngineKind, Fixture};
+    ///
+    /// let image = Fixture::new("1MB").runnable().get()?;
+    /// image.load(EngineKind::Docker)?;
+    /// // `docker run IMAGE` prints `ready`.
+    /// # Ok::<(), image_maker::Error>(())
+    /// ```
+    pub fn runnable(self) -> Self {
+        self.runnable_with("")
+    }
+
+    /// [`runnable`](Self::runnable) with the `run` entry's options, e.g.
+    /// `"ready=up:read=all:order=random"`.
+    pub fn runnable_with(mut self, options: impl Into<String>) -> Self {
+        self.runnable = Some(options.into());
+        self
     }
 
     /// The image's config beyond its layers: entrypoint, command, env, labels, ports, … and
@@ -376,7 +402,10 @@ impl Fixture {
 
     /// What the fixture builds, with no outputs; named as [`MockImage::reference`] says.
     pub fn request(&self) -> Result<BuildRequest, Error> {
-        let spec = Spec::parse(&self.layers)?;
+        let mut spec = Spec::parse(&self.layers)?;
+        if let Some(options) = &self.runnable {
+            spec = spec.with_run(options)?;
+        }
         let platforms = self
             .platform
             .as_deref()

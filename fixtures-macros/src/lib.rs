@@ -9,6 +9,7 @@ use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{quote, ToTokens};
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned as _;
 use syn::{Expr, ExprLit, FnArg, ItemFn, Lit, LitStr, MetaNameValue, Token};
 
 use image_maker_spec::{config, platform, reference, spec};
@@ -24,7 +25,8 @@ use image_maker_spec::{config, platform, reference, spec};
 /// first that answers). The image's config: `entrypoint = "/bin/app -v"` and `cmd = "…"` (a
 /// JSON array of strings, or words split on whitespace), `workdir = "/srv"`, `user =
 /// "1000:1000"`, `stop_signal = "SIGTERM"`, and lists `env = ["K=V"]`, `labels = ["K=V"]`,
-/// `annotations = ["K=V"]`, `expose = ["80/tcp"]`. With another test attribute such as `#[tokio::test]` below it, no
+/// `annotations = ["K=V"]`, `expose = ["80/tcp"]`. `runnable = true` (or the layer list's
+/// `run` options, `runnable = "ready=up:read=all"`) makes the image run our entrypoint. With another test attribute such as `#[tokio::test]` below it, no
 /// `#[test]` is added; put `#[mock_image]` first.
 #[proc_macro_attribute]
 pub fn mock_image(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -49,6 +51,8 @@ struct Options {
     engine: Option<LitStr>,
     /// The config's values, in order: the grammar's key (`env`, `label`, …) and the value.
     config: Vec<(&'static str, LitStr)>,
+    /// `runnable = true`, or `runnable = "OPTIONS"`: the `run` entry's options.
+    runnable: Option<(Span, String)>,
 }
 
 /// The config keys that take one string, and those that take a list: the attribute's
@@ -66,7 +70,7 @@ const CONFIG_LIST: &[(&str, &str)] = &[
     ("annotations", "annotation"),
     ("expose", "expose"),
 ];
-const KEYS: &str = "`layers`, `platform`, `tag`, `builder`, `engine`, `entrypoint`, `cmd`, `env`, `workdir`, `user`, `labels`, `annotations`, `expose` and `stop_signal`";
+const KEYS: &str = "`layers`, `platform`, `tag`, `builder`, `engine`, `runnable`, `entrypoint`, `cmd`, `env`, `workdir`, `user`, `labels`, `annotations`, `expose` and `stop_signal`";
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let mut errors = Errors::default();
@@ -88,7 +92,27 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let (Some(options), Some(mut function), Some(binding)) = (options, function, binding) else {
         return Err(syn::Error::new(Span::call_site(), "invalid #[mock_image]"));
     };
-    let layers = options.layers.as_ref().map(LitStr::value);
+    // `runnable` is the layer list's `run` entry: the list the fixture gets says it.
+    let layers = match (
+        options.layers.as_ref().map(LitStr::value),
+        &options.runnable,
+    ) {
+        (Some(layers), Some((span, run))) => Some(
+            spec::Spec::parse(&layers)
+                .and_then(|spec| spec.with_run(run))
+                .map(|spec| spec.canonical())
+                .map_err(|e| {
+                    syn::Error::new(
+                        *span,
+                        match e.hint() {
+                            Some(hint) => format!("{e}\nhint: {hint}"),
+                            None => e.to_string(),
+                        },
+                    )
+                })?,
+        ),
+        (layers, _) => layers,
+    };
     let platform = optional(options.platform.as_ref());
     let tag = optional(options.tag.as_ref());
     let builder = optional(options.builder.as_ref());
@@ -237,6 +261,31 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
                     )),
                 }
             }
+            continue;
+        }
+        if key.as_deref() == Some("runnable") {
+            let run = match &pair.value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Bool(b), ..
+                }) => b.value.then(String::new),
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some(s.value()),
+                other => {
+                    errors.push(syn::Error::new_spanned(
+                        other,
+                        "`runnable` takes `true` or the `run` entry's options, e.g. `runnable = true` or `runnable = \"ready=up:read=all\"`",
+                    ));
+                    continue;
+                }
+            };
+            if options.runnable.is_some() {
+                errors.push(syn::Error::new_spanned(
+                    &pair.path,
+                    "`runnable` is given twice",
+                ));
+            }
+            options.runnable = run.map(|r| (pair.value.span(), r));
             continue;
         }
         let slot = match key.as_deref() {

@@ -847,6 +847,24 @@ impl Spec {
         Self::checked(layers, &list)
     }
 
+    /// The spec with a `run` entry on top, `options` its options (`ready=up:read=all`, or
+    /// nothing): what `--runnable` asks for. A list that has one already keeps it when no
+    /// options are given; with options, two would be one too many.
+    pub fn with_run(&self, options: &str) -> Result<Self, SpecError> {
+        let has_run = self.layers.iter().any(|l| l.run.is_some());
+        if has_run && options.trim().is_empty() {
+            return Ok(self.clone());
+        }
+        let token = match options.trim() {
+            "" => "run".to_owned(),
+            options => format!("run:{options}"),
+        };
+        let (_, run) = parse_entry(&token)?;
+        let mut layers = self.layers.clone();
+        layers.push(run);
+        Self::checked(layers, &format!("{},{token}", self.canonical()))
+    }
+
     /// Whole-image limits: every size must fit in 64 bits with its tar overhead included;
     /// one `run` entry at most.
     fn checked(layers: Vec<LayerSpec>, list: &str) -> Result<Self, SpecError> {
@@ -1710,6 +1728,20 @@ mod tests {
             .with_defaults(Some(Compression::Gzip), None)
             .expect("valid");
         assert_eq!(gzip.canonical(), "1MB:files=1:compression=gzip,run");
+        let plain = Spec::parse("1MB").expect("valid");
+        assert_eq!(
+            plain.with_run("ready=up").expect("valid").canonical(),
+            "1MB:files=1,run:ready=up"
+        );
+        assert_eq!(spec.with_run(" ").expect("valid"), spec);
+        assert!(matches!(
+            spec.with_run("read=1"),
+            Err(SpecError::RunTwice(_))
+        ));
+        assert!(matches!(
+            plain.with_run("files=2"),
+            Err(SpecError::UnknownRunOption { .. })
+        ));
         for (bad, want) in [
             ("1MB,run,run", "more than one `run`"),
             ("2xrun", "more than one `run`"),

@@ -259,6 +259,11 @@ pub struct Args {
     #[arg(short = 's', long, value_name = "LIST", allow_hyphen_values = true)]
     pub layer_sizes: String,
 
+    /// Make the image run: add the `run` entry, our entrypoint program for linux/amd64 and
+    /// linux/arm64, with its options if given (`--runnable ready=up:read=all:order=random`)
+    #[arg(long, value_name = "OPTIONS", num_args = 0..=1, default_missing_value = "")]
+    pub runnable: Option<String>,
+
     /// Where the image goes: `engine`, `registry` (IMAGE names it), `oci:DIR` or `oci-archive:FILE` (repeatable)
     #[arg(
         short = 'o',
@@ -427,8 +432,11 @@ impl Args {
             .as_deref()
             .map(|c| Compression::parse(c).ok_or_else(|| UsageError::Compression(c.to_owned())))
             .transpose()?;
-        let spec = Spec::parse_with_count(&self.layer_sizes, self.num_layers)?
+        let mut spec = Spec::parse_with_count(&self.layer_sizes, self.num_layers)?
             .with_defaults(compression, self.compression_level)?;
+        if let Some(options) = &self.runnable {
+            spec = spec.with_run(options)?;
+        }
         let reference = Reference::parse(&self.image)?;
         let platforms = Platform::parse_list(&self.platform)?;
         let outputs = self

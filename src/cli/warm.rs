@@ -418,6 +418,27 @@ impl<'ast> Visit<'ast> for Finder {
         let [Some(Some(layers)), platform, tag, builder, engine] = keys else {
             return;
         };
+        // As the attribute reads it: `true`, or the `run` entry's options.
+        let run = pairs
+            .iter()
+            .find(|p| p.path.is_ident("runnable"))
+            .and_then(|p| match &p.value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Bool(b), ..
+                }) => b.value.then(String::new),
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some(s.value()),
+                _ => None,
+            });
+        let layers = match run {
+            None => layers,
+            Some(run) => match crate::spec::Spec::parse(&layers).and_then(|s| s.with_run(&run)) {
+                Ok(spec) => spec.canonical(),
+                // The compiler reports it.
+                Err(_) => return,
+            },
+        };
         // As the attribute reads them: one string, or a list of strings for the plural keys.
         let mut config = Vec::new();
         for pair in &pairs {

@@ -54,6 +54,15 @@ struct Raw {
     #[serde(default)]
     expose: Vec<String>,
     stop_signal: Option<String>,
+    runnable: Option<Runnable>,
+}
+
+/// `runnable = true`, or the `run` entry's options as a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Runnable {
+    Yes(bool),
+    Options(String),
 }
 
 /// `entrypoint` and `cmd`: the arguments, or one string split on whitespace.
@@ -199,10 +208,20 @@ pub fn parse(text: &str) -> Result<Named, ImagesProblem> {
     let mut named = Named::new();
     for (name, image) in raw {
         let (repository, tag) = split(&name)?;
-        let spec = Spec::parse(&image.layers).map_err(|source| ImagesProblem::Spec {
-            name: name.clone(),
-            source,
-        })?;
+        let run = match &image.runnable {
+            None | Some(Runnable::Yes(false)) => None,
+            Some(Runnable::Yes(true)) => Some(""),
+            Some(Runnable::Options(options)) => Some(options.as_str()),
+        };
+        let spec = Spec::parse(&image.layers)
+            .and_then(|spec| match run {
+                Some(options) => spec.with_run(options),
+                None => Ok(spec),
+            })
+            .map_err(|source| ImagesProblem::Spec {
+                name: name.clone(),
+                source,
+            })?;
         let platforms = match &image.platform {
             Some(p) => Platform::parse_list(p).map_err(|source| ImagesProblem::Platform {
                 name: name.clone(),
@@ -297,6 +316,16 @@ mod tests {
         assert_eq!(config.exposed_ports(), ["53/udp", "80/tcp"]);
         assert_eq!(config.annotations()["o.a"], "b");
         assert_eq!(config.labels(), named["m"]["b"].config.labels());
+        let run = parse(
+            r#""m:a" = { layers = "1MB", runnable = true }
+"m:b" = { layers = "1MB", runnable = "ready=up" }
+"m:c" = { layers = "1MB", runnable = false }"#,
+        )
+        .expect("valid");
+        let canonical = |tag: &str| run["m"][tag].spec.canonical();
+        assert_eq!(canonical("a"), "1MB:files=1,run");
+        assert_eq!(canonical("b"), "1MB:files=1,run:ready=up");
+        assert_eq!(canonical("c"), "1MB:files=1");
         let e = parse(r#""mock/app" = { layers = "1GB" }"#)
             .expect_err("no tag")
             .to_string();

@@ -411,3 +411,73 @@ fn a_served_run_tag_pulls_and_runs_under_docker() {
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(code, "0");
 }
+
+/// Loads a fixture's image into docker under a reference of this test's, and runs it.
+fn load_and_run(img: &image_maker::MockImage, ready: &str) {
+    let Some(docker) = engine("docker") else {
+        return;
+    };
+    img.load(image_maker::EngineKind::Docker).expect("loads");
+    assert_ready_and_stops_at_once(docker, &img.reference().to_string(), ready, &[]);
+}
+
+#[test]
+fn a_runnable_fixture_loads_and_runs() {
+    let img = image_maker::Fixture::new("64KB")
+        .runnable_with("ready=fixture-up")
+        .get()
+        .expect("a fixture");
+    assert_eq!(img.spec().canonical(), "64KB:files=1,run:ready=fixture-up");
+    load_and_run(&img, "fixture-up");
+}
+
+#[image_maker::mock_image(layers = "32KB:tree=3", runnable = true)]
+fn the_attributes_runnable_image_loads_and_runs(img: image_maker::MockImage) {
+    assert_eq!(img.spec().canonical(), "32KB:tree=3,run");
+    load_and_run(&img, "ready");
+}
+
+#[test]
+fn the_runnable_flag_adds_the_run_entry_once() {
+    let tmp = tempdir();
+    let dest = format!("oci:{}", path_str(&tmp.path().join("layout")));
+    let built = json(&run_ok(image_maker().args([
+        "-q",
+        "--json",
+        "-s",
+        "1MB",
+        "--runnable",
+        "ready=cli-up",
+        "-o",
+        &dest,
+        "mock/flag:1",
+    ])));
+    assert_eq!(built["spec"], "1MB:files=1,run:ready=cli-up");
+    // Bare, on a list that has the entry: the same image.
+    let again = json(&run_ok(image_maker().args([
+        "-q",
+        "--json",
+        "-s",
+        "1MB,run:ready=cli-up",
+        "--runnable",
+        "-o",
+        &dest,
+        "mock/flag:1",
+    ])));
+    assert_eq!(again["digest"], built["digest"]);
+    let out = run(image_maker().args([
+        "-s",
+        "1MB,run",
+        "--runnable",
+        "read=all",
+        "-o",
+        &dest,
+        "m:2",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("more than one `run` entry"),
+        "{}",
+        stderr(&out)
+    );
+}
