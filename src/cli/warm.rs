@@ -506,6 +506,10 @@ mod tests {
                 fn no_layers(img: MockImage) {}
                 #[mock_image(layers = "1GB,512MB", env = ["A=1", "B=2"], cmd = "x y")]
                 fn configured(img: MockImage) {}
+                #[mock_image(layers = "1MB", runnable = true)]
+                fn runs(img: MockImage) {}
+                #[mock_image(layers = "1MB", runnable = "ready=up")]
+                fn runs_with_options(img: MockImage) {}
             }
             #[other(layers = "5MB")]
             fn not_ours() {}
@@ -525,7 +529,9 @@ mod tests {
                 "1GB,512MB",
                 "64MB (linux/arm64)",
                 "64MB (dockerfile, podman)",
-                "1GB,512MB (with a config)"
+                "1GB,512MB (with a config)",
+                "1MB:files=1,run",
+                "1MB:files=1,run:ready=up"
             ]
         );
         assert_eq!(
