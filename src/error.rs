@@ -395,6 +395,9 @@ impl Error {
 /// A request that cannot be carried out as given: bad usage, exit code 2.
 #[non_exhaustive]
 pub enum UsageError {
+    /// An `--add` that cannot be made.
+    #[error(transparent)]
+    Add(#[from] crate::added::AddError),
     /// A runnable image for a platform the entrypoint program is not built for.
     #[error(transparent)]
     Runnable(#[from] crate::runnable::Unsupported),
@@ -461,6 +464,7 @@ impl UsageError {
             }
             Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
             Self::Runnable(e) => Some(e.hint()),
+            Self::Add(e) => e.hint(),
             Self::NativeOnly { .. } => Some(
                 "an engine's build writes plain layers for one platform, and a Dockerfile can neither delete what a lower layer holds, annotate a manifest, nor set a working directory without a layer: use the native builder (`--builder native`, the default)",
             ),

@@ -152,7 +152,7 @@ pub struct Space {
 pub fn plan(request: &BuildRequest, options: &Options) -> Result<DryRun, Error> {
     validate(request)?;
     let spec = &request.spec;
-    let layers = plan::layers(spec);
+    let layers = plan::with_added(spec, &request.added);
     let platforms = request.all_platforms();
     let shared = request.shared_layers || platforms.len() == 1;
     let estimates: Vec<LayerEstimate> = layers.iter().map(|l| estimate(l, options)).collect();
@@ -205,6 +205,7 @@ pub fn plan(request: &BuildRequest, options: &Options) -> Result<DryRun, Error> 
                     request.mtime,
                     &infos[set],
                     &request.config,
+                    &request.added_history(),
                 )?,
                 set,
             })

@@ -159,24 +159,28 @@ impl From<serde_json::Error> for MetadataError {
     }
 }
 
-/// Config and manifest for the given layers.
+/// Config and manifest for the given layers: the spec's, then one per `added` (`--add
+/// SRC:DEST`, as the history names it).
 pub fn metadata(
     spec: &Spec,
     platform: &Platform,
     mtime: u64,
     layers: &[LayerInfo],
     user: &ImageConfig,
+    added: &[String],
 ) -> Result<Metadata, MetadataError> {
     let created = rfc3339(mtime);
+    // The layer's canonical spec, as the label spells it: `files=N` or `tree=N`.
     let history = spec
         .layers()
         .iter()
+        .map(|layer| layer.canonical())
+        .chain(added.iter().map(|add| format!("add {add}")))
         .zip(1..)
-        .map(|(layer, n)| {
+        .map(|(what, n)| {
             HistoryBuilder::default()
                 .created(created.clone())
-                // The layer's canonical spec, as the label spells it: `files=N` or `tree=N`.
-                .created_by(format!("image-maker layer {n}: {}", layer.canonical()))
+                .created_by(format!("image-maker layer {n}: {what}"))
                 .build()
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -572,6 +576,7 @@ mod tests {
             0,
             &[layer],
             &ImageConfig::new(),
+            &[],
         )
         .expect("metadata");
         let config = String::from_utf8(meta.config).expect("utf8");
@@ -612,7 +617,8 @@ mod tests {
             .and_then(|c| c.annotation("b=2"))
             .and_then(|c| c.annotation("a=1"))
             .expect("valid");
-        let meta = metadata(&spec, &Platform::default(), 0, &[layer], &user).expect("metadata");
+        let meta =
+            metadata(&spec, &Platform::default(), 0, &[layer], &user, &[]).expect("metadata");
         let config: serde_json::Value = serde_json::from_slice(&meta.config).expect("json");
         assert_eq!(canonical_json(&config).expect("json"), meta.config);
         assert_eq!(
@@ -644,6 +650,7 @@ mod tests {
             0,
             &[layer('a'), layer('b')],
             &ImageConfig::new(),
+            &[],
         )
         .expect("metadata");
         let config: serde_json::Value = serde_json::from_slice(&meta.config).expect("json");

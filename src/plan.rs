@@ -37,6 +37,19 @@ pub fn layers(spec: &Spec) -> Vec<LayerPlan> {
     planned(spec.layers())
 }
 
+/// The layers of a spec and, above them, those `--add` gives.
+pub fn with_added(spec: &Spec, added: &[crate::added::Added]) -> Vec<LayerPlan> {
+    let mut plans = layers(spec);
+    for (add, number) in added.iter().zip(plans.len() as u32 + 1..) {
+        plans.push(LayerPlan::of_given(
+            number,
+            LayerSpec::new(0),
+            add.entries().to_vec(),
+        ));
+    }
+    plans
+}
+
 /// The one planner: the plans of `layers`, bottom first, each made once above what those
 /// before it leave. What they leave is kept up to date layer by layer rather than replayed
 /// from the bottom, so the work is linear in the layers.
@@ -119,11 +132,19 @@ impl LayerPlan {
     /// The `run` layer, number `number`: the programs and, when they read, the list of
     /// `files`; `key` seeds a random order. Its spec gets the size and file count it has.
     fn run(number: u32, options: &Run, files: Vec<String>, key: &str) -> Self {
-        let mut bytes: Vec<(String, Arc<[u8]>)> = Vec::new();
-        let entries = crate::runnable::entries(options, files, key)
+        let entries = crate::runnable::entries(options, files, key);
+        Self::of_given(number, LayerSpec::run(*options), entries)
+    }
+
+    /// Layer `number` of `entries` with the bytes of each file: the `run` layer, an
+    /// `--add`. Its spec gets the size and file count the entries have.
+    fn of_given(number: u32, mut spec: LayerSpec, entries: Vec<(Entry, Arc<[u8]>)>) -> Self {
+        let mut bytes: std::collections::HashMap<String, Arc<[u8]>> =
+            std::collections::HashMap::with_capacity(entries.len());
+        let entries = entries
             .into_iter()
             .map(|(entry, data)| {
-                bytes.push((entry.path().to_owned(), data));
+                bytes.insert(entry.path().to_owned(), data);
                 entry
             })
             .collect();
@@ -132,14 +153,10 @@ impl LayerPlan {
             .entries
             .iter()
             .filter_map(|e| match e {
-                Entry::File(f) => bytes
-                    .iter()
-                    .find(|(p, _)| *p == f.path)
-                    .map(|(_, b)| Arc::clone(b)),
+                Entry::File(f) => bytes.get(&f.path).map(Arc::clone),
                 _ => None,
             })
             .collect();
-        let mut spec = LayerSpec::run(*options);
         spec.files = given.len() as u64;
         spec.size = given.iter().map(|b| b.len() as u64).sum();
         Self {

@@ -74,6 +74,8 @@ pub struct BuildRequest {
     pub(crate) reference: Reference,
     /// What the image's config (and manifest annotations) carry beyond the layers.
     pub(crate) config: ImageConfig,
+    /// `--add`s: host files as layers of their own, above the spec's.
+    pub(crate) added: Vec<crate::added::Added>,
     /// The platform the config names; linux/amd64 by default. With `more_platforms`, the
     /// first image of an index.
     pub(crate) platform: Platform,
@@ -119,6 +121,7 @@ impl BuildRequest {
             spec,
             reference,
             config: ImageConfig::default(),
+            added: Vec::new(),
             platform: Platform::default(),
             more_platforms: Vec::new(),
             shared_layers: false,
@@ -148,6 +151,19 @@ impl BuildRequest {
     pub fn config(mut self, config: ImageConfig) -> Self {
         self.config = config;
         self
+    }
+
+    /// Adds a host file or directory as a layer of its own above the spec's layers (the
+    /// CLI's `--add SRC:DEST`), read now: see [`Added::new`](crate::Added::new).
+    pub fn add_layer(mut self, added: crate::added::Added) -> Self {
+        self.added.push(added);
+        self
+    }
+
+    /// What each `--add` is, as the image's history says it: where it goes, not where it
+    /// came from, so that the image does not depend on the host's paths.
+    pub(crate) fn added_history(&self) -> Vec<String> {
+        self.added.iter().map(|a| a.dest().to_owned()).collect()
     }
 
     /// Sets the platform: one image.
@@ -493,6 +509,9 @@ pub(crate) fn key(request: &BuildRequest) -> String {
     if request.shared_layers && request.all_platforms().iter().any(|p| *p != amd64) {
         // Other platforms' bytes are linux/amd64's then; linux/amd64's are the same either way.
         hasher.update("shared layers\n");
+    }
+    for added in &request.added {
+        hasher.update(format!("add {}\n", added.key()));
     }
     if !request.config.is_empty() {
         // Only when set: the keys of images without one stay as they were.

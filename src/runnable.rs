@@ -67,7 +67,11 @@ pub fn check(spec: &Spec, platforms: &[Platform]) -> Result<(), Unsupported> {
 /// it reads, the list. `None` without a `run` entry or for a platform without a program
 /// (which [`check`] refuses first).
 pub(crate) fn entrypoint(spec: &Spec, platform: &Platform) -> Option<Vec<String>> {
-    let run = spec.layers().iter().find_map(|l| l.run)?;
+    argv(&spec.layers().iter().find_map(|l| l.run)?, platform)
+}
+
+/// The entrypoint of a `run` entry with `run`'s options, for `platform`.
+pub(crate) fn argv(run: &Run, platform: &Platform) -> Option<Vec<String>> {
     let (_, path, _) = program(platform)?;
     let mut argv = vec![format!("/{path}"), run.ready.to_string()];
     if run.read > 0 {

@@ -79,7 +79,7 @@ fn build_once(
         &platforms,
     )?);
     let stream = sinks.iter().any(|s| s.wants_data());
-    let layers = plan::layers(spec);
+    let layers = plan::with_added(spec, &request.added);
     let platforms = platforms.list;
     // With shared layers every platform's image holds the first set: it streams once.
     let sets = if request.shared_layers {
@@ -155,8 +155,14 @@ fn build_once(
         .enumerate()
         .map(|(i, platform)| {
             let set = if request.shared_layers { 0 } else { i };
-            let metadata =
-                image::metadata(spec, platform, request.mtime, &infos[set], &request.config)?;
+            let metadata = image::metadata(
+                spec,
+                platform,
+                request.mtime,
+                &infos[set],
+                &request.config,
+                &request.added_history(),
+            )?;
             Ok(PlatformMetadata {
                 platform: platform.clone(),
                 metadata,

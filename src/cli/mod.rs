@@ -259,6 +259,12 @@ pub struct Args {
     #[arg(short = 's', long, value_name = "LIST", allow_hyphen_values = true)]
     pub layer_sizes: String,
 
+    /// A host file or directory as a layer of its own above the spec's, at DEST in the image,
+    /// with mtime 0, uid/gid 0 and the files' modes, so that its digest follows the bytes
+    /// alone (repeatable): `--add target/release/app:/usr/bin/app`
+    #[arg(long = "add", value_name = "SRC:DEST")]
+    pub add: Vec<String>,
+
     /// Make the image run: add the `run` entry, our entrypoint program for linux/amd64 and
     /// linux/arm64, with its options if given (`--runnable ready=up:read=all:order=random`)
     #[arg(long, value_name = "OPTIONS", num_args = 0..=1, default_missing_value = "")]
@@ -437,6 +443,12 @@ impl Args {
         if let Some(options) = &self.runnable {
             spec = spec.with_run(options)?;
         }
+        let added = self
+            .add
+            .iter()
+            .map(|a| crate::Added::parse(a))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(UsageError::from)?;
         let reference = Reference::parse(&self.image)?;
         let platforms = Platform::parse_list(&self.platform)?;
         let outputs = self
@@ -466,6 +478,7 @@ impl Args {
             .mtime(mtime)
             .config(config);
         request.outputs = outputs;
+        request.added = added;
         request.engine = engine;
         request.builder = self.builder;
         request.keep = self.keep;

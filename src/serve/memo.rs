@@ -396,7 +396,7 @@ pub(crate) fn image_metadata(
             media_type: image::layer_media_type(layer.encoding()).to_string(),
         })
         .collect();
-    image::metadata(spec, platform, mtime, &infos, config)
+    image::metadata(spec, platform, mtime, &infos, config, &[])
 }
 
 /// One memo file.

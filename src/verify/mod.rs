@@ -359,15 +359,28 @@ impl Reader<'_> {
             _ => None,
         };
         let plans = spec.as_ref().map(plan::layers);
+        // Layers `--add` put above the spec's, as the history names them: checked against
+        // their digests and diff_ids, which is all there is to know of host files.
+        let added = config["history"].as_array().map_or(0, |history| {
+            history
+                .iter()
+                .filter_map(|h| h["created_by"].as_str())
+                .filter(|c| c.starts_with("image-maker layer ") && c.contains(": add /"))
+                .count()
+        });
         if let Some(plans) = &plans {
-            if plans.len() != layers.len() {
+            if plans.len() + added != layers.len() {
                 return Err(mismatch(
                     &d.digest,
                     "layers",
                     format!(
-                        "{} (the spec `{}`)",
-                        plans.len(),
-                        label.as_deref().unwrap_or("")
+                        "{} (the spec `{}`{})",
+                        plans.len() + added,
+                        label.as_deref().unwrap_or(""),
+                        match added {
+                            0 => String::new(),
+                            n => format!(" and {n} added"),
+                        }
                     ),
                     layers.len().to_string(),
                 ));
@@ -393,10 +406,14 @@ impl Reader<'_> {
         let strict = self.strict;
         for (i, layer) in layers.iter().enumerate() {
             crate::interrupt::check()?;
-            let expected = plans.as_ref().map(|plans| layer::Expected {
-                plan: &plans[i],
-                seeds: &mut seeds,
-            });
+            let expected =
+                plans
+                    .as_ref()
+                    .and_then(|plans| plans.get(i))
+                    .map(|plan| layer::Expected {
+                        plan,
+                        seeds: &mut seeds,
+                    });
             let mut raw = self.open(layer)?;
             let report = layer::read(
                 &mut raw,

@@ -4,6 +4,7 @@
 //! `IMAGE_MAKER_REQUIRE_ENGINES` is set (to anything but `0` or `false`), in which case it
 //! fails. Each test builds with a cache of its own; see `support`.
 
+mod added;
 mod archive;
 mod benches;
 mod cache;

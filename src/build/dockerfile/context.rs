@@ -56,6 +56,16 @@ pub fn text(layers: &[LayerPlan], config: &ImageConfig, key: &str) -> String {
         let dir = layer.dir();
         text.push_str(&format!("ADD {dir} /{dir}\n"));
     }
+    // The `run` layer's program, unless the config names an entrypoint of its own; this
+    // builder makes linux/amd64 images.
+    let run = layers.iter().find_map(|l| l.spec.run);
+    if let (None, Some(argv)) = (
+        config.entrypoint_args(),
+        run.and_then(|run| crate::runnable::argv(&run, &crate::Platform::default())),
+    ) {
+        let json = serde_json::to_string(&argv).unwrap_or_else(|_| "[]".into());
+        text.push_str(&format!("ENTRYPOINT {json}\n"));
+    }
     text.push_str(&config_lines(config));
     text.push_str(&format!("LABEL {KEY_LABEL}={key}\n"));
     text

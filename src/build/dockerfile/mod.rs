@@ -69,6 +69,13 @@ pub(crate) fn check(request: &BuildRequest) -> Result<(), Error> {
         .into());
     }
     check_config(request)?;
+    if let Some(added) = request.added.first() {
+        return Err(UsageError::NativeOnly {
+            what: "`--add` layers",
+            value: added.describe(),
+        }
+        .into());
+    }
     if request.is_multi_platform() {
         return Err(UsageError::NativeOnly {
             what: "a multi-platform image",
