@@ -192,6 +192,26 @@ impl ImageConfig {
         self.stop_signal.as_deref()
     }
 
+    /// This config over `base`'s, as a derived image's over its base image's: what this
+    /// one sets wins, `Env` entries and labels merge key by key, ports add up.
+    pub(crate) fn over(&self, base: &ImageConfig) -> ImageConfig {
+        let mut merged = base.clone();
+        merged.entrypoint = self.entrypoint.clone().or(merged.entrypoint);
+        merged.cmd = self.cmd.clone().or(merged.cmd);
+        merged.workdir = self.workdir.clone().or(merged.workdir);
+        merged.user = self.user.clone().or(merged.user);
+        merged.stop_signal = self.stop_signal.clone().or(merged.stop_signal);
+        for (k, v) in &self.env {
+            merged = merged.apply(Setting::Env(k.clone(), v.clone()));
+        }
+        merged.labels.extend(self.labels.clone());
+        merged.annotations.extend(self.annotations.clone());
+        for port in &self.exposed_ports {
+            merged = merged.apply(Setting::Expose(port.clone()));
+        }
+        merged
+    }
+
     /// One line of JSON, keys sorted, that changes with any value: what the cache key
     /// hashes.
     pub(crate) fn canonical(&self) -> String {

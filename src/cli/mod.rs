@@ -1,6 +1,7 @@
 //! The command line: one argument struct, shared with `cargo xtask mock-image`. It sits on
 //! top of the library; nothing in the library imports it.
 
+pub mod batch;
 mod cache;
 mod dry_run;
 mod error;
@@ -73,6 +74,9 @@ pub enum Command {
     Cache(CacheCommand),
     /// Push an image that exists already (an OCI layout) to a registry
     Push(PushArgs),
+    /// Build every image an images file names (families of repositories, tags and shared
+    /// bases) into OCI layouts or a registry
+    Batch(batch::BatchArgs),
     /// Build every image the `#[mock_image(...)]` tests under DIR use into the cache
     Warm(warm::WarmArgs),
     /// Serve images made on request as they are pulled: the tag names the spec
@@ -685,6 +689,7 @@ pub fn main(cli: &Cli) -> Result<(), CliError> {
             return dry_run::run(args)
         }
         (Some(Command::Push(args)), _) => push(args).map(drop),
+        (Some(Command::Batch(args)), _) => return batch::run(args),
         (Some(Command::Serve(args)), _) => serve::run(args),
         (Some(Command::Tag(args)), _) => serve::tag(args),
         (Some(Command::Verify(args)), _) => verify::run_verify(args),

@@ -55,6 +55,20 @@ struct Raw {
     expose: Vec<String>,
     stop_signal: Option<String>,
     runnable: Option<Runnable>,
+    // A family's keys (family.rs): an entry that has `repository` is one.
+    repository: Option<String>,
+    tags: Option<Tags>,
+    base: Option<String>,
+    #[serde(default)]
+    semver: bool,
+}
+
+/// `tags`: a list, or one string (`"1..20"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Tags {
+    One(String),
+    List(Vec<String>),
 }
 
 /// `runnable = true`, or the `run` entry's options as a string.
@@ -173,6 +187,47 @@ pub enum ImagesProblem {
         /// Why.
         source: crate::ConfigError,
     },
+    /// A family entry without `tags`, or with family keys but no `repository`.
+    #[error(
+        "`{0}`: a family entry has `repository` and `tags`; an entry named `REPO:TAG` has neither"
+    )]
+    Family(String),
+    /// A `{A..B}` or `A..B` that is not a range of whole numbers, A at most B.
+    #[error("`{name}`: `{text}` is not a range `{{A..B}}` of whole numbers from A to B")]
+    Range {
+        /// The entry's name.
+        name: String,
+        /// The text as given.
+        text: String,
+    },
+    /// The file names more images than it may.
+    #[error("the file names more than {0} images")]
+    TooMany(usize),
+    /// `base` names no entry.
+    #[error("`{name}`: its base `{base}` is no entry of the file")]
+    NoBase {
+        /// The entry's name.
+        name: String,
+        /// The base as given.
+        base: String,
+    },
+    /// A base entry's name, which seeds its layers, is not a `seed=` name.
+    #[error("`{0}` is a base, and a base's name seeds its layers: letters, digits and `._-`, at most 60")]
+    BaseName(String),
+    /// Entries that are each other's base.
+    #[error("the entries' bases go round: {0}")]
+    BaseCycle(String),
+    /// An entry names a tag twice.
+    #[error("`{name}` names the tag `{tag}` twice")]
+    DuplicateTag {
+        /// The entry's name.
+        name: String,
+        /// The tag.
+        tag: String,
+    },
+    /// Two entries name the same image.
+    #[error("`{0}` is named by two entries")]
+    DuplicateImage(String),
     /// An entry's `platform` is not a platform list.
     #[error("`{name}`: {source}")]
     Platform {
@@ -206,8 +261,15 @@ pub fn parse(text: &str) -> Result<Named, ImagesProblem> {
         )
     })?;
     let mut named = Named::new();
+    let mut families = Vec::new();
+    let mut insert = |repository: &str, tag: &str, image: NamedImage| {
+        let tags = named.entry(repository.to_owned()).or_default();
+        match tags.insert(tag.to_owned(), image) {
+            None => Ok(()),
+            Some(_) => Err(ImagesProblem::DuplicateImage(format!("{repository}:{tag}"))),
+        }
+    };
     for (name, image) in raw {
-        let (repository, tag) = split(&name)?;
         let run = match &image.runnable {
             None | Some(Runnable::Yes(false)) => None,
             Some(Runnable::Yes(true)) => Some(""),
@@ -223,24 +285,62 @@ pub fn parse(text: &str) -> Result<Named, ImagesProblem> {
                 source,
             })?;
         let platforms = match &image.platform {
-            Some(p) => Platform::parse_list(p).map_err(|source| ImagesProblem::Platform {
-                name: name.clone(),
-                source,
-            })?,
-            None => vec![Platform::default()],
+            Some(p) => Some(
+                Platform::parse_list(p).map_err(|source| ImagesProblem::Platform {
+                    name: name.clone(),
+                    source,
+                })?,
+            ),
+            None => None,
         };
         let config = image.config().map_err(|source| ImagesProblem::Config {
             name: name.clone(),
             source,
         })?;
-        named.entry(repository.to_owned()).or_default().insert(
-            tag.to_owned(),
+        match (image.repository, image.tags) {
+            (None, None) if image.base.is_none() && !image.semver => {
+                let (repository, tag) = split(&name)?;
+                let platforms = platforms.unwrap_or_else(|| vec![Platform::default()]);
+                insert(
+                    repository,
+                    tag,
+                    NamedImage {
+                        spec,
+                        platforms,
+                        config,
+                    },
+                )?;
+            }
+            (Some(repository), Some(tags)) if !name.contains(':') => {
+                families.push(super::family::Entry {
+                    name,
+                    repository,
+                    tags: match tags {
+                        Tags::One(tag) => vec![tag],
+                        Tags::List(tags) => tags,
+                    },
+                    base: image.base,
+                    semver: image.semver,
+                    spec,
+                    platforms,
+                    config,
+                });
+            }
+            _ => return Err(ImagesProblem::Family(name)),
+        }
+    }
+    for image in super::family::expand(&families)? {
+        let name = format!("{}:{}", image.repository, image.tag);
+        split(&name)?;
+        insert(
+            &image.repository,
+            &image.tag,
             NamedImage {
-                spec,
-                platforms,
-                config,
+                spec: image.spec,
+                platforms: image.platforms,
+                config: image.config,
             },
-        );
+        )?;
     }
     Ok(named)
 }

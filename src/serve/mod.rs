@@ -22,6 +22,7 @@ mod body;
 mod bounded;
 mod catalog;
 mod conn;
+mod family;
 mod fault;
 mod generate;
 mod http;

@@ -10,7 +10,7 @@ use crate::digest::hex;
 #[allow(unused_imports)]
 pub use image_maker_spec::{
     format_size, parse_byte_size, spec_of_tag, tag_of, Compression, Extra, LayerSpec, Layout,
-    Ratio, Run, Spec, SpecError, TagError, MAX_TAG_LEN,
+    Ratio, Run, Spec, SpecError, TagError, Word, MAX_TAG_LEN,
 };
 
 /// The spec hash. A trait because the grammar crate stays free of hashing: the attribute
