@@ -41,6 +41,15 @@ pub struct BatchArgs {
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
 
+    /// The same as `--shard I+1/N` with I from `--shard-index` (0-based), which a Kubernetes
+    /// Indexed Job's pod has in `JOB_COMPLETION_INDEX`
+    #[arg(long, value_name = "N", conflicts_with = "shard")]
+    pub shards: Option<usize>,
+
+    /// This pod's part of `--shards N`, from 0
+    #[arg(long, value_name = "I", env = "JOB_COMPLETION_INDEX")]
+    pub shard_index: Option<String>,
+
     /// How the registry is reached.
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -86,12 +95,18 @@ fn shard(text: &str) -> Result<(usize, usize), Error> {
 /// Runs `image-maker batch`.
 pub fn run(args: &BatchArgs) -> Result<(), CliError> {
     let named = crate::serve::read_images(&args.file)?;
-    let (part, parts) = args
-        .shard
-        .as_deref()
-        .map(shard)
-        .transpose()?
-        .unwrap_or((1, 1));
+    let (part, parts) = match (&args.shard, args.shards) {
+        (Some(text), _) => shard(text)?,
+        (None, Some(n)) => {
+            let index = args.shard_index.as_deref().ok_or(UsageError::ShardIndex)?;
+            let i = index
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| UsageError::Shard(format!("{index}+1/{n}")))?;
+            shard(&format!("{}/{n}", i + 1))?
+        }
+        (None, None) => (1, 1),
+    };
     let push = args.registry.options(false)?;
     // Every image, its tags together, in a fixed order: repositories, then tags.
     let mut repositories: Vec<&String> = named.keys().collect();
