@@ -481,3 +481,29 @@ fn the_runnable_flag_adds_the_run_entry_once() {
         stderr(&out)
     );
 }
+
+/// The dockerfile builder's image runs the program too: its Dockerfile names it the
+/// `ENTRYPOINT`.
+#[test]
+fn the_dockerfile_builders_image_runs_the_program() {
+    let Some(docker) = engine("docker") else {
+        return;
+    };
+    let image = EngineImage::new(docker, "runnable-dockerfile");
+    run_ok(image_maker().args([
+        "-q",
+        "--builder",
+        "dockerfile",
+        "-e",
+        "docker",
+        "-s",
+        "32KB:tree=3,run:ready=built-by-docker:read=all",
+        &image.reference,
+    ]));
+    let container = Container::start(docker, &image.reference, &[]);
+    let logs = container.wait_for("built-by-docker");
+    assert_eq!(logs, "read 3 files, 32768 bytes\nbuilt-by-docker\n");
+    let (took, code) = container.stop();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(code, "0");
+}
