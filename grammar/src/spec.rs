@@ -1039,33 +1039,25 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
     let mut layer = LayerSpec::new(size);
     let mut seen: Vec<&str> = Vec::new();
     let mut level = None;
-    for option in parts {
-        let (key, value) = match option.split_once('=') {
-            Some((k, v)) => (k.trim(), v.trim()),
-            None => (option.trim(), ""),
-        };
-        let unknown = || SpecError::UnknownOption {
-            option: key.to_owned(),
-            token: token.to_owned(),
-        };
-        let name = match key {
-            "" => return Err(SpecError::EmptyOption(token.to_owned())),
-            "files" | "tree" | "ratio" | "compression" | "level" | "sizes" | "symlinks"
-            | "hardlinks" | "whiteouts" | "dirs" | "seed" => key,
-            _ => return Err(unknown()),
-        };
-        if value.is_empty() {
-            return Err(SpecError::MissingValue {
-                option: key.to_owned(),
-                token: token.to_owned(),
-            });
-        }
-        if seen.contains(&name) {
-            return Err(SpecError::DuplicateOption {
-                option: key.to_owned(),
-                token: token.to_owned(),
-            });
-        }
+    const KNOWN: &[&str] = &[
+        "files",
+        "tree",
+        "ratio",
+        "compression",
+        "level",
+        "sizes",
+        "symlinks",
+        "hardlinks",
+        "whiteouts",
+        "dirs",
+        "seed",
+    ];
+    let unknown = |option: &str| SpecError::UnknownOption {
+        option: option.to_owned(),
+        token: token.to_owned(),
+    };
+    for option in options(parts, token, KNOWN, unknown) {
+        let (name, value) = option?;
         seen.push(name);
         match name {
             "files" | "tree" => {
@@ -1084,7 +1076,7 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
                     .then(|| value.parse::<u64>().ok())
                     .flatten()
                     .ok_or_else(|| SpecError::BadFileCount {
-                        option: key.to_owned(),
+                        option: name.to_owned(),
                         value: value.to_owned(),
                         token: token.to_owned(),
                     })?;
@@ -1098,7 +1090,7 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
                     .flatten()
                     .filter(|n| *n <= MAX_EXTRA)
                     .ok_or_else(|| SpecError::BadCount {
-                        option: key.to_owned(),
+                        option: name.to_owned(),
                         value: value.to_owned(),
                         token: token.to_owned(),
                     })?;
@@ -1172,31 +1164,27 @@ fn parse_entry(token: &str) -> Result<(usize, LayerSpec), SpecError> {
     Ok((repeat, layer))
 }
 
-/// The options of a `run` entry, after `run`.
-fn parse_run<'a>(parts: impl Iterator<Item = &'a str>, token: &str) -> Result<Run, SpecError> {
-    let mut run = Run::default();
-    let mut seen: Vec<&str> = Vec::new();
-    let mut order = None;
-    for option in parts {
+/// An entry's `key=value` options, checked in order as they are read: a name among
+/// `known` (else `unknown`'s error), a value, and no name twice.
+fn options<'a>(
+    parts: impl Iterator<Item = &'a str>,
+    token: &'a str,
+    known: &'static [&'static str],
+    unknown: impl Fn(&str) -> SpecError,
+) -> impl Iterator<Item = Result<(&'static str, &'a str), SpecError>> {
+    let mut seen: Vec<&'static str> = Vec::new();
+    parts.map(move |option| {
         let (key, value) = match option.split_once('=') {
             Some((k, v)) => (k.trim(), v.trim()),
             None => (option.trim(), ""),
         };
-        let name = match key {
-            "" => return Err(SpecError::EmptyOption(token.to_owned())),
-            "ready" | "read" | "order" => key,
-            _ => {
-                return Err(SpecError::UnknownRunOption {
-                    option: key.to_owned(),
-                    token: token.to_owned(),
-                })
-            }
-        };
-        let bad = || SpecError::BadRunOption {
-            option: name.to_owned(),
-            value: value.to_owned(),
-            token: token.to_owned(),
-        };
+        if key.is_empty() {
+            return Err(SpecError::EmptyOption(token.to_owned()));
+        }
+        let name = *known
+            .iter()
+            .find(|k| **k == key)
+            .ok_or_else(|| unknown(key))?;
         if value.is_empty() {
             return Err(SpecError::MissingValue {
                 option: key.to_owned(),
@@ -1210,6 +1198,25 @@ fn parse_run<'a>(parts: impl Iterator<Item = &'a str>, token: &str) -> Result<Ru
             });
         }
         seen.push(name);
+        Ok((name, value))
+    })
+}
+
+/// The options of a `run` entry, after `run`.
+fn parse_run<'a>(parts: impl Iterator<Item = &'a str>, token: &'a str) -> Result<Run, SpecError> {
+    let mut run = Run::default();
+    let mut order = None;
+    let unknown = |option: &str| SpecError::UnknownRunOption {
+        option: option.to_owned(),
+        token: token.to_owned(),
+    };
+    for option in options(parts, token, &["ready", "read", "order"], unknown) {
+        let (name, value) = option?;
+        let bad = || SpecError::BadRunOption {
+            option: name.to_owned(),
+            value: value.to_owned(),
+            token: token.to_owned(),
+        };
         match name {
             "ready" => run.ready = Word::parse(value).ok_or_else(bad)?,
             "read" => {
