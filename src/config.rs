@@ -194,6 +194,7 @@ impl ImageConfig {
 
     /// This config over `base`'s, as a derived image's over its base image's: what this
     /// one sets wins, `Env` entries and labels merge key by key, ports add up.
+    #[cfg(feature = "serve")]
     pub(crate) fn over(&self, base: &ImageConfig) -> ImageConfig {
         let mut merged = base.clone();
         merged.entrypoint = self.entrypoint.clone().or(merged.entrypoint);

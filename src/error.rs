@@ -398,6 +398,14 @@ pub enum UsageError {
     /// `--shard` is not `I/N` with 1 ≤ I ≤ N.
     #[error("--shard `{0}` is not `I/N` with I from 1 to N")]
     Shard(String),
+    /// `--shard-index` (or `JOB_COMPLETION_INDEX`) is not a part of `--shards N`.
+    #[error("--shard-index `{index}` is not a part of --shards {shards}: 0 to {}", shards.saturating_sub(1))]
+    BadShardIndex {
+        /// The index as given.
+        index: String,
+        /// The number of parts.
+        shards: usize,
+    },
     /// `--shards N` without an index.
     #[error("--shards needs this part's index: --shard-index I, or JOB_COMPLETION_INDEX")]
     ShardIndex,
@@ -471,7 +479,7 @@ impl UsageError {
             Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
             Self::Runnable(e) => Some(e.hint()),
             Self::Add(e) => e.hint(),
-            Self::Shard(_) | Self::ShardIndex => Some("give the part and the number of parts, e.g. `--shard 2/4`; `1/4` to `4/4` together are the whole file"),
+            Self::Shard(_) | Self::ShardIndex | Self::BadShardIndex { .. } => Some("give the part and the number of parts, e.g. `--shard 2/4`; `1/4` to `4/4` together are the whole file"),
             Self::NativeOnly { .. } => Some(
                 "an engine's build writes plain layers for one platform, and a Dockerfile can neither delete what a lower layer holds, annotate a manifest, nor set a working directory without a layer: use the native builder (`--builder native`, the default)",
             ),

@@ -510,6 +510,9 @@ pub(crate) fn key(request: &BuildRequest) -> String {
         // Other platforms' bytes are linux/amd64's then; linux/amd64's are the same either way.
         hasher.update("shared layers\n");
     }
+    if request.spec.layers().iter().any(|l| l.run.is_some()) {
+        hasher.update(format!("run {}\n", crate::runnable::key()));
+    }
     for added in &request.added {
         hasher.update(format!("add {}\n", added.key()));
     }

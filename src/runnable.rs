@@ -31,6 +31,20 @@ const PROGRAMS: [(&str, &str, &[u8]); 2] = [
     ),
 ];
 
+/// What the cache key hashes for an image with a `run` entry: the programs' bytes and the
+/// list's form, so that a new program is a new image rather than an old cached one.
+pub(crate) fn key() -> String {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    for (_, path, bytes) in PROGRAMS {
+        hash.update(path.as_bytes());
+        hash.update(bytes);
+    }
+    // Bumped when the read list's form or order changes.
+    hash.update(b"read list v1");
+    crate::digest::hex(&hash.finalize())
+}
+
 /// A platform the program is not built for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`run` has no entrypoint program for platform `{0}`")]

@@ -868,6 +868,11 @@ impl Spec {
     /// Whole-image limits: every size must fit in 64 bits with its tar overhead included;
     /// one `run` entry at most.
     fn checked(layers: Vec<LayerSpec>, list: &str) -> Result<Self, SpecError> {
+        if layers.len() > MAX_LAYERS {
+            return Err(SpecError::TooManyLayers {
+                count: layers.len(),
+            });
+        }
         if layers.iter().filter(|l| l.run.is_some()).count() > 1 {
             return Err(SpecError::RunTwice(list.to_owned()));
         }
@@ -933,8 +938,8 @@ impl Spec {
 
     /// The canonical form of what the files hold, without the encodings: the key of the
     /// content, so that one spec gives the same files gzipped, zstd-compressed or plain.
-    /// The `run` entry is left out: adding the program to an image changes none of its
-    /// other layers' bytes.
+    /// The `run` entry is left out: adding the program on top of an image changes none of
+    /// its other layers' bytes.
     pub fn content_canonical(&self) -> String {
         self.layers
             .iter()
@@ -1744,6 +1749,12 @@ mod tests {
         assert!(matches!(
             spec.with_run("read=1"),
             Err(SpecError::RunTwice(_))
+        ));
+        // The entry counts as a layer: one over the most is refused.
+        let full = Spec::parse(&format!("{MAX_LAYERS}x1KB")).expect("valid");
+        assert!(matches!(
+            full.with_run(""),
+            Err(SpecError::TooManyLayers { count }) if count == MAX_LAYERS + 1
         ));
         assert!(matches!(
             plain.with_run("files=2"),

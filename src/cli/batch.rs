@@ -1,6 +1,9 @@
 //! `image-maker batch FILE`: every image an images file names (families included), into a
 //! directory of OCI layouts or a registry, several at a time.
 
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -8,7 +11,7 @@ use std::sync::Mutex;
 use super::error::CliError;
 use super::{print_json, RegistryArgs};
 use crate::serve::NamedImage;
-use crate::{BuildRequest, Cache, Error, Output, Progress, Reference, UsageError};
+use crate::{BuildRequest, Cache, Error, LayerSpec, Output, Progress, Reference, UsageError};
 
 /// `image-maker batch`.
 #[derive(Debug, Clone, clap::Args)]
@@ -69,6 +72,8 @@ struct Work<'a> {
     repository: &'a str,
     tags: Vec<&'a str>,
     image: &'a NamedImage,
+    /// The repository it mounts shared blobs from.
+    source: Option<&'a str>,
 }
 
 /// What `--json` prints per tag.
@@ -99,11 +104,15 @@ pub fn run(args: &BatchArgs) -> Result<(), CliError> {
         (Some(text), _) => shard(text)?,
         (None, Some(n)) => {
             let index = args.shard_index.as_deref().ok_or(UsageError::ShardIndex)?;
-            let i = index
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| UsageError::Shard(format!("{index}+1/{n}")))?;
-            shard(&format!("{}/{n}", i + 1))?
+            let bad = || UsageError::BadShardIndex {
+                index: index.to_owned(),
+                shards: n,
+            };
+            let i = index.trim().parse::<usize>().map_err(|_| bad())?;
+            if i >= n {
+                return Err(Error::from(bad()).into());
+            }
+            (i + 1, n)
         }
         (None, None) => (1, 1),
     };
@@ -113,51 +122,64 @@ pub fn run(args: &BatchArgs) -> Result<(), CliError> {
     repositories.sort();
     let mut work: Vec<Work<'_>> = Vec::new();
     for repository in repositories {
-        let mut images: Vec<Work<'_>> = Vec::new();
+        // A version and its aliases are one image: found by what it is, not by comparing
+        // every pair of a repository's thousands of tags.
+        let mut seen: HashMap<String, usize> = HashMap::new();
         for (tag, image) in &named[repository] {
-            match images.iter_mut().find(|w| w.image == image) {
-                Some(same) => same.tags.push(tag),
-                None => images.push(Work {
-                    repository,
-                    tags: vec![tag],
-                    image,
-                }),
+            match seen.entry(format!("{image:?}")) {
+                Entry::Occupied(at) => work[*at.get()].tags.push(tag),
+                Entry::Vacant(slot) => {
+                    slot.insert(work.len());
+                    work.push(Work {
+                        repository,
+                        tags: vec![tag],
+                        image,
+                        source: None,
+                    });
+                }
             }
         }
-        work.extend(images);
+    }
+    // An image whose first layer is a `seed=` one (a base's) mounts its blobs from the
+    // repository of the image with that first layer and the fewest layers, the base's, when
+    // that is another repository: such repositories go up first. Over the whole file, so that
+    // a shard mounts from a base another shard pushed (a mount that fails uploads instead).
+    let mut bases: HashMap<LayerSpec, (usize, &str)> = HashMap::new();
+    for w in &work {
+        let Some(first) = w.image.spec.layers().first().filter(|l| l.seed.is_some()) else {
+            continue;
+        };
+        let count = w.image.spec.layers().len();
+        let best = bases.entry(*first).or_insert((count, w.repository));
+        if count < best.0 {
+            *best = (count, w.repository);
+        }
     }
     let total = work.len();
     let mine: Vec<Work<'_>> = work
         .into_iter()
         .enumerate()
         .filter(|(i, _)| i % parts == part - 1)
-        .map(|(_, w)| w)
+        .map(|(_, mut w)| {
+            let count = w.image.spec.layers().len();
+            w.source = w
+                .image
+                .spec
+                .layers()
+                .first()
+                .and_then(|first| bases.get(first))
+                .filter(|(fewest, repository)| *fewest < count && *repository != w.repository)
+                .map(|(_, repository)| *repository);
+            w
+        })
         .collect();
-    // An image whose first layer (a `seed=` one: a base's) an image of another repository
-    // with fewer layers shares mounts its blobs from there: such repositories, the bases',
-    // go up first.
-    let first_layer = |w: &Work<'_>| w.image.spec.layers().first().copied();
-    let source_of = |w: &Work<'_>| -> Option<String> {
-        let layer = first_layer(w)?;
-        layer.seed?;
-        let count = w.image.spec.layers().len();
-        mine.iter()
-            .filter(|o| o.repository != w.repository && first_layer(o) == Some(layer))
-            .filter(|o| o.image.spec.layers().len() < count)
-            .min_by_key(|o| o.image.spec.layers().len())
-            .map(|o| o.repository.to_owned())
-    };
+    let sources: BTreeSet<&str> = mine.iter().filter_map(|w| w.source).collect();
     let mut by_repository: Vec<(bool, Vec<&Work<'_>>)> = Vec::new();
     for w in &mine {
         match by_repository.last_mut() {
             Some((_, group)) if group[0].repository == w.repository => group.push(w),
-            _ => by_repository.push((false, vec![w])),
+            _ => by_repository.push((sources.contains(w.repository), vec![w])),
         }
-    }
-    for (source, group) in &mut by_repository {
-        *source = mine
-            .iter()
-            .any(|w| source_of(w).as_deref() == Some(group[0].repository));
     }
     let cache = Cache::from_env()?;
     let written = Mutex::new(Vec::new());
@@ -166,6 +188,9 @@ pub fn run(args: &BatchArgs) -> Result<(), CliError> {
     let progress = super::progress(args.quiet);
     let one = |w: &Work<'_>| -> Result<(), Error> {
         for tag in &w.tags {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             let (reference, output) = match (&args.to, &args.out) {
                 (Some(host), _) => (
                     Reference::parse(&format!("{host}/{}:{tag}", w.repository))?,
@@ -178,13 +203,18 @@ pub fn run(args: &BatchArgs) -> Result<(), CliError> {
                 (None, None) => unreachable!("clap requires --to or --out"),
             };
             let mut options = push.clone();
-            options.mount_from = source_of(w);
+            options.mount_from = w.source.map(str::to_owned);
             let request = BuildRequest::new(w.image.spec.clone(), reference.clone())
                 .platforms(w.image.platforms.clone())
                 .config(w.image.config.clone())
                 .registry_options(options)
                 .output(output);
-            let built = cache.build(&request, &mut Progress::hidden())?;
+            let built = cache
+                .build(&request, &mut Progress::hidden())
+                .inspect_err(|_| {
+                    // The error says what went wrong; this, which of the file's images.
+                    let _ = writeln!(std::io::stderr(), "batch: {reference} failed");
+                })?;
             progress.stage(format!("wrote {reference} {}", built.digest));
             lock(&written).push(Written {
                 reference: reference.to_string(),
@@ -223,7 +253,9 @@ pub fn run(args: &BatchArgs) -> Result<(), CliError> {
             return Err(e.into());
         }
     }
-    let written = written.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut written = written.into_inner().unwrap_or_else(|e| e.into_inner());
+    // In the file's order, whatever order the threads finished in.
+    written.sort_by(|a, b| a.reference.cmp(&b.reference));
     progress.stage(format!(
         "{} image{} ({} tag{}) of {total} in {}{}",
         mine.len(),

@@ -64,13 +64,14 @@ pub(crate) struct Image {
 }
 
 /// Every image the entries name, in the file's order of entries, then repositories, then
-/// tags; aliases after the tags they point at.
+/// tags; a version's aliases just before it.
 pub(crate) fn expand(entries: &[Entry]) -> Result<Vec<Image>, ImagesProblem> {
     let by_name: BTreeMap<&str, &Entry> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
     let bases: BTreeSet<&str> = entries.iter().filter_map(|e| e.base.as_deref()).collect();
+    // `NAME-N` for any layer count: 60 bytes leave room for `-10000`.
     if let Some(name) = bases
         .iter()
-        .find(|name| crate::spec::Word::parse(&format!("{name}-1")).is_none())
+        .find(|name| name.len() > 60 || crate::spec::Word::parse(&format!("{name}-1")).is_none())
     {
         return Err(ImagesProblem::BaseName((*name).to_owned()));
     }
@@ -78,6 +79,8 @@ pub(crate) fn expand(entries: &[Entry]) -> Result<Vec<Image>, ImagesProblem> {
     for entry in entries {
         let repositories = braces(&entry.repository, &entry.name)?;
         let tags = tags(entry)?;
+        let tag_set: BTreeSet<&String> = tags.iter().collect();
+        let highest = entry.semver.then(|| Highest::of(&tags));
         for repository in &repositories {
             for tag in &tags {
                 let own = if bases.contains(entry.name.as_str()) {
@@ -100,12 +103,11 @@ pub(crate) fn expand(entries: &[Entry]) -> Result<Vec<Image>, ImagesProblem> {
                     config,
                 };
                 // An alias is the image of the version it names, tagged again.
-                let aliases = if entry.semver {
-                    aliases_of(tag, &tags)
-                } else {
-                    Vec::new()
+                let aliases = match &highest {
+                    Some(highest) => highest.aliases_of(tag),
+                    None => Vec::new(),
                 };
-                for alias in aliases.into_iter().filter(|a| !tags.contains(a)) {
+                for alias in aliases.into_iter().filter(|a| !tag_set.contains(a)) {
                     images.push(Image {
                         tag: alias,
                         ..image.clone()
@@ -223,27 +225,45 @@ pub(crate) fn semver(tag: &str) -> Option<(u64, u64, u64)> {
     parts.next().is_none().then_some(version)
 }
 
-/// The alias an image tagged `tag` also answers to, in an entry with `semver = true` whose
-/// versions are `tags`: the `X.Y` and `X` whose highest version it is.
-pub(crate) fn aliases_of(tag: &str, tags: &[String]) -> Vec<String> {
-    let Some(version) = semver(tag) else {
-        return Vec::new();
-    };
-    let versions: Vec<(u64, u64, u64)> = tags.iter().filter_map(|t| semver(t)).collect();
-    let mut aliases = Vec::new();
-    let (major, minor, _) = version;
-    if versions
-        .iter()
-        .filter(|v| v.0 == major && v.1 == minor)
-        .max()
-        == Some(&version)
-    {
-        aliases.push(format!("{major}.{minor}"));
+/// The highest version of each `X.Y` and `X` among an entry's tags, found once.
+struct Highest {
+    minor: BTreeMap<(u64, u64), (u64, u64, u64)>,
+    major: BTreeMap<u64, (u64, u64, u64)>,
+}
+
+impl Highest {
+    fn of(tags: &[String]) -> Self {
+        let mut highest = Self {
+            minor: BTreeMap::new(),
+            major: BTreeMap::new(),
+        };
+        for version in tags.iter().filter_map(|t| semver(t)) {
+            let minor = highest
+                .minor
+                .entry((version.0, version.1))
+                .or_insert(version);
+            *minor = (*minor).max(version);
+            let major = highest.major.entry(version.0).or_insert(version);
+            *major = (*major).max(version);
+        }
+        highest
     }
-    if versions.iter().filter(|v| v.0 == major).max() == Some(&version) {
-        aliases.push(major.to_string());
+
+    /// The aliases an image tagged `tag` also answers to: the `X.Y` and `X` whose highest
+    /// version it is.
+    fn aliases_of(&self, tag: &str) -> Vec<String> {
+        let Some(version @ (major, minor, _)) = semver(tag) else {
+            return Vec::new();
+        };
+        let mut aliases = Vec::new();
+        if self.minor.get(&(major, minor)) == Some(&version) {
+            aliases.push(format!("{major}.{minor}"));
+        }
+        if self.major.get(&major) == Some(&version) {
+            aliases.push(major.to_string());
+        }
+        aliases
     }
-    aliases
 }
 
 /// `A..B`: the numbers from A to B, as wide as A when A has leading zeros.
@@ -264,8 +284,21 @@ fn range(from: &str, to: &str) -> Option<Vec<String>> {
     Some((a..=b).map(|n| format!("{n:0width$}")).collect())
 }
 
+/// The most `{A..B}` groups one name may have.
+const MAX_GROUPS: usize = 8;
+
 /// `app-{1..3}-{01..02}` → every combination, in order.
 fn braces(text: &str, name: &str) -> Result<Vec<String>, ImagesProblem> {
+    if text.matches('{').count() > MAX_GROUPS {
+        return Err(ImagesProblem::Range {
+            name: name.to_owned(),
+            text: text.to_owned(),
+        });
+    }
+    expand_braces(text, name)
+}
+
+fn expand_braces(text: &str, name: &str) -> Result<Vec<String>, ImagesProblem> {
     let Some(open) = text.find('{') else {
         return Ok(vec![text.to_owned()]);
     };
@@ -276,7 +309,7 @@ fn braces(text: &str, name: &str) -> Result<Vec<String>, ImagesProblem> {
     let close = text[open..].find('}').map(|i| open + i).ok_or_else(bad)?;
     let (from, to) = text[open + 1..close].split_once("..").ok_or_else(bad)?;
     let values = range(from, to).ok_or_else(bad)?;
-    let rest = braces(&text[close + 1..], name)?;
+    let rest = expand_braces(&text[close + 1..], name)?;
     if values.len().saturating_mul(rest.len()) > MAX_IMAGES {
         return Err(ImagesProblem::TooMany(MAX_IMAGES));
     }
@@ -321,6 +354,12 @@ mod tests {
             braces("{1..1000}{1..1000}", "e"),
             Err(ImagesProblem::TooMany(_))
         ));
+        // Eight groups at most: no name recurses without bound.
+        assert!(braces(&"{1..1}".repeat(8), "e").is_ok());
+        assert!(matches!(
+            braces(&"{1..1}".repeat(9), "e"),
+            Err(ImagesProblem::Range { .. })
+        ));
     }
 
     #[test]
@@ -332,10 +371,10 @@ mod tests {
             "1KB",
         );
         e.semver = true;
-        let versions = tags(&e).expect("valid");
-        assert_eq!(aliases_of("1.2.10", &versions), ["1.2"]);
-        assert_eq!(aliases_of("1.3.0", &versions), ["1.3", "1"]);
-        assert!(aliases_of("1.2.3", &versions).is_empty());
+        let highest = Highest::of(&tags(&e).expect("valid"));
+        assert_eq!(highest.aliases_of("1.2.10"), ["1.2"]);
+        assert_eq!(highest.aliases_of("1.3.0"), ["1.3", "1"]);
+        assert!(highest.aliases_of("1.2.3").is_empty());
         let images = expand(&[e]).expect("valid");
         let tag = |t: &str| images.iter().find(|i| i.tag == t).expect(t);
         assert_eq!(images.len(), 5 + 5);
@@ -389,5 +428,14 @@ mod tests {
         b.base = Some("a".to_owned());
         let e = expand(&[a, b]).expect_err("cycle");
         assert!(matches!(e, ImagesProblem::BaseCycle(_)), "{e}");
+        // A base's name seeds `NAME-N` for every layer: 60 bytes at most.
+        for (len, ok) in [(60, true), (61, false)] {
+            let name = "b".repeat(len);
+            let base = entry(&name, "r/b", &["1"], "1KB");
+            let mut app = entry("app", "r/a", &["1"], "1KB");
+            app.base = Some(name.clone());
+            let got = expand(&[base, app]);
+            assert_eq!(got.is_ok(), ok, "{len}: {got:?}");
+        }
     }
 }

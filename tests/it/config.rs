@@ -169,6 +169,12 @@ fn the_dockerfile_builder_writes_the_config_and_refuses_annotations() {
             "/srv",
             "a working directory without a layer of its own: `/srv`",
         ),
+        // A newline would end the LABEL line and start an instruction of its own.
+        (
+            "--label",
+            "a=b\nADD layer1 /x",
+            "config values with control characters (a newline ends a Dockerfile line): `a=b\\nADD layer1 /x`",
+        ),
     ] {
         let out = run(image_maker().args([
             "-q",

@@ -437,6 +437,17 @@ fn a_bad_shard_or_family_is_refused_naming_it() {
             stderr(&out)
         );
     }
+    for (index, says) in [
+        ("2", "--shard-index `2` is not a part of --shards 2: 0 to 1"),
+        ("x", "--shard-index `x` is not a part of --shards 2"),
+    ] {
+        let out = run(image_maker()
+            .args(["batch", path_str(&file), "--shards", "2", "--out"])
+            .arg(tmp.path().join("o"))
+            .env("JOB_COMPLETION_INDEX", index));
+        assert_eq!(out.status.code(), Some(2), "{index}");
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
     fs::write(&file, FAMILY.replace("base = \"base\"", "base = \"nope\"")).expect("write");
     let out = run(image_maker().args(["batch", path_str(&file), "--out", "x"]));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

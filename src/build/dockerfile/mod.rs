@@ -112,6 +112,24 @@ fn check_config(request: &BuildRequest) -> Result<(), Error> {
         }
         .into());
     }
+    // A Dockerfile line ends at a newline: such a value would end its instruction and
+    // start another.
+    let config = &request.config;
+    let values = config
+        .env_entries()
+        .into_iter()
+        .chain(config.labels().iter().map(|(k, v)| format!("{k}={v}")))
+        .chain(config.user_name().map(str::to_owned))
+        .chain(config.stop_signal_name().map(str::to_owned))
+        .chain(config.entrypoint_args().into_iter().flatten().cloned())
+        .chain(config.cmd_args().into_iter().flatten().cloned());
+    if let Some(value) = values.into_iter().find(|v| v.chars().any(char::is_control)) {
+        return Err(UsageError::NativeOnly {
+            what: "config values with control characters (a newline ends a Dockerfile line)",
+            value: value.escape_debug().to_string(),
+        }
+        .into());
+    }
     Ok(())
 }
 
