@@ -258,7 +258,13 @@ fn in_engine(spec: &FoundSpec, resolved: Resolved) -> Result<Warmed, Error> {
         }
         Err(e) => {
             interrupt::check()?;
-            Ok(Warmed::new(spec, Status::Failed).because(e.to_string()))
+            // What the builder refuses as asked (annotations, a workdir) the attribute
+            // refuses at compile time: the compiler reports it, as for invalid specs.
+            let status = match e.exit_code() {
+                2 => Status::Skipped,
+                _ => Status::Failed,
+            };
+            Ok(Warmed::new(spec, status).because(e.to_string()))
         }
     }
 }
