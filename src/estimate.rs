@@ -199,14 +199,7 @@ pub fn plan(request: &BuildRequest, options: &Options) -> Result<DryRun, Error> 
             let set = if shared { 0 } else { i };
             Ok(PlatformMetadata {
                 platform: platform.clone(),
-                metadata: image::metadata(
-                    spec,
-                    platform,
-                    request.mtime,
-                    &infos[set],
-                    &request.config,
-                    &request.added_history(),
-                )?,
+                metadata: request.metadata(platform, &infos[set])?,
                 set,
             })
         })

@@ -559,17 +559,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn json_is_canonical() {
-        let spec = Spec::parse("1KB").expect("valid");
-        let layer = LayerInfo {
+    /// A plain 1 KiB layer of one file, digest and diff_id all `a`s.
+    fn one_kb_layer() -> LayerInfo {
+        LayerInfo {
             digest: format!("sha256:{}", "a".repeat(64)),
             size: 2560,
             diff_id: format!("sha256:{}", "a".repeat(64)),
             files: 1,
             payload: 1024,
             media_type: plain_tar(),
-        };
+        }
+    }
+
+    #[test]
+    fn json_is_canonical() {
+        let spec = Spec::parse("1KB").expect("valid");
+        let layer = one_kb_layer();
         let meta = metadata(
             &spec,
             &Platform::default(),
@@ -602,14 +607,7 @@ mod tests {
     #[test]
     fn a_config_stays_canonical_and_annotates_the_manifest() {
         let spec = Spec::parse("1KB").expect("valid");
-        let layer = LayerInfo {
-            digest: format!("sha256:{}", "a".repeat(64)),
-            size: 2560,
-            diff_id: format!("sha256:{}", "a".repeat(64)),
-            files: 1,
-            payload: 1024,
-            media_type: plain_tar(),
-        };
+        let layer = one_kb_layer();
         let user = ImageConfig::new()
             .expose("80")
             .and_then(|c| c.expose("53/udp"))

@@ -160,10 +160,23 @@ impl BuildRequest {
         self
     }
 
-    /// What each `--add` is, as the image's history says it: where it goes, not where it
-    /// came from, so that the image does not depend on the host's paths.
-    pub(crate) fn added_history(&self) -> Vec<String> {
-        self.added.iter().map(|a| a.dest().to_owned()).collect()
+    /// The config and manifest of this image for `platform` with `layers`: its spec, mtime,
+    /// config, and each `--add` as the history names it (where it goes, not where it came
+    /// from, so that the image does not depend on the host's paths).
+    pub(crate) fn metadata(
+        &self,
+        platform: &Platform,
+        layers: &[LayerInfo],
+    ) -> Result<crate::image::Metadata, crate::image::MetadataError> {
+        let added: Vec<String> = self.added.iter().map(|a| a.dest().to_owned()).collect();
+        crate::image::metadata(
+            &self.spec,
+            platform,
+            self.mtime,
+            layers,
+            &self.config,
+            &added,
+        )
     }
 
     /// Sets the platform: one image.

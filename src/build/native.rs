@@ -155,14 +155,7 @@ fn build_once(
         .enumerate()
         .map(|(i, platform)| {
             let set = if request.shared_layers { 0 } else { i };
-            let metadata = image::metadata(
-                spec,
-                platform,
-                request.mtime,
-                &infos[set],
-                &request.config,
-                &request.added_history(),
-            )?;
+            let metadata = request.metadata(platform, &infos[set])?;
             Ok(PlatformMetadata {
                 platform: platform.clone(),
                 metadata,

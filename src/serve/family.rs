@@ -89,8 +89,7 @@ pub(crate) fn expand(entries: &[Entry]) -> Result<Vec<Image>, ImagesProblem> {
                     let hash = Sha256::digest(format!("{repository}:{tag}").as_bytes());
                     seeded(&entry.spec, &crate::digest::hex(&hash)[..16])
                 };
-                let (layers, platforms, config) =
-                    resolve(entry, own, &by_name, &bases, &mut Vec::new())?;
+                let (layers, platforms, config) = resolve(entry, own, &by_name, &mut Vec::new())?;
                 let spec = Spec::from_layers(layers).map_err(|source| ImagesProblem::Spec {
                     name: entry.name.clone(),
                     source,
@@ -131,7 +130,6 @@ fn resolve(
     entry: &Entry,
     own: Vec<LayerSpec>,
     by_name: &BTreeMap<&str, &Entry>,
-    bases: &BTreeSet<&str>,
     visiting: &mut Vec<String>,
 ) -> Result<Resolved, ImagesProblem> {
     let Some(base_name) = &entry.base else {
@@ -152,14 +150,8 @@ fn resolve(
             name: entry.name.clone(),
             base: base_name.clone(),
         })?;
-    debug_assert!(bases.contains(base_name.as_str()));
-    let (mut layers, platforms, config) = resolve(
-        base,
-        seeded(&base.spec, &base.name),
-        by_name,
-        bases,
-        visiting,
-    )?;
+    let (mut layers, platforms, config) =
+        resolve(base, seeded(&base.spec, &base.name), by_name, visiting)?;
     layers.extend(own);
     let platforms = entry.platforms.clone().unwrap_or(platforms);
     Ok((layers, platforms, entry.config.over(&config)))
