@@ -412,6 +412,9 @@ pub enum UsageError {
     /// An `--add` that cannot be made.
     #[error(transparent)]
     Add(#[from] crate::added::AddError),
+    /// A `--base` that cannot be built on.
+    #[error(transparent)]
+    Base(#[from] crate::base::BaseError),
     /// A runnable image for a platform the entrypoint program is not built for.
     #[error(transparent)]
     Runnable(#[from] crate::runnable::Unsupported),
@@ -479,6 +482,7 @@ impl UsageError {
             Self::DockerfileOnly(_) => Some("add `--builder dockerfile`"),
             Self::Runnable(e) => Some(e.hint()),
             Self::Add(e) => e.hint(),
+            Self::Base(e) => e.hint(),
             Self::Shard(_) | Self::ShardIndex | Self::BadShardIndex { .. } => Some("give the part and the number of parts, e.g. `--shard 2/4`; `1/4` to `4/4` together are the whole file"),
             Self::NativeOnly { .. } => Some(
                 "an engine's build writes plain layers for one platform, and a Dockerfile can neither delete what a lower layer holds, annotate a manifest, nor set a working directory without a layer: use the native builder (`--builder native`, the default)",

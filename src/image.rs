@@ -444,7 +444,7 @@ pub fn docker_manifest(
 }
 
 /// Sorted keys, no whitespace: oci-spec holds maps as `HashMap`, whose order varies.
-fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, MetadataError> {
+pub(crate) fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, MetadataError> {
     Ok(serde_json::to_vec(&sorted(serde_json::to_value(value)?))?)
 }
 

@@ -31,6 +31,7 @@
 // Every module is the crate's own: the public API is the names re-exported below, and a
 // new public item is a decision `tests/public-api.txt` records.
 mod added;
+mod base;
 pub(crate) mod build;
 pub(crate) mod cache;
 /// The `image-maker` command. Not an API: it is public for `src/main.rs` and xtask only.
@@ -89,6 +90,7 @@ pub use serve::MockRegistry;
 
 // Building.
 pub use added::Added;
+pub use base::Base;
 pub use build::build;
 pub use cache::Cache;
 pub use config::ImageConfig;
@@ -109,6 +111,7 @@ pub use verify::{inspect, verify, verify_rootfs, Report};
 
 // The errors.
 pub use added::AddError;
+pub use base::BaseError;
 pub use config::ConfigError;
 pub use error::{Error, UsageError};
 pub use image_maker_spec::{PlatformError, ReferenceError, SpecError};

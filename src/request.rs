@@ -76,6 +76,8 @@ pub struct BuildRequest {
     pub(crate) config: ImageConfig,
     /// `--add`s: host files as layers of their own, above the spec's.
     pub(crate) added: Vec<crate::added::Added>,
+    /// The image the layers go on (`--base`): its layers first, its config under ours.
+    pub(crate) base: Option<crate::base::Base>,
     /// The platform the config names; linux/amd64 by default. With `more_platforms`, the
     /// first image of an index.
     pub(crate) platform: Platform,
@@ -122,6 +124,7 @@ impl BuildRequest {
             reference,
             config: ImageConfig::default(),
             added: Vec::new(),
+            base: None,
             platform: Platform::default(),
             more_platforms: Vec::new(),
             shared_layers: false,
@@ -160,23 +163,53 @@ impl BuildRequest {
         self
     }
 
+    /// Builds on `base` (the CLI's `--base SOURCE`), read for this request's platforms:
+    /// its layers go first, its config under this one's.
+    pub fn base(mut self, base: crate::base::Base) -> Self {
+        self.base = Some(base);
+        self
+    }
+
+    /// The base image of `platform`, when the request has a base.
+    pub(crate) fn base_image(&self, platform: &Platform) -> Option<&crate::base::BaseImage> {
+        let i = self.all_platforms().iter().position(|p| p == platform)?;
+        self.base.as_ref().map(|base| base.image(i))
+    }
+
     /// The config and manifest of this image for `platform` with `layers`: its spec, mtime,
     /// config, and each `--add` as the history names it (where it goes, not where it came
-    /// from, so that the image does not depend on the host's paths).
+    /// from, so that the image does not depend on the host's paths); on its base's config,
+    /// when it has one, with the base's manifest digest (and name) as the OCI annotations
+    /// say.
     pub(crate) fn metadata(
         &self,
         platform: &Platform,
         layers: &[LayerInfo],
     ) -> Result<crate::image::Metadata, crate::image::MetadataError> {
         let added: Vec<String> = self.added.iter().map(|a| a.dest().to_owned()).collect();
-        crate::image::metadata(
+        let metadata = crate::image::metadata(
             &self.spec,
             platform,
             self.mtime,
             layers,
             &self.config,
             &added,
-        )
+        )?;
+        let (Some(base), Some(image)) = (&self.base, self.base_image(platform)) else {
+            return Ok(metadata);
+        };
+        let mut annotations = self.config.annotations().clone();
+        annotations.insert(
+            "org.opencontainers.image.base.digest".into(),
+            image.manifest.clone(),
+        );
+        if let crate::Source::Registry(reference) = base.source() {
+            annotations.insert(
+                "org.opencontainers.image.base.name".into(),
+                reference.to_string(),
+            );
+        }
+        crate::image::with_config(image.under(&metadata.config)?, layers, &annotations)
     }
 
     /// Sets the platform: one image.
@@ -528,6 +561,9 @@ pub(crate) fn key(request: &BuildRequest) -> String {
     }
     for added in &request.added {
         hasher.update(format!("add {}\n", added.key()));
+    }
+    if let Some(base) = &request.base {
+        hasher.update(format!("base {}\n", base.key()));
     }
     if !request.config.is_empty() {
         // Only when set: the keys of images without one stay as they were.

@@ -43,6 +43,9 @@ impl BuildRequest {
     /// Whether this build of image-maker can do what the request asks.
     pub(crate) fn check_features(&self) -> Result<(), Error> {
         crate::runnable::check(&self.spec, &self.all_platforms()).map_err(UsageError::from)?;
+        if let Some(base) = &self.base {
+            base.check(self).map_err(UsageError::from)?;
+        }
         let needs = |output: &Output| match output {
             Output::Engine => {
                 (!cfg!(feature = "engine")).then_some(("engine", "`--output engine`"))

@@ -10,6 +10,7 @@ use crate::layer::{self, TarOptions};
 use crate::progress::Progress;
 use crate::request::{BuildRequest, Built, Output, PlatformImage};
 use crate::sink::{self, Finished, LayerStart, Sink};
+use crate::spec::Compression;
 use crate::units::human_size;
 use crate::{compress, content, interrupt, pipeline, plan, Error};
 
@@ -87,9 +88,16 @@ fn build_once(
     } else {
         platforms.len()
     };
-    let total = spec.total_size() * sets as u64;
+    let base_bytes: u64 = platforms
+        .iter()
+        .take(sets)
+        .filter_map(|p| request.base_image(p))
+        .flat_map(|b| &b.layers)
+        .map(|l| l.blob.size)
+        .sum();
+    let total = spec.total_size() * sets as u64 + base_bytes;
     progress.stage(format!(
-        "{} {} ({} layer{}, {}) for {}",
+        "{} {} ({} layer{}, {}) for {}{}",
         match source {
             Source::Generate => "building",
             Source::Blobs { .. } => "exporting cached",
@@ -98,26 +106,73 @@ fn build_once(
         layers.len(),
         if layers.len() == 1 { "" } else { "s" },
         human_size(spec.total_size()),
-        request.platform_list()
+        request.platform_list(),
+        match &request.base {
+            Some(base) => format!(" on {}", base.source()),
+            None => String::new(),
+        }
     ));
     if let Source::Generate = source {
         crate::speed::check(total);
     }
     progress.start(total);
     let mut infos: Vec<Vec<LayerInfo>> = Vec::with_capacity(sets);
+    // Base layers come from the base's source when generating; a cached image has them.
+    let mut base_blobs = match (&request.base, source) {
+        (Some(base), Source::Generate) => Some(base.open(progress)?),
+        _ => None,
+    };
     for (set, platform) in platforms.iter().take(sets).enumerate() {
         let seed = content::seed(spec, platform, request.shared_layers);
-        let mut set_infos = Vec::with_capacity(layers.len());
-        for layer in &layers {
+        let base = request.base_image(platform);
+        let base_layers = base.map_or(&[][..], |b| b.layers.as_slice());
+        let mut set_infos = Vec::with_capacity(base_layers.len() + layers.len());
+        for (number, base_layer) in (1..).zip(base_layers) {
+            let size = base_layer.blob.size;
             let start = LayerStart {
                 set,
-                number: layer.number,
-                tar_size: layer::tar_size(layer),
-                compression: layer.spec.encoding(),
+                number,
+                tar_size: (base_layer.compression == Compression::None).then_some(size),
+                blob_size: Some(size),
+                compression: base_layer.compression,
             };
-            let (blob, diff_id) = stream_layer(
-                request, source, &mut sinks, progress, layer, &start, &seed, stream,
-            )?;
+            let from = Layer::Base {
+                layer: base_layer,
+                blobs: base_blobs.as_deref_mut(),
+            };
+            let (blob, diff_id) =
+                stream_layer(request, source, &mut sinks, progress, from, &start, stream)?;
+            progress.stage(format!(
+                "{platform} base layer {number}/{}: {}",
+                base_layers.len(),
+                blob.digest
+            ));
+            set_infos.push(LayerInfo {
+                diff_id,
+                digest: blob.digest,
+                size: blob.size,
+                files: 0,
+                payload: 0,
+                media_type: base_layer.blob.media_type.clone(),
+            });
+        }
+        let below = base_layers.len() as u32;
+        for layer in &layers {
+            let tar_size = layer::tar_size(layer);
+            let compression = layer.spec.encoding();
+            let start = LayerStart {
+                set,
+                number: below + layer.number,
+                tar_size: Some(tar_size),
+                blob_size: (compression == Compression::None).then_some(tar_size),
+                compression,
+            };
+            let from = Layer::Plan {
+                plan: layer,
+                seed: &seed,
+            };
+            let (blob, diff_id) =
+                stream_layer(request, source, &mut sinks, progress, from, &start, stream)?;
             if sets > 1 {
                 progress.stage(format!(
                     "{platform} layer {}/{}: {} -> {}",
@@ -240,16 +295,28 @@ fn build_once(
     })
 }
 
+/// What a layer's bytes are made from when they are not in the cache.
+enum Layer<'a> {
+    /// Generated from its plan.
+    Plan {
+        plan: &'a plan::LayerPlan,
+        seed: &'a [u8; 32],
+    },
+    /// Copied from the base's source (`None` when the cache has the image).
+    Base {
+        layer: &'a crate::base::BaseLayer,
+        blobs: Option<&'a mut (dyn crate::source::Blobs + 'static)>,
+    },
+}
+
 /// Streams one layer from `source` to every sink: its blob and its diff_id.
-#[allow(clippy::too_many_arguments)]
 fn stream_layer(
     request: &BuildRequest,
     source: &Source<'_>,
     sinks: &mut [Box<dyn Sink>],
     progress: &mut Progress,
-    layer: &plan::LayerPlan,
+    from: Layer<'_>,
     start: &LayerStart,
-    seed: &[u8; 32],
     stream: bool,
 ) -> Result<(Blob, String), Error> {
     let options = TarOptions {
@@ -266,29 +333,65 @@ fn stream_layer(
         progress.inc(n);
         interrupt::check().map_err(|_| std::io::Error::other("interrupted"))
     };
-    let (blob, diff_id) = match source {
-        Source::Generate => pipeline::write_layer(sinks, |out| {
-            // tar → SHA-256 (diff_id) → encoder → SHA-256 (digest) → outputs, in one pass.
-            let (diff_id, hashing) = compress::encode_layer(
-                layer,
-                seed,
-                options,
-                HashingWriter::new(out),
-                true,
-                compress::workers(),
-                &mut tick,
-            )?;
-            Ok((hashing.complete().0, diff_id.unwrap_or_default()))
-        })?
-        .map_err(Error::io("generate", layer.dir()))?,
-        Source::Blobs { layout, sets } => {
-            let index = usize::try_from(layer.number - 1).unwrap_or(usize::MAX);
+    let (blob, diff_id) = match (source, from) {
+        (Source::Generate, Layer::Plan { plan: layer, seed }) => {
+            pipeline::write_layer(sinks, |out| {
+                // tar → SHA-256 (diff_id) → encoder → SHA-256 (digest) → outputs, in one pass.
+                let (diff_id, hashing) = compress::encode_layer(
+                    layer,
+                    seed,
+                    options,
+                    HashingWriter::new(out),
+                    true,
+                    compress::workers(),
+                    &mut tick,
+                )?;
+                Ok((hashing.complete().0, diff_id.unwrap_or_default()))
+            })?
+            .map_err(Error::io("generate", layer.dir()))?
+        }
+        (Source::Generate, Layer::Base { layer, blobs }) => {
+            let base = request.base.as_ref().ok_or_else(|| no_base_source(layer))?;
+            let blobs = blobs.ok_or_else(|| no_base_source(layer))?;
+            let mut failure = None;
+            let copied = pipeline::write_layer(sinks, |out| {
+                match crate::base::copy_layer(blobs, base.source(), layer, out, &mut tick) {
+                    Ok(result) => result,
+                    Err(e) => {
+                        failure = Some(e);
+                        Err(std::io::Error::other("the base is unreadable"))
+                    }
+                }
+            })?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            let blob = copied.map_err(|e| {
+                Error::from(crate::source::SourceError::Unreadable {
+                    name: base.source().to_string(),
+                    detail: format!("layer {}: {e}", layer.blob.digest),
+                })
+            })?;
+            if blob.digest != layer.blob.digest || blob.size != layer.blob.size {
+                return Err(crate::source::SourceError::Unreadable {
+                    name: base.source().to_string(),
+                    detail: format!(
+                        "layer {} holds {} bytes hashing to {}",
+                        layer.blob.digest, blob.size, blob.digest
+                    ),
+                }
+                .into());
+            }
+            (blob, layer.diff_id.clone())
+        }
+        (Source::Blobs { layout, sets }, _) => {
+            let index = usize::try_from(start.number - 1).unwrap_or(usize::MAX);
             let expected = sets
                 .get(start.set)
                 .and_then(|layers| layers.get(index))
                 .ok_or_else(|| Error::CacheCorrupt {
                     path: layout.to_path_buf(),
-                    detail: format!("no layer {} in set {}", layer.number, start.set + 1),
+                    detail: format!("no layer {} in set {}", start.number, start.set + 1),
                 })?;
             let path = layout.join(expected.blob().layout_path());
             let blob = if request.verify {
@@ -319,7 +422,7 @@ fn stream_layer(
                 tick(expected.size).map_err(Error::io("read", &path))?;
                 expected.blob()
             };
-            check_blob(&path, &blob, &expected.blob(), start.blob_size())?;
+            check_blob(&path, &blob, &expected.blob(), start.blob_size)?;
             (blob, expected.diff_id.clone())
         }
     };
@@ -330,6 +433,15 @@ fn stream_layer(
         }
     }
     Ok((blob, diff_id))
+}
+
+/// A base layer to copy with the base's source not open: a bug, said as a damaged source.
+fn no_base_source(layer: &crate::base::BaseLayer) -> Error {
+    crate::source::SourceError::Unreadable {
+        name: "--base".into(),
+        detail: format!("layer {}: the base is not open", layer.blob.digest),
+    }
+    .into()
 }
 
 /// A cached blob is what the entry says (and `size`, when the plan knows it), or the cache

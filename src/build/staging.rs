@@ -36,7 +36,16 @@ pub(crate) fn push(
     request: &BuildRequest,
     progress: &mut Progress,
 ) -> Result<Pushed, Error> {
-    let pushed = crate::registry::push(layout, None, &request.reference, &request.push, progress)?;
+    let mut options = request.push.clone();
+    if options.mount_from.is_none() {
+        // A base on the same registry has its blobs there already: mount them from it.
+        options.mount_from = request
+            .base
+            .as_ref()
+            .and_then(|base| base.repository_on(request.reference.domain()))
+            .filter(|repository| repository != request.reference.path());
+    }
+    let pushed = crate::registry::push(layout, None, &request.reference, &options, progress)?;
     progress.stage(format!("pushed {}@{}", pushed.reference, pushed.digest));
     Ok(pushed)
 }

@@ -10,7 +10,7 @@ use crate::units::human_size;
 
 /// Checks and plans the build `args` describe; writes nothing.
 pub fn run(args: &Args) -> Result<(), CliError> {
-    let request = args.request()?;
+    let request = args.on_base(args.request()?, &mut crate::Progress::hidden())?;
     let options = Options {
         // `-v` lists every entry; otherwise a few show what the paths look like.
         entries: if args.verbose { usize::MAX } else { 5 },

@@ -269,6 +269,11 @@ pub struct Args {
     #[arg(long = "add", value_name = "SRC:DEST")]
     pub add: Vec<String>,
 
+    /// The image to build on: its layers first (the same blobs), its config under this
+    /// one's; `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker://REF` or `cache:SPEC`
+    #[arg(long, value_name = "SOURCE")]
+    pub base: Option<String>,
+
     /// Make the image run: add the `run` entry, our entrypoint program for linux/amd64 and
     /// linux/arm64, with its options if given (`--runnable ready=up:read=all:order=random`)
     #[arg(long, value_name = "OPTIONS", num_args = 0..=1, default_missing_value = "")]
@@ -454,6 +459,7 @@ impl Args {
             .collect::<Result<Vec<_>, _>>()
             .map_err(UsageError::from)?;
         let reference = Reference::parse(&self.image)?;
+        self.base_source()?;
         let platforms = Platform::parse_list(&self.platform)?;
         let outputs = self
             .outputs
@@ -494,6 +500,29 @@ impl Args {
         request.shared_layers = self.shared_layers;
         request.push = self.registry.options(self.verbose)?;
         Ok(request)
+    }
+}
+
+impl Args {
+    /// `--base` as a source, checked but not read.
+    fn base_source(&self) -> Result<Option<crate::Source>, Error> {
+        Ok(self.base.as_deref().map(crate::Source::parse).transpose()?)
+    }
+
+    /// `request` (what [`request`](Self::request) made of these arguments) on `--base`,
+    /// read now: a `cache:SPEC` base is built first if the cache lacks it.
+    pub fn on_base(
+        &self,
+        request: BuildRequest,
+        progress: &mut Progress,
+    ) -> Result<BuildRequest, Error> {
+        Ok(match self.base_source()? {
+            Some(source) => {
+                let base = crate::Base::read(&source, &request.all_platforms(), progress)?;
+                request.base(base)
+            }
+            None => request,
+        })
     }
 }
 
@@ -558,12 +587,13 @@ pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
 
 /// Runs the command line; status goes to stderr, the `--json` summary to stdout.
 pub fn run(args: &Args) -> Result<Built, Error> {
+    let mut progress = progress(args.quiet);
     let request = args.request()?;
     if request.outputs.contains(&Output::Registry) {
         // A push that cannot connect fails the build anyway: say so before building.
         registry::check_reachable(&request.reference, &request.push)?;
     }
-    let mut progress = progress(args.quiet);
+    let request = args.on_base(request, &mut progress)?;
     let built = if args.no_cache {
         build(&request, &mut progress)?
     } else {

@@ -118,10 +118,10 @@ impl Sink for OciArchive {
             .out
             .stream_position()
             .map_err(Error::io("seek in", &self.temp_path))?;
-        self.announced = layer.blob_size();
+        self.announced = layer.blob_size;
         self.set = layer.set;
         // A compressed blob's size is known only at its end: the header says 0 until then.
-        self.io(|t| t.begin_file(&placeholder(), layer.blob_size().unwrap_or(0)))
+        self.io(|t| t.begin_file(&placeholder(), layer.blob_size.unwrap_or(0)))
     }
 
     fn write_layer(&mut self, data: &[u8]) -> Result<(), Error> {

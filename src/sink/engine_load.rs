@@ -5,7 +5,9 @@
 //! `layers/N.tar`, found through `manifest.json`), which every engine's `load` accepts.
 //! Compressed layers are decompressed on the way: a tar entry's size comes before its bytes,
 //! and only the uncompressed size is known then. The engine stores layers uncompressed
-//! anyway, and the image it holds is the same (its ID is the config's digest).
+//! anyway, and the image it holds is the same (its ID is the config's digest). A base's
+//! compressed layer, whose uncompressed size nothing says beforehand, is decompressed into
+//! an unnamed temporary file first, which the system removes however the build ends.
 
 use std::io::Write;
 
@@ -34,6 +36,8 @@ pub(crate) struct EngineLoad {
     set: usize,
     /// Whether the layer streaming past is skipped.
     skipping: bool,
+    /// The current layer decompressed so far, when its size is known only at its end.
+    spool: Option<std::fs::File>,
 }
 
 impl EngineLoad {
@@ -75,6 +79,7 @@ impl EngineLoad {
             image,
             set,
             skipping: false,
+            spool: None,
         })
     }
 
@@ -136,18 +141,36 @@ impl Sink for EngineLoad {
             return Ok(());
         }
         let path = format!("layers/{}.tar", layer.number);
-        self.io(|t| t.begin_file(&path, layer.tar_size))?;
-        self.layer_paths.push(path);
-        let into = match (&self.tar, layer.compression) {
-            (_, Compression::None) => return Ok(()),
-            (Some(tar), _) => tar.out.try_clone(),
-            (None, _) => Err(std::io::Error::other("the engine stream is closed")),
+        let spooled = match layer.tar_size {
+            Some(size) => {
+                self.io(|t| t.begin_file(&path, size))?;
+                false
+            }
+            None => true,
         };
+        self.layer_paths.push(path);
+        if layer.compression == Compression::None {
+            return Ok(());
+        }
         if layer.compression == Compression::Zstd && !self.noted {
             self.noted = true;
             self.note = self.zstd_note();
         }
-        let decoder = into.and_then(|into| decoder(layer.compression, into));
+        let decoder = if spooled {
+            tempfile::tempfile().and_then(|file| {
+                let into = file.try_clone()?;
+                self.spool = Some(file);
+                decoder(layer.compression, into)
+            })
+        } else {
+            match &self.tar {
+                Some(tar) => tar
+                    .out
+                    .try_clone()
+                    .and_then(|into| decoder(layer.compression, into)),
+                None => Err(std::io::Error::other("the engine stream is closed")),
+            }
+        };
         self.decoder = Some(decoder.map_err(|e| self.failed(e))?);
         Ok(())
     }
@@ -175,6 +198,17 @@ impl Sink for EngineLoad {
         }
         if let Some(decoder) = self.decoder.take() {
             decoder.finish().map_err(|e| self.failed(e))?;
+        }
+        if let Some(mut file) = self.spool.take() {
+            let path = self.layer_paths.last().cloned().unwrap_or_default();
+            return self.io(|t| {
+                use std::io::{Seek, SeekFrom};
+                let size = file.seek(SeekFrom::End(0))?;
+                file.seek(SeekFrom::Start(0))?;
+                t.begin_file(&path, size)?;
+                std::io::copy(&mut file, &mut t.out)?;
+                t.end_file()
+            });
         }
         self.io(|t| t.end_file())
     }
@@ -236,21 +270,21 @@ trait Decode: Write + Send {
     fn finish(self: Box<Self>) -> std::io::Result<()>;
 }
 
-impl Decode for flate2::write::GzDecoder<os_pipe::PipeWriter> {
+impl<W: Write + Send> Decode for flate2::write::GzDecoder<W> {
     fn finish(self: Box<Self>) -> std::io::Result<()> {
         (*self).finish().map(drop)
     }
 }
 
-impl Decode for zstd::stream::write::Decoder<'static, os_pipe::PipeWriter> {
+impl<W: Write + Send> Decode for zstd::stream::write::Decoder<'static, W> {
     fn finish(mut self: Box<Self>) -> std::io::Result<()> {
         self.flush()
     }
 }
 
-fn decoder(
+fn decoder<W: Write + Send + 'static>(
     compression: Compression,
-    into: os_pipe::PipeWriter,
+    into: W,
 ) -> std::io::Result<Box<dyn Decode>> {
     Ok(match compression {
         Compression::Zstd => Box::new(zstd::stream::write::Decoder::new(into)?),

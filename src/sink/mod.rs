@@ -41,17 +41,14 @@ pub(crate) struct LayerStart {
     pub set: usize,
     /// 1-based.
     pub number: u32,
-    /// The uncompressed tar's exact size.
-    pub tar_size: u64,
+    /// The uncompressed tar's exact size, when it is known before its bytes: a generated
+    /// layer's is, a base's compressed layer's is not.
+    pub tar_size: Option<u64>,
+    /// The blob's size, when it is known before its bytes: a plain tar's, and a base's
+    /// layer's.
+    pub blob_size: Option<u64>,
     /// How the bytes that follow are encoded.
     pub compression: Compression,
-}
-
-impl LayerStart {
-    /// The blob's size, when it is known before its bytes: only a plain tar's is.
-    pub fn blob_size(&self) -> Option<u64> {
-        (self.compression == Compression::None).then_some(self.tar_size)
-    }
 }
 
 /// The platforms a build makes, for a sink that takes one image of them (an engine).

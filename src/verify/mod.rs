@@ -359,23 +359,35 @@ impl Reader<'_> {
             _ => None,
         };
         let plans = spec.as_ref().map(plan::layers);
-        // Layers `--add` put above the spec's, as the history names them: checked against
-        // their digests and diff_ids, which is all there is to know of host files.
+        // A base's layers, below the spec's: checked as added layers are.
+        let base = config["config"]["Labels"][crate::base::BASE_LAYERS_LABEL]
+            .as_str()
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        // Layers `--add` put above the spec's, as the history names them (the base's
+        // history, first, is the base's own): checked against their digests and diff_ids,
+        // which is all there is to know of host files.
         let added = config["history"].as_array().map_or(0, |history| {
             history
                 .iter()
+                .filter(|h| h["empty_layer"].as_bool() != Some(true))
+                .skip(base)
                 .filter_map(|h| h["created_by"].as_str())
                 .filter(|c| c.starts_with("image-maker layer ") && c.contains(": add /"))
                 .count()
         });
         if let Some(plans) = &plans {
-            if plans.len() + added != layers.len() {
+            if base + plans.len() + added != layers.len() {
                 return Err(mismatch(
                     &d.digest,
                     "layers",
                     format!(
-                        "{} (the spec `{}`{})",
-                        plans.len() + added,
+                        "{} ({}the spec `{}`{})",
+                        base + plans.len() + added,
+                        match base {
+                            0 => String::new(),
+                            n => format!("{n} of the base, "),
+                        },
                         label.as_deref().unwrap_or(""),
                         match added {
                             0 => String::new(),
@@ -406,14 +418,13 @@ impl Reader<'_> {
         let strict = self.strict;
         for (i, layer) in layers.iter().enumerate() {
             crate::interrupt::check()?;
-            let expected =
-                plans
-                    .as_ref()
-                    .and_then(|plans| plans.get(i))
-                    .map(|plan| layer::Expected {
-                        plan,
-                        seeds: &mut seeds,
-                    });
+            let expected = plans
+                .as_ref()
+                .and_then(|plans| plans.get(i.checked_sub(base)?))
+                .map(|plan| layer::Expected {
+                    plan,
+                    seeds: &mut seeds,
+                });
             let mut raw = self.open(layer)?;
             let report = layer::read(
                 &mut raw,

@@ -6,6 +6,7 @@
 
 mod added;
 mod archive;
+mod base;
 mod benches;
 mod cache;
 mod cli;

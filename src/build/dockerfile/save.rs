@@ -122,7 +122,8 @@ pub(crate) fn export(
             sink.begin_layer(&LayerStart {
                 set: 0,
                 number,
-                tar_size: span.size,
+                tar_size: Some(span.size),
+                blob_size: Some(span.size),
                 compression: Compression::None,
             })?;
         }
