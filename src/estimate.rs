@@ -54,12 +54,28 @@ pub struct DryRun {
     pub layer_sets: Vec<LayerSet>,
     /// Bytes of every config and manifest, and the index for several platforms.
     pub metadata: u64,
+    /// The image it is built on (`--base`), whose blobs every output holds too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseNeed>,
     /// What each output, and the cache, would take.
     pub outputs: Vec<OutputNeed>,
     /// Each filesystem written to: what it would take there and what is free.
     pub space: Vec<Space>,
     /// Whether every filesystem has room (one whose free space is unknown counts as room).
     pub fits: bool,
+}
+
+/// The base's part of a build: blobs copied as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BaseNeed {
+    /// The source, as `--base` takes it.
+    pub source: String,
+    /// The digest of the manifest or index it names.
+    pub digest: String,
+    /// Its layers, every platform's together, each blob once.
+    pub layers: usize,
+    /// Their bytes, exact.
+    pub bytes: u64,
 }
 
 /// One set of layers: what the platforms in `platforms` hold.
@@ -177,19 +193,31 @@ pub fn plan(request: &BuildRequest, options: &Options) -> Result<DryRun, Error> 
     // over otherwise.
     let infos: Vec<Vec<LayerInfo>> = layer_sets
         .iter()
-        .map(|set| {
-            set.layers
-                .iter()
-                .zip(&layers)
-                .map(|(estimate, plan)| LayerInfo {
-                    digest: placeholder(),
-                    size: estimate.blob.at_most,
-                    diff_id: placeholder(),
-                    files: plan.spec.files,
-                    payload: plan.spec.size,
-                    media_type: image::layer_media_type(plan.spec.encoding()).to_string(),
-                })
-                .collect()
+        .zip(&platforms)
+        .map(|(set, platform)| {
+            let base = request.base_image(platform).map_or(&[][..], |b| &b.layers);
+            let base = base.iter().map(|l| LayerInfo {
+                digest: l.blob.digest.clone(),
+                size: l.blob.size,
+                diff_id: l.diff_id.clone(),
+                files: 0,
+                payload: 0,
+                media_type: l.blob.media_type.clone(),
+            });
+            base.chain(
+                set.layers
+                    .iter()
+                    .zip(&layers)
+                    .map(|(estimate, plan)| LayerInfo {
+                        digest: placeholder(),
+                        size: estimate.blob.at_most,
+                        diff_id: placeholder(),
+                        files: plan.spec.files,
+                        payload: plan.spec.size,
+                        media_type: image::layer_media_type(plan.spec.encoding()).to_string(),
+                    }),
+            )
+            .collect()
         })
         .collect();
     let images = platforms
@@ -206,11 +234,37 @@ pub fn plan(request: &BuildRequest, options: &Options) -> Result<DryRun, Error> 
         .collect::<Result<Vec<_>, image::MetadataError>>()?;
     let set = ImageSet::new(images)?;
     let metadata: u64 = set.blobs().iter().map(|(blob, _)| blob.size).sum();
-    let layer_bytes: u64 = layer_sets
-        .iter()
-        .flat_map(|s| &s.layers)
-        .map(|l| l.blob.at_most)
-        .sum();
+    let base = request.base.as_ref().map(|base| {
+        let mut blobs: Vec<(&str, u64)> = platforms
+            .iter()
+            .filter_map(|p| request.base_image(p))
+            .flat_map(|image| &image.layers)
+            .map(|l| (l.blob.digest.as_str(), l.blob.size))
+            .collect();
+        blobs.sort_unstable();
+        blobs.dedup();
+        // In an archive, each blob is a tar header and its bytes padded to a block.
+        let in_archive = blobs
+            .iter()
+            .map(|(_, size)| 512 + size.div_ceil(512) * 512)
+            .sum();
+        let need = BaseNeed {
+            source: base.source().to_string(),
+            digest: base.digest().to_owned(),
+            layers: blobs.len(),
+            bytes: blobs.iter().map(|(_, size)| size).sum(),
+        };
+        (need, in_archive)
+    });
+    let base_archive = base.as_ref().map_or(0, |(_, in_archive)| *in_archive);
+    let base = base.map(|(need, _)| need);
+    let base_bytes = base.as_ref().map_or(0, |b| b.bytes);
+    let layer_bytes: u64 = base_bytes
+        + layer_sets
+            .iter()
+            .flat_map(|s| &s.layers)
+            .map(|l| l.blob.at_most)
+            .sum::<u64>();
     let layout = layer_bytes
         + metadata
         + set.layout_index(&request.reference)?.len() as u64
@@ -219,9 +273,14 @@ pub fn plan(request: &BuildRequest, options: &Options) -> Result<DryRun, Error> 
         reference: &request.reference,
         set: &set,
     };
-    let archive = archive_size(&layer_sets, &finished, &infos)?;
-    // An engine loads one platform's image and stores its layers unpacked.
-    let engine_bytes: u64 = layer_sets[0].layers.iter().map(|l| l.tar_size).sum();
+    let archive = archive_size(&layer_sets, &finished, &infos)? + base_archive;
+    // An engine loads one platform's image and stores its layers unpacked (a base's
+    // compressed layers count as their blobs: their unpacked size is not known here).
+    let engine_bytes: u64 = layer_sets[0].layers.iter().map(|l| l.tar_size).sum::<u64>()
+        + platforms
+            .first()
+            .and_then(|p| request.base_image(p))
+            .map_or(0, |image| image.layers.iter().map(|l| l.blob.size).sum());
 
     let mut outputs = Vec::new();
     let native = request.builder == Builder::Native;
@@ -294,6 +353,7 @@ pub fn plan(request: &BuildRequest, options: &Options) -> Result<DryRun, Error> 
         platforms: platforms.iter().map(ToString::to_string).collect(),
         layer_sets,
         metadata,
+        base,
         outputs,
         space,
         fits,

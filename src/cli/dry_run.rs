@@ -109,6 +109,17 @@ fn text(plan: &DryRun) -> String {
         plan.platforms.join(",")
     );
     let _ = writeln!(out, "spec: {}", plan.spec);
+    if let Some(base) = &plan.base {
+        let _ = writeln!(
+            out,
+            "base: {} ({}), {} layer blob{}, {}, copied as they are",
+            base.source,
+            base.digest,
+            base.layers,
+            if base.layers == 1 { "" } else { "s" },
+            bytes(base.bytes)
+        );
+    }
     for set in &plan.layer_sets {
         let _ = writeln!(out, "layers of {}:", set.platforms.join(", "));
         for l in &set.layers {
