@@ -592,6 +592,7 @@ mod tests {
             platforms: Vec::new(),
             layer_sets: Vec::new(),
             metadata: 0,
+            base: None,
             outputs: Vec::new(),
             fits: false,
             space: over,

@@ -20,6 +20,7 @@ use super::conn::{Activity, Flushes};
 use super::fault::{Damage, Fault};
 use super::images_file::Named;
 use super::limits::{self, Limits, Over};
+use super::listing;
 use super::metrics::{Metrics, Route};
 use super::name::Name;
 use super::passes::{Busy, Failed, Passes};
@@ -87,7 +88,9 @@ fn well_formed(reference: &str) -> bool {
 /// The OCI endpoints this server has.
 enum Endpoint<'a> {
     Base,
+    Catalog,
     Tags(&'a str),
+    Referrers(&'a str, &'a str),
     Manifest(&'a str, &'a str),
     Blob(&'a str, &'a str),
     Upload(&'a str),
@@ -96,6 +99,12 @@ enum Endpoint<'a> {
 fn endpoint(rest: &str) -> Option<Endpoint<'_>> {
     if rest.is_empty() {
         return Some(Endpoint::Base);
+    }
+    if rest == "_catalog" {
+        return Some(Endpoint::Catalog);
+    }
+    if let Some((name, digest)) = rest.rsplit_once("/referrers/") {
+        return Some(Endpoint::Referrers(name, digest));
     }
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some(Endpoint::Tags(name));
@@ -172,6 +181,8 @@ fn route_of(path: &str) -> Route {
         Some(Endpoint::Tags(_)) => Route::Tags,
         Some(Endpoint::Manifest(..)) => Route::Manifest,
         Some(Endpoint::Blob(..)) => Route::Blob,
+        Some(Endpoint::Referrers(..)) => Route::Referrers,
+        Some(Endpoint::Catalog) => Route::Catalog,
         Some(Endpoint::Upload(_)) | None => Route::Other,
     }
 }
@@ -223,6 +234,7 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
                     Endpoint::Tags(name)
                     | Endpoint::Manifest(name, _)
                     | Endpoint::Blob(name, _)
+                    | Endpoint::Referrers(name, _)
                     | Endpoint::Upload(name),
                 ) => Some(*name),
                 _ => None,
@@ -237,9 +249,12 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
     let Some(found) = endpoint(rest) else {
         return error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such endpoint");
     };
+    let query = request.uri().query();
     let (repository, item) = match found {
         Endpoint::Base => return json(head, Bytes::from_static(b"{}")),
         Endpoint::Upload(_) => return read_only(),
+        Endpoint::Catalog => return catalog(state, query, head),
+        Endpoint::Referrers(name, digest) => return referrers(name, digest, query, head),
         Endpoint::Tags(name) => (name, None),
         Endpoint::Manifest(name, reference) => (name, Some((true, reference))),
         Endpoint::Blob(name, digest) => (name, Some((false, digest))),
@@ -249,13 +264,17 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
         Err(message) => return error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message),
     };
     let Some((is_manifest, reference)) = item else {
-        let tags: Vec<&String> = state
-            .named
-            .get(&name.base)
-            .map(|tags| tags.keys().collect())
-            .unwrap_or_default();
-        let body = serde_json::json!({ "name": repository, "tags": tags });
-        return json(head, Bytes::from(body.to_string()));
+        let (n, last) = match listing::query(query) {
+            Ok(asked) => asked,
+            Err(bad) => return error(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID", &bad.0),
+        };
+        // Synthesized names have no tags to list: every spec is one.
+        let empty = std::collections::BTreeMap::new();
+        let tags = state.named.get(&name.base).unwrap_or(&empty);
+        let page = listing::page(tags, n, last.as_deref(), None);
+        let body = serde_json::json!({ "name": repository, "tags": page.names });
+        let path = format!("/v2/{repository}/tags/list");
+        return paged(json(head, Bytes::from(body.to_string())), &path, page.next);
     };
     // Remembered only for a reference that can name something: anything else fails on its
     // own, and would only fill the set.
@@ -745,13 +764,87 @@ fn refused(verdict: &Verdict, challenge: &str) -> Response<Body> {
     response
 }
 
-fn json(head: bool, bytes: Bytes) -> Response<Body> {
+/// `/v2/_catalog`: the images file's repositories, paged (synthesized names are endless).
+fn catalog(state: &State, query: Option<&str>, head: bool) -> Response<Body> {
+    let (n, last) = match listing::query(query) {
+        Ok(asked) => asked,
+        Err(bad) => return error(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID", &bad.0),
+    };
+    let page = listing::page(
+        &state.named,
+        n,
+        last.as_deref(),
+        Some(listing::CATALOG_PAGE),
+    );
+    let body = serde_json::json!({ "repositories": page.names });
+    paged(
+        json(head, Bytes::from(body.to_string())),
+        "/v2/_catalog",
+        page.next,
+    )
+}
+
+/// `response` with a `Link` to the next page, when there is one.
+fn paged(mut response: Response<Body>, path: &str, next: Option<String>) -> Response<Body> {
+    if let Some(value) =
+        next.and_then(|next| HeaderValue::from_str(&listing::link(path, &next)).ok())
+    {
+        response.headers_mut().insert(header::LINK, value);
+    }
+    response
+}
+
+/// `/v2/NAME/referrers/DIGEST`: an OCI image index of the manifests whose `subject` is
+/// DIGEST (none, for these images), filtered by `artifactType` when asked; 404 under
+/// `no-referrers/`, as a registry without the API answers.
+fn referrers(repository: &str, digest: &str, query: Option<&str>, head: bool) -> Response<Body> {
+    let name = match Name::parse(repository) {
+        Ok(name) => name,
+        Err(message) => return error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message),
+    };
+    if name.no_referrers {
+        return plain(StatusCode::NOT_FOUND, "404 page not found\n");
+    }
+    if !crate::digest::is_sha256(digest) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            &format!("`{digest}` is not a sha256 digest"),
+        );
+    }
+    let filtered = query
+        .unwrap_or_default()
+        .split('&')
+        .any(|pair| pair.starts_with("artifactType="));
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_TYPE,
+        "manifests": [],
+    });
+    let mut response = typed(head, Bytes::from(body.to_string()), INDEX_TYPE);
+    if filtered {
+        response.headers_mut().insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    response
+}
+
+const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A 200 of `bytes` as `media_type`.
+fn typed(head: bool, bytes: Bytes, media_type: &'static str) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, media_type)
         .header(header::CONTENT_LENGTH, bytes.len())
         .body(if head { Body::Empty } else { Body::full(bytes) })
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad header"))
+}
+
+fn json(head: bool, bytes: Bytes) -> Response<Body> {
+    typed(head, bytes, "application/json")
 }
 
 /// An OCI error body: `{"errors":[{"code":…,"message":…}]}`.

@@ -11,7 +11,7 @@
 //! strings, or a string split on whitespace), `env = ["K=V"]`, `workdir`, `user`, `labels`
 //! and `annotations` (a table, or `["K=V"]`), `expose = ["80/tcp"]`, `stop_signal`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -34,7 +34,7 @@ pub struct NamedImage {
 }
 
 /// Images by repository, then tag.
-pub type Named = HashMap<String, BTreeMap<String, NamedImage>>;
+pub type Named = BTreeMap<String, BTreeMap<String, NamedImage>>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

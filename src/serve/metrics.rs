@@ -56,6 +56,10 @@ pub(crate) enum Route {
     Manifest,
     /// `/v2/NAME/blobs/DIGEST`.
     Blob,
+    /// `/v2/NAME/referrers/DIGEST`.
+    Referrers,
+    /// `/v2/_catalog`.
+    Catalog,
     /// `/token`.
     Token,
     /// `/metrics`.
@@ -65,11 +69,13 @@ pub(crate) enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 7] = [
+    const ALL: [Route; 9] = [
         Self::Base,
         Self::Tags,
         Self::Manifest,
         Self::Blob,
+        Self::Referrers,
+        Self::Catalog,
         Self::Token,
         Self::Metrics,
         Self::Other,
@@ -81,6 +87,8 @@ impl Route {
             Self::Tags => "tags",
             Self::Manifest => "manifest",
             Self::Blob => "blob",
+            Self::Referrers => "referrers",
+            Self::Catalog => "catalog",
             Self::Token => "token",
             Self::Metrics => "metrics",
             Self::Other => "other",

@@ -29,6 +29,7 @@ mod http;
 mod images_file;
 pub(crate) mod limits;
 mod listen;
+mod listing;
 mod memo;
 mod metrics;
 mod mock;

@@ -1,4 +1,4 @@
-//! Repository names: `[faults/<fault>/]…[platform/<os-arch[-variant]>[_…]/]<name>`.
+//! Repository names: `[no-referrers/][faults/<fault>/]…[platform/<os-arch[-variant]>[_…]/]<name>`.
 //!
 //! The name itself is free (any name serves any spec tag); the prefixes choose faults and
 //! the platform. In a platform segment `-` stands for `/` and `_` for `,`, as in a tag:
@@ -15,6 +15,8 @@ pub(crate) struct Name {
     pub faults: Vec<Fault>,
     /// The platforms asked for, if any: one is an image, more an index.
     pub platforms: Option<Vec<Platform>>,
+    /// `no-referrers/`: the referrers API answers 404, as a registry without it does.
+    pub no_referrers: bool,
     /// What is left: the name an images file knows.
     pub base: String,
 }
@@ -25,8 +27,12 @@ impl Name {
         let mut rest = name;
         let mut faults = Vec::new();
         let mut platforms = None;
+        let mut no_referrers = false;
         loop {
-            if let Some(after) = rest.strip_prefix("faults/") {
+            if let Some(after) = rest.strip_prefix("no-referrers/") {
+                no_referrers = true;
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix("faults/") {
                 let (fault, after) = after
                     .split_once('/')
                     .ok_or_else(|| format!("`{name}` has no name after its fault"))?;
@@ -52,6 +58,7 @@ impl Name {
         Ok(Self {
             faults,
             platforms,
+            no_referrers,
             base: rest.to_owned(),
         })
     }
