@@ -190,39 +190,6 @@ fn parse_max_size(text: &str) -> Result<u64, Error> {
 
 /// `30d`, `12h`, `90m`, `3600s`, `2w`.
 pub(super) fn parse_duration(text: &str) -> Result<Duration, Error> {
-    let bad = || Error::Usage(UsageError::Duration(text.to_owned()));
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(bad()),
-    };
-    number
-        .checked_mul(seconds)
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(
-            parse_duration("30d").ok(),
-            Some(Duration::from_secs(30 * 86_400))
-        );
-        assert_eq!(parse_duration("90m").ok(), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("0s").ok(), Some(Duration::ZERO));
-        for bad in ["", "d", "5", "5y", "-1d", "1.5h", "99999999999999999999w"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
+    crate::units::parse_duration(text)
+        .ok_or_else(|| Error::Usage(UsageError::Duration(text.to_owned())))
 }

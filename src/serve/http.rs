@@ -17,7 +17,7 @@ use super::body::{Body, Check, Logged, Recording, Streams, Ticket, QUEUE_WAIT};
 use super::bounded::Bounded;
 use super::catalog::{Catalog, Stored, Work};
 use super::conn::{Activity, Flushes};
-use super::fault::{Damage, Fault};
+use super::fault::{self, Damage, Fault, RetryAfter};
 use super::images_file::Named;
 use super::limits::{self, Limits, Over};
 use super::listing;
@@ -34,8 +34,9 @@ pub(crate) struct State {
     pub named: Named,
     pub auth: Option<Gate>,
     pub log: bool,
-    /// `faults/flaky/…`: the manifests and blobs asked for once already.
-    pub flaky: Flaky,
+    /// `faults/flaky/…` and `faults/ratelimit-…/…`: how often each manifest and blob was
+    /// asked for.
+    pub seen: Seen,
     /// What `/metrics` says.
     pub metrics: Arc<Metrics>,
     // What one request may cost: the limits on the image a tag names, and the pool its
@@ -44,30 +45,33 @@ pub(crate) struct State {
     pub passes: Passes,
 }
 
-/// The `faults/flaky/…` requests seen, as SHA-256 of name and reference: 48 bytes or so
-/// each, the least recently seen forgotten beyond 64 Ki of them (about 8 MiB with the
-/// map's own), when a request fails once more.
+/// The `faults/flaky/…` and `faults/ratelimit-…/…` requests seen, as SHA-256 of name and
+/// reference and a count: 52 bytes or so each, the least recently seen forgotten beyond
+/// 64 Ki of them (about 8 MiB with the map's own), when a request fails once more.
 #[derive(Debug)]
-pub(crate) struct Flaky(Bounded<[u8; 32], ()>);
+pub(crate) struct Seen(Bounded<[u8; 32], u32>);
 
-/// How many `flaky` requests are remembered.
-const FLAKY_KEPT: u64 = 64 * 1024;
+/// How many requests are remembered.
+const SEEN_KEPT: u64 = 64 * 1024;
 
-impl Default for Flaky {
+impl Default for Seen {
     fn default() -> Self {
-        Self(Bounded::new(FLAKY_KEPT, |_, ()| 1))
+        Self(Bounded::new(SEEN_KEPT, |_, _| 1))
     }
 }
 
-impl Flaky {
-    /// Whether this is the first time `repository` and `reference` are asked for.
-    fn first(&self, repository: &str, reference: &str) -> bool {
+impl Seen {
+    /// How many times `repository` and `reference` have been asked for, this one included.
+    fn count(&self, repository: &str, reference: &str) -> u32 {
         use sha2::{Digest as _, Sha256};
         let mut hasher = Sha256::new();
         hasher.update(repository.as_bytes());
         hasher.update(b"\0");
         hasher.update(reference.as_bytes());
-        self.0.put(hasher.finalize().into(), ())
+        let key: [u8; 32] = hasher.finalize().into();
+        let count = self.0.get(&key).unwrap_or(0).saturating_add(1);
+        self.0.put(key, count);
+        count
     }
 }
 
@@ -276,21 +280,69 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
         let path = format!("/v2/{repository}/tags/list");
         return paged(json(head, Bytes::from(body.to_string())), &path, page.next);
     };
-    // Remembered only for a reference that can name something: anything else fails on its
-    // own, and would only fill the set.
-    if name.has(Fault::Flaky) && well_formed(reference) && state.flaky.first(repository, reference)
-    {
+    // Counted only for a reference that can name something: anything else fails on its
+    // own, and would only fill the map.
+    let rate_limit = Fault::rate_limit(&name.faults);
+    let counted = well_formed(reference) && (name.has(Fault::Flaky) || rate_limit.is_some());
+    let seen = if counted {
+        state.seen.count(repository, reference)
+    } else {
+        0
+    };
+    if let Some(delay) = Fault::header_delay(&name.faults) {
+        tokio::time::sleep(delay).await;
+    }
+    if name.has(Fault::Flaky) && seen == 1 {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
             "the first request for this fails on purpose (faults/flaky); try again",
         );
     }
-    if is_manifest {
+    if let Some((limit, retry)) = rate_limit.filter(|(limit, _)| seen <= *limit) {
+        return rate_limited(seen, limit, retry);
+    }
+    let mut response = if is_manifest {
         manifest(state, &name, reference, &request, head).await
     } else {
         blob(state, &name, reference, &request, head).await
+    };
+    if name.has(Fault::BadDigestHeader) {
+        let digest = response.headers().get("docker-content-digest").cloned();
+        if let Some(wrong) = digest.and_then(|d| other_digest(d.to_str().ok()?)) {
+            response
+                .headers_mut()
+                .insert("docker-content-digest", wrong);
+        }
     }
+    response
+}
+
+/// `faults/ratelimit-…`: the `seen`-th of the `limit` requests refused.
+fn rate_limited(seen: u32, limit: u32, retry: RetryAfter) -> Response<Body> {
+    let after = match retry {
+        RetryAfter::Second => "1".to_owned(),
+        RetryAfter::Long => fault::LONG_RETRY.as_secs().to_string(),
+        RetryAfter::Date => httpdate::fmt_http_date(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(1),
+        ),
+    };
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TOOMANYREQUESTS",
+        &format!("request {seen} of the first {limit} for this is refused on purpose (faults/ratelimit); retry after {after}"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&after) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// A digest that is not `digest`: its last hex digit changed.
+fn other_digest(digest: &str) -> Option<HeaderValue> {
+    let (head, last) = digest.split_at(digest.len().checked_sub(1)?);
+    let other = if last == "0" { "1" } else { "0" };
+    HeaderValue::from_str(&format!("{head}{other}")).ok()
 }
 
 async fn manifest(
@@ -559,8 +611,13 @@ async fn blob(
     let declared = length + u64::from(name.has(Fault::WrongSize));
     let mut response = Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, declared)
+        .header(header::CONTENT_TYPE, "application/octet-stream");
+    // `no-length`: a GET's bytes go chunked; a HEAD still says the size, for clients that
+    // size a blob before they fetch it.
+    if head || !name.has(Fault::NoLength) {
+        response = response.header(header::CONTENT_LENGTH, declared);
+    }
+    let mut response = response
         .header(header::ACCEPT_RANGES, "bytes")
         .header("docker-content-digest", digest)
         .header(header::ETAG, format!("\"{digest}\""));

@@ -413,7 +413,7 @@ impl Server {
             named: options.named,
             auth: gate.map(|(auth, secret)| auth::Gate::new(auth, secret, &public_url)),
             log: options.access_log,
-            flaky: http::Flaky::default(),
+            seen: http::Seen::default(),
             metrics: Arc::clone(&metrics),
             limits: limits::Limits {
                 image_size: options.max_image_size,

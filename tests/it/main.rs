@@ -32,6 +32,7 @@ mod serve_auth;
 mod serve_disk;
 mod serve_limits;
 mod serve_metrics;
+mod serve_registry;
 mod shapes;
 mod support;
 mod usability;

@@ -202,12 +202,12 @@ fn skopeo_digest(skopeo: Tool, image: &str, extra: &[&str]) -> String {
 }
 
 /// curl with `args`, its output and status as they are (no check).
-fn curl(curl: Tool, args: &[&str]) -> Output {
+pub(crate) fn curl(curl: Tool, args: &[&str]) -> Output {
     run(curl.cmd().arg("-sS").args(args))
 }
 
 /// The response headers of `curl -sS -D - -o /dev/null ARGS`, lowercased names.
-fn headers(tool: Tool, args: &[&str]) -> (u16, BTreeMap<String, String>) {
+pub(crate) fn headers(tool: Tool, args: &[&str]) -> (u16, BTreeMap<String, String>) {
     let out = curl(tool, &[&["-D", "-", "-o", "/dev/null"], args].concat());
     let text = stdout(&out);
     let mut lines = text.lines();
@@ -224,7 +224,7 @@ fn headers(tool: Tool, args: &[&str]) -> (u16, BTreeMap<String, String>) {
     (status, headers)
 }
 
-fn error_code(body: &[u8]) -> String {
+pub(crate) fn error_code(body: &[u8]) -> String {
     let json: serde_json::Value = serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)));
     json["errors"][0]["code"]
@@ -470,14 +470,7 @@ fn containerd_pulls_it_over_plain_http() {
     let (Some(ctr), Some(_docker)) = (tool("ctr"), engine("docker")) else {
         return;
     };
-    // The containerd that dockerd runs: its own socket, or a system containerd's.
-    let socket = [
-        "/var/run/docker/containerd/containerd.sock",
-        "/run/containerd/containerd.sock",
-    ]
-    .into_iter()
-    .find(|s| Path::new(s).exists())
-    .expect("dockerd's containerd has a socket");
+    let socket = containerd_socket();
     let server = Served::start(&[]);
     let expected = build("1MB,3KB", "linux/amd64", &tempdir().path().join("oci"));
     let image = format!("{}/mock:1MB_3KB", server.host);
@@ -497,6 +490,17 @@ fn containerd_pulls_it_over_plain_http() {
         line.contains(expected["digest"].as_str().expect("digest")),
         "{line}"
     );
+}
+
+/// The containerd that dockerd runs: its own socket, or a system containerd's.
+pub(crate) fn containerd_socket() -> &'static str {
+    [
+        "/var/run/docker/containerd/containerd.sock",
+        "/run/containerd/containerd.sock",
+    ]
+    .into_iter()
+    .find(|s| Path::new(s).exists())
+    .expect("dockerd's containerd has a socket")
 }
 
 /// Debian's docker-registry as a pull-through cache of `upstream`; killed when dropped.

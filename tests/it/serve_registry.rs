@@ -1,0 +1,407 @@
+//! `serve` behaving as the registries clients meet: listings paged with `Link`, the
+//! referrers API and its absence, as curl and skopeo see them.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use crate::serve::{curl, error_code, headers, Served};
+use crate::support::*;
+
+/// The path and query of a `Link: <…>; rel="next"` header.
+fn next_link(headers: &BTreeMap<String, String>) -> Option<String> {
+    let link = headers.get("link")?;
+    assert!(link.ends_with("; rel=\"next\""), "{link}");
+    Some(link.split_once('<')?.1.split_once('>')?.0.to_owned())
+}
+
+/// Follows `Link` from `first` to the end; every page's `key` list, in order.
+fn follow(tool: Tool, served: &Served, first: &str, key: &str) -> (Vec<String>, usize) {
+    let mut names = Vec::new();
+    let mut pages = 0;
+    let mut at = Some(first.to_owned());
+    while let Some(path) = at {
+        pages += 1;
+        assert!(pages < 1000, "the links never end");
+        let (status, head) = headers(tool, &[&served.url(&path)]);
+        assert_eq!(status, 200, "{path}");
+        let body = curl(tool, &[&served.url(&path)]).stdout;
+        let page: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        names.extend(
+            page[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("no `{key}` in {page}"))
+                .iter()
+                .map(|n| n.as_str().unwrap_or_default().to_owned()),
+        );
+        at = next_link(&head);
+    }
+    (names, pages)
+}
+
+/// 120 repositories of 30 tags each: the catalog pages by 100 (as docker-registry's does)
+/// or by `n`, a tag list by `n`, and following `Link` sees every name once, in order;
+/// skopeo lists every tag; a bad `n` is a 400 naming it.
+#[test]
+fn listings_page_with_links_to_the_end() {
+    let (Some(curl_tool), Some(skopeo)) = (tool("curl"), tool("skopeo")) else {
+        return;
+    };
+    let tmp = tempdir();
+    let file = tmp.path().join("images.toml");
+    fs::write(
+        &file,
+        "[app]\nrepository = \"team/app-{001..120}\"\ntags = \"1..30\"\nlayers = \"1KB\"\n",
+    )
+    .expect("write");
+    let served = Served::start(&["--images", path_str(&file)]);
+
+    let repositories: Vec<String> = (1..=120).map(|i| format!("team/app-{i:03}")).collect();
+    let (listed, pages) = follow(curl_tool, &served, "/v2/_catalog", "repositories");
+    assert_eq!((listed.as_slice(), pages), (repositories.as_slice(), 2));
+    let (listed, pages) = follow(curl_tool, &served, "/v2/_catalog?n=7", "repositories");
+    assert_eq!((listed.as_slice(), pages), (repositories.as_slice(), 18));
+
+    let mut tags: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
+    tags.sort();
+    let (listed, pages) = follow(curl_tool, &served, "/v2/team/app-042/tags/list?n=4", "tags");
+    assert_eq!((listed.as_slice(), pages), (tags.as_slice(), 8));
+    let (listed, _) = follow(
+        curl_tool,
+        &served,
+        "/v2/team/app-042/tags/list?n=4&last=5",
+        "tags",
+    );
+    assert_eq!(
+        listed,
+        tags[tags.iter().position(|t| t == "5").expect("5") + 1..]
+    );
+
+    let out = run_ok(skopeo.cmd().args([
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/team/app-042", served.host),
+    ]));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut seen: Vec<String> = said["Tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .map(|t| t.as_str().unwrap_or_default().to_owned())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, tags);
+
+    let bad = curl(curl_tool, &[&served.url("/v2/_catalog?n=ten")]);
+    assert_eq!(error_code(&bad.stdout), "PAGINATION_NUMBER_INVALID");
+    assert!(stdout(&bad).contains("`ten`"), "{}", stdout(&bad));
+    // Synthesized names are endless: none is listed, and their tag lists are empty.
+    let (listed, _) = follow(curl_tool, &served, "/v2/mock/tags/list", "tags");
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
+/// The referrers API answers an empty OCI index for any subject, says when it filtered by
+/// `artifactType`, refuses a bad digest, and is missing under `no-referrers/`.
+#[test]
+fn the_referrers_api_answers_and_no_referrers_hides_it() {
+    let Some(curl_tool) = tool("curl") else {
+        return;
+    };
+    let served = Served::start(&[]);
+    let subject = format!("sha256:{}", "ab".repeat(32));
+    let path = format!("/v2/mock/referrers/{subject}");
+    let (status, head) = headers(curl_tool, &[&served.url(&path)]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        head.get("content-type").map(String::as_str),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+    assert!(!head.contains_key("oci-filters-applied"), "{head:?}");
+    let index: serde_json::Value =
+        serde_json::from_slice(&curl(curl_tool, &[&served.url(&path)]).stdout).expect("JSON");
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(index["manifests"], serde_json::json!([]));
+
+    let filtered = format!("{path}?artifactType=application/spdx%2Bjson");
+    let (status, head) = headers(curl_tool, &[&served.url(&filtered)]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        head.get("oci-filters-applied").map(String::as_str),
+        Some("artifactType")
+    );
+
+    let (status, _) = headers(
+        curl_tool,
+        &[&served.url("/v2/mock/referrers/sha256:nothex")],
+    );
+    assert_eq!(status, 400);
+    let (status, _) = headers(
+        curl_tool,
+        &[&served.url(&format!("/v2/no-referrers/mock/referrers/{subject}"))],
+    );
+    assert_eq!(status, 404);
+    // The prefix hides the API only: the image is there.
+    let (status, _) = headers(
+        curl_tool,
+        &[
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &served.url("/v2/no-referrers/mock/manifests/1KB"),
+        ],
+    );
+    assert_eq!(status, 200);
+}
+
+/// `ctr` in a namespace of the tests' own, against dockerd's containerd.
+fn ctr(ctr: Tool) -> std::process::Command {
+    let mut cmd = ctr.cmd();
+    cmd.args([
+        "-a",
+        crate::serve::containerd_socket(),
+        "-n",
+        "image-maker-test",
+    ]);
+    cmd
+}
+
+/// The statuses the access log shows for requests whose line contains `path`, in order.
+fn statuses(log: &str, path: &str) -> Vec<u16> {
+    log.lines()
+        .filter(|l| l.contains(&format!(" {path} HTTP/")))
+        .filter_map(|l| l.rsplit_once("\" ")?.1.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// `ratelimit-2` refuses the first two requests of each manifest and blob with 429 and
+/// `Retry-After`, and each client's way with it shows: curl (no retries) gets the 429,
+/// skopeo waits as told and gets through, docker gives up on the manifest at once with the
+/// registry's message, containerd retries without waiting and gets through.
+#[test]
+fn rate_limits_show_how_each_client_retries() {
+    let (Some(curl_tool), Some(skopeo), Some(ctr_tool), Some(docker)) =
+        (tool("curl"), tool("skopeo"), tool("ctr"), engine("docker"))
+    else {
+        return;
+    };
+    let served = Served::start(&[]);
+    let manifest =
+        |fault: &str, tag: &str| served.url(&format!("/v2/faults/{fault}/mock/manifests/{tag}"));
+    let accept = "Accept: application/vnd.oci.image.manifest.v1+json";
+    for (seen, status) in [(1, 429), (2, 429), (3, 200)] {
+        let (got, head) = headers(curl_tool, &["-H", accept, &manifest("ratelimit-2", "1KB")]);
+        assert_eq!(got, status, "request {seen}");
+        assert_eq!(head.contains_key("retry-after"), status == 429, "{head:?}");
+    }
+    let out = curl(curl_tool, &["-H", accept, &manifest("ratelimit-1", "1KB")]);
+    assert_eq!(error_code(&out.stdout), "TOOMANYREQUESTS");
+    let (_, head) = headers(curl_tool, &[&manifest("ratelimit-long-1", "1KB")]);
+    assert_eq!(head.get("retry-after").map(String::as_str), Some("3600"));
+    let (_, head) = headers(curl_tool, &[&manifest("ratelimit-date-1", "1KB")]);
+    let date = head.get("retry-after").expect("retry-after");
+    let when = httpdate::parse_http_date(date).expect("an HTTP date");
+    let ahead = when
+        .duration_since(std::time::SystemTime::now() - std::time::Duration::from_secs(1))
+        .expect("in the future");
+    assert!(ahead <= std::time::Duration::from_secs(3), "{date}");
+
+    let started = std::time::Instant::now();
+    let layout = tempdir();
+    run_ok(skopeo.cmd().args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/faults/ratelimit-2/mock:2KB", served.host),
+        &format!("oci:{}:1", path_str(layout.path())),
+    ]));
+    // Two refusals of the manifest, one second each, before anything else.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    let log = served.log();
+    assert_eq!(
+        statuses(&log, "/v2/faults/ratelimit-2/mock/manifests/2KB"),
+        [429, 429, 200]
+    );
+    run_ok(image_maker().args(["verify", "-q", &format!("oci:{}", path_str(layout.path()))]));
+
+    let image = EngineImage::named(
+        docker,
+        format!("{}/faults/ratelimit-2/mock:3KB", served.host),
+    );
+    let out = run(docker.cmd().args(["pull", &image.reference]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("toomanyrequests"), "{}", stderr(&out));
+
+    let reference = format!("{}/faults/ratelimit-2/mock:4KB", served.host);
+    run_ok(ctr(ctr_tool).args(["images", "pull", "--plain-http", &reference]));
+    let _ = ctr(ctr_tool).args(["images", "rm", &reference]).output();
+    let log = served.log();
+    let heads: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"HEAD /v2/faults/ratelimit-2/mock/manifests/4KB "))
+        .collect();
+    assert_eq!(heads.len(), 3, "{log}");
+    assert!(heads[..2].iter().all(|l| l.contains("\" 429 ")), "{log}");
+}
+
+/// `no-length` sends blobs chunked and every client still pulls them whole;
+/// `bad-digest-header` breaks containerd, which trusts the header, and not docker or
+/// skopeo, which hash what they get.
+#[test]
+fn chunked_blobs_pull_and_a_lying_digest_header_breaks_containerd() {
+    let (Some(curl_tool), Some(skopeo), Some(ctr_tool), Some(docker)) =
+        (tool("curl"), tool("skopeo"), tool("ctr"), engine("docker"))
+    else {
+        return;
+    };
+    let served = Served::start(&[]);
+    let tmp = tempdir();
+    let built = json(&run_ok(image_maker().args([
+        "-q",
+        "--json",
+        "-s",
+        "1MB,3KB",
+        "-o",
+        &format!("oci:{}", path_str(&tmp.path().join("expected"))),
+        "mock:1MB_3KB",
+    ])));
+    let layer = built["layers"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    let accept = "Accept: application/vnd.oci.image.manifest.v1+json";
+    // The manifest first: blobs are known by the manifests that name them.
+    run_ok(curl_tool.cmd().args([
+        "-sSf",
+        "-o",
+        "/dev/null",
+        "-H",
+        accept,
+        &served.url("/v2/faults/no-length/mock/manifests/1MB_3KB"),
+    ]));
+    let blob_url = served.url(&format!("/v2/faults/no-length/mock/blobs/{layer}"));
+    let (status, head) = headers(curl_tool, &[&blob_url]);
+    assert_eq!(status, 200);
+    assert!(!head.contains_key("content-length"), "{head:?}");
+    assert_eq!(
+        head.get("transfer-encoding").map(String::as_str),
+        Some("chunked")
+    );
+    assert_eq!(sha256(&curl(curl_tool, &[&blob_url]).stdout), layer);
+
+    let image = EngineImage::named(
+        docker,
+        format!("{}/faults/no-length/mock:1MB_3KB", served.host),
+    );
+    run_ok(docker.cmd().args(["pull", "-q", &image.reference]));
+    let copied = tmp.path().join("copied");
+    run_ok(skopeo.cmd().args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/faults/no-length/mock:1MB_3KB", served.host),
+        &format!("oci:{}:1", path_str(&copied)),
+    ]));
+    run_ok(image_maker().args(["verify", "-q", &format!("oci:{}", path_str(&copied))]));
+
+    let (_, head) = headers(
+        curl_tool,
+        &[
+            "-I",
+            "-H",
+            accept,
+            &served.url("/v2/faults/bad-digest-header/mock/manifests/1MB_3KB"),
+        ],
+    );
+    let said = head.get("docker-content-digest").expect("a digest header");
+    assert_ne!(said, built["digest"].as_str().expect("digest"));
+    assert_eq!(said.len(), 71, "{said}");
+    let reference = format!("{}/faults/bad-digest-header/mock:1MB_3KB", served.host);
+    let out = run(ctr(ctr_tool).args(["images", "pull", "--plain-http", &reference]));
+    assert!(
+        !out.status.success(),
+        "containerd pulled by the header's digest"
+    );
+    assert!(
+        stderr(&out).contains(said.as_str()) || stdout(&out).contains(said.as_str()),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let copied = tmp.path().join("lied-to");
+    run_ok(skopeo.cmd().args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("oci:{}:1", path_str(&copied)),
+    ]));
+    run_ok(image_maker().args(["verify", "-q", &format!("oci:{}", path_str(&copied))]));
+}
+
+/// `reset-at-N` cuts each blob's connection after N bytes: curl gets exactly N, skopeo and
+/// containerd fail with their short-read errors. `slow-headers-DUR` holds the answer's
+/// headers that long, and a client that waits gets the image.
+#[test]
+fn cut_connections_fail_pulls_and_slow_headers_only_delay_them() {
+    let (Some(curl_tool), Some(skopeo), Some(ctr_tool)) =
+        (tool("curl"), tool("skopeo"), tool("ctr"))
+    else {
+        return;
+    };
+    let served = Served::start(&[]);
+    let tmp = tempdir();
+    let accept = "Accept: application/vnd.oci.image.manifest.v1+json";
+    let manifest = curl(
+        curl_tool,
+        &[
+            "-H",
+            accept,
+            &served.url("/v2/faults/reset-at-4096/mock/manifests/1MB"),
+        ],
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).expect("JSON");
+    let layer = manifest["layers"][0]["digest"].as_str().expect("digest");
+    let out = curl(
+        curl_tool,
+        &[&served.url(&format!("/v2/faults/reset-at-4096/mock/blobs/{layer}"))],
+    );
+    assert!(!out.status.success(), "curl saw a whole blob");
+    assert_eq!(out.stdout.len(), 4096);
+
+    let out = run(skopeo.cmd().args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/faults/reset-at-4096/mock:1MB", served.host),
+        &format!("oci:{}:1", path_str(&tmp.path().join("cut"))),
+    ]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unexpected EOF"), "{}", stderr(&out));
+    let reference = format!("{}/faults/reset-at-4096/mock:2MB", served.host);
+    let out = run(ctr(ctr_tool).args(["images", "pull", "--plain-http", &reference]));
+    assert!(!out.status.success());
+    assert!(
+        format!("{}{}", stdout(&out), stderr(&out)).contains("unexpected EOF"),
+        "{}",
+        stderr(&out)
+    );
+
+    let timed = run_ok(curl_tool.cmd().args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{time_starttransfer}",
+        "-H",
+        accept,
+        &served.url("/v2/faults/slow-headers-1500ms/mock/manifests/1KB"),
+    ]));
+    let waited: f64 = stdout(&timed).trim().parse().expect("seconds");
+    assert!(waited >= 1.5, "{waited}");
+    let started = std::time::Instant::now();
+    run_ok(skopeo.cmd().args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!(
+            "docker://{}/faults/slow-headers-300ms/mock:1KB",
+            served.host
+        ),
+        &format!("oci:{}:1", path_str(&tmp.path().join("slow"))),
+    ]));
+    // The manifest and two blobs, each held.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+}
