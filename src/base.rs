@@ -359,8 +359,9 @@ impl Reader<'_> {
             .map(|(layer, diff_id)| {
                 let mut blob = Descriptor::parse(layer)
                     .map_err(|e| self.unreadable(format!("manifest {}: {e}", d.digest)))?;
-                let compression = layer_compression(&blob.media_type)
-                    .filter(|_| layer.get("urls").is_none())
+                let compression = crate::media_types::layer_encoding(&blob.media_type)
+                    .filter(|(_, distributable)| *distributable && layer.get("urls").is_none())
+                    .map(|(compression, _)| compression)
                     .ok_or_else(|| BaseError::Layer {
                         base: self.source.to_string(),
                         media_type: blob.media_type.clone(),
@@ -386,19 +387,6 @@ impl Reader<'_> {
             history: config["history"].as_array().cloned().unwrap_or_default(),
         })
     }
-}
-
-/// How a layer of `media_type` is encoded; `None` for one that is no copyable layer.
-fn layer_compression(media_type: &str) -> Option<Compression> {
-    Some(match media_type {
-        "application/vnd.oci.image.layer.v1.tar"
-        | "application/vnd.docker.image.rootfs.diff.tar" => Compression::None,
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Compression::Gzip,
-        "application/vnd.oci.image.layer.v1.tar+zstd"
-        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Compression::Zstd,
-        _ => return None,
-    })
 }
 
 /// The platform a config names.

@@ -232,7 +232,7 @@ pub fn plan(request: &BuildRequest, options: &Options) -> Result<DryRun, Error> 
             })
         })
         .collect::<Result<Vec<_>, image::MetadataError>>()?;
-    let set = ImageSet::new(images)?;
+    let set = ImageSet::with_media(images, request.media_types)?;
     let metadata: u64 = set.blobs().iter().map(|(blob, _)| blob.size).sum();
     let base = request.base.as_ref().map(|base| {
         let mut blobs: Vec<(&str, u64)> = platforms

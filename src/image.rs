@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::ImageConfig;
 use crate::digest::Blob;
+use crate::media_types::{MediaTypes, DOCKER_LIST, DOCKER_MANIFEST};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::spec::{Compression, Spec};
@@ -153,6 +154,12 @@ impl From<oci_spec::OciSpecError> for MetadataError {
     }
 }
 
+impl From<String> for MetadataError {
+    fn from(e: String) -> Self {
+        Self(e)
+    }
+}
+
 impl From<serde_json::Error> for MetadataError {
     fn from(e: serde_json::Error) -> Self {
         Self(e.to_string())
@@ -292,15 +299,27 @@ pub fn index(
     manifest: &Blob,
     reference: &Reference,
     platform: &Platform,
+    media: MediaTypes,
 ) -> Result<Vec<u8>, MetadataError> {
     let mut descriptor = descriptor(manifest, MediaType::ImageManifest)?;
     descriptor.set_platform(Some(oci_platform(platform)?));
+    if media == MediaTypes::Docker {
+        descriptor.set_media_type(MediaType::Other(DOCKER_MANIFEST.into()));
+    }
     layout_index(descriptor, reference)
 }
 
 /// `index.json` naming an image index by tag: a multi-platform image in a layout.
-pub fn index_of_index(index: &Blob, reference: &Reference) -> Result<Vec<u8>, MetadataError> {
-    layout_index(descriptor(index, MediaType::ImageIndex)?, reference)
+pub fn index_of_index(
+    index: &Blob,
+    reference: &Reference,
+    media: MediaTypes,
+) -> Result<Vec<u8>, MetadataError> {
+    let mut descriptor = descriptor(index, MediaType::ImageIndex)?;
+    if media == MediaTypes::Docker {
+        descriptor.set_media_type(MediaType::Other(DOCKER_LIST.into()));
+    }
+    layout_index(descriptor, reference)
 }
 
 fn layout_index(
@@ -370,11 +389,22 @@ pub struct ImageSet {
     pub images: Vec<PlatformMetadata>,
     /// The image index, for more than one image: its bytes and blob.
     pub index: Option<(Vec<u8>, Blob)>,
+    /// The media types of the manifests and the index.
+    pub media: MediaTypes,
 }
 
 impl ImageSet {
-    /// The set of `images`, with an index when there are several.
+    /// The set of OCI `images`, with an index when there are several.
     pub fn new(images: Vec<PlatformMetadata>) -> Result<Self, MetadataError> {
+        Self::with_media(images, MediaTypes::Oci)
+    }
+
+    /// The set of `images` whose manifests have the `media` types, with an index (a
+    /// manifest list, for Docker's) when there are several.
+    pub fn with_media(
+        images: Vec<PlatformMetadata>,
+        media: MediaTypes,
+    ) -> Result<Self, MetadataError> {
         let index = match images.as_slice() {
             [_] => None,
             many => {
@@ -382,12 +412,26 @@ impl ImageSet {
                     .iter()
                     .map(|image| (&image.metadata.manifest_blob, &image.platform))
                     .collect();
-                let bytes = image_index(&manifests)?;
+                let mut bytes = image_index(&manifests)?;
+                if media == MediaTypes::Docker {
+                    // The manifests named are the Docker forms already.
+                    let sizes: Vec<(String, u64)> = manifests
+                        .iter()
+                        .map(|(blob, _)| (blob.digest.clone(), blob.size))
+                        .collect();
+                    bytes = crate::media_types::to_docker(&bytes, &mut |digest| {
+                        sizes.iter().find(|(d, _)| d == digest).cloned()
+                    })?;
+                }
                 let blob = Blob::of(&bytes);
                 Some((bytes, blob))
             }
         };
-        Ok(Self { images, index })
+        Ok(Self {
+            images,
+            index,
+            media,
+        })
     }
 
     /// What a reference resolves to: the index, or the only manifest.
@@ -402,8 +446,13 @@ impl ImageSet {
     /// The layout's `index.json`, naming the top blob by `reference`'s tag.
     pub fn layout_index(&self, reference: &Reference) -> Result<Vec<u8>, MetadataError> {
         match (&self.index, self.images.first()) {
-            (Some((_, blob)), _) => index_of_index(blob, reference),
-            (None, Some(image)) => index(&image.metadata.manifest_blob, reference, &image.platform),
+            (Some((_, blob)), _) => index_of_index(blob, reference, self.media),
+            (None, Some(image)) => index(
+                &image.metadata.manifest_blob,
+                reference,
+                &image.platform,
+                self.media,
+            ),
             (None, None) => Err(MetadataError("an image set with no image".into())),
         }
     }
@@ -547,6 +596,7 @@ mod tests {
             &blob,
             &Reference::parse("a/b:c").expect("valid"),
             &Platform::default(),
+            MediaTypes::Oci,
         )
         .expect("index");
         let text = String::from_utf8(index).expect("utf8");

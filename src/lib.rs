@@ -56,6 +56,7 @@ pub(crate) mod fixture;
 pub(crate) mod image;
 pub(crate) mod interrupt;
 pub(crate) mod layer;
+pub(crate) mod media_types;
 pub(crate) mod pipeline;
 pub(crate) mod plan;
 pub(crate) mod progress;
@@ -99,6 +100,7 @@ pub use engine::Engine;
 pub use engine::EngineKind;
 pub use image::{LayerInfo, SPEC_LABEL};
 pub use image_maker_spec::{LayerSpec, Platform, Reference, Spec};
+pub use media_types::MediaTypes;
 pub use progress::{set_log_hook, LogLevel, Progress};
 pub use request::{
     BuildRequest, Builder, Built, LinkMode, Output, PlatformImage, Pushed, RegistryOptions,

@@ -78,6 +78,8 @@ pub struct BuildRequest {
     pub(crate) added: Vec<crate::added::Added>,
     /// The image the layers go on (`--base`): its layers first, its config under ours.
     pub(crate) base: Option<crate::base::Base>,
+    /// The manifests' media types: OCI, or Docker's schema 2.
+    pub(crate) media_types: crate::MediaTypes,
     /// The platform the config names; linux/amd64 by default. With `more_platforms`, the
     /// first image of an index.
     pub(crate) platform: Platform,
@@ -125,6 +127,7 @@ impl BuildRequest {
             config: ImageConfig::default(),
             added: Vec::new(),
             base: None,
+            media_types: crate::MediaTypes::Oci,
             platform: Platform::default(),
             more_platforms: Vec::new(),
             shared_layers: false,
@@ -170,6 +173,13 @@ impl BuildRequest {
         self
     }
 
+    /// The manifests' media types: OCI (the default) or Docker's schema 2, whose manifests
+    /// (and so digests) differ while the config and layers stay the same.
+    pub fn media_types(mut self, media: crate::MediaTypes) -> Self {
+        self.media_types = media;
+        self
+    }
+
     /// The base image of `platform`, when the request has a base.
     pub(crate) fn base_image(&self, platform: &Platform) -> Option<&crate::base::BaseImage> {
         let i = self.all_platforms().iter().position(|p| p == platform)?;
@@ -195,21 +205,34 @@ impl BuildRequest {
             &self.config,
             &added,
         )?;
-        let (Some(base), Some(image)) = (&self.base, self.base_image(platform)) else {
-            return Ok(metadata);
+        let metadata = match (&self.base, self.base_image(platform)) {
+            (Some(base), Some(image)) => {
+                let mut annotations = self.config.annotations().clone();
+                annotations.insert(
+                    "org.opencontainers.image.base.digest".into(),
+                    image.manifest.clone(),
+                );
+                if let crate::Source::Registry(reference) = base.source() {
+                    annotations.insert(
+                        "org.opencontainers.image.base.name".into(),
+                        reference.to_string(),
+                    );
+                }
+                crate::image::with_config(image.under(&metadata.config)?, layers, &annotations)?
+            }
+            _ => metadata,
         };
-        let mut annotations = self.config.annotations().clone();
-        annotations.insert(
-            "org.opencontainers.image.base.digest".into(),
-            image.manifest.clone(),
-        );
-        if let crate::Source::Registry(reference) = base.source() {
-            annotations.insert(
-                "org.opencontainers.image.base.name".into(),
-                reference.to_string(),
-            );
-        }
-        crate::image::with_config(image.under(&metadata.config)?, layers, &annotations)
+        Ok(match self.media_types {
+            crate::MediaTypes::Oci => metadata,
+            crate::MediaTypes::Docker => {
+                let manifest = crate::media_types::to_docker(&metadata.manifest, &mut |_| None)?;
+                crate::image::Metadata {
+                    manifest_blob: crate::digest::Blob::of(&manifest),
+                    manifest,
+                    ..metadata
+                }
+            }
+        })
     }
 
     /// Sets the platform: one image.
@@ -568,6 +591,9 @@ pub(crate) fn key(request: &BuildRequest) -> String {
     if !request.config.is_empty() {
         // Only when set: the keys of images without one stay as they were.
         hasher.update(format!("config {}\n", request.config.canonical()));
+    }
+    if request.media_types == crate::MediaTypes::Docker {
+        hasher.update("media types docker\n");
     }
     if request.builder == Builder::Dockerfile {
         // Bumped when the build context (files or Dockerfile) changes.

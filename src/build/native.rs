@@ -218,7 +218,7 @@ fn build_once(
             })
         })
         .collect::<Result<Vec<_>, image::MetadataError>>()?;
-    let set = ImageSet::new(images)?;
+    let set = ImageSet::with_media(images, request.media_types)?;
     if let (Source::Blobs { layout, .. }, true) = (source, request.verify) {
         for (blob, _) in set.blobs() {
             let path = layout.join(blob.layout_path());

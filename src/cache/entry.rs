@@ -58,6 +58,9 @@ pub struct Entry {
     /// as in entries written before there was one.
     #[serde(default, skip_serializing_if = "crate::ImageConfig::is_empty")]
     pub config: crate::ImageConfig,
+    /// The manifests' media types; absent for OCI's, as in entries written before Docker's.
+    #[serde(default, skip_serializing_if = "crate::MediaTypes::is_oci")]
+    pub media_types: crate::MediaTypes,
     /// Every blob of the layout: manifest, config and layers.
     pub blobs: Vec<Blob>,
     /// When it was built, in seconds since 1970.
@@ -238,9 +241,9 @@ impl Entry {
                 detail: format!("the manifest {} was not written", built.digest),
             })?;
         let index = if built.manifests.is_empty() {
-            image::index(&manifest, reference, &request.platform)?
+            image::index(&manifest, reference, &request.platform, request.media_types)?
         } else {
-            image::index_of_index(&manifest, reference)?
+            image::index_of_index(&manifest, reference, request.media_types)?
         };
         let index_path = layout.join("index.json");
         super::files::replace(layout, "index.json", &index)
@@ -257,6 +260,7 @@ impl Entry {
             manifests: built.manifests.clone(),
             shared_layers: request.shared_layers,
             config: request.config.clone(),
+            media_types: request.media_types,
             blobs,
             created: now(),
             stamps: Vec::new(),

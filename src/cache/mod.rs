@@ -444,6 +444,7 @@ impl Cached {
             .mtime(self.entry.mtime);
         request.shared_layers = self.entry.shared_layers;
         request.config = self.entry.config.clone();
+        request.media_types = self.entry.media_types;
         Ok(request)
     }
 

@@ -330,6 +330,11 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub compression_level: Option<u32>,
 
+    /// The manifests' media types: oci, or docker (schema 2 manifests and manifest lists,
+    /// with other digests; the config and layers are the same)
+    #[arg(long, value_enum, value_name = "TYPES", default_value_t = crate::MediaTypes::Oci)]
+    pub media_types: crate::MediaTypes,
+
     /// Give every platform the linux/amd64 layer bytes instead of its own: an index's
     /// images then share their layer blobs, stored once
     #[arg(long)]
@@ -498,6 +503,7 @@ impl Args {
         request.link_mode = self.link_mode;
         request.verify = self.rehash;
         request.shared_layers = self.shared_layers;
+        request.media_types = self.media_types;
         request.push = self.registry.options(self.verbose)?;
         Ok(request)
     }

@@ -197,12 +197,66 @@ pub struct TagArgs {
     /// The layer spec, e.g. `1GB,512MB`
     #[arg(value_name = "SPEC")]
     pub spec: String,
+
+    /// Also print the image's digests, in the OCI form and the Docker form (`docker/NAME`
+    /// serves that one): the image is built into the cache for them
+    #[arg(long)]
+    pub digests: bool,
+
+    /// With --digests: the platform, or a list for an index
+    #[arg(
+        long,
+        value_name = "P",
+        default_value = "linux/amd64",
+        requires = "digests"
+    )]
+    pub platform: String,
 }
 
-/// Prints the tag of a spec on stdout.
+/// Prints the tag of a spec on stdout, and with `--digests` its two digests.
 pub fn tag(args: &TagArgs) -> Result<(), Error> {
     let tag = crate::spec::tag_of(&args.spec)?;
-    super::print_stdout(&format!("{tag}\n"))
+    if !args.digests {
+        return super::print_stdout(&format!("{tag}\n"));
+    }
+    let platforms = crate::Platform::parse_list(&args.platform)?;
+    let request = crate::BuildRequest::new(
+        crate::Spec::parse(&args.spec)?,
+        crate::Reference::parse("image-maker/tag:latest")?,
+    )
+    .platforms(platforms)
+    .mtime(super::source_date_epoch()?);
+    let mut progress = super::progress(false);
+    let (cached, _) = crate::Cache::from_env()?.acquire(&request, &mut progress)?;
+    let read = |digest: &str| {
+        let path = cached
+            .dir
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        std::fs::read(&path).map_err(Error::io("read", path))
+    };
+    let top = read(&cached.entry.digest)?;
+    let mut failed = None;
+    let docker = crate::media_types::to_docker(&top, &mut |child| {
+        let converted = read(child).and_then(|bytes| {
+            crate::media_types::to_docker(&bytes, &mut |_| None).map_err(Error::from)
+        });
+        match converted {
+            Ok(bytes) => Some((crate::digest::Blob::of(&bytes).digest, bytes.len() as u64)),
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let docker = crate::digest::Blob::of(&docker?).digest;
+    super::print_stdout(&format!(
+        "{tag}\noci     {}\ndocker  {docker}\n",
+        cached.entry.digest
+    ))
 }
 
 /// Serves until SIGINT, SIGTERM or SIGHUP, then stops cleanly and exits 0.

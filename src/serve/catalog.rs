@@ -261,6 +261,30 @@ impl Catalog {
         Ok(Some(index))
     }
 
+    /// The Docker schema 2 form of `found` (an OCI manifest or index), known by its digest
+    /// from now on; for an index, its manifests' Docker forms too.
+    pub fn docker_form(&self, found: &Manifest) -> Result<Arc<Manifest>, Error> {
+        let mut child = |digest: &str| {
+            let manifest = self.manifests.get(&digest.to_owned())?;
+            let docker = self.docker_form(&manifest).ok()?;
+            Some((docker.digest.clone(), docker.bytes.len() as u64))
+        };
+        let bytes = crate::media_types::to_docker(&found.bytes, &mut child)?;
+        let media_type = if found.media_type == INDEX_TYPE {
+            crate::media_types::DOCKER_LIST
+        } else {
+            crate::media_types::DOCKER_MANIFEST
+        };
+        let docker = Arc::new(Manifest {
+            digest: Blob::of(&bytes).digest,
+            bytes: Bytes::from(bytes),
+            media_type,
+        });
+        self.manifests
+            .put(docker.digest.clone(), Arc::clone(&docker));
+        Ok(docker)
+    }
+
     /// A manifest handed out before, by this server or (through the memo) by another.
     pub fn manifest_by_digest(&self, digest: &str) -> Option<Arc<Manifest>> {
         let found = || self.manifests.get(&digest.to_owned());

@@ -402,6 +402,30 @@ async fn manifest(
             }
         }
     };
+    // `docker/`, or a client that takes Docker's manifests and not the OCI form (as old
+    // clients do): the Docker form, as a registry that stored it would answer.
+    let docker_type = match found.media_type {
+        super::catalog::MANIFEST_TYPE => Some(crate::media_types::DOCKER_MANIFEST),
+        super::catalog::INDEX_TYPE => Some(crate::media_types::DOCKER_LIST),
+        _ => None,
+    };
+    let wants_docker = docker_type.is_some_and(|docker| {
+        name.docker || (!accepts(request, found.media_type) && accepts(request, docker))
+    });
+    let found = if wants_docker {
+        match state.catalog.docker_form(&found) {
+            Ok(docker) => docker,
+            Err(e) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN",
+                    limits::internal("the Docker form of a manifest", &e.to_string()),
+                )
+            }
+        }
+    } else {
+        found
+    };
     if !accepts(request, found.media_type) {
         return error(
             StatusCode::NOT_FOUND,

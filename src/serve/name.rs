@@ -1,4 +1,4 @@
-//! Repository names: `[no-referrers/][faults/<fault>/]…[platform/<os-arch[-variant]>[_…]/]<name>`.
+//! Repository names: `[no-referrers/][docker/][faults/<fault>/]…[platform/<os-arch[-variant]>[_…]/]<name>`.
 //!
 //! The name itself is free (any name serves any spec tag); the prefixes choose faults and
 //! the platform. In a platform segment `-` stands for `/` and `_` for `,`, as in a tag:
@@ -17,6 +17,8 @@ pub(crate) struct Name {
     pub platforms: Option<Vec<Platform>>,
     /// `no-referrers/`: the referrers API answers 404, as a registry without it does.
     pub no_referrers: bool,
+    /// `docker/`: manifests and manifest lists with Docker's media types.
+    pub docker: bool,
     /// What is left: the name an images file knows.
     pub base: String,
 }
@@ -28,9 +30,13 @@ impl Name {
         let mut faults = Vec::new();
         let mut platforms = None;
         let mut no_referrers = false;
+        let mut docker = false;
         loop {
             if let Some(after) = rest.strip_prefix("no-referrers/") {
                 no_referrers = true;
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix("docker/") {
+                docker = true;
                 rest = after;
             } else if let Some(after) = rest.strip_prefix("faults/") {
                 let (fault, after) = after
@@ -59,6 +65,7 @@ impl Name {
             faults,
             platforms,
             no_referrers,
+            docker,
             base: rest.to_owned(),
         })
     }

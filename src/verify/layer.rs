@@ -46,17 +46,12 @@ pub(crate) enum Encoding {
 impl Encoding {
     /// The encoding a layer media type names; `None` for a type that is not a known layer.
     pub fn of_media_type(media_type: &str) -> Option<Self> {
-        match media_type {
-            "application/vnd.oci.image.layer.v1.tar"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar" => Some(Self::Tar),
-            "application/vnd.oci.image.layer.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Self::Gzip),
-            "application/vnd.oci.image.layer.v1.tar+zstd"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Self::Zstd),
-            _ => None,
-        }
+        use crate::spec::Compression;
+        crate::media_types::layer_encoding(media_type).map(|(compression, _)| match compression {
+            Compression::None => Self::Tar,
+            Compression::Gzip => Self::Gzip,
+            Compression::Zstd => Self::Zstd,
+        })
     }
 
     /// What the first bytes of a blob say; `None` when they are neither compressed nor a tar.
@@ -179,7 +174,8 @@ pub(crate) fn read(
         return Err(mismatch(
             None,
             "media type",
-            "an OCI layer type (`application/vnd.oci.image.layer.v1.tar[+gzip|+zstd]`)".into(),
+            "a layer type (`application/vnd.oci.image.layer.v1.tar[+gzip|+zstd]`, or Docker's)"
+                .into(),
             format!("`{media_type}`"),
         ));
     }

@@ -405,3 +405,155 @@ fn cut_connections_fail_pulls_and_slow_headers_only_delay_them() {
     // The manifest and two blobs, each held.
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
 }
+
+/// Docker's media types: `docker/` and a client that accepts only Docker's manifests get the
+/// schema 2 form, whose digest `image-maker tag --digests` prints, the CLI builds and pushes
+/// with `--media-types docker`, docker pulls by, and skopeo shows the type of; the config,
+/// the image ID, is the OCI form's.
+#[test]
+fn docker_media_types_are_served_built_and_pushed_digest_for_digest() {
+    let (Some(curl_tool), Some(skopeo), Some(docker)) =
+        (tool("curl"), tool("skopeo"), engine("docker"))
+    else {
+        return;
+    };
+    let Some(registry) = crate::support::registry::Registry::start() else {
+        return;
+    };
+    let served = Served::start(&[]);
+    let digests = |spec: &str, platform: &str| {
+        let out = run_ok(image_maker().args(["tag", "--digests", spec, "--platform", platform]));
+        let text = stdout(&out);
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|d| d.trim().to_owned())
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+        };
+        (field("oci "), field("docker "))
+    };
+    let (oci, docker_digest) = digests("1MB:compression=gzip,2KB", "linux/amd64");
+    assert_ne!(oci, docker_digest);
+
+    let name = format!("{}/docker/mock:1MB.compression-gzip_2KB", served.host);
+    let raw = json(&run_ok(skopeo.cmd().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ])));
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    let image = EngineImage::named(docker, name);
+    run_ok(docker.cmd().args(["pull", "-q", &image.reference]));
+    let repo_digests = image.inspect("{{json .RepoDigests}}");
+    assert!(repo_digests.contains(&docker_digest), "{repo_digests}");
+
+    // Negotiated: a client that takes only Docker's types gets them under any name.
+    let (status, head) = headers(
+        curl_tool,
+        &[
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            &served.url("/v2/mock/manifests/1MB.compression-gzip_2KB"),
+        ],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(head.get("docker-content-digest"), Some(&docker_digest));
+    let (_, head) = headers(
+        curl_tool,
+        &[
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &served.url("/v2/mock/manifests/1MB.compression-gzip_2KB"),
+        ],
+    );
+    assert_eq!(head.get("docker-content-digest"), Some(&oci));
+
+    // An index is a manifest list, whose manifests docker then asks for by digest.
+    let (_, list_digest) = digests("64KB", "linux/amd64,linux/arm64");
+    let list = json(&run_ok(skopeo.cmd().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!(
+            "docker://{}/docker/platform/linux-amd64_linux-arm64/mock:64KB",
+            served.host
+        ),
+    ])));
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let pulled = EngineImage::named(
+        docker,
+        format!(
+            "{}/docker/platform/linux-amd64_linux-arm64/mock:64KB",
+            served.host
+        ),
+    );
+    run_ok(docker.cmd().args(["pull", "-q", &pulled.reference]));
+    assert!(pulled
+        .inspect("{{json .RepoDigests}}")
+        .contains(&list_digest));
+
+    // The CLI's Docker form is the same bytes, pushed as such.
+    let tmp = tempdir();
+    let target = format!("{}/image-maker-test/docker-{}:1", registry.host(), unique());
+    let built = json(&run_ok(
+        image_maker()
+            .env("DOCKER_CONFIG", tmp.path())
+            .args([
+                "-q",
+                "--json",
+                "--media-types",
+                "docker",
+                "-s",
+                "1MB:compression=gzip,2KB",
+            ])
+            .args(["-o", "registry", "-o"])
+            .arg(format!("oci:{}", path_str(&tmp.path().join("layout"))))
+            .arg(&target),
+    ));
+    assert_eq!(built["digest"], docker_digest.as_str());
+    assert_eq!(built["pushed"]["digest"], docker_digest.as_str());
+    let raw = json(&run_ok(skopeo.cmd().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ])));
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    run_ok(image_maker().args([
+        "verify",
+        "-q",
+        &format!("oci:{}", path_str(&tmp.path().join("layout"))),
+    ]));
+    let out = run(image_maker().args([
+        "-q",
+        "--media-types",
+        "docker",
+        "--builder",
+        "dockerfile",
+        "-s",
+        "1KB",
+        "-o",
+        "oci:never",
+        "a:1",
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Docker media types"),
+        "{}",
+        stderr(&out)
+    );
+}

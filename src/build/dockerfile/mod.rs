@@ -76,6 +76,14 @@ pub(crate) fn check(request: &BuildRequest) -> Result<(), Error> {
         }
         .into());
     }
+    if request.media_types == crate::MediaTypes::Docker {
+        // The engine's `save` gives its own manifest; the metadata here is OCI's.
+        return Err(UsageError::NativeOnly {
+            what: "Docker media types",
+            value: "--media-types docker".into(),
+        }
+        .into());
+    }
     if request.is_multi_platform() {
         return Err(UsageError::NativeOnly {
             what: "a multi-platform image",
