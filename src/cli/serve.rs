@@ -226,8 +226,9 @@ pub fn tag(args: &TagArgs) -> Result<(), Error> {
     )
     .platforms(platforms)
     .mtime(super::source_date_epoch()?);
-    let mut progress = super::progress(false);
-    let (cached, _) = crate::Cache::from_env()?.acquire(&request, &mut progress)?;
+    // Its output is data: the two digests, and no status about the build they needed.
+    let (cached, _) =
+        crate::Cache::from_env()?.acquire(&request, &mut crate::Progress::hidden())?;
     let read = |digest: &str| {
         let path = cached
             .dir
