@@ -69,6 +69,9 @@ fn docker_type(oci: &str) -> Option<&'static str> {
         "application/vnd.oci.image.layer.v1.tar+zstd" => {
             "application/vnd.docker.image.rootfs.diff.tar.zstd"
         }
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" => {
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+        }
         _ => return None,
     })
 }
@@ -110,6 +113,27 @@ pub(crate) fn to_docker(
         manifest["digest"] = digest.into();
         manifest["size"] = size.into();
         rename(manifest);
+    }
+    crate::image::canonical_json(&value)
+}
+
+/// `json`, an OCI manifest, with its layers non-distributable: their media types OCI's
+/// `nondistributable` ones, each with `urls` from `url(digest)`.
+pub(crate) fn to_foreign(
+    json: &[u8],
+    url: &dyn Fn(&str) -> String,
+) -> Result<Vec<u8>, MetadataError> {
+    let mut value: Value = serde_json::from_slice(json)?;
+    let layers = value.get_mut("layers").and_then(Value::as_array_mut);
+    for layer in layers.into_iter().flatten() {
+        let media_type = layer["mediaType"].as_str().unwrap_or_default();
+        let foreign = media_type.replace(
+            "application/vnd.oci.image.layer.v1.",
+            "application/vnd.oci.image.layer.nondistributable.v1.",
+        );
+        let digest = layer["digest"].as_str().unwrap_or_default().to_owned();
+        layer["mediaType"] = foreign.into();
+        layer["urls"] = serde_json::json!([url(&digest)]);
     }
     crate::image::canonical_json(&value)
 }

@@ -196,6 +196,24 @@ impl TokenSecret {
         // HMAC takes a key of any length.
         Hmac::<Sha256>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!())
     }
+
+    /// The MAC of `text` for the purpose `domain` names (each purpose its own, so that no
+    /// signature is good for another), as URL-safe base64.
+    pub(crate) fn signature(&self, domain: &str, text: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(domain.as_bytes());
+        mac.update(b"\0");
+        mac.update(text.as_bytes());
+        base64_url(&mac.finalize().into_bytes())
+    }
+
+    /// Whether `signature` is [`signature`](Self::signature)'s, compared in constant time.
+    pub(crate) fn signed(&self, domain: &str, text: &str, signature: &str) -> bool {
+        constant_time_eq(
+            self.signature(domain, text).as_bytes(),
+            signature.as_bytes(),
+        )
+    }
 }
 
 /// The URL clients reach the server by, checked: `http` or `https`, a host, an optional

@@ -285,6 +285,25 @@ impl Catalog {
         Ok(docker)
     }
 
+    /// `found`, an OCI manifest, with non-distributable layers whose `urls` are `url`'s;
+    /// known by its digest from now on. An index is left as it is (its manifests are
+    /// what a client fetches).
+    pub fn foreign_form(
+        &self,
+        found: &Manifest,
+        url: &dyn Fn(&str) -> String,
+    ) -> Result<Arc<Manifest>, Error> {
+        let bytes = crate::media_types::to_foreign(&found.bytes, url)?;
+        let foreign = Arc::new(Manifest {
+            digest: Blob::of(&bytes).digest,
+            bytes: Bytes::from(bytes),
+            media_type: found.media_type,
+        });
+        self.manifests
+            .put(foreign.digest.clone(), Arc::clone(&foreign));
+        Ok(foreign)
+    }
+
     /// A manifest handed out before, by this server or (through the memo) by another.
     pub fn manifest_by_digest(&self, digest: &str) -> Option<Arc<Manifest>> {
         let found = || self.manifests.get(&digest.to_owned());

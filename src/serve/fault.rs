@@ -52,6 +52,12 @@ pub enum Fault {
     BadDigestHeader,
     /// `reset-at-N`: each blob's connection is cut after N bytes of it.
     ResetAt(u64),
+    /// `redirect`: blob GETs answer 307 to the server's blob store, under a signed URL
+    /// that expires.
+    Redirect,
+    /// `foreign`: layers are non-distributable, with `urls` at the blob store; the
+    /// registry answers 404 for them.
+    Foreign,
 }
 
 /// How `ratelimit-…` says when to come back.
@@ -65,7 +71,7 @@ pub enum RetryAfter {
     Long,
 }
 
-const KNOWN: &str = "faults are truncate, corrupt, flaky, missing, slow-<RATE>, wrong-size, ratelimit-<N>, ratelimit-date-<N>, ratelimit-long-<N>, no-length, slow-headers-<DUR>, bad-digest-header and reset-at-<N>";
+const KNOWN: &str = "faults are truncate, corrupt, flaky, missing, slow-<RATE>, wrong-size, ratelimit-<N>, ratelimit-date-<N>, ratelimit-long-<N>, no-length, slow-headers-<DUR>, bad-digest-header, reset-at-<N>, redirect and foreign";
 
 impl Fault {
     /// Parses the path segment after `faults/`; the error names what is wrong.
@@ -78,6 +84,8 @@ impl Fault {
             "wrong-size" => Self::WrongSize,
             "no-length" => Self::NoLength,
             "bad-digest-header" => Self::BadDigestHeader,
+            "redirect" => Self::Redirect,
+            "foreign" => Self::Foreign,
             _ => {
                 if let Some(fault) = Self::parse_counted(segment)? {
                     return Ok(fault);
@@ -186,6 +194,8 @@ impl fmt::Display for Fault {
             Self::SlowHeaders(delay) => write!(f, "slow-headers-{}ms", delay.as_millis()),
             Self::BadDigestHeader => f.write_str("bad-digest-header"),
             Self::ResetAt(n) => write!(f, "reset-at-{n}"),
+            Self::Redirect => f.write_str("redirect"),
+            Self::Foreign => f.write_str("foreign"),
         }
     }
 }
@@ -239,6 +249,8 @@ mod tests {
             "slow-headers-250ms",
             "bad-digest-header",
             "reset-at-4096",
+            "redirect",
+            "foreign",
         ] {
             assert_eq!(Fault::parse(name).expect(name).to_string(), name);
         }

@@ -37,6 +37,8 @@ pub(crate) struct State {
     /// `faults/flaky/…` and `faults/ratelimit-…/…`: how often each manifest and blob was
     /// asked for.
     pub seen: Seen,
+    /// Where `faults/redirect/` sends blob GETs.
+    pub store: super::store::Store,
     /// What `/metrics` says.
     pub metrics: Arc<Metrics>,
     // What one request may cost: the limits on the image a tag names, and the pool its
@@ -215,6 +217,16 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
             ),
         };
     }
+    // The blob store admits by its URLs' signatures, not by the registry's auth; foreign
+    // layers are public, as on a vendor's server.
+    if let Some(rest) = path.strip_prefix("/store/") {
+        return from_store(state, rest, &request).await;
+    }
+    if let Some(digest) = path.strip_prefix("/foreign/") {
+        let head = request.method() == Method::HEAD;
+        let plain_name = Name::parse("mock").expect("a valid name");
+        return blob(state, &plain_name, digest, &request, head).await;
+    }
     let Some(rest) = path.strip_prefix("/v2/").or((path == "/v2").then_some("")) else {
         return plain(
             StatusCode::NOT_FOUND,
@@ -302,8 +314,16 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
     if let Some((limit, retry)) = rate_limit.filter(|(limit, _)| seen <= *limit) {
         return rate_limited(seen, limit, retry);
     }
+    let redirect = !is_manifest && !head && name.has(Fault::Redirect);
     let mut response = if is_manifest {
         manifest(state, &name, reference, &request, head).await
+    } else if redirect && state.catalog.blob(reference).is_some() {
+        Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, state.store.url(repository, reference))
+            .header(header::CONTENT_LENGTH, 0)
+            .body(Body::Empty)
+            .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad header"))
     } else {
         blob(state, &name, reference, &request, head).await
     };
@@ -316,6 +336,38 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
         }
     }
     response
+}
+
+/// `/store/REPOSITORY/blobs/DIGEST?expires=…&signature=…`: a blob `faults/redirect/`
+/// sent here, if its URL is good and the request carries no `Authorization`.
+async fn from_store(state: &State, rest: &str, request: &Request<Incoming>) -> Response<Body> {
+    let Some((repository, digest)) = rest.rsplit_once("/blobs/") else {
+        return plain(StatusCode::NOT_FOUND, "no such object\n");
+    };
+    let authorization = request.headers().contains_key(header::AUTHORIZATION);
+    if let Err(refused) =
+        state
+            .store
+            .admit(repository, digest, request.uri().query(), authorization)
+    {
+        let mut response = Response::new(Body::full(Bytes::from_static(refused.body().as_bytes())));
+        *response.status_mut() =
+            StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::FORBIDDEN);
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
+        return response;
+    }
+    let name = match Name::parse(repository) {
+        Ok(name) => name,
+        Err(message) => return error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message),
+    };
+    let head = request.method() == Method::HEAD;
+    if !head && request.method() != Method::GET {
+        return read_only();
+    }
+    blob(state, &name, digest, request, head).await
 }
 
 /// `faults/ratelimit-…`: the `seen`-th of the `limit` requests refused.
@@ -412,6 +464,21 @@ async fn manifest(
     let wants_docker = docker_type.is_some_and(|docker| {
         name.docker || (!accepts(request, found.media_type) && accepts(request, docker))
     });
+    let found = if name.has(Fault::Foreign) && found.media_type == super::catalog::MANIFEST_TYPE {
+        let url = |digest: &str| state.store.foreign_url(digest);
+        match state.catalog.foreign_form(&found, &url) {
+            Ok(foreign) => foreign,
+            Err(e) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN",
+                    limits::internal("the foreign form of a manifest", &e.to_string()),
+                )
+            }
+        }
+    } else {
+        found
+    };
     let found = if wants_docker {
         match state.catalog.docker_form(&found) {
             Ok(docker) => docker,
@@ -605,7 +672,15 @@ async fn blob(
             "every blob is missing here on purpose (faults/missing)",
         );
     }
-    let Some(stored) = state.catalog.blob(digest) else {
+    let stored = state.catalog.blob(digest);
+    if name.has(Fault::Foreign) && matches!(stored, Some(Stored::Layer(..))) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "BLOB_UNKNOWN",
+            "this layer is non-distributable (faults/foreign): fetch it from its manifest's `urls`",
+        );
+    }
+    let Some(stored) = stored else {
         return error(
             StatusCode::NOT_FOUND,
             "BLOB_UNKNOWN",

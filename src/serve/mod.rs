@@ -35,6 +35,7 @@ mod metrics;
 mod mock;
 mod name;
 mod passes;
+mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -365,15 +366,23 @@ impl Server {
             }
             None => None,
         };
-        let listener =
-            std::net::TcpListener::bind(options.addr).map_err(|source| ServeError::Bind {
-                addr: options.addr,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(ServeError::Runtime)?;
-        listener
-            .set_nonblocking(true)
-            .map_err(ServeError::Runtime)?;
+        let bind = |addr: SocketAddr| -> Result<(std::net::TcpListener, SocketAddr), ServeError> {
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let bound = listener.local_addr().map_err(ServeError::Runtime)?;
+            listener
+                .set_nonblocking(true)
+                .map_err(ServeError::Runtime)?;
+            Ok((listener, bound))
+        };
+        let (listener, addr) = bind(options.addr)?;
+        // The blob store `faults/redirect/` sends blob GETs to: the same server on a port of
+        // its own, as object storage is to a registry.
+        let (store_listener, store_addr) = bind(SocketAddr::new(addr.ip(), 0))?;
+        let store = store::Store::new(
+            auth::default_public_url(store_addr, tls.is_some()),
+            TokenSecret::random()?,
+        );
         // From the address bound, which port 0 makes known only now; never from a request's
         // `Host`, which its client chooses.
         let public_url =
@@ -414,6 +423,7 @@ impl Server {
             auth: gate.map(|(auth, secret)| auth::Gate::new(auth, secret, &public_url)),
             log: options.access_log,
             seen: http::Seen::default(),
+            store,
             metrics: Arc::clone(&metrics),
             limits: limits::Limits {
                 image_size: options.max_image_size,
@@ -433,9 +443,18 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("image-maker-serve".into())
             .spawn(move || {
-                runtime.block_on(listen::serve(
-                    listener, state, tls, streams, limits, stopped,
-                ));
+                let store = listen::serve(
+                    store_listener,
+                    Arc::clone(&state),
+                    tls.clone(),
+                    Arc::clone(&streams),
+                    limits,
+                    stopped.clone(),
+                );
+                let registry = listen::serve(listener, state, tls, streams, limits, stopped);
+                runtime.block_on(async move {
+                    tokio::join!(registry, store);
+                });
                 // Generators of streams that were cut stop at their next chunk.
                 runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             })

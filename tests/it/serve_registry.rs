@@ -557,3 +557,213 @@ fn docker_media_types_are_served_built_and_pushed_digest_for_digest() {
         stderr(&out)
     );
 }
+
+/// The port of a URL: `http://127.0.0.1:PORT/…`.
+fn port_of(url: &str) -> &str {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|host| host.rsplit_once(':'))
+        .map_or("", |(_, port)| port)
+}
+
+/// `redirect` answers blob GETs 307 to the server's second listener under a signed URL:
+/// skopeo (with the registry's credentials) and docker follow it and get their blobs there,
+/// since neither forwards `Authorization` to another origin; curl that does is refused
+/// with S3's 400, and an altered URL with 403.
+#[test]
+fn redirects_go_to_a_blob_store_that_refuses_forwarded_credentials() {
+    let (Some(curl_tool), Some(skopeo), Some(docker)) =
+        (tool("curl"), tool("skopeo"), engine("docker"))
+    else {
+        return;
+    };
+    let password = format!("pw-{}", unique());
+    let served = Served::start(&["--auth", &format!("basic:alice:{password}")]);
+    let creds = format!("alice:{password}");
+    let accept = "Accept: application/vnd.oci.image.manifest.v1+json";
+    let manifest = curl(
+        curl_tool,
+        &[
+            "-u",
+            &creds,
+            "-H",
+            accept,
+            &served.url("/v2/faults/redirect/mock/manifests/1MB"),
+        ],
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).expect("JSON");
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    let blob = served.url(&format!("/v2/faults/redirect/mock/blobs/{layer}"));
+    let (status, head) = headers(curl_tool, &["-u", &creds, &blob]);
+    assert_eq!(status, 307);
+    let location = head.get("location").expect("a Location").clone();
+    assert_ne!(port_of(&location), port_of(&served.url("/")), "{location}");
+    assert!(
+        location.contains("expires=") && location.contains("signature="),
+        "{location}"
+    );
+
+    // Followed without credentials: the blob, byte for byte.
+    let got = curl(curl_tool, &["-L", "-u", &creds, &blob]);
+    assert_eq!(sha256(&got.stdout), layer);
+    // Forwarded credentials, as a careless client sends them: S3's refusal.
+    let forwarded = curl(
+        curl_tool,
+        &["-L", "--location-trusted", "-u", &creds, &blob],
+    );
+    assert!(
+        stdout(&forwarded).contains("<Code>InvalidArgument</Code>"),
+        "{}",
+        stdout(&forwarded)
+    );
+    let (status, _) = headers(curl_tool, &["-H", "Authorization: Bearer x", &location]);
+    assert_eq!(status, 400);
+    let altered = location.replace("signature=", "signature=x");
+    let (status, _) = headers(curl_tool, &[&altered]);
+    assert_eq!(status, 403);
+    let other = location.replace(&layer, &format!("sha256:{}", "0".repeat(64)));
+    let refused = curl(curl_tool, &[&other]);
+    assert!(
+        stdout(&refused).contains("SignatureDoesNotMatch"),
+        "{}",
+        stdout(&refused)
+    );
+
+    let tmp = tempdir();
+    run_ok(skopeo.cmd().args([
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &format!("docker://{}/faults/redirect/mock:1MB_2KB", served.host),
+        &format!("oci:{}:1", path_str(&tmp.path().join("copied"))),
+    ]));
+    run_ok(image_maker().args([
+        "verify",
+        "-q",
+        &format!("oci:{}", path_str(&tmp.path().join("copied"))),
+    ]));
+    let log = served.log();
+    let from_store = log
+        .lines()
+        .filter(|l| l.contains("\"GET /store/faults/redirect/mock/blobs/") && l.contains("\" 200 "))
+        .count();
+    // The config and both layers.
+    assert!(from_store >= 3, "{log}");
+
+    let config = tmp.path().join("docker");
+    fs::create_dir_all(&config).expect("mkdir");
+    let auth = base64_of(&creds);
+    fs::write(
+        config.join("config.json"),
+        format!(
+            "{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}",
+            served.host
+        ),
+    )
+    .expect("write");
+    let image = EngineImage::named(
+        docker,
+        format!("{}/faults/redirect/mock:1MB_3KB", served.host),
+    );
+    run_ok(
+        docker
+            .cmd()
+            .env("DOCKER_CONFIG", &config)
+            .args(["pull", "-q", &image.reference]),
+    );
+    assert!(image.exists());
+}
+
+fn base64_of(text: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `foreign` makes every layer non-distributable with `urls` at the blob store, and the
+/// registry refuses them: containerd fetches them from there; docker asks the registry and
+/// fails; skopeo copies the manifest and leaves such layers where they are.
+#[test]
+fn foreign_layers_come_from_their_urls_or_not_at_all() {
+    let (Some(curl_tool), Some(skopeo), Some(ctr_tool), Some(docker)) =
+        (tool("curl"), tool("skopeo"), tool("ctr"), engine("docker"))
+    else {
+        return;
+    };
+    let served = Served::start(&[]);
+    let accept = "Accept: application/vnd.oci.image.manifest.v1+json";
+    let manifest = curl(
+        curl_tool,
+        &[
+            "-H",
+            accept,
+            &served.url("/v2/faults/foreign/mock/manifests/1MB_2KB"),
+        ],
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).expect("JSON");
+    let layer = &manifest["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.oci.image.layer.nondistributable.v1.tar"
+    );
+    let digest = layer["digest"].as_str().expect("digest");
+    let url = layer["urls"][0].as_str().expect("a url");
+    assert_ne!(port_of(url), port_of(&served.url("/")), "{url}");
+    assert_eq!(sha256(&curl(curl_tool, &[url]).stdout), digest);
+    let refused = curl(
+        curl_tool,
+        &[&served.url(&format!("/v2/faults/foreign/mock/blobs/{digest}"))],
+    );
+    assert_eq!(error_code(&refused.stdout), "BLOB_UNKNOWN");
+
+    let reference = format!("{}/faults/foreign/mock:1MB_3KB", served.host);
+    run_ok(ctr(ctr_tool).args(["images", "pull", "--plain-http", &reference]));
+    let _ = ctr(ctr_tool).args(["images", "rm", &reference]).output();
+    let log = served.log();
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("\"GET /foreign/sha256:") && l.contains("\" 200 "))
+            .count()
+            >= 2,
+        "{log}"
+    );
+
+    let image = EngineImage::named(
+        docker,
+        format!("{}/faults/foreign/mock:1MB_4KB", served.host),
+    );
+    let out = run(docker.cmd().args(["pull", &image.reference]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unknown blob"), "{}", stderr(&out));
+
+    let tmp = tempdir();
+    let copied = tmp.path().join("copied");
+    run_ok(skopeo.cmd().args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/faults/foreign/mock:1MB_5KB", served.host),
+        &format!("oci:{}:1", path_str(&copied)),
+    ]));
+    let blobs: Vec<String> = fs::read_dir(copied.join("blobs/sha256"))
+        .expect("blobs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    // The manifest and the config, and no layer.
+    assert_eq!(blobs.len(), 2, "{blobs:?}");
+}
