@@ -3,7 +3,7 @@
 use std::io::{BufWriter, Write};
 
 use crate::error::UsageError;
-use crate::expect::{json, mtree, Expected};
+use crate::expect::{json, mtree, spdx, Expected};
 use crate::{Error, Platform, Spec};
 
 const AFTER_HELP: &str = "\
@@ -32,6 +32,8 @@ pub enum Format {
     Mtree,
     /// One JSON document (its shape is below)
     Json,
+    /// An SPDX 2.3 SBOM (JSON) of the root filesystem: each file with its SHA-1 and SHA-256
+    Spdx,
 }
 
 /// `image-maker expect SPEC`.
@@ -73,6 +75,11 @@ pub fn run(args: &ExpectArgs) -> Result<(), Error> {
     match args.format {
         Format::Mtree => mtree::write(&expected, &mut out),
         Format::Json => json::write(&expected, &mut out),
+        Format::Spdx => spdx::write(
+            &expected,
+            &crate::image::rfc3339(super::source_date_epoch()?),
+            &mut out,
+        ),
     }
     .and_then(|()| out.flush())
     .map_err(Error::io("write to", "stdout"))

@@ -2,10 +2,11 @@
 //! honoured, computed from the plan and the content generator alone. No image is built
 //! and nothing is written: each file's bytes are hashed as they are generated.
 //!
-//! [`mtree`] and [`json`] print it; [`crate::verify::rootfs`] checks a directory against it.
+//! [`mtree`], [`json`] and [`spdx`] print it; [`crate::verify::rootfs`] checks a directory against it.
 
 pub mod json;
 pub mod mtree;
+pub mod spdx;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;

@@ -348,3 +348,80 @@ fn usage_errors_exit_2() {
     let out = run(image_maker().args(["expect", "--platform", "linux/amd64,linux/arm64", "1MB"]));
     assert!(stderr(&out).contains("hint: "), "{}", stderr(&out));
 }
+
+/// `expect --format spdx` is an SPDX 2.3 SBOM that spdx-tools validates, listing exactly
+/// the regular files umoci unpacks, each with the SHA-1 and SHA-256 of its bytes there.
+#[test]
+fn the_spdx_sbom_validates_and_lists_what_an_unpack_holds() {
+    use sha1::Digest as _;
+    let Some(pyspdxtools) = tool("pyspdxtools") else {
+        return;
+    };
+    let Some(_) = root("umoci unpack keeping owners") else {
+        return;
+    };
+    let Some(umoci) = tool("umoci") else {
+        return;
+    };
+    let spec = "64KB:tree=20:symlinks=3:hardlinks=2,16KB:files=4:whiteouts=2";
+    let tmp = tempdir();
+    let sbom = tmp.path().join("sbom.spdx.json");
+    fs::write(
+        &sbom,
+        run_ok(image_maker().args(["expect", "--format", "spdx", spec])).stdout,
+    )
+    .expect("write");
+    let out = run_ok(pyspdxtools.cmd().args(["-i", path_str(&sbom)]));
+    assert!(!stderr(&out).contains("invalid"), "{}", stderr(&out));
+
+    let layout = tmp.path().join("img");
+    run_ok(image_maker().args([
+        "-q",
+        "-s",
+        spec,
+        "-o",
+        &format!("oci:{}", path_str(&layout)),
+        "t:1",
+    ]));
+    let bundle = tmp.path().join("bundle");
+    run_ok(umoci.cmd().args([
+        "unpack",
+        "--image",
+        &format!("{}:1", path_str(&layout)),
+        path_str(&bundle),
+    ]));
+    let root = bundle.join("rootfs");
+    let mut unpacked = std::collections::BTreeMap::new();
+    // Regular files only: links are not followed.
+    for (path, _) in files_under(&root) {
+        let bytes = fs::read(&path).expect("read");
+        let name = format!("./{}", path.strip_prefix(&root).expect("under").display());
+        let sha1: String = sha1::Sha1::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let sha256 = sha256(&bytes).trim_start_matches("sha256:").to_owned();
+        unpacked.insert(name, (sha1, sha256));
+    }
+    let doc: serde_json::Value =
+        serde_json::from_slice(&fs::read(&sbom).expect("read")).expect("JSON");
+    let listed: std::collections::BTreeMap<String, (String, String)> = doc["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| {
+            let sum = |i: usize| {
+                f["checksums"][i]["checksumValue"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (
+                f["fileName"].as_str().unwrap_or_default().to_owned(),
+                (sum(0), sum(1)),
+            )
+        })
+        .collect();
+    assert!(unpacked.len() > 20, "{unpacked:?}");
+    assert_eq!(listed, unpacked);
+}
