@@ -31,6 +31,7 @@
 // Every module is the crate's own: the public API is the names re-exported below, and a
 // new public item is a decision `tests/public-api.txt` records.
 mod added;
+pub(crate) mod artifacts;
 mod base;
 pub(crate) mod build;
 pub(crate) mod cache;

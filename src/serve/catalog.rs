@@ -115,6 +115,8 @@ pub(crate) struct Catalog {
     digests: Bounded<String, Arc<Vec<Hashed>>>,
     blobs: Bounded<String, Stored>,
     manifests: Bounded<String, Arc<Manifest>>,
+    /// The artifacts that refer to a manifest (`artifacts/`), by its digest.
+    referrers: Bounded<String, Arc<Vec<crate::artifacts::Artifact>>>,
 }
 
 impl Catalog {
@@ -144,6 +146,16 @@ impl Catalog {
             }),
             manifests: Bounded::new(bounds.manifests, |key, manifest| {
                 ENTRY + key.len() as u64 + (manifest.bytes.len() + manifest.digest.len()) as u64
+            }),
+            // The manifests' budget again: a subject's artifacts are three small manifests
+            // (their payloads are blobs, weighed there).
+            referrers: Bounded::new(bounds.manifests, |key, artifacts| {
+                ENTRY
+                    + key.len() as u64
+                    + artifacts
+                        .iter()
+                        .map(|a| a.manifest.len() as u64 + ENTRY)
+                        .sum::<u64>()
             }),
         }
     }
@@ -302,6 +314,67 @@ impl Catalog {
         self.manifests
             .put(foreign.digest.clone(), Arc::clone(&foreign));
         Ok(foreign)
+    }
+
+    /// The artifacts that refer to the manifest `digest`, when they have been made.
+    pub fn referrers(&self, digest: &str) -> Option<Arc<Vec<crate::artifacts::Artifact>>> {
+        self.referrers.get(&digest.to_owned())
+    }
+
+    /// Makes `subject`'s artifacts (its SBOM is `spec`'s on `platform`: every file hashed),
+    /// known by their digests from now on. Call it off the async threads.
+    pub fn attach_artifacts(
+        &self,
+        subject: &Manifest,
+        repository: &str,
+        spec: &Spec,
+        platform: &Platform,
+    ) -> Result<Arc<Vec<crate::artifacts::Artifact>>, Error> {
+        if let Some(known) = self.referrers(&subject.digest) {
+            return Ok(known);
+        }
+        let expected = crate::expect::Expected::new(spec, platform, false)?;
+        let mut sbom = Vec::new();
+        crate::expect::spdx::write(&expected, &image::rfc3339(self.mtime), &mut sbom).map_err(
+            |e| Error::Generate {
+                spec: spec.canonical(),
+                detail: e.to_string(),
+            },
+        )?;
+        let subject_blob = Blob {
+            digest: subject.digest.clone(),
+            size: subject.bytes.len() as u64,
+        };
+        let artifacts = crate::artifacts::attach(
+            &crate::artifacts::Subject {
+                manifest: &subject_blob,
+                media_type: subject.media_type,
+                repository,
+            },
+            sbom,
+        )?;
+        self.blobs.put(
+            Blob::of(crate::artifacts::EMPTY_CONFIG).digest,
+            Stored::Config(Bytes::from_static(crate::artifacts::EMPTY_CONFIG)),
+        );
+        for artifact in &artifacts {
+            self.blobs.put(
+                artifact.payload_blob.digest.clone(),
+                Stored::Config(Bytes::from(artifact.payload.clone())),
+            );
+            self.manifests.put(
+                artifact.manifest_blob.digest.clone(),
+                Arc::new(Manifest {
+                    bytes: Bytes::from(artifact.manifest.clone()),
+                    digest: artifact.manifest_blob.digest.clone(),
+                    media_type: MANIFEST_TYPE,
+                }),
+            );
+        }
+        let artifacts = Arc::new(artifacts);
+        self.referrers
+            .put(subject.digest.clone(), Arc::clone(&artifacts));
+        Ok(artifacts)
     }
 
     /// A manifest handed out before, by this server or (through the memo) by another.

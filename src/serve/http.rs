@@ -39,6 +39,8 @@ pub(crate) struct State {
     pub seen: Seen,
     /// Where `faults/redirect/` sends blob GETs.
     pub store: super::store::Store,
+    /// `artifacts/`: one image's SBOM is made at a time.
+    pub artifact_room: tokio::sync::Semaphore,
     /// What `/metrics` says.
     pub metrics: Arc<Metrics>,
     // What one request may cost: the limits on the image a tag names, and the pool its
@@ -270,7 +272,7 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
         Endpoint::Base => return json(head, Bytes::from_static(b"{}")),
         Endpoint::Upload(_) => return read_only(),
         Endpoint::Catalog => return catalog(state, query, head),
-        Endpoint::Referrers(name, digest) => return referrers(name, digest, query, head),
+        Endpoint::Referrers(name, digest) => return referrers(state, name, digest, query, head),
         Endpoint::Tags(name) => (name, None),
         Endpoint::Manifest(name, reference) => (name, Some((true, reference))),
         Endpoint::Blob(name, digest) => (name, Some((false, digest))),
@@ -427,11 +429,17 @@ async fn manifest(
                 return over_limit(&over);
             }
         }
+        if name.artifacts {
+            // Before the digest pass: an image refused costs nothing.
+            if let Some(refused) = artifacts_refused(&spec, platforms.len()) {
+                return refused;
+            }
+        }
         let what = || format!("the manifest of `{}`", spec.canonical());
         // Digests in memory: the manifest costs no pass, whatever the pool is doing.
-        match state.catalog.image(&spec, &config, &platforms, None) {
+        let found = match state.catalog.image(&spec, &config, &platforms, None) {
             Ok(Some(manifest)) => manifest,
-            Ok(None) => match pass(state, spec.clone(), config, platforms).await {
+            Ok(None) => match pass(state, spec.clone(), config.clone(), platforms.clone()).await {
                 Ok(manifest) => manifest,
                 Err(Pass::Busy(busy)) => {
                     state.metrics.refused("digest-queue");
@@ -452,7 +460,13 @@ async fn manifest(
                     limits::internal(&what(), &e.to_string()),
                 )
             }
+        };
+        if name.artifacts {
+            if let Err(refused) = attach_artifacts(state, name, &spec, &config, &platforms).await {
+                return refused;
+            }
         }
+        found
     };
     // `docker/`, or a client that takes Docker's manifests and not the OCI form (as old
     // clients do): the Docker form, as a registry that stored it would answer.
@@ -515,6 +529,78 @@ async fn manifest(
             Body::full(found.bytes.clone())
         })
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad header"))
+}
+
+/// The most bytes of layers an image under `artifacts/` may have: its SBOM hashes every
+/// file, on one blocking thread, one image at a time.
+const ARTIFACTS_MAX: u64 = 1 << 30;
+
+/// The refusal of `spec`'s image on `platforms` platforms under `artifacts/`, when it is
+/// too large for an SBOM.
+fn artifacts_refused(spec: &Spec, platforms: usize) -> Option<Response<Body>> {
+    let bytes = spec.total_size().saturating_mul(platforms as u64);
+    if bytes > ARTIFACTS_MAX {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            &format!(
+                "artifacts/ makes an SBOM that hashes every file: images of at most {} of layers get one, and `{}` has {}",
+                crate::spec::format_size(ARTIFACTS_MAX),
+                spec.canonical(),
+                crate::spec::format_size(bytes)
+            ),
+        ));
+    }
+    None
+}
+
+/// `artifacts/`: each platform's manifest of `spec` gets its artifacts, made once.
+async fn attach_artifacts(
+    state: &Arc<State>,
+    name: &Name,
+    spec: &Spec,
+    config: &crate::ImageConfig,
+    platforms: &[Platform],
+) -> Result<(), Response<Body>> {
+    for platform in platforms {
+        let subject = match state
+            .catalog
+            .image(spec, config, std::slice::from_ref(platform), None)
+        {
+            Ok(Some(subject)) => subject,
+            _ => continue,
+        };
+        if state.catalog.referrers(&subject.digest).is_some() {
+            continue;
+        }
+        let Ok(_permit) = state.artifact_room.acquire().await else {
+            continue;
+        };
+        let (owned, spec, platform, repository) = (
+            Arc::clone(state),
+            spec.clone(),
+            platform.clone(),
+            name.base.clone(),
+        );
+        let made = tokio::task::spawn_blocking(move || {
+            owned
+                .catalog
+                .attach_artifacts(&subject, &repository, &spec, &platform)
+                .map(drop)
+        })
+        .await;
+        if let Ok(Err(e)) | Err(e) = made.map_err(|e| crate::Error::Generate {
+            spec: String::new(),
+            detail: e.to_string(),
+        }) {
+            return Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                limits::internal("an image's artifacts", &e.to_string()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Why a pass gave no manifest.
@@ -953,7 +1039,13 @@ fn paged(mut response: Response<Body>, path: &str, next: Option<String>) -> Resp
 /// `/v2/NAME/referrers/DIGEST`: an OCI image index of the manifests whose `subject` is
 /// DIGEST (none, for these images), filtered by `artifactType` when asked; 404 under
 /// `no-referrers/`, as a registry without the API answers.
-fn referrers(repository: &str, digest: &str, query: Option<&str>, head: bool) -> Response<Body> {
+fn referrers(
+    state: &State,
+    repository: &str,
+    digest: &str,
+    query: Option<&str>,
+    head: bool,
+) -> Response<Body> {
     let name = match Name::parse(repository) {
         Ok(name) => name,
         Err(message) => return error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", &message),
@@ -968,17 +1060,20 @@ fn referrers(repository: &str, digest: &str, query: Option<&str>, head: bool) ->
             &format!("`{digest}` is not a sha256 digest"),
         );
     }
-    let filtered = query
-        .unwrap_or_default()
-        .split('&')
-        .any(|pair| pair.starts_with("artifactType="));
-    let body = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": INDEX_TYPE,
-        "manifests": [],
+    let filter = query.unwrap_or_default().split('&').find_map(|pair| {
+        pair.strip_prefix("artifactType=")
+            .map(listing::percent_decode)
     });
-    let mut response = typed(head, Bytes::from(body.to_string()), INDEX_TYPE);
-    if filtered {
+    let artifacts = state.catalog.referrers(digest);
+    let index = crate::artifacts::referrers_index(
+        artifacts.as_deref().map_or(&[][..], Vec::as_slice),
+        filter.as_deref(),
+    );
+    let Ok(index) = index else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "the referrers index");
+    };
+    let mut response = typed(head, Bytes::from(index), INDEX_TYPE);
+    if filter.is_some() {
         response.headers_mut().insert(
             "oci-filters-applied",
             HeaderValue::from_static("artifactType"),

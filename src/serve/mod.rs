@@ -424,6 +424,7 @@ impl Server {
             log: options.access_log,
             seen: http::Seen::default(),
             store,
+            artifact_room: tokio::sync::Semaphore::new(1),
             metrics: Arc::clone(&metrics),
             limits: limits::Limits {
                 image_size: options.max_image_size,

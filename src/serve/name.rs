@@ -1,4 +1,4 @@
-//! Repository names: `[no-referrers/][docker/][faults/<fault>/]…[platform/<os-arch[-variant]>[_…]/]<name>`.
+//! Repository names: `[artifacts/][no-referrers/][docker/][faults/<fault>/]…[platform/<os-arch[-variant]>[_…]/]<name>`.
 //!
 //! The name itself is free (any name serves any spec tag); the prefixes choose faults and
 //! the platform. In a platform segment `-` stands for `/` and `_` for `,`, as in a tag:
@@ -19,6 +19,8 @@ pub(crate) struct Name {
     pub no_referrers: bool,
     /// `docker/`: manifests and manifest lists with Docker's media types.
     pub docker: bool,
+    /// `artifacts/`: a signature, an SBOM and an attestation refer to each image manifest.
+    pub artifacts: bool,
     /// What is left: the name an images file knows.
     pub base: String,
 }
@@ -31,7 +33,13 @@ impl Name {
         let mut platforms = None;
         let mut no_referrers = false;
         let mut docker = false;
+        let mut artifacts = false;
         loop {
+            if let Some(after) = rest.strip_prefix("artifacts/") {
+                artifacts = true;
+                rest = after;
+                continue;
+            }
             if let Some(after) = rest.strip_prefix("no-referrers/") {
                 no_referrers = true;
                 rest = after;
@@ -66,6 +74,7 @@ impl Name {
             platforms,
             no_referrers,
             docker,
+            artifacts,
             base: rest.to_owned(),
         })
     }

@@ -767,3 +767,121 @@ fn foreign_layers_come_from_their_urls_or_not_at_all() {
     // The manifest and the config, and no layer.
     assert_eq!(blobs.len(), 2, "{blobs:?}");
 }
+
+/// `artifacts/` attaches a signature, an SBOM and an attestation to each image manifest:
+/// the referrers API lists them (filtered when asked), skopeo reads each one's `subject`,
+/// and the SBOM is the oracle's own SPDX document, which spdx-tools validates. An image too
+/// large to hash for an SBOM is refused with the limit named.
+#[test]
+fn artifacts_refer_to_their_image_and_the_sbom_is_valid_spdx() {
+    let (Some(curl_tool), Some(skopeo), Some(pyspdxtools)) =
+        (tool("curl"), tool("skopeo"), tool("pyspdxtools"))
+    else {
+        return;
+    };
+    let served = Served::start(&[]);
+    let spec = "64KB:tree=8:symlinks=2,1KB";
+    let accept = "Accept: application/vnd.oci.image.manifest.v1+json";
+    let digest_of = |path: &str| {
+        let (status, head) = headers(curl_tool, &["-H", accept, &served.url(path)]);
+        assert_eq!(status, 200, "{path}");
+        head.get("docker-content-digest")
+            .cloned()
+            .expect("a digest")
+    };
+    let subject = digest_of("/v2/artifacts/mock/manifests/64KB.tree-8.symlinks-2_1KB");
+    // The image is the one every other name serves.
+    assert_eq!(
+        digest_of("/v2/mock/manifests/64KB.tree-8.symlinks-2_1KB"),
+        subject
+    );
+    let referrers = |query: &str| -> serde_json::Value {
+        let url = served.url(&format!("/v2/artifacts/mock/referrers/{subject}{query}"));
+        serde_json::from_slice(&curl(curl_tool, &[&url]).stdout).expect("JSON")
+    };
+    let all = referrers("");
+    let types: Vec<&str> = all["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["artifactType"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "application/vnd.dev.cosign.artifact.sig.v1+json",
+            "application/spdx+json",
+            "application/vnd.in-toto+json"
+        ]
+    );
+    let sboms = referrers("?artifactType=application/spdx%2Bjson");
+    assert_eq!(sboms["manifests"].as_array().map(Vec::len), Some(1));
+    let sbom_manifest = sboms["manifests"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+
+    let raw = json(&run_ok(skopeo.cmd().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/artifacts/mock@{sbom_manifest}", served.host),
+    ])));
+    assert_eq!(raw["subject"]["digest"], subject.as_str());
+    assert_eq!(raw["artifactType"], "application/spdx+json");
+    let payload = raw["layers"][0]["digest"].as_str().expect("digest");
+    let tmp = tempdir();
+    let sbom = tmp.path().join("sbom.spdx.json");
+    let bytes = curl(
+        curl_tool,
+        &[&served.url(&format!("/v2/artifacts/mock/blobs/{payload}"))],
+    )
+    .stdout;
+    assert_eq!(sha256(&bytes), payload);
+    assert_eq!(
+        bytes,
+        run_ok(image_maker().args(["expect", "--format", "spdx", spec])).stdout
+    );
+    fs::write(&sbom, &bytes).expect("write");
+    run_ok(pyspdxtools.cmd().args(["-i", path_str(&sbom)]));
+
+    // An index: each platform's manifest has its own.
+    let index: serde_json::Value = serde_json::from_slice(
+        &curl(
+            curl_tool,
+            &[
+                "-H",
+                "Accept: application/vnd.oci.image.index.v1+json",
+                &served.url("/v2/artifacts/platform/linux-amd64_linux-arm64/mock/manifests/16KB"),
+            ],
+        )
+        .stdout,
+    )
+    .expect("JSON");
+    for child in index["manifests"].as_array().expect("manifests") {
+        let digest = child["digest"].as_str().expect("digest");
+        let url = served.url(&format!("/v2/artifacts/mock/referrers/{digest}"));
+        let listed: serde_json::Value =
+            serde_json::from_slice(&curl(curl_tool, &[&url]).stdout).expect("JSON");
+        assert_eq!(
+            listed["manifests"].as_array().map(Vec::len),
+            Some(3),
+            "{digest}"
+        );
+    }
+
+    let too_big = curl(
+        curl_tool,
+        &[
+            "-H",
+            accept,
+            &served.url("/v2/artifacts/mock/manifests/2GB"),
+        ],
+    );
+    assert_eq!(error_code(&too_big.stdout), "DENIED");
+    assert!(
+        stdout(&too_big).contains("at most 1GB"),
+        "{}",
+        stdout(&too_big)
+    );
+}
