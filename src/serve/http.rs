@@ -372,6 +372,15 @@ async fn from_store(state: &State, rest: &str, request: &Request<Incoming>) -> R
     blob(state, &name, digest, request, head).await
 }
 
+/// A 500 saying that making `what` failed, and why.
+fn internal_error(what: &str, e: &dyn std::fmt::Display) -> Response<Body> {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "UNKNOWN",
+        limits::internal(what, &e.to_string()),
+    )
+}
+
 /// `faults/ratelimit-…`: the `seen`-th of the `limit` requests refused.
 fn rate_limited(seen: u32, limit: u32, retry: RetryAfter) -> Response<Body> {
     let after = match retry {
@@ -482,13 +491,7 @@ async fn manifest(
         let url = |digest: &str| state.store.foreign_url(digest);
         match state.catalog.foreign_form(&found, &url) {
             Ok(foreign) => foreign,
-            Err(e) => {
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "UNKNOWN",
-                    limits::internal("the foreign form of a manifest", &e.to_string()),
-                )
-            }
+            Err(e) => return internal_error("the foreign form of a manifest", &e),
         }
     } else {
         found
@@ -496,13 +499,7 @@ async fn manifest(
     let found = if wants_docker {
         match state.catalog.docker_form(&found) {
             Ok(docker) => docker,
-            Err(e) => {
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "UNKNOWN",
-                    limits::internal("the Docker form of a manifest", &e.to_string()),
-                )
-            }
+            Err(e) => return internal_error("the Docker form of a manifest", &e),
         }
     } else {
         found
@@ -589,15 +586,10 @@ async fn attach_artifacts(
                 .map(drop)
         })
         .await;
-        if let Ok(Err(e)) | Err(e) = made.map_err(|e| crate::Error::Generate {
-            spec: String::new(),
-            detail: e.to_string(),
-        }) {
-            return Err(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "UNKNOWN",
-                limits::internal("an image's artifacts", &e.to_string()),
-            ));
+        match made {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(internal_error("an image's artifacts", &e)),
+            Err(e) => return Err(internal_error("an image's artifacts", &e)),
         }
     }
     Ok(())

@@ -44,24 +44,7 @@ fn umoci_rootfs(tmp: &Path) -> Option<std::path::PathBuf> {
     // for every entry, which only an unpack as root reproduces.
     root("umoci unpack keeping owners")?;
     let umoci = tool("umoci")?;
-    let layout = tmp.join("img");
-    run_ok(image_maker().args([
-        "-q",
-        "--no-cache",
-        "-s",
-        SPEC,
-        "-o",
-        &format!("oci:{}", path_str(&layout)),
-        "t:1",
-    ]));
-    let bundle = tmp.join("bundle");
-    run_ok(umoci.cmd().args([
-        "unpack",
-        "--image",
-        &format!("{}:1", path_str(&layout)),
-        path_str(&bundle),
-    ]));
-    Some(bundle.join("rootfs"))
+    Some(build_and_unpack(umoci, SPEC, tmp))
 }
 
 #[test]
@@ -374,23 +357,7 @@ fn the_spdx_sbom_validates_and_lists_what_an_unpack_holds() {
     let out = run_ok(pyspdxtools.cmd().args(["-i", path_str(&sbom)]));
     assert!(!stderr(&out).contains("invalid"), "{}", stderr(&out));
 
-    let layout = tmp.path().join("img");
-    run_ok(image_maker().args([
-        "-q",
-        "-s",
-        spec,
-        "-o",
-        &format!("oci:{}", path_str(&layout)),
-        "t:1",
-    ]));
-    let bundle = tmp.path().join("bundle");
-    run_ok(umoci.cmd().args([
-        "unpack",
-        "--image",
-        &format!("{}:1", path_str(&layout)),
-        path_str(&bundle),
-    ]));
-    let root = bundle.join("rootfs");
+    let root = build_and_unpack(umoci, spec, tmp.path());
     let mut unpacked = std::collections::BTreeMap::new();
     // Regular files only: links are not followed.
     for (path, _) in files_under(&root) {

@@ -213,25 +213,9 @@ fn read_mode_reads_every_listed_file_before_the_ready_line() {
         return;
     };
     let tmp = tempdir();
-    let layout = tmp.path().join("layout");
     let spec =
         "2MB:tree=60:symlinks=3:hardlinks=2,256KB:tree=12:whiteouts=3,run:read=all:order=random";
-    run_ok(image_maker().args([
-        "-q",
-        "-s",
-        spec,
-        "-o",
-        &format!("oci:{}", path_str(&layout)),
-        "mock/read:1",
-    ]));
-    let bundle = tmp.path().join("bundle");
-    run_ok(umoci.cmd().args([
-        "unpack",
-        "--image",
-        &format!("{}:1", path_str(&layout)),
-        path_str(&bundle),
-    ]));
-    let rootfs = bundle.join("rootfs");
+    let rootfs = build_and_unpack(umoci, spec, tmp.path());
     let list = std::fs::read_to_string(rootfs.join(".image-maker/read-list")).expect("the list");
     let listed: Vec<&str> = list.lines().collect();
     // Every regular file the unpack holds, the program's own and hard links' second names

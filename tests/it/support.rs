@@ -487,6 +487,29 @@ pub fn docker_export(docker: Tool, reference: &str, into: &Path) -> PathBuf {
     tar
 }
 
+/// Builds `spec` to `oci:DIR/img` (tagged `1`) and unpacks it with umoci: the bundle's
+/// `rootfs/`.
+pub fn build_and_unpack(umoci: Tool, spec: &str, dir: &Path) -> PathBuf {
+    let layout = dir.join("img");
+    run_ok(image_maker().args([
+        "-q",
+        "--no-cache",
+        "-s",
+        spec,
+        "-o",
+        &format!("oci:{}", path_str(&layout)),
+        "mock/unpacked:1",
+    ]));
+    let bundle = dir.join("bundle");
+    run_ok(umoci.cmd().args([
+        "unpack",
+        "--image",
+        &format!("{}:1", path_str(&layout)),
+        path_str(&bundle),
+    ]));
+    bundle.join("rootfs")
+}
+
 pub fn assert_valid_layout(oci_image_tool: Tool, dir: &Path, tag: &str) {
     let out = run_ok(oci_image_tool.cmd().args([
         "validate",
