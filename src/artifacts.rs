@@ -30,6 +30,8 @@ pub(crate) struct Artifact {
     pub manifest_blob: Blob,
     pub payload: Vec<u8>,
     pub payload_blob: Blob,
+    /// The empty config's blob, which every artifact names.
+    pub config_blob: Blob,
 }
 
 impl Artifact {
@@ -133,9 +135,37 @@ pub(crate) fn attach(subject: &Subject<'_>, sbom: Vec<u8>) -> Result<Vec<Artifac
                 manifest,
                 payload,
                 payload_blob,
+                config_blob: Blob::of(EMPTY_CONFIG),
             })
         })
         .collect()
+}
+
+/// The artifacts of the manifest `manifest` (of `media_type`) of `spec`'s image on
+/// `platform`: its SBOM from the oracle, dated `mtime`.
+pub(crate) fn for_manifest(
+    manifest: &Blob,
+    media_type: &str,
+    repository: &str,
+    spec: &crate::Spec,
+    platform: &crate::Platform,
+    shared: bool,
+    mtime: u64,
+) -> Result<Vec<Artifact>, crate::Error> {
+    let expected = crate::expect::Expected::new(spec, platform, shared)?;
+    let mut sbom = Vec::new();
+    crate::expect::spdx::write(&expected, &crate::image::rfc3339(mtime), &mut sbom).map_err(
+        |e| crate::Error::Generate {
+            spec: spec.canonical(),
+            detail: e.to_string(),
+        },
+    )?;
+    let subject = Subject {
+        manifest,
+        media_type,
+        repository,
+    };
+    Ok(attach(&subject, sbom)?)
 }
 
 /// The referrers index of `artifacts`, those of `artifact_type` only when given.

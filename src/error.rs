@@ -412,6 +412,10 @@ pub enum UsageError {
     /// An `--add` that cannot be made.
     #[error(transparent)]
     Add(#[from] crate::added::AddError),
+    /// `--artifacts` with layers its SBOM cannot list (`--base`, `--add`), or with the
+    /// dockerfile builder.
+    #[error("--artifacts cannot describe an image with {0}: its SBOM lists the spec's files")]
+    Artifacts(&'static str),
     /// A `--base` that cannot be built on.
     #[error(transparent)]
     Base(#[from] crate::base::BaseError),
@@ -483,6 +487,7 @@ impl UsageError {
             Self::Runnable(e) => Some(e.hint()),
             Self::Add(e) => e.hint(),
             Self::Base(e) => e.hint(),
+            Self::Artifacts(_) => Some("leave out --artifacts, or build the image from a spec alone"),
             Self::Shard(_) | Self::ShardIndex | Self::BadShardIndex { .. } => Some("give the part and the number of parts, e.g. `--shard 2/4`; `1/4` to `4/4` together are the whole file"),
             Self::NativeOnly { .. } => Some(
                 "an engine's build writes plain layers for one platform, and a Dockerfile can neither delete what a lower layer holds, annotate a manifest, nor set a working directory without a layer: use the native builder (`--builder native`, the default)",

@@ -35,13 +35,18 @@ pub(crate) enum Unchosen {
 }
 
 /// The descriptor of a layout's `index.json` (its `manifests`) tagged `tag`, or without a
-/// tag its only one: how skopeo's `oci:DIR[:TAG]` picks an image.
+/// tag its only image: how skopeo's `oci:DIR[:TAG]` picks one. Artifacts listed beside an
+/// image (entries with an `artifactType`) are not images to pick.
 pub(crate) fn choose_tagged<'a>(
     manifests: &'a [serde_json::Value],
     tag: Option<&str>,
 ) -> Result<&'a serde_json::Value, Unchosen> {
     let tag_of = |m: &'a serde_json::Value| m["annotations"][REF_NAME].as_str();
-    match (tag, manifests) {
+    let images: Vec<&serde_json::Value> = manifests
+        .iter()
+        .filter(|m| m.get("artifactType").is_none())
+        .collect();
+    match (tag, images.as_slice()) {
         (Some(tag), _) => manifests
             .iter()
             .find(|m| tag_of(m) == Some(tag))
@@ -57,7 +62,7 @@ pub(crate) fn choose_tagged<'a>(
                     tags.join(", ")
                 })
             }),
-        (None, [one]) => Ok(one),
+        (None, [one]) => Ok(*one),
         (None, []) => Err(Unchosen::Empty),
         (None, many) => Err(Unchosen::Ambiguous(many.len())),
     }
@@ -81,9 +86,12 @@ pub(crate) fn merge_layout_index(existing: &[u8], new: &[u8]) -> Result<Vec<u8>,
     let added = manifests(&merged)?;
     let tag_of = |m: &serde_json::Value| m["annotations"][REF_NAME].as_str().map(str::to_owned);
     let tags: Vec<String> = added.iter().filter_map(tag_of).collect();
+    // An untagged entry (an artifact) that comes again is listed once.
+    let digests: Vec<&serde_json::Value> = added.iter().map(|m| &m["digest"]).collect();
     let mut list: Vec<serde_json::Value> = manifests(&existing)?
         .into_iter()
         .filter(|m| tag_of(m).is_none_or(|t| !tags.contains(&t)))
+        .filter(|m| !digests.contains(&&m["digest"]))
         .collect();
     list.extend(added);
     merged["manifests"] = serde_json::Value::Array(list);
@@ -391,6 +399,9 @@ pub struct ImageSet {
     pub index: Option<(Vec<u8>, Blob)>,
     /// The media types of the manifests and the index.
     pub media: MediaTypes,
+    /// Artifacts whose subjects are the images' manifests (`--artifacts`), listed in the
+    /// layout's index beside the image.
+    pub artifacts: Vec<crate::artifacts::Artifact>,
 }
 
 impl ImageSet {
@@ -431,6 +442,7 @@ impl ImageSet {
             images,
             index,
             media,
+            artifacts: Vec::new(),
         })
     }
 
@@ -443,8 +455,25 @@ impl ImageSet {
         }
     }
 
-    /// The layout's `index.json`, naming the top blob by `reference`'s tag.
+    /// The layout's `index.json`, naming the top blob by `reference`'s tag, and the
+    /// artifacts, untagged, after it.
     pub fn layout_index(&self, reference: &Reference) -> Result<Vec<u8>, MetadataError> {
+        let index = self.top_index(reference)?;
+        if self.artifacts.is_empty() {
+            return Ok(index);
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(&index)?;
+        if let Some(list) = value["manifests"].as_array_mut() {
+            list.extend(
+                self.artifacts
+                    .iter()
+                    .map(crate::artifacts::Artifact::descriptor),
+            );
+        }
+        canonical_json(&value)
+    }
+
+    fn top_index(&self, reference: &Reference) -> Result<Vec<u8>, MetadataError> {
         match (&self.index, self.images.first()) {
             (Some((_, blob)), _) => index_of_index(blob, reference, self.media),
             (None, Some(image)) => index(
@@ -467,6 +496,13 @@ impl ImageSet {
         }
         if let Some((bytes, blob)) = &self.index {
             blobs.push((blob, bytes.as_slice()));
+        }
+        for artifact in &self.artifacts {
+            blobs.push((&artifact.payload_blob, artifact.payload.as_slice()));
+            blobs.push((&artifact.manifest_blob, artifact.manifest.as_slice()));
+        }
+        if let Some(first) = self.artifacts.first() {
+            blobs.push((&first.config_blob, crate::artifacts::EMPTY_CONFIG));
         }
         blobs
     }

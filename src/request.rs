@@ -80,6 +80,8 @@ pub struct BuildRequest {
     pub(crate) base: Option<crate::base::Base>,
     /// The manifests' media types: OCI, or Docker's schema 2.
     pub(crate) media_types: crate::MediaTypes,
+    /// A signature, an SBOM and an attestation refer to each manifest (`--artifacts`).
+    pub(crate) artifacts: bool,
     /// The platform the config names; linux/amd64 by default. With `more_platforms`, the
     /// first image of an index.
     pub(crate) platform: Platform,
@@ -128,6 +130,7 @@ impl BuildRequest {
             added: Vec::new(),
             base: None,
             media_types: crate::MediaTypes::Oci,
+            artifacts: false,
             platform: Platform::default(),
             more_platforms: Vec::new(),
             shared_layers: false,
@@ -177,6 +180,13 @@ impl BuildRequest {
     /// (and so digests) differ while the config and layers stay the same.
     pub fn media_types(mut self, media: crate::MediaTypes) -> Self {
         self.media_types = media;
+        self
+    }
+
+    /// Attaches a signature, an SPDX SBOM and an in-toto attestation to each manifest, as
+    /// OCI 1.1 artifacts with the manifest as their `subject` (the CLI's `--artifacts`).
+    pub fn artifacts(mut self, artifacts: bool) -> Self {
+        self.artifacts = artifacts;
         self
     }
 
@@ -594,6 +604,9 @@ pub(crate) fn key(request: &BuildRequest) -> String {
     }
     if request.media_types == crate::MediaTypes::Docker {
         hasher.update("media types docker\n");
+    }
+    if request.artifacts {
+        hasher.update("artifacts 1\n");
     }
     if request.builder == Builder::Dockerfile {
         // Bumped when the build context (files or Dockerfile) changes.

@@ -46,6 +46,16 @@ impl BuildRequest {
         if let Some(base) = &self.base {
             base.check(self).map_err(UsageError::from)?;
         }
+        if self.artifacts {
+            let with = [
+                (self.base.is_some(), "a --base"),
+                (!self.added.is_empty(), "--add layers"),
+                (self.builder == Builder::Dockerfile, "a dockerfile build"),
+            ];
+            if let Some((_, what)) = with.into_iter().find(|(given, _)| *given) {
+                return Err(UsageError::Artifacts(what).into());
+            }
+        }
         let needs = |output: &Output| match output {
             Output::Engine => {
                 (!cfg!(feature = "engine")).then_some(("engine", "`--output engine`"))

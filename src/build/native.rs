@@ -218,7 +218,27 @@ fn build_once(
             })
         })
         .collect::<Result<Vec<_>, image::MetadataError>>()?;
-    let set = ImageSet::with_media(images, request.media_types)?;
+    let mut set = ImageSet::with_media(images, request.media_types)?;
+    if request.artifacts {
+        progress.stage("artifacts: a signature, an SBOM and an attestation for each manifest");
+        let media_type = match request.media_types {
+            crate::MediaTypes::Oci => "application/vnd.oci.image.manifest.v1+json",
+            crate::MediaTypes::Docker => crate::media_types::DOCKER_MANIFEST,
+        };
+        let mut artifacts = Vec::new();
+        for image in &set.images {
+            artifacts.extend(crate::artifacts::for_manifest(
+                &image.metadata.manifest_blob,
+                media_type,
+                request.reference.path(),
+                spec,
+                &image.platform,
+                request.shared_layers,
+                request.mtime,
+            )?);
+        }
+        set.artifacts = artifacts;
+    }
     if let (Source::Blobs { layout, .. }, true) = (source, request.verify) {
         for (blob, _) in set.blobs() {
             let path = layout.join(blob.layout_path());

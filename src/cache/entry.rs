@@ -246,6 +246,7 @@ impl Entry {
             image::index_of_index(&manifest, reference, request.media_types)?
         };
         let index_path = layout.join("index.json");
+        let index = with_artifacts_of(&index_path, index)?;
         super::files::replace(layout, "index.json", &index)
             .map_err(Error::io("write", &index_path))?;
         Ok(Self {
@@ -307,6 +308,31 @@ impl Entry {
     pub fn size(&self) -> u64 {
         self.blobs.iter().map(|b| b.size).sum()
     }
+}
+
+/// `index` (naming the entry's image) with the artifacts the index at `path` lists beside
+/// its image (`--artifacts`), so that a push from the entry takes them along.
+fn with_artifacts_of(path: &Path, index: Vec<u8>) -> Result<Vec<u8>, Error> {
+    let Ok(old) = fs::read(path) else {
+        return Ok(index);
+    };
+    let old: serde_json::Value = serde_json::from_slice(&old).unwrap_or_default();
+    let artifacts: Vec<serde_json::Value> = old["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m.get("artifactType").is_some())
+        .cloned()
+        .collect();
+    if artifacts.is_empty() {
+        return Ok(index);
+    }
+    let mut new: serde_json::Value =
+        serde_json::from_slice(&index).map_err(|e| Error::Metadata(e.into()))?;
+    if let Some(list) = new["manifests"].as_array_mut() {
+        list.extend(artifacts);
+    }
+    serde_json::to_vec(&new).map_err(|e| Error::Metadata(e.into()))
 }
 
 /// Marks the entry in `dir` damaged, saying `why`, so that the next build replaces it.

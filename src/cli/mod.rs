@@ -330,6 +330,11 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub compression_level: Option<u32>,
 
+    /// Attach a signature, an SPDX SBOM and an in-toto attestation to each manifest, as
+    /// OCI 1.1 artifacts: listed in `oci:` layouts' index, pushed with the image
+    #[arg(long)]
+    pub artifacts: bool,
+
     /// The manifests' media types: oci, or docker (schema 2 manifests and manifest lists,
     /// with other digests; the config and layers are the same)
     #[arg(long, value_enum, value_name = "TYPES", default_value_t = crate::MediaTypes::Oci)]
@@ -504,6 +509,7 @@ impl Args {
         request.verify = self.rehash;
         request.shared_layers = self.shared_layers;
         request.media_types = self.media_types;
+        request.artifacts = self.artifacts;
         request.push = self.registry.options(self.verbose)?;
         Ok(request)
     }

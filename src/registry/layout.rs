@@ -105,6 +105,48 @@ fn read_manifest(layout: &Path, chosen: &Descriptor, nested: bool) -> Result<Ima
     })
 }
 
+/// An artifact of the layout: its descriptor as the layout's index lists it (with its
+/// `artifactType`), the manifest and blobs to push, and the digest of its subject.
+#[derive(Debug)]
+pub(crate) struct Artifact {
+    pub descriptor: Value,
+    pub image: Image,
+    pub subject: String,
+}
+
+/// The artifacts `layout`'s index lists whose subject is one of `subjects`.
+pub(crate) fn artifacts(layout: &Path, subjects: &[&str]) -> Result<Vec<Artifact>, Error> {
+    let bad = |detail: String| RegistryError::BadLayout {
+        path: layout.to_path_buf(),
+        detail,
+    };
+    let index_path = layout.join("index.json");
+    let index: Value =
+        serde_json::from_slice(&fs::read(&index_path).map_err(Error::io("read", &index_path))?)
+            .map_err(|e| bad(format!("index.json: {e}")))?;
+    let mut found = Vec::new();
+    for entry in index["manifests"].as_array().into_iter().flatten() {
+        if entry.get("artifactType").is_none() {
+            continue;
+        }
+        let descriptor = Descriptor::parse(entry).map_err(|e| bad(format!("index.json: {e}")))?;
+        let image = read_manifest(layout, &descriptor, false).map_err(bad)?;
+        let parsed: Value = serde_json::from_slice(&image.manifest)
+            .map_err(|e| bad(format!("manifest {}: {e}", image.digest)))?;
+        let Some(subject) = parsed["subject"]["digest"].as_str() else {
+            continue;
+        };
+        if subjects.contains(&subject) {
+            found.push(Artifact {
+                descriptor: entry.clone(),
+                subject: subject.to_owned(),
+                image,
+            });
+        }
+    }
+    Ok(found)
+}
+
 fn blob_file(layout: &Path, descriptor: &Descriptor) -> BlobFile {
     BlobFile {
         digest: descriptor.digest.clone(),

@@ -10,6 +10,7 @@ mod auth;
 pub(crate) mod client;
 mod error;
 mod layout;
+mod referrers;
 mod upload;
 
 use std::path::Path;
@@ -155,11 +156,18 @@ pub fn push(
         &mut pushed,
     )?;
     push_manifest(&session, options, progress, &image, &session.image, target)?;
+    let subjects: Vec<&str> = std::iter::once(image.digest.as_str())
+        .chain(image.images.iter().map(|i| i.digest.as_str()))
+        .collect();
+    let artifacts = layout::artifacts(layout, &subjects)?;
+    if !artifacts.is_empty() {
+        referrers::push(&session, options, progress, &artifacts, target, &mut pushed)?;
+    }
     Ok(pushed)
 }
 
 /// Pushes the blobs of `image` (none for an index), counting each in `pushed`.
-fn push_image(
+pub(crate) fn push_image(
     session: &Session,
     options: &RegistryOptions,
     progress: &mut Progress,
@@ -183,7 +191,7 @@ fn push_image(
 }
 
 /// Puts the manifest (or index) of `image` at `reference`: the target's tag, or a digest.
-fn push_manifest(
+pub(crate) fn push_manifest(
     session: &Session,
     options: &RegistryOptions,
     progress: &mut Progress,
@@ -261,7 +269,7 @@ fn push_blob(
 
 /// Runs `step` until it succeeds, fails for good, or has been retried `options.retries`
 /// times with doubling waits.
-fn retrying<T>(
+pub(crate) fn retrying<T>(
     session: &Session,
     options: &RegistryOptions,
     progress: &mut Progress,

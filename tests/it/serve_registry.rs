@@ -885,3 +885,137 @@ fn artifacts_refer_to_their_image_and_the_sbom_is_valid_spdx() {
         stdout(&too_big)
     );
 }
+
+/// `--artifacts`: the layout lists the three artifacts beside the image (and stays one
+/// image to skopeo and verify); a push to docker-registry, which has no referrers API,
+/// tags them `sha256-<hex>` as the distribution spec's fallback says, once however often
+/// it is pushed, and skopeo copies that tag with `--all`.
+#[test]
+fn built_artifacts_land_in_the_layout_and_push_under_the_referrers_tag() {
+    let (Some(skopeo), Some(pyspdxtools)) = (tool("skopeo"), tool("pyspdxtools")) else {
+        return;
+    };
+    let Some(registry) = crate::support::registry::Registry::start() else {
+        return;
+    };
+    let tmp = tempdir();
+    let spec = "64KB:tree=4,1KB";
+    let layout = tmp.path().join("layout");
+    let repo = format!("image-maker-test/artifacts-{}", unique());
+    let target = format!("{}/{repo}:1", registry.host());
+    let push = || {
+        json(&run_ok(
+            image_maker()
+                .env("DOCKER_CONFIG", tmp.path())
+                .args([
+                    "-q",
+                    "--json",
+                    "--artifacts",
+                    "-s",
+                    spec,
+                    "-o",
+                    "registry",
+                    "-o",
+                ])
+                .arg(format!("oci:{}", path_str(&layout)))
+                .arg(&target),
+        ))
+    };
+    let built = push();
+    let digest = built["digest"].as_str().expect("digest").to_owned();
+
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index")).expect("JSON");
+    let entries = index["manifests"].as_array().expect("manifests");
+    assert_eq!(entries.len(), 4, "{index}");
+    let sbom_entry = entries
+        .iter()
+        .find(|m| m["artifactType"] == "application/spdx+json")
+        .expect("an SBOM");
+    let sbom_manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            layout.join("blobs/sha256").join(
+                sbom_entry["digest"]
+                    .as_str()
+                    .expect("digest")
+                    .trim_start_matches("sha256:"),
+            ),
+        )
+        .expect("the SBOM's manifest"),
+    )
+    .expect("JSON");
+    assert_eq!(sbom_manifest["subject"]["digest"], digest.as_str());
+    let payload = layout.join("blobs/sha256").join(
+        sbom_manifest["layers"][0]["digest"]
+            .as_str()
+            .expect("digest")
+            .trim_start_matches("sha256:"),
+    );
+    assert_eq!(
+        fs::read(&payload).expect("the SBOM"),
+        run_ok(image_maker().args(["expect", "--format", "spdx", spec])).stdout
+    );
+    // spdx-tools knows a document by its file name's ending.
+    let named = tmp.path().join("sbom.spdx.json");
+    fs::copy(&payload, &named).expect("copy");
+    run_ok(pyspdxtools.cmd().args(["-i", path_str(&named)]));
+    run_ok(image_maker().args(["verify", "-q", &format!("oci:{}", path_str(&layout))]));
+    run_ok(
+        skopeo
+            .cmd()
+            .args(["inspect", &format!("oci:{}:1", path_str(&layout))]),
+    );
+
+    let tag = format!("sha256-{}", digest.trim_start_matches("sha256:"));
+    let listed = |repository: &str| {
+        json(&run_ok(skopeo.cmd().args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/{repository}:{tag}", registry.host()),
+        ])))
+    };
+    let referrers = listed(&repo);
+    assert_eq!(
+        referrers["manifests"].as_array().map(Vec::len),
+        Some(3),
+        "{referrers}"
+    );
+    assert!(referrers["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .any(|m| m["artifactType"] == "application/vnd.in-toto+json"));
+    // Again, from the cache: the tag keeps three.
+    push();
+    assert_eq!(listed(&repo)["manifests"].as_array().map(Vec::len), Some(3));
+
+    let copy = format!("{repo}-copy");
+    run_ok(skopeo.cmd().args([
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{}/{repo}:{tag}", registry.host()),
+        &format!("docker://{}/{copy}:{tag}", registry.host()),
+    ]));
+    assert_eq!(listed(&copy)["manifests"].as_array().map(Vec::len), Some(3));
+
+    let out = run(image_maker().args([
+        "-q",
+        "--artifacts",
+        "-s",
+        "1KB",
+        "--add",
+        "/bin/true:/bin/true",
+        "-o",
+        "oci:never",
+        "a:1",
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--artifacts cannot describe"),
+        "{}",
+        stderr(&out)
+    );
+}
