@@ -111,7 +111,12 @@ fn endpoint(rest: &str) -> Option<Endpoint<'_>> {
     if rest == "_catalog" {
         return Some(Endpoint::Catalog);
     }
-    if let Some((name, digest)) = rest.rsplit_once("/referrers/") {
+    // The digest is one segment: `a/referrers/b/manifests/1KB` is a manifest of the
+    // repository `a/referrers/b`.
+    if let Some((name, digest)) = rest
+        .rsplit_once("/referrers/")
+        .filter(|(_, digest)| !digest.contains('/'))
+    {
         return Some(Endpoint::Referrers(name, digest));
     }
     if let Some(name) = rest.strip_suffix("/tags/list") {
@@ -225,6 +230,9 @@ async fn route(state: &Arc<State>, request: Request<Incoming>, peer: SocketAddr)
         return from_store(state, rest, &request).await;
     }
     if let Some(digest) = path.strip_prefix("/foreign/") {
+        if let Err(refused) = state.store.admit_foreign(digest, request.uri().query()) {
+            return store_refusal(&refused);
+        }
         let head = request.method() == Method::HEAD;
         let plain_name = Name::parse("mock").expect("a valid name");
         return blob(state, &plain_name, digest, &request, head).await;
@@ -352,14 +360,7 @@ async fn from_store(state: &State, rest: &str, request: &Request<Incoming>) -> R
             .store
             .admit(repository, digest, request.uri().query(), authorization)
     {
-        let mut response = Response::new(Body::full(Bytes::from_static(refused.body().as_bytes())));
-        *response.status_mut() =
-            StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::FORBIDDEN);
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/xml"),
-        );
-        return response;
+        return store_refusal(&refused);
     }
     let name = match Name::parse(repository) {
         Ok(name) => name,
@@ -370,6 +371,18 @@ async fn from_store(state: &State, rest: &str, request: &Request<Incoming>) -> R
         return read_only();
     }
     blob(state, &name, digest, request, head).await
+}
+
+/// The blob store's refusal, as S3 words it.
+fn store_refusal(refused: &super::store::Refusal) -> Response<Body> {
+    let mut response = Response::new(Body::full(Bytes::from_static(refused.body().as_bytes())));
+    *response.status_mut() =
+        StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::FORBIDDEN);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    response
 }
 
 /// A 500 saying that making `what` failed, and why.
@@ -1115,6 +1128,18 @@ fn plain(status: StatusCode, message: &'static str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repository_may_hold_a_referrers_segment() {
+        assert!(matches!(
+            endpoint("a/referrers/b/manifests/1KB"),
+            Some(Endpoint::Manifest("a/referrers/b", "1KB"))
+        ));
+        assert!(matches!(
+            endpoint("a/referrers/sha256:00"),
+            Some(Endpoint::Referrers("a", "sha256:00"))
+        ));
+    }
 
     #[test]
     fn ranges() {

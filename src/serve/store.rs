@@ -46,6 +46,7 @@ impl Refusal {
 }
 
 const DOMAIN: &str = "image-maker store v1";
+const FOREIGN_DOMAIN: &str = "image-maker foreign layer v1";
 
 impl Store {
     pub fn new(origin: String, key: TokenSecret) -> Self {
@@ -65,9 +66,25 @@ impl Store {
         )
     }
 
-    /// Where a `faults/foreign/` layer is: a URL without expiry, as a manifest names it.
+    /// Where a `faults/foreign/` layer is: a URL without expiry, as a manifest names it,
+    /// signed so that it fetches that layer and no other blob (the store does not ask for
+    /// the registry's credentials).
     pub fn foreign_url(&self, digest: &str) -> String {
-        format!("{}/foreign/{digest}", self.origin)
+        let signature = self.key.signature(FOREIGN_DOMAIN, digest);
+        format!("{}/foreign/{digest}?signature={signature}", self.origin)
+    }
+
+    /// Whether `query` carries the signature of [`foreign_url`](Self::foreign_url) for
+    /// `digest`.
+    pub fn admit_foreign(&self, digest: &str, query: Option<&str>) -> Result<(), Refusal> {
+        let signature = query
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("signature="));
+        match signature {
+            Some(signature) if self.key.signed(FOREIGN_DOMAIN, digest, signature) => Ok(()),
+            _ => Err(Refusal::BadSignature),
+        }
     }
 
     /// Whether a request for `digest` in `repository` with `query` may have the blob.

@@ -726,6 +726,13 @@ fn foreign_layers_come_from_their_urls_or_not_at_all() {
     let url = layer["urls"][0].as_str().expect("a url");
     assert_ne!(port_of(url), port_of(&served.url("/")), "{url}");
     assert_eq!(sha256(&curl(curl_tool, &[url]).stdout), digest);
+    // Signed for that layer alone: no other blob is had without the registry's say.
+    let (unsigned, _) = url.split_once('?').expect("a signed URL");
+    let (status, _) = headers(curl_tool, &[unsigned]);
+    assert_eq!(status, 403);
+    let config = manifest["config"]["digest"].as_str().expect("digest");
+    let (status, _) = headers(curl_tool, &[&url.replace(digest, config)]);
+    assert_eq!(status, 403);
     let refused = curl(
         curl_tool,
         &[&served.url(&format!("/v2/faults/foreign/mock/blobs/{digest}"))],
