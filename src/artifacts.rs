@@ -169,6 +169,7 @@ pub(crate) fn for_manifest(
 }
 
 /// The referrers index of `artifacts`, those of `artifact_type` only when given.
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
 pub(crate) fn referrers_index(
     artifacts: &[Artifact],
     artifact_type: Option<&str>,

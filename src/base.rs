@@ -222,6 +222,7 @@ impl Base {
 
     /// The repository a registry base lives in, on `host`: the repository a push to the
     /// same registry mounts the base's blobs from.
+    #[cfg_attr(not(feature = "registry"), allow(dead_code))]
     pub(crate) fn repository_on(&self, host: Option<&str>) -> Option<String> {
         match &self.source {
             Source::Registry(reference) if reference.domain() == host => {

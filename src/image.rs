@@ -406,6 +406,7 @@ pub struct ImageSet {
 
 impl ImageSet {
     /// The set of OCI `images`, with an index when there are several.
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     pub fn new(images: Vec<PlatformMetadata>) -> Result<Self, MetadataError> {
         Self::with_media(images, MediaTypes::Oci)
     }

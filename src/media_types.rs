@@ -119,6 +119,7 @@ pub(crate) fn to_docker(
 
 /// `json`, an OCI manifest, with its layers non-distributable: their media types OCI's
 /// `nondistributable` ones, each with `urls` from `url(digest)`.
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
 pub(crate) fn to_foreign(
     json: &[u8],
     url: &dyn Fn(&str) -> String,

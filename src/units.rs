@@ -21,6 +21,7 @@ pub fn human_size(bytes: u64) -> String {
 
 /// `30d`, `12h`, `90m`, `3600s`, `2w`, `500ms`: a whole number and a unit; `None` for
 /// anything else, or one too long to hold.
+#[cfg_attr(not(any(feature = "cli", feature = "serve")), allow(dead_code))]
 pub(crate) fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;

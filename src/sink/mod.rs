@@ -42,7 +42,8 @@ pub(crate) struct LayerStart {
     /// 1-based.
     pub number: u32,
     /// The uncompressed tar's exact size, when it is known before its bytes: a generated
-    /// layer's is, a base's compressed layer's is not.
+    /// layer's is, a base's compressed layer's is not. Only an engine reads it.
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     pub tar_size: Option<u64>,
     /// The blob's size, when it is known before its bytes: a plain tar's, and a base's
     /// layer's.

@@ -402,8 +402,8 @@ fn cut_connections_fail_pulls_and_slow_headers_only_delay_them() {
         ),
         &format!("oci:{}:1", path_str(&tmp.path().join("slow"))),
     ]));
-    // The manifest and two blobs, each held.
-    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    // The manifest, then its blobs (which may come at once): two holds one after the other.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(600));
 }
 
 /// Docker's media types: `docker/` and a client that accepts only Docker's manifests get the
