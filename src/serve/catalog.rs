@@ -115,7 +115,8 @@ pub(crate) struct Catalog {
     digests: Bounded<String, Arc<Vec<Hashed>>>,
     blobs: Bounded<String, Stored>,
     manifests: Bounded<String, Arc<Manifest>>,
-    /// The artifacts that refer to a manifest (`artifacts/`), by its digest.
+    /// The artifacts that refer to a manifest (`artifacts/`), by repository and digest
+    /// (`REPOSITORY@DIGEST`): as in a registry, a repository's referrers are its own.
     referrers: Bounded<String, Arc<Vec<crate::artifacts::Artifact>>>,
 }
 
@@ -316,9 +317,14 @@ impl Catalog {
         Ok(foreign)
     }
 
-    /// The artifacts that refer to the manifest `digest`, when they have been made.
-    pub fn referrers(&self, digest: &str) -> Option<Arc<Vec<crate::artifacts::Artifact>>> {
-        self.referrers.get(&digest.to_owned())
+    /// The artifacts that refer to the manifest `digest` in `repository` (the name an
+    /// images file knows, prefixes left out), when they have been made.
+    pub fn referrers(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Option<Arc<Vec<crate::artifacts::Artifact>>> {
+        self.referrers.get(&format!("{repository}@{digest}"))
     }
 
     /// Makes `subject`'s artifacts (its SBOM is `spec`'s on `platform`: every file hashed),
@@ -330,7 +336,7 @@ impl Catalog {
         spec: &Spec,
         platform: &Platform,
     ) -> Result<Arc<Vec<crate::artifacts::Artifact>>, Error> {
-        if let Some(known) = self.referrers(&subject.digest) {
+        if let Some(known) = self.referrers(repository, &subject.digest) {
             return Ok(known);
         }
         let expected = crate::expect::Expected::new(spec, platform, false)?;
@@ -372,8 +378,10 @@ impl Catalog {
             );
         }
         let artifacts = Arc::new(artifacts);
-        self.referrers
-            .put(subject.digest.clone(), Arc::clone(&artifacts));
+        self.referrers.put(
+            format!("{repository}@{}", subject.digest),
+            Arc::clone(&artifacts),
+        );
         Ok(artifacts)
     }
 

@@ -580,7 +580,11 @@ async fn attach_artifacts(
             Ok(Some(subject)) => subject,
             _ => continue,
         };
-        if state.catalog.referrers(&subject.digest).is_some() {
+        if state
+            .catalog
+            .referrers(&name.base, &subject.digest)
+            .is_some()
+        {
             continue;
         }
         let Ok(_permit) = state.artifact_room.acquire().await else {
@@ -1069,7 +1073,7 @@ fn referrers(
         pair.strip_prefix("artifactType=")
             .map(listing::percent_decode)
     });
-    let artifacts = state.catalog.referrers(digest);
+    let artifacts = state.catalog.referrers(&name.base, digest);
     let index = crate::artifacts::referrers_index(
         artifacts.as_deref().map_or(&[][..], Vec::as_slice),
         filter.as_deref(),

@@ -821,6 +821,11 @@ fn artifacts_refer_to_their_image_and_the_sbom_is_valid_spdx() {
             "application/vnd.in-toto+json"
         ]
     );
+    // A repository's referrers are its own.
+    let elsewhere = served.url(&format!("/v2/other/referrers/{subject}"));
+    let none: serde_json::Value =
+        serde_json::from_slice(&curl(curl_tool, &[&elsewhere]).stdout).expect("JSON");
+    assert_eq!(none["manifests"], serde_json::json!([]));
     let sboms = referrers("?artifactType=application/spdx%2Bjson");
     assert_eq!(sboms["manifests"].as_array().map(Vec::len), Some(1));
     let sbom_manifest = sboms["manifests"][0]["digest"]
