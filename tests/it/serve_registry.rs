@@ -657,7 +657,10 @@ fn redirects_go_to_a_blob_store_that_refuses_forwarded_credentials() {
 
     let config = tmp.path().join("docker");
     fs::create_dir_all(&config).expect("mkdir");
-    let auth = base64_of(&creds);
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&creds)
+    };
     fs::write(
         config.join("config.json"),
         format!(
@@ -677,23 +680,6 @@ fn redirects_go_to_a_blob_store_that_refuses_forwarded_credentials() {
             .args(["pull", "-q", &image.reference]),
     );
     assert!(image.exists());
-}
-
-fn base64_of(text: &str) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// `foreign` makes every layer non-distributable with `urls` at the blob store, and the
