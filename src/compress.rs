@@ -1,13 +1,18 @@
 //! Layer encodings: gzip and zstd on every core, with output bytes that depend on the input
 //! and the level alone, never on how many cores or threads did the work.
 //!
-//! gzip is compressed as pigz does: the input is cut into fixed blocks, each deflated on its
-//! own with the 32 KiB before it as its dictionary and ended on a byte boundary, and the
-//! pieces are joined behind one header. Since the cut points are fixed, and each block is
-//! deflated from a state that holds nothing of any earlier block ([`Deflater::restart`]),
-//! so is every byte.
-//! zstd runs its own multi-threaded mode, whose output is the same for any number of
-//! workers from one up (it differs from the single-threaded mode, which is never used here).
+//! Both cut the input into *pieces* at fixed offsets and encode each on its own, on a pool
+//! of workers, writing the results in order:
+//! - gzip as pigz does: 128 KiB blocks, each deflated with the 32 KiB before it as its
+//!   dictionary and ended on a byte boundary, joined behind one header. Each block is
+//!   deflated from a state that holds nothing of any earlier block ([`Deflater::restart`]).
+//! - zstd as independent frames of 2 MiB each, one after the other, as the format allows
+//!   (RFC 8878 §3.1: a stream is any number of frames; every decoder reads them in turn).
+//!
+//! Since a piece's bytes depend on its input alone (and, for gzip, the 32 KiB before it),
+//! a stream can also be resumed at any piece ([`Resume`]): with the output offsets of the
+//! pieces ([`Pieces`], taken once while the whole stream is made), any byte range of the
+//! blob is made from the piece that holds its first byte, not from the blob's start.
 //! Neither encoder sees the producer's flushes: the blob is framed by `encode` alone.
 
 use std::collections::VecDeque;
@@ -29,9 +34,17 @@ const GZIP_BLOCK: usize = 128 * 1024;
 const DICTIONARY: usize = 32 * 1024;
 /// gzip's header: no name, no timestamp, "unknown" OS, so that nothing but the data shows.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
-/// zstd's job size, fixed rather than derived from the level's window, so that memory stays
-/// bounded: a 1 GiB zstd layer peaked at 36 MiB RSS with 2 MiB jobs, 62 MiB with 4 MiB.
-const ZSTD_JOB: u32 = 2 << 20;
+/// Input per zstd frame: large enough that a frame's header and restart cost nothing
+/// measurable (2 MiB was zstd's job size here before, whose matches reached no further),
+/// small enough that a frame is a cheap place to resume, and memory stays bounded (a
+/// worker holds one frame's input and output).
+const ZSTD_FRAME: usize = 2 << 20;
+/// A raw zstd block's most: the format's 128 KiB.
+const ZSTD_RAW_BLOCK: usize = 128 * 1024;
+/// Input between two indexed resume points: every gzip block would be 8 bytes an eighth
+/// of a MiB; every MiB keeps a 1 GiB layer's index at 8 KiB while a range never makes more
+/// than a MiB (and a gzip window) it does not send.
+const INDEX_STEP: u64 = 1 << 20;
 
 /// The environment variable that sets how many threads compress.
 pub(crate) const THREADS_VAR: &str = "IMAGE_MAKER_THREADS";
@@ -78,7 +91,6 @@ pub(crate) fn encode_layer<W: Write>(
         plan.spec.encoding(),
         plan.spec.effective_level(),
         threads,
-        Some(layer::tar_size(plan)),
         out,
         |encoder| {
             if !diff_id {
@@ -93,106 +105,184 @@ pub(crate) fn encode_layer<W: Write>(
 }
 
 /// Runs `produce` with a writer whose bytes reach `out` encoded as `compression` says, at
-/// `level` (the encoding's default when `None`), using `threads` compressing threads; `size`
-/// is the number of bytes `produce` will write, when known (zstd records it). Returns what
-/// `produce` returned and `out`.
+/// `level` (the encoding's default when `None`), using `threads` compressing threads.
+/// Returns what `produce` returned and `out`.
 pub(crate) fn encode<W: Write, T>(
     compression: Compression,
     level: Option<u32>,
     threads: usize,
-    size: Option<u64>,
     out: W,
     produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
 ) -> io::Result<(T, W)> {
+    encode_pieces(compression, level, threads, Start::Beginning, out, produce)
+        .map(|(value, out, _)| (value, out))
+}
+
+/// Where the output offsets of a compressed stream's pieces are: enough to resume it at
+/// any [`INDEX_STEP`] of its input. A few bytes a MiB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pieces {
+    /// Input between resume points: a whole number of pieces.
+    pub step: u64,
+    /// Output offset of the piece that starts at input `(i + 1) * step`, for each i.
+    pub starts: Vec<u64>,
+    /// The CRC-32 of the whole input, which a gzip stream's trailer holds.
+    pub crc: u32,
+    /// The input's length.
+    pub input: u64,
+}
+
+impl Pieces {
+    /// The resume point at or before output offset `at`: the input offset to produce
+    /// from, and the output offset of its first byte.
+    pub fn before(&self, at: u64) -> (u64, u64) {
+        let after = self.starts.partition_point(|&start| start <= at);
+        match after {
+            0 => (0, 0),
+            i => (i as u64 * self.step, self.starts[i - 1]),
+        }
+    }
+}
+
+/// How an encoding begins.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start {
+    /// At the input's first byte, with the stream's header; the pieces are indexed.
+    Beginning,
+    /// At a resume point of an indexed stream, as [`Resume`] says.
+    Resume(Resume),
+}
+
+/// A stream made again from one of its pieces: the output is the original's from the
+/// piece's first byte on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resume {
+    /// The input offset of the piece: one [`Pieces::before`] gave.
+    pub input: u64,
+    /// The CRC-32 of the original's whole input (gzip's trailer).
+    pub crc: u32,
+}
+
+impl Resume {
+    /// Bytes before `input` that `produce` writes first: what the piece may refer back
+    /// into (gzip's window), consumed as its dictionary, never output.
+    pub fn primer(&self, compression: Compression) -> u64 {
+        match compression {
+            Compression::Gzip => self.input.min(DICTIONARY as u64),
+            _ => 0,
+        }
+    }
+}
+
+/// [`encode`], from `start`; with [`Start::Beginning`], also returns the pieces' index
+/// (for a compressed stream).
+pub(crate) fn encode_pieces<W: Write, T>(
+    compression: Compression,
+    level: Option<u32>,
+    threads: usize,
+    start: Start,
+    out: W,
+    produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
+) -> io::Result<(T, W, Option<Pieces>)> {
     let level = level.or(compression.default_level()).unwrap_or(0);
-    match compression {
+    let kind = match compression {
         Compression::None => {
             let mut out = out;
             let value = produce(&mut out)?;
-            Ok((value, out))
+            return Ok((value, out, None));
         }
-        Compression::Gzip => gzip(level, threads.max(1), out, produce),
-        Compression::Zstd => zstd(level, threads.max(1), size, out, produce),
+        Compression::Gzip => Kind::Gzip,
+        Compression::Zstd => Kind::Zstd,
+    };
+    pieces(kind, level, threads.max(1), start, out, produce)
+}
+
+/// The two piecewise encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gzip,
+    Zstd,
+}
+
+impl Kind {
+    fn piece(self) -> usize {
+        match self {
+            Self::Gzip => GZIP_BLOCK,
+            Self::Zstd => ZSTD_FRAME,
+        }
+    }
+
+    /// Input between two indexed resume points.
+    fn step(self) -> u64 {
+        INDEX_STEP.max(self.piece() as u64)
     }
 }
 
-fn zstd<W: Write, T>(
-    level: u32,
-    threads: usize,
-    size: Option<u64>,
-    out: W,
-    produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
-) -> io::Result<(T, W)> {
-    use zstd::zstd_safe::CParameter;
-    let level = i32::try_from(level).map_err(io::Error::other)?;
-    let mut encoder = zstd::stream::write::Encoder::new(out, level)?;
-    encoder.multithread(u32::try_from(threads).unwrap_or(u32::MAX))?;
-    encoder.set_parameter(CParameter::JobSize(ZSTD_JOB))?;
-    encoder.include_checksum(true)?;
-    encoder.set_pledged_src_size(size)?;
-    let mut unflushed = Unflushed(encoder);
-    let value = produce(&mut unflushed)?;
-    let mut encoder = unflushed.0;
-    // One flush before the end, where the tar writer always put it: the released zstd
-    // digests were made that way.
-    encoder.flush()?;
-    Ok((value, encoder.finish()?))
-}
-
-/// Passes writes on and swallows flushes. A zstd flush ends the current job early, so a
-/// producer's flush would move the blob's bytes: where a producer flushes (a tar writer at
-/// its end, a hashing layer between) must not matter.
-struct Unflushed<W>(W);
-
-impl<W: Write> Write for Unflushed<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// One block of a gzip stream, deflated by a worker.
+/// One piece of a stream, encoded by a worker.
 struct Job {
-    /// The previous block's input, whose end is this block's dictionary.
+    /// The previous piece's input, whose end is a gzip block's dictionary.
     previous: Option<Arc<Vec<u8>>>,
     data: Arc<Vec<u8>>,
     last: bool,
     done: Sender<io::Result<Vec<u8>>>,
 }
 
-fn gzip<W: Write, T>(
+fn pieces<W: Write, T>(
+    kind: Kind,
     level: u32,
     threads: usize,
+    start: Start,
     mut out: W,
     produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
-) -> io::Result<(T, W)> {
-    out.write_all(&GZIP_HEADER)?;
+) -> io::Result<(T, W, Option<Pieces>)> {
+    let (resume, primer) = match start {
+        Start::Beginning => {
+            if kind == Kind::Gzip {
+                out.write_all(&GZIP_HEADER)?;
+            }
+            (None, 0)
+        }
+        Start::Resume(resume) => {
+            let compression = match kind {
+                Kind::Gzip => Compression::Gzip,
+                Kind::Zstd => Compression::Zstd,
+            };
+            (Some(resume), resume.primer(compression))
+        }
+    };
     std::thread::scope(|scope| {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..threads {
             let queue = Arc::clone(&queue);
-            scope.spawn(move || deflate_jobs(&queue, level));
+            scope.spawn(move || encode_jobs(&queue, kind, level));
         }
-        let mut writer = GzipWriter {
+        let mut writer = PieceWriter {
+            kind,
             out: &mut out,
             jobs,
             pending: VecDeque::new(),
             in_flight: 2 * threads,
-            current: Vec::with_capacity(GZIP_BLOCK),
+            current: Vec::with_capacity(kind.piece()),
             previous: None,
+            primer: usize::try_from(primer).unwrap_or(0),
             crc: crc32fast::Hasher::new(),
-            size: 0,
+            input: resume.map_or(0, |r| r.input),
+            written: if resume.is_none() && kind == Kind::Gzip {
+                GZIP_HEADER.len() as u64
+            } else {
+                0
+            },
+            submitted: 0,
+            starts: Vec::new(),
+            resume,
         };
         let value = produce(&mut writer)?;
-        writer.finish()?;
+        let pieces = writer.finish()?;
         // Dropping the writer closes the queue, which ends the workers.
-        Ok(value)
+        Ok((value, pieces))
     })
-    .map(|value| (value, out))
+    .map(|(value, pieces)| (value, out, pieces))
 }
 
 /// A raw deflate state that starts every stream from the same memory.
@@ -252,18 +342,50 @@ impl Deflater {
     }
 }
 
-/// Deflates blocks from `queue` until it closes.
-fn deflate_jobs(queue: &Mutex<Receiver<Job>>, level: u32) {
-    // One deflate state of each kind per worker, restarted between blocks: allocating one
-    // costs more than compressing a block of random data.
-    let states = Deflater::new(flate2::Compression::new(level)).and_then(|deflate| {
-        Ok((
-            deflate,
-            Deflater::new(flate2::Compression::none())?,
-            Deflater::new(flate2::Compression::fast())?,
-        ))
-    });
-    let (mut deflate, mut store, mut probe) = match states {
+/// What a worker encodes with, made once: allocating a state costs more than encoding a
+/// piece of random data.
+// One per worker thread, never moved: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Encoder {
+    Gzip { deflate: Deflater, store: Deflater },
+    Zstd(zstd::bulk::Compressor<'static>),
+}
+
+impl Encoder {
+    fn new(kind: Kind, level: u32) -> io::Result<Self> {
+        Ok(match kind {
+            Kind::Gzip => Self::Gzip {
+                deflate: Deflater::new(flate2::Compression::new(level))?,
+                store: Deflater::new(flate2::Compression::none())?,
+            },
+            Kind::Zstd => {
+                use zstd::zstd_safe::CParameter;
+                let level = i32::try_from(level).map_err(io::Error::other)?;
+                let mut frame = zstd::bulk::Compressor::new(level)?;
+                frame.set_parameter(CParameter::ChecksumFlag(true))?;
+                frame.set_parameter(CParameter::ContentSizeFlag(true))?;
+                Self::Zstd(frame)
+            }
+        })
+    }
+
+    fn encode(&mut self, probe: &mut Deflater, job: &Job) -> io::Result<Vec<u8>> {
+        let random = incompressible(probe, &job.data);
+        match self {
+            Self::Gzip { store, .. } if random => deflate_block(store, job),
+            Self::Gzip { deflate, .. } => deflate_block(deflate, job),
+            Self::Zstd(_) if random => Ok(raw_frame(&job.data)),
+            // A frame is compressed from a reset session: nothing of the frames before.
+            Self::Zstd(frame) => frame.compress(&job.data),
+        }
+    }
+}
+
+/// Encodes pieces from `queue` until it closes.
+fn encode_jobs(queue: &Mutex<Receiver<Job>>, kind: Kind, level: u32) {
+    let states = Encoder::new(kind, level)
+        .and_then(|encoder| Ok((encoder, Deflater::new(flate2::Compression::fast())?)));
+    let (mut encoder, mut probe) = match states {
         Ok(states) => states,
         // The writer sees the workers gone and reports it.
         Err(_) => return,
@@ -276,14 +398,44 @@ fn deflate_jobs(queue: &Mutex<Receiver<Job>>, level: u32) {
             },
             Err(_) => return,
         };
-        let result = if incompressible(&mut probe, &job.data) {
-            deflate_block(&mut store, &job)
-        } else {
-            deflate_block(&mut deflate, &job)
-        };
+        let result = encoder.encode(&mut probe, &job);
         // The writer may have stopped waiting (an error elsewhere): nothing to do then.
         let _ = job.done.send(result);
     }
+}
+
+/// A zstd frame that stores `data` as it is, in raw blocks, with the content size and
+/// checksum a compressed frame has. For data that would not shrink: zstd's own encoder
+/// comes to the same raw blocks after searching every position, 0.75 s a GiB on one core
+/// here against about 0.1 s for this (most of it the checksum).
+fn raw_frame(data: &[u8]) -> Vec<u8> {
+    let size = data.len() as u64;
+    let mut out = Vec::with_capacity(data.len() + data.len() / ZSTD_RAW_BLOCK * 3 + 24);
+    out.extend_from_slice(&0xFD2F_B528_u32.to_le_bytes());
+    // Frame header descriptor: content size field width, single segment (the content is
+    // the window), checksum; no dictionary.
+    let (width, field) = match size {
+        0..=255 => (0u8, vec![size as u8]),
+        256..=65_791 => (1, ((size - 256) as u16).to_le_bytes().to_vec()),
+        65_792..=0xFFFF_FFFF => (2, (size as u32).to_le_bytes().to_vec()),
+        _ => (3, size.to_le_bytes().to_vec()),
+    };
+    out.push(width << 6 | 1 << 5 | 1 << 2);
+    out.extend_from_slice(&field);
+    if data.is_empty() {
+        // One empty raw block, the last.
+        out.extend_from_slice(&[1, 0, 0]);
+    }
+    let mut blocks = data.chunks(ZSTD_RAW_BLOCK).peekable();
+    while let Some(block) = blocks.next() {
+        // Last-block bit, type 0 (raw), then the size: 24 bits, little-endian.
+        let header = u32::from(blocks.peek().is_none()) | (block.len() as u32) << 3;
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.extend_from_slice(block);
+    }
+    let checksum = xxhash_rust::xxh64::xxh64(data, 0) as u32;
+    out.extend_from_slice(&checksum.to_le_bytes());
+    out
 }
 
 /// Bytes of each sample [`incompressible`] tries: less than the window's half, so that a
@@ -291,11 +443,11 @@ fn deflate_jobs(queue: &Mutex<Receiver<Job>>, level: u32) {
 const SAMPLE: usize = 4096;
 const _: () = assert!(SAMPLE + 2 * 258 < DICTIONARY);
 
-/// Whether deflate would gain nothing on `data`: three samples of it (start, middle, end)
-/// do not shrink at the fastest level. Such a block is stored rather than searched for
-/// matches, which on random data is about ten times faster and makes a blob a few bytes
-/// larger per block than the searching would; the choice depends on the bytes alone, so
-/// the stream stays deterministic.
+/// Whether compressing `data` would gain nothing: three samples of it (start, middle, end)
+/// do not shrink under deflate's fastest level. Such a piece is stored rather than searched
+/// for matches, which on random data is about ten times faster and makes a blob a few
+/// bytes larger per piece than the searching would; the choice depends on the bytes alone,
+/// so the stream stays deterministic.
 fn incompressible(probe: &mut Deflater, data: &[u8]) -> bool {
     if data.len() < 3 * SAMPLE {
         return false;
@@ -358,24 +510,34 @@ fn deflate_block(deflater: &mut Deflater, job: &Job) -> io::Result<Vec<u8>> {
     }
 }
 
-/// The producer's side of a parallel gzip stream: cuts blocks, hands them to the workers,
-/// and writes their results in order.
-struct GzipWriter<'a, W: Write> {
+/// The producer's side of a piecewise stream: cuts pieces, hands them to the workers,
+/// writes their results in order, and notes where each indexed piece starts.
+struct PieceWriter<'a, W: Write> {
+    kind: Kind,
     out: &'a mut W,
     jobs: Sender<Job>,
     pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
     in_flight: usize,
     current: Vec<u8>,
     previous: Option<Arc<Vec<u8>>>,
+    /// Bytes still to take as the first piece's dictionary (a resumed gzip stream).
+    primer: usize,
     crc: crc32fast::Hasher,
-    size: u64,
+    /// Input offset of the end of `current`.
+    input: u64,
+    /// Output offset of the next byte written.
+    written: u64,
+    /// Pieces handed to the workers.
+    submitted: u64,
+    starts: Vec<u64>,
+    resume: Option<Resume>,
 }
 
-impl<W: Write> GzipWriter<'_, W> {
+impl<W: Write> PieceWriter<'_, W> {
     fn submit(&mut self, last: bool) -> io::Result<()> {
         let data = Arc::new(std::mem::replace(
             &mut self.current,
-            Vec::with_capacity(GZIP_BLOCK),
+            Vec::with_capacity(self.kind.piece()),
         ));
         let (done, result) = mpsc::channel();
         let job = Job {
@@ -386,45 +548,80 @@ impl<W: Write> GzipWriter<'_, W> {
         };
         self.jobs
             .send(job)
-            .map_err(|_| io::Error::other("the gzip workers stopped"))?;
+            .map_err(|_| io::Error::other("the compressing workers stopped"))?;
         self.pending.push_back(result);
+        self.submitted += 1;
         while self.pending.len() > self.in_flight {
             self.write_next()?;
         }
         Ok(())
     }
 
-    /// Waits for the oldest block and writes it.
+    /// Waits for the oldest piece and writes it; notes where it starts when its input
+    /// offset is an index step.
     fn write_next(&mut self) -> io::Result<()> {
         let Some(result) = self.pending.pop_front() else {
             return Ok(());
         };
-        let block = result
+        let piece = result
             .recv()
-            .map_err(|_| io::Error::other("a gzip worker stopped"))??;
-        self.out.write_all(&block)
+            .map_err(|_| io::Error::other("a compressing worker stopped"))??;
+        if self.resume.is_none() {
+            let index = self.submitted - self.pending.len() as u64 - 1;
+            let at = index * self.kind.piece() as u64;
+            if at > 0 && at.is_multiple_of(self.kind.step()) {
+                self.starts.push(self.written);
+            }
+        }
+        self.written += piece.len() as u64;
+        self.out.write_all(&piece)
     }
 
-    fn finish(mut self) -> io::Result<()> {
-        self.submit(true)?;
+    fn finish(mut self) -> io::Result<Option<Pieces>> {
+        // zstd ends with its last frame; gzip with a last block, empty if need be.
+        if self.kind == Kind::Gzip || !self.current.is_empty() || self.submitted == 0 {
+            self.submit(true)?;
+        }
         while !self.pending.is_empty() {
             self.write_next()?;
         }
-        let crc = std::mem::take(&mut self.crc).finalize();
-        self.out.write_all(&crc.to_le_bytes())?;
-        // ISIZE: the input's length modulo 2^32, as RFC 1952 has it.
-        self.out.write_all(&(self.size as u32).to_le_bytes())?;
-        self.out.flush()
+        let crc = match self.resume {
+            Some(resume) => resume.crc,
+            None => std::mem::take(&mut self.crc).finalize(),
+        };
+        if self.kind == Kind::Gzip {
+            self.out.write_all(&crc.to_le_bytes())?;
+            // ISIZE: the input's length modulo 2^32, as RFC 1952 has it.
+            self.out.write_all(&(self.input as u32).to_le_bytes())?;
+        }
+        self.out.flush()?;
+        Ok(self.resume.is_none().then(|| Pieces {
+            step: self.kind.step(),
+            starts: std::mem::take(&mut self.starts),
+            crc,
+            input: self.input,
+        }))
     }
 }
 
-impl<W: Write> Write for GzipWriter<'_, W> {
+impl<W: Write> Write for PieceWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = (GZIP_BLOCK - self.current.len()).min(buf.len());
+        if self.primer > 0 {
+            // A resumed gzip stream's dictionary: the input just before its first piece.
+            let n = self.primer.min(buf.len());
+            let previous = self.previous.get_or_insert_with(Default::default);
+            Arc::make_mut(previous).extend_from_slice(&buf[..n]);
+            self.primer -= n;
+            return Ok(n);
+        }
+        let piece = self.kind.piece();
+        let n = (piece - self.current.len()).min(buf.len());
         self.current.extend_from_slice(&buf[..n]);
-        self.crc.update(&buf[..n]);
-        self.size += n as u64;
-        if self.current.len() == GZIP_BLOCK {
+        if self.resume.is_none() && self.kind == Kind::Gzip {
+            self.crc.update(&buf[..n]);
+        }
+        self.input += n as u64;
+        if self.current.len() == piece {
             self.submit(false)?;
         }
         Ok(n)
@@ -446,8 +643,9 @@ impl<W: Write> Write for GzipWriter<'_, W> {
 ///   stored blocks, up to 9 bits a byte; a block the encoder probes as compressible (the
 ///   first of a file, which holds tar headers) can grow by up to 1/8. It gets zlib's
 ///   conservative bound, n + n/8 + n/64 + 11.
-/// - zstd: each 2 MiB job bounded as `ZSTD_compressBound` bounds one input (n + n/256, plus
-///   up to 64 bytes when n < 128 KiB), plus 18 bytes of frame header and 4 of checksum.
+/// - zstd: each 2 MiB frame bounded as `ZSTD_compressBound` bounds one input (n + n/256,
+///   plus up to 64 bytes when n < 128 KiB), plus 18 bytes of frame header and 4 of
+///   checksum; a raw frame (3 bytes a 128 KiB block, 13 of header and checksum) is less.
 ///
 /// `level` is the layer's, `None` for the encoding's default.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
@@ -467,17 +665,10 @@ pub(crate) fn blob_bound(compression: Compression, level: Option<u32>, tar_size:
             };
             10 + 8 + pieces(GZIP_BLOCK as u64, &|n| deflate(n) + 5)
         }
-        Compression::Zstd => {
-            18 + 4
-                + pieces(u64::from(ZSTD_JOB), &|n| {
-                    n + (n >> 8)
-                        + if n < 128 * 1024 {
-                            ((128 * 1024) - n) >> 11
-                        } else {
-                            0
-                        }
-                })
-        }
+        Compression::Zstd => pieces(ZSTD_FRAME as u64, &|n| {
+            // `ZSTD_compressBound`, and a frame's header and checksum besides.
+            n + (n >> 8) + ((128 * 1024_u64).saturating_sub(n) >> 11) + 18 + 4
+        }),
     }
 }
 
@@ -582,38 +773,31 @@ mod tests {
             ),
             (
                 Compression::Zstd,
-                "sha256:e3d03effd2999f9f0522741f7e05d99cd303e5d3c0099645213604a9fe0ccb85",
-                22_517_437,
+                "sha256:b81d0dc32fa1e1ddf27d8a2c83723a437ba9ca9dc6351bf0c124350f73d4b6f7",
+                22_564_838,
             ),
         ];
         for (compression, digest, size) in pinned {
             for threads in 1..=8 {
                 let write = writes[threads % writes.len()];
-                let ((), out) = encode(
-                    compression,
-                    None,
-                    threads,
-                    Some(input.len() as u64),
-                    Vec::new(),
-                    |w| {
-                        let mut rest = &input[..];
-                        if write == 1 {
-                            for byte in rest[..4 << 20].chunks(1) {
-                                w.write_all(byte)?;
-                            }
-                            rest = &rest[4 << 20..];
+                let ((), out) = encode(compression, None, threads, Vec::new(), |w| {
+                    let mut rest = &input[..];
+                    if write == 1 {
+                        for byte in rest[..4 << 20].chunks(1) {
+                            w.write_all(byte)?;
                         }
-                        let size = if write == 1 { 1 << 20 } else { write };
-                        for chunk in rest.chunks(size) {
-                            w.write_all(chunk)?;
-                            // A producer's flush must not move a byte either.
-                            if size == 1 << 20 {
-                                w.flush()?;
-                            }
+                        rest = &rest[4 << 20..];
+                    }
+                    let size = if write == 1 { 1 << 20 } else { write };
+                    for chunk in rest.chunks(size) {
+                        w.write_all(chunk)?;
+                        // A producer's flush must not move a byte either.
+                        if size == 1 << 20 {
+                            w.flush()?;
                         }
-                        w.flush()
-                    },
-                )
+                    }
+                    w.flush()
+                })
                 .expect("in memory");
                 let blob = Blob::of(&out);
                 assert_eq!(
@@ -637,20 +821,13 @@ mod tests {
         threads: usize,
         input: &[u8],
     ) -> Vec<u8> {
-        let ((), out) = encode(
-            compression,
-            level,
-            threads,
-            Some(input.len() as u64),
-            Vec::new(),
-            |w| {
-                // Odd write sizes: the block cuts must not depend on them.
-                for chunk in input.chunks(7919) {
-                    w.write_all(chunk)?;
-                }
-                Ok(())
-            },
-        )
+        let ((), out) = encode(compression, level, threads, Vec::new(), |w| {
+            // Odd write sizes: the block cuts must not depend on them.
+            for chunk in input.chunks(7919) {
+                w.write_all(chunk)?;
+            }
+            Ok(())
+        })
         .expect("in memory");
         out
     }
@@ -709,9 +886,8 @@ mod tests {
     #[test]
     fn pinned_encodings() {
         // A change to either encoder's bytes changes every compressed image's digest. The
-        // zstd pin moved by 3 bytes (an empty block) when `encode` took over the flush
-        // before the end, which only the tar writer had made: images kept their digests,
-        // and this input, written without a flush, now ends as theirs do.
+        // zstd pin moved when zstd became independent frames (a decision: every zstd
+        // digest changed then), this input's to one raw frame.
         let input = data(300 << 10, Ratio::ONE);
         let gzip = Blob::of(&compressed(Compression::Gzip, None, 2, &input));
         let zstd = Blob::of(&compressed(Compression::Zstd, None, 2, &input));
@@ -725,11 +901,120 @@ mod tests {
         assert_eq!(
             (zstd.digest.as_str(), zstd.size),
             (
-                "sha256:7d92480ee1ec6def1766962124385d28175ba94b19aaef98540abb9b9cec32fd",
-                307225
+                "sha256:59eab2d836ef9af3d4d6d10f5c6f37e3cb2a3e7817f5dbc38703d6419fc3f71e",
+                307222
             )
         );
     }
+    /// The whole stream of `input` and its index, then the stream resumed at every one of
+    /// its resume points: each must be the whole stream's bytes from that point on.
+    fn resumes_at_every_piece(compression: Compression, input: &[u8]) -> usize {
+        let ((), whole, pieces) =
+            encode_pieces(compression, None, 3, Start::Beginning, Vec::new(), |w| {
+                w.write_all(input)
+            })
+            .expect("in memory");
+        let pieces = pieces.expect("indexed");
+        assert_eq!(pieces.input, input.len() as u64);
+        for (i, &at) in pieces.starts.iter().enumerate() {
+            let (from, output) = pieces.before(at);
+            assert_eq!((from, output), ((i as u64 + 1) * pieces.step, at));
+            assert_eq!(pieces.before(at + 1), (from, output), "inside the piece");
+            let resume = Resume {
+                input: from,
+                crc: pieces.crc,
+            };
+            let primer = usize::try_from(resume.primer(compression)).expect("small");
+            let from = usize::try_from(from).expect("small");
+            let ((), tail, none) = encode_pieces(
+                compression,
+                None,
+                2,
+                Start::Resume(resume),
+                Vec::new(),
+                |w| w.write_all(&input[from - primer..]),
+            )
+            .expect("in memory");
+            assert!(none.is_none());
+            let output = usize::try_from(output).expect("small");
+            assert!(
+                tail == whole[output..],
+                "{compression:?}: resumed at {from}"
+            );
+        }
+        pieces.starts.len()
+    }
+
+    #[test]
+    fn a_stream_resumed_at_a_piece_is_the_rest_of_the_whole() {
+        let ratio = "3".parse::<Ratio>().expect("valid");
+        // Random, compressible, and mixed: stored and searched pieces side by side.
+        let mut mixed = data(5 << 20, Ratio::ONE);
+        mixed[(2 << 20)..(3 << 20) + 77].copy_from_slice(&data((1 << 20) + 77, ratio));
+        for input in [
+            data(5 << 20, Ratio::ONE),
+            data((5 << 20) + 999, ratio),
+            mixed,
+        ] {
+            assert_eq!(resumes_at_every_piece(Compression::Gzip, &input), 5);
+            assert_eq!(resumes_at_every_piece(Compression::Zstd, &input), 2);
+        }
+        // Shorter than a step: nothing to resume at, and nothing needed.
+        assert_eq!(
+            resumes_at_every_piece(Compression::Zstd, &data(1000, ratio)),
+            0
+        );
+    }
+
+    #[test]
+    fn raw_zstd_frames_decode_at_every_size() {
+        for len in [
+            0,
+            1,
+            255,
+            256,
+            65_791,
+            65_792,
+            128 * 1024,
+            128 * 1024 + 1,
+            2 << 20,
+        ] {
+            let input = data(len, Ratio::ONE);
+            let frame = raw_frame(&input);
+            assert!(
+                zstd::decode_all(frame.as_slice()).expect("valid") == input,
+                "{len}"
+            );
+            // What a stream of them is: frames one after another.
+            let two = [frame.clone(), frame].concat();
+            let decoded = zstd::decode_all(two.as_slice()).expect("valid");
+            assert!(decoded == [input.clone(), input].concat(), "{len}");
+        }
+    }
+
+    #[test]
+    fn a_zstd_frame_owes_nothing_to_the_frames_before_it() {
+        let ratio = "3".parse::<Ratio>().expect("valid");
+        let frame = Arc::new(data(ZSTD_FRAME as u64, ratio));
+        let job = |data: &Arc<Vec<u8>>| Job {
+            previous: None,
+            data: Arc::clone(data),
+            last: false,
+            done: mpsc::channel().0,
+        };
+        let mut probe = Deflater::new(flate2::Compression::fast()).expect("new");
+        let alone = Encoder::new(Kind::Zstd, 3)
+            .and_then(|mut e| e.encode(&mut probe, &job(&frame)))
+            .expect("encoded");
+        let mut worker = Encoder::new(Kind::Zstd, 3).expect("new");
+        for before in [data(1 << 20, "7".parse().expect("valid")), frame.to_vec()] {
+            worker
+                .encode(&mut probe, &job(&Arc::new(before)))
+                .expect("encoded");
+            assert!(worker.encode(&mut probe, &job(&frame)).expect("encoded") == alone);
+        }
+    }
+
     #[test]
     fn bounds_cover_what_each_encoding_adds() {
         assert_eq!(blob_bound(Compression::None, None, 12345), 12345);
@@ -739,14 +1024,14 @@ mod tests {
             1024,
             (GZIP_BLOCK as u64),
             (GZIP_BLOCK as u64) + 1,
-            u64::from(ZSTD_JOB) * 3 + 7,
+            (ZSTD_FRAME as u64) * 3 + 7,
         ] {
             let gzip = blob_bound(Compression::Gzip, None, size);
             let zstd = blob_bound(Compression::Zstd, Some(1), size);
             assert!(gzip > size && zstd > size, "{size}");
             // Slightly larger: under 1% and 100 bytes per piece.
             assert!(gzip <= size + size / 100 + 100 * (size / (GZIP_BLOCK as u64) + 1));
-            assert!(zstd <= size + size / 100 + 100 * (size / u64::from(ZSTD_JOB) + 1));
+            assert!(zstd <= size + size / 100 + 100 * (size / (ZSTD_FRAME as u64) + 1));
             // gzip -1 may spend 9 bits on a byte.
             let quick = blob_bound(Compression::Gzip, Some(1), size);
             assert!(quick >= size + size / 8, "{size}");

@@ -592,6 +592,15 @@ pub(crate) fn key(request: &BuildRequest) -> String {
     if request.spec.layers().iter().any(|l| l.run.is_some()) {
         hasher.update(format!("run {}\n", crate::runnable::key()));
     }
+    if request
+        .spec
+        .layers()
+        .iter()
+        .any(|l| l.encoding() == crate::spec::Compression::Zstd)
+    {
+        // zstd became independent frames: an entry made before holds other bytes.
+        hasher.update("zstd frames\n");
+    }
     for added in &request.added {
         hasher.update(format!("add {}\n", added.key()));
     }

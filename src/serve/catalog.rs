@@ -217,7 +217,8 @@ impl Catalog {
             self.blobs.put_new(hashed.blob.digest.clone(), || {
                 // No plan held: what is kept per blob costs no memory for a plan.
                 let plans = Plans::new(&self.plans);
-                let layer = Layer::new(Arc::clone(&spec), plans, seed, number, self.mtime);
+                let layer = Layer::new(Arc::clone(&spec), plans, seed, number, self.mtime)
+                    .with_pieces(hashed);
                 Stored::Layer(layer, hashed.blob.size)
             });
         }

@@ -27,6 +27,9 @@ pub(crate) struct Layer {
     /// 1-based.
     pub number: u32,
     pub mtime: u64,
+    /// Where the compressed blob's pieces start, once its digest pass has found them: a
+    /// range is then made from the piece that holds its first byte.
+    pieces: Option<Arc<compress::Pieces>>,
     /// The image's plans, taken from the cache on first use and then held by this layer
     /// (and its clones made after), so that links and whiteouts see the layers below
     /// without planning them again.
@@ -169,6 +172,9 @@ pub(crate) fn image_seed(spec: &Spec, platform: &Platform) -> [u8; 32] {
 pub(crate) struct Hashed {
     pub blob: Blob,
     pub diff_id: String,
+    /// A compressed blob's resume points; `None` for a plain tar (which needs none) and
+    /// for a memo written without them.
+    pub pieces: Option<Arc<compress::Pieces>>,
 }
 
 impl Layer {
@@ -181,8 +187,21 @@ impl Layer {
             spec,
             number,
             mtime,
+            pieces: None,
             plans,
         }
+    }
+
+    /// The same layer, its ranges made from the pieces of `hashed` when it has them.
+    pub fn with_pieces(mut self, hashed: &Hashed) -> Self {
+        self.pieces = hashed.pieces.clone();
+        self
+    }
+
+    /// Whether a range of it can be made without making the bytes before it: a plain tar,
+    /// or a compressed blob whose pieces are known.
+    pub fn seeks(&self) -> bool {
+        !self.compressed() || self.pieces.is_some()
     }
 
     fn layer_spec(&self) -> LayerSpec {
@@ -233,11 +252,11 @@ impl Layer {
             }
             Ok(())
         };
-        let diff_id = compress::encode(
+        let (diff_id, _, pieces) = compress::encode_pieces(
             plan.spec.encoding(),
             plan.spec.effective_level(),
             threads,
-            Some(layer::tar_size(plan)),
+            compress::Start::Beginning,
             &mut hashing,
             |encoder| {
                 let (seed, options) = (&self.seed, self.options());
@@ -249,35 +268,70 @@ impl Layer {
                 layer::write_tar(plan, seed, options, &mut tar, &mut tick)?;
                 Ok(Some(tar.complete().0.digest))
             },
-        )?
-        .0;
+        )?;
         let blob = hashing.complete().0;
         Ok(Hashed {
             diff_id: diff_id.unwrap_or_else(|| blob.digest.clone()),
             blob,
+            pieces: pieces.map(Arc::new),
         })
     }
 
-    /// Bytes `range` of the blob (clipped to its end). A plain tar starts at the file that
-    /// holds `range.start`: headers sit at computable offsets and the content generator
-    /// seeks, so nothing before the range is generated. A compressed blob is produced from
-    /// its start, and the bytes before the range are dropped.
-    pub fn write_range(&self, range: Range<u64>, out: &mut dyn Write) -> io::Result<()> {
-        if self.compressed() {
-            let mut window = Window {
-                out,
-                skip: range.start,
-                left: range.end.saturating_sub(range.start),
-                stop_when_full: true,
-            };
-            // The bytes do not depend on the threads; a compressed range is served through
-            // `write` and a window of the stream's own, so this is for tests and tools.
-            return match self.write(&mut window, 1) {
-                // The window full: the rest is not wanted.
-                Err(e) if window.left == 0 && e.kind() == io::ErrorKind::WriteZero => Ok(()),
-                other => other,
-            };
+    /// Bytes `range` of the blob (clipped to its end), compressed on `threads` threads. A
+    /// plain tar starts at the file that holds `range.start`: headers sit at computable
+    /// offsets and the content generator seeks, so nothing before the range is generated.
+    /// A compressed blob starts at the piece that holds it, when its pieces are known, and
+    /// from its first byte otherwise; the bytes before the range are dropped.
+    pub fn write_range(
+        &self,
+        range: Range<u64>,
+        out: &mut dyn Write,
+        threads: usize,
+    ) -> io::Result<()> {
+        if !self.compressed() {
+            return self.write_tar_range(range, out);
         }
+        let encoding = self.layer_spec().encoding();
+        let level = self.layer_spec().effective_level();
+        let (input, output) = self
+            .pieces
+            .as_ref()
+            .map_or((0, 0), |p| p.before(range.start));
+        let mut window = Window {
+            out,
+            skip: range.start - output,
+            left: range.end.saturating_sub(range.start),
+            stop_when_full: true,
+        };
+        let made = match &self.pieces {
+            Some(pieces) if input > 0 => {
+                let resume = compress::Resume {
+                    input,
+                    crc: pieces.crc,
+                };
+                let from = input - resume.primer(encoding);
+                compress::encode_pieces(
+                    encoding,
+                    level,
+                    threads,
+                    compress::Start::Resume(resume),
+                    &mut window,
+                    |tar| self.write_tar_range(from..u64::MAX, tar),
+                )
+                .map(drop)
+            }
+            _ => self.write(&mut window, threads),
+        };
+        match made {
+            // The window full: the rest is not wanted.
+            Err(e) if window.left == 0 && e.kind() == io::ErrorKind::WriteZero => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Bytes `range` of the layer's tar (clipped to its end), made from the file that
+    /// holds `range.start` on.
+    fn write_tar_range(&self, range: Range<u64>, out: &mut dyn Write) -> io::Result<()> {
         let plan = self.plan();
         let end = range.end.min(layer::tar_size(plan));
         if range.start >= end {
@@ -393,6 +447,9 @@ mod tests {
             // Compressed: produced from the first byte and cut, on every encoder thread.
             "300KB:ratio=2:compression=gzip",
             "70KB:tree=30:compression=zstd:level=5",
+            // Past a resume point or several: made from the piece that holds the start.
+            "3MB:files=3:ratio=2:compression=gzip",
+            "5MB:compression=zstd:ratio=3",
         ] {
             let spec = Arc::new(Spec::parse(list).expect("valid"));
             let top = spec.layers().len() as u32;
@@ -402,6 +459,12 @@ mod tests {
             let all = whole(&layer);
             let hashed = layer.hash(2, &Cancel::default()).expect("hashed");
             assert_eq!(all.len() as u64, hashed.blob.size);
+            assert_eq!(hashed.pieces.is_some(), layer.compressed(), "{list}");
+            // Without pieces a compressed range is made from the start: small ones only.
+            let layer = match hashed.pieces.as_ref().is_some_and(|p| !p.starts.is_empty()) {
+                true => layer.with_pieces(&hashed),
+                false => layer,
+            };
             let n = all.len() as u64;
             let mut points = vec![
                 0,
@@ -424,13 +487,13 @@ mod tests {
                 for len in [0, 1, 100, 511, 512, 4096, 70_000] {
                     let b = (a + len).min(n);
                     let mut out = Vec::new();
-                    layer.write_range(a..b, &mut out).expect("in memory");
+                    layer.write_range(a..b, &mut out, 2).expect("in memory");
                     assert!(out == all[a as usize..b as usize], "{list}: {a}..{b}");
                 }
             }
             let mut past = Vec::new();
             layer
-                .write_range(n - 10..n + 100, &mut past)
+                .write_range(n - 10..n + 100, &mut past, 1)
                 .expect("in memory");
             assert_eq!(past, all[all.len() - 10..], "{list}: clipped at the end");
         }

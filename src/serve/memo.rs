@@ -44,8 +44,9 @@ const WARNINGS: usize = 64;
 /// bytes of a layer do (tar layout, content, an encoder or its settings): a server would
 /// otherwise hand out digests its blobs no longer match. v3: zstd jobs of 2 MiB. v4: every
 /// gzip block deflated from a known window; a memo made before may hold the digest of bytes
-/// that depended on the process that made them.
-pub(crate) const MEMO_SALT: &[u8] = b"image-maker serve digests v4\0";
+/// that depended on the process that made them. v5: zstd as independent 2 MiB frames, and
+/// the pieces' resume points after each compressed layer.
+pub(crate) const MEMO_SALT: &[u8] = b"image-maker serve digests v5\0";
 
 /// What the layers' bytes of `spec`'s image for `platform` depend on: the spec, the
 /// platform (through the content seed) and the mtime.
@@ -131,7 +132,8 @@ impl MemoDir {
     }
 
     /// `spec CANONICAL`, `platform P`, `mtime N`, then `layer DIGEST SIZE [DIFF_ID]` per
-    /// layer (the diff_id of compressed layers only): about 85 bytes a layer. Then the
+    /// layer (the diff_id of compressed layers only): about 85 bytes a layer, and for a
+    /// compressed one a `pieces` line (about 7 bytes a MiB of tar). Then the
     /// index points every digest of the image at it.
     pub fn write(&self, key: &str, spec: &Spec, platform: &Platform, mtime: u64, blobs: &[Hashed]) {
         let dir = &self.dir;
@@ -149,6 +151,9 @@ impl MemoDir {
                 text.push_str(&format!(" {}", hashed.diff_id));
             }
             text.push('\n');
+            if let Some(pieces) = &hashed.pieces {
+                text.push_str(&pieces_line(pieces));
+            }
         }
         let written =
             files::create_dir(dir).and_then(|()| files::replace(dir, key, text.as_bytes()));
@@ -418,24 +423,82 @@ fn parse(text: &str) -> Option<Memo> {
     let spec = lines.next()?.strip_prefix("spec ")?.to_owned();
     let platform = Platform::parse(lines.next()?.strip_prefix("platform ")?).ok()?;
     let mtime = lines.next()?.strip_prefix("mtime ")?.parse().ok()?;
-    let layers = lines
-        .map(|line| {
-            let mut parts = line.strip_prefix("layer ")?.split(' ');
-            let blob = Blob {
-                digest: digest(parts.next()?)?,
-                size: parts.next()?.parse().ok()?,
-            };
-            let diff_id = match parts.next() {
-                Some(diff_id) => digest(diff_id)?,
-                None => blob.digest.clone(),
-            };
-            Some(Hashed { blob, diff_id })
-        })
-        .collect::<Option<Vec<_>>>()?;
+    let mut layers: Vec<Hashed> = Vec::new();
+    for line in lines {
+        if let Some(rest) = line.strip_prefix("pieces ") {
+            layers.last_mut()?.pieces = Some(std::sync::Arc::new(parse_pieces(rest)?));
+            continue;
+        }
+        let mut parts = line.strip_prefix("layer ")?.split(' ');
+        let blob = Blob {
+            digest: digest(parts.next()?)?,
+            size: parts.next()?.parse().ok()?,
+        };
+        let diff_id = match parts.next() {
+            Some(diff_id) => digest(diff_id)?,
+            None => blob.digest.clone(),
+        };
+        layers.push(Hashed {
+            blob,
+            diff_id,
+            pieces: None,
+        });
+    }
     Some(Memo {
         spec,
         platform,
         mtime,
         layers,
+    })
+}
+
+/// `pieces STEP INPUT CRC D1,D2,…`: the resume points as the differences between
+/// successive output offsets (`-` for none).
+fn pieces_line(pieces: &crate::compress::Pieces) -> String {
+    let mut before = 0;
+    let deltas: Vec<String> = pieces
+        .starts
+        .iter()
+        .map(|&start| {
+            let delta = start - before;
+            before = start;
+            delta.to_string()
+        })
+        .collect();
+    let deltas = if deltas.is_empty() {
+        "-".to_owned()
+    } else {
+        deltas.join(",")
+    };
+    format!(
+        "pieces {} {} {} {deltas}\n",
+        pieces.step, pieces.input, pieces.crc
+    )
+}
+
+fn parse_pieces(text: &str) -> Option<crate::compress::Pieces> {
+    let mut parts = text.split(' ');
+    let step: u64 = parts.next()?.parse().ok()?;
+    let input: u64 = parts.next()?.parse().ok()?;
+    let crc = parts.next()?.parse().ok()?;
+    let mut at = 0u64;
+    let starts = match parts.next()? {
+        "-" => Vec::new(),
+        deltas => deltas
+            .split(',')
+            .map(|delta| {
+                at = at.checked_add(delta.parse().ok()?)?;
+                Some(at)
+            })
+            .collect::<Option<Vec<u64>>>()?,
+    };
+    // At most one resume point per step of input: anything else is not a memo this
+    // server wrote.
+    let fits = step > 0 && starts.len() as u64 <= input / step;
+    (fits && parts.next().is_none()).then_some(crate::compress::Pieces {
+        step,
+        starts,
+        crc,
+        input,
     })
 }
