@@ -616,9 +616,9 @@ mod tests {
         assert_eq!(
             (memo::MEMO_SALT, gzip.as_str(), zstd.as_str()),
             (
-                &b"image-maker serve digests v4\0"[..],
+                &b"image-maker serve digests v5\0"[..],
                 "sha256:54d6d3409eea07fd6e0191211c7685f5e089ee4edfdc0e59b4f2cb70780da935",
-                "sha256:cb177cb393f9b0f9137a6d0f58e7f82a6b17a4c512f767e826f26c23a0c507f3",
+                "sha256:57555399960c48aa2e3cf05ff220bc956fda2753656591ce51f9933acf630e79",
             )
         );
     }

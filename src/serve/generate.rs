@@ -204,6 +204,12 @@ impl Layer {
         !self.compressed() || self.pieces.is_some()
     }
 
+    /// Whether a compressed range from `at` starts at a piece past the first: otherwise it
+    /// is made from the blob's first byte.
+    pub fn resumes_at(&self, at: u64) -> bool {
+        self.pieces.as_ref().is_some_and(|p| p.before(at).0 > 0)
+    }
+
     fn layer_spec(&self) -> LayerSpec {
         self.spec.layers()[self.number as usize - 1]
     }
