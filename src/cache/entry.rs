@@ -85,7 +85,7 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    fn of(digest: &str, meta: &fs::Metadata) -> Self {
+    pub(crate) fn of(digest: &str, meta: &fs::Metadata) -> Self {
         Self {
             digest: digest.to_owned(),
             ino: meta.ino(),

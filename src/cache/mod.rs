@@ -300,6 +300,57 @@ impl Cache {
         }
     }
 
+    /// Every layer blob of every sound entry whose stamp still holds: bytes that are what
+    /// was hashed, which a server may send as they are. One `stat` per blob.
+    pub(crate) fn trusted_layers(&self) -> Vec<TrustedLayer> {
+        let mut trusted = Vec::new();
+        let Ok(items) = fs::read_dir(self.dir("entries")) else {
+            return trusted;
+        };
+        for item in items.flatten() {
+            let dir = item.path();
+            let Checked::Sound { entry, changed } = Entry::check(&dir) else {
+                continue;
+            };
+            let stamps: HashMap<&str, &Stamp> = entry
+                .stamps
+                .iter()
+                .map(|s| (s.digest.as_str(), s))
+                .collect();
+            for layer in entry.layer_sets().into_iter().flatten() {
+                let digest = &layer.digest;
+                if changed.iter().any(|b| &b.digest == digest) {
+                    continue;
+                }
+                if let Some(stamp) = stamps.get(digest.as_str()) {
+                    trusted.push(TrustedLayer {
+                        path: dir
+                            .join("blobs/sha256")
+                            .join(digest.trim_start_matches("sha256:")),
+                        entry: dir.clone(),
+                        size: layer.size,
+                        stamp: (*stamp).clone(),
+                    });
+                }
+            }
+        }
+        trusted
+    }
+
+    /// When an entry last came or went: the entries directory's modification time.
+    pub(crate) fn entries_changed(&self) -> Option<std::time::SystemTime> {
+        fs::metadata(self.dir("entries"))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Checks the entry in `dir` as a build would before using it: blobs whose stamps
+    /// moved are hashed, and one found damaged marks the entry (and every entry holding
+    /// it), so that its next build replaces it. Whether it is sound.
+    pub(crate) fn recheck(&self, dir: &Path) -> Result<bool, Error> {
+        Ok(self.sound(dir, &Progress::hidden())?.is_ok())
+    }
+
     /// The stamps of every sound entry's blobs, by digest: what the store's files must match
     /// to be linked into a new entry unhashed.
     fn trusted_stamps(&self) -> HashMap<String, Vec<Stamp>> {
@@ -376,6 +427,17 @@ impl Cache {
         // The log is for people and tests; a build does not fail over it.
         let _ = files::append(&path).and_then(|mut f| f.write_all(text.as_bytes()));
     }
+}
+
+/// A layer blob of a cache entry, as its entry recorded it when it was hashed.
+#[derive(Debug, Clone)]
+pub(crate) struct TrustedLayer {
+    /// The blob's file in the entry.
+    pub path: PathBuf,
+    /// The entry's directory.
+    pub entry: PathBuf,
+    pub size: u64,
+    pub stamp: Stamp,
 }
 
 /// An entry in use: it stays in the cache (gc skips it) until every clone is dropped.

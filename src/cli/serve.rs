@@ -47,6 +47,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub images: Option<PathBuf>,
 
+    /// A TOML file as `--images` takes, whose images are built into the cache
+    /// (`IMAGE_MAKER_CACHE_DIR`) at start, in the background, and served by name: their
+    /// blobs are then sent from the cache's files instead of generated
+    #[arg(long, value_name = "FILE")]
+    pub warm: Option<PathBuf>,
+
     /// Require credentials: `basic:USER:PASS`, or `bearer:USER:PASS` for docker's token flow
     /// (the token endpoint is `/token`); `htpasswd:FILE` or `bearer-htpasswd:FILE` for the
     /// users of an htpasswd file of bcrypt hashes (`htpasswd -B`)
@@ -308,11 +314,15 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
     options.plan_cache = args.plan_cache;
     options.cache_dir = match Cache::from_env() {
         Ok(cache) => Some(cache.root().to_path_buf()),
+        Err(e) if args.warm.is_some() => return Err(e),
         Err(e) => {
             eprintln!("warning: {e}; layer digests are kept in memory only");
             None
         }
     };
+    if let Some(path) = &args.warm {
+        options.warm = serve::read_images(path)?;
+    }
     let named: usize = options.named.values().map(|tags| tags.len()).sum();
     let scheme = if options.tls.is_some() {
         "https"

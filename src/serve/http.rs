@@ -15,12 +15,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::auth::{Gate, Presented, Verdict};
 use super::body::{Body, Check, Logged, Recording, Streams, Ticket, QUEUE_WAIT};
 use super::bounded::Bounded;
+use super::cached::Lookup;
 use super::catalog::{Catalog, Stored, Work};
 use super::conn::{Activity, Flushes};
 use super::fault::{self, Damage, Fault, RetryAfter};
 use super::images_file::Named;
 use super::limits::{self, Limits, Over};
 use super::listing;
+use super::metrics::BlobSource;
 use super::metrics::{Metrics, Route};
 use super::name::Name;
 use super::passes::{Busy, Failed, Passes};
@@ -31,6 +33,8 @@ use crate::spec::{spec_of_tag, Spec};
 #[derive(Debug)]
 pub(crate) struct State {
     pub catalog: Catalog,
+    /// The cache whose layer files are sent instead of generated, when it has them.
+    pub from_cache: Option<Arc<super::cached::FromCache>>,
     pub named: Named,
     pub auth: Option<Gate>,
     pub log: bool,
@@ -830,7 +834,29 @@ async fn blob(
             Err(refused) => return refused,
         };
         let start = range.start;
+        let cached = match (&stored, &state.from_cache) {
+            (Stored::Layer(..), Some(from_cache)) => match from_cache.lookup(digest, size) {
+                Lookup::File(file) => Some(file),
+                Lookup::Stale(layer) => {
+                    from_cache.heal(layer);
+                    state.metrics.blob_source(BlobSource::Stale);
+                    None
+                }
+                Lookup::Missing => None,
+            },
+            _ => None,
+        };
+        if matches!(stored, Stored::Layer(..)) {
+            state.metrics.blob_source(match cached {
+                Some(_) => BlobSource::Cache,
+                None => BlobSource::Generated,
+            });
+        }
         match stored {
+            Stored::Layer(..) if cached.is_some() => {
+                let file = cached.expect("looked up");
+                Body::generated(ticket, start, damage, move |out| file.send(range, out))
+            }
             Stored::Config(bytes) => Body::generated(ticket, start, damage, move |out| {
                 let (a, b) = (usize::try_from(range.start), usize::try_from(range.end));
                 match (a, b) {

@@ -113,6 +113,34 @@ struct ByLimit {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BySource {
+    source: &'static str,
+}
+
+/// Where a layer blob's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlobSource {
+    /// A cache entry's file.
+    Cache,
+    /// Made from the spec.
+    Generated,
+    /// A cache file whose stamp failed: generated, and its entry checked.
+    Stale,
+}
+
+impl BlobSource {
+    const ALL: [Self; 3] = [Self::Cache, Self::Generated, Self::Stale];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Cache => "cache",
+            Self::Generated => "generated",
+            Self::Stale => "stale-cache",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ByKind {
     kind: &'static str,
 }
@@ -150,6 +178,7 @@ pub(crate) struct Metrics {
     auth_failures: Family<ByKind, Counter>,
     connections_open: Gauge,
     connections_refused: Counter,
+    blob_sources: Family<BySource, Counter>,
 }
 
 /// Counts one in a gauge for as long as it lives.
@@ -259,7 +288,19 @@ impl Metrics {
             "Client connections closed at once, over the connection cap",
             connections_refused.clone(),
         );
+        let blob_sources = Family::<BySource, Counter>::default();
+        for source in BlobSource::ALL {
+            let _ = blob_sources.get_or_create(&BySource {
+                source: source.label(),
+            });
+        }
+        registry.register(
+            "layer_blob_bodies",
+            "Layer blob bodies started, by where their bytes come from: a cache entry's file (cache), made from the spec (generated), or made because a cached file failed its stamp (stale-cache)",
+            blob_sources.clone(),
+        );
         Self {
+            blob_sources,
             access,
             registry,
             requests,
@@ -298,6 +339,15 @@ impl Metrics {
     /// A digest pass waits in the pool's queue until the guard is dropped.
     pub fn pass_queued(&self) -> GaugeGuard {
         GaugeGuard::new(&self.passes_queued)
+    }
+
+    /// A layer blob's body starts, its bytes from `source`.
+    pub fn blob_source(&self, source: BlobSource) {
+        self.blob_sources
+            .get_or_create(&BySource {
+                source: source.label(),
+            })
+            .inc();
     }
 
     /// A digest pass runs until the guard is dropped.

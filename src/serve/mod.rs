@@ -20,6 +20,7 @@
 mod auth;
 mod body;
 mod bounded;
+mod cached;
 mod catalog;
 mod conn;
 mod family;
@@ -75,8 +76,13 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Modification time in every image, as `SOURCE_DATE_EPOCH` gives the CLI's builds.
     pub mtime: u64,
-    /// The cache directory whose `serve/v1/` keeps the layer digests; `None`: memory only.
+    /// The cache directory whose `serve/v1/` keeps the layer digests, and whose entries'
+    /// layer blobs are sent as files when they are there; `None`: memory only, every blob
+    /// generated.
     pub cache_dir: Option<PathBuf>,
+    /// Images to build into the cache at start, in the background (`--warm FILE`), so
+    /// that their blobs are sent from it; they are served by name too. Needs `cache_dir`.
+    pub warm: Named,
     /// One access-log line per request on stderr.
     pub access_log: bool,
     // `/metrics`.
@@ -122,6 +128,25 @@ pub struct ServeOptions {
     pub plan_cache: u64,
 }
 
+/// The build requests of `warm`'s images, as the server serves them.
+fn warm_requests(warm: &Named, mtime: u64) -> Vec<crate::BuildRequest> {
+    let mut requests = Vec::new();
+    for (repository, tags) in warm {
+        for (tag, image) in tags {
+            let Ok(reference) = crate::Reference::parse(&format!("{repository}:{tag}")) else {
+                continue;
+            };
+            requests.push(
+                crate::BuildRequest::new(image.spec.normalized(), reference)
+                    .platforms(image.platforms.clone())
+                    .config(image.config.clone())
+                    .mtime(mtime),
+            );
+        }
+    }
+    requests
+}
+
 /// Defaults of the limits; the measurements behind them are in docs/serve.md.
 impl ServeOptions {
     /// Streams at once: a stream whose client stopped reading holds about 5 MiB (its
@@ -152,6 +177,7 @@ impl ServeOptions {
             tls: None,
             mtime: 0,
             cache_dir: None,
+            warm: Named::new(),
             access_log: false,
             metrics: MetricsAccess::Open,
             public_url: None,
@@ -413,13 +439,28 @@ impl Server {
         let mut limited: Vec<&'static str> = limits::Limit::ALL.iter().map(|l| l.name()).collect();
         limited.extend(["digest-queue", "max-streams"]);
         metrics.limits(&limited);
+        let from_cache = options
+            .cache_dir
+            .as_ref()
+            .map(|dir| Arc::new(cached::FromCache::new(crate::Cache::at(dir))));
+        let mut named = options.named;
+        if let Some(from_cache) = &from_cache {
+            from_cache.warm(warm_requests(&options.warm, options.mtime));
+        }
+        for (repository, tags) in options.warm {
+            let known = named.entry(repository).or_default();
+            for (tag, image) in tags {
+                known.entry(tag).or_insert(image);
+            }
+        }
         let state = Arc::new(http::State {
             catalog: catalog::Catalog::bounded(
                 options.mtime,
                 options.cache_dir.map(|dir| dir.join("serve").join("v1")),
                 catalog::Bounds::with_plans(options.plan_cache),
             ),
-            named: options.named,
+            from_cache,
+            named,
             auth: gate.map(|(auth, secret)| auth::Gate::new(auth, secret, &public_url)),
             log: options.access_log,
             seen: http::Seen::default(),

@@ -125,7 +125,7 @@ impl Served {
     /// The log once it holds `line`: a request's line is written when its body is done,
     /// which can come after the client has what it asked for. The minute is a guard
     /// against a line that never comes, which fails the test.
-    fn log_with(&self, line: &str) -> String {
+    pub(crate) fn log_with(&self, line: &str) -> String {
         wait_for(
             &format!("`{line}` in serve's log"),
             Duration::from_secs(60),

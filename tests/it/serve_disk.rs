@@ -434,3 +434,122 @@ fn replicas_on_one_cache_directory_answer_each_others_digests() {
         &format!("oci:{}:1", copied.path().display()),
     ]));
 }
+
+/// How many layer blob bodies `server` has started from `source` (`cache`, `generated`,
+/// `stale-cache`).
+fn bodies_from(curl: Tool, server: &Served, source: &str) -> f64 {
+    let samples = crate::serve_metrics::parse(&crate::serve_metrics::metrics_text(curl, server));
+    let key = format!("image_maker_layer_blob_bodies_total{{source=\"{source}\"}}");
+    samples.get(&key).copied().unwrap_or(0.0)
+}
+
+/// The first layer's digest of the image `path` names.
+fn first_layer(curl: Tool, server: &Served, path: &str) -> String {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&server.get_ok(curl, path)).expect("a manifest");
+    manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("a digest")
+        .to_owned()
+}
+
+#[test]
+fn a_cached_image_is_sent_from_the_cache_and_a_damaged_blob_is_regenerated_and_healed() {
+    let Some(curl) = tool("curl") else { return };
+    let cache = tempdir();
+    let list = "16MB:ratio=3:compression=gzip";
+    let work = tempdir();
+    let images = work.path().join("warm.toml");
+    fs::write(
+        &images,
+        format!("\"mock/warm:v1\" = {{ layers = \"{list}\" }}\n"),
+    )
+    .expect("written");
+    let server = Served::start_in(&["--warm", path_str(&images)], cache.path());
+    server.log_with("cache: warmed 1 of 1 images");
+    let digest = first_layer(curl, &server, "/v2/mock/warm/manifests/v1");
+    let blob = format!("/v2/mock/warm/blobs/{digest}");
+    // From the cache: the right bytes, for a fraction of the CPU that making them costs.
+    let cpu = crate::serve_limits::cpu_seconds(server.pid());
+    for _ in 0..3 {
+        assert_eq!(sha256(&server.get_ok(curl, &blob)), digest);
+    }
+    let from_cache = crate::serve_limits::cpu_seconds(server.pid()) - cpu;
+    assert_eq!(bodies_from(curl, &server, "cache"), 3.0);
+    assert_eq!(bodies_from(curl, &server, "generated"), 0.0);
+    // The same tag by its synthesized name is the same image, so the same file.
+    assert_eq!(
+        first_layer(curl, &server, &format!("/v2/mock/manifests/{}", tag(list))),
+        digest
+    );
+    assert_eq!(sha256(&server.get_ok(curl, &blob)), digest);
+    assert_eq!(bodies_from(curl, &server, "cache"), 4.0);
+
+    // One byte of the cached file changed in place, as a careless hand or a disk would.
+    let file = fs::read_dir(cache.path().join("v1/entries"))
+        .expect("entries")
+        .flatten()
+        .map(|e| e.path().join("blobs/sha256").join(&digest[7..]))
+        .find(|p| p.exists())
+        .expect("the entry holds the layer");
+    let mut bytes = fs::read(&file).expect("read");
+    bytes[1000] ^= 0xff;
+    fs::write(&file, &bytes).expect("damaged");
+    // Not sent: the stamp moved, so the blob is made again, byte for byte right.
+    let cpu = crate::serve_limits::cpu_seconds(server.pid());
+    assert_eq!(sha256(&server.get_ok(curl, &blob)), digest);
+    let generated = crate::serve_limits::cpu_seconds(server.pid()) - cpu;
+    assert_eq!(bodies_from(curl, &server, "stale-cache"), 1.0);
+    assert_eq!(bodies_from(curl, &server, "generated"), 1.0);
+    assert!(
+        from_cache * 4.0 < generated * 3.0,
+        "three sends from the cache took {from_cache:.2} CPU s, one generated {generated:.2}"
+    );
+    // The entry is checked, found damaged, and built again: the next GETs come from the
+    // cache once more, with the right bytes.
+    server.log_with("is damaged: building its entry again (--warm)");
+    wait_for(
+        "the healed entry to be sent from the cache",
+        Duration::from_secs(120),
+        || {
+            assert_eq!(sha256(&server.get_ok(curl, &blob)), digest);
+            bodies_from(curl, &server, "cache") > 4.0
+        },
+    );
+    let healed = fs::read(&file).expect("read");
+    assert_eq!(sha256(&healed), digest, "{}", server.log());
+}
+
+#[test]
+fn a_layer_built_by_the_cli_is_sent_from_the_cache_by_any_name_of_its_image() {
+    let Some(curl) = tool("curl") else { return };
+    let cache = tempdir();
+    let work = tempdir();
+    let list = "3MB:compression=zstd,1MB";
+    run_ok(
+        image_maker()
+            .env("IMAGE_MAKER_CACHE_DIR", cache.path())
+            .args(["-s", list, "-o"])
+            .arg(format!("oci:{}", work.path().join("out").display()))
+            .arg("mock/built:1"),
+    );
+    let server = Served::start_in(&[], cache.path());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&server.get_ok(curl, &format!("/v2/mock/manifests/{}", tag(list))))
+            .expect("a manifest");
+    for layer in manifest["layers"].as_array().expect("layers") {
+        let digest = layer["digest"].as_str().expect("a digest");
+        assert_eq!(
+            sha256(&server.get_ok(curl, &format!("/v2/mock/blobs/{digest}"))),
+            digest
+        );
+    }
+    assert_eq!(bodies_from(curl, &server, "cache"), 2.0);
+    // A name whose image the cache lacks is generated, as before.
+    let other = first_layer(curl, &server, "/v2/mock/manifests/2MB");
+    assert_eq!(
+        sha256(&server.get_ok(curl, &format!("/v2/mock/blobs/{other}"))),
+        other
+    );
+    assert_eq!(bodies_from(curl, &server, "generated"), 1.0);
+}

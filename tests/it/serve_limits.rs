@@ -43,7 +43,7 @@ fn metric(curl: Tool, server: &Served, name: &str) -> f64 {
 }
 
 /// CPU seconds the process has used (user and system), from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat
