@@ -20,7 +20,9 @@ commands:
                      versus sha256sum of its blobs), `tree` (a 100000-file tree of skewed
                      sizes versus sizes=even), `expect` (the oracle of 512MB:tree=100000
                      versus building it) or `soak` (compressed layers' digests across
-                     thread counts, taskset and serve; not in CI)
+                     thread counts, taskset and serve; not in CI), `serve-vs-registry`
+                     (1 GiB blobs of each layer kind from serve zero-disk and from its
+                     cache, a last-MiB Range and docker pull, versus docker-registry)
   bench downstream [compile|fixture]
                      what a fixture user pays: examples/downstream's cold test build with
                      and without default features; a 256 MB fixture in a debug-profile test
@@ -51,6 +53,10 @@ impl Task for Bench {
         if name == "serve-attack" {
             return serve_attack::run(args, sh);
         }
+        let name = match name {
+            "serve-vs-registry" => "serve_vs_registry",
+            other => other,
+        };
         cmd!(sh, "cargo bench --bench {name} {args...}").run()?;
         Ok(())
     }
