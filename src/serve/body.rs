@@ -278,7 +278,7 @@ impl Body {
             0,
             start..u64::MAX,
             damage,
-            Some((check, HashingWriter::new(io::sink()))),
+            Some((check, Hashing::start())),
             write,
         )
     }
@@ -288,7 +288,7 @@ impl Body {
         at: u64,
         window: std::ops::Range<u64>,
         damage: Damage,
-        check: Option<(Check, HashingWriter<io::Sink>)>,
+        check: Option<(Check, io::Result<Hashing>)>,
         write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
     ) -> Self {
         let (tx, rx) = mpsc::channel(DEPTH);
@@ -303,9 +303,19 @@ impl Body {
                 skip: window.start.saturating_sub(at),
                 until: window.end,
                 damage,
-                check,
+                flipped: None,
+                check: None,
             };
-            let result = match write(&mut sender) {
+            let result = match check {
+                Some((check, Ok(hashing))) => {
+                    sender.check = Some((check, hashing));
+                    Ok(())
+                }
+                Some((_, Err(e))) => Err(e),
+                None => Ok(()),
+            };
+            let result = result.and_then(|()| write(&mut sender));
+            let result = match result {
                 // The window is full: the rest is not wanted.
                 Err(e) if sender.at >= sender.until && e.kind() == io::ErrorKind::WriteZero => {
                     Ok(())
@@ -383,18 +393,83 @@ struct Sender {
     /// Blob offset of the end of the range: bytes from there on are not wanted.
     until: u64,
     damage: Damage,
-    check: Option<(Check, HashingWriter<io::Sink>)>,
+    /// Where `faults/corrupt` flipped a byte of `buf`: the check hashes it unflipped.
+    flipped: Option<usize>,
+    check: Option<(Check, Hashing)>,
+}
+
+/// A checked stream's hash, made on a thread of its own from the chunks as they go out,
+/// so that SHA-256 (about 0.45 s a GiB) does not hold up the thread that makes them.
+struct Hashing {
+    chunks: Option<std::sync::mpsc::SyncSender<Bytes>>,
+    done: Option<std::thread::JoinHandle<crate::digest::Blob>>,
+}
+
+impl Hashing {
+    fn start() -> io::Result<Self> {
+        // A few chunks ahead at most: what waits here is memory.
+        let (chunks, queue) = std::sync::mpsc::sync_channel::<Bytes>(4);
+        let done = std::thread::Builder::new()
+            .name("image-maker-check".into())
+            .spawn(move || {
+                let mut hashing = HashingWriter::new(io::sink());
+                for chunk in queue {
+                    // Into a sink: cannot fail.
+                    let _ = hashing.write_all(&chunk);
+                }
+                hashing.complete().0
+            })?;
+        Ok(Self {
+            chunks: Some(chunks),
+            done: Some(done),
+        })
+    }
+
+    fn feed(&self, chunk: Bytes) -> io::Result<()> {
+        self.chunks
+            .as_ref()
+            .and_then(|chunks| chunks.send(chunk).ok())
+            .ok_or_else(|| io::Error::other("the check's thread stopped"))
+    }
+
+    fn finish(mut self) -> io::Result<crate::digest::Blob> {
+        drop(self.chunks.take());
+        self.done
+            .take()
+            .and_then(|done| done.join().ok())
+            .ok_or_else(|| io::Error::other("the check's thread stopped"))
+    }
 }
 
 impl Sender {
-    fn send(&mut self) -> io::Result<()> {
+    /// `buf` as a chunk to send, given to the check first (as it was generated).
+    fn seal(&mut self) -> io::Result<Option<Bytes>> {
         if self.buf.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .blocking_send(Ok(Bytes::from(chunk)))
-            .map_err(|_| gone())
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK),
+        ));
+        let flipped = self.flipped.take();
+        if let Some((_, hashing)) = &self.check {
+            hashing.feed(match flipped {
+                None => chunk.clone(),
+                Some(i) => {
+                    let mut generated = chunk.to_vec();
+                    generated[i] ^= 0xff;
+                    Bytes::from(generated)
+                }
+            })?;
+        }
+        Ok(Some(chunk))
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        match self.seal()? {
+            Some(chunk) => self.tx.blocking_send(Ok(chunk)).map_err(|_| gone()),
+            None => Ok(()),
+        }
     }
 
     /// Chunks small enough that a slow stream is paced smoothly.
@@ -417,8 +492,12 @@ impl Sender {
     /// Sends what is left once the generator is done, a checked stream's last bytes only
     /// if its bytes hash to its digest.
     fn finish(&mut self) -> io::Result<()> {
+        let last = self.seal()?;
         self.verify()?;
-        self.send()
+        match last {
+            Some(chunk) => self.tx.blocking_send(Ok(chunk)).map_err(|_| gone()),
+            None => Ok(()),
+        }
     }
 
     /// At the end of a checked stream: whether its bytes hash to its digest.
@@ -426,7 +505,7 @@ impl Sender {
         let Some((check, hashing)) = self.check.take() else {
             return Ok(());
         };
-        let (made, _) = hashing.complete();
+        let made = hashing.finish()?;
         if made.size == check.size && made.digest == check.digest {
             return Ok(());
         }
@@ -452,8 +531,8 @@ impl Write for Sender {
                 return Err(gone());
             }
             let n = usize::try_from(self.skip).map_or(data.len(), |s| s.min(data.len()));
-            if let Some((_, hashing)) = &mut self.check {
-                hashing.write_all(&data[..n])?;
+            if let Some((_, hashing)) = &self.check {
+                hashing.feed(Bytes::copy_from_slice(&data[..n]))?;
             }
             self.skip -= n as u64;
             self.at += n as u64;
@@ -468,10 +547,6 @@ impl Write for Sender {
         let room = self.chunk_len().saturating_sub(self.buf.len()).max(1);
         let left = usize::try_from(self.until - self.at).unwrap_or(usize::MAX);
         let mut n = room.min(data.len()).min(left);
-        if let Some((_, hashing)) = &mut self.check {
-            // The generated bytes, before any damage a fault does on purpose.
-            hashing.write_all(&data[..n])?;
-        }
         let end = self.at + n as u64;
         if let Some(cut) = self.damage.truncate_at.filter(|cut| *cut < end) {
             n = usize::try_from(cut.saturating_sub(self.at)).unwrap_or(0);
@@ -491,6 +566,7 @@ impl Write for Sender {
         {
             let index = from + usize::try_from(flip - self.at).unwrap_or(0);
             self.buf[index] ^= 0xff;
+            self.flipped = Some(index);
         }
         self.at = end;
         if self.buf.len() >= self.chunk_len() && !self.holds_last() {

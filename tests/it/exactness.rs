@@ -1,12 +1,15 @@
 //! One corpus of specs through every path that yields bytes, each compared with the
 //! reference build byte for byte, by hash: the CLI at 1, 2, 3 and 8 compressing threads
 //! and on one core, a cold cache and a cache hit, `oci-archive:`, `cache:SPEC` pushed to a
-//! real registry, serve (its digest pass, three full GETs, two at once, and the blob put
-//! together from Ranges at random cut points), and the dockerfile builder's files.
+//! real registry, serve (its digest pass, three full GETs, two at once, the blob put
+//! together from Ranges at random cut points, and short Ranges at random offsets against
+//! the reference's bytes), and the dockerfile builder's files.
 //!
 //! The compressed specs are large enough for the encoders to run in parallel: 64 MiB of
 //! compressible input is 512 gzip blocks, 256 per worker on two cores; zstd's are several
-//! 2 MiB jobs. Nothing large is kept: blobs are hashed as they are read.
+//! 2 MiB frames. Their Ranges start past the first MiB, so serve makes them from a piece.
+//! Nothing large is kept: blobs are hashed as they are read, but for one case's reference
+//! layout while serve's Ranges are compared with it.
 
 use std::fs;
 use std::io::Read;
@@ -130,6 +133,13 @@ fn assert_layout_holds(dir: &Path, made: &Made, what: &str) {
 
 /// The reference: `--no-cache` with the default thread count, its blobs checked.
 fn reference(case: &Case, work: &Path) -> Made {
+    let (made, dir) = reference_kept(case, work);
+    fs::remove_dir_all(&dir).expect("removed");
+    made
+}
+
+/// The reference, and the layout that holds it.
+fn reference_kept(case: &Case, work: &Path) -> (Made, std::path::PathBuf) {
     let dir = work.join("reference");
     let made = build(
         image_maker(),
@@ -137,8 +147,7 @@ fn reference(case: &Case, work: &Path) -> Made {
         &["--no-cache", "-o", &format!("oci:{}", dir.display())],
     );
     assert_layout_holds(&dir, &made, case.list);
-    fs::remove_dir_all(&dir).expect("removed");
-    made
+    (made, dir)
 }
 
 #[test]
@@ -302,7 +311,7 @@ fn serve_streams_the_reference_bytes_on_every_request() {
     fs::write(&images, names).expect("images file");
     let server = Served::start(&["--images", path_str(&images)]);
     for (n, case) in CORPUS.iter().enumerate() {
-        let expected = reference(case, work.path());
+        let (expected, layout) = reference_kept(case, work.path());
         let mut manifests = vec![format!("/v2/exact/case-{n}/manifests/1")];
         let tagged = run(image_maker().args(["tag", case.list]));
         if tagged.status.success() {
@@ -373,7 +382,21 @@ fn serve_streams_the_reference_bytes_on_every_request() {
                 "{}: from ranges cut at {bounds:?}",
                 case.list
             );
+            // Short ranges at random offsets, each the same bytes as the reference blob's
+            // there: a compressed one is made from the piece that holds its start.
+            let blob = fs::read(layout.join("blobs/sha256").join(&digest[7..])).expect("blob");
+            for start in cuts(&sha256(digest.as_bytes()), *size, 6) {
+                let end = (start + 70_000).min(*size);
+                let range = format!("{start}-{}", end - 1);
+                let out = run_ok(curl.cmd().args(["-sSf", "-r", &range, &url]));
+                assert!(
+                    out.stdout == blob[start as usize..end as usize],
+                    "{}: range {range} of {digest}",
+                    case.list
+                );
+            }
         }
+        fs::remove_dir_all(&layout).expect("removed");
     }
     assert!(!server.log().contains("error:"), "{}", server.log());
 }
