@@ -114,7 +114,7 @@ pub(crate) fn encode<W: Write, T>(
     out: W,
     produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
 ) -> io::Result<(T, W)> {
-    encode_pieces(compression, level, threads, Start::Beginning, out, produce)
+    encode_pieces(compression, level, threads, Start::First, out, produce)
         .map(|(value, out, _)| (value, out))
 }
 
@@ -126,6 +126,10 @@ pub(crate) struct Pieces {
     pub step: u64,
     /// Output offset of the piece that starts at input `(i + 1) * step`, for each i.
     pub starts: Vec<u64>,
+    /// The XXH3-64 of each step's output (from one start to the next, the header in the
+    /// first and the trailer in the last): one more than `starts`. A stream made again is
+    /// checked against them as it goes, for a fraction of what SHA-256 costs.
+    pub sums: Vec<u64>,
     /// The CRC-32 of the whole input, which a gzip stream's trailer holds.
     pub crc: u32,
     /// The input's length.
@@ -133,6 +137,11 @@ pub(crate) struct Pieces {
 }
 
 impl Pieces {
+    /// Where step `i`'s output ends: the next step's start, or `size` for the last.
+    pub fn step_end(&self, i: usize, size: u64) -> u64 {
+        self.starts.get(i).copied().unwrap_or(size)
+    }
+
     /// The resume point at or before output offset `at`: the input offset to produce
     /// from, and the output offset of its first byte.
     pub fn before(&self, at: u64) -> (u64, u64) {
@@ -147,7 +156,9 @@ impl Pieces {
 /// How an encoding begins.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Start {
-    /// At the input's first byte, with the stream's header; the pieces are indexed.
+    /// At the input's first byte, with the stream's header.
+    First,
+    /// The same, and the pieces are indexed.
     Beginning,
     /// At a resume point of an indexed stream, as [`Resume`] says.
     Resume(Resume),
@@ -224,7 +235,15 @@ struct Job {
     previous: Option<Arc<Vec<u8>>>,
     data: Arc<Vec<u8>>,
     last: bool,
-    done: Sender<io::Result<Vec<u8>>>,
+    done: Sender<io::Result<Encoded>>,
+}
+
+/// A piece as a worker encoded it.
+enum Encoded {
+    Bytes(Vec<u8>),
+    /// A raw zstd frame of the piece's own input: written from the input itself, which
+    /// saves copying it into a frame.
+    Raw(Arc<Vec<u8>>),
 }
 
 fn pieces<W: Write, T>(
@@ -236,12 +255,7 @@ fn pieces<W: Write, T>(
     produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
 ) -> io::Result<(T, W, Option<Pieces>)> {
     let (resume, primer) = match start {
-        Start::Beginning => {
-            if kind == Kind::Gzip {
-                out.write_all(&GZIP_HEADER)?;
-            }
-            (None, 0)
-        }
+        Start::First | Start::Beginning => (None, 0),
         Start::Resume(resume) => {
             let compression = match kind {
                 Kind::Gzip => Compression::Gzip,
@@ -268,15 +282,17 @@ fn pieces<W: Write, T>(
             primer: usize::try_from(primer).unwrap_or(0),
             crc: crc32fast::Hasher::new(),
             input: resume.map_or(0, |r| r.input),
-            written: if resume.is_none() && kind == Kind::Gzip {
-                GZIP_HEADER.len() as u64
-            } else {
-                0
-            },
+            written: 0,
             submitted: 0,
             starts: Vec::new(),
+            sums: Vec::new(),
+            sum: xxhash_rust::xxh3::Xxh3::new(),
+            index: matches!(start, Start::Beginning),
             resume,
         };
+        if resume.is_none() && kind == Kind::Gzip {
+            writer.emit(&GZIP_HEADER)?;
+        }
         let value = produce(&mut writer)?;
         let pieces = writer.finish()?;
         // Dropping the writer closes the queue, which ends the workers.
@@ -369,14 +385,14 @@ impl Encoder {
         })
     }
 
-    fn encode(&mut self, probe: &mut Deflater, job: &Job) -> io::Result<Vec<u8>> {
+    fn encode(&mut self, probe: &mut Deflater, job: &Job) -> io::Result<Encoded> {
         let random = incompressible(probe, &job.data);
         match self {
-            Self::Gzip { store, .. } if random => deflate_block(store, job),
-            Self::Gzip { deflate, .. } => deflate_block(deflate, job),
-            Self::Zstd(_) if random => Ok(raw_frame(&job.data)),
+            Self::Gzip { store, .. } if random => deflate_block(store, job).map(Encoded::Bytes),
+            Self::Gzip { deflate, .. } => deflate_block(deflate, job).map(Encoded::Bytes),
+            Self::Zstd(_) if random => Ok(Encoded::Raw(Arc::clone(&job.data))),
             // A frame is compressed from a reset session: nothing of the frames before.
-            Self::Zstd(frame) => frame.compress(&job.data),
+            Self::Zstd(frame) => frame.compress(&job.data).map(Encoded::Bytes),
         }
     }
 }
@@ -404,38 +420,49 @@ fn encode_jobs(queue: &Mutex<Receiver<Job>>, kind: Kind, level: u32) {
     }
 }
 
-/// A zstd frame that stores `data` as it is, in raw blocks, with the content size and
-/// checksum a compressed frame has. For data that would not shrink: zstd's own encoder
+/// A zstd frame that stores `data` as it is, in raw blocks, with its content size. For data that would not shrink: zstd's own encoder
 /// comes to the same raw blocks after searching every position, 0.75 s a GiB on one core
-/// here against about 0.1 s for this (most of it the checksum).
+/// here against a copy for this.
+#[cfg(test)]
 fn raw_frame(data: &[u8]) -> Vec<u8> {
-    let size = data.len() as u64;
     let mut out = Vec::with_capacity(data.len() + data.len() / ZSTD_RAW_BLOCK * 3 + 24);
-    out.extend_from_slice(&0xFD2F_B528_u32.to_le_bytes());
+    // Into memory: cannot fail.
+    let _ = write_raw_frame(data, &mut |bytes| {
+        out.extend_from_slice(bytes);
+        Ok(())
+    });
+    out
+}
+
+/// Writes the raw frame of `data` in parts: the data goes out from where it is, never
+/// copied into a frame first.
+fn write_raw_frame(data: &[u8], emit: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    let size = data.len() as u64;
+    let mut header = 0xFD2F_B528_u32.to_le_bytes().to_vec();
     // Frame header descriptor: content size field width, single segment (the content is
-    // the window), checksum; no dictionary.
+    // the window); no checksum (the blob's digest covers the bytes, and XXH64 of every
+    // random byte cost 0.07 CPU s a GiB), no dictionary.
     let (width, field) = match size {
         0..=255 => (0u8, vec![size as u8]),
         256..=65_791 => (1, ((size - 256) as u16).to_le_bytes().to_vec()),
         65_792..=0xFFFF_FFFF => (2, (size as u32).to_le_bytes().to_vec()),
         _ => (3, size.to_le_bytes().to_vec()),
     };
-    out.push(width << 6 | 1 << 5 | 1 << 2);
-    out.extend_from_slice(&field);
+    header.push(width << 6 | 1 << 5);
+    header.extend_from_slice(&field);
     if data.is_empty() {
         // One empty raw block, the last.
-        out.extend_from_slice(&[1, 0, 0]);
+        header.extend_from_slice(&[1, 0, 0]);
     }
+    emit(&header)?;
     let mut blocks = data.chunks(ZSTD_RAW_BLOCK).peekable();
     while let Some(block) = blocks.next() {
         // Last-block bit, type 0 (raw), then the size: 24 bits, little-endian.
         let header = u32::from(blocks.peek().is_none()) | (block.len() as u32) << 3;
-        out.extend_from_slice(&header.to_le_bytes()[..3]);
-        out.extend_from_slice(block);
+        emit(&header.to_le_bytes()[..3])?;
+        emit(block)?;
     }
-    let checksum = xxhash_rust::xxh64::xxh64(data, 0) as u32;
-    out.extend_from_slice(&checksum.to_le_bytes());
-    out
+    Ok(())
 }
 
 /// Bytes of each sample [`incompressible`] tries: less than the window's half, so that a
@@ -516,7 +543,7 @@ struct PieceWriter<'a, W: Write> {
     kind: Kind,
     out: &'a mut W,
     jobs: Sender<Job>,
-    pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
+    pending: VecDeque<Receiver<io::Result<Encoded>>>,
     in_flight: usize,
     current: Vec<u8>,
     previous: Option<Arc<Vec<u8>>>,
@@ -530,6 +557,11 @@ struct PieceWriter<'a, W: Write> {
     /// Pieces handed to the workers.
     submitted: u64,
     starts: Vec<u64>,
+    sums: Vec<u64>,
+    /// The current step's output so far.
+    sum: xxhash_rust::xxh3::Xxh3,
+    /// Whether the pieces are indexed and summed.
+    index: bool,
     resume: Option<Resume>,
 }
 
@@ -566,15 +598,28 @@ impl<W: Write> PieceWriter<'_, W> {
         let piece = result
             .recv()
             .map_err(|_| io::Error::other("a compressing worker stopped"))??;
-        if self.resume.is_none() {
+        if self.index {
             let index = self.submitted - self.pending.len() as u64 - 1;
             let at = index * self.kind.piece() as u64;
             if at > 0 && at.is_multiple_of(self.kind.step()) {
                 self.starts.push(self.written);
+                self.sums.push(self.sum.digest());
+                self.sum.reset();
             }
         }
-        self.written += piece.len() as u64;
-        self.out.write_all(&piece)
+        match piece {
+            Encoded::Bytes(bytes) => self.emit(&bytes),
+            Encoded::Raw(data) => write_raw_frame(&data, &mut |bytes| self.emit(bytes)),
+        }
+    }
+
+    /// Writes `bytes` of output, counted and (when indexing) summed.
+    fn emit(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.index {
+            self.sum.update(bytes);
+        }
+        self.written += bytes.len() as u64;
+        self.out.write_all(bytes)
     }
 
     fn finish(mut self) -> io::Result<Option<Pieces>> {
@@ -590,14 +635,16 @@ impl<W: Write> PieceWriter<'_, W> {
             None => std::mem::take(&mut self.crc).finalize(),
         };
         if self.kind == Kind::Gzip {
-            self.out.write_all(&crc.to_le_bytes())?;
             // ISIZE: the input's length modulo 2^32, as RFC 1952 has it.
-            self.out.write_all(&(self.input as u32).to_le_bytes())?;
+            let trailer = [crc.to_le_bytes(), (self.input as u32).to_le_bytes()].concat();
+            self.emit(&trailer)?;
         }
         self.out.flush()?;
-        Ok(self.resume.is_none().then(|| Pieces {
+        self.sums.push(self.sum.digest());
+        Ok(self.index.then(|| Pieces {
             step: self.kind.step(),
             starts: std::mem::take(&mut self.starts),
+            sums: std::mem::take(&mut self.sums),
             crc,
             input: self.input,
         }))
@@ -645,7 +692,7 @@ impl<W: Write> Write for PieceWriter<'_, W> {
 ///   conservative bound, n + n/8 + n/64 + 11.
 /// - zstd: each 2 MiB frame bounded as `ZSTD_compressBound` bounds one input (n + n/256,
 ///   plus up to 64 bytes when n < 128 KiB), plus 18 bytes of frame header and 4 of
-///   checksum; a raw frame (3 bytes a 128 KiB block, 13 of header and checksum) is less.
+///   checksum; a raw frame (3 bytes a 128 KiB block, 9 of header) is less.
 ///
 /// `level` is the layer's, `None` for the encoding's default.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
@@ -887,7 +934,7 @@ mod tests {
     fn pinned_encodings() {
         // A change to either encoder's bytes changes every compressed image's digest. The
         // zstd pin moved when zstd became independent frames (a decision: every zstd
-        // digest changed then), this input's to one raw frame.
+        // digest changed then), this input's to one raw frame (without a checksum).
         let input = data(300 << 10, Ratio::ONE);
         let gzip = Blob::of(&compressed(Compression::Gzip, None, 2, &input));
         let zstd = Blob::of(&compressed(Compression::Zstd, None, 2, &input));
@@ -901,8 +948,8 @@ mod tests {
         assert_eq!(
             (zstd.digest.as_str(), zstd.size),
             (
-                "sha256:59eab2d836ef9af3d4d6d10f5c6f37e3cb2a3e7817f5dbc38703d6419fc3f71e",
-                307222
+                "sha256:eb925c9fc5b9d46808e990f44ba86c61bdd0674d87b92674daac2bc9d9e48266",
+                307218
             )
         );
     }
@@ -916,6 +963,13 @@ mod tests {
             .expect("in memory");
         let pieces = pieces.expect("indexed");
         assert_eq!(pieces.input, input.len() as u64);
+        assert_eq!(pieces.sums.len(), pieces.starts.len() + 1);
+        for (i, sum) in pieces.sums.iter().enumerate() {
+            let from = if i == 0 { 0 } else { pieces.starts[i - 1] };
+            let to = pieces.step_end(i, whole.len() as u64);
+            let bytes = &whole[from as usize..to as usize];
+            assert_eq!(*sum, xxhash_rust::xxh3::xxh3_64(bytes), "step {i}");
+        }
         for (i, &at) in pieces.starts.iter().enumerate() {
             let (from, output) = pieces.before(at);
             assert_eq!((from, output), ((i as u64 + 1) * pieces.step, at));
@@ -1002,16 +1056,22 @@ mod tests {
             last: false,
             done: mpsc::channel().0,
         };
+        let bytes = |encoded: Encoded| match encoded {
+            Encoded::Bytes(bytes) => bytes,
+            Encoded::Raw(data) => raw_frame(&data),
+        };
         let mut probe = Deflater::new(flate2::Compression::fast()).expect("new");
         let alone = Encoder::new(Kind::Zstd, 3)
             .and_then(|mut e| e.encode(&mut probe, &job(&frame)))
+            .map(bytes)
             .expect("encoded");
         let mut worker = Encoder::new(Kind::Zstd, 3).expect("new");
         for before in [data(1 << 20, "7".parse().expect("valid")), frame.to_vec()] {
             worker
                 .encode(&mut probe, &job(&Arc::new(before)))
                 .expect("encoded");
-            assert!(worker.encode(&mut probe, &job(&frame)).expect("encoded") == alone);
+            let again = worker.encode(&mut probe, &job(&frame)).map(bytes);
+            assert!(again.expect("encoded") == alone);
         }
     }
 

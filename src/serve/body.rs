@@ -278,7 +278,7 @@ impl Body {
             0,
             start..u64::MAX,
             damage,
-            Some((check, Hashing::start())),
+            Some(Checker::start(check)),
             write,
         )
     }
@@ -288,7 +288,7 @@ impl Body {
         at: u64,
         window: std::ops::Range<u64>,
         damage: Damage,
-        check: Option<(Check, io::Result<Hashing>)>,
+        check: Option<io::Result<Checker>>,
         write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
     ) -> Self {
         let (tx, rx) = mpsc::channel(DEPTH);
@@ -307,11 +307,11 @@ impl Body {
                 check: None,
             };
             let result = match check {
-                Some((check, Ok(hashing))) => {
-                    sender.check = Some((check, hashing));
+                Some(Ok(checker)) => {
+                    sender.check = Some(checker);
                     Ok(())
                 }
-                Some((_, Err(e))) => Err(e),
+                Some(Err(e)) => Err(e),
                 None => Ok(()),
             };
             let result = result.and_then(|()| write(&mut sender));
@@ -376,6 +376,113 @@ pub(crate) struct Check {
     pub size: u64,
     /// The canonical spec of the image it belongs to, for the error line.
     pub spec: String,
+    /// Its pieces' sums, when its digest pass found them: checked as each MiB goes by,
+    /// instead of hashing the whole blob again.
+    pub pieces: Option<Arc<crate::compress::Pieces>>,
+}
+
+impl Check {
+    /// Logs why the stream is broken off, and the error that breaks it.
+    fn failed(&self, what: &str) -> io::Error {
+        crate::progress::log(
+            LogLevel::Error,
+            &format!(
+                "blob {} of `{}` was generated {what}; its stream was broken off before the end",
+                self.digest, self.spec
+            ),
+        );
+        io::Error::other(format!(
+            "blob {} generated with another digest",
+            self.digest
+        ))
+    }
+}
+
+/// How a checked stream is checked: against its pieces' sums (XXH3, a few hundredths of a
+/// second a GiB), or against its digest (SHA-256, 0.45 s a GiB).
+// One per checked stream, on its check's thread: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Verify {
+    Pieces(PieceCheck),
+    Digest(HashingWriter<io::Sink>),
+}
+
+impl Verify {
+    fn start(check: &Check) -> Self {
+        match &check.pieces {
+            Some(pieces) => Self::Pieces(PieceCheck {
+                pieces: Arc::clone(pieces),
+                step: 0,
+                at: 0,
+                sum: xxhash_rust::xxh3::Xxh3::new(),
+            }),
+            None => Self::Digest(HashingWriter::new(io::sink())),
+        }
+    }
+
+    fn feed(&mut self, check: &Check, chunk: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Pieces(pieces) => pieces.feed(check, chunk),
+            Self::Digest(hashing) => hashing.write_all(chunk),
+        }
+    }
+
+    fn finish(self, check: &Check) -> io::Result<()> {
+        let made = match self {
+            Self::Pieces(pieces)
+                if pieces.at == check.size && pieces.step == pieces.pieces.sums.len() =>
+            {
+                return Ok(())
+            }
+            Self::Pieces(pieces) => {
+                return Err(check.failed(&format!("as {} bytes", pieces.at)));
+            }
+            Self::Digest(hashing) => hashing.complete().0,
+        };
+        if made.size == check.size && made.digest == check.digest {
+            return Ok(());
+        }
+        Err(check.failed(&format!(
+            "as {} bytes hashing to {}",
+            made.size, made.digest
+        )))
+    }
+}
+
+/// A stream checked step by step against the sums its digest pass noted.
+struct PieceCheck {
+    pieces: Arc<crate::compress::Pieces>,
+    /// The step being summed, and the blob offset reached.
+    step: usize,
+    at: u64,
+    sum: xxhash_rust::xxh3::Xxh3,
+}
+
+impl PieceCheck {
+    fn feed(&mut self, check: &Check, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            if self.step >= self.pieces.sums.len() {
+                return Err(check.failed(&format!("longer than its {} bytes", check.size)));
+            }
+            let end = self.pieces.step_end(self.step, check.size);
+            let n = usize::try_from(end.saturating_sub(self.at))
+                .map_or(bytes.len(), |left| left.min(bytes.len()));
+            self.sum.update(&bytes[..n]);
+            self.at += n as u64;
+            bytes = &bytes[n..];
+            if self.at == end {
+                if self.sum.digest() != self.pieces.sums[self.step] {
+                    return Err(check.failed(&format!(
+                        "with other bytes than its digest pass at MiB step {} (offset {})",
+                        self.step, self.at
+                    )));
+                }
+                self.sum.reset();
+                self.step += 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn gone() -> io::Error {
@@ -395,49 +502,59 @@ struct Sender {
     damage: Damage,
     /// Where `faults/corrupt` flipped a byte of `buf`: the check hashes it unflipped.
     flipped: Option<usize>,
-    check: Option<(Check, Hashing)>,
+    check: Option<Checker>,
 }
 
-/// A checked stream's hash, made on a thread of its own from the chunks as they go out,
-/// so that SHA-256 (about 0.45 s a GiB) does not hold up the thread that makes them.
-struct Hashing {
+/// A stream's check, run on a thread of its own over the chunks as they go out, so that it
+/// does not hold up the thread that makes them.
+struct Checker {
+    /// The blob's size: its last bytes wait for the check.
+    size: u64,
     chunks: Option<std::sync::mpsc::SyncSender<Bytes>>,
-    done: Option<std::thread::JoinHandle<crate::digest::Blob>>,
+    done: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
 
-impl Hashing {
-    fn start() -> io::Result<Self> {
+impl Checker {
+    fn start(check: Check) -> io::Result<Self> {
+        let size = check.size;
         // A few chunks ahead at most: what waits here is memory.
         let (chunks, queue) = std::sync::mpsc::sync_channel::<Bytes>(4);
         let done = std::thread::Builder::new()
             .name("image-maker-check".into())
             .spawn(move || {
-                let mut hashing = HashingWriter::new(io::sink());
+                let mut verify = Verify::start(&check);
                 for chunk in queue {
-                    // Into a sink: cannot fail.
-                    let _ = hashing.write_all(&chunk);
+                    verify.feed(&check, &chunk)?;
                 }
-                hashing.complete().0
+                verify.finish(&check)
             })?;
         Ok(Self {
+            size,
             chunks: Some(chunks),
             done: Some(done),
         })
     }
 
-    fn feed(&self, chunk: Bytes) -> io::Result<()> {
-        self.chunks
+    /// Hands `chunk` to the check; a check that has failed says why.
+    fn feed(&mut self, chunk: Bytes) -> io::Result<()> {
+        let fed = self
+            .chunks
             .as_ref()
-            .and_then(|chunks| chunks.send(chunk).ok())
-            .ok_or_else(|| io::Error::other("the check's thread stopped"))
+            .is_some_and(|chunks| chunks.send(chunk).is_ok());
+        match fed {
+            true => Ok(()),
+            false => self.finish(),
+        }
     }
 
-    fn finish(mut self) -> io::Result<crate::digest::Blob> {
+    /// Waits for the check of everything fed so far, as the whole blob.
+    fn finish(&mut self) -> io::Result<()> {
         drop(self.chunks.take());
-        self.done
-            .take()
-            .and_then(|done| done.join().ok())
-            .ok_or_else(|| io::Error::other("the check's thread stopped"))
+        match self.done.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the check's thread panicked")),
+            None => Err(io::Error::other("the check has ended already")),
+        }
     }
 }
 
@@ -447,13 +564,10 @@ impl Sender {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let chunk = Bytes::from(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(CHUNK),
-        ));
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         let flipped = self.flipped.take();
-        if let Some((_, hashing)) = &self.check {
-            hashing.feed(match flipped {
+        if let Some(checker) = &mut self.check {
+            checker.feed(match flipped {
                 None => chunk.clone(),
                 Some(i) => {
                     let mut generated = chunk.to_vec();
@@ -486,7 +600,7 @@ impl Sender {
     fn holds_last(&self) -> bool {
         self.check
             .as_ref()
-            .is_some_and(|(check, _)| self.at >= check.size)
+            .is_some_and(|checker| self.at >= checker.size)
     }
 
     /// Sends what is left once the generator is done, a checked stream's last bytes only
@@ -500,26 +614,12 @@ impl Sender {
         }
     }
 
-    /// At the end of a checked stream: whether its bytes hash to its digest.
+    /// At the end of a checked stream: whether its bytes are its digest's.
     fn verify(&mut self) -> io::Result<()> {
-        let Some((check, hashing)) = self.check.take() else {
-            return Ok(());
-        };
-        let made = hashing.finish()?;
-        if made.size == check.size && made.digest == check.digest {
-            return Ok(());
+        match self.check.take() {
+            Some(mut checker) => checker.finish(),
+            None => Ok(()),
         }
-        crate::progress::log(
-            LogLevel::Error,
-            &format!(
-                "blob {} of `{}` was generated as {} bytes hashing to {}; its stream was broken off before the end",
-                check.digest, check.spec, made.size, made.digest
-            ),
-        );
-        Err(io::Error::other(format!(
-            "blob {} generated with another digest",
-            check.digest
-        )))
     }
 }
 
@@ -531,8 +631,8 @@ impl Write for Sender {
                 return Err(gone());
             }
             let n = usize::try_from(self.skip).map_or(data.len(), |s| s.min(data.len()));
-            if let Some((_, hashing)) = &self.check {
-                hashing.feed(Bytes::copy_from_slice(&data[..n]))?;
+            if let Some(checker) = &mut self.check {
+                checker.feed(Bytes::copy_from_slice(&data[..n]))?;
             }
             self.skip -= n as u64;
             self.at += n as u64;
@@ -724,6 +824,7 @@ mod tests {
             digest: digest.into(),
             size: bytes.len() as u64,
             spec: "1MB".into(),
+            pieces: None,
         };
         Body::checked(ticket, start, Damage::default(), check, move |out| {
             // Odd writes, and flushes that are not the end, as an encoder's are.

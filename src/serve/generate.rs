@@ -204,6 +204,11 @@ impl Layer {
         !self.compressed() || self.pieces.is_some()
     }
 
+    /// The compressed blob's pieces, when known.
+    pub fn pieces(&self) -> Option<Arc<compress::Pieces>> {
+        self.pieces.clone()
+    }
+
     /// Whether a compressed range from `at` starts at a piece past the first: otherwise it
     /// is made from the blob's first byte.
     pub fn resumes_at(&self, at: u64) -> bool {

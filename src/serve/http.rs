@@ -879,6 +879,7 @@ async fn blob(
                     digest: digest.to_owned(),
                     size,
                     spec: layer.spec.canonical(),
+                    pieces: layer.pieces(),
                 };
                 Body::checked(ticket, start, damage, check, move |out| {
                     layer.write(out, threads)

@@ -452,8 +452,8 @@ fn parse(text: &str) -> Option<Memo> {
     })
 }
 
-/// `pieces STEP INPUT CRC D1,D2,…`: the resume points as the differences between
-/// successive output offsets (`-` for none).
+/// `pieces STEP INPUT CRC D1,D2,… S0,S1,…`: the resume points as the differences between
+/// successive output offsets (`-` for none), then each step's sum in hex.
 fn pieces_line(pieces: &crate::compress::Pieces) -> String {
     let mut before = 0;
     let deltas: Vec<String> = pieces
@@ -470,9 +470,13 @@ fn pieces_line(pieces: &crate::compress::Pieces) -> String {
     } else {
         deltas.join(",")
     };
+    let sums: Vec<String> = pieces.sums.iter().map(|s| format!("{s:x}")).collect();
     format!(
-        "pieces {} {} {} {deltas}\n",
-        pieces.step, pieces.input, pieces.crc
+        "pieces {} {} {} {deltas} {}\n",
+        pieces.step,
+        pieces.input,
+        pieces.crc,
+        sums.join(",")
     )
 }
 
@@ -492,12 +496,18 @@ fn parse_pieces(text: &str) -> Option<crate::compress::Pieces> {
             })
             .collect::<Option<Vec<u64>>>()?,
     };
+    let sums = parts
+        .next()?
+        .split(',')
+        .map(|sum| u64::from_str_radix(sum, 16).ok())
+        .collect::<Option<Vec<u64>>>()?;
     // At most one resume point per step of input: anything else is not a memo this
     // server wrote.
-    let fits = step > 0 && starts.len() as u64 <= input / step;
+    let fits = step > 0 && starts.len() as u64 <= input / step && sums.len() == starts.len() + 1;
     (fits && parts.next().is_none()).then_some(crate::compress::Pieces {
         step,
         starts,
+        sums,
         crc,
         input,
     })

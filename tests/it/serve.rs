@@ -1186,20 +1186,22 @@ fn a_blob_whose_bytes_are_not_its_digest_is_broken_off_and_named() {
     // The next server trusts the digest memo its predecessor left: one that lies makes it
     // serve bytes under a digest they do not have, as a generator that drifted would.
     let memos = cache.path().join("serve/v1");
-    let mut lied = 0;
-    for entry in fs::read_dir(&memos).expect("memos") {
-        let file = entry.expect("entry").path();
-        let text = fs::read_to_string(&file).expect("memo");
-        if text.contains(&honest) {
-            let wrong = format!("sha256:{}", "0".repeat(64));
-            fs::write(&file, text.replace(&honest, &wrong)).expect("rewritten");
-            lied += 1;
-        }
-    }
-    assert_eq!(lied, 1, "no memo in {}", memos.display());
+    let memo = fs::read_dir(&memos)
+        .expect("memos")
+        .map(|entry| entry.expect("entry").path())
+        .find(|file| fs::read_to_string(file).expect("memo").contains(&honest))
+        .unwrap_or_else(|| panic!("no memo in {}", memos.display()));
+    let text = fs::read_to_string(&memo).expect("memo");
+    // Its pieces' sums dropped, so that the whole blob's SHA-256 is what is checked.
+    let without_pieces: String = text
+        .lines()
+        .filter(|l| !l.starts_with("pieces "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    fs::write(&memo, without_pieces.replace(&honest, &wrong)).expect("rewritten");
     let server = Served::start_in(&[], cache.path());
-    let wrong = layer_of(&server);
-    assert_ne!(wrong, honest);
+    assert_eq!(layer_of(&server), wrong);
     let out = curl(tool, &[&server.url(&format!("/v2/mock/blobs/{wrong}"))]);
     // 18: the transfer closed with bytes outstanding.
     assert_eq!(out.status.code(), Some(18), "{}", stderr(&out));
@@ -1224,6 +1226,30 @@ fn a_blob_whose_bytes_are_not_its_digest_is_broken_off_and_named() {
     assert_eq!(tail.status.code(), Some(18), "{}", stderr(&tail));
     // And the server goes on serving.
     assert_eq!(layer_of(&server), wrong);
+    drop(server);
+
+    // With the pieces' sums, each MiB is checked as it goes: a sum that is not the bytes'
+    // (as a drifted encoder's bytes would not be) breaks the stream off at that step.
+    let pieces = text
+        .lines()
+        .find(|l| l.starts_with("pieces "))
+        .unwrap_or_else(|| panic!("no pieces in {text}"));
+    let (head, sums) = pieces.rsplit_once(' ').expect("sums");
+    let mut sums: Vec<String> = sums.split(',').map(str::to_owned).collect();
+    assert_eq!(
+        sums.len(),
+        4,
+        "3 MiB of files and their headers: four steps of a MiB"
+    );
+    sums[1] = "1".into();
+    let altered = format!("{head} {}", sums.join(","));
+    fs::write(&memo, text.replace(pieces, &altered)).expect("rewritten");
+    let server = Served::start_in(&[], cache.path());
+    assert_eq!(layer_of(&server), honest);
+    let out = curl(tool, &[&server.url(&format!("/v2/mock/blobs/{honest}"))]);
+    assert_eq!(out.status.code(), Some(18), "{}", stderr(&out));
+    let log = server.log_with("error: blob");
+    assert!(log.contains("at MiB step 1"), "{log}");
 }
 
 #[test]
