@@ -111,7 +111,8 @@ fn main() -> Result<()> {
             last.as_secs_f64(),
             last.as_secs_f64() / generated.as_secs_f64(),
         );
-        let pulled = if pull {
+        // Docker before 23 cannot read zstd layers at all.
+        let pulled = if pull && (!name.starts_with("zstd") || docker_reads_zstd()) {
             Some(docker_pulls(
                 &zero_disk,
                 &registry,
@@ -139,6 +140,19 @@ fn main() -> Result<()> {
         println!("| {name} | {generated:.2} | {cached:.2} | {last:.3} | {pulled} |");
     }
     Ok(())
+}
+
+/// Whether the engine is docker 23 or later, the first to read zstd layers.
+fn docker_reads_zstd() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = String::from_utf8(out.stdout).ok()?;
+            text.trim().split('.').next()?.parse::<u32>().ok()
+        })
+        .is_some_and(|major| major >= 23)
 }
 
 fn docker_up() -> bool {

@@ -22,8 +22,7 @@ use super::fault::{self, Damage, Fault, RetryAfter};
 use super::images_file::Named;
 use super::limits::{self, Limits, Over};
 use super::listing;
-use super::metrics::BlobSource;
-use super::metrics::{Metrics, Route};
+use super::metrics::{BlobSource, Metrics, Route};
 use super::name::Name;
 use super::passes::{Busy, Failed, Passes};
 use crate::platform::Platform;
@@ -835,15 +834,26 @@ async fn blob(
         };
         let start = range.start;
         let cached = match (&stored, &state.from_cache) {
-            (Stored::Layer(..), Some(from_cache)) => match from_cache.lookup(digest, size) {
-                Lookup::File(file) => Some(file),
-                Lookup::Stale(layer) => {
-                    from_cache.heal(layer);
-                    state.metrics.blob_source(BlobSource::Stale);
-                    None
+            (Stored::Layer(..), Some(from_cache)) => {
+                // Opening and checking a file (now and then scanning the entries) blocks.
+                let (from_cache, wanted) = (Arc::clone(from_cache), digest.to_owned());
+                let found = tokio::task::spawn_blocking(move || {
+                    let found = from_cache.lookup(&wanted, size);
+                    if let Lookup::Stale(layer) = &found {
+                        from_cache.heal(layer.clone());
+                    }
+                    found
+                })
+                .await;
+                match found {
+                    Ok(Lookup::File(file)) => Some(file),
+                    Ok(Lookup::Stale(_)) => {
+                        state.metrics.blob_source(BlobSource::Stale);
+                        None
+                    }
+                    Ok(Lookup::Missing) | Err(_) => None,
                 }
-                Lookup::Missing => None,
-            },
+            }
             _ => None,
         };
         if matches!(stored, Stored::Layer(..)) {
@@ -866,11 +876,12 @@ async fn blob(
             }),
             // A compressed blob made from its first byte to its end (whole, or a range that
             // starts in its first piece or of one whose pieces are not known) is checked
-            // against its digest before its last byte goes out: its bytes come from an encoder on several threads. A plain tar is
-            // exempt: one thread writes it as a closed form of the plan, the digest pass
-            // through the same code, and hashing it again doubled the CPU a plain GiB
-            // costs (0.71 s against 1.28 s). So is a range made from a piece: the pieces
-            // are the digest pass's own, and the exactness tests hold them to its bytes.
+            // against what its digest pass found (its pieces' sums, or its digest) before
+            // its last byte goes out: its bytes come from an encoder on several threads. A
+            // plain tar is exempt: one thread writes it as a closed form of the plan, the
+            // digest pass through the same code, and hashing it again doubled the CPU a
+            // plain GiB costs (0.71 s against 1.28 s). So is a range made from a later
+            // piece: the exactness tests hold those to the digest pass's bytes.
             Stored::Layer(layer, _)
                 if layer.compressed() && range.end == size && !layer.resumes_at(range.start) =>
             {

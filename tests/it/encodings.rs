@@ -6,7 +6,8 @@ use std::path::Path;
 use crate::support::*;
 
 /// One layer of each encoding.
-const MIXED: &str = "2MB:compression=gzip,1MB:files=3:compression=zstd,512KB";
+// The zstd layer is several frames, raw and compressed (tar headers), as a decoder must read them.
+const MIXED: &str = "2MB:compression=gzip,5MB:files=3:compression=zstd,512KB";
 
 fn build(dir: &Path, spec: &str, extra: &[&str]) -> serde_json::Value {
     let mut cmd = image_maker();
