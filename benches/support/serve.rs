@@ -18,11 +18,20 @@ impl Serve {
     /// `image-maker serve` with its digest memo under `cache` and, when given, an images
     /// file; with the machine's thread count whatever the benchmark forces on its builds.
     pub fn start(cache: &Path, images: Option<&Path>) -> Result<Self> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_image-maker"));
-        command.args(["serve", "-q", "--addr", "127.0.0.1:0"]);
+        let mut args = Vec::new();
         if let Some(images) = images {
-            command.arg("--images").arg(images);
+            args.push("--images".into());
+            args.push(images.display().to_string());
         }
+        Self::start_with(cache, &args)
+    }
+
+    /// The same, with `args` after `serve`'s own.
+    pub fn start_with(cache: &Path, args: &[String]) -> Result<Self> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_image-maker"));
+        command
+            .args(["serve", "-q", "--addr", "127.0.0.1:0"])
+            .args(args);
         let mut child = command
             .env("IMAGE_MAKER_CACHE_DIR", cache)
             .env_remove("IMAGE_MAKER_THREADS")

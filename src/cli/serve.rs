@@ -165,6 +165,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=65536))]
     pub digest_queue: Option<u64>,
 
+    /// Bytes of compressed layer blobs kept in memory once a whole GET has made them, so
+    /// that the next GETs send them instead of compressing again (0: none kept; as much
+    /// again may be held while blobs are collected)
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
+    pub blob_memory: u64,
+
     /// Bytes of layer plans kept for streams once no stream uses them (a plan dropped is
     /// made again on demand)
     #[arg(long, value_name = "SIZE", default_value = "64MB", value_parser = parse_size)]
@@ -312,6 +318,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
         None => serve::limits::digest_queue(options.max_digest_passes),
     };
     options.plan_cache = args.plan_cache;
+    options.blob_memory = args.blob_memory;
     options.cache_dir = match Cache::from_env() {
         Ok(cache) => Some(cache.root().to_path_buf()),
         Err(e) if args.warm.is_some() => return Err(e),

@@ -379,6 +379,8 @@ pub(crate) struct Check {
     /// Its pieces' sums, when its digest pass found them: checked as each MiB goes by,
     /// instead of hashing the whole blob again.
     pub pieces: Option<Arc<crate::compress::Pieces>>,
+    /// Where the stream's bytes are kept once checked (`--blob-memory`), when they are.
+    pub keep: Option<super::kept::Keep>,
 }
 
 impl Check {
@@ -515,7 +517,7 @@ struct Checker {
 }
 
 impl Checker {
-    fn start(check: Check) -> io::Result<Self> {
+    fn start(mut check: Check) -> io::Result<Self> {
         let size = check.size;
         // A few chunks ahead at most: what waits here is memory.
         let (chunks, queue) = std::sync::mpsc::sync_channel::<Bytes>(4);
@@ -523,10 +525,19 @@ impl Checker {
             .name("image-maker-check".into())
             .spawn(move || {
                 let mut verify = Verify::start(&check);
+                let keep = check.keep.take();
+                let mut kept = Vec::new();
                 for chunk in queue {
                     verify.feed(&check, &chunk)?;
+                    if keep.is_some() {
+                        kept.push(chunk);
+                    }
                 }
-                verify.finish(&check)
+                verify.finish(&check)?;
+                if let Some(keep) = keep {
+                    keep.keep(kept);
+                }
+                Ok(())
             })?;
         Ok(Self {
             size,
@@ -825,6 +836,7 @@ mod tests {
             size: bytes.len() as u64,
             spec: "1MB".into(),
             pieces: None,
+            keep: None,
         };
         Body::checked(ticket, start, Damage::default(), check, move |out| {
             // Odd writes, and flushes that are not the end, as an encoder's are.

@@ -34,6 +34,8 @@ pub(crate) struct State {
     pub catalog: Catalog,
     /// The cache whose layer files are sent instead of generated, when it has them.
     pub from_cache: Option<Arc<super::cached::FromCache>>,
+    /// Compressed blobs kept in memory (`--blob-memory`).
+    pub kept: Arc<super::kept::KeptBlobs>,
     pub named: Named,
     pub auth: Option<Gate>,
     pub log: bool,
@@ -833,7 +835,12 @@ async fn blob(
             Err(refused) => return refused,
         };
         let start = range.start;
+        let kept = match &stored {
+            Stored::Layer(..) => state.kept.get(digest),
+            Stored::Config(_) => None,
+        };
         let cached = match (&stored, &state.from_cache) {
+            (Stored::Layer(..), _) if kept.is_some() => None,
             (Stored::Layer(..), Some(from_cache)) => {
                 // Opening and checking a file (now and then scanning the entries) blocks.
                 let (from_cache, wanted) = (Arc::clone(from_cache), digest.to_owned());
@@ -857,12 +864,19 @@ async fn blob(
             _ => None,
         };
         if matches!(stored, Stored::Layer(..)) {
-            state.metrics.blob_source(match cached {
-                Some(_) => BlobSource::Cache,
-                None => BlobSource::Generated,
+            state.metrics.blob_source(match (&kept, &cached) {
+                (Some(_), _) => BlobSource::Memory,
+                (_, Some(_)) => BlobSource::Cache,
+                _ => BlobSource::Generated,
             });
         }
+        // Kept from a whole, undamaged stream only: what is kept is what was checked.
+        let undamaged = damage.corrupt_at.is_none() && damage.truncate_at.is_none();
         match stored {
+            Stored::Layer(..) if kept.is_some() => {
+                let kept = kept.expect("looked up");
+                Body::generated(ticket, start, damage, move |out| kept.send(range, out))
+            }
             Stored::Layer(..) if cached.is_some() => {
                 let file = cached.expect("looked up");
                 Body::generated(ticket, start, damage, move |out| file.send(range, out))
@@ -891,6 +905,9 @@ async fn blob(
                     size,
                     spec: layer.spec.canonical(),
                     pieces: layer.pieces(),
+                    keep: (start == 0 && undamaged)
+                        .then(|| state.kept.claim(digest, size))
+                        .flatten(),
                 };
                 Body::checked(ticket, start, damage, check, move |out| {
                     layer.write(out, threads)

@@ -120,6 +120,8 @@ struct BySource {
 /// Where a layer blob's bytes come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BlobSource {
+    /// Kept in memory (`--blob-memory`).
+    Memory,
     /// A cache entry's file.
     Cache,
     /// Made from the spec.
@@ -129,10 +131,11 @@ pub(crate) enum BlobSource {
 }
 
 impl BlobSource {
-    const ALL: [Self; 3] = [Self::Cache, Self::Generated, Self::Stale];
+    const ALL: [Self; 4] = [Self::Memory, Self::Cache, Self::Generated, Self::Stale];
 
     fn label(self) -> &'static str {
         match self {
+            Self::Memory => "memory",
             Self::Cache => "cache",
             Self::Generated => "generated",
             Self::Stale => "stale-cache",
@@ -296,7 +299,7 @@ impl Metrics {
         }
         registry.register(
             "layer_blob_bodies",
-            "Layer blob bodies started, by where their bytes come from: a cache entry's file (cache), made from the spec (generated), or made because a cached file failed its stamp (stale-cache)",
+            "Layer blob bodies started, by where their bytes come from: kept in memory (memory), a cache entry's file (cache), made from the spec (generated), or made because a cached file failed its stamp (stale-cache)",
             blob_sources.clone(),
         );
         Self {

@@ -28,6 +28,7 @@ mod fault;
 mod generate;
 mod http;
 mod images_file;
+mod kept;
 pub(crate) mod limits;
 mod listen;
 mod listing;
@@ -80,6 +81,9 @@ pub struct ServeOptions {
     /// layer blobs are sent as files when they are there; `None`: memory only, every blob
     /// generated.
     pub cache_dir: Option<PathBuf>,
+    /// Bytes of compressed layer blobs kept in memory once a whole GET has made them
+    /// (`--blob-memory`), sent from there by the next GETs; 0 keeps none.
+    pub blob_memory: u64,
     /// Images to build into the cache at start, in the background (`--warm FILE`), so
     /// that their blobs are sent from it; they are served by name too. Needs `cache_dir`.
     pub warm: Named,
@@ -178,6 +182,7 @@ impl ServeOptions {
             mtime: 0,
             cache_dir: None,
             warm: Named::new(),
+            blob_memory: 0,
             access_log: false,
             metrics: MetricsAccess::Open,
             public_url: None,
@@ -460,6 +465,7 @@ impl Server {
                 catalog::Bounds::with_plans(options.plan_cache),
             ),
             from_cache,
+            kept: Arc::new(kept::KeptBlobs::new(options.blob_memory)),
             named,
             auth: gate.map(|(auth, secret)| auth::Gate::new(auth, secret, &public_url)),
             log: options.access_log,

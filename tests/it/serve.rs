@@ -1283,3 +1283,44 @@ fn skopeo_copies_a_large_gzip_ratio_layer_into_a_registry_twice_in_a_row() {
     );
     assert!(!server.log().contains("error:"), "{}", server.log());
 }
+
+#[test]
+fn blob_memory_keeps_a_checked_compressed_blob_and_sends_it_again_from_memory() {
+    use crate::serve_disk::{bodies_from, first_layer};
+    let Some(tool) = tool("curl") else { return };
+    let list = "16MB:ratio=3:compression=gzip";
+    // 5.5 MB of blob: kept under 12 MB (at most half of it a blob), not under 10 MB.
+    for (budget, kept) in [("12MB", true), ("10MB", false)] {
+        let server = Served::start_in(&["--blob-memory", budget], tempdir().path());
+        let digest = first_layer(tool, &server, &format!("/v2/mock/manifests/{}", tag(list)));
+        let blob = format!("/v2/mock/blobs/{digest}");
+        // A Range is not whole: nothing kept from it.
+        let part = curl(tool, &["-sSf", "-r", "100-199", &server.url(&blob)]);
+        assert_eq!(part.stdout.len(), 100);
+        let cpu = crate::serve_limits::cpu_seconds(server.pid());
+        let whole = server.get_ok(tool, &blob);
+        let generated = crate::serve_limits::cpu_seconds(server.pid()) - cpu;
+        assert_eq!(sha256(&whole), digest);
+        let cpu = crate::serve_limits::cpu_seconds(server.pid());
+        for _ in 0..3 {
+            assert_eq!(sha256(&server.get_ok(tool, &blob)), digest);
+        }
+        let again = crate::serve_limits::cpu_seconds(server.pid()) - cpu;
+        let from_memory = bodies_from(tool, &server, "memory");
+        assert_eq!(
+            from_memory,
+            if kept { 3.0 } else { 0.0 },
+            "--blob-memory {budget}"
+        );
+        if kept {
+            assert!(
+                again * 4.0 < generated * 3.0,
+                "three GETs from memory took {again:.2} CPU s, one generated {generated:.2}"
+            );
+            // A Range of a kept blob is its bytes.
+            let part2 = curl(tool, &["-sSf", "-r", "100-199", &server.url(&blob)]);
+            assert_eq!(part2.stdout, whole[100..200]);
+            assert_eq!(part2.stdout, part.stdout);
+        }
+    }
+}

@@ -437,14 +437,14 @@ fn replicas_on_one_cache_directory_answer_each_others_digests() {
 
 /// How many layer blob bodies `server` has started from `source` (`cache`, `generated`,
 /// `stale-cache`).
-fn bodies_from(curl: Tool, server: &Served, source: &str) -> f64 {
+pub(crate) fn bodies_from(curl: Tool, server: &Served, source: &str) -> f64 {
     let samples = crate::serve_metrics::parse(&crate::serve_metrics::metrics_text(curl, server));
     let key = format!("image_maker_layer_blob_bodies_total{{source=\"{source}\"}}");
     samples.get(&key).copied().unwrap_or(0.0)
 }
 
 /// The first layer's digest of the image `path` names.
-fn first_layer(curl: Tool, server: &Served, path: &str) -> String {
+pub(crate) fn first_layer(curl: Tool, server: &Served, path: &str) -> String {
     let manifest: serde_json::Value =
         serde_json::from_slice(&server.get_ok(curl, path)).expect("a manifest");
     manifest["layers"][0]["digest"]
