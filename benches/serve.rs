@@ -27,11 +27,7 @@ use support::{Result, Settings};
 const BIN: &str = env!("CARGO_BIN_EXE_image-maker");
 
 fn main() -> Result<()> {
-    let gb: u64 = std::env::var("IMAGE_MAKER_BENCH_GB")
-        .ok()
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(4);
+    let gb = serve_support::bench_gb(4)?;
     let settings = Settings::from_env("serve", "1GB,512MB", 3)?;
     let cache = settings.work.path().join("cache");
     let server = Serve::start(&cache, None)?;
@@ -189,20 +185,7 @@ fn docker_pull(server: &Serve, settings: &Settings) -> Result<()> {
     curl_text(&server.url(&format!("/v2/mock/manifests/{tag}")))?;
     // The push left gigabytes to write back: not during the first round.
     Command::new("sync").status()?;
-    let pull = |image: &str| -> Result<Duration> {
-        let _ = Command::new("docker").args(["rmi", "-f", image]).output();
-        let started = Instant::now();
-        let status = Command::new("docker")
-            .args(["pull", "-q", image])
-            .stdout(Stdio::null())
-            .status()?;
-        let took = started.elapsed();
-        let _ = Command::new("docker").args(["rmi", "-f", image]).output();
-        if !status.success() {
-            return Err(format!("docker pull {image} failed").into());
-        }
-        Ok(took)
-    };
+    let pull = serve_support::docker_pull;
     // Rounds alternate; the first of each warms what there is to warm.
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for round in 0..settings.rounds {

@@ -46,11 +46,7 @@ const KINDS: [(&str, &str); 5] = [
 ];
 
 fn main() -> Result<()> {
-    let gb: u64 = std::env::var("IMAGE_MAKER_BENCH_GB")
-        .ok()
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(1);
+    let gb = serve_support::bench_gb(1)?;
     let settings = Settings::from_env("serve-vs-registry", "1KB", 5)?;
     let only = std::env::var("IMAGE_MAKER_BENCH_KINDS").ok();
     let pull = std::env::var("IMAGE_MAKER_BENCH_PULL").map_or(true, |v| v != "0") && docker_up();
@@ -242,20 +238,7 @@ fn docker_pulls(
     let served = format!("{}/mock:{tag}", server.host);
     // serve's digest pass, outside the rounds (the registry hashed at its push).
     curl_text(&server.url(&format!("/v2/mock/manifests/{tag}")))?;
-    let pull = |image: &str| -> Result<Duration> {
-        let _ = Command::new("docker").args(["rmi", "-f", image]).output();
-        let started = Instant::now();
-        let status = Command::new("docker")
-            .args(["pull", "-q", image])
-            .stdout(Stdio::null())
-            .status()?;
-        let took = started.elapsed();
-        let _ = Command::new("docker").args(["rmi", "-f", image]).output();
-        if !status.success() {
-            return Err(format!("docker pull {image} failed").into());
-        }
-        Ok(took)
-    };
+    let pull = serve_support::docker_pull;
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         if round % 2 == 0 {

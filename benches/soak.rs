@@ -29,7 +29,9 @@
 //! of the list (the first line printed names the list's first spec otherwise), and
 //! `IMAGE_MAKER_BENCH_DIR` is where the outputs go (the system temp dir).
 
+// This benchmark takes only the server of these.
 #[path = "support/serve.rs"]
+#[allow(dead_code)]
 mod serve_support;
 mod support;
 

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The same as `support::Result`.
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -58,4 +59,29 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `docker pull -q IMAGE`, timed, with the image removed before and after.
+pub fn docker_pull(image: &str) -> Result<Duration> {
+    let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+    let started = Instant::now();
+    let status = Command::new("docker")
+        .args(["pull", "-q", image])
+        .stdout(Stdio::null())
+        .status()?;
+    let took = started.elapsed();
+    let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+    if !status.success() {
+        return Err(format!("docker pull {image} failed").into());
+    }
+    Ok(took)
+}
+
+/// `IMAGE_MAKER_BENCH_GB`, the large layer's GiB, or `default`.
+pub fn bench_gb(default: u64) -> Result<u64> {
+    Ok(std::env::var("IMAGE_MAKER_BENCH_GB")
+        .ok()
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(default))
 }
