@@ -185,18 +185,7 @@ fn docker_pull(server: &Serve, settings: &Settings) -> Result<()> {
     curl_text(&server.url(&format!("/v2/mock/manifests/{tag}")))?;
     // The push left gigabytes to write back: not during the first round.
     Command::new("sync").status()?;
-    let pull = serve_support::docker_pull;
-    // Rounds alternate; the first of each warms what there is to warm.
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..settings.rounds {
-        if round % 2 == 0 {
-            ours.push(pull(&served)?);
-            theirs.push(pull(&stored)?);
-        } else {
-            theirs.push(pull(&stored)?);
-            ours.push(pull(&served)?);
-        }
-    }
+    let (ours, theirs) = serve_support::alternating_pulls(settings.rounds, &served, &stored)?;
     let _ = registry.kill();
     let _ = registry.wait();
     let seconds = |all: &[Duration]| {

@@ -238,17 +238,7 @@ fn docker_pulls(
     let served = format!("{}/mock:{tag}", server.host);
     // serve's digest pass, outside the rounds (the registry hashed at its push).
     curl_text(&server.url(&format!("/v2/mock/manifests/{tag}")))?;
-    let pull = serve_support::docker_pull;
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        if round % 2 == 0 {
-            ours.push(pull(&served)?);
-            theirs.push(pull(&stored)?);
-        } else {
-            theirs.push(pull(&stored)?);
-            ours.push(pull(&served)?);
-        }
-    }
+    let (ours, theirs) = serve_support::alternating_pulls(rounds, &served, &stored)?;
     let (ours, theirs) = (median(ours), median(theirs));
     println!(
         "{name}: docker pull of {two}: serve {:.2} s, docker-registry {:.2} s ({:.2}×)",

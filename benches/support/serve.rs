@@ -85,3 +85,23 @@ pub fn bench_gb(default: u64) -> Result<u64> {
         .transpose()?
         .unwrap_or(default))
 }
+
+/// `docker pull` of `ours` and `theirs`, `rounds` times each, alternating which goes first
+/// (the first of each round warms what there is to warm): the times of each.
+pub fn alternating_pulls(
+    rounds: usize,
+    ours: &str,
+    theirs: &str,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            a.push(docker_pull(ours)?);
+            b.push(docker_pull(theirs)?);
+        } else {
+            b.push(docker_pull(theirs)?);
+            a.push(docker_pull(ours)?);
+        }
+    }
+    Ok((a, b))
+}
