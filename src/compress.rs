@@ -136,6 +136,8 @@ pub(crate) struct Pieces {
     pub input: u64,
 }
 
+// What serve does with a stream's pieces.
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
 impl Pieces {
     /// Where step `i`'s output ends: the next step's start, or `size` for the last.
     pub fn step_end(&self, i: usize, size: u64) -> u64 {
@@ -155,6 +157,8 @@ impl Pieces {
 
 /// How an encoding begins.
 #[derive(Debug, Clone, Copy)]
+// Builds start at the first byte; serve indexes and resumes.
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
 pub(crate) enum Start {
     /// At the input's first byte, with the stream's header.
     First,

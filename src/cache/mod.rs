@@ -302,6 +302,8 @@ impl Cache {
 
     /// Every layer blob of every sound entry whose stamp still holds: bytes that are what
     /// was hashed, which a server may send as they are. One `stat` per blob.
+    // Only serve sends the cache's files.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     pub(crate) fn trusted_layers(&self) -> Vec<TrustedLayer> {
         let mut trusted = Vec::new();
         let Ok(items) = fs::read_dir(self.dir("entries")) else {
@@ -338,6 +340,8 @@ impl Cache {
     }
 
     /// When an entry last came or went: the entries directory's modification time.
+    // Only serve sends the cache's files.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     pub(crate) fn entries_changed(&self) -> Option<std::time::SystemTime> {
         fs::metadata(self.dir("entries"))
             .and_then(|m| m.modified())
@@ -347,6 +351,8 @@ impl Cache {
     /// Checks the entry in `dir` as a build would before using it: blobs whose stamps
     /// moved are hashed, and one found damaged marks the entry (and every entry holding
     /// it), so that its next build replaces it. Whether it is sound.
+    // Only serve sends the cache's files.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     pub(crate) fn recheck(&self, dir: &Path) -> Result<bool, Error> {
         Ok(self.sound(dir, &Progress::hidden())?.is_ok())
     }
@@ -431,6 +437,7 @@ impl Cache {
 
 /// A layer blob of a cache entry, as its entry recorded it when it was hashed.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
 pub(crate) struct TrustedLayer {
     /// The blob's file in the entry.
     pub path: PathBuf,
