@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex};
 
 use flate2::{Compress, FlushCompress};
 
+mod direct;
+
 use crate::digest::HashingWriter;
 use crate::layer::{self, TarOptions};
 use crate::plan::LayerPlan;
@@ -39,8 +41,6 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 /// small enough that a frame is a cheap place to resume, and memory stays bounded (a
 /// worker holds one frame's input and output).
 const ZSTD_FRAME: usize = 2 << 20;
-/// A raw zstd block's most: the format's 128 KiB.
-const ZSTD_RAW_BLOCK: usize = 128 * 1024;
 /// Input between two indexed resume points: every gzip block would be 8 bytes an eighth
 /// of a MiB; every MiB keeps a 1 GiB layer's index at 8 KiB while a range never makes more
 /// than a MiB (and a gzip window) it does not send.
@@ -87,12 +87,7 @@ pub(crate) fn encode_layer<W: Write>(
     threads: usize,
     tick: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> io::Result<(Option<String>, W)> {
-    encode(
-        plan.spec.encoding(),
-        plan.spec.effective_level(),
-        threads,
-        out,
-        |encoder| {
+    encode(Encoding::of(plan), threads, out, |encoder| {
             if !diff_id {
                 layer::write_tar(plan, seed, options, encoder, tick)?;
                 return Ok(None);
@@ -100,22 +95,63 @@ pub(crate) fn encode_layer<W: Write>(
             let mut tar = HashingWriter::new(encoder);
             layer::write_tar(plan, seed, options, &mut tar, tick)?;
             Ok(Some(tar.complete().0.digest))
-        },
-    )
+    })
 }
 
-/// Runs `produce` with a writer whose bytes reach `out` encoded as `compression` says, at
-/// `level` (the encoding's default when `None`), using `threads` compressing threads.
-/// Returns what `produce` returned and `out`.
+/// How a layer's tar becomes its blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Encoding {
+    pub compression: Compression,
+    /// The encoder's level; `None` for the encoding's default.
+    pub level: Option<u32>,
+    /// Set for generated content at the default level, whose pieces are written from the
+    /// matches its generator made ([`direct`]) rather than by zlib or zstd.
+    pub generated: Option<Generated>,
+}
+
+/// What an encoder may know of generated content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Generated {
+    /// How far back its bytes repeat (besides runs of one byte); `None` for random files.
+    pub repeat: Option<usize>,
+}
+
+impl Encoding {
+    /// The encoding of `plan`'s blob. A layer of generated files at its encoding's default
+    /// level is written directly; given files (`--add`, the `run` layer), or a level asked
+    /// for, go through zlib or zstd at that level, as their own tools would.
+    pub fn of(plan: &LayerPlan) -> Self {
+        let spec = &plan.spec;
+        let compression = spec.encoding();
+        let default = spec.effective_level() == compression.default_level();
+        Self {
+            compression,
+            level: spec.effective_level(),
+            generated: (default && !plan.has_given()).then(|| Generated {
+                repeat: crate::content::repeat_distance(spec.ratio),
+            }),
+        }
+    }
+
+    /// `compression` at `level` by zlib or zstd, for bytes of any shape.
+    pub fn searched(compression: Compression, level: Option<u32>) -> Self {
+        Self {
+            compression,
+            level,
+            generated: None,
+        }
+    }
+}
+
+/// Runs `produce` with a writer whose bytes reach `out` encoded as `encoding` says, using
+/// `threads` compressing threads. Returns what `produce` returned and `out`.
 pub(crate) fn encode<W: Write, T>(
-    compression: Compression,
-    level: Option<u32>,
+    encoding: Encoding,
     threads: usize,
     out: W,
     produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
 ) -> io::Result<(T, W)> {
-    encode_pieces(compression, level, threads, Start::First, out, produce)
-        .map(|(value, out, _)| (value, out))
+    encode_pieces(encoding, threads, Start::First, out, produce).map(|(value, out, _)| (value, out))
 }
 
 /// Where the output offsets of a compressed stream's pieces are: enough to resume it at
@@ -180,10 +216,14 @@ pub(crate) struct Resume {
 
 impl Resume {
     /// Bytes before `input` that `produce` writes first: what the piece may refer back
-    /// into (gzip's window), consumed as its dictionary, never output.
-    pub fn primer(&self, compression: Compression) -> u64 {
-        match compression {
-            Compression::Gzip => self.input.min(DICTIONARY as u64),
+    /// into (zlib's gzip window), consumed as its dictionary, never output.
+    pub fn primer(&self, encoding: Encoding) -> u64 {
+        match encoding {
+            Encoding {
+                compression: Compression::Gzip,
+                generated: None,
+                ..
+            } => self.input.min(DICTIONARY as u64),
             _ => 0,
         }
     }
@@ -192,15 +232,17 @@ impl Resume {
 /// [`encode`], from `start`; with [`Start::Beginning`], also returns the pieces' index
 /// (for a compressed stream).
 pub(crate) fn encode_pieces<W: Write, T>(
-    compression: Compression,
-    level: Option<u32>,
+    encoding: Encoding,
     threads: usize,
     start: Start,
     out: W,
     produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
 ) -> io::Result<(T, W, Option<Pieces>)> {
-    let level = level.or(compression.default_level()).unwrap_or(0);
-    let kind = match compression {
+    let level = encoding
+        .level
+        .or(encoding.compression.default_level())
+        .unwrap_or(0);
+    let kind = match encoding.compression {
         Compression::None => {
             let mut out = out;
             let value = produce(&mut out)?;
@@ -209,7 +251,20 @@ pub(crate) fn encode_pieces<W: Write, T>(
         Compression::Gzip => Kind::Gzip,
         Compression::Zstd => Kind::Zstd,
     };
-    pieces(kind, level, threads.max(1), start, out, produce)
+    let encoder = Settings {
+        kind,
+        level,
+        generated: encoding.generated,
+    };
+    pieces(encoder, encoding, threads.max(1), start, out, produce)
+}
+
+/// What a worker's encoder is made from.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    kind: Kind,
+    level: u32,
+    generated: Option<Generated>,
 }
 
 /// The two piecewise encodings.
@@ -251,29 +306,24 @@ enum Encoded {
 }
 
 fn pieces<W: Write, T>(
-    kind: Kind,
-    level: u32,
+    settings: Settings,
+    encoding: Encoding,
     threads: usize,
     start: Start,
     mut out: W,
     produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
 ) -> io::Result<(T, W, Option<Pieces>)> {
+    let kind = settings.kind;
     let (resume, primer) = match start {
         Start::First | Start::Beginning => (None, 0),
-        Start::Resume(resume) => {
-            let compression = match kind {
-                Kind::Gzip => Compression::Gzip,
-                Kind::Zstd => Compression::Zstd,
-            };
-            (Some(resume), resume.primer(compression))
-        }
+        Start::Resume(resume) => (Some(resume), resume.primer(encoding)),
     };
     std::thread::scope(|scope| {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..threads {
             let queue = Arc::clone(&queue);
-            scope.spawn(move || encode_jobs(&queue, kind, level));
+            scope.spawn(move || encode_jobs(&queue, settings));
         }
         let mut writer = PieceWriter {
             kind,
@@ -367,14 +417,33 @@ impl Deflater {
 // One per worker thread, never moved: its size does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Encoder {
-    Gzip { deflate: Deflater, store: Deflater },
-    Zstd(zstd::bulk::Compressor<'static>),
+    Gzip {
+        deflate: Deflater,
+        store: Deflater,
+        probe: Deflater,
+    },
+    Zstd {
+        frame: zstd::bulk::Compressor<'static>,
+        probe: Deflater,
+    },
+    /// Generated content, written from its matches.
+    Direct { kind: Kind, repeat: Option<usize> },
 }
 
 impl Encoder {
-    fn new(kind: Kind, level: u32) -> io::Result<Self> {
+    fn new(settings: Settings) -> io::Result<Self> {
+        let Settings {
+            kind,
+            level,
+            generated,
+        } = settings;
+        if let Some(Generated { repeat }) = generated {
+            return Ok(Self::Direct { kind, repeat });
+        }
+        let probe = Deflater::new(flate2::Compression::fast())?;
         Ok(match kind {
             Kind::Gzip => Self::Gzip {
+                probe,
                 deflate: Deflater::new(flate2::Compression::new(level))?,
                 store: Deflater::new(flate2::Compression::none())?,
             },
@@ -384,31 +453,48 @@ impl Encoder {
                 let mut frame = zstd::bulk::Compressor::new(level)?;
                 frame.set_parameter(CParameter::ChecksumFlag(true))?;
                 frame.set_parameter(CParameter::ContentSizeFlag(true))?;
-                Self::Zstd(frame)
+                Self::Zstd { frame, probe }
             }
         })
     }
 
-    fn encode(&mut self, probe: &mut Deflater, job: &Job) -> io::Result<Encoded> {
-        let random = incompressible(probe, &job.data);
+    fn encode(&mut self, job: &Job) -> io::Result<Encoded> {
         match self {
-            Self::Gzip { store, .. } if random => deflate_block(store, job).map(Encoded::Bytes),
-            Self::Gzip { deflate, .. } => deflate_block(deflate, job).map(Encoded::Bytes),
-            Self::Zstd(_) if random => Ok(Encoded::Raw(Arc::clone(&job.data))),
-            // A frame is compressed from a reset session: nothing of the frames before.
-            Self::Zstd(frame) => frame.compress(&job.data).map(Encoded::Bytes),
+            Self::Direct {
+                kind: Kind::Gzip,
+                repeat,
+            } => Ok(Encoded::Bytes(direct::deflate(&job.data, *repeat, job.last))),
+            Self::Direct {
+                kind: Kind::Zstd,
+                repeat,
+            } => {
+                let header = frame_header(job.data.len() as u64);
+                Ok(direct::zstd_blocks(&job.data, *repeat, &header)
+                    .map_or_else(|| Encoded::Raw(Arc::clone(&job.data)), Encoded::Bytes))
+            }
+            Self::Gzip {
+                store,
+                deflate,
+                probe,
+            } => match incompressible(probe, &job.data) {
+                true => deflate_block(store, job),
+                false => deflate_block(deflate, job),
+            }
+            .map(Encoded::Bytes),
+            Self::Zstd { frame, probe } => match incompressible(probe, &job.data) {
+                true => Ok(Encoded::Raw(Arc::clone(&job.data))),
+                // A frame is compressed from a reset session: nothing of the frames before.
+                false => frame.compress(&job.data).map(Encoded::Bytes),
+            },
         }
     }
 }
 
 /// Encodes pieces from `queue` until it closes.
-fn encode_jobs(queue: &Mutex<Receiver<Job>>, kind: Kind, level: u32) {
-    let states = Encoder::new(kind, level)
-        .and_then(|encoder| Ok((encoder, Deflater::new(flate2::Compression::fast())?)));
-    let (mut encoder, mut probe) = match states {
-        Ok(states) => states,
+fn encode_jobs(queue: &Mutex<Receiver<Job>>, settings: Settings) {
+    let Ok(mut encoder) = Encoder::new(settings) else {
         // The writer sees the workers gone and reports it.
-        Err(_) => return,
+        return;
     };
     loop {
         let job = match queue.lock() {
@@ -418,7 +504,7 @@ fn encode_jobs(queue: &Mutex<Receiver<Job>>, kind: Kind, level: u32) {
             },
             Err(_) => return,
         };
-        let result = encoder.encode(&mut probe, &job);
+        let result = encoder.encode(&job);
         // The writer may have stopped waiting (an error elsewhere): nothing to do then.
         let _ = job.done.send(result);
     }
@@ -429,7 +515,7 @@ fn encode_jobs(queue: &Mutex<Receiver<Job>>, kind: Kind, level: u32) {
 /// here against a copy for this.
 #[cfg(test)]
 fn raw_frame(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / ZSTD_RAW_BLOCK * 3 + 24);
+    let mut out = Vec::with_capacity(data.len() + data.len() / direct::BLOCK * 3 + 24);
     // Into memory: cannot fail.
     let _ = write_raw_frame(data, &mut |bytes| {
         out.extend_from_slice(bytes);
@@ -441,7 +527,24 @@ fn raw_frame(data: &[u8]) -> Vec<u8> {
 /// Writes the raw frame of `data` in parts: the data goes out from where it is, never
 /// copied into a frame first.
 fn write_raw_frame(data: &[u8], emit: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
-    let size = data.len() as u64;
+    let mut header = frame_header(data.len() as u64);
+    if data.is_empty() {
+        // One empty raw block, the last.
+        header.extend_from_slice(&[1, 0, 0]);
+    }
+    emit(&header)?;
+    let mut blocks = data.chunks(direct::BLOCK).peekable();
+    while let Some(block) = blocks.next() {
+        let mut header = Vec::with_capacity(3);
+        direct::block_header(&mut header, blocks.peek().is_none(), 0, block.len());
+        emit(&header)?;
+        emit(block)?;
+    }
+    Ok(())
+}
+
+/// The header of a zstd frame of `size` bytes that the image-maker writes itself.
+fn frame_header(size: u64) -> Vec<u8> {
     let mut header = 0xFD2F_B528_u32.to_le_bytes().to_vec();
     // Frame header descriptor: content size field width, single segment (the content is
     // the window); no checksum (the blob's digest covers the bytes, and XXH64 of every
@@ -454,19 +557,7 @@ fn write_raw_frame(data: &[u8], emit: &mut dyn FnMut(&[u8]) -> io::Result<()>) -
     };
     header.push(width << 6 | 1 << 5);
     header.extend_from_slice(&field);
-    if data.is_empty() {
-        // One empty raw block, the last.
-        header.extend_from_slice(&[1, 0, 0]);
-    }
-    emit(&header)?;
-    let mut blocks = data.chunks(ZSTD_RAW_BLOCK).peekable();
-    while let Some(block) = blocks.next() {
-        // Last-block bit, type 0 (raw), then the size: 24 bits, little-endian.
-        let header = u32::from(blocks.peek().is_none()) | (block.len() as u32) << 3;
-        emit(&header.to_le_bytes()[..3])?;
-        emit(block)?;
-    }
-    Ok(())
+    header
 }
 
 /// Bytes of each sample [`incompressible`] tries: less than the window's half, so that a
@@ -816,22 +907,38 @@ mod tests {
         let writes = [usize::MAX, 1 << 20, 4096, 7919, 1];
         // Pinned too: every run agreeing is not enough, since a worker's history could make
         // them all agree on other bytes.
+        let direct = |compression| Encoding {
+            generated: Some(Generated {
+                repeat: crate::content::repeat_distance("3".parse().expect("valid")),
+            }),
+            ..Encoding::searched(compression, None)
+        };
         let pinned = [
             (
-                Compression::Gzip,
+                Encoding::searched(Compression::Gzip, None),
                 "sha256:b73ef46affd89b7a998b922e05df160ca8a5387c4c1ce2ddac9dfdb39489efd4",
                 22_875_776,
             ),
             (
-                Compression::Zstd,
+                Encoding::searched(Compression::Zstd, None),
                 "sha256:b81d0dc32fa1e1ddf27d8a2c83723a437ba9ca9dc6351bf0c124350f73d4b6f7",
                 22_564_838,
             ),
+            (
+                direct(Compression::Gzip),
+                "sha256:d43ae49bdb10658b999d40a6a39f4c1d02bb450988841e1234424ed6fa19b777",
+                23_491_496,
+            ),
+            (
+                direct(Compression::Zstd),
+                "sha256:b1a6ebf7adf37d880ae24fc38921dd9fdbe0429817d83e2bd60c81c9ffd3cea0",
+                22_467_409,
+            ),
         ];
-        for (compression, digest, size) in pinned {
+        for (encoding, digest, size) in pinned {
             for threads in 1..=8 {
                 let write = writes[threads % writes.len()];
-                let ((), out) = encode(compression, None, threads, Vec::new(), |w| {
+                let ((), out) = encode(encoding, threads, Vec::new(), |w| {
                     let mut rest = &input[..];
                     if write == 1 {
                         for byte in rest[..4 << 20].chunks(1) {
@@ -854,7 +961,7 @@ mod tests {
                 assert_eq!(
                     (blob.digest.as_str(), blob.size),
                     (digest, size),
-                    "{compression:?}, {threads} threads, writes of {write}"
+                    "{encoding:?}, {threads} threads, writes of {write}"
                 );
             }
         }
@@ -872,7 +979,7 @@ mod tests {
         threads: usize,
         input: &[u8],
     ) -> Vec<u8> {
-        let ((), out) = encode(compression, level, threads, Vec::new(), |w| {
+        let ((), out) = encode(Encoding::searched(compression, level), threads, Vec::new(), |w| {
             // Odd write sizes: the block cuts must not depend on them.
             for chunk in input.chunks(7919) {
                 w.write_all(chunk)?;
@@ -959,9 +1066,9 @@ mod tests {
     }
     /// The whole stream of `input` and its index, then the stream resumed at every one of
     /// its resume points: each must be the whole stream's bytes from that point on.
-    fn resumes_at_every_piece(compression: Compression, input: &[u8]) -> usize {
+    fn resumes_at_every_piece(encoding: Encoding, input: &[u8]) -> usize {
         let ((), whole, pieces) =
-            encode_pieces(compression, None, 3, Start::Beginning, Vec::new(), |w| {
+            encode_pieces(encoding, 3, Start::Beginning, Vec::new(), |w| {
                 w.write_all(input)
             })
             .expect("in memory");
@@ -982,11 +1089,10 @@ mod tests {
                 input: from,
                 crc: pieces.crc,
             };
-            let primer = usize::try_from(resume.primer(compression)).expect("small");
+            let primer = usize::try_from(resume.primer(encoding)).expect("small");
             let from = usize::try_from(from).expect("small");
             let ((), tail, none) = encode_pieces(
-                compression,
-                None,
+                encoding,
                 2,
                 Start::Resume(resume),
                 Vec::new(),
@@ -997,7 +1103,7 @@ mod tests {
             let output = usize::try_from(output).expect("small");
             assert!(
                 tail == whole[output..],
-                "{compression:?}: resumed at {from}"
+                "{encoding:?}: resumed at {from}"
             );
         }
         pieces.starts.len()
@@ -1009,19 +1115,31 @@ mod tests {
         // Random, compressible, and mixed: stored and searched pieces side by side.
         let mut mixed = data(5 << 20, Ratio::ONE);
         mixed[(2 << 20)..(3 << 20) + 77].copy_from_slice(&data((1 << 20) + 77, ratio));
+        let gzip = Encoding::searched(Compression::Gzip, None);
+        let zstd = Encoding::searched(Compression::Zstd, None);
+        let generated = Some(Generated {
+            repeat: crate::content::repeat_distance(ratio),
+        });
         for input in [
             data(5 << 20, Ratio::ONE),
             data((5 << 20) + 999, ratio),
             mixed,
         ] {
-            assert_eq!(resumes_at_every_piece(Compression::Gzip, &input), 5);
-            assert_eq!(resumes_at_every_piece(Compression::Zstd, &input), 2);
+            for encoding in [gzip, zstd] {
+                let pieces = match encoding.compression {
+                    Compression::Gzip => 5,
+                    _ => 2,
+                };
+                assert_eq!(resumes_at_every_piece(encoding, &input), pieces);
+                let direct = Encoding {
+                    generated,
+                    ..encoding
+                };
+                assert_eq!(resumes_at_every_piece(direct, &input), pieces);
+            }
         }
         // Shorter than a step: nothing to resume at, and nothing needed.
-        assert_eq!(
-            resumes_at_every_piece(Compression::Zstd, &data(1000, ratio)),
-            0
-        );
+        assert_eq!(resumes_at_every_piece(zstd, &data(1000, ratio)), 0);
     }
 
     #[test]
@@ -1064,17 +1182,19 @@ mod tests {
             Encoded::Bytes(bytes) => bytes,
             Encoded::Raw(data) => raw_frame(&data),
         };
-        let mut probe = Deflater::new(flate2::Compression::fast()).expect("new");
-        let alone = Encoder::new(Kind::Zstd, 3)
-            .and_then(|mut e| e.encode(&mut probe, &job(&frame)))
+        let settings = Settings {
+            kind: Kind::Zstd,
+            level: 3,
+            generated: None,
+        };
+        let alone = Encoder::new(settings)
+            .and_then(|mut e| e.encode(&job(&frame)))
             .map(bytes)
             .expect("encoded");
-        let mut worker = Encoder::new(Kind::Zstd, 3).expect("new");
+        let mut worker = Encoder::new(settings).expect("new");
         for before in [data(1 << 20, "7".parse().expect("valid")), frame.to_vec()] {
-            worker
-                .encode(&mut probe, &job(&Arc::new(before)))
-                .expect("encoded");
-            let again = worker.encode(&mut probe, &job(&frame)).map(bytes);
+            worker.encode(&job(&Arc::new(before))).expect("encoded");
+            let again = worker.encode(&job(&frame)).map(bytes);
             assert!(again.expect("encoded") == alone);
         }
     }

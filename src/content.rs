@@ -41,6 +41,17 @@ pub fn seed(spec: &Spec, platform: &Platform, shared: bool) -> [u8; 32] {
     hash.finalize().into()
 }
 
+/// How far back a compressible file's bytes repeat: the random bytes at the start of each
+/// segment, which the rest of the segment copies; `None` for random content. An encoder
+/// that knows it finds every long match by comparing at this one distance.
+pub(crate) fn repeat_distance(ratio: Ratio) -> Option<usize> {
+    (ratio != Ratio::ONE).then(|| {
+        let literal = (SEGMENT * 100 + usize::from(ratio.hundredths()) / 2)
+            / usize::from(ratio.hundredths());
+        literal.clamp(1, SEGMENT)
+    })
+}
+
 /// The bytes of one file, exactly `len` of them.
 #[derive(Debug)]
 pub struct FileContent {
@@ -110,11 +121,7 @@ impl FileContent {
         hash.update(seed);
         hash.update(u64::from(layer).to_le_bytes());
         hash.update(file.to_le_bytes());
-        let literal = (ratio != Ratio::ONE).then(|| {
-            let literal = (SEGMENT * 100 + usize::from(ratio.hundredths()) / 2)
-                / usize::from(ratio.hundredths());
-            literal.clamp(1, SEGMENT)
-        });
+        let literal = repeat_distance(ratio);
         let spare = vec![0; if literal.is_some() { SEGMENT } else { BLOCK }];
         let spare_pos = spare.len();
         Self {

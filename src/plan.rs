@@ -167,6 +167,11 @@ impl LayerPlan {
         }
     }
 
+    /// Whether the layer's files are given rather than generated.
+    pub(crate) fn has_given(&self) -> bool {
+        self.given.is_some()
+    }
+
     /// The bytes of file `index` when the layer's files are given (the `run` layer).
     pub(crate) fn given(&self, index: u64) -> Option<&Arc<[u8]>> {
         self.given.as_ref()?.0.get(usize::try_from(index).ok()?)

@@ -264,8 +264,7 @@ impl Layer {
             Ok(())
         };
         let (diff_id, _, pieces) = compress::encode_pieces(
-            plan.spec.encoding(),
-            plan.spec.effective_level(),
+            compress::Encoding::of(plan),
             threads,
             compress::Start::Beginning,
             &mut hashing,
@@ -302,8 +301,7 @@ impl Layer {
         if !self.compressed() {
             return self.write_tar_range(range, out);
         }
-        let encoding = self.layer_spec().encoding();
-        let level = self.layer_spec().effective_level();
+        let encoding = compress::Encoding::of(self.plan());
         let (input, output) = self
             .pieces
             .as_ref()
@@ -323,7 +321,6 @@ impl Layer {
                 let from = input - resume.primer(encoding);
                 compress::encode_pieces(
                     encoding,
-                    level,
                     threads,
                     compress::Start::Resume(resume),
                     &mut window,
