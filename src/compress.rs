@@ -88,13 +88,13 @@ pub(crate) fn encode_layer<W: Write>(
     tick: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> io::Result<(Option<String>, W)> {
     encode(Encoding::of(plan), threads, out, |encoder| {
-            if !diff_id {
-                layer::write_tar(plan, seed, options, encoder, tick)?;
-                return Ok(None);
-            }
-            let mut tar = HashingWriter::new(encoder);
-            layer::write_tar(plan, seed, options, &mut tar, tick)?;
-            Ok(Some(tar.complete().0.digest))
+        if !diff_id {
+            layer::write_tar(plan, seed, options, encoder, tick)?;
+            return Ok(None);
+        }
+        let mut tar = HashingWriter::new(encoder);
+        layer::write_tar(plan, seed, options, &mut tar, tick)?;
+        Ok(Some(tar.complete().0.digest))
     })
 }
 
@@ -294,8 +294,13 @@ struct Job {
     previous: Option<Arc<Vec<u8>>>,
     data: Arc<Vec<u8>>,
     last: bool,
-    done: Sender<io::Result<Encoded>>,
+    /// An emptied buffer of an earlier piece's output, for this one's.
+    output: Vec<u8>,
+    done: Sender<io::Result<Done>>,
 }
+
+/// A piece encoded, and its input back for the writer to fill again.
+type Done = (Encoded, Arc<Vec<u8>>);
 
 /// A piece as a worker encoded it.
 enum Encoded {
@@ -314,6 +319,13 @@ fn pieces<W: Write, T>(
     produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
 ) -> io::Result<(T, W, Option<Pieces>)> {
     let kind = settings.kind;
+    // A direct piece costs about what making its input costs the producer: workers beyond
+    // what it can feed only take its core (on two cores, two workers took 1.8 times as
+    // long as one for a `ratio=3` GiB).
+    let threads = match settings.generated {
+        Some(_) => threads.saturating_sub(1).clamp(1, 2),
+        None => threads,
+    };
     let (resume, primer) = match start {
         Start::First | Start::Beginning => (None, 0),
         Start::Resume(resume) => (Some(resume), resume.primer(encoding)),
@@ -343,6 +355,8 @@ fn pieces<W: Write, T>(
             sum: xxhash_rust::xxh3::Xxh3::new(),
             index: matches!(start, Start::Beginning),
             resume,
+            spare: Spare::default(),
+            dictionary: kind == Kind::Gzip && settings.generated.is_none(),
         };
         if resume.is_none() && kind == Kind::Gzip {
             writer.emit(&GZIP_HEADER)?;
@@ -458,19 +472,25 @@ impl Encoder {
         })
     }
 
-    fn encode(&mut self, job: &Job) -> io::Result<Encoded> {
+    /// Encodes `job`, into `out` where the encoder writes its own bytes.
+    fn encode(&mut self, job: &Job, mut out: Vec<u8>) -> io::Result<Encoded> {
         match self {
             Self::Direct {
                 kind: Kind::Gzip,
                 repeat,
-            } => Ok(Encoded::Bytes(direct::deflate(&job.data, *repeat, job.last))),
+            } => {
+                direct::deflate(&job.data, *repeat, job.last, &mut out);
+                Ok(Encoded::Bytes(out))
+            }
             Self::Direct {
                 kind: Kind::Zstd,
                 repeat,
             } => {
-                let header = frame_header(job.data.len() as u64);
-                Ok(direct::zstd_blocks(&job.data, *repeat, &header)
-                    .map_or_else(|| Encoded::Raw(Arc::clone(&job.data)), Encoded::Bytes))
+                out.extend_from_slice(&frame_header(job.data.len() as u64));
+                Ok(match direct::zstd_blocks(&job.data, *repeat, &mut out) {
+                    true => Encoded::Bytes(out),
+                    false => Encoded::Raw(Arc::clone(&job.data)),
+                })
             }
             Self::Gzip {
                 store,
@@ -497,16 +517,25 @@ fn encode_jobs(queue: &Mutex<Receiver<Job>>, settings: Settings) {
         return;
     };
     loop {
-        let job = match queue.lock() {
+        let mut job = match queue.lock() {
             Ok(queue) => match queue.recv() {
                 Ok(job) => job,
                 Err(_) => return,
             },
             Err(_) => return,
         };
-        let result = encoder.encode(&job);
+        let output = std::mem::take(&mut job.output);
+        let result = encoder.encode(&job, output);
+        // The dictionary's hold goes first, so that the writer gets the input back alone.
+        let Job {
+            previous,
+            data,
+            done,
+            ..
+        } = job;
+        drop(previous);
         // The writer may have stopped waiting (an error elsewhere): nothing to do then.
-        let _ = job.done.send(result);
+        let _ = done.send(result.map(|encoded| (encoded, data)));
     }
 }
 
@@ -638,7 +667,7 @@ struct PieceWriter<'a, W: Write> {
     kind: Kind,
     out: &'a mut W,
     jobs: Sender<Job>,
-    pending: VecDeque<Receiver<io::Result<Encoded>>>,
+    pending: VecDeque<Receiver<io::Result<Done>>>,
     in_flight: usize,
     current: Vec<u8>,
     previous: Option<Arc<Vec<u8>>>,
@@ -658,19 +687,38 @@ struct PieceWriter<'a, W: Write> {
     /// Whether the pieces are indexed and summed.
     index: bool,
     resume: Option<Resume>,
+    /// Buffers of pieces written, emptied for new ones: a new buffer of 2 MiB is new pages
+    /// to fault in, which cost serve as much again as copying into them.
+    spare: Spare,
+    /// Whether a piece refers back into the one before it (zlib's gzip).
+    dictionary: bool,
+}
+
+/// Emptied buffers: inputs and outputs.
+#[derive(Default)]
+struct Spare {
+    inputs: Vec<Vec<u8>>,
+    outputs: Vec<Vec<u8>>,
 }
 
 impl<W: Write> PieceWriter<'_, W> {
     fn submit(&mut self, last: bool) -> io::Result<()> {
-        let data = Arc::new(std::mem::replace(
-            &mut self.current,
-            Vec::with_capacity(self.kind.piece()),
-        ));
+        let next = self
+            .spare
+            .inputs
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.kind.piece()));
+        let data = Arc::new(std::mem::replace(&mut self.current, next));
         let (done, result) = mpsc::channel();
+        let previous = match self.dictionary {
+            true => self.previous.replace(Arc::clone(&data)),
+            false => self.previous.take(),
+        };
         let job = Job {
-            previous: self.previous.replace(Arc::clone(&data)),
+            previous,
             data,
             last,
+            output: self.spare.outputs.pop().unwrap_or_default(),
             done,
         };
         self.jobs
@@ -690,7 +738,7 @@ impl<W: Write> PieceWriter<'_, W> {
         let Some(result) = self.pending.pop_front() else {
             return Ok(());
         };
-        let piece = result
+        let (piece, input) = result
             .recv()
             .map_err(|_| io::Error::other("a compressing worker stopped"))??;
         if self.index {
@@ -703,9 +751,19 @@ impl<W: Write> PieceWriter<'_, W> {
             }
         }
         match piece {
-            Encoded::Bytes(bytes) => self.emit(&bytes),
-            Encoded::Raw(data) => write_raw_frame(&data, &mut |bytes| self.emit(bytes)),
+            Encoded::Bytes(mut bytes) => {
+                self.emit(&bytes)?;
+                bytes.clear();
+                self.spare.outputs.push(bytes);
+            }
+            Encoded::Raw(data) => write_raw_frame(&data, &mut |bytes| self.emit(bytes))?,
         }
+        // Held still when it is the next piece's dictionary; then it comes back later.
+        if let Ok(mut input) = Arc::try_unwrap(input) {
+            input.clear();
+            self.spare.inputs.push(input);
+        }
+        Ok(())
     }
 
     /// Writes `bytes` of output, counted and (when indexing) summed.
@@ -865,6 +923,7 @@ mod tests {
             previous: Some(Arc::clone(previous)),
             data: Arc::clone(data),
             last: false,
+            output: Vec::new(),
             done: mpsc::channel().0,
         }
     }
@@ -979,13 +1038,18 @@ mod tests {
         threads: usize,
         input: &[u8],
     ) -> Vec<u8> {
-        let ((), out) = encode(Encoding::searched(compression, level), threads, Vec::new(), |w| {
-            // Odd write sizes: the block cuts must not depend on them.
-            for chunk in input.chunks(7919) {
-                w.write_all(chunk)?;
-            }
-            Ok(())
-        })
+        let ((), out) = encode(
+            Encoding::searched(compression, level),
+            threads,
+            Vec::new(),
+            |w| {
+                // Odd write sizes: the block cuts must not depend on them.
+                for chunk in input.chunks(7919) {
+                    w.write_all(chunk)?;
+                }
+                Ok(())
+            },
+        )
         .expect("in memory");
         out
     }
@@ -1067,11 +1131,10 @@ mod tests {
     /// The whole stream of `input` and its index, then the stream resumed at every one of
     /// its resume points: each must be the whole stream's bytes from that point on.
     fn resumes_at_every_piece(encoding: Encoding, input: &[u8]) -> usize {
-        let ((), whole, pieces) =
-            encode_pieces(encoding, 3, Start::Beginning, Vec::new(), |w| {
-                w.write_all(input)
-            })
-            .expect("in memory");
+        let ((), whole, pieces) = encode_pieces(encoding, 3, Start::Beginning, Vec::new(), |w| {
+            w.write_all(input)
+        })
+        .expect("in memory");
         let pieces = pieces.expect("indexed");
         assert_eq!(pieces.input, input.len() as u64);
         assert_eq!(pieces.sums.len(), pieces.starts.len() + 1);
@@ -1091,20 +1154,14 @@ mod tests {
             };
             let primer = usize::try_from(resume.primer(encoding)).expect("small");
             let from = usize::try_from(from).expect("small");
-            let ((), tail, none) = encode_pieces(
-                encoding,
-                2,
-                Start::Resume(resume),
-                Vec::new(),
-                |w| w.write_all(&input[from - primer..]),
-            )
-            .expect("in memory");
+            let ((), tail, none) =
+                encode_pieces(encoding, 2, Start::Resume(resume), Vec::new(), |w| {
+                    w.write_all(&input[from - primer..])
+                })
+                .expect("in memory");
             assert!(none.is_none());
             let output = usize::try_from(output).expect("small");
-            assert!(
-                tail == whole[output..],
-                "{encoding:?}: resumed at {from}"
-            );
+            assert!(tail == whole[output..], "{encoding:?}: resumed at {from}");
         }
         pieces.starts.len()
     }
@@ -1176,6 +1233,7 @@ mod tests {
             previous: None,
             data: Arc::clone(data),
             last: false,
+            output: Vec::new(),
             done: mpsc::channel().0,
         };
         let bytes = |encoded: Encoded| match encoded {
@@ -1188,13 +1246,15 @@ mod tests {
             generated: None,
         };
         let alone = Encoder::new(settings)
-            .and_then(|mut e| e.encode(&job(&frame)))
+            .and_then(|mut e| e.encode(&job(&frame), Vec::new()))
             .map(bytes)
             .expect("encoded");
         let mut worker = Encoder::new(settings).expect("new");
         for before in [data(1 << 20, "7".parse().expect("valid")), frame.to_vec()] {
-            worker.encode(&job(&Arc::new(before))).expect("encoded");
-            let again = worker.encode(&job(&frame)).map(bytes);
+            worker
+                .encode(&job(&Arc::new(before)), Vec::new())
+                .expect("encoded");
+            let again = worker.encode(&job(&frame), Vec::new()).map(bytes);
             assert!(again.expect("encoded") == alone);
         }
     }

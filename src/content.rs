@@ -46,8 +46,8 @@ pub fn seed(spec: &Spec, platform: &Platform, shared: bool) -> [u8; 32] {
 /// that knows it finds every long match by comparing at this one distance.
 pub(crate) fn repeat_distance(ratio: Ratio) -> Option<usize> {
     (ratio != Ratio::ONE).then(|| {
-        let literal = (SEGMENT * 100 + usize::from(ratio.hundredths()) / 2)
-            / usize::from(ratio.hundredths());
+        let literal =
+            (SEGMENT * 100 + usize::from(ratio.hundredths()) / 2) / usize::from(ratio.hundredths());
         literal.clamp(1, SEGMENT)
     })
 }
@@ -173,16 +173,19 @@ impl FileContent {
     fn refill(&mut self) {
         match self.literal {
             None => self.rng.fill_bytes(&mut self.spare),
-            Some(literal) => {
-                let drawn = Self::drawn(literal).min(SEGMENT);
-                self.rng.fill_bytes(&mut self.spare[..drawn]);
-                for start in (literal..SEGMENT).step_by(literal) {
-                    let end = (start + literal).min(SEGMENT);
-                    self.spare.copy_within(0..end - start, start);
-                }
-            }
+            Some(literal) => Self::segment(&mut self.rng, literal, &mut self.spare),
         }
         self.spare_pos = 0;
+    }
+
+    /// The next segment of a compressible file, into `segment` (`SEGMENT` bytes).
+    fn segment(rng: &mut ChaCha8Rng, literal: usize, segment: &mut [u8]) {
+        let drawn = Self::drawn(literal).min(SEGMENT);
+        rng.fill_bytes(&mut segment[..drawn]);
+        for start in (literal..SEGMENT).step_by(literal) {
+            let end = (start + literal).min(SEGMENT);
+            segment.copy_within(0..end - start, start);
+        }
     }
 
     /// Fills as much of `buf` as the file has left; returns how much.
@@ -205,6 +208,12 @@ impl FileContent {
                     let whole = (want - done) / BLOCK * BLOCK;
                     self.rng.fill_bytes(&mut buf[done..done + whole]);
                     done += whole;
+                    continue;
+                }
+                if let Some(literal) = self.literal.filter(|_| want - done >= SEGMENT) {
+                    // So do whole segments: one copy fewer of every byte.
+                    Self::segment(&mut self.rng, literal, &mut buf[done..done + SEGMENT]);
+                    done += SEGMENT;
                     continue;
                 }
                 self.refill();
@@ -260,13 +269,13 @@ mod tests {
 
     #[test]
     fn output_does_not_depend_on_read_sizes() {
-        let reference = read_all(FileContent::new(&[1; 32], 2, 3, 10_007), 4096);
-        for chunk in [1, 3, 63, 64, 65, 1000, 20_000] {
-            assert_eq!(
-                read_all(FileContent::new(&[1; 32], 2, 3, 10_007), chunk),
-                reference,
-                "chunk {chunk}"
-            );
+        for ratio in ["1", "3", "1.01", "100"] {
+            let ratio: Ratio = ratio.parse().expect("valid");
+            let file = || FileContent::with_ratio(&[1; 32], 2, 3, 30_007, ratio);
+            let reference = read_all(file(), 4096);
+            for chunk in [1, 3, 63, 64, 65, 1000, 4095, 4097, 20_000, 1 << 16] {
+                assert_eq!(read_all(file(), chunk), reference, "{ratio}, chunk {chunk}");
+            }
         }
     }
 

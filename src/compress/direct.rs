@@ -19,6 +19,9 @@
 
 /// Bytes a probe compares.
 const PROBE: usize = 8;
+/// Bytes a match is extended by at a time: a copy runs to its segment's end, thousands of
+/// bytes on.
+const STRETCH: usize = 64;
 /// The shortest match written: shorter ones save too little to pay for coding them (and in
 /// zstd for the block a change of code starts).
 const MIN_MATCH: usize = 32;
@@ -59,8 +62,11 @@ fn matches(data: &[u8], repeat: Option<usize>) -> Vec<Match> {
             start -= 1;
         }
         let mut end = at + PROBE;
-        while end + PROBE <= data.len() && word(end) == word(end - distance) {
-            end += PROBE;
+        // Long stretches at a time (the library's vectorised compare), then bytes.
+        while end + STRETCH <= data.len()
+            && data[end..end + STRETCH] == data[end - distance..end - distance + STRETCH]
+        {
+            end += STRETCH;
         }
         while end < data.len() && data[end] == data[end - distance] {
             end += 1;
@@ -87,9 +93,10 @@ struct Bits {
 }
 
 impl Bits {
-    fn new(capacity: usize) -> Self {
+    /// Bits after the bytes `out` holds.
+    fn after(out: Vec<u8>) -> Self {
         Self {
-            out: Vec::with_capacity(capacity),
+            out,
             acc: 0,
             count: 0,
         }
@@ -130,8 +137,8 @@ fn code(bases: &[u32], value: u32) -> usize {
 
 // deflate (RFC 1951 §3.2.5): length and distance codes' first values and extra bits.
 const LENGTH_BASE: [u32; 29] = [
-    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115,
-    131, 163, 195, 227, 258,
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
+    163, 195, 227, 258,
 ];
 const LENGTH_EXTRA: [u32; 29] = [
     0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
@@ -155,10 +162,11 @@ const STORED_LEAST: usize = 128;
 
 /// One piece of a deflate stream: `data`'s matches in fixed-Huffman blocks, its other bytes
 /// in stored blocks (or coded, a few at a time), ended on a byte boundary by an empty stored
-/// block, the stream's last when `last`.
-pub(super) fn deflate(data: &[u8], repeat: Option<usize>, last: bool) -> Vec<u8> {
+/// block, the stream's last when `last`. Appended to `out`.
+pub(super) fn deflate(data: &[u8], repeat: Option<usize>, last: bool, out: &mut Vec<u8>) {
+    out.reserve(data.len() + data.len() / 1024 + 64);
     let mut piece = Deflate {
-        bits: Bits::new(data.len() + data.len() / 1024 + 64),
+        bits: Bits::after(std::mem::take(out)),
         fixed: false,
     };
     let mut at = 0;
@@ -171,7 +179,7 @@ pub(super) fn deflate(data: &[u8], repeat: Option<usize>, last: bool) -> Vec<u8>
     piece.literals(&data[at..]);
     piece.end_fixed();
     piece.stored(&[], last);
-    piece.bits.out
+    *out = piece.bits.out;
 }
 
 struct Deflate {
@@ -248,10 +256,8 @@ impl Deflate {
             let length = part as u32;
             let length_code = code(&LENGTH_BASE, length);
             self.symbol(257 + length_code as u32);
-            self.bits.put(
-                length - LENGTH_BASE[length_code],
-                LENGTH_EXTRA[length_code],
-            );
+            self.bits
+                .put(length - LENGTH_BASE[length_code], LENGTH_EXTRA[length_code]);
             // Distance codes are 5 bits, most significant first.
             self.bits
                 .put((distance_code as u32).reverse_bits() >> 27, 5);
@@ -280,8 +286,8 @@ const MATCH_BASE: [u32; 53] = [
     2051, 4099, 8195, 16387, 32771, 65539,
 ];
 const MATCH_EXTRA: [u32; 53] = [
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
 ];
 /// A block's most content: the format's 128 KiB.
 pub(super) const BLOCK: usize = 128 * 1024;
@@ -306,21 +312,20 @@ impl Sequence {
     }
 }
 
-/// The blocks of one zstd frame of `data`, after `header`: runs of sequences that share
-/// their codes in compressed blocks whose tables are one symbol each (RLE mode, so that a
-/// sequence costs only its extra bits), literals raw, and raw blocks where that would not
-/// be smaller. `None` when `data` has no match: its raw frame is that, and is better
-/// written from where the data is.
-pub(super) fn zstd_blocks(data: &[u8], repeat: Option<usize>, header: &[u8]) -> Option<Vec<u8>> {
+/// The blocks of one zstd frame of `data`, appended to `out` (which holds the frame's
+/// header): runs of sequences that share their codes in compressed blocks whose tables are
+/// one symbol each (RLE mode, so that a sequence costs only its extra bits), literals raw,
+/// and raw blocks where that would not be smaller. False, with nothing appended, when
+/// `data` has no match: its raw frame is that, and is better written from where it is.
+pub(super) fn zstd_blocks(data: &[u8], repeat: Option<usize>, out: &mut Vec<u8>) -> bool {
     let found = matches(data, repeat);
     if found.is_empty() {
-        return None;
+        return false;
     }
-    let mut out = Vec::with_capacity(header.len() + data.len() + data.len() / 256 + 16);
-    out.extend_from_slice(header);
+    out.reserve(data.len() + data.len() / 256 + 16);
     let mut frame = Frame {
         data,
-        out,
+        out: std::mem::take(out),
         from: 0,
         cursor: 0,
         sequences: Vec::new(),
@@ -329,7 +334,8 @@ pub(super) fn zstd_blocks(data: &[u8], repeat: Option<usize>, header: &[u8]) -> 
     for found in found {
         frame.add(found);
     }
-    Some(frame.finish())
+    *out = frame.finish();
+    true
 }
 
 struct Frame<'a> {
@@ -443,7 +449,7 @@ impl Frame<'_> {
                 match_code as u8,
             ]);
             // Read backwards: the last sequence's bits are written first.
-            let mut bits = Bits::new(count * 6 + 1);
+            let mut bits = Bits::after(Vec::with_capacity(count * 6 + 1));
             for sequence in self.sequences.iter().rev() {
                 bits.put(
                     sequence.literals - LITERALS_BASE[literal_code],
@@ -495,13 +501,22 @@ mod tests {
         out
     }
 
+    fn deflated(data: &[u8], repeat: Option<usize>, last: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        deflate(data, repeat, last, &mut out);
+        out
+    }
+
     fn unzstd(frame: &[u8]) -> Vec<u8> {
         zstd::stream::decode_all(frame).expect("a valid zstd frame")
     }
 
     fn frame(data: &[u8], repeat: Option<usize>) -> Vec<u8> {
-        let header = super::super::frame_header(data.len() as u64);
-        zstd_blocks(data, repeat, &header).unwrap_or_else(|| super::super::raw_frame(data))
+        let mut out = super::super::frame_header(data.len() as u64);
+        match zstd_blocks(data, repeat, &mut out) {
+            true => out,
+            false => super::super::raw_frame(data),
+        }
     }
 
     /// Random runs, copies at `repeat` and at other distances, runs of one byte, in random
@@ -555,14 +570,14 @@ mod tests {
             let mut pieces = Vec::new();
             let parts: Vec<&[u8]> = data.chunks(40_000).collect();
             for (i, part) in parts.iter().enumerate() {
-                pieces.push(deflate(part, Some(1365), i + 1 == parts.len()));
+                pieces.push(deflated(part, Some(1365), i + 1 == parts.len()));
             }
             if parts.is_empty() {
-                pieces.push(deflate(&[], Some(1365), true));
+                pieces.push(deflated(&[], Some(1365), true));
             }
             assert!(inflate(&pieces) == data, "seed {seed}, {len} bytes");
             // Each piece is a stream of its own, but for the last block's flag.
-            let alone = deflate(&data, None, true);
+            let alone = deflated(&data, None, true);
             assert!(inflate(&[alone]) == data);
         }
     }
@@ -589,7 +604,7 @@ mod tests {
         let mut data = vec![0; 2 << 20];
         crate::content::FileContent::with_ratio(&[3; 32], 1, 0, data.len() as u64, ratio)
             .fill(&mut data);
-        let gzip = deflate(&data, distance, true).len();
+        let gzip = deflated(&data, distance, true).len();
         let zstd = frame(&data, distance).len();
         // No larger than zstd level 3 makes it; gzip within 3% of zlib's level 6, whose
         // dynamic codes make a match cheaper than the fixed ones here.
