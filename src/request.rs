@@ -601,6 +601,13 @@ pub(crate) fn key(request: &BuildRequest) -> String {
         // zstd became independent frames: an entry made before holds other bytes.
         hasher.update("zstd frames\n");
     }
+    if request.spec.layers().iter().any(|l| {
+        l.encoding() != crate::spec::Compression::None
+            && l.effective_level() == l.encoding().default_level()
+    }) {
+        // Generated layers at the default level became direct pieces: other bytes again.
+        hasher.update("direct pieces\n");
+    }
     for added in &request.added {
         hasher.update(format!("add {}\n", added.key()));
     }

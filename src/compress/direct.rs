@@ -419,9 +419,18 @@ impl Frame<'_> {
     /// (or raw, when that is smaller).
     fn close(&mut self, until: usize, last: bool) {
         let content = until - self.from;
+        let count = self.sequences.len();
+        let Some((literal_code, offset_code, match_code)) = self.codes.filter(|_| count > 0)
+        else {
+            return self.raw(until, last);
+        };
         let matched: usize = self.sequences.iter().map(|s| s.len as usize).sum();
         let literals = content - matched;
-        let mut body = Vec::with_capacity(literals + 16 + self.sequences.len() * 6);
+        // Written in place behind a header whose size is known at the end; taken back for
+        // raw blocks when they are smaller.
+        let mark = self.out.len();
+        let body = &mut self.out;
+        body.extend_from_slice(&[0; 3]);
         // Raw literals: type 0, then the size in 5, 12 or 20 bits.
         match literals {
             0..=31 => body.push((literals as u8) << 3),
@@ -435,45 +444,45 @@ impl Frame<'_> {
             at += literals + sequence.len as usize;
         }
         body.extend_from_slice(&self.data[at..until]);
-        let count = self.sequences.len();
         match count {
             0..=127 => body.push(count as u8),
             _ => body.extend_from_slice(&((count as u16) | 0x8000).to_be_bytes()),
         }
-        if let Some((literal_code, offset_code, match_code)) = self.codes.filter(|_| count > 0) {
-            // All three tables in RLE mode, each its one symbol.
-            body.extend_from_slice(&[
-                0b0101_0100,
-                literal_code as u8,
-                offset_code as u8,
-                match_code as u8,
-            ]);
-            // Read backwards: the last sequence's bits are written first.
-            let mut bits = Bits::after(Vec::with_capacity(count * 6 + 1));
-            for sequence in self.sequences.iter().rev() {
-                bits.put(
-                    sequence.literals - LITERALS_BASE[literal_code],
-                    LITERALS_EXTRA[literal_code],
-                );
-                bits.put(
-                    sequence.len - MATCH_BASE[match_code],
-                    MATCH_EXTRA[match_code],
-                );
-                bits.put(sequence.offset - (1 << offset_code), offset_code);
-            }
-            bits.put(1, 1);
-            bits.align();
-            body.extend_from_slice(&bits.out);
+        // All three tables in RLE mode, each its one symbol.
+        body.extend_from_slice(&[
+            0b0101_0100,
+            literal_code as u8,
+            offset_code as u8,
+            match_code as u8,
+        ]);
+        // Read backwards: the last sequence's bits are written first.
+        let mut bits = Bits::after(std::mem::take(body));
+        for sequence in self.sequences.iter().rev() {
+            bits.put(
+                sequence.literals - LITERALS_BASE[literal_code],
+                LITERALS_EXTRA[literal_code],
+            );
+            bits.put(
+                sequence.len - MATCH_BASE[match_code],
+                MATCH_EXTRA[match_code],
+            );
+            bits.put(sequence.offset - (1 << offset_code), offset_code);
         }
-        if count > 0 && body.len() < content {
-            block_header(&mut self.out, last, 2, body.len());
-            self.out.extend_from_slice(&body);
-            (self.from, self.cursor) = (until, until);
-        } else {
-            self.raw(until, last);
-        }
+        bits.put(1, 1);
+        bits.align();
+        self.out = bits.out;
         self.sequences.clear();
         self.codes = None;
+        let size = self.out.len() - mark - 3;
+        if size < content {
+            let mut header = Vec::with_capacity(3);
+            block_header(&mut header, last, 2, size);
+            self.out[mark..mark + 3].copy_from_slice(&header);
+            (self.from, self.cursor) = (until, until);
+        } else {
+            self.out.truncate(mark);
+            self.raw(until, last);
+        }
     }
 }
 

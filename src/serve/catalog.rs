@@ -616,9 +616,9 @@ mod tests {
         assert_eq!(
             (memo::MEMO_SALT, gzip.as_str(), zstd.as_str()),
             (
-                &b"image-maker serve digests v5\0"[..],
-                "sha256:54d6d3409eea07fd6e0191211c7685f5e089ee4edfdc0e59b4f2cb70780da935",
-                "sha256:57555399960c48aa2e3cf05ff220bc956fda2753656591ce51f9933acf630e79",
+                &b"image-maker serve digests v6\0"[..],
+                "sha256:b46d6b90045eec3d3ee83d7a3bab6ac4804614a74611d235b5e09a10d4ab2cdd",
+                "sha256:0f907f9f10b76b8fc2a07ea880f0f08c738d05862ddcc2ed6c00d3b143dc2e96",
             )
         );
     }

@@ -45,8 +45,9 @@ const WARNINGS: usize = 64;
 /// otherwise hand out digests its blobs no longer match. v3: zstd jobs of 2 MiB. v4: every
 /// gzip block deflated from a known window; a memo made before may hold the digest of bytes
 /// that depended on the process that made them. v5: zstd as independent 2 MiB frames, and
-/// the pieces' resume points after each compressed layer.
-pub(crate) const MEMO_SALT: &[u8] = b"image-maker serve digests v5\0";
+/// the pieces' resume points after each compressed layer. v6: generated layers at the
+/// default level written from their matches ([`crate::compress`]).
+pub(crate) const MEMO_SALT: &[u8] = b"image-maker serve digests v6\0";
 
 /// What the layers' bytes of `spec`'s image for `platform` depend on: the spec, the
 /// platform (through the content seed) and the mtime.
