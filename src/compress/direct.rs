@@ -420,8 +420,7 @@ impl Frame<'_> {
     fn close(&mut self, until: usize, last: bool) {
         let content = until - self.from;
         let count = self.sequences.len();
-        let Some((literal_code, offset_code, match_code)) = self.codes.filter(|_| count > 0)
-        else {
+        let Some((literal_code, offset_code, match_code)) = self.codes.filter(|_| count > 0) else {
             return self.raw(until, last);
         };
         let matched: usize = self.sequences.iter().map(|s| s.len as usize).sum();

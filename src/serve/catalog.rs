@@ -617,7 +617,7 @@ mod tests {
             (memo::MEMO_SALT, gzip.as_str(), zstd.as_str()),
             (
                 &b"image-maker serve digests v6\0"[..],
-                "sha256:b46d6b90045eec3d3ee83d7a3bab6ac4804614a74611d235b5e09a10d4ab2cdd",
+                "sha256:5a8051f87e5478904185cc0033993af2e649298671cc5e5748096f4d17c9e952",
                 "sha256:0f907f9f10b76b8fc2a07ea880f0f08c738d05862ddcc2ed6c00d3b143dc2e96",
             )
         );

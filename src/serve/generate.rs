@@ -236,14 +236,30 @@ impl Layer {
     /// threads. The bytes do not depend on the threads.
     pub fn write(&self, out: &mut dyn Write, threads: usize) -> io::Result<()> {
         let mut tick = |_| Ok(());
-        compress::encode_layer(
-            self.plan(),
-            &self.seed,
-            self.options(),
-            out,
-            false,
+        let Some(pieces) = &self.pieces else {
+            return compress::encode_layer(
+                self.plan(),
+                &self.seed,
+                self.options(),
+                out,
+                false,
+                threads,
+                &mut tick,
+            )
+            .map(drop);
+        };
+        // Resumed at its first byte: gzip's trailer takes the CRC the digest pass found
+        // rather than a second pass over every byte of tar.
+        let resume = compress::Resume {
+            input: 0,
+            crc: pieces.crc,
+        };
+        compress::encode_pieces(
+            compress::Encoding::of(self.plan()),
             threads,
-            &mut tick,
+            compress::Start::Resume(resume),
+            out,
+            |tar| layer::write_tar(self.plan(), &self.seed, self.options(), tar, &mut tick),
         )
         .map(drop)
     }

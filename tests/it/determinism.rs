@@ -36,7 +36,7 @@ const GOLDEN_KINDS_DIGEST: &str =
 /// zstd's from sha256:57555399960c48aa2e3cf05ff220bc956fda2753656591ce51f9933acf630e79.
 const GOLDEN_GZIP_SPEC: &str = "2MB:compression=gzip:ratio=3,300KB:files=3:compression=gzip";
 const GOLDEN_GZIP_DIGEST: &str =
-    "sha256:b46d6b90045eec3d3ee83d7a3bab6ac4804614a74611d235b5e09a10d4ab2cdd";
+    "sha256:5a8051f87e5478904185cc0033993af2e649298671cc5e5748096f4d17c9e952";
 const GOLDEN_ZSTD_SPEC: &str = "2MB:compression=zstd:ratio=3,300KB:files=3:compression=zstd";
 const GOLDEN_ZSTD_DIGEST: &str =
     "sha256:0f907f9f10b76b8fc2a07ea880f0f08c738d05862ddcc2ed6c00d3b143dc2e96";
