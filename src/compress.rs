@@ -89,7 +89,7 @@ pub(crate) fn encode_layer<W: Write>(
 ) -> io::Result<(Option<String>, W)> {
     encode(Encoding::of(plan), threads, out, |encoder| {
         if !diff_id {
-            layer::write_tar(plan, seed, options, encoder, tick)?;
+            layer::write_tar_to(plan, seed, options, encoder, tick)?;
             return Ok(None);
         }
         let mut tar = HashingWriter::new(encoder);
@@ -150,7 +150,7 @@ pub(crate) fn encode<W: Write, T>(
     encoding: Encoding,
     threads: usize,
     out: W,
-    produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
+    produce: impl FnOnce(&mut dyn layer::Out) -> io::Result<T>,
 ) -> io::Result<(T, W)> {
     encode_pieces(encoding, threads, Start::First, out, produce).map(|(value, out, _)| (value, out))
 }
@@ -209,7 +209,8 @@ pub(crate) enum Start {
 /// piece's first byte on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Resume {
-    /// The input offset of the piece: one [`Pieces::before`] gave.
+    /// The input offset of the piece: one [`Pieces::before`] gave, or 0 for the whole
+    /// stream made again without a pass for its CRC.
     pub input: u64,
     /// The CRC-32 of the original's whole input (gzip's trailer).
     pub crc: u32,
@@ -237,7 +238,7 @@ pub(crate) fn encode_pieces<W: Write, T>(
     threads: usize,
     start: Start,
     out: W,
-    produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
+    produce: impl FnOnce(&mut dyn layer::Out) -> io::Result<T>,
 ) -> io::Result<(T, W, Option<Pieces>)> {
     let level = encoding
         .level
@@ -246,7 +247,11 @@ pub(crate) fn encode_pieces<W: Write, T>(
     let kind = match encoding.compression {
         Compression::None => {
             let mut out = out;
-            let value = produce(&mut out)?;
+            let mut buffered = layer::Buffered {
+                out: &mut out,
+                buf: vec![0; layer::CHUNK],
+            };
+            let value = produce(&mut buffered)?;
             return Ok((value, out, None));
         }
         Compression::Gzip => Kind::Gzip,
@@ -321,7 +326,7 @@ fn pieces<W: Write, T>(
     threads: usize,
     start: Start,
     mut out: W,
-    produce: impl FnOnce(&mut dyn Write) -> io::Result<T>,
+    produce: impl FnOnce(&mut dyn layer::Out) -> io::Result<T>,
 ) -> io::Result<(T, W, Option<Pieces>)> {
     let kind = settings.kind;
     // A direct piece costs about what making its input costs the producer: workers beyond
@@ -348,7 +353,9 @@ fn pieces<W: Write, T>(
             jobs,
             pending: VecDeque::new(),
             in_flight: 2 * threads,
-            current: Vec::with_capacity(settings.piece()),
+            current: vec![0; settings.piece()],
+            filled: 0,
+            scratch: Vec::new(),
             piece: settings.piece(),
             step: settings.step(),
             previous: None,
@@ -679,7 +686,12 @@ struct PieceWriter<'a, W: Write> {
     jobs: Sender<Job>,
     pending: VecDeque<Receiver<io::Result<Done>>>,
     in_flight: usize,
+    /// The piece being filled: always a whole piece long, `filled` of it written (so that
+    /// its memory can be lent to the producer without being cleared first).
     current: Vec<u8>,
+    filled: usize,
+    /// What is lent while a resumed gzip stream takes its dictionary.
+    scratch: Vec<u8>,
     previous: Option<Arc<Vec<u8>>>,
     /// Bytes still to take as the first piece's dictionary (a resumed gzip stream).
     primer: usize,
@@ -717,8 +729,10 @@ impl<W: Write> PieceWriter<'_, W> {
             .spare
             .inputs
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.piece));
-        let data = Arc::new(std::mem::replace(&mut self.current, next));
+            .unwrap_or_else(|| vec![0; self.piece]);
+        let mut data = std::mem::replace(&mut self.current, next);
+        data.truncate(std::mem::take(&mut self.filled));
+        let data = Arc::new(data);
         let (done, result) = mpsc::channel();
         let previous = match self.dictionary {
             true => self.previous.replace(Arc::clone(&data)),
@@ -768,10 +782,12 @@ impl<W: Write> PieceWriter<'_, W> {
             }
             Encoded::Raw(data) => write_raw_frame(&data, &mut |bytes| self.emit(bytes))?,
         }
-        // Held still when it is the next piece's dictionary; then it comes back later.
-        if let Ok(mut input) = Arc::try_unwrap(input) {
-            input.clear();
-            self.spare.inputs.push(input);
+        // Held still when it is the next piece's dictionary; then it comes back later. Only
+        // whole ones are filled again: a short one is the last.
+        if let Ok(input) = Arc::try_unwrap(input).map_err(drop) {
+            if input.len() == self.piece {
+                self.spare.inputs.push(input);
+            }
         }
         Ok(())
     }
@@ -787,7 +803,7 @@ impl<W: Write> PieceWriter<'_, W> {
 
     fn finish(mut self) -> io::Result<Option<Pieces>> {
         // zstd ends with its last frame; gzip with a last block, empty if need be.
-        if self.kind == Kind::Gzip || !self.current.is_empty() || self.submitted == 0 {
+        if self.kind == Kind::Gzip || self.filled > 0 || self.submitted == 0 {
             self.submit(true)?;
         }
         while !self.pending.is_empty() {
@@ -824,21 +840,50 @@ impl<W: Write> Write for PieceWriter<'_, W> {
             self.primer -= n;
             return Ok(n);
         }
-        let piece = self.piece;
-        let n = (piece - self.current.len()).min(buf.len());
-        self.current.extend_from_slice(&buf[..n]);
-        if self.resume.is_none() && self.kind == Kind::Gzip {
-            self.crc.update(&buf[..n]);
-        }
-        self.input += n as u64;
-        if self.current.len() == piece {
-            self.submit(false)?;
-        }
+        let n = (self.piece - self.filled).min(buf.len());
+        self.current[self.filled..self.filled + n].copy_from_slice(&buf[..n]);
+        self.take(n)?;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl<W: Write> PieceWriter<'_, W> {
+    /// The next `n` bytes of the piece are in.
+    fn take(&mut self, n: usize) -> io::Result<()> {
+        if self.resume.is_none() && self.kind == Kind::Gzip {
+            self.crc.update(&self.current[self.filled..self.filled + n]);
+        }
+        self.filled += n;
+        self.input += n as u64;
+        if self.filled == self.piece {
+            self.submit(false)?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> layer::Out for PieceWriter<'_, W> {
+    fn room(&mut self, want: usize) -> &mut [u8] {
+        if self.primer > 0 {
+            self.scratch.resize(want.min(self.primer), 0);
+            return &mut self.scratch;
+        }
+        let end = self.piece.min(self.filled + want);
+        &mut self.current[self.filled..end]
+    }
+
+    fn commit(&mut self, n: usize) -> io::Result<()> {
+        if self.primer > 0 {
+            let scratch = std::mem::take(&mut self.scratch);
+            let result = self.write_all(&scratch[..n]);
+            self.scratch = scratch;
+            return result;
+        }
+        self.take(n)
     }
 }
 
@@ -890,6 +935,28 @@ mod tests {
     use crate::content::FileContent;
     use crate::digest::Blob;
     use crate::spec::Ratio;
+
+    #[test]
+    fn generated_layers_at_the_default_level_are_written_directly() {
+        let plans = |list: &str| crate::plan::layers(&crate::Spec::parse(list).expect("valid"));
+        let of = |list: &str| Encoding::of(&plans(list)[0]).generated;
+        let repeat = |r: &str| {
+            Some(Generated {
+                repeat: crate::content::repeat_distance(r.parse().expect("valid")),
+            })
+        };
+        assert_eq!(of("1MB:compression=gzip:ratio=3"), repeat("3"));
+        assert_eq!(of("1MB:compression=zstd"), repeat("1"));
+        // The default level spelled out is the same image, so the same encoder.
+        assert_eq!(of("1MB:compression=gzip:level=6"), repeat("1"));
+        assert_eq!(of("1MB:compression=zstd:level=3:ratio=2"), repeat("2"));
+        assert_eq!(of("1MB:compression=gzip:level=9"), None);
+        assert_eq!(of("1MB:compression=zstd:level=1"), None);
+        // Given files: zlib or libzstd, whatever the level.
+        let run = plans("1MB,run").pop().expect("the run layer");
+        assert!(run.has_given());
+        assert_eq!(Encoding::of(&run).generated, None);
+    }
 
     #[test]
     fn random_blocks_are_stored_and_others_compressed() {

@@ -104,7 +104,21 @@ pub fn write_tar(
     out: &mut dyn Write,
     tick: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; CHUNK];
+    let mut buffered = Buffered {
+        out,
+        buf: vec![0u8; CHUNK],
+    };
+    write_tar_to(plan, seed, options, &mut buffered, tick)
+}
+
+/// [`write_tar`] into a writer that lends its memory: file data is generated where it goes.
+pub(crate) fn write_tar_to(
+    plan: &LayerPlan,
+    seed: &[u8; 32],
+    options: TarOptions,
+    out: &mut dyn Out,
+    tick: &mut dyn FnMut(u64) -> io::Result<()>,
+) -> io::Result<()> {
     let mut tar = TarWriter::new(out, options);
     for entry in plan.entries_borrowed(0) {
         let Some(file) = tar.plan_entry(&entry)? else {
@@ -112,13 +126,52 @@ pub fn write_tar(
         };
         let mut content = crate::content::FileContent::of(plan, seed, file);
         while content.remaining() > 0 {
-            let n = content.fill(&mut buf);
-            tar.data(&buf[..n])?;
+            let want = usize::try_from(content.remaining()).map_or(CHUNK, |r| r.min(CHUNK));
+            let n = content.fill(tar.out.room(want));
+            tar.out.commit(n)?;
             tick(n as u64)?;
         }
         tar.end_file()?;
     }
     tar.finish()
+}
+
+/// Where a tar goes when it can lend its own memory for the next bytes, so that they are
+/// made in place rather than copied in: a compressed layer's piece. In serve, copying a
+/// GiB into pieces cost as much as making its random bytes.
+pub(crate) trait Out: Write {
+    /// Room for up to `want` of the next bytes: at least one when `want` is; the same room
+    /// until `commit`.
+    fn room(&mut self, want: usize) -> &mut [u8];
+    /// The room's first `n` bytes are the next ones.
+    fn commit(&mut self, n: usize) -> io::Result<()>;
+}
+
+/// Any writer, lent a buffer of its own.
+pub(crate) struct Buffered<'a> {
+    pub out: &'a mut dyn Write,
+    pub buf: Vec<u8>,
+}
+
+impl Write for Buffered<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.out.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl Out for Buffered<'_> {
+    fn room(&mut self, want: usize) -> &mut [u8] {
+        let n = want.min(self.buf.len());
+        &mut self.buf[..n]
+    }
+
+    fn commit(&mut self, n: usize) -> io::Result<()> {
+        self.out.write_all(&self.buf[..n])
+    }
 }
 
 /// Writes tar entries: layers, the archive file and the stream into `docker load`.

@@ -169,14 +169,21 @@ pub(super) fn deflate(data: &[u8], repeat: Option<usize>, last: bool, out: &mut 
         bits: Bits::after(std::mem::take(out)),
         fixed: false,
     };
-    let mut at = 0;
-    for found in matches(data, repeat) {
-        debug_assert!(found.distance <= WINDOW);
-        piece.literals(&data[at..found.start]);
-        piece.copy(found);
-        at = found.end();
+    let found = matches(data, repeat);
+    if found.is_empty() {
+        // Stored whole, however short: never larger than stored blocks (what
+        // `blob_bound` allows), where a few coded bytes could take 9 bits each.
+        piece.stored_all(data);
+    } else {
+        let mut at = 0;
+        for found in found {
+            debug_assert!(found.distance <= WINDOW);
+            piece.literals(&data[at..found.start]);
+            piece.copy(found);
+            at = found.end();
+        }
+        piece.literals(&data[at..]);
     }
-    piece.literals(&data[at..]);
     piece.end_fixed();
     piece.stored(&[], last);
     *out = piece.bits.out;
@@ -235,6 +242,10 @@ impl Deflate {
             }
             return;
         }
+        self.stored_all(bytes);
+    }
+
+    fn stored_all(&mut self, bytes: &[u8]) {
         self.end_fixed();
         for part in bytes.chunks(STORED_MOST) {
             self.stored(part, false);
@@ -603,6 +614,37 @@ mod tests {
         data[0] = 1;
         assert!(unzstd(&frame(&data, None)) == data);
         assert!(frame(&data, None).len() < 100);
+    }
+
+    #[test]
+    fn nothing_grows_beyond_stored_blocks() {
+        // What `blob_bound` allows a piece: its bytes in stored (or raw) blocks.
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for len in [
+            0,
+            1,
+            31,
+            100,
+            127,
+            128,
+            1000,
+            65_535,
+            65_536,
+            BLOCK + 1,
+            1 << 20,
+        ] {
+            let mut data = vec![0; len];
+            rng.fill_bytes(&mut data);
+            // High bytes, whose fixed codes are 9 bits.
+            let high: Vec<u8> = data.iter().map(|b| b | 0x90).collect();
+            for data in [data, high] {
+                let stored = len + 5 * (len / STORED_MOST + 1) + 5;
+                assert!(deflated(&data, Some(1365), false).len() <= stored, "{len}");
+                let raw = super::super::raw_frame(&data).len();
+                assert!(frame(&data, Some(1365)).len() <= raw, "{len}");
+                assert!(inflate(&[deflated(&data, Some(1365), true)]) == data);
+            }
+        }
     }
 
     #[test]

@@ -259,7 +259,7 @@ impl Layer {
             threads,
             compress::Start::Resume(resume),
             out,
-            |tar| layer::write_tar(self.plan(), &self.seed, self.options(), tar, &mut tick),
+            |tar| layer::write_tar_to(self.plan(), &self.seed, self.options(), tar, &mut tick),
         )
         .map(drop)
     }
@@ -287,7 +287,7 @@ impl Layer {
             |encoder| {
                 let (seed, options) = (&self.seed, self.options());
                 if !self.compressed() {
-                    layer::write_tar(plan, seed, options, encoder, &mut tick)?;
+                    layer::write_tar_to(plan, seed, options, encoder, &mut tick)?;
                     return Ok(None);
                 }
                 let mut tar = HashingWriter::new(encoder);
