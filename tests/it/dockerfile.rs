@@ -115,9 +115,14 @@ fn assert_layers_hold_the_generated_files(image: &EngineImage, list: &str, into:
 /// Whether `engine` holds an image named `name`. It looks up that one image: listing the whole
 /// store fails when a test running beside this one removes an image halfway through the list.
 fn holds(engine: Tool, name: &str) -> bool {
+    // buildah describes the image as a builder made from it.
+    let id = match engine.name() {
+        "buildah" => "{{.FromImageID}}",
+        _ => "{{.Id}}",
+    };
     let out = engine
         .cmd()
-        .args(["inspect", "--type", "image", "--format", "{{.Id}}", name])
+        .args(["inspect", "--type", "image", "--format", id, name])
         .output()
         .expect("run the engine");
     out.status.success() && !out.stdout.trim_ascii().is_empty()
