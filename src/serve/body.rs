@@ -2,6 +2,7 @@
 //! bounded channel (a few chunks per stream, whatever the blob's size), and the access-log
 //! line each response writes once it has been sent or abandoned.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, Write};
 use std::pin::Pin;
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Frame, SizeHint};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
@@ -17,6 +18,7 @@ use super::conn::{Activity, Flushes};
 use super::fault::Damage;
 use super::metrics::{GaugeGuard, Metrics, Route};
 use crate::digest::HashingWriter;
+use crate::layer;
 use crate::progress::LogLevel;
 /// Bytes per chunk handed from a generator thread to its response. Each chunk costs two
 /// thread wake-ups: 1 MiB chunks used about a fifth less CPU per GiB sent than 256 KiB
@@ -26,6 +28,119 @@ const CHUNK: usize = 1 << 20;
 /// with one, a client that stopped reading holds about 3 MiB (5 with two), at the same
 /// throughput over loopback.
 const DEPTH: usize = 1;
+
+/// Where a stream's bytes go when they are already buffers of their own (a cached file's
+/// reads, a kept blob's chunks): each is handed over as it is, with no copy, unless the
+/// stream must change or hold back its bytes (faults, a range's edges, a check's last
+/// bytes); then it is written as any bytes are.
+pub(crate) trait Handover: Write {
+    fn hand(&mut self, bytes: Bytes) -> io::Result<()>;
+}
+
+/// The buffers a stream fills and hands over: one the response has sent and let go of is
+/// filled again, so that a stream allocates a few, not one a MiB.
+#[derive(Debug, Default)]
+pub(crate) struct Chunks {
+    lent: VecDeque<Bytes>,
+}
+
+/// Chunks handed over that a stream keeps to fill again: more than it has in flight (the
+/// channel's, the one hyper writes, the one being filled).
+const LENT: usize = 4;
+
+impl Chunks {
+    /// A buffer of `len` bytes, holding whatever it held.
+    pub fn take(&mut self, len: usize) -> BytesMut {
+        let free = self.lent.front().is_some_and(Bytes::is_unique);
+        let mut buf = match free.then(|| self.lent.pop_front()).flatten() {
+            Some(chunk) => chunk.try_into_mut().unwrap_or_default(),
+            None => BytesMut::new(),
+        };
+        buf.resize(len, 0);
+        buf
+    }
+
+    /// `buf` as a chunk to hand over, kept to be filled again once it is let go of.
+    pub fn seal(&mut self, buf: BytesMut) -> Bytes {
+        let chunk = buf.freeze();
+        self.lent.push_back(chunk.clone());
+        if self.lent.len() > LENT {
+            self.lent.pop_front();
+        }
+        chunk
+    }
+}
+
+/// A tar made straight into the chunks a stream hands over ([`layer::Out`]): its file
+/// data is generated where it is sent from.
+pub(crate) struct Handing<'a> {
+    out: &'a mut dyn Handover,
+    chunks: Chunks,
+    buf: BytesMut,
+    filled: usize,
+}
+
+impl<'a> Handing<'a> {
+    pub fn new(out: &'a mut dyn Handover) -> Self {
+        let mut chunks = Chunks::default();
+        let buf = chunks.take(CHUNK);
+        Self {
+            out,
+            chunks,
+            buf,
+            filled: 0,
+        }
+    }
+
+    /// Hands over what is left.
+    pub fn finish(mut self) -> io::Result<()> {
+        if self.filled == 0 {
+            return Ok(());
+        }
+        self.buf.truncate(self.filled);
+        let last = std::mem::take(&mut self.buf);
+        self.out.hand(self.chunks.seal(last))
+    }
+}
+
+impl Write for Handing<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = layer::Out::room(self, data.len());
+        let n = room.len();
+        room.copy_from_slice(&data[..n]);
+        layer::Out::commit(self, n)?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl layer::Out for Handing<'_> {
+    fn room(&mut self, want: usize) -> &mut [u8] {
+        let end = (self.filled + want).min(self.buf.len());
+        &mut self.buf[self.filled..end]
+    }
+
+    fn commit(&mut self, n: usize) -> io::Result<()> {
+        self.filled += n;
+        if self.filled < self.buf.len() {
+            return Ok(());
+        }
+        let next = self.chunks.take(CHUNK);
+        let full = std::mem::replace(&mut self.buf, next);
+        self.filled = 0;
+        self.out.hand(self.chunks.seal(full))
+    }
+}
+
+#[cfg(test)]
+impl Handover for Vec<u8> {
+    fn hand(&mut self, bytes: Bytes) -> io::Result<()> {
+        self.write_all(&bytes)
+    }
+}
 
 /// The generator threads of blob streams: at most `max` at once, a quarter of them at
 /// most for paced (`slow-`) streams, so that those, which hold their thread for as long as
@@ -246,7 +361,17 @@ impl Body {
         damage: Damage,
         write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
     ) -> Self {
-        Self::spawn(ticket, start, 0..u64::MAX, damage, None, write)
+        Self::spawn(ticket, start, 0..u64::MAX, damage, None, |out| write(out))
+    }
+
+    /// The same, from a writer whose bytes are buffers of their own ([`Handover`]).
+    pub fn handed(
+        ticket: Ticket,
+        start: u64,
+        damage: Damage,
+        write: impl FnOnce(&mut dyn Handover) -> io::Result<()> + Send + 'static,
+    ) -> Self {
+        Self::spawn(ticket, start, 0..u64::MAX, damage, None, |out| write(out))
     }
 
     /// Bytes `range` of a blob that `write` can only make from its first byte (a
@@ -258,7 +383,7 @@ impl Body {
         damage: Damage,
         write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
     ) -> Self {
-        Self::spawn(ticket, 0, range, damage, None, write)
+        Self::spawn(ticket, 0, range, damage, None, |out| write(out))
     }
 
     /// Bytes `start..` of a blob that `write` makes whole, from its first byte, on a
@@ -279,7 +404,7 @@ impl Body {
             start..u64::MAX,
             damage,
             Some(Checker::start(check)),
-            write,
+            |out| write(out),
         )
     }
 
@@ -289,7 +414,7 @@ impl Body {
         window: std::ops::Range<u64>,
         damage: Damage,
         check: Option<io::Result<Checker>>,
-        write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
+        write: impl FnOnce(&mut Sender) -> io::Result<()> + Send + 'static,
     ) -> Self {
         let (tx, rx) = mpsc::channel(DEPTH);
         let pace = damage.rate.map(Pace::new);
@@ -631,6 +756,38 @@ impl Sender {
             Some(mut checker) => checker.finish(),
             None => Ok(()),
         }
+    }
+}
+
+impl Handover for Sender {
+    fn hand(&mut self, mut bytes: Bytes) -> io::Result<()> {
+        let whole = |sender: &Self, end: u64| {
+            sender.skip == 0
+                && end <= sender.until
+                && sender.damage.rate.is_none()
+                && sender.damage.truncate_at.is_none()
+                && sender.damage.corrupt_at.is_none()
+                && sender
+                    .check
+                    .as_ref()
+                    .is_none_or(|checker| end < checker.size)
+        };
+        while !bytes.is_empty() {
+            let chunk = bytes.split_to(bytes.len().min(CHUNK));
+            let end = self.at + chunk.len() as u64;
+            if !whole(self, end) {
+                self.write_all(&chunk)?;
+                continue;
+            }
+            // What was written before goes first, in order.
+            self.send()?;
+            if let Some(checker) = &mut self.check {
+                checker.feed(chunk.clone())?;
+            }
+            self.at = end;
+            self.tx.blocking_send(Ok(chunk)).map_err(|_| gone())?;
+        }
+        Ok(())
     }
 }
 

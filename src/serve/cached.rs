@@ -12,19 +12,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::body::{Chunks, Handover};
 use crate::cache::{Cache, Stamp, TrustedLayer};
 use crate::progress::LogLevel;
 use crate::{BuildRequest, Progress};
 
 /// Bytes per read: as many as a response chunk holds.
 const READ: usize = 1 << 20;
+
 /// How long the index of the cache's layers is trusted when no entry came or went: a
 /// stamp that moved meanwhile is caught at the open anyway.
 const RESCAN: Duration = Duration::from_secs(30);
@@ -248,17 +250,18 @@ fn holds(file: &File, layer: &TrustedLayer, digest: &str) -> bool {
 }
 
 impl CachedFile {
-    /// Bytes `range` of the blob, read in large chunks. The last is sent only if the file
-    /// still has its stamp then: a file written to while it was read fails the stream
-    /// short of its length, as a generator's mismatch does.
-    pub fn send(&self, range: Range<u64>, out: &mut dyn Write) -> io::Result<()> {
+    /// Bytes `range` of the blob, read in large chunks, each handed over as it was read.
+    /// The last is sent only if the file still has its stamp then: a file written to while
+    /// it was read fails the stream short of its length, as a generator's mismatch does.
+    pub fn send(&self, range: Range<u64>, out: &mut dyn Handover) -> io::Result<()> {
         let end = range.end.min(self.layer.size);
-        let mut buf =
-            vec![0; READ.min(usize::try_from(end.saturating_sub(range.start)).unwrap_or(READ))];
+        let len = READ.min(usize::try_from(end.saturating_sub(range.start)).unwrap_or(READ));
+        let mut chunks = Chunks::default();
         let mut at = range.start;
         while at < end {
-            let n = usize::try_from(end - at).map_or(buf.len(), |left| left.min(buf.len()));
-            self.file.read_exact_at(&mut buf[..n], at)?;
+            let n = usize::try_from(end - at).map_or(len, |left| left.min(len));
+            let mut buf = chunks.take(n);
+            self.file.read_exact_at(&mut buf, at)?;
             at += n as u64;
             if at == end && !holds(&self.file, &self.layer, &self.digest) {
                 return Err(io::Error::other(format!(
@@ -266,7 +269,7 @@ impl CachedFile {
                     self.layer.path.display()
                 )));
             }
-            out.write_all(&buf[..n])?;
+            out.hand(chunks.seal(buf))?;
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rustc_hash::FxHashMap;
 
+use super::body::{Handing, Handover};
 use super::passes::Cancel;
 use crate::digest::{Blob, HashingWriter};
 use crate::layer::{self, TarOptions, TarWriter, CHUNK};
@@ -230,6 +231,23 @@ impl Layer {
     /// Whether the blob is compressed, and so can only be produced from its start.
     pub fn compressed(&self) -> bool {
         self.layer_spec().encoding() != Compression::None
+    }
+
+    /// The same, a plain tar made straight into the chunks `out` sends: no copy of its
+    /// GiBs on the way.
+    pub fn hand(&self, out: &mut dyn Handover, threads: usize) -> io::Result<()> {
+        if self.compressed() {
+            return self.write(out, threads);
+        }
+        let mut handing = Handing::new(out);
+        layer::write_tar_to(
+            self.plan(),
+            &self.seed,
+            self.options(),
+            &mut handing,
+            &mut |_| Ok(()),
+        )?;
+        handing.finish()
     }
 
     /// The whole blob, from its first byte, compressed (when the layer is) on `threads`

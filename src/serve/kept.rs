@@ -6,13 +6,14 @@
 //! and whose check passed: what is kept is what the digest pass found. The bytes being
 //! collected count against the budget too, so that streams at once cannot hold more.
 
-use std::io::{self, Write};
+use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::body::Handover;
 use super::bounded::Bounded;
 
 /// The kept blobs, by digest.
@@ -94,14 +95,14 @@ impl Drop for Keep {
 
 impl Kept {
     /// Bytes `range` of the blob.
-    pub fn send(&self, range: Range<u64>, out: &mut dyn Write) -> io::Result<()> {
+    pub fn send(&self, range: Range<u64>, out: &mut dyn Handover) -> io::Result<()> {
         let mut at = 0u64;
         for chunk in &self.chunks {
             let end = at + chunk.len() as u64;
             if end > range.start && at < range.end {
                 let from = usize::try_from(range.start.saturating_sub(at)).unwrap_or(0);
                 let to = usize::try_from(range.end.min(end) - at).unwrap_or(chunk.len());
-                out.write_all(&chunk[from..to])?;
+                out.hand(chunk.slice(from..to))?;
             }
             at = end;
         }
