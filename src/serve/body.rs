@@ -965,6 +965,47 @@ mod tests {
     use super::*;
     use crate::digest::Blob;
 
+    #[test]
+    fn a_chunk_let_go_of_is_filled_again_and_one_still_held_is_not() {
+        let mut chunks = Chunks::default();
+        let mut first = chunks.take(8);
+        first.copy_from_slice(b"abcdefgh");
+        let first = chunks.seal(first);
+        let at = first.as_ptr();
+        let mut second = chunks.take(8);
+        assert_ne!(second.as_ptr(), at, "the first is still held");
+        second.copy_from_slice(b"12345678");
+        assert_eq!(&first[..], b"abcdefgh");
+        let _second = chunks.seal(second);
+        drop(first);
+        assert_eq!(chunks.take(8).as_ptr(), at, "the first was let go of");
+    }
+
+    #[test]
+    fn a_tar_made_into_chunks_is_handed_over_whole_and_in_order() {
+        let data: Vec<u8> = (0..CHUNK * 2 + 12_345).map(|i| (i % 251) as u8).collect();
+        let mut out = Vec::new();
+        let mut handing = Handing::new(&mut out);
+        let (mut at, mut step) = (0, 1);
+        while at < data.len() {
+            // Writes and rooms of every size, across chunks' ends.
+            let n = step.min(data.len() - at);
+            if step % 2 == 0 {
+                handing.write_all(&data[at..at + n]).expect("write");
+                at += n;
+            } else {
+                let room = layer::Out::room(&mut handing, n);
+                let got = room.len();
+                room.copy_from_slice(&data[at..at + got]);
+                layer::Out::commit(&mut handing, got).expect("commit");
+                at += got;
+            }
+            step = step * 7 % 100_003 + 1;
+        }
+        handing.finish().expect("finish");
+        assert!(out == data);
+    }
+
     /// Everything a body yields: its bytes, and whether it ended in an error.
     async fn drain(body: Body) -> (Vec<u8>, bool) {
         let Body::Stream(mut rx, _) = body else {
