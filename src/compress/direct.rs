@@ -52,12 +52,15 @@ fn matches(data: &[u8], repeat: Option<usize>) -> Vec<Match> {
     let mut found = Vec::new();
     let (mut at, mut floor) = (0, 0);
     while at + PROBE <= data.len() {
-        if let Some(d) = repeat.filter(|&d| at >= d && at + PROBE * PROBES <= data.len()) {
+        // Until a probe can reach back by `repeat`, probes go one by one.
+        let far = repeat.filter(|&d| at >= d);
+        if at >= 1 && at + PROBE * PROBES <= data.len() && repeat.is_some() == far.is_some() {
             // No probe of the next few holds at either distance: all of them fail, as they
             // would one by one.
             let fails = |i: usize| {
-                let here = word(at + i * PROBE);
-                here != word(at + i * PROBE - d) && here != word(at + i * PROBE - 1)
+                let probe = at + i * PROBE;
+                let here = word(probe);
+                here != word(probe - 1) && far.is_none_or(|d| here != word(probe - d))
             };
             if (0..PROBES).all(fails) {
                 at += PROBE * PROBES;
