@@ -25,8 +25,8 @@ use crate::progress::LogLevel;
 /// ones (0.50 s against 0.64 s, 2 cores).
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight per stream, besides the one being filled and the one being written:
-/// with one, a client that stopped reading holds about 3 MiB (5 with two), at the same
-/// throughput over loopback.
+/// with one, a client that stopped reading holds about 3 MiB (4 where the chunks are
+/// handed over, [`Chunks`]; 5 with two), at the same throughput over loopback.
 const DEPTH: usize = 1;
 
 /// Where a stream's bytes go when they are already buffers of their own (a cached file's
@@ -44,9 +44,10 @@ pub(crate) struct Chunks {
     lent: VecDeque<Bytes>,
 }
 
-/// Chunks handed over that a stream keeps to fill again: more than it has in flight (the
-/// channel's, the one hyper writes, the one being filled).
-const LENT: usize = 4;
+/// Chunks handed over that a stream keeps to fill again: one more than it has in flight
+/// (the channel's and the one hyper writes), so that the oldest is free by the time the
+/// next is taken. A stalled reader's stream then holds these and the one being filled.
+const LENT: usize = DEPTH + 2;
 
 impl Chunks {
     /// A buffer of `len` bytes, holding whatever it held.
