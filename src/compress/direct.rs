@@ -56,13 +56,20 @@ fn matches(data: &[u8], repeat: Option<usize>) -> Vec<Match> {
         let far = repeat.filter(|&d| at >= d);
         if at >= 1 && at + PROBE * PROBES <= data.len() && repeat.is_some() == far.is_some() {
             // No probe of the next few holds at either distance: all of them fail, as they
-            // would one by one.
-            let fails = |i: usize| {
-                let probe = at + i * PROBE;
-                let here = word(probe);
-                here != word(probe - 1) && far.is_none_or(|d| here != word(probe - d))
+            // would one by one. At distance 1 a probe holds only where its 8 bytes are one
+            // byte 8 times, which a probe tells from its own word.
+            let block = &data[at..at + PROBE * PROBES];
+            let back = far.map(|d| &data[at - d..at - d + PROBE * PROBES]);
+            let word_of = |bytes: &[u8], i: usize| {
+                u64::from_ne_bytes(bytes[i * PROBE..(i + 1) * PROBE].try_into().expect("8"))
             };
-            if (0..PROBES).all(fails) {
+            let mut held = false;
+            for i in 0..PROBES {
+                let here = word_of(block, i);
+                held |= here == here.rotate_left(8);
+                held |= back.is_some_and(|back| here == word_of(back, i));
+            }
+            if !held {
                 at += PROBE * PROBES;
                 continue;
             }
