@@ -605,7 +605,7 @@ mod tests {
         data
     }
 
-    /// One probe at a time, each match extended by `STRETCH` at a time: what `matches` finds.
+    /// One probe at a time, each match extended a byte at a time: what `matches` finds.
     fn matches_one_by_one(data: &[u8], repeat: Option<usize>) -> Vec<Match> {
         let word = |i: usize| u64::from_ne_bytes(data[i..i + PROBE].try_into().expect("8"));
         let repeat = repeat.filter(|&d| d > 1);
