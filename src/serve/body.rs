@@ -52,11 +52,14 @@ const LENT: usize = DEPTH + 2;
 impl Chunks {
     /// A buffer of `len` bytes, holding whatever it held.
     pub fn take(&mut self, len: usize) -> BytesMut {
-        let free = self.lent.front().is_some_and(Bytes::is_unique);
-        let mut buf = match free.then(|| self.lent.pop_front()).flatten() {
-            Some(chunk) => chunk.try_into_mut().unwrap_or_default(),
-            None => BytesMut::new(),
-        };
+        let mut buf = match self.lent.front().is_some_and(Bytes::is_unique) {
+            true => self
+                .lent
+                .pop_front()
+                .and_then(|chunk| chunk.try_into_mut().ok()),
+            false => None,
+        }
+        .unwrap_or_default();
         buf.resize(len, 0);
         buf
     }
@@ -354,19 +357,9 @@ impl Body {
     }
 
     /// Bytes `start..` of a blob, as `write` makes them on a blocking thread that holds
-    /// `ticket`, with `damage` done on the way. `write` stops at its first failed write:
-    /// when the client is gone.
+    /// `ticket`, with `damage` done on the way: written, or handed over in buffers of their
+    /// own ([`Handover`]). `write` stops at its first failed write: when the client is gone.
     pub fn generated(
-        ticket: Ticket,
-        start: u64,
-        damage: Damage,
-        write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
-    ) -> Self {
-        Self::spawn(ticket, start, 0..u64::MAX, damage, None, |out| write(out))
-    }
-
-    /// The same, from a writer whose bytes are buffers of their own ([`Handover`]).
-    pub fn handed(
         ticket: Ticket,
         start: u64,
         damage: Damage,
@@ -765,9 +758,7 @@ impl Handover for Sender {
         let whole = |sender: &Self, end: u64| {
             sender.skip == 0
                 && end <= sender.until
-                && sender.damage.rate.is_none()
-                && sender.damage.truncate_at.is_none()
-                && sender.damage.corrupt_at.is_none()
+                && sender.damage == Damage::default()
                 && sender
                     .check
                     .as_ref()

@@ -875,11 +875,11 @@ async fn blob(
         match stored {
             Stored::Layer(..) if kept.is_some() => {
                 let kept = kept.expect("looked up");
-                Body::handed(ticket, start, damage, move |out| kept.send(range, out))
+                Body::generated(ticket, start, damage, move |out| kept.send(range, out))
             }
             Stored::Layer(..) if cached.is_some() => {
                 let file = cached.expect("looked up");
-                Body::handed(ticket, start, damage, move |out| file.send(range, out))
+                Body::generated(ticket, start, damage, move |out| file.send(range, out))
             }
             Stored::Config(bytes) => Body::generated(ticket, start, damage, move |out| {
                 let (a, b) = (usize::try_from(range.start), usize::try_from(range.end));
@@ -921,7 +921,7 @@ async fn blob(
                 Body::windowed(ticket, range, damage, move |out| layer.write(out, threads))
             }
             Stored::Layer(layer, _) if range == (0..size) => {
-                Body::handed(ticket, start, damage, move |out| layer.hand(out, 1))
+                Body::generated(ticket, start, damage, move |out| layer.hand(out, 1))
             }
             Stored::Layer(layer, _) => {
                 let threads = ticket.encoders();

@@ -138,6 +138,16 @@ impl Served {
         self.child.as_ref().expect("running").id()
     }
 
+    /// The server's peak resident memory so far, in KiB (`VmHWM`).
+    pub(crate) fn peak_rss_kib(&self) -> u64 {
+        fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
     /// Ctrl-C, then the exit status and everything it wrote on stderr.
     fn interrupt(mut self) -> (std::process::ExitStatus, String) {
         let mut child = self.child.take().expect("running");
@@ -1045,12 +1055,7 @@ fn two_clients_of_a_large_layer_cost_no_disk_and_little_memory() {
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(stdout(&out), ((256u64 << 20) + 2048).to_string());
     }
-    let status = fs::read_to_string(format!("/proc/{}/status", server.pid())).expect("status");
-    let peak_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
+    let peak_kib = server.peak_rss_kib();
     assert!(peak_kib < 100 << 10, "peak RSS {peak_kib} KiB");
     // The digest memo and its index (a small file per digest, each made under a temporary
     // name, and their directories): a few dozen pages, where one stored blob would be

@@ -335,6 +335,10 @@ fn six_hundred_stalled_readers_and_paced_streams_leave_curl_and_skopeo_their_byt
         Duration::from_secs(20),
         || metric(curl, &server, "image_maker_blob_streams_active") >= 32.0,
     );
+    // Each stalled stream holds its few MiB of chunks (158 MiB in all here, with the 600
+    // connections): not the blob, and nothing that grows with the clients beyond the pool.
+    let peak_kib = server.peak_rss_kib();
+    assert!(peak_kib < (32 * 6 + 64) << 10, "peak RSS {peak_kib} KiB");
     // A well-behaved client gets the whole blob (after a 429 it retries, as it is told),
     // and skopeo the whole image.
     let work = tempdir();
